@@ -1,0 +1,46 @@
+//! duetd: the duet daemon, one per node.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The duet cluster daemon: heartbeats, membership and the D-Bus API of one node.
+#[derive(Parser)]
+#[command(name = "duetd", version)]
+struct Args {
+    /// The cluster config (identical on every node).
+    #[arg(long, short, default_value = "/etc/duet/duet.toml")]
+    config: PathBuf,
+    /// This node's name in the config [default: the hostname].
+    #[arg(long)]
+    node: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    duet::host::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("duetd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = duet::daemon::Options {
+        config: args.config,
+        node: args.node,
+    };
+    match runtime.block_on(duet::daemon::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("duetd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

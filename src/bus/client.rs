@@ -1,0 +1,114 @@
+//! Reading the daemon's state over D-Bus, for `duetctl`.
+
+use std::collections::HashMap;
+
+use zbus::blocking::Connection;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+
+use crate::bus::server::{BUS_NAME, ROOT_PATH};
+use crate::bus::status::{ClusterStatus, LinkStatus, NodeStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the system bus: {0}")]
+    Bus(zbus::Error),
+    #[error("duetd is not running on this node (nobody owns {BUS_NAME} on the bus)")]
+    NotRunning,
+    #[error("duetd answered with an error: {0}")]
+    Call(zbus::Error),
+    #[error("duetd's reply is missing property {0}")]
+    Missing(&'static str),
+}
+
+type Props = HashMap<String, OwnedValue>;
+
+/// Connects to the system bus (or DBUS_SYSTEM_BUS_ADDRESS).
+pub fn connect() -> Result<Connection, ClientError> {
+    Connection::system().map_err(ClientError::Bus)
+}
+
+/// Reads the cluster object and every node object.
+pub fn read_status(conn: &Connection) -> Result<ClusterStatus, ClientError> {
+    let cluster = get_all(conn, ROOT_PATH, "org.duet.Duet1.Cluster")?;
+    let managed = managed_objects(conn)?;
+    let paths: Vec<OwnedObjectPath> = prop(&cluster, "Nodes")?;
+    let mut nodes = Vec::new();
+    for path in paths {
+        let Some(props) = managed.get(&path).and_then(|i| i.get("org.duet.Duet1.Node")) else {
+            continue;
+        };
+        nodes.push(node_status(props)?);
+    }
+    Ok(ClusterStatus {
+        cluster: prop(&cluster, "Name")?,
+        quorate: prop(&cluster, "Quorate")?,
+        local_node: prop(&cluster, "LocalNode")?,
+        nodes,
+    })
+}
+
+fn node_status(props: &Props) -> Result<NodeStatus, ClientError> {
+    let links: Vec<(String, String)> = prop(props, "Links")?;
+    Ok(NodeStatus {
+        name: prop(props, "Name")?,
+        state: prop(props, "State")?,
+        incarnation: prop(props, "Incarnation")?,
+        last_seen: prop(props, "LastSeen")?,
+        links: links
+            .into_iter()
+            .map(|(name, state)| LinkStatus { name, state })
+            .collect(),
+        ping_reachable: prop(props, "PingReachable")?,
+        local: prop(props, "Local")?,
+        votes: prop(props, "Votes")?,
+    })
+}
+
+fn prop<T>(props: &Props, name: &'static str) -> Result<T, ClientError>
+where
+    T: TryFrom<OwnedValue>,
+{
+    let value = props.get(name).ok_or(ClientError::Missing(name))?;
+    let value = value.try_clone().map_err(|e| ClientError::Call(e.into()))?;
+    T::try_from(value).map_err(|_| ClientError::Missing(name))
+}
+
+fn call_error(e: zbus::Error) -> ClientError {
+    match &e {
+        zbus::Error::MethodError(name, _, _)
+            if name.as_str() == "org.freedesktop.DBus.Error.ServiceUnknown"
+                || name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner" =>
+        {
+            ClientError::NotRunning
+        }
+        _ => ClientError::Call(e),
+    }
+}
+
+fn get_all(conn: &Connection, path: &str, iface: &str) -> Result<Props, ClientError> {
+    let reply = conn
+        .call_method(
+            Some(BUS_NAME),
+            path,
+            Some("org.freedesktop.DBus.Properties"),
+            "GetAll",
+            &(iface,),
+        )
+        .map_err(call_error)?;
+    reply.body().deserialize().map_err(ClientError::Call)
+}
+
+type Managed = HashMap<OwnedObjectPath, HashMap<String, Props>>;
+
+fn managed_objects(conn: &Connection) -> Result<Managed, ClientError> {
+    let reply = conn
+        .call_method(
+            Some(BUS_NAME),
+            ROOT_PATH,
+            Some("org.freedesktop.DBus.ObjectManager"),
+            "GetManagedObjects",
+            &(),
+        )
+        .map_err(call_error)?;
+    reply.body().deserialize().map_err(ClientError::Call)
+}

@@ -1,0 +1,236 @@
+//! The D-Bus objects: `/org/duet/Duet1` (Cluster, ObjectManager) and one
+//! `/org/duet/Duet1/node/<name>` per node. Getters read the shared status;
+//! `Bus::publish` swaps in a new status and signals what changed.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedObjectPath;
+
+use crate::bus::status::{ClusterStatus, NodeStatus, node_path};
+
+pub const BUS_NAME: &str = "org.duet.Duet1";
+pub const ROOT_PATH: &str = "/org/duet/Duet1";
+
+type Shared = Arc<Mutex<ClusterStatus>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, ClusterStatus> {
+    // A panic while holding the lock leaves plain data behind; keep serving.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct ClusterObject {
+    shared: Shared,
+}
+
+#[zbus::interface(name = "org.duet.Duet1.Cluster")]
+impl ClusterObject {
+    /// The cluster's name from the config.
+    #[zbus(property)]
+    fn name(&self) -> String {
+        lock(&self.shared).cluster.clone()
+    }
+
+    /// The name of the node this daemon runs on.
+    #[zbus(property)]
+    fn local_node(&self) -> String {
+        lock(&self.shared).local_node.clone()
+    }
+
+    /// Whether this node's partition holds a majority of the votes.
+    #[zbus(property)]
+    fn quorate(&self) -> bool {
+        lock(&self.shared).quorate
+    }
+
+    /// The node objects, in config order.
+    #[zbus(property)]
+    fn nodes(&self) -> Vec<OwnedObjectPath> {
+        lock(&self.shared)
+            .nodes
+            .iter()
+            .filter_map(|n| OwnedObjectPath::try_from(node_path(&n.name)).ok())
+            .collect()
+    }
+
+    /// One line, e.g. "2/2 nodes up, quorate".
+    #[zbus(property)]
+    fn status(&self) -> String {
+        lock(&self.shared).summary()
+    }
+}
+
+pub struct NodeObject {
+    shared: Shared,
+    index: usize,
+}
+
+impl NodeObject {
+    fn with<T>(&self, f: impl FnOnce(&NodeStatus) -> T, default: T) -> T {
+        lock(&self.shared).nodes.get(self.index).map(f).unwrap_or(default)
+    }
+}
+
+#[zbus::interface(name = "org.duet.Duet1.Node")]
+impl NodeObject {
+    #[zbus(property)]
+    fn name(&self) -> String {
+        self.with(|n| n.name.clone(), String::new())
+    }
+
+    /// "init", "up", "late" or "dead".
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.with(|n| n.state.clone(), String::new())
+    }
+
+    /// The node's current run (its start time in microseconds); 0 if never
+    /// heard. A new value means the node restarted.
+    #[zbus(property)]
+    fn incarnation(&self) -> u64 {
+        self.with(|n| n.incarnation, 0)
+    }
+
+    /// Wall-clock time of the last heartbeat in microseconds since the
+    /// epoch. It changes with every heartbeat, so it is read, not signalled.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn last_seen(&self) -> u64 {
+        self.with(|n| n.last_seen, 0)
+    }
+
+    /// Per link: (link name, "init" | "up" | "down").
+    #[zbus(property)]
+    fn links(&self) -> Vec<(String, String)> {
+        self.with(
+            |n| {
+                n.links
+                    .iter()
+                    .map(|l| (l.name.clone(), l.state.clone()))
+                    .collect()
+            },
+            Vec::new(),
+        )
+    }
+
+    /// How many of the configured ping nodes this node reaches.
+    #[zbus(property)]
+    fn ping_reachable(&self) -> u16 {
+        self.with(|n| n.ping_reachable, 0)
+    }
+
+    /// Whether this is the node the daemon runs on.
+    #[zbus(property)]
+    fn local(&self) -> bool {
+        self.with(|n| n.local, false)
+    }
+
+    #[zbus(property)]
+    fn votes(&self) -> u32 {
+        self.with(|n| n.votes, 0)
+    }
+}
+
+/// The daemon's handle on its D-Bus objects.
+pub struct Bus {
+    connection: zbus::Connection,
+    shared: Shared,
+}
+
+impl Bus {
+    /// Connects to the system bus (or DBUS_SYSTEM_BUS_ADDRESS), serves the
+    /// objects for `initial` and takes the well-known name.
+    pub async fn start(initial: ClusterStatus) -> zbus::Result<Bus> {
+        let shared = Arc::new(Mutex::new(initial.clone()));
+        let mut builder = zbus::connection::Builder::system()?
+            .serve_at(ROOT_PATH, zbus::fdo::ObjectManager)?
+            .serve_at(
+                ROOT_PATH,
+                ClusterObject {
+                    shared: shared.clone(),
+                },
+            )?;
+        for (index, node) in initial.nodes.iter().enumerate() {
+            let object = NodeObject {
+                shared: shared.clone(),
+                index,
+            };
+            builder = builder.serve_at(node_path(&node.name), object)?;
+        }
+        let connection = builder.name(BUS_NAME)?.build().await?;
+        Ok(Bus { connection, shared })
+    }
+
+    /// Replaces the status and emits PropertiesChanged for what differs.
+    pub async fn publish(&self, new: ClusterStatus) -> zbus::Result<()> {
+        let old = std::mem::replace(&mut *lock(&self.shared), new.clone());
+        if old == new {
+            return Ok(());
+        }
+        self.signal_cluster(&old, &new).await?;
+        for (index, (o, n)) in old.nodes.iter().zip(&new.nodes).enumerate() {
+            if o != n {
+                self.signal_node(index, o, n).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn signal_cluster(&self, old: &ClusterStatus, new: &ClusterStatus) -> zbus::Result<()> {
+        let iface = self
+            .connection
+            .object_server()
+            .interface::<_, ClusterObject>(ROOT_PATH)
+            .await?;
+        let emitter = iface.signal_emitter();
+        let object = iface.get().await;
+        if old.quorate != new.quorate {
+            object.quorate_changed(emitter).await?;
+        }
+        if old.summary() != new.summary() {
+            object.status_changed(emitter).await?;
+        }
+        Ok(())
+    }
+
+    async fn signal_node(&self, index: usize, old: &NodeStatus, new: &NodeStatus) -> zbus::Result<()> {
+        let iface = self
+            .connection
+            .object_server()
+            .interface::<_, NodeObject>(node_path(&new.name))
+            .await?;
+        let e: &SignalEmitter<'_> = iface.signal_emitter();
+        let object = iface.get().await;
+        debug_assert_eq!(object.index, index);
+        if old.state != new.state {
+            object.state_changed(e).await?;
+        }
+        if old.incarnation != new.incarnation {
+            object.incarnation_changed(e).await?;
+        }
+        if old.links != new.links {
+            object.links_changed(e).await?;
+        }
+        if old.ping_reachable != new.ping_reachable {
+            object.ping_reachable_changed(e).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The introspection XML of each interface, as served (for the files in
+/// dbus/ and the test that keeps them in step).
+pub fn introspection() -> Vec<(&'static str, String)> {
+    use zbus::object_server::Interface;
+    let shared = Shared::default();
+    let mut cluster = String::new();
+    ClusterObject {
+        shared: shared.clone(),
+    }
+    .introspect_to_writer(&mut cluster, 2);
+    let mut node = String::new();
+    NodeObject { shared, index: 0 }.introspect_to_writer(&mut node, 2);
+    vec![
+        ("org.duet.Duet1.Cluster", cluster),
+        ("org.duet.Duet1.Node", node),
+    ]
+}

@@ -1,0 +1,94 @@
+//! The cluster's state as the daemon publishes it: one truth behind the
+//! D-Bus properties, `duetctl status` and its JSON.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    pub quorate: bool,
+    pub local_node: String,
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeStatus {
+    pub name: String,
+    /// "init", "up", "late" or "dead".
+    pub state: String,
+    /// The node's current run, 0 when never heard.
+    pub incarnation: u64,
+    /// Wall-clock time of the last heartbeat, microseconds since the epoch;
+    /// 0 when never heard.
+    pub last_seen: u64,
+    pub links: Vec<LinkStatus>,
+    /// How many ping nodes the node reaches.
+    pub ping_reachable: u16,
+    pub local: bool,
+    pub votes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LinkStatus {
+    pub name: String,
+    /// "init", "up" or "down".
+    pub state: String,
+}
+
+impl ClusterStatus {
+    /// The one-line summary for systemd's STATUS= and logs.
+    pub fn summary(&self) -> String {
+        let up = self
+            .nodes
+            .iter()
+            .filter(|n| n.state == "up" || n.state == "late")
+            .count();
+        let quorum = if self.quorate { "quorate" } else { "NOT quorate" };
+        format!("{up}/{} nodes up, {quorum}", self.nodes.len())
+    }
+}
+
+/// The object path of a node. Node names are hostnames (letters, digits,
+/// '-' and '.'), so '-' and '.' are escaped as D-Bus paths allow neither.
+pub fn node_path(name: &str) -> String {
+    let mut path = String::from("/org/duet/Duet1/node/");
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            path.push(c);
+        } else {
+            path.push_str(&format!("_{:02x}", c as u32 & 0xff));
+        }
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_paths_are_valid_object_paths() {
+        assert_eq!(node_path("node1"), "/org/duet/Duet1/node/node1");
+        assert_eq!(
+            node_path("web-1.example.org"),
+            "/org/duet/Duet1/node/web_2d1_2eexample_2eorg"
+        );
+        for name in ["node1", "a-b", "x.y.z", "N_1"] {
+            assert!(zbus::zvariant::ObjectPath::try_from(node_path(name)).is_ok());
+        }
+    }
+
+    #[test]
+    fn summary_counts_live_nodes() {
+        let node = |state: &str| NodeStatus {
+            state: state.into(),
+            ..Default::default()
+        };
+        let s = ClusterStatus {
+            quorate: true,
+            nodes: vec![node("up"), node("late"), node("dead")],
+            ..Default::default()
+        };
+        assert_eq!(s.summary(), "2/3 nodes up, quorate");
+    }
+}

@@ -1,0 +1,97 @@
+//! duetctl: the command-line client. `run` returns the process exit code.
+
+pub mod cli;
+pub mod render;
+
+use std::io::Write;
+
+use clap::CommandFactory;
+
+use crate::bus::client;
+use crate::config;
+use crate::membership::auth;
+use cli::{Cli, Command, exit};
+
+pub fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Status { json } => status(json),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Keygen { file } => match auth::generate_key_file(&file) {
+            Ok(()) => {
+                println!("wrote a new cluster key to {} (mode 0600); copy it to every node", file.display());
+                0
+            }
+            Err(e) => fail(&e.to_string()),
+        },
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "duetctl", &mut std::io::stdout());
+            0
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                return fail(&e.to_string());
+            }
+            let _ = std::io::stdout().write_all(&out);
+            0
+        }
+    }
+}
+
+fn fail(message: &str) -> u8 {
+    eprintln!("duetctl: {message}");
+    exit::FAILURE
+}
+
+fn status(json: bool) -> u8 {
+    let result = client::connect().and_then(|c| client::read_status(&c));
+    let status = match result {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("duetctl: {e}");
+            return exit::NO_DAEMON;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&status) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fail(&e.to_string()),
+        }
+    } else {
+        print!("{}", render::status_table(&status));
+    }
+    0
+}
+
+fn check_config(file: &std::path::Path) -> u8 {
+    match config::load(file) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            let c = &loaded.config;
+            println!(
+                "{}: valid: cluster {}, {} node(s), {} link(s)",
+                file.display(),
+                c.cluster.name,
+                c.nodes.len(),
+                c.links.len()
+            );
+            if !c.cluster.key_file.exists() {
+                println!(
+                    "note: key file {} does not exist yet; create it with `duetctl keygen {}`",
+                    c.cluster.key_file.display(),
+                    c.cluster.key_file.display()
+                );
+            }
+            0
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            if !errors.to_string().ends_with('\n') {
+                eprintln!();
+            }
+            exit::FAILURE
+        }
+    }
+}

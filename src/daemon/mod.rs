@@ -1,0 +1,204 @@
+//! The tokio shell around the pure cores: sockets, timers, signals, the bus
+//! and systemd. It owns no policy: the membership core decides, the shell
+//! carries out.
+
+mod events;
+mod links;
+pub mod ratelimit;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::bus::Bus;
+use crate::config::{self, Config};
+use crate::host::{notify, ping::Pinger};
+use crate::membership::auth::{self, Auth, AuthAlgorithm};
+use crate::membership::wire::Codec;
+use crate::membership::{Action, Input, Membership, PingTarget, Setup};
+use crate::types::{Incarnation, LinkId, NodeId, Timestamp};
+
+use events::EventLog;
+use links::Links;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    /// The local node's name; the hostname when not given.
+    pub node: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigErrors),
+    #[error("{0}")]
+    LocalNode(#[from] config::LocalNodeError),
+    #[error("{0}")]
+    Key(#[from] auth::KeyError),
+    #[error("cannot open the ICMP sockets for ping nodes: {0}")]
+    Ping(std::io::Error),
+    #[error("D-Bus: {0}")]
+    Bus(#[from] zbus::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// A datagram from one of the link sockets.
+pub(crate) struct Received {
+    link: LinkId,
+    from: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+struct Daemon {
+    config: Config,
+    local: NodeId,
+    core: Membership,
+    links: Links,
+    pinger: Option<Pinger>,
+    bus: Bus,
+    log: EventLog,
+    start: Instant,
+    epoch_us: u64,
+    summary: String,
+}
+
+/// Runs the node until SIGTERM or SIGINT.
+pub async fn run(options: Options) -> Result<(), DaemonError> {
+    let loaded = config::load(&options.config)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let config = loaded.config;
+    let local = config::local_node(&config, options.node.as_deref())?;
+    let key = auth::load_key_file(&config.cluster.key_file)?;
+    if config.cluster.auth == AuthAlgorithm::Crc {
+        tracing::warn!(
+            "auth = \"crc\": heartbeats are NOT authenticated; anyone on the links can forge them. Use hmac-sha256."
+        );
+    }
+    let codec = Codec::new(config.cluster.name.clone(), Auth::new(config.cluster.auth, key)?);
+
+    let (rx_tx, rx) = mpsc::channel::<Received>(1024);
+    let (ping_tx, ping_rx) = mpsc::unbounded_channel::<PingTarget>();
+    let pinger = if config.ping.nodes.is_empty() {
+        None
+    } else {
+        Some(Pinger::start(config.ping.nodes.clone(), ping_tx).map_err(DaemonError::Ping)?)
+    };
+    let links = Links::open(&config, local, rx_tx);
+
+    let start = Instant::now();
+    let epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let epoch_us = u64::try_from(epoch.as_micros()).unwrap_or(u64::MAX);
+    let setup = Setup::from_config(&config, local, Incarnation(epoch_us));
+    let core = Membership::new(setup, codec, Timestamp::ZERO);
+    let status = view::cluster_status(&config, &core, epoch_us);
+    let summary = status.summary();
+    let bus = Bus::start(status).await?;
+    tracing::info!(
+        node = %config.node(local).name,
+        cluster = %config.cluster.name,
+        incarnation = epoch_us,
+        "duetd started"
+    );
+    notify::ready(&summary);
+
+    let log = EventLog::new(&config, local);
+    let mut daemon = Daemon {
+        config,
+        local,
+        core,
+        links,
+        pinger,
+        bus,
+        log,
+        start,
+        epoch_us,
+        summary,
+    };
+    daemon.main_loop(rx, ping_rx).await?;
+    notify::stopping();
+    tracing::info!("duetd stopped");
+    Ok(())
+}
+
+impl Daemon {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.start.elapsed())
+    }
+
+    async fn main_loop(
+        &mut self,
+        mut rx: mpsc::Receiver<Received>,
+        mut ping_rx: mpsc::UnboundedReceiver<PingTarget>,
+    ) -> Result<(), DaemonError> {
+        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+        let watchdog_every = notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
+        let mut watchdog = tokio::time::interval(watchdog_every);
+        let poll_every = self.config.timings.keepalive.max(Duration::from_millis(100));
+        let mut link_poll = tokio::time::interval(poll_every);
+        self.step(Input::Tick, None).await;
+        loop {
+            let wake = tokio::time::Instant::from_std(self.start + self.core.next_wakeup().0);
+            tokio::select! {
+                Some(r) = rx.recv() => {
+                    let input = Input::Datagram { link: r.link, bytes: &r.bytes };
+                    self.step(input, Some(r.from)).await;
+                }
+                Some(target) = ping_rx.recv() => self.step(Input::PingReply { target }, None).await,
+                _ = tokio::time::sleep_until(wake) => self.step(Input::Tick, None).await,
+                _ = link_poll.tick() => {
+                    for (link, up) in self.links.poll(&self.config) {
+                        self.step(Input::LocalLink { link, up }, None).await;
+                    }
+                }
+                _ = watchdog.tick() => notify::watchdog(),
+                _ = term.recv() => return Ok(()),
+                _ = int.recv() => return Ok(()),
+            }
+        }
+    }
+
+    /// Feeds one input to the core, carries out its actions and publishes
+    /// the new state.
+    async fn step(&mut self, input: Input<'_>, from: Option<SocketAddr>) {
+        let now = self.now();
+        let actions = self.core.handle(input, now);
+        for action in actions {
+            match action {
+                Action::Send { link, bytes } => self.links.send(link, &bytes),
+                Action::Ping { target } => self.ping(target),
+                Action::Event(e) => self.log.event(&e, from, now),
+            }
+        }
+        self.publish().await;
+    }
+
+    fn ping(&mut self, target: PingTarget) {
+        if let Some(p) = self.pinger.as_mut() {
+            if let Err(e) = p.send(target) {
+                let addr = self.config.ping.nodes.get(target.0);
+                tracing::debug!(error = %e, ping_node = ?addr, "cannot send ping");
+            }
+        }
+    }
+
+    async fn publish(&mut self) {
+        let status = view::cluster_status(&self.config, &self.core, self.epoch_us);
+        let summary = status.summary();
+        if summary != self.summary {
+            notify::status(&summary);
+            self.summary = summary;
+        }
+        if let Err(e) = self.bus.publish(status).await {
+            tracing::warn!(error = %e, node = %self.config.node(self.local).name, "cannot publish state on D-Bus");
+        }
+    }
+}

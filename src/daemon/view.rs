@@ -1,0 +1,54 @@
+//! The published status, derived from the membership core and the config.
+
+use crate::bus::{ClusterStatus, LinkStatus, NodeStatus};
+use crate::config::Config;
+use crate::membership::Membership;
+use crate::types::Timestamp;
+
+/// `epoch_us` is the wall-clock time (microseconds since the epoch) that
+/// `Timestamp::ZERO` stands for.
+pub fn cluster_status(config: &Config, core: &Membership, epoch_us: u64) -> ClusterStatus {
+    let nodes = config
+        .node_ids()
+        .map(|id| {
+            let node = config.node(id);
+            let view = core.view(id);
+            let links = config
+                .links
+                .iter()
+                .enumerate()
+                .map(|(i, l)| LinkStatus {
+                    name: l.name.clone(),
+                    state: view
+                        .as_ref()
+                        .and_then(|v| v.links.get(i))
+                        .map_or("init", |s| s.as_str())
+                        .to_string(),
+                })
+                .collect();
+            NodeStatus {
+                name: node.name.clone(),
+                state: view.as_ref().map_or("init", |v| v.state.as_str()).to_string(),
+                incarnation: view.as_ref().and_then(|v| v.incarnation).map_or(0, |i| i.0),
+                last_seen: view
+                    .as_ref()
+                    .and_then(|v| v.last_seen)
+                    .map_or(0, |t| wall_clock(epoch_us, t)),
+                links,
+                ping_reachable: view.as_ref().map_or(0, |v| v.ping_reachable),
+                local: id == core.local(),
+                votes: node.votes,
+            }
+        })
+        .collect();
+    ClusterStatus {
+        cluster: config.cluster.name.clone(),
+        quorate: core.quorate(),
+        local_node: config.node(core.local()).name.clone(),
+        nodes,
+    }
+}
+
+fn wall_clock(epoch_us: u64, t: Timestamp) -> u64 {
+    epoch_us.saturating_add(u64::try_from(t.0.as_micros()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,8 @@
+//! Glue to the host: systemd notification, journald logging, UDP sockets
+//! bound to interfaces, ICMP echo for ping nodes, interface state.
+
+pub mod iface;
+pub mod logging;
+pub mod notify;
+pub mod ping;
+pub mod udp;

@@ -1,0 +1,547 @@
+//! The membership state machine. No I/O and no clock: the shell passes in
+//! datagrams, link changes, ping replies and the current time, and carries
+//! out the actions returned (send bytes, send a ping, report an event). It
+//! asks `next_wakeup` when to call again with `Input::Tick`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::membership::replay::ReplayWindow;
+use crate::membership::state::{Event, LinkState, PeerState, PingTarget};
+use crate::membership::wire::{Codec, DropReason, Heartbeat};
+use crate::types::{Incarnation, LinkId, NodeId, Seq, Timestamp};
+
+/// The timings the core works with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    pub keepalive: Duration,
+    pub warntime: Duration,
+    pub deadtime: Duration,
+    pub initdead: Duration,
+    pub ping_interval: Duration,
+    pub ping_deadtime: Duration,
+}
+
+impl Params {
+    pub fn from_config(config: &Config) -> Self {
+        let t = config.timings;
+        Params {
+            keepalive: t.keepalive,
+            warntime: t.warntime,
+            deadtime: t.deadtime,
+            initdead: t.initdead,
+            ping_interval: config.ping.interval,
+            ping_deadtime: config.ping.deadtime,
+        }
+    }
+}
+
+/// A node of the cluster as the core knows it from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub votes: u32,
+}
+
+/// Everything the core needs to start, but the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    pub params: Params,
+    pub members: Vec<Member>,
+    pub local: NodeId,
+    pub incarnation: Incarnation,
+    /// Number of configured links.
+    pub links: usize,
+    /// Number of configured ping nodes.
+    pub ping_targets: usize,
+}
+
+impl Setup {
+    pub fn from_config(config: &Config, local: NodeId, incarnation: Incarnation) -> Self {
+        Setup {
+            params: Params::from_config(config),
+            members: config
+                .nodes
+                .iter()
+                .map(|n| Member {
+                    name: n.name.clone(),
+                    votes: n.votes,
+                })
+                .collect(),
+            local,
+            incarnation,
+            links: config.links.len(),
+            ping_targets: config.ping.nodes.len(),
+        }
+    }
+}
+
+pub enum Input<'a> {
+    /// A datagram arrived on one of our links.
+    Datagram { link: LinkId, bytes: &'a [u8] },
+    /// Time passed; nothing else happened.
+    Tick,
+    /// Our own interface for a link went down or came back.
+    LocalLink { link: LinkId, up: bool },
+    /// A ping node answered an echo request.
+    PingReply { target: PingTarget },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send these bytes to every peer on this link (as the link's mode says).
+    Send { link: LinkId, bytes: Vec<u8> },
+    /// Send an ICMP echo request to this ping node.
+    Ping { target: PingTarget },
+    Event(Event),
+}
+
+/// What the core knows of one node, for status views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub state: PeerState,
+    pub incarnation: Option<Incarnation>,
+    pub last_seen: Option<Timestamp>,
+    pub links: Vec<LinkState>,
+    pub ping_reachable: u16,
+}
+
+#[derive(Debug, Clone)]
+struct PeerLink {
+    state: LinkState,
+    last_seen: Option<Timestamp>,
+    /// Keyed by the link the sender says it used (its sequence counter).
+    replay: ReplayWindow,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    state: PeerState,
+    incarnation: Option<Incarnation>,
+    last_seen: Option<Timestamp>,
+    links: Vec<PeerLink>,
+    ping_reachable: u16,
+}
+
+#[derive(Debug, Clone)]
+struct LocalLink {
+    up: bool,
+    next_seq: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Pinged {
+    last_reply: Option<Timestamp>,
+    reachable: bool,
+    next_send: Timestamp,
+}
+
+pub struct Membership {
+    params: Params,
+    codec: Codec,
+    members: Vec<Member>,
+    local: NodeId,
+    incarnation: Incarnation,
+    started: Timestamp,
+    now: Timestamp,
+    peers: Vec<Peer>,
+    links: Vec<LocalLink>,
+    pings: Vec<Pinged>,
+    next_send: Timestamp,
+    quorate: bool,
+    drops: HashMap<DropReason, u64>,
+}
+
+impl Membership {
+    /// The first heartbeats go out at the first input.
+    pub fn new(setup: Setup, codec: Codec, now: Timestamp) -> Self {
+        let Setup {
+            params,
+            members,
+            local,
+            incarnation,
+            links,
+            ping_targets,
+        } = setup;
+        let peer = Peer {
+            state: PeerState::Init,
+            incarnation: None,
+            last_seen: None,
+            links: vec![
+                PeerLink {
+                    state: LinkState::Init,
+                    last_seen: None,
+                    replay: ReplayWindow::default(),
+                };
+                links
+            ],
+            ping_reachable: 0,
+        };
+        let pinged = Pinged {
+            last_reply: None,
+            reachable: false,
+            next_send: now,
+        };
+        let mut m = Membership {
+            params,
+            codec,
+            peers: vec![peer; members.len()],
+            members,
+            local,
+            incarnation,
+            started: now,
+            now,
+            links: vec![
+                LocalLink {
+                    up: true,
+                    next_seq: 1
+                };
+                links
+            ],
+            pings: vec![pinged; ping_targets],
+            next_send: now,
+            quorate: false,
+            drops: HashMap::new(),
+        };
+        m.quorate = m.compute_quorate();
+        m
+    }
+
+    /// Feeds one input at time `now` (which must not go backwards) and
+    /// returns what to do.
+    pub fn handle(&mut self, input: Input<'_>, now: Timestamp) -> Vec<Action> {
+        self.now = self.now.max(now);
+        let mut out = Vec::new();
+        match input {
+            Input::Datagram { link, bytes } => self.on_datagram(link, bytes, &mut out),
+            Input::Tick => {}
+            Input::LocalLink { link, up } => self.on_local_link(link, up, &mut out),
+            Input::PingReply { target } => self.on_ping_reply(target, &mut out),
+        }
+        self.advance(&mut out);
+        out
+    }
+
+    /// When the core next needs a `Tick`, at the latest.
+    pub fn next_wakeup(&self) -> Timestamp {
+        let p = &self.params;
+        let mut times = vec![self.next_send];
+        for (id, peer) in self.peers.iter().enumerate() {
+            if id == self.local.0 as usize {
+                continue;
+            }
+            match peer.last_seen {
+                None => times.push(self.started + p.initdead),
+                Some(t) => times.extend([t + p.warntime, t + p.deadtime]),
+            }
+            for link in &peer.links {
+                match link.last_seen {
+                    None => times.push(self.started + p.initdead),
+                    Some(t) => times.push(t + p.deadtime),
+                }
+            }
+        }
+        for ping in &self.pings {
+            times.push(ping.next_send);
+            let since = ping.last_reply.unwrap_or(self.started);
+            times.push(since + p.ping_deadtime);
+        }
+        let future = times.into_iter().filter(|t| *t > self.now).min();
+        future.unwrap_or(self.now + p.keepalive)
+    }
+
+    pub fn quorate(&self) -> bool {
+        self.quorate
+    }
+
+    pub fn local(&self) -> NodeId {
+        self.local
+    }
+
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// How many ping nodes this node reaches.
+    pub fn ping_reachable(&self) -> u16 {
+        let n = self.pings.iter().filter(|p| p.reachable).count();
+        u16::try_from(n).unwrap_or(u16::MAX)
+    }
+
+    pub fn ping_target_reachable(&self, target: PingTarget) -> Option<bool> {
+        self.pings.get(target.0).map(|p| p.reachable)
+    }
+
+    /// Dropped datagrams so far, by reason.
+    pub fn drops(&self) -> &HashMap<DropReason, u64> {
+        &self.drops
+    }
+
+    pub fn view(&self, node: NodeId) -> Option<NodeView> {
+        if node == self.local {
+            return Some(NodeView {
+                state: PeerState::Up,
+                incarnation: Some(self.incarnation),
+                last_seen: Some(self.now),
+                links: self
+                    .links
+                    .iter()
+                    .map(|l| if l.up { LinkState::Up } else { LinkState::Down })
+                    .collect(),
+                ping_reachable: self.ping_reachable(),
+            });
+        }
+        let peer = self.peers.get(node.0 as usize)?;
+        Some(NodeView {
+            state: peer.state,
+            incarnation: peer.incarnation,
+            last_seen: peer.last_seen,
+            links: peer.links.iter().map(|l| l.state).collect(),
+            ping_reachable: peer.ping_reachable,
+        })
+    }
+
+    fn drop_packet(&mut self, link: LinkId, reason: DropReason, out: &mut Vec<Action>) {
+        *self.drops.entry(reason).or_default() += 1;
+        out.push(Action::Event(Event::Dropped { link, reason }));
+    }
+
+    fn on_datagram(&mut self, link: LinkId, bytes: &[u8], out: &mut Vec<Action>) {
+        if link.0 as usize >= self.links.len() {
+            return;
+        }
+        let hb = match self.codec.decode(bytes) {
+            Ok(hb) => hb,
+            Err(reason) => return self.drop_packet(link, reason, out),
+        };
+        let Some(node) = self.members.iter().position(|m| m.name == hb.node) else {
+            return self.drop_packet(link, DropReason::UnknownNode, out);
+        };
+        if hb.link.0 as usize >= self.links.len() {
+            return self.drop_packet(link, DropReason::Malformed, out);
+        }
+        if node == self.local.0 as usize {
+            // Our own broadcast or multicast, looped back: not news.
+            if hb.incarnation != self.incarnation {
+                out.push(Action::Event(Event::NameConflict {
+                    link,
+                    incarnation: hb.incarnation,
+                }));
+            }
+            return;
+        }
+        let node = NodeId(node as u16);
+        if !self.accept_sequence(node, &hb, out) {
+            return self.drop_packet(link, DropReason::Replay, out);
+        }
+        self.record_alive(node, link, &hb, out);
+    }
+
+    /// Replay check: a newer incarnation starts afresh; an older one, or a
+    /// sequence number already seen, is refused.
+    fn accept_sequence(&mut self, node: NodeId, hb: &Heartbeat, out: &mut Vec<Action>) -> bool {
+        let peer = &mut self.peers[node.0 as usize];
+        match peer.incarnation {
+            Some(known) if hb.incarnation < known => return false,
+            Some(known) if hb.incarnation == known => {}
+            previous => {
+                for l in &mut peer.links {
+                    l.replay = ReplayWindow::default();
+                }
+                peer.incarnation = Some(hb.incarnation);
+                out.push(Action::Event(Event::Incarnation {
+                    node,
+                    previous,
+                    current: hb.incarnation,
+                }));
+            }
+        }
+        peer.links[hb.link.0 as usize].replay.accept(hb.seq)
+    }
+
+    fn record_alive(&mut self, node: NodeId, link: LinkId, hb: &Heartbeat, out: &mut Vec<Action>) {
+        let now = self.now;
+        let peer = &mut self.peers[node.0 as usize];
+        peer.last_seen = Some(now);
+        if peer.ping_reachable != hb.ping_reachable {
+            peer.ping_reachable = hb.ping_reachable;
+            out.push(Action::Event(Event::PeerPing {
+                node,
+                reachable: hb.ping_reachable,
+            }));
+        }
+        if !self.links[link.0 as usize].up {
+            // Our side of the link is down; whatever arrived came some
+            // other way and says nothing about this link.
+            return;
+        }
+        let pl = &mut peer.links[link.0 as usize];
+        pl.last_seen = Some(now);
+        set_link_state(node, link, pl, LinkState::Up, out);
+    }
+
+    fn on_local_link(&mut self, link: LinkId, up: bool, out: &mut Vec<Action>) {
+        let Some(local) = self.links.get_mut(link.0 as usize) else {
+            return;
+        };
+        local.up = up;
+        if up {
+            return;
+        }
+        for (id, peer) in self.peers.iter_mut().enumerate() {
+            if id == self.local.0 as usize {
+                continue;
+            }
+            let pl = &mut peer.links[link.0 as usize];
+            pl.last_seen = None;
+            set_link_state(NodeId(id as u16), link, pl, LinkState::Down, out);
+        }
+    }
+
+    fn on_ping_reply(&mut self, target: PingTarget, out: &mut Vec<Action>) {
+        let now = self.now;
+        let Some(p) = self.pings.get_mut(target.0) else {
+            return;
+        };
+        p.last_reply = Some(now);
+        if !p.reachable {
+            p.reachable = true;
+            out.push(Action::Event(Event::Ping {
+                target,
+                reachable: true,
+            }));
+        }
+    }
+
+    /// Everything that depends on time: peer and link timeouts, quorum,
+    /// ping timeouts, and heartbeats due.
+    fn advance(&mut self, out: &mut Vec<Action>) {
+        self.expire_peers(out);
+        self.expire_pings(out);
+        let quorate = self.compute_quorate();
+        if quorate != self.quorate {
+            self.quorate = quorate;
+            out.push(Action::Event(Event::Quorum { quorate }));
+        }
+        self.send_due(out);
+    }
+
+    fn expire_peers(&mut self, out: &mut Vec<Action>) {
+        let (now, p, started) = (self.now, self.params, self.started);
+        let initdead_over = now.since(started) >= p.initdead;
+        for (id, peer) in self.peers.iter_mut().enumerate() {
+            if id == self.local.0 as usize {
+                continue;
+            }
+            let node = NodeId(id as u16);
+            for (l, pl) in peer.links.iter_mut().enumerate() {
+                let expired = match pl.last_seen {
+                    Some(t) => now.since(t) >= p.deadtime,
+                    None => initdead_over,
+                };
+                if expired {
+                    set_link_state(node, LinkId(l as u8), pl, LinkState::Down, out);
+                }
+            }
+            let to = match peer.last_seen {
+                None if initdead_over => PeerState::Dead,
+                None => PeerState::Init,
+                Some(t) if now.since(t) >= p.deadtime => PeerState::Dead,
+                Some(t) if now.since(t) >= p.warntime => PeerState::Late,
+                Some(_) => PeerState::Up,
+            };
+            if to != peer.state {
+                out.push(Action::Event(Event::Peer {
+                    node,
+                    from: peer.state,
+                    to,
+                }));
+                peer.state = to;
+            }
+        }
+    }
+
+    fn expire_pings(&mut self, out: &mut Vec<Action>) {
+        let (now, p, started) = (self.now, self.params, self.started);
+        for (i, ping) in self.pings.iter_mut().enumerate() {
+            let since = ping.last_reply.unwrap_or(started);
+            if ping.reachable && now.since(since) >= p.ping_deadtime {
+                ping.reachable = false;
+                out.push(Action::Event(Event::Ping {
+                    target: PingTarget(i),
+                    reachable: false,
+                }));
+            }
+            if now >= ping.next_send {
+                ping.next_send = now + p.ping_interval;
+                out.push(Action::Ping {
+                    target: PingTarget(i),
+                });
+            }
+        }
+    }
+
+    fn send_due(&mut self, out: &mut Vec<Action>) {
+        if self.now < self.next_send {
+            return;
+        }
+        self.next_send = self.now + self.params.keepalive;
+        let ping_reachable = self.ping_reachable();
+        let name = self.members[self.local.0 as usize].name.clone();
+        for (i, link) in self.links.iter_mut().enumerate() {
+            if !link.up {
+                continue;
+            }
+            let hb = Heartbeat {
+                node: name.clone(),
+                incarnation: self.incarnation,
+                link: LinkId(i as u8),
+                seq: Seq(link.next_seq),
+                ping_reachable,
+            };
+            link.next_seq += 1;
+            out.push(Action::Send {
+                link: LinkId(i as u8),
+                bytes: self.codec.encode(&hb),
+            });
+        }
+    }
+
+    /// A strict majority of all configured votes, counting ourselves and
+    /// every peer that is Up or Late.
+    fn compute_quorate(&self) -> bool {
+        let total: u64 = self.members.iter().map(|m| u64::from(m.votes)).sum();
+        let alive: u64 = self
+            .members
+            .iter()
+            .zip(&self.peers)
+            .enumerate()
+            .filter(|(id, (_, peer))| *id == self.local.0 as usize || peer.state.is_alive())
+            .map(|(_, (m, _))| u64::from(m.votes))
+            .sum();
+        2 * alive > total
+    }
+}
+
+fn set_link_state(
+    node: NodeId,
+    link: LinkId,
+    pl: &mut PeerLink,
+    to: LinkState,
+    out: &mut Vec<Action>,
+) {
+    if pl.state != to {
+        out.push(Action::Event(Event::PeerLink {
+            node,
+            link,
+            from: pl.state,
+            to,
+        }));
+        pl.state = to;
+    }
+}

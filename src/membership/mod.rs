@@ -1,0 +1,15 @@
+//! Membership: heartbeats between nodes, who is alive on which link, quorum
+//! and ping-node reachability. `core` is the pure state machine; the daemon
+//! shell feeds it datagrams and time and carries out what it returns.
+
+pub mod auth;
+pub mod wire;
+pub mod core;
+pub mod replay;
+pub mod state;
+
+pub use self::core::{Action, Input, Member, Membership, NodeView, Params, Setup};
+pub use state::{Event, LinkState, PeerState, PingTarget};
+
+#[cfg(test)]
+mod core_tests;
