@@ -1,8 +1,8 @@
 //! The heartbeat packet: versioned binary format, documented in docs/wire.md.
-//!
-//! TODO(helper): implement encode/decode as specified in docs/wire.md.
+//! Decoding never trusts a length or an index: every read goes through a
+//! bounds-checked cursor, and any doubt is a `DropReason`.
 
-use crate::membership::auth::Auth;
+use crate::membership::auth::{Auth, AuthAlgorithm};
 use crate::types::{Incarnation, LinkId, Seq};
 
 /// What a heartbeat says, once decoded and authenticated.
@@ -44,8 +44,177 @@ pub enum DropReason {
     Replay,
 }
 
+pub const MAGIC: &[u8; 4] = b"DUET";
+pub const VERSION: u8 = 1;
+pub const TYPE_HEARTBEAT: u8 = 1;
+/// No valid heartbeat comes near this; anything longer is refused unread.
+pub const MAX_PACKET: usize = 1024;
+/// Names on the wire (cluster, node) are 1..=64 bytes.
+pub const MAX_NAME: usize = 64;
+
 /// Encodes and decodes heartbeats of one cluster under one key.
+#[derive(Debug, Clone)]
 pub struct Codec {
-    pub cluster: String,
-    pub auth: Auth,
+    cluster: String,
+    auth: Auth,
 }
+
+impl Codec {
+    pub fn new(cluster: String, auth: Auth) -> Codec {
+        Codec { cluster, auth }
+    }
+
+    pub fn algorithm(&self) -> AuthAlgorithm {
+        self.auth.algorithm
+    }
+
+    /// Names longer than `MAX_NAME` are cut (config validation keeps them
+    /// shorter, so this never happens in a running cluster).
+    pub fn encode(&self, hb: &Heartbeat) -> Vec<u8> {
+        let mut p = Vec::with_capacity(128);
+        p.extend_from_slice(MAGIC);
+        p.extend_from_slice(&[VERSION, TYPE_HEARTBEAT, self.auth.algorithm.wire_id(), 0]);
+        put_name(&mut p, &self.cluster);
+        put_name(&mut p, &hb.node);
+        p.extend_from_slice(&hb.incarnation.0.to_be_bytes());
+        p.push(hb.link.0);
+        p.extend_from_slice(&hb.seq.0.to_be_bytes());
+        p.extend_from_slice(&hb.ping_reachable.to_be_bytes());
+        p.extend_from_slice(&0u16.to_be_bytes());
+        let tag = self.auth.sign(&p);
+        p.extend_from_slice(&tag);
+        p
+    }
+
+    pub fn decode(&self, bytes: &[u8]) -> Result<Heartbeat, DropReason> {
+        if bytes.len() > MAX_PACKET {
+            return Err(DropReason::Oversized);
+        }
+        let mut r = Reader { data: bytes, pos: 0 };
+        if r.take(4)? != MAGIC {
+            return Err(DropReason::BadMagic);
+        }
+        if r.u8()? != VERSION {
+            return Err(DropReason::UnsupportedVersion);
+        }
+        if r.u8()? != TYPE_HEARTBEAT {
+            return Err(DropReason::Malformed);
+        }
+        let algorithm = r.u8()?;
+        let _flags = r.u8()?;
+        let cluster = r.name()?;
+        if algorithm != self.auth.algorithm.wire_id() {
+            return Err(DropReason::WrongAlgorithm);
+        }
+        if cluster != self.cluster.as_bytes() {
+            return Err(DropReason::WrongCluster);
+        }
+        let tag_len = self.auth.tag_len();
+        let body_len = bytes.len().checked_sub(tag_len).ok_or(DropReason::Truncated)?;
+        let body = Reader {
+            data: &bytes[..body_len],
+            pos: r.pos,
+        };
+        let hb = read_body(body)?;
+        if !self.auth.verify(&bytes[..body_len], &bytes[body_len..]) {
+            return Err(DropReason::BadSignature);
+        }
+        hb.into_heartbeat()
+    }
+}
+
+fn put_name(p: &mut Vec<u8>, name: &str) {
+    let mut end = name.len().min(MAX_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    p.push(end as u8);
+    p.extend_from_slice(&name.as_bytes()[..end]);
+}
+
+/// The body as read, before the signature is checked and the name is
+/// trusted to be UTF-8.
+struct RawBody<'a> {
+    node: &'a [u8],
+    incarnation: u64,
+    link: u8,
+    seq: u64,
+    ping_reachable: u16,
+}
+
+impl RawBody<'_> {
+    fn into_heartbeat(self) -> Result<Heartbeat, DropReason> {
+        let node = std::str::from_utf8(self.node).map_err(|_| DropReason::Malformed)?;
+        Ok(Heartbeat {
+            node: node.to_string(),
+            incarnation: Incarnation(self.incarnation),
+            link: LinkId(self.link),
+            seq: Seq(self.seq),
+            ping_reachable: self.ping_reachable,
+        })
+    }
+}
+
+/// Reads from after the cluster name to the start of the tag, which must
+/// be exactly where the body ends.
+fn read_body(mut r: Reader<'_>) -> Result<RawBody<'_>, DropReason> {
+    let node = r.name()?;
+    let incarnation = r.u64()?;
+    let link = r.u8()?;
+    let seq = r.u64()?;
+    let ping_reachable = r.u16()?;
+    let extension = r.u16()?;
+    r.take(usize::from(extension))?;
+    if r.pos != r.data.len() {
+        return Err(DropReason::Malformed);
+    }
+    Ok(RawBody {
+        node,
+        incarnation,
+        link,
+        seq,
+        ping_reachable,
+    })
+}
+
+/// A bounds-checked cursor: running off the end is `Truncated`.
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DropReason> {
+        let end = self.pos.checked_add(n).ok_or(DropReason::Truncated)?;
+        let s = self.data.get(self.pos..end).ok_or(DropReason::Truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, DropReason> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DropReason> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, DropReason> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    fn name(&mut self) -> Result<&'a [u8], DropReason> {
+        let len = usize::from(self.u8()?);
+        if len == 0 || len > MAX_NAME {
+            return Err(DropReason::Malformed);
+        }
+        self.take(len)
+    }
+}
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;
