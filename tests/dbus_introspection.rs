@@ -16,7 +16,10 @@ fn dbus_introspection_files_match_the_code() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dbus");
     let bless = std::env::var_os("DUET_BLESS").is_some();
     for (name, xml) in duet::bus::server::introspection() {
-        assert!(xml.contains(&format!("<interface name=\"{name}\">")), "{xml}");
+        assert!(
+            xml.contains(&format!("<interface name=\"{name}\">")),
+            "{xml}"
+        );
         let path = dir.join(format!("{name}.xml"));
         let want = file_text(&xml);
         if bless {
@@ -25,6 +28,11 @@ fn dbus_introspection_files_match_the_code() {
         }
         let have = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e} (run with DUET_BLESS=1)", path.display()));
-        assert_eq!(have, want, "{} is out of date: run with DUET_BLESS=1", path.display());
+        assert_eq!(
+            have,
+            want,
+            "{} is out of date: run with DUET_BLESS=1",
+            path.display()
+        );
     }
 }

@@ -371,7 +371,11 @@ impl Sim {
                 let got = node.view(NodeId(peer as u16)).expect("view").state;
                 assert_eq!(got, want, "n{obs} sees n{peer} as {got:?} at the end");
             }
-            assert_eq!(node.quorate(), 2 * running.len() > self.n, "quorum of n{obs}");
+            assert_eq!(
+                node.quorate(),
+                2 * running.len() > self.n,
+                "quorum of n{obs}"
+            );
         }
     }
 }

@@ -34,7 +34,10 @@ pub fn read_status(conn: &Connection) -> Result<ClusterStatus, ClientError> {
     let paths: Vec<OwnedObjectPath> = prop(&cluster, "Nodes")?;
     let mut nodes = Vec::new();
     for path in paths {
-        let Some(props) = managed.get(&path).and_then(|i| i.get("org.duet.Duet1.Node")) else {
+        let Some(props) = managed
+            .get(&path)
+            .and_then(|i| i.get("org.duet.Duet1.Node"))
+        else {
             continue;
         };
         nodes.push(node_status(props)?);

@@ -67,7 +67,11 @@ pub struct NodeObject {
 
 impl NodeObject {
     fn with<T>(&self, f: impl FnOnce(&NodeStatus) -> T, default: T) -> T {
-        lock(&self.shared).nodes.get(self.index).map(f).unwrap_or(default)
+        lock(&self.shared)
+            .nodes
+            .get(self.index)
+            .map(f)
+            .unwrap_or(default)
     }
 }
 
@@ -192,7 +196,12 @@ impl Bus {
         Ok(())
     }
 
-    async fn signal_node(&self, index: usize, old: &NodeStatus, new: &NodeStatus) -> zbus::Result<()> {
+    async fn signal_node(
+        &self,
+        index: usize,
+        old: &NodeStatus,
+        new: &NodeStatus,
+    ) -> zbus::Result<()> {
         let iface = self
             .connection
             .object_server()

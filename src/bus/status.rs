@@ -43,7 +43,11 @@ impl ClusterStatus {
             .iter()
             .filter(|n| n.state == "up" || n.state == "late")
             .count();
-        let quorum = if self.quorate { "quorate" } else { "NOT quorate" };
+        let quorum = if self.quorate {
+            "quorate"
+        } else {
+            "NOT quorate"
+        };
         format!("{up}/{} nodes up, {quorum}", self.nodes.len())
     }
 }

@@ -18,13 +18,21 @@ pub fn run(cli: Cli) -> u8 {
         Command::CheckConfig { file } => check_config(&file),
         Command::Keygen { file } => match auth::generate_key_file(&file) {
             Ok(()) => {
-                println!("wrote a new cluster key to {} (mode 0600); copy it to every node", file.display());
+                println!(
+                    "wrote a new cluster key to {} (mode 0600); copy it to every node",
+                    file.display()
+                );
                 0
             }
             Err(e) => fail(&e.to_string()),
         },
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "duetctl", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "duetctl",
+                &mut std::io::stdout(),
+            );
             0
         }
         Command::Man => {

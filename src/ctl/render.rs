@@ -64,8 +64,15 @@ mod tests {
             ],
         };
         let t = status_table(&s);
-        assert!(t.contains("cluster lab  (1/2 nodes up, NOT quorate, NOT QUORATE)"), "{t}");
+        assert!(
+            t.contains("cluster lab  (1/2 nodes up, NOT quorate, NOT QUORATE)"),
+            "{t}"
+        );
         assert!(t.contains("node1 (local)"));
-        assert!(t.lines().any(|l| l.starts_with("node2") && l.contains("dead") && l.contains("crossover:down")));
+        assert!(
+            t.lines().any(|l| l.starts_with("node2")
+                && l.contains("dead")
+                && l.contains("crossover:down"))
+        );
     }
 }

@@ -44,25 +44,57 @@ impl EventLog {
     pub fn event(&mut self, e: &Event, from: Option<SocketAddr>, now: Timestamp) {
         let node = self.node.as_str();
         match e {
-            Event::Peer { node: id, from: f, to } => self.peer_state(*id, *f, *to),
-            Event::PeerLink { node: id, link, to, .. } => {
+            Event::Peer {
+                node: id,
+                from: f,
+                to,
+            } => self.peer_state(*id, *f, *to),
+            Event::PeerLink {
+                node: id, link, to, ..
+            } => {
                 let (peer, link) = (self.peer(*id), self.link(*link));
                 match to {
-                    LinkState::Up => tracing::info!(node, peer, link, "link to {peer} over {link} is up"),
-                    LinkState::Down => tracing::warn!(node, peer, link, "link to {peer} over {link} is down"),
+                    LinkState::Up => {
+                        tracing::info!(node, peer, link, "link to {peer} over {link} is up")
+                    }
+                    LinkState::Down => {
+                        tracing::warn!(node, peer, link, "link to {peer} over {link} is down")
+                    }
                     LinkState::Init => {}
                 }
             }
-            Event::Incarnation { node: id, previous, current } => {
+            Event::Incarnation {
+                node: id,
+                previous,
+                current,
+            } => {
                 let peer = self.peer(*id);
                 match previous {
-                    None => tracing::info!(node, peer, incarnation = current.0, "first heartbeat from {peer}"),
-                    Some(_) => tracing::warn!(node, peer, incarnation = current.0, "{peer} restarted (new incarnation)"),
+                    None => tracing::info!(
+                        node,
+                        peer,
+                        incarnation = current.0,
+                        "first heartbeat from {peer}"
+                    ),
+                    Some(_) => tracing::warn!(
+                        node,
+                        peer,
+                        incarnation = current.0,
+                        "{peer} restarted (new incarnation)"
+                    ),
                 }
             }
-            Event::PeerPing { node: id, reachable } => {
+            Event::PeerPing {
+                node: id,
+                reachable,
+            } => {
                 let peer = self.peer(*id);
-                tracing::info!(node, peer, ping_reachable = reachable, "{peer} reaches {reachable} ping node(s)");
+                tracing::info!(
+                    node,
+                    peer,
+                    ping_reachable = reachable,
+                    "{peer} reaches {reachable} ping node(s)"
+                );
             }
             Event::Quorum { quorate: true } => tracing::info!(node, "quorum gained"),
             Event::Quorum { quorate: false } => tracing::warn!(node, "quorum lost"),
@@ -88,22 +120,48 @@ impl EventLog {
         let t = self.timings;
         match to {
             PeerState::Up => tracing::info!(node, peer, from = %from, "{peer} is up"),
-            PeerState::Late => tracing::warn!(node, peer, "late heartbeat from {peer}: nothing for {:?} (warntime)", t.warntime),
+            PeerState::Late => tracing::warn!(
+                node,
+                peer,
+                "late heartbeat from {peer}: nothing for {:?} (warntime)",
+                t.warntime
+            ),
             PeerState::Dead if from == PeerState::Init => {
-                tracing::warn!(node, peer, "{peer} is dead: never heard within initdead ({:?})", t.initdead)
+                tracing::warn!(
+                    node,
+                    peer,
+                    "{peer} is dead: never heard within initdead ({:?})",
+                    t.initdead
+                )
             }
-            PeerState::Dead => tracing::warn!(node, peer, "{peer} is dead: nothing for {:?} (deadtime)", t.deadtime),
+            PeerState::Dead => tracing::warn!(
+                node,
+                peer,
+                "{peer} is dead: nothing for {:?} (deadtime)",
+                t.deadtime
+            ),
             PeerState::Init => {}
         }
     }
 
-    fn dropped(&mut self, link: LinkId, reason: DropReason, from: Option<SocketAddr>, now: Timestamp) {
+    fn dropped(
+        &mut self,
+        link: LinkId,
+        reason: DropReason,
+        from: Option<SocketAddr>,
+        now: Timestamp,
+    ) {
         let Some(held) = self.drops.allow((reason, link), now) else {
             return;
         };
         let (node, link) = (self.node.as_str(), self.link(link));
         let from = from.map(|a| a.to_string()).unwrap_or_default();
-        tracing::warn!(node, link, from, suppressed = held,
-            "dropped heartbeat on link {link} from {from}: {reason} ({held} more since the last such line)");
+        tracing::warn!(
+            node,
+            link,
+            from,
+            suppressed = held,
+            "dropped heartbeat on link {link} from {from}: {reason} ({held} more since the last such line)"
+        );
     }
 }

@@ -82,7 +82,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             "auth = \"crc\": heartbeats are NOT authenticated; anyone on the links can forge them. Use hmac-sha256."
         );
     }
-    let codec = Codec::new(config.cluster.name.clone(), Auth::new(config.cluster.auth, key)?);
+    let codec = Codec::new(
+        config.cluster.name.clone(),
+        Auth::new(config.cluster.auth, key)?,
+    );
 
     let (rx_tx, rx) = mpsc::channel::<Received>(1024);
     let (ping_tx, ping_rx) = mpsc::unbounded_channel::<PingTarget>();
@@ -94,7 +97,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let links = Links::open(&config, local, rx_tx);
 
     let start = Instant::now();
-    let epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let epoch_us = u64::try_from(epoch.as_micros()).unwrap_or(u64::MAX);
     let setup = Setup::from_config(&config, local, Incarnation(epoch_us));
     let core = Membership::new(setup, codec, Timestamp::ZERO);
@@ -142,7 +147,11 @@ impl Daemon {
         let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
         let watchdog_every = notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
         let mut watchdog = tokio::time::interval(watchdog_every);
-        let poll_every = self.config.timings.keepalive.max(Duration::from_millis(100));
+        let poll_every = self
+            .config
+            .timings
+            .keepalive
+            .max(Duration::from_millis(100));
         let mut link_poll = tokio::time::interval(poll_every);
         self.step(Input::Tick, None).await;
         loop {
@@ -182,11 +191,11 @@ impl Daemon {
     }
 
     fn ping(&mut self, target: PingTarget) {
-        if let Some(p) = self.pinger.as_mut() {
-            if let Err(e) = p.send(target) {
-                let addr = self.config.ping.nodes.get(target.0);
-                tracing::debug!(error = %e, ping_node = ?addr, "cannot send ping");
-            }
+        if let Some(p) = self.pinger.as_mut()
+            && let Err(e) = p.send(target)
+        {
+            let addr = self.config.ping.nodes.get(target.0);
+            tracing::debug!(error = %e, ping_node = ?addr, "cannot send ping");
         }
     }
 

@@ -28,7 +28,10 @@ pub fn cluster_status(config: &Config, core: &Membership, epoch_us: u64) -> Clus
                 .collect();
             NodeStatus {
                 name: node.name.clone(),
-                state: view.as_ref().map_or("init", |v| v.state.as_str()).to_string(),
+                state: view
+                    .as_ref()
+                    .map_or("init", |v| v.state.as_str())
+                    .to_string(),
                 incarnation: view.as_ref().and_then(|v| v.incarnation).map_or(0, |i| i.0),
                 last_seen: view
                     .as_ref()

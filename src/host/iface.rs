@@ -8,7 +8,9 @@ use std::path::PathBuf;
 /// `Some(true)` when the interface is up with a carrier, `Some(false)` when
 /// it is down, `None` when there is no such interface.
 pub fn is_up(interface: &str) -> Option<bool> {
-    let path = PathBuf::from("/sys/class/net").join(interface).join("operstate");
+    let path = PathBuf::from("/sys/class/net")
+        .join(interface)
+        .join("operstate");
     let state = std::fs::read_to_string(path).ok()?;
     Some(operstate_is_up(state.trim()))
 }

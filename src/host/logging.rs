@@ -19,15 +19,15 @@ fn stderr_is_journal() -> bool {
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if stderr_is_journal() {
-        if let Ok(journal) = tracing_journald::layer() {
-            let journal = journal.with_syslog_identifier("duetd".into());
-            tracing_subscriber::registry()
-                .with(filter)
-                .with(journal)
-                .init();
-            return;
-        }
+    if stderr_is_journal()
+        && let Ok(journal) = tracing_journald::layer()
+    {
+        let journal = journal.with_syslog_identifier("duetd".into());
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(journal)
+            .init();
+        return;
     }
     tracing_subscriber::fmt()
         .with_env_filter(filter)

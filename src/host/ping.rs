@@ -28,7 +28,10 @@ pub struct Pinger {
 impl Pinger {
     /// Opens the sockets the targets need and starts a thread per socket
     /// that sends the index of each answering target to `replies`.
-    pub fn start(targets: Vec<IpAddr>, replies: mpsc::UnboundedSender<PingTarget>) -> io::Result<Pinger> {
+    pub fn start(
+        targets: Vec<IpAddr>,
+        replies: mpsc::UnboundedSender<PingTarget>,
+    ) -> io::Result<Pinger> {
         let ident = (std::process::id() & 0xffff) as u16;
         let open = |domain, proto| -> io::Result<Arc<Socket>> {
             Ok(Arc::new(Socket::new(domain, Type::RAW, Some(proto))?))
@@ -99,7 +102,12 @@ fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn receive(socket: &Socket, targets: &[IpAddr], ident: u16, replies: &mpsc::UnboundedSender<PingTarget>) {
+fn receive(
+    socket: &Socket,
+    targets: &[IpAddr],
+    ident: u16,
+    replies: &mpsc::UnboundedSender<PingTarget>,
+) {
     let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
     loop {
         let (n, from) = match socket.recv_from(&mut buf) {
@@ -111,17 +119,20 @@ fn receive(socket: &Socket, targets: &[IpAddr], ident: u16, replies: &mpsc::Unbo
             }
         };
         // SAFETY: recv_from initialised the first n bytes.
-        let data: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+        let data: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
         let Some(from) = from.as_socket().map(|s| s.ip()) else {
             continue;
         };
         if !is_our_reply(&data, from.is_ipv4(), ident) {
             continue;
         }
-        if let Some(i) = targets.iter().position(|t| *t == from) {
-            if replies.send(PingTarget(i)).is_err() {
-                return;
-            }
+        if let Some(i) = targets.iter().position(|t| *t == from)
+            && replies.send(PingTarget(i)).is_err()
+        {
+            return;
         }
     }
 }

@@ -66,7 +66,9 @@ pub enum KeyError {
         "key file {path} is accessible by group or others (mode {mode:04o}); anyone who reads it can join the cluster: chmod 600 {path}"
     )]
     Permissions { path: PathBuf, mode: u32 },
-    #[error("key file {path} already exists; refusing to overwrite it (remove it first if you mean to replace the key on every node)")]
+    #[error(
+        "key file {path} already exists; refusing to overwrite it (remove it first if you mean to replace the key on every node)"
+    )]
     Exists { path: PathBuf },
 }
 
@@ -80,7 +82,9 @@ pub struct Auth {
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the key.
-        f.debug_struct("Auth").field("algorithm", &self.algorithm).finish()
+        f.debug_struct("Auth")
+            .field("algorithm", &self.algorithm)
+            .finish()
     }
 }
 
@@ -229,12 +233,18 @@ mod tests {
         let a = Auth::new(AuthAlgorithm::HmacSha256, b"Jefe".to_vec()).expect("key");
         let tag = a.sign(b"what do ya want for nothing?");
         let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]
     fn empty_key_refused() {
-        assert!(matches!(Auth::new(AuthAlgorithm::HmacSha256, vec![]), Err(KeyError::Empty)));
+        assert!(matches!(
+            Auth::new(AuthAlgorithm::HmacSha256, vec![]),
+            Err(KeyError::Empty)
+        ));
     }
 
     #[test]
@@ -248,8 +258,14 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         assert_eq!(load_key_file(&path).expect("0600 refused"), b"sesame");
         std::fs::write(&path, "\n \n").expect("write");
-        assert!(matches!(load_key_file(&path), Err(KeyError::EmptyFile { .. })));
-        assert!(matches!(load_key_file(&dir.0.join("none")), Err(KeyError::Io { .. })));
+        assert!(matches!(
+            load_key_file(&path),
+            Err(KeyError::EmptyFile { .. })
+        ));
+        assert!(matches!(
+            load_key_file(&dir.0.join("none")),
+            Err(KeyError::Io { .. })
+        ));
     }
 
     #[test]
@@ -263,8 +279,15 @@ mod tests {
         assert_eq!(key.len(), 64);
         assert!(key.iter().all(|b| b.is_ascii_hexdigit()));
         let before = std::fs::read(&path).expect("read");
-        assert!(matches!(generate_key_file(&path), Err(KeyError::Exists { .. })));
-        assert_eq!(std::fs::read(&path).expect("read"), before, "key overwritten");
+        assert!(matches!(
+            generate_key_file(&path),
+            Err(KeyError::Exists { .. })
+        ));
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            before,
+            "key overwritten"
+        );
         let second = dir.0.join("other.key");
         generate_key_file(&second).expect("keygen");
         assert_ne!(load_key_file(&second).expect("load"), key, "keys repeat");

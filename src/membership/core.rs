@@ -91,9 +91,14 @@ pub enum Input<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send these bytes to every peer on this link (as the link's mode says).
-    Send { link: LinkId, bytes: Vec<u8> },
+    Send {
+        link: LinkId,
+        bytes: Vec<u8>,
+    },
     /// Send an ICMP echo request to this ping node.
-    Ping { target: PingTarget },
+    Ping {
+        target: PingTarget,
+    },
     Event(Event),
 }
 

@@ -167,7 +167,10 @@ fn next_wakeup_names_the_next_threshold() {
 fn heartbeats_go_out_every_keepalive_on_each_up_link() {
     let mut a = node(2, 0, 1, 2, 0);
     let sent = heartbeats(&mut a, MS(0));
-    assert_eq!(sent.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [LinkId(0), LinkId(1)]);
+    assert_eq!(
+        sent.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        [LinkId(0), LinkId(1)]
+    );
     assert!(heartbeats(&mut a, MS(199)).is_empty());
     assert_eq!(heartbeats(&mut a, MS(200)).len(), 2);
     a.handle(
@@ -178,7 +181,10 @@ fn heartbeats_go_out_every_keepalive_on_each_up_link() {
         MS(250),
     );
     let sent = heartbeats(&mut a, MS(400));
-    assert_eq!(sent.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [LinkId(0)]);
+    assert_eq!(
+        sent.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        [LinkId(0)]
+    );
 }
 
 #[test]
@@ -258,7 +264,10 @@ fn a_restart_is_a_new_incarnation_and_the_old_one_is_refused() {
             reason: DropReason::Replay
         }]
     );
-    assert_eq!(a.view(NodeId(1)).expect("view").incarnation, Some(Incarnation(200)));
+    assert_eq!(
+        a.view(NodeId(1)).expect("view").incarnation,
+        Some(Incarnation(200))
+    );
 }
 
 #[test]

@@ -3,10 +3,10 @@
 //! shell feeds it datagrams and time and carries out what it returns.
 
 pub mod auth;
-pub mod wire;
 pub mod core;
 pub mod replay;
 pub mod state;
+pub mod wire;
 
 pub use self::core::{Action, Input, Member, Membership, NodeView, Params, Setup};
 pub use state::{Event, LinkState, PeerState, PingTarget};

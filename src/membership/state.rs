@@ -89,11 +89,25 @@ pub enum Event {
         current: Incarnation,
     },
     /// How many ping nodes a peer reports reaching changed.
-    PeerPing { node: NodeId, reachable: u16 },
-    Quorum { quorate: bool },
-    Ping { target: PingTarget, reachable: bool },
-    Dropped { link: LinkId, reason: DropReason },
+    PeerPing {
+        node: NodeId,
+        reachable: u16,
+    },
+    Quorum {
+        quorate: bool,
+    },
+    Ping {
+        target: PingTarget,
+        reachable: bool,
+    },
+    Dropped {
+        link: LinkId,
+        reason: DropReason,
+    },
     /// A packet signed with our key carries our own name but another
     /// incarnation: two nodes are configured with the same name.
-    NameConflict { link: LinkId, incarnation: Incarnation },
+    NameConflict {
+        link: LinkId,
+        incarnation: Incarnation,
+    },
 }

@@ -90,7 +90,10 @@ impl Codec {
         if bytes.len() > MAX_PACKET {
             return Err(DropReason::Oversized);
         }
-        let mut r = Reader { data: bytes, pos: 0 };
+        let mut r = Reader {
+            data: bytes,
+            pos: 0,
+        };
         if r.take(4)? != MAGIC {
             return Err(DropReason::BadMagic);
         }
@@ -110,7 +113,10 @@ impl Codec {
             return Err(DropReason::WrongCluster);
         }
         let tag_len = self.auth.tag_len();
-        let body_len = bytes.len().checked_sub(tag_len).ok_or(DropReason::Truncated)?;
+        let body_len = bytes
+            .len()
+            .checked_sub(tag_len)
+            .ok_or(DropReason::Truncated)?;
         let body = Reader {
             data: &bytes[..body_len],
             pos: r.pos,

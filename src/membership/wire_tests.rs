@@ -48,7 +48,9 @@ fn round_trip_for_every_algorithm_and_many_values() {
         for i in 0..2000 {
             let name_len = 1 + (rng.next() % 64) as usize;
             let h = Heartbeat {
-                node: (0..name_len).map(|j| (b'a' + ((i + j) % 26) as u8) as char).collect(),
+                node: (0..name_len)
+                    .map(|j| (b'a' + ((i + j) % 26) as u8) as char)
+                    .collect(),
                 incarnation: Incarnation(rng.next()),
                 link: LinkId(rng.next() as u8),
                 seq: Seq(rng.next()),
@@ -79,7 +81,10 @@ fn layout_is_as_documented() {
 fn each_drop_reason_of_the_codec() {
     let c = codec(AuthAlgorithm::HmacSha256);
     let good = c.encode(&hb());
-    assert_eq!(c.decode(&vec![0; MAX_PACKET + 1]), Err(DropReason::Oversized));
+    assert_eq!(
+        c.decode(&vec![0; MAX_PACKET + 1]),
+        Err(DropReason::Oversized)
+    );
     assert_eq!(c.decode(b"DU"), Err(DropReason::Truncated));
     assert_eq!(c.decode(b"XXXXXXXXXXXXXXXXXXXX"), Err(DropReason::BadMagic));
     let mut v = good.clone();
@@ -92,9 +97,15 @@ fn each_drop_reason_of_the_codec() {
         codec(AuthAlgorithm::HmacSha1).decode(&good),
         Err(DropReason::WrongAlgorithm)
     );
-    let other = Codec::new("prod".into(), Auth::new(AuthAlgorithm::HmacSha256, b"k3y".to_vec()).expect("key"));
+    let other = Codec::new(
+        "prod".into(),
+        Auth::new(AuthAlgorithm::HmacSha256, b"k3y".to_vec()).expect("key"),
+    );
     assert_eq!(other.decode(&good), Err(DropReason::WrongCluster));
-    let wrong_key = Codec::new("lab".into(), Auth::new(AuthAlgorithm::HmacSha256, b"nope".to_vec()).expect("key"));
+    let wrong_key = Codec::new(
+        "lab".into(),
+        Auth::new(AuthAlgorithm::HmacSha256, b"nope".to_vec()).expect("key"),
+    );
     assert_eq!(wrong_key.decode(&good), Err(DropReason::BadSignature));
     // A zero-length name, even correctly signed, is malformed.
     let mut body = body_of(&c, &hb());
@@ -129,7 +140,10 @@ fn any_single_bit_flip_is_refused() {
             for bit in 0..8 {
                 let mut p = good.clone();
                 p[i] ^= 1 << bit;
-                assert!(c.decode(&p).is_err(), "{alg:?}: flip of bit {bit} in byte {i} accepted");
+                assert!(
+                    c.decode(&p).is_err(),
+                    "{alg:?}: flip of bit {bit} in byte {i} accepted"
+                );
             }
         }
     }
@@ -170,7 +184,10 @@ fn random_bytes_and_mutations_never_panic() {
 fn write_fuzz_corpus() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/heartbeat_decode");
     for alg in AuthAlgorithm::ALL {
-        let c = Codec::new("fuzz".into(), Auth::new(alg, b"fuzz key".to_vec()).expect("key"));
+        let c = Codec::new(
+            "fuzz".into(),
+            Auth::new(alg, b"fuzz key".to_vec()).expect("key"),
+        );
         let path = dir.join(format!("valid-{}", alg.wire_id()));
         if std::env::var_os("DUET_WRITE_CORPUS").is_some() {
             std::fs::write(&path, c.encode(&hb())).expect("write seed");
