@@ -38,8 +38,8 @@ fn main() -> ExitCode {
     match runtime.block_on(duet::daemon::run(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Config errors span several lines; each goes out whole.
             tracing::error!("{e}");
-            eprintln!("duetd: {e}");
             ExitCode::FAILURE
         }
     }

@@ -49,3 +49,45 @@ pub mod exit {
     /// The daemon is not running or the bus is unreachable.
     pub const NO_DAEMON: u8 = 3;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn man_page_and_completions_cover_every_command() {
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .expect("man page");
+        let man = String::from_utf8(man).expect("utf-8");
+        let mut bash = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "duetctl",
+            &mut bash,
+        );
+        let bash = String::from_utf8(bash).expect("utf-8");
+        for cmd in ["status", "check\\-config", "keygen"] {
+            assert!(man.contains(cmd), "man page lacks {cmd}");
+        }
+        for cmd in ["status", "check-config", "keygen"] {
+            assert!(bash.contains(cmd), "bash completion lacks {cmd}");
+        }
+    }
+
+    #[test]
+    fn status_takes_json_and_bad_args_are_refused() {
+        let cli = Cli::try_parse_from(["duetctl", "status", "--json"]).expect("parse");
+        assert!(matches!(cli.command, Command::Status { json: true }));
+        assert!(Cli::try_parse_from(["duetctl", "status", "--jsn"]).is_err());
+        assert!(Cli::try_parse_from(["duetctl", "check-config"]).is_err());
+    }
+}

@@ -6,8 +6,7 @@ use crate::bus::ClusterStatus;
 
 pub fn status_table(s: &ClusterStatus) -> String {
     let mut out = String::new();
-    let quorum = if s.quorate { "quorate" } else { "NOT QUORATE" };
-    let _ = writeln!(out, "cluster {}  ({}, {})", s.cluster, s.summary(), quorum);
+    let _ = writeln!(out, "cluster {}: {}", s.cluster, s.summary());
     let _ = writeln!(out, "{:<20} {:<6} {:<5} LINKS", "NODE", "STATE", "PING");
     for n in &s.nodes {
         let name = if n.local {
@@ -64,10 +63,7 @@ mod tests {
             ],
         };
         let t = status_table(&s);
-        assert!(
-            t.contains("cluster lab  (1/2 nodes up, NOT quorate, NOT QUORATE)"),
-            "{t}"
-        );
+        assert!(t.contains("cluster lab: 1/2 nodes up, NOT quorate"), "{t}");
         assert!(t.contains("node1 (local)"));
         assert!(
             t.lines().any(|l| l.starts_with("node2")

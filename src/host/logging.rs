@@ -1,6 +1,8 @@
 //! Logs go to journald with structured fields when the daemon runs under
 //! systemd, to stderr otherwise.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
@@ -31,6 +33,7 @@ pub fn init() {
     }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

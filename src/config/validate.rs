@@ -1,0 +1,611 @@
+//! Raw TOML -> `Config`, checking every rule and collecting every problem,
+//! so a user fixes a broken file in one round rather than one error a run.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::duration;
+use super::error::Issue;
+use super::locate::KeyPath;
+use super::model::{Cluster, Config, DEFAULT_PORT, Link, LinkMode, Node, Ping, Timings};
+use super::raw::{RawCluster, RawConfig, RawLink, RawMode, RawNode, RawPing, RawTimings};
+use crate::membership::auth::AuthAlgorithm;
+
+/// Longest cluster or node name; the wire format carries at most this many
+/// bytes (`membership::wire::MAX_NAME`).
+const MAX_NAME: usize = 64;
+/// Link names are keys of `address = { ... }`; short and bare-key safe.
+const MAX_LINK_NAME: usize = 32;
+/// IFNAMSIZ minus the terminating NUL.
+const MAX_INTERFACE: usize = 15;
+/// Below this the kernel's timer slack and scheduling noise are a large
+/// share of the interval, and heartbeats turn into load.
+const MIN_KEEPALIVE: Duration = Duration::from_millis(10);
+const DEFAULT_TTL: u8 = 1;
+const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(1);
+const DEFAULT_PING_DEADTIME: Duration = Duration::from_secs(5);
+
+pub struct Validated {
+    pub config: Config,
+    pub warnings: Vec<Issue>,
+}
+
+/// `path` is the config file's: relative key files resolve against its folder.
+pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
+    let mut check = Check::default();
+    let root = KeyPath::root();
+    let cluster = check.cluster(raw.cluster, &root.key("cluster"), path);
+    let timings = check.timings(raw.timings.unwrap_or_default(), &root.key("timings"));
+    let links = check.links(&raw.link, &root.key("link"));
+    let nodes = check.nodes(&raw.node, &raw.link, &links, &root.key("node"));
+    let ping = check.ping(raw.ping.unwrap_or_default(), &root.key("ping"));
+    match (cluster, timings, ping) {
+        (Some(cluster), Some(timings), Some(ping)) if check.errors.is_empty() => Ok(Validated {
+            config: Config {
+                path: path.to_path_buf(),
+                cluster,
+                timings,
+                nodes,
+                links: links.into_iter().map(|l| l.link).collect(),
+                ping,
+            },
+            warnings: check.warnings,
+        }),
+        _ => Err(check.errors),
+    }
+}
+
+#[derive(Default)]
+struct Check {
+    errors: Vec<Issue>,
+    warnings: Vec<Issue>,
+}
+
+/// A link as far as it could be read; `mode` is `None` when it was missing,
+/// so node checks that depend on it are skipped rather than guessed.
+struct LinkSeen {
+    link: Link,
+    mode: Option<RawMode>,
+}
+
+impl Check {
+    fn error(&mut self, key: KeyPath, message: impl Into<String>, hint: impl Into<String>) {
+        self.errors.push(Issue::new(key, message).hint(hint));
+    }
+
+    fn cluster(&mut self, raw: Option<RawCluster>, key: &KeyPath, path: &Path) -> Option<Cluster> {
+        let Some(raw) = raw else {
+            self.error(
+                key.clone(),
+                "missing [cluster] section",
+                "a [cluster] table with at least name and key-file",
+            );
+            return None;
+        };
+        let name = match raw.name {
+            None => {
+                self.error(key.key("name"), "missing", CLUSTER_NAME_HINT);
+                String::new()
+            }
+            Some(name) => {
+                if !valid_name(&name, MAX_NAME, |c| {
+                    c.is_ascii_alphanumeric() || "._-".contains(c)
+                }) {
+                    self.error(
+                        key.key("name"),
+                        format!("invalid cluster name {name:?}"),
+                        CLUSTER_NAME_HINT,
+                    );
+                }
+                name
+            }
+        };
+        let key_file = match raw.key_file.as_deref().map(str::trim) {
+            None | Some("") => {
+                self.error(
+                    key.key("key-file"),
+                    "a key file is required",
+                    "a path to the cluster key, e.g. \"duet.key\" (create it with `duetctl keygen`)",
+                );
+                Default::default()
+            }
+            // `parent()` of a bare "duet.toml" is "", and "".join(x) is x:
+            // relative to the working directory, as the config path itself.
+            Some(file) => path.parent().unwrap_or(Path::new("")).join(file),
+        };
+        if raw.auth == AuthAlgorithm::Crc && !raw.allow_insecure_crc {
+            self.error(
+                key.key("auth"),
+                "auth = \"crc\" authenticates nothing: anyone on the links can forge heartbeats",
+                "hmac-sha256 (or hmac-sha1, hmac-md5); keep crc only with allow-insecure-crc = true",
+            );
+        }
+        Some(Cluster {
+            name,
+            key_file,
+            auth: raw.auth,
+            auto_failback: raw.auto_failback,
+        })
+    }
+
+    fn duration(
+        &mut self,
+        key: KeyPath,
+        text: Option<&str>,
+        default: Duration,
+    ) -> Option<Duration> {
+        let Some(text) = text else {
+            return Some(default);
+        };
+        match duration::parse(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let hint = e.hint();
+                self.error(key, e.to_string(), hint);
+                None
+            }
+        }
+    }
+
+    fn timings(&mut self, raw: RawTimings, key: &KeyPath) -> Option<Timings> {
+        let default = Timings::default();
+        let keepalive = self.duration(
+            key.key("keepalive"),
+            raw.keepalive.as_deref(),
+            default.keepalive,
+        );
+        let warntime = self.duration(
+            key.key("warntime"),
+            raw.warntime.as_deref(),
+            default.warntime,
+        );
+        let deadtime = self.duration(
+            key.key("deadtime"),
+            raw.deadtime.as_deref(),
+            default.deadtime,
+        );
+        let initdead = self.duration(
+            key.key("initdead"),
+            raw.initdead.as_deref(),
+            default.initdead,
+        );
+        let fmt = duration::format;
+        if let Some(k) = keepalive
+            && k < MIN_KEEPALIVE
+        {
+            self.error(
+                key.key("keepalive"),
+                format!("keepalive ({}) is too short", fmt(k)),
+                format!("{} or longer", fmt(MIN_KEEPALIVE)),
+            );
+        }
+        let chain = [
+            ("keepalive", keepalive),
+            ("warntime", warntime),
+            ("deadtime", deadtime),
+        ];
+        for pair in chain.windows(2) {
+            if let [(shorter, Some(a)), (longer, Some(b))] = pair
+                && b <= a
+            {
+                self.error(
+                    key.key(longer),
+                    format!(
+                        "{longer} ({}) must be longer than {shorter} ({})",
+                        fmt(*b),
+                        fmt(*a)
+                    ),
+                    format!("a duration longer than {}", fmt(*a)),
+                );
+            }
+        }
+        if let (Some(d), Some(i)) = (deadtime, initdead)
+            && i < d
+        {
+            self.error(
+                key.key("initdead"),
+                format!(
+                    "initdead ({}) must not be shorter than deadtime ({})",
+                    fmt(i),
+                    fmt(d)
+                ),
+                format!("{} or longer", fmt(d)),
+            );
+        }
+        if let (Some(k), Some(d)) = (keepalive, deadtime)
+            && d < k * 3
+            && d > k
+        {
+            self.warnings.push(
+                Issue::new(
+                    key.key("deadtime"),
+                    format!(
+                        "deadtime ({}) is less than 3 x keepalive ({}): two lost heartbeats in a row declare a node dead",
+                        fmt(d),
+                        fmt(k)
+                    ),
+                )
+                .hint(format!("{} or longer", fmt(k * 3))),
+            );
+        }
+        Some(Timings {
+            keepalive: keepalive?,
+            warntime: warntime?,
+            deadtime: deadtime?,
+            initdead: initdead?,
+        })
+    }
+
+    fn links(&mut self, raw: &[RawLink], key: &KeyPath) -> Vec<LinkSeen> {
+        if raw.is_empty() {
+            self.error(
+                key.clone(),
+                "no links: nodes need at least one [[link]] to exchange heartbeats",
+                "a [[link]] table with name, interface and mode",
+            );
+        }
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        let mut seen = Vec::with_capacity(raw.len());
+        for (i, link) in raw.iter().enumerate() {
+            let key = key.index(i);
+            let name = link.name.clone().unwrap_or_default();
+            match &link.name {
+                None => self.error(key.key("name"), "missing", LINK_NAME_HINT),
+                Some(name) => {
+                    if !valid_name(name, MAX_LINK_NAME, |c| {
+                        c.is_ascii_alphanumeric() || "_-".contains(c)
+                    }) {
+                        self.error(
+                            key.key("name"),
+                            format!("invalid link name {name:?}"),
+                            LINK_NAME_HINT,
+                        );
+                    } else if let Some(j) = first.get(name.as_str()) {
+                        self.error(
+                            key.key("name"),
+                            format!("duplicate link name {name:?} (also link[{j}])"),
+                            "a name no other link has",
+                        );
+                    } else {
+                        first.insert(name, i);
+                    }
+                }
+            }
+            let interface = link.interface.clone().unwrap_or_default();
+            match &link.interface {
+                None => self.error(key.key("interface"), "missing", INTERFACE_HINT),
+                Some(iface) => {
+                    let bad = |c: char| c == '/' || c.is_whitespace() || c.is_control();
+                    if iface.is_empty() || iface.len() > MAX_INTERFACE || iface.contains(bad) {
+                        self.error(
+                            key.key("interface"),
+                            format!("invalid interface name {iface:?}"),
+                            INTERFACE_HINT,
+                        );
+                    }
+                }
+            }
+            if link.mode.is_none() {
+                self.error(key.key("mode"), "missing", "ucast, bcast or mcast");
+            }
+            let port = link.port.unwrap_or(DEFAULT_PORT);
+            if port == 0 {
+                self.error(
+                    key.key("port"),
+                    "port 0 is not a port",
+                    "1 to 65535 (default 694)",
+                );
+            }
+            let mode = self.link_mode(link, &key);
+            seen.push(LinkSeen {
+                link: Link {
+                    name,
+                    interface,
+                    mode,
+                    port,
+                },
+                mode: link.mode,
+            });
+        }
+        seen
+    }
+
+    fn link_mode(&mut self, link: &RawLink, key: &KeyPath) -> LinkMode {
+        if link.mode != Some(RawMode::Mcast) {
+            if link.group.is_some() {
+                self.error(
+                    key.key("group"),
+                    "group is only for mode = \"mcast\"",
+                    "remove it, or set mode = \"mcast\"",
+                );
+            }
+            if link.ttl.is_some() {
+                self.error(
+                    key.key("ttl"),
+                    "ttl is only for mode = \"mcast\"",
+                    "remove it, or set mode = \"mcast\"",
+                );
+            }
+            return if link.mode == Some(RawMode::Bcast) {
+                LinkMode::Broadcast
+            } else {
+                LinkMode::Unicast
+            };
+        }
+        let ttl = link.ttl.unwrap_or(DEFAULT_TTL);
+        if ttl == 0 {
+            self.error(
+                key.key("ttl"),
+                "ttl 0 never leaves this host",
+                "1 to 255 (default 1)",
+            );
+        }
+        let group = match link.group.as_deref() {
+            None => {
+                self.error(
+                    key.key("group"),
+                    "missing: mcast links need a group",
+                    GROUP_HINT,
+                );
+                None
+            }
+            Some(text) => match text.parse::<IpAddr>() {
+                Ok(ip) if ip.is_multicast() => Some(ip),
+                Ok(_) => {
+                    self.error(
+                        key.key("group"),
+                        format!("{text} is not a multicast address"),
+                        GROUP_HINT,
+                    );
+                    None
+                }
+                Err(_) => {
+                    self.error(
+                        key.key("group"),
+                        format!("{text:?} is not an IP address"),
+                        GROUP_HINT,
+                    );
+                    None
+                }
+            },
+        };
+        // A placeholder group only matters when there are errors, and then
+        // no Config is returned.
+        LinkMode::Multicast {
+            group: group.unwrap_or(IpAddr::from([239, 255, 6, 94])),
+            ttl,
+        }
+    }
+
+    fn nodes(
+        &mut self,
+        raw: &[RawNode],
+        raw_links: &[RawLink],
+        links: &[LinkSeen],
+        key: &KeyPath,
+    ) -> Vec<Node> {
+        if raw.is_empty() {
+            self.error(
+                key.clone(),
+                "no nodes: the cluster needs at least one [[node]]",
+                "a [[node]] table per cluster member, with name and address",
+            );
+        } else if raw.len() == 1 {
+            self.warnings.push(
+                Issue::new(
+                    key.index(0),
+                    "a single-node cluster has no node to fail over to",
+                )
+                .hint("two or more [[node]] tables"),
+            );
+        }
+        let link_names: Vec<&str> = raw_links.iter().filter_map(|l| l.name.as_deref()).collect();
+        let mut first_name: HashMap<&str, usize> = HashMap::new();
+        // (link index, address) -> first node using it.
+        let mut first_address: HashMap<(usize, IpAddr), usize> = HashMap::new();
+        let mut total_votes: u64 = 0;
+        let mut nodes = Vec::with_capacity(raw.len());
+        for (i, node) in raw.iter().enumerate() {
+            let key = key.index(i);
+            match &node.name {
+                None => self.error(key.key("name"), "missing", NODE_NAME_HINT),
+                Some(name) => {
+                    if !valid_name(name, MAX_NAME, |c| {
+                        c.is_ascii_alphanumeric() || "-.".contains(c)
+                    }) {
+                        self.error(
+                            key.key("name"),
+                            format!("invalid node name {name:?}"),
+                            NODE_NAME_HINT,
+                        );
+                    } else if let Some(j) = first_name.get(name.as_str()) {
+                        self.error(
+                            key.key("name"),
+                            format!("duplicate node name {name:?} (also node[{j}])"),
+                            "a name no other node has, usually its hostname",
+                        );
+                    } else {
+                        first_name.insert(name, i);
+                    }
+                }
+            }
+            let votes = node.votes.unwrap_or(1);
+            total_votes += u64::from(votes);
+
+            let mut addresses: Vec<Option<IpAddr>> = vec![None; links.len()];
+            for (link_name, text) in &node.address {
+                let akey = key.key("address").key(link_name);
+                let Some(l) = links
+                    .iter()
+                    .position(|l| l.link.name == *link_name && !link_name.is_empty())
+                else {
+                    self.error(
+                        akey,
+                        format!("no link is named {link_name:?}"),
+                        format!("a link name: {}", quoted_list(&link_names)),
+                    );
+                    continue;
+                };
+                let Some(ip) = self.node_address(&akey, text, &links[l]) else {
+                    continue;
+                };
+                if let Some(&j) = first_address.get(&(l, ip)) {
+                    self.error(
+                        akey,
+                        format!("address {ip} on link {link_name:?} is also node[{j}]'s"),
+                        "an address no other node has on this link",
+                    );
+                    continue;
+                }
+                first_address.insert((l, ip), i);
+                addresses[l] = Some(ip);
+            }
+            for seen in links {
+                if seen.mode == Some(RawMode::Ucast) && !node.address.contains_key(&seen.link.name)
+                {
+                    self.error(
+                        key.key("address").key(&seen.link.name),
+                        format!(
+                            "no address on ucast link {:?}: peers would not know where to send",
+                            seen.link.name
+                        ),
+                        format!(
+                            "add {} = \"IP\" to this node's address table",
+                            seen.link.name
+                        ),
+                    );
+                }
+            }
+            nodes.push(Node {
+                name: node.name.clone().unwrap_or_default(),
+                votes,
+                addresses,
+            });
+        }
+        if !raw.is_empty() && total_votes == 0 {
+            self.error(
+                key.clone(),
+                "the nodes have no votes between them, so quorum is never reached",
+                "votes >= 1 on at least one node",
+            );
+        }
+        nodes
+    }
+
+    fn node_address(&mut self, key: &KeyPath, text: &str, link: &LinkSeen) -> Option<IpAddr> {
+        let Ok(ip) = text.parse::<IpAddr>() else {
+            self.error(
+                key.clone(),
+                format!("{text:?} is not an IP address"),
+                ADDRESS_HINT,
+            );
+            return None;
+        };
+        if ip.is_unspecified() || ip.is_multicast() {
+            self.error(
+                key.clone(),
+                format!("{ip} is not a host address"),
+                ADDRESS_HINT,
+            );
+            return None;
+        }
+        match (link.mode, link.link.mode) {
+            (Some(RawMode::Bcast), _) if !ip.is_ipv4() => {
+                self.error(
+                    key.clone(),
+                    format!("{ip} is IPv6, and IPv6 has no broadcast"),
+                    "an IPv4 address, or use mode = \"mcast\" on this link",
+                );
+                None
+            }
+            (Some(RawMode::Mcast), LinkMode::Multicast { group, .. })
+                if group.is_ipv4() != ip.is_ipv4() =>
+            {
+                self.error(
+                    key.clone(),
+                    format!("{ip} is not of the same IP version as the link's group {group}"),
+                    "an address of the group's IP version",
+                );
+                None
+            }
+            _ => Some(ip),
+        }
+    }
+
+    fn ping(&mut self, raw: RawPing, key: &KeyPath) -> Option<Ping> {
+        let mut nodes = Vec::with_capacity(raw.nodes.len());
+        for (i, text) in raw.nodes.iter().enumerate() {
+            match text.parse::<IpAddr>() {
+                Ok(ip) => nodes.push(ip),
+                Err(_) => self.error(
+                    key.key("nodes").index(i),
+                    format!("{text:?} is not an IP address"),
+                    "an IPv4 or IPv6 address of a host that answers ping, e.g. the gateway",
+                ),
+            }
+        }
+        let interval = self.duration(
+            key.key("interval"),
+            raw.interval.as_deref(),
+            DEFAULT_PING_INTERVAL,
+        );
+        let deadtime = self.duration(
+            key.key("deadtime"),
+            raw.deadtime.as_deref(),
+            DEFAULT_PING_DEADTIME,
+        );
+        let fmt = duration::format;
+        if let Some(i) = interval
+            && i < MIN_KEEPALIVE
+        {
+            self.error(
+                key.key("interval"),
+                format!("interval ({}) is too short", fmt(i)),
+                format!("{} or longer", fmt(MIN_KEEPALIVE)),
+            );
+        }
+        if let (Some(i), Some(d)) = (interval, deadtime)
+            && d <= i
+        {
+            self.error(
+                key.key("deadtime"),
+                format!(
+                    "deadtime ({}) must be longer than interval ({})",
+                    fmt(d),
+                    fmt(i)
+                ),
+                format!("a duration longer than {}", fmt(i)),
+            );
+        }
+        Some(Ping {
+            nodes,
+            interval: interval?,
+            deadtime: deadtime?,
+        })
+    }
+}
+
+const CLUSTER_NAME_HINT: &str = "1 to 64 characters of A-Z a-z 0-9 . _ -";
+const NODE_NAME_HINT: &str =
+    "1 to 64 characters of letters, digits, '-' and '.', usually the hostname";
+const LINK_NAME_HINT: &str = "1 to 32 characters of A-Z a-z 0-9 _ -";
+const INTERFACE_HINT: &str = "a network interface name of 1 to 15 characters, e.g. \"eth1\"";
+const GROUP_HINT: &str = "a multicast address, e.g. \"239.255.6.94\" or \"ff12::694\"";
+const ADDRESS_HINT: &str = "this node's IPv4 or IPv6 address on the link, e.g. \"203.0.113.1\"";
+
+fn valid_name(name: &str, max: usize, allowed: impl Fn(char) -> bool) -> bool {
+    !name.is_empty() && name.len() <= max && name.chars().all(allowed)
+}
+
+fn quoted_list(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "(no links are defined)".to_string();
+    }
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
