@@ -6,7 +6,7 @@ use zbus::blocking::Connection;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 use crate::bus::server::{BUS_NAME, ROOT_PATH};
-use crate::bus::status::{ClusterStatus, LinkStatus, NodeStatus};
+use crate::bus::status::{ClusterStatus, LinkStatus, NodeStatus, PingStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -42,16 +42,24 @@ pub fn read_status(conn: &Connection) -> Result<ClusterStatus, ClientError> {
         };
         nodes.push(node_status(props)?);
     }
+    let ping_nodes: Vec<(String, bool)> = prop(&cluster, "PingNodes")?;
+    let dropped: HashMap<String, u64> = prop(&cluster, "DroppedPackets")?;
     Ok(ClusterStatus {
         cluster: prop(&cluster, "Name")?,
         quorate: prop(&cluster, "Quorate")?,
         local_node: prop(&cluster, "LocalNode")?,
         nodes,
+        ping_nodes: ping_nodes
+            .into_iter()
+            .map(|(address, reachable)| PingStatus { address, reachable })
+            .collect(),
+        dropped: dropped.into_iter().collect(),
     })
 }
 
 fn node_status(props: &Props) -> Result<NodeStatus, ClientError> {
     let links: Vec<(String, String)> = prop(props, "Links")?;
+
     Ok(NodeStatus {
         name: prop(props, "Name")?,
         state: prop(props, "State")?,

@@ -6,4 +6,4 @@ pub mod server;
 pub mod status;
 
 pub use server::{BUS_NAME, Bus, ROOT_PATH};
-pub use status::{ClusterStatus, LinkStatus, NodeStatus, node_path};
+pub use status::{ClusterStatus, LinkStatus, NodeStatus, PingStatus, node_path};

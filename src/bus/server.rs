@@ -2,6 +2,7 @@
 //! `/org/duet/Duet1/node/<name>` per node. Getters read the shared status;
 //! `Bus::publish` swaps in a new status and signals what changed.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use zbus::object_server::SignalEmitter;
@@ -50,6 +51,28 @@ impl ClusterObject {
             .nodes
             .iter()
             .filter_map(|n| OwnedObjectPath::try_from(node_path(&n.name)).ok())
+            .collect()
+    }
+
+    /// The ping nodes as this node sees them: (address, reachable).
+    #[zbus(property)]
+    fn ping_nodes(&self) -> Vec<(String, bool)> {
+        lock(&self.shared)
+            .ping_nodes
+            .iter()
+            .map(|p| (p.address.clone(), p.reachable))
+            .collect()
+    }
+
+    /// Heartbeats dropped since start, by reason ("bad-signature",
+    /// "wrong-cluster", "replay", ...). Read, not signalled: a flood of
+    /// garbage must not become a flood of signals.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn dropped_packets(&self) -> HashMap<String, u64> {
+        lock(&self.shared)
+            .dropped
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
             .collect()
     }
 
@@ -189,6 +212,9 @@ impl Bus {
         let object = iface.get().await;
         if old.quorate != new.quorate {
             object.quorate_changed(emitter).await?;
+        }
+        if old.ping_nodes != new.ping_nodes {
+            object.ping_nodes_changed(emitter).await?;
         }
         if old.summary() != new.summary() {
             object.status_changed(emitter).await?;

@@ -1,6 +1,8 @@
 //! The cluster's state as the daemon publishes it: one truth behind the
 //! D-Bus properties, `duetctl status` and its JSON.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -9,6 +11,16 @@ pub struct ClusterStatus {
     pub quorate: bool,
     pub local_node: String,
     pub nodes: Vec<NodeStatus>,
+    /// The ping nodes as this node sees them.
+    pub ping_nodes: Vec<PingStatus>,
+    /// Heartbeats dropped so far, by reason (e.g. "bad-signature").
+    pub dropped: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PingStatus {
+    pub address: String,
+    pub reachable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

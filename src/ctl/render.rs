@@ -28,6 +28,25 @@ pub fn status_table(s: &ClusterStatus) -> String {
             links.join(" ")
         );
     }
+    if !s.ping_nodes.is_empty() {
+        let pings: Vec<String> = s
+            .ping_nodes
+            .iter()
+            .map(|p| {
+                let state = if p.reachable {
+                    "reachable"
+                } else {
+                    "UNREACHABLE"
+                };
+                format!("{} {state}", p.address)
+            })
+            .collect();
+        let _ = writeln!(out, "ping nodes: {}", pings.join(", "));
+    }
+    if !s.dropped.is_empty() {
+        let drops: Vec<String> = s.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(out, "dropped heartbeats: {}", drops.join(", "));
+    }
     out
 }
 
@@ -61,10 +80,17 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            ping_nodes: vec![crate::bus::PingStatus {
+                address: "198.51.100.254".into(),
+                reachable: false,
+            }],
+            dropped: [("bad-signature".to_string(), 3)].into(),
         };
         let t = status_table(&s);
         assert!(t.contains("cluster lab: 1/2 nodes up, NOT quorate"), "{t}");
         assert!(t.contains("node1 (local)"));
+        assert!(t.contains("ping nodes: 198.51.100.254 UNREACHABLE"), "{t}");
+        assert!(t.contains("dropped heartbeats: bad-signature 3"), "{t}");
         assert!(
             t.lines().any(|l| l.starts_with("node2")
                 && l.contains("dead")

@@ -1,8 +1,8 @@
 //! The published status, derived from the membership core and the config.
 
-use crate::bus::{ClusterStatus, LinkStatus, NodeStatus};
+use crate::bus::{ClusterStatus, LinkStatus, NodeStatus, PingStatus};
 use crate::config::Config;
-use crate::membership::Membership;
+use crate::membership::{Membership, PingTarget};
 use crate::types::Timestamp;
 
 /// `epoch_us` is the wall-clock time (microseconds since the epoch) that
@@ -44,11 +44,28 @@ pub fn cluster_status(config: &Config, core: &Membership, epoch_us: u64) -> Clus
             }
         })
         .collect();
+    let ping_nodes = config
+        .ping
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, address)| PingStatus {
+            address: address.to_string(),
+            reachable: core.ping_target_reachable(PingTarget(i)) == Some(true),
+        })
+        .collect();
+    let dropped = core
+        .drops()
+        .iter()
+        .map(|(reason, n)| (reason.name().to_string(), *n))
+        .collect();
     ClusterStatus {
         cluster: config.cluster.name.clone(),
         quorate: core.quorate(),
         local_node: config.node(core.local()).name.clone(),
         nodes,
+        ping_nodes,
+        dropped,
     }
 }
 

@@ -44,6 +44,24 @@ pub enum DropReason {
     Replay,
 }
 
+impl DropReason {
+    /// Stable name for counters (D-Bus, JSON, metrics).
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::Oversized => "oversized",
+            DropReason::BadMagic => "bad-magic",
+            DropReason::UnsupportedVersion => "unsupported-version",
+            DropReason::WrongCluster => "wrong-cluster",
+            DropReason::WrongAlgorithm => "wrong-algorithm",
+            DropReason::BadSignature => "bad-signature",
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownNode => "unknown-node",
+            DropReason::Replay => "replay",
+        }
+    }
+}
+
 pub const MAGIC: &[u8; 4] = b"DUET";
 pub const VERSION: u8 = 1;
 pub const TYPE_HEARTBEAT: u8 = 1;
