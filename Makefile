@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` and `make test`. Both install
+# what they need first (scripts/install-deps.sh).
+
+CARGO ?= cargo
+
+.PHONY: deps build test demo fuzz man clean
+
+deps:
+	scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release
+
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets -- --test-threads=2
+
+demo: build
+	scripts/demo.sh
+
+# A short fuzzing run of the heartbeat decoder (needs cargo-fuzz).
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run heartbeat_decode -- -max_total_time=60
+
+# Completions and the man page, generated from the CLI definition.
+man: build
+	mkdir -p target/share
+	target/release/duetctl man > target/share/duetctl.1
+	target/release/duetctl completions bash > target/share/duetctl.bash
+	target/release/duetctl completions zsh > target/share/_duetctl
+	target/release/duetctl completions fish > target/share/duetctl.fish
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine.
+# Idempotent: when everything is there it only checks and returns.
+set -euo pipefail
+
+# Every Debian package the project uses, in one place.
+PACKAGES=(
+  dbus            # dbus-daemon: a private system bus per lab node
+  iproute2        # ip: namespaces, veth pairs, addresses
+  procps          # pgrep/pkill for cleanup checks
+  psmisc
+  python3         # the D-Bus policy check in tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "install-deps: cargo is missing; install Rust with rustup first" >&2
+  exit 1
+fi
+for c in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$c"; then
+    rustup component add "$c"
+  fi
+done

@@ -1,0 +1,382 @@
+//! The lab for integration tests: real duetd processes, each in a network
+//! namespace of its own with a private D-Bus system bus, wired by veth pairs
+//! (and bridges for three nodes). Addresses: 203.0.113.0/24 on the
+//! crossover, 198.51.100.0/24 on the public side, nothing else.
+//!
+//! `Lab`'s Drop kills every process it started and deletes every namespace
+//! and file it made, also when the test panics.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const DUETD: &str = env!("CARGO_BIN_EXE_duetd");
+pub const DUETCTL: &str = env!("CARGO_BIN_EXE_duetctl");
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A config for `n` nodes (node1..nodeN): crossover link "crossover" on eth1
+/// (203.0.113.N) and public link "public" on eth0 (198.51.100.N), with the
+/// given modes, short initdead so tests do not wait for nothing.
+pub fn config(n: usize, crossover_mode: &str, public_mode: &str, key_file: &str) -> String {
+    let mut c = format!(
+        "[cluster]\nname = \"lab\"\nkey-file = \"{key_file}\"\n\n\
+         [timings]\nkeepalive = \"200ms\"\nwarntime = \"600ms\"\ndeadtime = \"1s\"\ninitdead = \"4s\"\n\n\
+         [[link]]\nname = \"crossover\"\ninterface = \"eth1\"\nmode = \"{crossover_mode}\"\n"
+    );
+    if crossover_mode == "mcast" {
+        c.push_str("group = \"239.255.6.94\"\n");
+    }
+    c.push_str(&format!(
+        "\n[[link]]\nname = \"public\"\ninterface = \"eth0\"\nmode = \"{public_mode}\"\nport = 695\n"
+    ));
+    if public_mode == "mcast" {
+        c.push_str("group = \"239.255.6.95\"\n");
+    }
+    for i in 1..=n {
+        c.push_str(&format!(
+            "\n[[node]]\nname = \"node{i}\"\naddress = {{ crossover = \"203.0.113.{i}\", public = \"198.51.100.{i}\" }}\n"
+        ));
+    }
+    c
+}
+
+pub struct Node {
+    pub name: String,
+    pub ns: String,
+    pub bus: String,
+    pub log: PathBuf,
+    duetd: Option<Child>,
+}
+
+pub struct Lab {
+    pub dir: PathBuf,
+    prefix: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+    pub nodes: Vec<Node>,
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn ip(args: &[&str]) {
+    run(Command::new("ip").args(args));
+}
+
+impl Lab {
+    /// An empty lab: a temp dir and a unique prefix for namespaces.
+    pub fn new() -> Lab {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "lab tests need root (network namespaces, veth): run them with `make test` as root"
+        );
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("duet-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(&prefix);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("lab temp dir");
+        Lab {
+            dir,
+            prefix,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            nodes: Vec::new(),
+        }
+    }
+
+    /// `n` nodes with a key and `config` written; eth1 and eth0 wired as a
+    /// direct veth pair for two nodes, through bridges for more.
+    pub fn nodes(n: usize, config: &str) -> Lab {
+        let mut lab = Lab::new();
+        lab.keygen("duet.key");
+        lab.write("duet.toml", config);
+        for i in 1..=n {
+            let name = format!("node{i}");
+            let ns = lab.netns(&format!("n{i}"));
+            let bus = lab.bus(&name);
+            let log = lab.dir.join(format!("{name}.log"));
+            lab.nodes.push(Node {
+                name,
+                ns,
+                bus,
+                log,
+                duetd: None,
+            });
+        }
+        if n == 2 {
+            lab.wire_pair();
+        } else {
+            lab.wire_bridges();
+        }
+        lab
+    }
+
+    fn wire_pair(&mut self) {
+        let (a, b) = (self.nodes[0].ns.clone(), self.nodes[1].ns.clone());
+        for (ifname, net) in [("eth1", "203.0.113"), ("eth0", "198.51.100")] {
+            ip(&[
+                "link", "add", ifname, "netns", &a, "type", "veth", "peer", "name", ifname,
+                "netns", &b,
+            ]);
+            for (i, ns) in [&a, &b].into_iter().enumerate() {
+                let addr = format!("{net}.{}/24", i + 1);
+                ip(&["-n", ns, "addr", "add", &addr, "dev", ifname]);
+                ip(&["-n", ns, "link", "set", ifname, "up"]);
+            }
+        }
+    }
+
+    fn wire_bridges(&mut self) {
+        let hub = self.netns("hub");
+        for br in ["br1", "br0"] {
+            ip(&["-n", &hub, "link", "add", br, "type", "bridge"]);
+            ip(&["-n", &hub, "link", "set", br, "up"]);
+        }
+        let nodes: Vec<String> = self.nodes.iter().map(|n| n.ns.clone()).collect();
+        for (i, ns) in nodes.iter().enumerate() {
+            let k = i + 1;
+            for (ifname, br, net) in [("eth1", "br1", "203.0.113"), ("eth0", "br0", "198.51.100")] {
+                let port = format!("{br}p{k}");
+                ip(&[
+                    "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", &port,
+                    "netns", &hub,
+                ]);
+                ip(&["-n", &hub, "link", "set", &port, "master", br, "up"]);
+                let addr = format!("{net}.{k}/24");
+                ip(&["-n", ns, "addr", "add", &addr, "dev", ifname]);
+                ip(&["-n", ns, "link", "set", ifname, "up"]);
+            }
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        fs::write(&p, text).expect("write lab file");
+        p
+    }
+
+    pub fn keygen(&self, name: &str) -> PathBuf {
+        let p = self.path(name);
+        let out = Command::new(DUETCTL)
+            .arg("keygen")
+            .arg(&p)
+            .output()
+            .expect("duetctl keygen");
+        assert!(out.status.success(), "keygen failed: {out:?}");
+        p
+    }
+
+    /// A network namespace with its loopback up.
+    pub fn netns(&mut self, short: &str) -> String {
+        let name = format!("{}-{short}", self.prefix);
+        ip(&["netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// A private dbus-daemon playing the node's system bus; returns its
+    /// address once it accepts connections.
+    pub fn bus(&mut self, name: &str) -> String {
+        let socket = self.path(&format!("{name}.bus"));
+        let conf = self.write(
+            &format!("{name}-bus.conf"),
+            &format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        );
+        let child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .arg("--nofork")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(self.path(&format!("{name}-bus.log"))).expect("bus log"))
+            .spawn()
+            .expect("dbus-daemon (scripts/install-deps.sh installs it)");
+        self.children.push(child);
+        wait_until(Duration::from_secs(5), "the private bus to listen", || {
+            socket.exists().then_some(())
+        });
+        format!("unix:path={}", socket.display())
+    }
+
+    pub fn node(&self, name: &str) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name} in the lab"))
+    }
+
+    fn node_mut(&mut self, name: &str) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name} in the lab"))
+    }
+
+    /// Starts duetd for `name` with the lab's duet.toml.
+    pub fn start(&mut self, name: &str) {
+        let config = self.path("duet.toml");
+        self.start_with(name, &config, &[]);
+    }
+
+    /// Starts duetd for `name` with this config and extra environment.
+    pub fn start_with(&mut self, name: &str, config: &Path, env: &[(&str, &str)]) {
+        let node = self.node_mut(name);
+        assert!(node.duetd.is_none(), "{name} is already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("log file");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &node.ns, "env"])
+            .arg(format!("DBUS_SYSTEM_BUS_ADDRESS={}", node.bus))
+            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .arg(DUETD)
+            .arg("--config")
+            .arg(config)
+            .args(["--node", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        node.duetd = Some(cmd.spawn().expect("spawn duetd"));
+    }
+
+    /// SIGKILL: the node dies without a word, as in a crash.
+    pub fn kill(&mut self, name: &str) {
+        if let Some(mut child) = self.node_mut(name).duetd.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The node's `duetctl status --json`, or None while it does not answer.
+    pub fn status(&self, name: &str) -> Option<serde_json::Value> {
+        let out = self.duetctl(name, &["status", "--json"]);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    pub fn duetctl(&self, name: &str, args: &[&str]) -> Output {
+        Command::new(DUETCTL)
+            .args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.node(name).bus)
+            .output()
+            .expect("run duetctl")
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(&self.node(name).log).unwrap_or_default()
+    }
+
+    /// Runs a command inside the node's namespace.
+    pub fn exec(&self, name: &str, args: &[&str]) -> Output {
+        let ns = &self.node(name).ns;
+        run(Command::new("ip").args(["netns", "exec", ns]).args(args))
+    }
+
+    /// Keeps a child process (a monitor, say) to be killed at the end.
+    pub fn adopt(&mut self, child: Child) {
+        self.children.push(child);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        for name in names {
+            self.kill(&name);
+        }
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        if std::thread::panicking() {
+            eprintln!("lab files kept for a look: {}", self.dir.display());
+            for node in &self.nodes {
+                if let Ok(log) = fs::read_to_string(&node.log) {
+                    eprintln!("--- {} log ---\n{log}", node.name);
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `probe` every 20 ms until it returns Some, or panics after
+/// `timeout` naming `what`. Returns the value and how long it took.
+pub fn wait_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return (v, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The entry of `node` in a status JSON.
+pub fn node_of<'a>(status: &'a serde_json::Value, node: &str) -> Option<&'a serde_json::Value> {
+    status["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == node)
+}
+
+pub fn state_of(status: &serde_json::Value, node: &str) -> Option<String> {
+    node_of(status, node)?["state"].as_str().map(String::from)
+}
+
+pub fn link_of(status: &serde_json::Value, node: &str, link: &str) -> Option<String> {
+    node_of(status, node)?["links"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == link)?["state"]
+        .as_str()
+        .map(String::from)
+}

@@ -1,0 +1,278 @@
+//! Real duetd processes in network namespaces: membership over real UDP
+//! sockets, real D-Bus, real interface events. Needs root.
+
+mod lab;
+
+use std::io::Read;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lab::{Lab, config, link_of, state_of, wait_until};
+
+const KEEPALIVE: Duration = Duration::from_millis(200);
+const DEADTIME: Duration = Duration::from_secs(1);
+const INITDEAD: Duration = Duration::from_secs(4);
+/// duetctl runs every 20 ms and takes a few ms itself.
+const POLL_MARGIN: Duration = Duration::from_millis(150);
+
+fn two_nodes() -> Lab {
+    let mut lab = Lab::nodes(2, &config(2, "ucast", "ucast", "duet.key"));
+    lab.start("node1");
+    lab.start("node2");
+    lab
+}
+
+/// Waits until `observer` sees `peer` up on every link and is quorate.
+fn wait_all_up(lab: &Lab, observer: &str, peer: &str) {
+    wait_until(INITDEAD, &format!("{observer} to see {peer} up"), || {
+        let s = lab.status(observer)?;
+        let ok = state_of(&s, peer)? == "up"
+            && link_of(&s, peer, "crossover")? == "up"
+            && link_of(&s, peer, "public")? == "up"
+            && s["quorate"] == true;
+        ok.then_some(())
+    });
+}
+
+fn incarnation(lab: &Lab, observer: &str, peer: &str) -> u64 {
+    let s = lab.status(observer).expect("status");
+    lab::node_of(&s, peer).expect("node")["incarnation"]
+        .as_u64()
+        .expect("incarnation")
+}
+
+#[test]
+fn lab_two_nodes_see_each_other_and_a_crash_within_deadtime() {
+    let mut lab = two_nodes();
+    wait_all_up(&lab, "node1", "node2");
+    wait_all_up(&lab, "node2", "node1");
+    let first = incarnation(&lab, "node1", "node2");
+
+    lab.kill("node2");
+    let killed = Instant::now();
+    let (_, took) = wait_until(DEADTIME * 3, "node1 to see node2 dead", || {
+        let s = lab.status("node1")?;
+        (state_of(&s, "node2")? == "dead").then_some(())
+    });
+    let detect = killed.elapsed();
+    println!(
+        "crash detected in {} ms (deadtime {} ms, keepalive {} ms)",
+        detect.as_millis(),
+        DEADTIME.as_millis(),
+        KEEPALIVE.as_millis()
+    );
+    assert!(
+        took <= DEADTIME + KEEPALIVE + POLL_MARGIN,
+        "detection took {took:?}, more than deadtime + keepalive"
+    );
+    let s = lab.status("node1").expect("status");
+    assert_eq!(s["quorate"], false, "one of two votes is no majority: {s}");
+    assert_eq!(link_of(&s, "node2", "crossover").as_deref(), Some("down"));
+
+    lab.start("node2");
+    wait_all_up(&lab, "node1", "node2");
+    let second = incarnation(&lab, "node1", "node2");
+    assert!(second > first, "restart not seen as a new incarnation");
+    assert!(lab.log("node1").contains("node2 restarted"));
+}
+
+#[test]
+fn lab_a_node_with_the_wrong_key_never_joins() {
+    let mut lab = Lab::nodes(2, &config(2, "ucast", "ucast", "duet.key"));
+    lab.keygen("other.key");
+    let wrong = lab.write("wrong.toml", &config(2, "ucast", "ucast", "other.key"));
+    lab.start("node1");
+    lab.start_with("node2", &wrong, &[]);
+    wait_until(INITDEAD, "node1 to answer", || lab.status("node1"));
+    let window = Instant::now();
+    let mut polls = 0;
+    while window.elapsed() < DEADTIME * 3 {
+        let s = lab.status("node1").expect("node1 answers");
+        assert_ne!(
+            state_of(&s, "node2").as_deref(),
+            Some("up"),
+            "joined with the wrong key"
+        );
+        polls += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(polls > 10);
+    let s = lab.status("node1").expect("status");
+    let dropped = s["dropped"]["bad-signature"].as_u64().unwrap_or(0);
+    assert!(dropped > 0, "bad signatures not counted: {s}");
+    assert!(
+        lab.log("node1").contains("bad signature"),
+        "no log line says why: {}",
+        lab.log("node1")
+    );
+}
+
+#[test]
+fn lab_a_cut_link_is_reported_while_the_peer_stays_up() {
+    let lab = two_nodes();
+    wait_all_up(&lab, "node1", "node2");
+    lab.exec("node2", &["ip", "link", "set", "eth1", "down"]);
+    let deadline = DEADTIME * 2;
+    wait_until(deadline, "the crossover to be reported down", || {
+        let s = lab.status("node1")?;
+        (link_of(&s, "node2", "crossover")? == "down").then_some(())
+    });
+    // The peer stays up over the public link for several deadtimes.
+    let watch = Instant::now();
+    while watch.elapsed() < DEADTIME * 2 {
+        let s = lab.status("node1").expect("status");
+        assert_eq!(state_of(&s, "node2").as_deref(), Some("up"), "{s}");
+        assert_eq!(link_of(&s, "node2", "public").as_deref(), Some("up"));
+        assert_eq!(s["quorate"], true);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lab.exec("node2", &["ip", "link", "set", "eth1", "up"]);
+    wait_all_up(&lab, "node1", "node2");
+}
+
+#[test]
+fn lab_dbus_tree_properties_and_change_signals() {
+    let mut lab = two_nodes();
+    wait_all_up(&lab, "node1", "node2");
+    let address = format!("--address={}", lab.node("node1").bus);
+    let tree = Command::new("busctl")
+        .args([&address, "tree", "org.duet.Duet1"])
+        .output()
+        .expect("busctl");
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    for path in ["/org/duet/Duet1/node/node1", "/org/duet/Duet1/node/node2"] {
+        assert!(tree.contains(path), "busctl tree lacks {path}: {tree}");
+    }
+    let get = |path: &str, iface: &str, prop: &str| {
+        let out = Command::new("busctl")
+            .args([
+                &address,
+                "get-property",
+                "org.duet.Duet1",
+                path,
+                iface,
+                prop,
+            ])
+            .output()
+            .expect("busctl");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let node2 = "/org/duet/Duet1/node/node2";
+    assert_eq!(get(node2, "org.duet.Duet1.Node", "State"), "s \"up\"");
+    assert_eq!(
+        get("/org/duet/Duet1", "org.duet.Duet1.Cluster", "Quorate"),
+        "b true"
+    );
+    assert_eq!(
+        get("/org/duet/Duet1", "org.duet.Duet1.Cluster", "LocalNode"),
+        "s \"node1\""
+    );
+
+    // A watcher sees the change as a signal, without polling.
+    let monitor_log = lab.path("monitor.txt");
+    let monitor = Command::new("busctl")
+        .args([&address, "monitor", "org.duet.Duet1"])
+        .stdout(std::fs::File::create(&monitor_log).expect("monitor log"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("busctl monitor");
+    lab.adopt(monitor);
+    wait_until(Duration::from_secs(5), "busctl monitor to start", || {
+        std::fs::metadata(&monitor_log).ok().filter(|m| m.len() > 0)
+    });
+    lab.kill("node2");
+    wait_until(
+        DEADTIME * 3,
+        "a PropertiesChanged signal with State dead",
+        || {
+            let text = std::fs::read_to_string(&monitor_log).ok()?;
+            let signal = text.find("Member=PropertiesChanged")?;
+            text[signal..].contains("STRING \"dead\"").then_some(())
+        },
+    );
+}
+
+#[test]
+fn lab_systemd_readiness_status_and_watchdog() {
+    let mut lab = Lab::nodes(2, &config(2, "ucast", "ucast", "duet.key"));
+    let socket_path = lab.path("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let config = lab.path("duet.toml");
+    let notify = socket_path.display().to_string();
+    lab.start_with(
+        "node1",
+        &config,
+        &[("NOTIFY_SOCKET", &notify), ("WATCHDOG_USEC", "400000")],
+    );
+    let mut seen = String::new();
+    wait_until(
+        Duration::from_secs(5),
+        "READY=1, STATUS= and WATCHDOG=1",
+        || {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = socket.recv(&mut buf) {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                seen.push('\n');
+            }
+            (seen.contains("READY=1")
+                && seen.contains("STATUS=1/2 nodes up, NOT quorate")
+                && seen.contains("WATCHDOG=1"))
+            .then_some(())
+        },
+    );
+    // Readiness comes only once the bus name is taken.
+    assert!(lab.status("node1").is_some());
+}
+
+#[test]
+fn lab_three_nodes_over_broadcast_and_multicast_keep_quorum_by_majority() {
+    let mut lab = Lab::nodes(3, &config(3, "bcast", "mcast", "duet.key"));
+    for n in ["node1", "node2", "node3"] {
+        lab.start(n);
+    }
+    wait_until(INITDEAD, "node1 to see all three up on both links", || {
+        let s = lab.status("node1")?;
+        let all = ["node2", "node3"].iter().all(|p| {
+            state_of(&s, p).as_deref() == Some("up")
+                && link_of(&s, p, "crossover").as_deref() == Some("up")
+                && link_of(&s, p, "public").as_deref() == Some("up")
+        });
+        (all && s["quorate"] == true).then_some(())
+    });
+    lab.kill("node3");
+    wait_until(
+        DEADTIME * 3,
+        "node1 to see node3 dead, still quorate",
+        || {
+            let s = lab.status("node1")?;
+            (state_of(&s, "node3")? == "dead" && s["quorate"] == true).then_some(())
+        },
+    );
+    lab.kill("node2");
+    wait_until(DEADTIME * 3, "node1 alone to lose quorum", || {
+        let s = lab.status("node1")?;
+        (state_of(&s, "node2")? == "dead" && s["quorate"] == false).then_some(())
+    });
+}
+
+#[test]
+fn lab_duetctl_says_clearly_when_no_daemon_runs() {
+    let lab = Lab::nodes(2, &config(2, "ucast", "ucast", "duet.key"));
+    let out = lab.duetctl("node1", &["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("duetd is not running"), "{err}");
+    let mut nobus = Command::new(lab::DUETCTL);
+    nobus
+        .args(["status", "--json"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/duet-bus");
+    let out = nobus.output().expect("duetctl");
+    assert_eq!(out.status.code(), Some(3));
+    let mut text = String::new();
+    let _ = out.stderr.as_slice().read_to_string(&mut text);
+    assert!(text.contains("cannot reach the system bus"), "{text}");
+}
