@@ -9,7 +9,8 @@ PACKAGES=(
   iproute2        # ip: namespaces, veth pairs, addresses
   procps          # pgrep/pkill for cleanup checks
   psmisc
-  python3         # the D-Bus policy check in tests
+  systemd         # systemd-analyze verify of the unit file in tests
+  strace          # for looking into a stuck process by hand
 )
 
 missing=()

@@ -1,6 +1,7 @@
 //! Reading the daemon's state over D-Bus, for `duetctl`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use zbus::blocking::Connection;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
@@ -14,6 +15,8 @@ pub enum ClientError {
     Bus(zbus::Error),
     #[error("duetd is not running on this node (nobody owns {BUS_NAME} on the bus)")]
     NotRunning,
+    #[error("no answer from duetd within {CALL_TIMEOUT:?} (is it hung? see journalctl -u duetd)")]
+    Timeout,
     #[error("duetd answered with an error: {0}")]
     Call(zbus::Error),
     #[error("duetd's reply is missing property {0}")]
@@ -22,9 +25,15 @@ pub enum ClientError {
 
 type Props = HashMap<String, OwnedValue>;
 
+/// A call that gets no answer in this time fails instead of hanging the
+/// terminal (a bus whose policy swallows the reply, a daemon stuck).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Connects to the system bus (or DBUS_SYSTEM_BUS_ADDRESS).
 pub fn connect() -> Result<Connection, ClientError> {
-    Connection::system().map_err(ClientError::Bus)
+    zbus::blocking::connection::Builder::system()
+        .and_then(|b| b.method_timeout(CALL_TIMEOUT).build())
+        .map_err(ClientError::Bus)
 }
 
 /// Reads the cluster object and every node object.
@@ -91,6 +100,9 @@ fn call_error(e: zbus::Error) -> ClientError {
                 || name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner" =>
         {
             ClientError::NotRunning
+        }
+        zbus::Error::InputOutput(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            ClientError::Timeout
         }
         _ => ClientError::Call(e),
     }
