@@ -8,9 +8,8 @@ PACKAGES=(
   dbus            # dbus-daemon: a private system bus per lab node
   iproute2        # ip: namespaces, veth pairs, addresses
   procps          # pgrep/pkill for cleanup checks
-  psmisc
+  util-linux      # setpriv: the D-Bus policy test acts as an unprivileged user
   systemd         # systemd-analyze verify of the unit file in tests
-  strace          # for looking into a stuck process by hand
 )
 
 missing=()

@@ -193,9 +193,46 @@ impl Lab {
         name
     }
 
-    /// A private dbus-daemon playing the node's system bus; returns its
-    /// address once it accepts connections.
+    /// A private dbus-daemon playing the node's system bus, open to all
+    /// (the tests run as root); returns its address once it listens.
     pub fn bus(&mut self, name: &str) -> String {
+        self.start_bus(
+            name,
+            r#"<policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>"#,
+        )
+    }
+
+    /// A bus with the defaults of a real system bus (method calls denied
+    /// unless a policy file allows them) plus the policy file `include`.
+    pub fn system_bus(&mut self, name: &str, include: &Path) -> String {
+        let policy = format!(
+            r#"<policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <include>{}</include>"#,
+            include.display()
+        );
+        self.start_bus(name, &policy)
+    }
+
+    fn start_bus(&mut self, name: &str, policy: &str) -> String {
         let socket = self.path(&format!("{name}.bus"));
         let conf = self.write(
             &format!("{name}-bus.conf"),
@@ -206,12 +243,7 @@ impl Lab {
   <type>system</type>
   <listen>unix:path={}</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-  </policy>
+  {policy}
 </busconfig>
 "#,
                 socket.display()
