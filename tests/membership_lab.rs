@@ -274,5 +274,30 @@ fn lab_duetctl_says_clearly_when_no_daemon_runs() {
     assert_eq!(out.status.code(), Some(3));
     let mut text = String::new();
     let _ = out.stderr.as_slice().read_to_string(&mut text);
-    assert!(text.contains("cannot reach the system bus"), "{text}");
+    assert!(text.contains("cannot reach the D-Bus bus"), "{text}");
+}
+
+#[test]
+fn lab_the_session_bus_serves_too() {
+    let mut lab = Lab::nodes(2, &config(2, "ucast", "ucast", "duet.key"));
+    let bus = lab.node("node1").bus.clone();
+    let config = lab.path("duet.toml");
+    lab.start_with(
+        "node1",
+        &config,
+        &[("DUET_BUS", "session"), ("DBUS_SESSION_BUS_ADDRESS", &bus)],
+    );
+    let ask = || {
+        Command::new(lab::DUETCTL)
+            .args(["--bus", "session", "status", "--json"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/duet-bus")
+            .output()
+            .expect("duetctl")
+    };
+    let (out, _) = wait_until(Duration::from_secs(5), "duetd on the session bus", || {
+        Some(ask()).filter(|o| o.status.success())
+    });
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(s["local_node"], "node1");
 }

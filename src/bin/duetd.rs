@@ -15,6 +15,10 @@ struct Args {
     /// This node's name in the config [default: the hostname].
     #[arg(long)]
     node: Option<String>,
+    /// The bus to serve on: the system bus (DBUS_SYSTEM_BUS_ADDRESS
+    /// overrides its address), or the session bus to try duet without root.
+    #[arg(long, value_enum, default_value = "system", env = "DUET_BUS")]
+    bus: duet::bus::BusKind,
 }
 
 fn main() -> ExitCode {
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     let options = duet::daemon::Options {
         config: args.config,
         node: args.node,
+        bus: args.bus,
     };
     match runtime.block_on(duet::daemon::run(options)) {
         Ok(()) => ExitCode::SUCCESS,

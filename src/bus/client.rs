@@ -6,12 +6,13 @@ use std::time::Duration;
 use zbus::blocking::Connection;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
+use crate::bus::BusKind;
 use crate::bus::server::{BUS_NAME, ROOT_PATH};
 use crate::bus::status::{ClusterStatus, LinkStatus, NodeStatus, PingStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the system bus: {0}")]
+    #[error("cannot reach the D-Bus bus: {0}")]
     Bus(zbus::Error),
     #[error("duetd is not running on this node (nobody owns {BUS_NAME} on the bus)")]
     NotRunning,
@@ -30,8 +31,12 @@ type Props = HashMap<String, OwnedValue>;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects to the system bus (or DBUS_SYSTEM_BUS_ADDRESS).
-pub fn connect() -> Result<Connection, ClientError> {
-    zbus::blocking::connection::Builder::system()
+pub fn connect(kind: BusKind) -> Result<Connection, ClientError> {
+    let builder = match kind {
+        BusKind::System => zbus::blocking::connection::Builder::system(),
+        BusKind::Session => zbus::blocking::connection::Builder::session(),
+    };
+    builder
         .and_then(|b| b.method_timeout(CALL_TIMEOUT).build())
         .map_err(ClientError::Bus)
 }

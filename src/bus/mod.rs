@@ -6,4 +6,14 @@ pub mod server;
 pub mod status;
 
 pub use server::{BUS_NAME, Bus, ROOT_PATH};
+
+/// Which bus duetd serves on and duetctl asks. The system bus is the real
+/// thing (its address may be overridden with DBUS_SYSTEM_BUS_ADDRESS); the
+/// session bus lets an unprivileged user try duet out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BusKind {
+    #[default]
+    System,
+    Session,
+}
 pub use status::{ClusterStatus, LinkStatus, NodeStatus, PingStatus, node_path};

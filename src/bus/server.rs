@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedObjectPath;
 
+use crate::bus::BusKind;
 use crate::bus::status::{ClusterStatus, NodeStatus, node_path};
 
 pub const BUS_NAME: &str = "org.duet.Duet1";
@@ -166,9 +167,13 @@ pub struct Bus {
 impl Bus {
     /// Connects to the system bus (or DBUS_SYSTEM_BUS_ADDRESS), serves the
     /// objects for `initial` and takes the well-known name.
-    pub async fn start(initial: ClusterStatus) -> zbus::Result<Bus> {
+    pub async fn start(kind: BusKind, initial: ClusterStatus) -> zbus::Result<Bus> {
         let shared = Arc::new(Mutex::new(initial.clone()));
-        let mut builder = zbus::connection::Builder::system()?
+        let builder = match kind {
+            BusKind::System => zbus::connection::Builder::system()?,
+            BusKind::Session => zbus::connection::Builder::session()?,
+        };
+        let mut builder = builder
             .serve_at(ROOT_PATH, zbus::fdo::ObjectManager)?
             .serve_at(
                 ROOT_PATH,

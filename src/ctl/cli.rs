@@ -11,6 +11,16 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "duetctl", version, propagate_version = true)]
 pub struct Cli {
+    /// The bus where duetd serves: system (DBUS_SYSTEM_BUS_ADDRESS overrides
+    /// its address) or session.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "system",
+        env = "DUET_BUS"
+    )]
+    pub bus: crate::bus::BusKind,
     #[command(subcommand)]
     pub command: Command,
 }

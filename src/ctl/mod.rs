@@ -14,7 +14,7 @@ use cli::{Cli, Command, exit};
 
 pub fn run(cli: Cli) -> u8 {
     match cli.command {
-        Command::Status { json } => status(json),
+        Command::Status { json } => status(cli.bus, json),
         Command::CheckConfig { file } => check_config(&file),
         Command::Keygen { file } => match auth::generate_key_file(&file) {
             Ok(()) => {
@@ -51,8 +51,8 @@ fn fail(message: &str) -> u8 {
     exit::FAILURE
 }
 
-fn status(json: bool) -> u8 {
-    let result = client::connect().and_then(|c| client::read_status(&c));
+fn status(bus: crate::bus::BusKind, json: bool) -> u8 {
+    let result = client::connect(bus).and_then(|c| client::read_status(&c));
     let status = match result {
         Ok(s) => s,
         Err(e) => {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::bus::Bus;
+use crate::bus::{Bus, BusKind};
 use crate::config::{self, Config};
 use crate::host::{notify, ping::Pinger};
 use crate::membership::auth::{self, Auth, AuthAlgorithm};
@@ -30,6 +30,7 @@ pub struct Options {
     pub config: PathBuf,
     /// The local node's name; the hostname when not given.
     pub node: Option<String>,
+    pub bus: BusKind,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +106,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let core = Membership::new(setup, codec, Timestamp::ZERO);
     let status = view::cluster_status(&config, &core, epoch_us);
     let summary = status.summary();
-    let bus = Bus::start(status).await?;
+    let bus = Bus::start(options.bus, status).await?;
     tracing::info!(
         node = %config.node(local).name,
         cluster = %config.cluster.name,
