@@ -11,4 +11,6 @@ pub mod ctl;
 pub mod daemon;
 pub mod host;
 pub mod membership;
+#[doc(hidden)]
+pub mod testkit;
 pub mod types;

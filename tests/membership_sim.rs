@@ -12,26 +12,8 @@ use std::time::Duration;
 use duet::membership::auth::{Auth, AuthAlgorithm};
 use duet::membership::wire::Codec;
 use duet::membership::{Action, Event, Input, Member, Membership, Params, PeerState, Setup};
+use duet::testkit::SplitMix64 as Rng;
 use duet::types::{Incarnation, LinkId, NodeId, Timestamp};
-
-/// SplitMix64: tiny, seedable, and the same on every platform and version.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const KEEPALIVE: u64 = 200;
 const DEADTIME: u64 = 1000;

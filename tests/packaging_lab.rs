@@ -11,6 +11,20 @@ use lab::{Lab, config, wait_until};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// A call that changes state: setting the (read-only) cluster name.
+const SET_NAME: [&str; 10] = [
+    "call",
+    "org.duet.Duet1",
+    "/org/duet/Duet1",
+    "org.freedesktop.DBus.Properties",
+    "Set",
+    "ssv",
+    "org.duet.Duet1.Cluster",
+    "Name",
+    "s",
+    "evil",
+];
+
 /// Runs a command as the unprivileged user nobody.
 fn as_nobody(cmd: &str, args: &[&str], bus: &str) -> std::process::Output {
     Command::new("setpriv")
@@ -61,23 +75,9 @@ fn lab_dbus_policy_lets_anyone_read_and_only_root_act() {
     );
 
     // Anything else is refused by the bus before duetd sees it.
-    let set = as_nobody(
-        "busctl",
-        &[
-            &address,
-            "call",
-            "org.duet.Duet1",
-            "/org/duet/Duet1",
-            "org.freedesktop.DBus.Properties",
-            "Set",
-            "ssv",
-            "org.duet.Duet1.Cluster",
-            "Name",
-            "s",
-            "evil",
-        ],
-        &bus,
-    );
+    let mut set_name = vec![address.as_str()];
+    set_name.extend(SET_NAME);
+    let set = as_nobody("busctl", &set_name, &bus);
     let err = String::from_utf8_lossy(&set.stderr);
     assert!(
         !set.status.success() && err.contains("Access denied"),
@@ -86,19 +86,7 @@ fn lab_dbus_policy_lets_anyone_read_and_only_root_act() {
 
     // Root gets through the bus (and duetd itself refuses: read-only).
     let root = Command::new("busctl")
-        .args([
-            &address,
-            "call",
-            "org.duet.Duet1",
-            "/org/duet/Duet1",
-            "org.freedesktop.DBus.Properties",
-            "Set",
-            "ssv",
-            "org.duet.Duet1.Cluster",
-            "Name",
-            "s",
-            "evil",
-        ])
+        .args(&set_name)
         .output()
         .expect("busctl");
     let err = String::from_utf8_lossy(&root.stderr);

@@ -15,18 +15,7 @@ fn hb() -> Heartbeat {
     }
 }
 
-/// SplitMix64, so the "random" cases are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
+use crate::testkit::SplitMix64 as Rng;
 
 /// Re-signs a hand-edited packet so that only the edit is tested.
 fn resign(c: &Codec, body: &[u8]) -> Vec<u8> {
@@ -46,15 +35,15 @@ fn round_trip_for_every_algorithm_and_many_values() {
     for alg in AuthAlgorithm::ALL {
         let c = codec(alg);
         for i in 0..2000 {
-            let name_len = 1 + (rng.next() % 64) as usize;
+            let name_len = 1 + (rng.next_u64() % 64) as usize;
             let h = Heartbeat {
                 node: (0..name_len)
                     .map(|j| (b'a' + ((i + j) % 26) as u8) as char)
                     .collect(),
-                incarnation: Incarnation(rng.next()),
-                link: LinkId(rng.next() as u8),
-                seq: Seq(rng.next()),
-                ping_reachable: rng.next() as u16,
+                incarnation: Incarnation(rng.next_u64()),
+                link: LinkId(rng.next_u64() as u8),
+                seq: Seq(rng.next_u64()),
+                ping_reachable: rng.next_u64() as u16,
             };
             let p = c.encode(&h);
             assert!(p.len() <= MAX_PACKET);
@@ -164,13 +153,13 @@ fn random_bytes_and_mutations_never_panic() {
     let good = c.encode(&hb());
     let mut rng = Rng(99);
     for _ in 0..100_000 {
-        let len = (rng.next() % 1100) as usize;
-        let junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let len = (rng.next_u64() % 1100) as usize;
+        let junk: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         assert!(c.decode(&junk).is_err());
         let mut m = good.clone();
-        for _ in 0..1 + rng.next() % 4 {
-            let i = (rng.next() as usize) % m.len();
-            m[i] = rng.next() as u8;
+        for _ in 0..1 + rng.next_u64() % 4 {
+            let i = (rng.next_u64() as usize) % m.len();
+            m[i] = rng.next_u64() as u8;
         }
         if m != good {
             assert!(c.decode(&m).is_err(), "mutation accepted");
