@@ -5,7 +5,7 @@ mod lab;
 
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lab::{Lab, config, link_of, state_of, wait_until};
@@ -169,28 +169,43 @@ fn lab_dbus_tree_properties_and_change_signals() {
         "s \"node1\""
     );
 
-    // A watcher sees the change as a signal, without polling.
-    let monitor_log = lab.path("monitor.txt");
-    let monitor = Command::new("busctl")
-        .args([&address, "monitor", "org.duet.Duet1"])
-        .stdout(std::fs::File::create(&monitor_log).expect("monitor log"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("busctl monitor");
-    lab.adopt(monitor);
-    wait_until(Duration::from_secs(5), "busctl monitor to start", || {
-        std::fs::metadata(&monitor_log).ok().filter(|m| m.len() > 0)
+    // A watcher sees the change as a signal, without polling: subscribe
+    // (the match rule is in place when this returns), then crash node2.
+    let conn = zbus::blocking::connection::Builder::address(lab.node("node1").bus.as_str())
+        .and_then(|b| b.build())
+        .expect("connect to node1's bus");
+    let props = zbus::blocking::fdo::PropertiesProxy::builder(&conn)
+        .destination("org.duet.Duet1")
+        .and_then(|b| b.path(node2))
+        .and_then(|b| b.build())
+        .expect("properties proxy");
+    let changes = props.receive_properties_changed().expect("subscribe");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for signal in changes {
+            let Ok(args) = signal.args() else { continue };
+            let state = args
+                .changed_properties()
+                .get("State")
+                .and_then(|v| String::try_from(v.try_clone().ok()?).ok());
+            if let Some(state) = state
+                && tx.send(state).is_err()
+            {
+                return;
+            }
+        }
     });
     lab.kill("node2");
-    wait_until(
-        DEADTIME * 3,
-        "a PropertiesChanged signal with State dead",
-        || {
-            let text = std::fs::read_to_string(&monitor_log).ok()?;
-            let signal = text.find("Member=PropertiesChanged")?;
-            text[signal..].contains("STRING \"dead\"").then_some(())
-        },
-    );
+    let deadline = Instant::now() + DEADTIME * 3;
+    let mut states = Vec::new();
+    while !states.iter().any(|s| s == "dead") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(state) => states.push(state),
+            Err(_) => panic!("no PropertiesChanged with State dead; saw {states:?}"),
+        }
+    }
+    assert_eq!(states, ["late", "dead"], "State changes signalled in order");
 }
 
 #[test]

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::bus::{Bus, BusKind};
+use crate::bus::{Bus, BusKind, ClusterStatus};
 use crate::config::{self, Config};
 use crate::host::{notify, ping::Pinger};
 use crate::membership::auth::{self, Auth, AuthAlgorithm};
@@ -58,11 +58,11 @@ pub(crate) struct Received {
 
 struct Daemon {
     config: Config,
-    local: NodeId,
     core: Membership,
     links: Links,
     pinger: Option<Pinger>,
-    bus: Bus,
+    /// The latest status for the D-Bus task (see `spawn_publisher`).
+    published: watch::Sender<ClusterStatus>,
     log: EventLog,
     start: Instant,
     epoch_us: u64,
@@ -116,13 +116,13 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     notify::ready(&summary);
 
     let log = EventLog::new(&config, local);
+    let node_name = config.node(local).name.clone();
     let mut daemon = Daemon {
         config,
-        local,
         core,
         links,
         pinger,
-        bus,
+        published: spawn_publisher(bus, node_name.clone()),
         log,
         start,
         epoch_us,
@@ -154,19 +154,19 @@ impl Daemon {
             .keepalive
             .max(Duration::from_millis(100));
         let mut link_poll = tokio::time::interval(poll_every);
-        self.step(Input::Tick, None).await;
+        self.step(Input::Tick, None);
         loop {
             let wake = tokio::time::Instant::from_std(self.start + self.core.next_wakeup().0);
             tokio::select! {
                 Some(r) = rx.recv() => {
                     let input = Input::Datagram { link: r.link, bytes: &r.bytes };
-                    self.step(input, Some(r.from)).await;
+                    self.step(input, Some(r.from));
                 }
-                Some(target) = ping_rx.recv() => self.step(Input::PingReply { target }, None).await,
-                _ = tokio::time::sleep_until(wake) => self.step(Input::Tick, None).await,
+                Some(target) = ping_rx.recv() => self.step(Input::PingReply { target }, None),
+                _ = tokio::time::sleep_until(wake) => self.step(Input::Tick, None),
                 _ = link_poll.tick() => {
                     for (link, up) in self.links.poll(&self.config) {
-                        self.step(Input::LocalLink { link, up }, None).await;
+                        self.step(Input::LocalLink { link, up }, None);
                     }
                 }
                 _ = watchdog.tick() => notify::watchdog(),
@@ -178,7 +178,7 @@ impl Daemon {
 
     /// Feeds one input to the core, carries out its actions and publishes
     /// the new state.
-    async fn step(&mut self, input: Input<'_>, from: Option<SocketAddr>) {
+    fn step(&mut self, input: Input<'_>, from: Option<SocketAddr>) {
         let now = self.now();
         let actions = self.core.handle(input, now);
         for action in actions {
@@ -188,7 +188,7 @@ impl Daemon {
                 Action::Event(e) => self.log.event(&e, from, now),
             }
         }
-        self.publish().await;
+        self.publish();
     }
 
     fn ping(&mut self, target: PingTarget) {
@@ -200,15 +200,33 @@ impl Daemon {
         }
     }
 
-    async fn publish(&mut self) {
+    fn publish(&mut self) {
         let status = view::cluster_status(&self.config, &self.core, self.epoch_us);
         let summary = status.summary();
         if summary != self.summary {
             notify::status(&summary);
             self.summary = summary;
         }
-        if let Err(e) = self.bus.publish(status).await {
-            tracing::warn!(error = %e, node = %self.config.node(self.local).name, "cannot publish state on D-Bus");
-        }
+        self.published.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
     }
+}
+
+/// D-Bus runs in a task of its own, fed the latest status: a slow or stuck
+/// bus must never delay a heartbeat. Intermediate states may be skipped
+/// when the bus lags; the last one always arrives.
+fn spawn_publisher(bus: Bus, node: String) -> watch::Sender<ClusterStatus> {
+    let (tx, mut rx) = watch::channel(ClusterStatus::default());
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let status = rx.borrow_and_update().clone();
+            if let Err(e) = bus.publish(status).await {
+                tracing::warn!(error = %e, node, "cannot publish state on D-Bus");
+            }
+        }
+    });
+    tx
 }

@@ -45,7 +45,9 @@ pub fn open(config: &Config, link: LinkId) -> io::Result<tokio::net::UdpSocket> 
     let v6 = is_v6(config, link);
     let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
+    // No SO_REUSEADDR: sockets bound to different devices may share the
+    // port anyway, and a second duetd on the same node must fail here
+    // rather than silently take half of the heartbeats.
     socket.bind_device(Some(l.interface.as_bytes()))?;
     if v6 {
         socket.set_only_v6(true)?;
