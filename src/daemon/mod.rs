@@ -20,7 +20,7 @@ use crate::host::{notify, ping::Pinger};
 use crate::membership::auth::{self, Auth, AuthAlgorithm};
 use crate::membership::wire::Codec;
 use crate::membership::{Action, Input, Membership, PingTarget, Setup};
-use crate::types::{Incarnation, LinkId, NodeId, Timestamp};
+use crate::types::{Incarnation, LinkId, Timestamp};
 
 use events::EventLog;
 use links::Links;
