@@ -1,13 +1,13 @@
 //! The files duet installs besides its binaries: the D-Bus policy on a bus
 //! with real system-bus defaults, and the systemd unit.
 
-mod lab;
+mod netns;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lab::{Lab, config, wait_until};
+use netns::{Lab, config, wait_until};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -68,7 +68,7 @@ fn lab_dbus_policy_lets_anyone_read_and_only_root_act() {
         "s \"lab\"",
         "{read:?}"
     );
-    let status = as_nobody(lab::DUETCTL, &["status", "--json"], &bus);
+    let status = as_nobody(netns::DUETCTL, &["status", "--json"], &bus);
     assert!(
         status.status.success(),
         "nobody cannot read status: {status:?}"
@@ -106,7 +106,7 @@ fn systemd_unit_verifies() {
         std::fs::read_to_string(Path::new(ROOT).join("systemd/duetd.service")).expect("unit");
     assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec="));
     // Verify against the binary this build made, as it would be installed.
-    let unit = unit.replace("/usr/bin/duetd", lab::DUETD);
+    let unit = unit.replace("/usr/bin/duetd", netns::DUETD);
     let path = dir.join("duetd.service");
     std::fs::write(&path, unit).expect("write unit");
     let out = Command::new("systemd-analyze")

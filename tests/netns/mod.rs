@@ -1,4 +1,4 @@
-//! The lab for integration tests: real duetd processes, each in a network
+//! The process lab for fast integration tests: real duetd processes, each in a network
 //! namespace of its own with a private D-Bus system bus, wired by veth pairs
 //! (and bridges for three nodes). Addresses: 203.0.113.0/24 on the
 //! crossover, 198.51.100.0/24 on the public side, nothing else.

@@ -1,14 +1,14 @@
 //! Real duetd processes in network namespaces: membership over real UDP
 //! sockets, real D-Bus, real interface events. Needs root.
 
-mod lab;
+mod netns;
 
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{Lab, config, link_of, state_of, wait_until};
+use netns::{Lab, config, link_of, state_of, wait_until};
 
 const KEEPALIVE: Duration = Duration::from_millis(200);
 const DEADTIME: Duration = Duration::from_secs(1);
@@ -37,7 +37,7 @@ fn wait_all_up(lab: &Lab, observer: &str, peer: &str) {
 
 fn incarnation(lab: &Lab, observer: &str, peer: &str) -> u64 {
     let s = lab.status(observer).expect("status");
-    lab::node_of(&s, peer).expect("node")["incarnation"]
+    netns::node_of(&s, peer).expect("node")["incarnation"]
         .as_u64()
         .expect("incarnation")
 }
@@ -281,7 +281,7 @@ fn lab_duetctl_says_clearly_when_no_daemon_runs() {
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("duetd is not running"), "{err}");
-    let mut nobus = Command::new(lab::DUETCTL);
+    let mut nobus = Command::new(netns::DUETCTL);
     nobus
         .args(["status", "--json"])
         .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/duet-bus");
@@ -303,7 +303,7 @@ fn lab_the_session_bus_serves_too() {
         &[("DUET_BUS", "session"), ("DBUS_SESSION_BUS_ADDRESS", &bus)],
     );
     let ask = || {
-        Command::new(lab::DUETCTL)
+        Command::new(netns::DUETCTL)
             .args(["--bus", "session", "status", "--json"])
             .env("DBUS_SESSION_BUS_ADDRESS", &bus)
             .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/duet-bus")
