@@ -3,21 +3,29 @@
 
 CARGO ?= cargo
 
-.PHONY: deps build test demo fuzz man clean
+.PHONY: deps build test demo lab-up lab-down fuzz man clean
 
 deps:
 	scripts/install-deps.sh
 
 build: deps
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace
 
 test: deps
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --all-targets -- --test-threads=2
 
 demo: build
-	scripts/demo.sh
+	target/release/duet-lab demo
+
+# The two-node lab left running for a person to explore; `make lab-down`
+# removes it. A shell on a node: target/release/duet-lab shell node1
+lab-up: build
+	target/release/duet-lab up 2
+
+lab-down:
+	target/release/duet-lab down
 
 # A short fuzzing run of the heartbeat decoder (needs cargo-fuzz).
 fuzz:

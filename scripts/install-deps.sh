@@ -9,7 +9,10 @@ PACKAGES=(
   iproute2        # ip: namespaces, veth pairs, addresses
   procps          # pgrep/pkill for cleanup checks
   util-linux      # setpriv: the D-Bus policy test acts as an unprivileged user
-  systemd         # systemd-analyze verify of the unit file in tests
+  systemd         # systemd-analyze verify of the unit file in tests, busctl
+  systemd-container # systemd-nspawn: the lab's booted nodes
+  mmdebstrap      # builds the lab nodes' Debian rootfs (cached)
+  nftables        # nft: partitions between lab nodes
 )
 
 missing=()

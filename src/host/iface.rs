@@ -1,24 +1,28 @@
-//! Whether a network interface is usable, read from sysfs. A link whose
-//! interface is down (or whose carrier is gone, as when the peer end of a
-//! crossover cable is unplugged) is reported to the membership core at once
-//! instead of waiting for deadtime.
+//! Whether a network interface is usable. A link whose interface is down,
+//! or has lost its carrier (the peer end of a crossover cable unplugged),
+//! is reported to the membership core at once instead of after deadtime.
+//!
+//! Read through getifaddrs (netlink), not sysfs: in a container, /sys may
+//! show another network namespace than the one the daemon runs in.
 
-use std::path::PathBuf;
+use nix::ifaddrs::getifaddrs;
+use nix::net::if_::InterfaceFlags;
 
 /// `Some(true)` when the interface is up with a carrier, `Some(false)` when
 /// it is down, `None` when there is no such interface.
 pub fn is_up(interface: &str) -> Option<bool> {
-    let path = PathBuf::from("/sys/class/net")
-        .join(interface)
-        .join("operstate");
-    let state = std::fs::read_to_string(path).ok()?;
-    Some(operstate_is_up(state.trim()))
+    let flags = getifaddrs()
+        .ok()?
+        .filter(|a| a.interface_name == interface)
+        .map(|a| a.flags)
+        .reduce(|a, b| a | b)?;
+    Some(usable(flags))
 }
 
-/// "unknown" is what virtual interfaces without carrier reporting (and the
-/// loopback) say; they pass packets.
-fn operstate_is_up(state: &str) -> bool {
-    matches!(state, "up" | "unknown" | "dormant")
+/// Up and running (the kernel's carrier bit); loopback and other virtual
+/// interfaces without carrier reporting count as running when up.
+fn usable(flags: InterfaceFlags) -> bool {
+    flags.contains(InterfaceFlags::IFF_UP) && flags.contains(InterfaceFlags::IFF_RUNNING)
 }
 
 #[cfg(test)]
@@ -26,12 +30,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn operstates() {
-        assert!(operstate_is_up("up"));
-        assert!(operstate_is_up("unknown"));
-        assert!(!operstate_is_up("down"));
-        assert!(!operstate_is_up("lowerlayerdown"));
-        assert!(!operstate_is_up("notpresent"));
+    fn flags() {
+        assert!(usable(InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING));
+        assert!(!usable(InterfaceFlags::IFF_UP));
+        assert!(!usable(InterfaceFlags::IFF_RUNNING));
     }
 
     #[test]

@@ -1,0 +1,164 @@
+//! duet-lab: the lab for people. `up` boots a cluster and leaves it
+//! running, `down` removes every lab, `demo` is the README's first command.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use duet_lab::{Binaries, Lab, wait_until};
+
+const USAGE: &str = "usage: duet-lab up [2|3] | shell NODE | down | demo";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["up"] => up(2),
+        ["up", n] => match n.parse() {
+            Ok(n @ 2..=3) => up(n),
+            _ => usage(),
+        },
+        ["down"] => {
+            duet_lab::cleanup::remove_all();
+            println!("lab removed");
+            ExitCode::SUCCESS
+        }
+        ["demo"] => demo(),
+        ["shell", node] => shell(node),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("{USAGE}");
+    ExitCode::from(2)
+}
+
+fn up(n: usize) -> ExitCode {
+    let mut lab = Lab::new(n, &Binaries::beside_current_exe());
+    lab.boot_all();
+    for name in lab.node_names() {
+        println!("{name}: up; a shell on it: duet-lab shell {name}");
+    }
+    println!(
+        "the client (a browser on a third host): ip netns exec {} bash",
+        lab.client
+    );
+    println!("remove it all with: duet-lab down");
+    lab.keep();
+    ExitCode::SUCCESS
+}
+
+/// A shell on a running lab node (of the lab `up` left running).
+fn shell(node: &str) -> ExitCode {
+    let Some(leader) = duet_lab::node::find_running(node) else {
+        eprintln!("no running lab node {node}; start one with: duet-lab up");
+        return ExitCode::FAILURE;
+    };
+    let status = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &leader.to_string(),
+            "-m",
+            "-u",
+            "-i",
+            "-n",
+            "-p",
+            "-C",
+            "bash",
+            "-l",
+        ])
+        .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+fn state(lab: &Lab, observer: &str, peer: &str) -> Option<String> {
+    let s = lab.status(observer)?;
+    s["nodes"].as_array()?.iter().find(|n| n["name"] == peer)?["state"]
+        .as_str()
+        .map(String::from)
+}
+
+/// `observer` sees `peer` up on every link.
+fn fully_up(lab: &Lab, observer: &str, peer: &str) -> Option<()> {
+    let s = lab.status(observer)?;
+    let node = s["nodes"].as_array()?.iter().find(|n| n["name"] == peer)?;
+    let links_up = node["links"].as_array()?.iter().all(|l| l["state"] == "up");
+    (node["state"] == "up" && links_up).then_some(())
+}
+
+fn demo() -> ExitCode {
+    println!("== The duet lab: two Debian nodes booted with systemd-nspawn");
+    println!(
+        "   crossover 203.0.113.0/24 on eth1, public 198.51.100.0/24 on eth0, /dev/sdb on each"
+    );
+    let t = Instant::now();
+    let mut lab = Lab::new(2, &Binaries::beside_current_exe());
+    println!("   rootfs ready and nodes wired in {} ms", ms(t.elapsed()));
+    let t = Instant::now();
+    lab.boot_all();
+    println!(
+        "   both nodes booted (systemd as PID 1) in {} ms",
+        ms(t.elapsed())
+    );
+
+    let t = Instant::now();
+    wait_until(
+        Duration::from_secs(30),
+        "node1 and node2 to see each other",
+        || {
+            (state(&lab, "node1", "node2")? == "up" && state(&lab, "node2", "node1")? == "up")
+                .then_some(())
+        },
+    );
+    println!(
+        "\n== duetd runs as a systemd unit on each node; they found each other in {} ms",
+        ms(t.elapsed())
+    );
+    print!("{}", lab.succeed("node2", "duetctl status"));
+
+    println!("\n== Pulling the plug on node1 (SIGKILL to its init)");
+    let t = Instant::now();
+    lab.crash("node1");
+    wait_until(Duration::from_secs(10), "node2 to see node1 dead", || {
+        (state(&lab, "node2", "node1")? == "dead").then_some(())
+    });
+    let detect = t.elapsed();
+    println!(
+        "   node2 declared node1 dead after {} ms (deadtime 1000 ms, keepalive 200 ms; classic Heartbeat: 10000 ms)",
+        ms(detect)
+    );
+    print!("{}", lab.succeed("node2", "duetctl status"));
+
+    println!("\n== Booting node1 again");
+    let t = Instant::now();
+    lab.boot("node1");
+    wait_until(Duration::from_secs(30), "node2 to see node1 back", || {
+        fully_up(&lab, "node2", "node1")
+    });
+    println!(
+        "   node1 back in {} ms (boot included), as a new incarnation",
+        ms(t.elapsed())
+    );
+    print!(
+        "{}",
+        lab.succeed(
+            "node2",
+            "journalctl -u duetd --no-pager -o cat | grep -E 'dead|restarted|up' | tail -n 6"
+        )
+    );
+    println!("\n== Removing the lab");
+    drop(lab);
+    println!("demo ok: failure detected in {} ms", ms(detect));
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,138 @@
+//! Leftovers of lab runs that died without cleaning up (a killed test, a
+//! `duet-lab up` left running): recognised by the owner pid in their names
+//! and removed before a new lab starts, so a crashed run never breaks the
+//! next one.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::PREFIX;
+use crate::cmd::{output, quietly};
+
+/// The owner pid in a name like `duetlab-1234-0-node1`.
+fn owner(name: &str) -> Option<i32> {
+    name.strip_prefix(PREFIX)?
+        .strip_prefix('-')?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn stale(name: &str, everything: bool) -> bool {
+    owner(name).is_some_and(|pid| everything || !alive(pid))
+}
+
+/// Removes what dead lab runs left behind.
+pub fn remove_leftovers() {
+    remove(false);
+}
+
+/// Removes every lab on the machine, running or not (`duet-lab down`).
+pub fn remove_all() {
+    remove(true);
+}
+
+fn remove(everything: bool) {
+    let dirs: Vec<PathBuf> = fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| stale(&e.file_name().to_string_lossy(), everything))
+        .map(|e| e.path())
+        .collect();
+    for dir in &dirs {
+        eprintln!("lab: removing leftovers in {}", dir.display());
+        kill_containers_under(dir);
+        unmount_under(dir);
+        detach_loops_under(dir);
+        let _ = fs::remove_dir_all(dir);
+    }
+    let list = String::from_utf8_lossy(&output(Command::new("ip").args(["netns", "list"])).stdout)
+        .into_owned();
+    for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        if stale(ns, everything) {
+            eprintln!("lab: removing leftover namespace {ns}");
+            quietly(Command::new("ip").args(["netns", "del", ns]));
+        }
+    }
+}
+
+fn kill_containers_under(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.starts_with("systemd-nspawn") && cmdline.contains(&needle) {
+            quietly(Command::new("kill").args(["-KILL", &entry.file_name().to_string_lossy()]));
+        }
+    }
+    // nspawn's containers die with it; give the kernel a moment to reap
+    // them before the overlays are unmounted (bounded).
+    for _ in 0..100 {
+        let busy = fs::read_to_string("/proc/mounts").is_ok_and(|m| m.contains(&needle));
+        if !busy {
+            break;
+        }
+        unmount_under(dir);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn unmount_under(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with(&needle))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        quietly(Command::new("umount").arg(p));
+    }
+}
+
+fn detach_loops_under(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    let list = String::from_utf8_lossy(
+        &output(Command::new("losetup").args([
+            "--list",
+            "--noheadings",
+            "--output",
+            "NAME,BACK-FILE",
+        ]))
+        .stdout,
+    )
+    .into_owned();
+    for line in list.lines() {
+        let mut parts = line.split_whitespace();
+        if let (Some(dev), Some(file)) = (parts.next(), parts.next())
+            && file.starts_with(&needle)
+        {
+            quietly(Command::new("losetup").args(["-d", dev]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_read_from_names() {
+        assert_eq!(owner("duetlab-1234-0-node1"), Some(1234));
+        assert_eq!(owner("duetlab-99-hub"), Some(99));
+        assert_eq!(owner("duet-1234-0"), None);
+        assert_eq!(owner("duetlabx-1"), None);
+        assert!(!stale("duetlab-1-0", false), "pid 1 is alive");
+        assert!(stale("duetlab-1-0", true));
+    }
+}

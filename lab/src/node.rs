@@ -1,0 +1,231 @@
+//! One lab node: an overlay of the cached rootfs booted with
+//! `systemd-nspawn --boot` in the node's network namespace, with a loop
+//! device as its /dev/sdb. Commands run inside with `nsenter` into the
+//! container's PID 1.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::cmd::{output, quietly, succeed, wait_until};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+const SDB_SIZE: &str = "1G";
+
+pub struct Node {
+    pub name: String,
+    pub ns: String,
+    dir: PathBuf,
+    nspawn: Option<Child>,
+    leader: Option<i32>,
+    loopdev: Option<String>,
+    mounted: bool,
+}
+
+impl Node {
+    /// Prepares the overlay and the disk; does not boot.
+    pub fn prepare(name: &str, ns: &str, lab_dir: &Path, rootfs: &Path) -> Node {
+        let dir = lab_dir.join(name);
+        for sub in ["upper", "work", "root"] {
+            fs::create_dir_all(dir.join(sub)).expect("node dirs");
+        }
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            rootfs.display(),
+            dir.join("upper").display(),
+            dir.join("work").display()
+        );
+        succeed(
+            Command::new("mount")
+                .args(["-t", "overlay", "overlay", "-o", &opts])
+                .arg(dir.join("root")),
+        );
+        let disk = dir.join("sdb.img");
+        succeed(Command::new("truncate").args(["-s", SDB_SIZE]).arg(&disk));
+        let loopdev = succeed(
+            Command::new("losetup")
+                .args(["--find", "--show"])
+                .arg(&disk),
+        )
+        .trim()
+        .to_string();
+        Node {
+            name: name.to_string(),
+            ns: ns.to_string(),
+            dir,
+            nspawn: None,
+            leader: None,
+            loopdev: Some(loopdev),
+            mounted: true,
+        }
+    }
+
+    /// The node's root as seen from the host (the merged overlay).
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    /// Writes a file into the node's filesystem (before or after boot).
+    pub fn write_file(&self, path: &str, content: &[u8], mode: u32) {
+        let target = self.root().join(path.trim_start_matches('/'));
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).expect("dirs in node");
+        }
+        fs::write(&target, content).unwrap_or_else(|e| panic!("write {}: {e}", target.display()));
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).expect("chmod in node");
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.leader.is_some()
+    }
+
+    /// Boots the container and waits until systemd has finished starting
+    /// (running, or degraded if some unit failed: the test looks at that).
+    pub fn boot(&mut self) {
+        assert!(self.nspawn.is_none(), "{} is already booted", self.name);
+        let console = fs::File::create(self.dir.join("console.log")).expect("console log");
+        let mut cmd = Command::new("systemd-nspawn");
+        cmd.arg("-D")
+            .arg(self.root())
+            .args(["--boot", "--register=no", "--keep-unit", "--console=pipe"])
+            .arg(format!("--machine={}", self.name))
+            .arg(format!("--hostname={}", self.name))
+            .arg(format!("--network-namespace-path=/run/netns/{}", self.ns))
+            .arg("--bind=/dev/fuse")
+            .arg("--bind=/dev/loop-control");
+        if let Some(dev) = &self.loopdev {
+            cmd.arg(format!("--bind={dev}:/dev/sdb"))
+                .arg(format!("--property=DeviceAllow={dev} rwm"));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(console.try_clone().expect("log"))
+            .stderr(console);
+        let child = cmd
+            .spawn()
+            .expect("systemd-nspawn (package systemd-container)");
+        let nspawn = child.id();
+        self.nspawn = Some(child);
+        let (leader, _) = wait_until(
+            BOOT_TIMEOUT,
+            &format!("{} to start its init", self.name),
+            || container_init(nspawn),
+        );
+        self.leader = Some(leader);
+        wait_until(
+            BOOT_TIMEOUT,
+            &format!("{} to finish booting", self.name),
+            || {
+                let out = self.exec(&["systemctl", "is-system-running"]);
+                let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                matches!(state.as_str(), "running" | "degraded").then_some(())
+            },
+        );
+    }
+
+    /// Runs a command inside the node; returns its output whatever it says.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let leader = self
+            .leader
+            .unwrap_or_else(|| panic!("{} is not running", self.name));
+        output(
+            Command::new("nsenter")
+                .args([
+                    "-t",
+                    &leader.to_string(),
+                    "-m",
+                    "-u",
+                    "-i",
+                    "-n",
+                    "-p",
+                    "-C",
+                ])
+                .args([
+                    "env",
+                    "-i",
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                ])
+                .args(args),
+        )
+    }
+
+    /// A crash: SIGKILL to the container's init takes every process of the
+    /// node down at once, as pulling the power would.
+    pub fn crash(&mut self) {
+        if let Some(leader) = self.leader.take() {
+            let _ = kill(Pid::from_raw(leader), Signal::SIGKILL);
+        }
+        self.reap(Duration::from_secs(10));
+    }
+
+    /// A clean shutdown: SIGTERM to nspawn halts the container.
+    pub fn shutdown(&mut self) {
+        if let Some(child) = &self.nspawn {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        }
+        self.leader = None;
+        self.reap(Duration::from_secs(20));
+    }
+
+    fn reap(&mut self, timeout: Duration) {
+        let Some(mut child) = self.nspawn.take() else {
+            return;
+        };
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    pub fn console_log(&self) -> String {
+        fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()
+    }
+
+    /// Stops the node and removes its overlay and disk.
+    pub fn destroy(&mut self) {
+        self.shutdown();
+        if self.mounted {
+            quietly(Command::new("umount").arg(self.root()));
+            self.mounted = false;
+        }
+        if let Some(dev) = self.loopdev.take() {
+            quietly(Command::new("losetup").args(["-d", &dev]));
+        }
+    }
+}
+
+/// The init of a running lab container named `machine`, if any.
+pub fn find_running(machine: &str) -> Option<i32> {
+    let arg = format!("--machine={machine}");
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+        let is_lab_node = cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes())
+            && cmdline.starts_with(b"systemd-nspawn");
+        let pid: u32 = e.file_name().to_string_lossy().parse().ok()?;
+        if is_lab_node {
+            container_init(pid)
+        } else {
+            None
+        }
+    })
+}
+
+/// The container's PID 1: the child of nspawn whose name is systemd.
+fn container_init(nspawn: u32) -> Option<i32> {
+    let children = fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .find(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "systemd")
+        })
+}

@@ -1,0 +1,231 @@
+//! The cluster in the lab: booted Debian nodes (systemd-nspawn), duetd as
+//! the project's own systemd unit on the real system bus of each, real
+//! links. Needs root, mmdebstrap and systemd-container (`make test`
+//! installs them).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use duet_lab::{Binaries, Lab, wait_until};
+
+const KEEPALIVE: Duration = Duration::from_millis(200);
+const DEADTIME: Duration = Duration::from_secs(1);
+/// Each probe is a `duetctl` run through nsenter, tens of milliseconds.
+const PROBE_MARGIN: Duration = Duration::from_millis(250);
+const START: Duration = Duration::from_secs(30);
+
+fn bins() -> Binaries {
+    Binaries {
+        duetd: env!("CARGO_BIN_EXE_duetd").into(),
+        duetctl: env!("CARGO_BIN_EXE_duetctl").into(),
+    }
+}
+
+fn booted(n: usize) -> Lab {
+    let mut lab = Lab::new(n, &bins());
+    lab.boot_all();
+    for name in lab.node_names() {
+        lab.wait_for_unit(&name, "duetd.service", START);
+    }
+    lab
+}
+
+fn peer<'a>(s: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    s["nodes"].as_array()?.iter().find(|n| n["name"] == name)
+}
+
+fn state(lab: &Lab, observer: &str, name: &str) -> Option<String> {
+    let s = lab.status(observer)?;
+    peer(&s, name)?["state"].as_str().map(String::from)
+}
+
+fn link(s: &serde_json::Value, name: &str, link: &str) -> Option<String> {
+    peer(s, name)?["links"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == link)?["state"]
+        .as_str()
+        .map(String::from)
+}
+
+/// `observer` sees `name` up on both links.
+fn fully_up(lab: &Lab, observer: &str, name: &str) -> Option<()> {
+    let s = lab.status(observer)?;
+    let up = peer(&s, name)?["state"] == "up"
+        && link(&s, name, "crossover")? == "up"
+        && link(&s, name, "public")? == "up";
+    up.then_some(())
+}
+
+#[test]
+fn lab_cluster_two_nodes_see_each_other_on_the_system_bus() {
+    let lab = booted(2);
+    for (a, b) in [("node1", "node2"), ("node2", "node1")] {
+        wait_until(START, &format!("{a} to see {b} up on both links"), || {
+            fully_up(&lab, a, b)
+        });
+    }
+    // The real system bus of the node, through busctl.
+    let state = lab.succeed(
+        "node1",
+        "busctl get-property org.duet.Duet1 /org/duet/Duet1/node/node2 org.duet.Duet1.Node State",
+    );
+    assert_eq!(state.trim(), "s \"up\"");
+    let tree = lab.succeed("node1", "busctl tree org.duet.Duet1");
+    assert!(tree.contains("/org/duet/Duet1/node/node1"), "{tree}");
+    // systemd knows duetd's state line (Type=notify, STATUS=).
+    let status = lab.succeed("node1", "systemctl show -p StatusText --value duetd");
+    assert_eq!(status.trim(), "2/2 nodes up, quorate");
+    // The second disk is there.
+    lab.succeed("node1", "test -b /dev/sdb");
+    // An unprivileged user reads status but cannot act on the bus.
+    lab.succeed(
+        "node1",
+        "setpriv --reuid=nobody --regid=nogroup --clear-groups duetctl status",
+    );
+    lab.fail(
+        "node1",
+        "setpriv --reuid=nobody --regid=nogroup --clear-groups busctl call org.duet.Duet1 \
+         /org/duet/Duet1 org.freedesktop.DBus.Properties Set ssv org.duet.Duet1.Cluster Name s x",
+    );
+}
+
+#[test]
+fn lab_cluster_a_crashed_node_is_dead_within_deadtime() {
+    let mut lab = booted(2);
+    wait_until(START, "node2 to see node1 up", || {
+        fully_up(&lab, "node2", "node1")
+    });
+    let crashed = Instant::now();
+    lab.crash("node1");
+    wait_until(DEADTIME * 5, "node2 to see node1 dead", || {
+        (state(&lab, "node2", "node1")? == "dead").then_some(())
+    });
+    let took = crashed.elapsed();
+    println!(
+        "crash of node1 detected by node2 in {} ms (deadtime {} ms + keepalive {} ms)",
+        took.as_millis(),
+        DEADTIME.as_millis(),
+        KEEPALIVE.as_millis()
+    );
+    assert!(took <= DEADTIME + KEEPALIVE + PROBE_MARGIN, "took {took:?}");
+    let log = lab.succeed("node2", "journalctl -u duetd --no-pager -o cat");
+    assert!(log.contains("node1 is dead"), "{log}");
+    // The node boots again and is seen as a new incarnation.
+    lab.boot("node1");
+    wait_until(START, "node2 to see node1 back", || {
+        fully_up(&lab, "node2", "node1")
+    });
+    let log = lab.succeed("node2", "journalctl -u duetd --no-pager -o cat");
+    assert!(log.contains("node1 restarted"), "{log}");
+}
+
+#[test]
+fn lab_cluster_one_cut_link_of_two_keeps_membership() {
+    let lab = booted(2);
+    wait_until(START, "node1 to see node2 up", || {
+        fully_up(&lab, "node1", "node2")
+    });
+    lab.set_link("node2", "eth1", false);
+    wait_until(DEADTIME * 3, "the crossover reported down", || {
+        let s = lab.status("node1")?;
+        (link(&s, "node2", "crossover")? == "down").then_some(())
+    });
+    let watch = Instant::now();
+    while watch.elapsed() < DEADTIME * 2 {
+        let s = lab.status("node1").expect("status");
+        assert_eq!(peer(&s, "node2").expect("node2")["state"], "up", "{s}");
+        assert_eq!(link(&s, "node2", "public").as_deref(), Some("up"), "{s}");
+        assert_eq!(s["quorate"], true, "{s}");
+    }
+    lab.set_link("node2", "eth1", true);
+    wait_until(DEADTIME * 5, "the crossover back", || {
+        fully_up(&lab, "node1", "node2")
+    });
+}
+
+#[test]
+fn lab_cluster_a_node_with_the_wrong_key_never_joins() {
+    let mut lab = Lab::new(2, &bins());
+    lab.node("node2")
+        .write_file("/etc/duet/duet.key", b"not the cluster's key\n", 0o600);
+    lab.boot_all();
+    lab.wait_for_unit("node1", "duetd.service", START);
+    lab.wait_for_unit("node2", "duetd.service", START);
+    wait_until(START, "node1 to answer", || lab.status("node1"));
+    let window = Instant::now();
+    while window.elapsed() < DEADTIME * 3 {
+        assert_ne!(state(&lab, "node1", "node2").as_deref(), Some("up"));
+        assert_ne!(state(&lab, "node2", "node1").as_deref(), Some("up"));
+    }
+    let log = lab.succeed("node1", "journalctl -u duetd --no-pager -o cat");
+    assert!(log.contains("bad signature"), "no line says why: {log}");
+}
+
+#[test]
+fn lab_cluster_three_nodes_the_partitioned_one_loses_quorum() {
+    let lab = booted(3);
+    for p in ["node2", "node3"] {
+        wait_until(START, &format!("node1 to see {p}"), || {
+            fully_up(&lab, "node1", p)
+        });
+    }
+    lab.isolate(&["node3"]);
+    wait_until(DEADTIME * 5, "node3 alone to lose quorum", || {
+        let s = lab.status("node3")?;
+        (s["quorate"] == false).then_some(())
+    });
+    wait_until(
+        DEADTIME * 5,
+        "node1 to see node3 dead, still quorate",
+        || {
+            let s = lab.status("node1")?;
+            (peer(&s, "node3")?["state"] == "dead" && s["quorate"] == true).then_some(())
+        },
+    );
+    let s = lab.status("node2").expect("status");
+    assert_eq!(s["quorate"], true, "{s}");
+    lab.heal();
+    wait_until(DEADTIME * 5, "node3 back in the majority", || {
+        let s = lab.status("node3")?;
+        (s["quorate"] == true).then_some(())
+    });
+}
+
+#[test]
+fn lab_cluster_leaves_nothing_behind() {
+    let prefix;
+    {
+        let lab = booted(2);
+        prefix = lab.prefix().to_string();
+        let netns = String::from_utf8_lossy(
+            &Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .expect("ip")
+                .stdout,
+        )
+        .into_owned();
+        assert!(
+            netns.contains(&prefix),
+            "the lab made no namespaces? {netns}"
+        );
+    }
+    let check = |what: &str, cmd: &mut Command| {
+        let out = cmd.output().expect("check command");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains(&prefix), "{what} left behind: {text}");
+    };
+    check("namespaces", Command::new("ip").args(["netns", "list"]));
+    check("loop devices", Command::new("losetup").arg("-a"));
+    check(
+        "mounts",
+        Command::new("findmnt").args(["-l", "-o", "TARGET"]),
+    );
+    check(
+        "containers",
+        Command::new("pgrep").args(["-a", "systemd-nspawn"]),
+    );
+    let dir = std::env::temp_dir().join(&prefix);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
