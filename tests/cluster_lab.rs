@@ -229,3 +229,38 @@ fn lab_cluster_leaves_nothing_behind() {
     let dir = std::env::temp_dir().join(&prefix);
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
+
+#[test]
+fn lab_cluster_heavy_packet_loss_does_not_kill_a_live_peer() {
+    let lab = booted(2);
+    wait_until(START, "node1 to see node2 up", || {
+        fully_up(&lab, "node1", "node2")
+    });
+    // A third of node1's incoming heartbeats vanish: with two links and
+    // five heartbeats per deadtime on each, node2 must stay alive.
+    lab.lose("node1", 33);
+    let watch = Instant::now();
+    let mut polls = 0;
+    while watch.elapsed() < DEADTIME * 4 {
+        let s = lab.status("node1").expect("status");
+        let state = peer(&s, "node2").expect("node2")["state"].clone();
+        assert!(
+            state == "up" || state == "late",
+            "node2 declared {state} under loss: {s}"
+        );
+        polls += 1;
+    }
+    assert!(polls > 10);
+    lab.lose("node1", 0);
+    // And a total loss is a death, on time.
+    lab.lose("node1", 100);
+    let cut = Instant::now();
+    wait_until(DEADTIME * 5, "node1 to see node2 dead", || {
+        (state(&lab, "node1", "node2")? == "dead").then_some(())
+    });
+    assert!(
+        cut.elapsed() <= DEADTIME + KEEPALIVE + PROBE_MARGIN,
+        "{:?}",
+        cut.elapsed()
+    );
+}

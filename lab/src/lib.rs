@@ -283,6 +283,39 @@ impl Lab {
         }
     }
 
+    /// Drops `percent` of the packets arriving at the node, at random (the
+    /// kernel here has no netem, so nftables' random numbers do it; delay
+    /// cannot be added this way). `percent` 0 removes the loss.
+    pub fn lose(&self, name: &str, percent: u8) {
+        let ns = &self.node(name).ns;
+        cmd::quietly(Command::new("ip").args([
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "duetlab_loss",
+        ]));
+        if percent == 0 {
+            return;
+        }
+        let last = percent.min(100) - 1;
+        let rules = format!(
+            "table inet duetlab_loss {{\n\
+             \tchain input {{ type filter hook input priority 0; meta l4proto udp numgen random mod 100 <= {last} drop; }}\n\
+             }}\n"
+        );
+        let file = self.dir.join(format!("{name}-loss.nft"));
+        fs::write(&file, rules).expect("write nft rules");
+        cmd::succeed(
+            Command::new("ip")
+                .args(["netns", "exec", ns, "nft", "-f"])
+                .arg(&file),
+        );
+    }
+
     /// Removes every partition made by `isolate`.
     pub fn heal(&self) {
         for node in &self.nodes {
