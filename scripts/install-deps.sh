@@ -12,7 +12,10 @@ PACKAGES=(
   systemd         # systemd-analyze verify of the unit file in tests, busctl
   systemd-container # systemd-nspawn: the lab's booted nodes
   mmdebstrap      # builds the lab nodes' Debian rootfs (cached)
-  nftables        # nft: partitions between lab nodes
+  nftables        # nft: partitions and packet loss between lab nodes
+  nbdkit          # the lab nodes' /dev/sdb, with an error filter for disk faults
+  libnbd-bin      # nbdfuse: shows nbdkit's disk as a file for a loop device
+  fuse3
 )
 
 missing=()

@@ -264,3 +264,18 @@ fn lab_cluster_heavy_packet_loss_does_not_kill_a_live_peer() {
         cut.elapsed()
     );
 }
+
+#[test]
+fn lab_cluster_a_node_disk_can_be_made_to_fail() {
+    let lab = booted(2);
+    // Past what mkfs wrote, so no cache can answer in the disk's place.
+    let read = "dd if=/dev/sdb of=/dev/null bs=4096 count=1 skip=200000 iflag=direct";
+    lab.succeed("node1", "mkfs.ext4 -q -F /dev/sdb");
+    lab.succeed("node1", read);
+    lab.set_disk_failing("node1", true);
+    let err = lab.fail("node1", read);
+    assert!(err.contains("Input/output error"), "{err}");
+    lab.succeed("node2", read);
+    lab.set_disk_failing("node1", false);
+    lab.succeed("node1", read);
+}

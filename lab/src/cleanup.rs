@@ -48,9 +48,11 @@ fn remove(everything: bool) {
         .collect();
     for dir in &dirs {
         eprintln!("lab: removing leftovers in {}", dir.display());
-        kill_containers_under(dir);
-        unmount_under(dir);
+        kill_under(dir, "systemd-nspawn");
+        wait_unmounted_containers(dir);
         detach_loops_under(dir);
+        unmount_under(dir);
+        kill_under(dir, "nbdfuse");
         let _ = fs::remove_dir_all(dir);
     }
     let list = String::from_utf8_lossy(&output(Command::new("ip").args(["netns", "list"])).stdout)
@@ -63,22 +65,31 @@ fn remove(everything: bool) {
     }
 }
 
-fn kill_containers_under(dir: &Path) {
+/// SIGKILL to every `program` whose command line names something in `dir`.
+fn kill_under(dir: &Path, program: &str) {
     let needle = dir.to_string_lossy().into_owned();
     for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.starts_with("systemd-nspawn") && cmdline.contains(&needle) {
+        if cmdline.starts_with(program) && cmdline.contains(&needle) {
             quietly(Command::new("kill").args(["-KILL", &entry.file_name().to_string_lossy()]));
         }
     }
-    // nspawn's containers die with it; give the kernel a moment to reap
-    // them before the overlays are unmounted (bounded).
+}
+
+/// nspawn's containers die with it; the kernel takes a moment to reap them
+/// and free their overlays (bounded).
+fn wait_unmounted_containers(dir: &Path) {
+    let root_mounts = |m: &str| {
+        m.lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .any(|p| p.starts_with(&*dir.to_string_lossy()) && p.ends_with("/root"))
+    };
     for _ in 0..100 {
-        let busy = fs::read_to_string("/proc/mounts").is_ok_and(|m| m.contains(&needle));
-        if !busy {
+        let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+        if !root_mounts(&mounts) {
             break;
         }
         unmount_under(dir);

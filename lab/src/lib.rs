@@ -316,6 +316,11 @@ impl Lab {
         );
     }
 
+    /// Makes the node's /dev/sdb fail every I/O with EIO, or work again.
+    pub fn set_disk_failing(&self, name: &str, failing: bool) {
+        self.node(name).set_disk_failing(failing);
+    }
+
     /// Removes every partition made by `isolate`.
     pub fn heal(&self) {
         for node in &self.nodes {

@@ -24,6 +24,8 @@ pub struct Node {
     nspawn: Option<Child>,
     leader: Option<i32>,
     loopdev: Option<String>,
+    /// nbdfuse serving sdb.img through nbdkit's error filter.
+    disk_server: Option<Child>,
     mounted: bool,
 }
 
@@ -45,11 +47,10 @@ impl Node {
                 .args(["-t", "overlay", "overlay", "-o", &opts])
                 .arg(dir.join("root")),
         );
-        let disk = dir.join("sdb.img");
-        succeed(Command::new("truncate").args(["-s", SDB_SIZE]).arg(&disk));
+        let (disk_server, disk) = serve_disk(&dir);
         let loopdev = succeed(
             Command::new("losetup")
-                .args(["--find", "--show"])
+                .args(["--find", "--show", "--direct-io=on"])
                 .arg(&disk),
         )
         .trim()
@@ -61,7 +62,19 @@ impl Node {
             nspawn: None,
             leader: None,
             loopdev: Some(loopdev),
+            disk_server: Some(disk_server),
             mounted: true,
+        }
+    }
+
+    /// Makes every read and write of the node's /dev/sdb fail with EIO
+    /// (`true`), or work again (`false`), as a dying disk would.
+    pub fn set_disk_failing(&self, failing: bool) {
+        let trigger = self.dir.join("sdb.fail");
+        if failing {
+            fs::write(&trigger, b"").expect("arm the disk error");
+        } else {
+            let _ = fs::remove_file(&trigger);
         }
     }
 
@@ -175,15 +188,10 @@ impl Node {
         let Some(mut child) = self.nspawn.take() else {
             return;
         };
-        let start = std::time::Instant::now();
-        while start.elapsed() < timeout {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if !wait_exit(&mut child, timeout) {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     pub fn console_log(&self) -> String {
@@ -200,7 +208,58 @@ impl Node {
         if let Some(dev) = self.loopdev.take() {
             quietly(Command::new("losetup").args(["-d", &dev]));
         }
+        if let Some(mut server) = self.disk_server.take() {
+            quietly(
+                Command::new("fusermount3")
+                    .arg("-u")
+                    .arg(self.dir.join("sdb-fuse")),
+            );
+            let _ = server.kill();
+            let _ = server.wait();
+        }
     }
+}
+
+/// Whether `child` exits within `timeout` (polled).
+fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The node's second disk: a sparse file served by nbdkit (with its error
+/// filter, armed by the file `sdb.fail`) and shown as a plain file by
+/// nbdfuse, for a loop device to sit on. Returns nbdfuse and the file.
+fn serve_disk(dir: &Path) -> (Child, PathBuf) {
+    let image = dir.join("sdb.img");
+    succeed(Command::new("truncate").args(["-s", SDB_SIZE]).arg(&image));
+    let mountpoint = dir.join("sdb-fuse");
+    fs::create_dir_all(&mountpoint).expect("fuse mountpoint");
+    let pidfile = dir.join("nbdfuse.pid");
+    let child = Command::new("nbdfuse")
+        .arg("-P")
+        .arg(&pidfile)
+        .arg(mountpoint.join("sdb"))
+        .args(["--command", "nbdkit", "-s", "--filter=error", "file"])
+        .arg(&image)
+        .arg("error-rate=100%")
+        .arg(format!("error-file={}", dir.join("sdb.fail").display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.join("nbdfuse.log")).expect("nbdfuse log"))
+        .spawn()
+        .expect("nbdfuse (package libnbd-bin) and nbdkit");
+    wait_until(
+        Duration::from_secs(10),
+        "nbdfuse to serve /dev/sdb's file",
+        || pidfile.exists().then_some(()),
+    );
+    (child, mountpoint.join("sdb"))
 }
 
 /// The init of a running lab container named `machine`, if any.
