@@ -16,6 +16,7 @@ PACKAGES=(
   nbdkit          # the lab nodes' /dev/sdb, with an error filter for disk faults
   libnbd-bin      # nbdfuse: shows nbdkit's disk as a file for a loop device
   fuse3
+  qemu-utils      # qemu-io and qemu-img: NBD clients the export is tested with
 )
 
 missing=()

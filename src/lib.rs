@@ -9,6 +9,7 @@ pub mod bus;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod export;
 pub mod host;
 pub mod membership;
 #[doc(hidden)]
