@@ -1,0 +1,1 @@
+//! Kernel NBD over generic netlink (being written).
