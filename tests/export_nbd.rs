@@ -50,7 +50,36 @@ impl Fixture {
 }
 
 impl Drop for Fixture {
+    /// Removes what a failed test may have left: mounts, loop devices and
+    /// FUSE mounts under the fixture's folder, then the folder.
     fn drop(&mut self) {
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|p| p.starts_with(&dir))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        let loops = Command::new("losetup")
+            .args(["--list", "--noheadings", "--output", "NAME,BACK-FILE"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for p in points.iter().filter(|p| !p.ends_with("/r0")) {
+            let _ = Command::new("umount").arg(p).status();
+        }
+        for line in loops.lines() {
+            let mut parts = line.split_whitespace();
+            if let (Some(dev), Some(file)) = (parts.next(), parts.next())
+                && file.starts_with(&dir)
+            {
+                let _ = Command::new("losetup").args(["-d", dev]).status();
+            }
+        }
+        for p in points.iter().filter(|p| p.ends_with("/r0")) {
+            let _ = Command::new("fusermount3").arg("-u").arg(p).status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -330,4 +359,31 @@ fn the_socket_is_for_root_only() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn an_attached_export_is_a_block_device_that_keeps_its_files() {
+    use duet::export::attach::attach;
+    let f = Fixture::new("attach");
+    let work = f.dir.join("attach");
+    let device = f.dir.join("dev/duet/r0");
+    let mnt = f.dir.join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mountpoint");
+    let a = attach(&f.socket, "r0", &device, &work).expect("attach");
+    assert_eq!(std::fs::read_link(&device).expect("link"), a.loop_device);
+    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&device));
+    run(Command::new("mount").arg(&device).arg(&mnt));
+    std::fs::write(mnt.join("hello.txt"), b"kept across attachments\n").expect("write");
+    // Busy: detach refuses and leaves the device attached.
+    let (a, err) = a.detach().expect_err("detached while mounted");
+    assert!(err.to_string().contains("in use"), "{err}");
+    run(Command::new("umount").arg(&mnt));
+    a.detach().map_err(|(_, e)| e).expect("detach");
+    assert!(!device.exists(), "stable path left behind");
+    let a = attach(&f.socket, "r0", &device, &work).expect("reattach");
+    run(Command::new("mount").arg(&device).arg(&mnt));
+    let text = std::fs::read_to_string(mnt.join("hello.txt")).expect("file survives");
+    assert_eq!(text, "kept across attachments\n");
+    run(Command::new("umount").arg(&mnt));
+    a.detach().map_err(|(_, e)| e).expect("detach");
 }

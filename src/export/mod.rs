@@ -5,6 +5,7 @@
 //! NBD server on a unix socket, `netlink` the kernel NBD driver's netlink
 //! messages. docs/export.md describes it for users.
 
+pub mod attach;
 pub mod backend;
 pub mod netlink;
 pub mod proto;
