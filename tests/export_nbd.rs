@@ -369,21 +369,21 @@ fn an_attached_export_is_a_block_device_that_keeps_its_files() {
     let device = f.dir.join("dev/duet/r0");
     let mnt = f.dir.join("mnt");
     std::fs::create_dir_all(&mnt).expect("mountpoint");
-    let a = attach(&f.socket, "r0", &device, &work).expect("attach");
+    let mut a = attach(&f.socket, "r0", &device, &work).expect("attach");
     assert_eq!(std::fs::read_link(&device).expect("link"), a.loop_device);
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&device));
     run(Command::new("mount").arg(&device).arg(&mnt));
     std::fs::write(mnt.join("hello.txt"), b"kept across attachments\n").expect("write");
     // Busy: detach refuses and leaves the device attached.
-    let (a, err) = a.detach().expect_err("detached while mounted");
+    let err = a.detach().expect_err("detached while mounted");
     assert!(err.to_string().contains("in use"), "{err}");
     run(Command::new("umount").arg(&mnt));
-    a.detach().map_err(|(_, e)| e).expect("detach");
+    a.detach().expect("detach");
     assert!(!device.exists(), "stable path left behind");
-    let a = attach(&f.socket, "r0", &device, &work).expect("reattach");
+    let mut a = attach(&f.socket, "r0", &device, &work).expect("reattach");
     run(Command::new("mount").arg(&device).arg(&mnt));
     let text = std::fs::read_to_string(mnt.join("hello.txt")).expect("file survives");
     assert_eq!(text, "kept across attachments\n");
     run(Command::new("umount").arg(&mnt));
-    a.detach().map_err(|(_, e)| e).expect("detach");
+    a.detach().expect("detach");
 }

@@ -38,6 +38,7 @@ pub struct Attachment {
     pub loop_device: PathBuf,
     mountpoint: PathBuf,
     nbdfuse: Child,
+    detached: bool,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AttachError + '_ {
@@ -121,6 +122,7 @@ pub fn attach(
         loop_device,
         mountpoint,
         nbdfuse,
+        detached: false,
     })
 }
 
@@ -154,19 +156,18 @@ fn link(device: &Path, target: &Path) -> Result<(), AttachError> {
 impl Attachment {
     /// Flushes, removes the loop device and the FUSE mount. Fails (and
     /// leaves everything attached) while the device is busy, e.g. mounted.
-    pub fn detach(mut self) -> Result<(), (Attachment, AttachError)> {
+    /// Calling it again after success does nothing.
+    pub fn detach(&mut self) -> Result<(), AttachError> {
+        if self.detached {
+            return Ok(());
+        }
         let dev = self.loop_device.to_string_lossy().into_owned();
         // losetup -d on a mounted device only schedules the detach; refuse
         // instead, so the caller knows the device is still in use.
-        if let Err(e) = exclusive(&self.loop_device) {
-            return Err((self, e));
-        }
-        if let Err(e) = run("blockdev", &["--flushbufs", &dev]) {
-            return Err((self, e));
-        }
-        if let Err(e) = run("losetup", &["-d", &dev]) {
-            return Err((self, e));
-        }
+        exclusive(&self.loop_device)?;
+        run("blockdev", &["--flushbufs", &dev])?;
+        run("losetup", &["-d", &dev])?;
+        self.detached = true;
         let _ = fs::remove_file(&self.device);
         let _ = run("fusermount3", &["-u", &self.mountpoint.to_string_lossy()]);
         let start = Instant::now();
