@@ -14,7 +14,7 @@ build: deps
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) test --workspace --all-targets -- --test-threads=2
+	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=2
 
 demo: build
 	target/release/duet-lab demo
