@@ -279,3 +279,45 @@ fn lab_cluster_a_node_disk_can_be_made_to_fail() {
     lab.set_disk_failing("node1", false);
     lab.succeed("node1", read);
 }
+
+#[test]
+fn lab_cluster_the_export_carries_a_filesystem_through_a_mount_unit() {
+    let lab = booted(2);
+    lab.succeed("node1", "duetctl primary r0");
+    lab.succeed("node1", "test -b /dev/duet/r0");
+    let s = lab.status("node1").expect("status");
+    let r = &s["replicas"][0];
+    assert_eq!(r["name"], "r0", "{s}");
+    assert_eq!(r["role"], "primary", "{s}");
+    assert_eq!(r["device"], "/dev/duet/r0", "{s}");
+    assert_eq!(r["nbd_socket"], "/run/duet/nbd/r0.sock", "{s}");
+    lab.succeed("node1", "mkfs.ext4 -q -F /dev/duet/r0");
+    // A mount unit in /run, as duet's resource groups will write them.
+    lab.succeed(
+        "node1",
+        "printf '[Mount]\\nWhat=/dev/duet/r0\\nWhere=/mnt/shared\\nType=ext4\\n' \
+         > /run/systemd/system/mnt-shared.mount && systemctl daemon-reload",
+    );
+    lab.succeed("node1", "systemctl start mnt-shared.mount");
+    lab.succeed(
+        "node1",
+        "echo 'served by duet' > /mnt/shared/index.html && sync",
+    );
+    // Mounted: becoming Secondary is refused, and says why.
+    let err = lab.fail("node1", "duetctl secondary r0");
+    assert!(err.contains("in use"), "{err}");
+    lab.succeed("node1", "systemctl stop mnt-shared.mount");
+    lab.succeed("node1", "duetctl secondary r0");
+    lab.fail("node1", "test -e /dev/duet/r0");
+    let s = lab.status("node1").expect("status");
+    assert_eq!(s["replicas"][0]["role"], "secondary", "{s}");
+    // Attached again, the files are there.
+    lab.succeed("node1", "duetctl primary r0");
+    lab.succeed("node1", "systemctl start mnt-shared.mount");
+    let page = lab.succeed("node1", "cat /mnt/shared/index.html");
+    assert_eq!(page.trim(), "served by duet");
+    lab.succeed(
+        "node1",
+        "systemctl stop mnt-shared.mount && duetctl secondary r0",
+    );
+}

@@ -50,6 +50,7 @@ fn remove(everything: bool) {
         eprintln!("lab: removing leftovers in {}", dir.display());
         kill_under(dir, "systemd-nspawn");
         wait_unmounted_containers(dir);
+        crate::loops::release_recorded(dir);
         detach_loops_under(dir);
         unmount_under(dir);
         kill_under(dir, "nbdfuse");

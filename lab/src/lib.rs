@@ -11,6 +11,7 @@
 
 pub mod cleanup;
 pub mod cmd;
+pub mod loops;
 pub mod net;
 pub mod node;
 pub mod rootfs;
@@ -76,6 +77,10 @@ pub fn cluster_config(nodes: usize) -> String {
             net::public_v4(n)
         ));
     }
+    // The replicated disk lives on node1 and node2; a third node only votes.
+    c.push_str(
+        "\n[[replica]]\nname = \"r0\"\ndisk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb\" }\n",
+    );
     c
 }
 

@@ -16,6 +16,8 @@ use crate::cmd::{output, quietly, succeed, wait_until};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 const SDB_SIZE: &str = "1G";
+/// Loop devices a node may attach itself (the export's block device).
+const SPARE_LOOPS: usize = 2;
 
 pub struct Node {
     pub name: String,
@@ -26,6 +28,8 @@ pub struct Node {
     loopdev: Option<String>,
     /// nbdfuse serving sdb.img through nbdkit's error filter.
     disk_server: Option<Child>,
+    /// Free loop devices bound in for the node's own use (the export).
+    spare_loops: Vec<String>,
     mounted: bool,
 }
 
@@ -48,6 +52,7 @@ impl Node {
                 .arg(dir.join("root")),
         );
         let (disk_server, disk) = serve_disk(&dir);
+        let spare_loops = crate::loops::reserve(lab_dir, SPARE_LOOPS);
         let loopdev = succeed(
             Command::new("losetup")
                 .args(["--find", "--show", "--direct-io=on"])
@@ -63,6 +68,7 @@ impl Node {
             leader: None,
             loopdev: Some(loopdev),
             disk_server: Some(disk_server),
+            spare_loops,
             mounted: true,
         }
     }
@@ -114,6 +120,9 @@ impl Node {
         if let Some(dev) = &self.loopdev {
             cmd.arg(format!("--bind={dev}:/dev/sdb"))
                 .arg(format!("--property=DeviceAllow={dev} rwm"));
+        }
+        for dev in &self.spare_loops {
+            cmd.arg(format!("--bind={dev}"));
         }
         cmd.stdin(Stdio::null())
             .stdout(console.try_clone().expect("log"))
@@ -206,6 +215,9 @@ impl Node {
             self.mounted = false;
         }
         if let Some(dev) = self.loopdev.take() {
+            quietly(Command::new("losetup").args(["-d", &dev]));
+        }
+        for dev in self.spare_loops.drain(..) {
             quietly(Command::new("losetup").args(["-d", &dev]));
         }
         if let Some(mut server) = self.disk_server.take() {

@@ -8,7 +8,7 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 use crate::bus::BusKind;
 use crate::bus::server::{BUS_NAME, ROOT_PATH};
-use crate::bus::status::{ClusterStatus, LinkStatus, NodeStatus, PingStatus};
+use crate::bus::status::{ClusterStatus, LinkStatus, NodeStatus, PingStatus, ReplicaStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -56,6 +56,17 @@ pub fn read_status(conn: &Connection) -> Result<ClusterStatus, ClientError> {
         };
         nodes.push(node_status(props)?);
     }
+    let replica_paths: Vec<OwnedObjectPath> = prop(&cluster, "Replicas")?;
+    let mut replicas = Vec::new();
+    for path in replica_paths {
+        let Some(props) = managed
+            .get(&path)
+            .and_then(|i| i.get("org.duet.Duet1.Replica"))
+        else {
+            continue;
+        };
+        replicas.push(replica_status(props)?);
+    }
     let ping_nodes: Vec<(String, bool)> = prop(&cluster, "PingNodes")?;
     let dropped: HashMap<String, u64> = prop(&cluster, "DroppedPackets")?;
     Ok(ClusterStatus {
@@ -68,7 +79,34 @@ pub fn read_status(conn: &Connection) -> Result<ClusterStatus, ClientError> {
             .map(|(address, reachable)| PingStatus { address, reachable })
             .collect(),
         dropped: dropped.into_iter().collect(),
+        replicas,
     })
+}
+
+fn replica_status(props: &Props) -> Result<ReplicaStatus, ClientError> {
+    Ok(ReplicaStatus {
+        name: prop(props, "Name")?,
+        role: prop(props, "Role")?,
+        disk: prop(props, "Disk")?,
+        device: prop(props, "Device")?,
+        attached: prop(props, "Attached")?,
+        clients: prop(props, "Clients")?,
+        nbd_socket: prop(props, "NbdSocket")?,
+    })
+}
+
+/// Calls Primary or Secondary on a replica.
+pub fn set_role(conn: &Connection, replica: &str, primary: bool) -> Result<(), ClientError> {
+    let method = if primary { "Primary" } else { "Secondary" };
+    conn.call_method(
+        Some(BUS_NAME),
+        crate::bus::replica_path(replica).as_str(),
+        Some("org.duet.Duet1.Replica"),
+        method,
+        &(),
+    )
+    .map_err(call_error)?;
+    Ok(())
 }
 
 fn node_status(props: &Props) -> Result<NodeStatus, ClientError> {

@@ -16,4 +16,7 @@ pub enum BusKind {
     System,
     Session,
 }
-pub use status::{ClusterStatus, LinkStatus, NodeStatus, PingStatus, node_path};
+pub use server::ReplicaControl;
+pub use status::{
+    ClusterStatus, LinkStatus, NodeStatus, PingStatus, ReplicaStatus, node_path, replica_path,
+};

@@ -9,7 +9,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedObjectPath;
 
 use crate::bus::BusKind;
-use crate::bus::status::{ClusterStatus, NodeStatus, node_path};
+use crate::bus::status::{ClusterStatus, NodeStatus, ReplicaStatus, node_path, replica_path};
 
 pub const BUS_NAME: &str = "org.duet.Duet1";
 pub const ROOT_PATH: &str = "/org/duet/Duet1";
@@ -77,10 +77,137 @@ impl ClusterObject {
             .collect()
     }
 
+    /// The replica objects of this node, in config order.
+    #[zbus(property)]
+    fn replicas(&self) -> Vec<OwnedObjectPath> {
+        lock(&self.shared)
+            .replicas
+            .iter()
+            .filter_map(|r| OwnedObjectPath::try_from(replica_path(&r.name)).ok())
+            .collect()
+    }
+
     /// One line, e.g. "2/2 nodes up, quorate".
     #[zbus(property)]
     fn status(&self) -> String {
         lock(&self.shared).summary()
+    }
+}
+
+/// What the replica objects' methods act on (the daemon's replicas).
+pub trait ReplicaControl: Send + Sync {
+    fn primary(&self, name: &str) -> Result<(), String>;
+    fn secondary(&self, name: &str) -> Result<(), String>;
+}
+
+pub struct ReplicaObject {
+    shared: Shared,
+    index: usize,
+    control: Arc<dyn ReplicaControl>,
+}
+
+impl ReplicaObject {
+    fn with<T>(&self, f: impl FnOnce(&ReplicaStatus) -> T, default: T) -> T {
+        lock(&self.shared)
+            .replicas
+            .get(self.index)
+            .map(f)
+            .unwrap_or(default)
+    }
+
+    fn name_now(&self) -> String {
+        self.with(|r| r.name.clone(), String::new())
+    }
+
+    /// Runs a role change off the bus thread (attaching can take seconds),
+    /// then shows it at once: a client that reads Role right after the
+    /// call returns sees the new one.
+    async fn change(&self, primary: bool, emitter: &SignalEmitter<'_>) -> zbus::fdo::Result<()> {
+        self.run_change(primary).await?;
+        if let Some(r) = lock(&self.shared).replicas.get_mut(self.index) {
+            r.role = if primary { "primary" } else { "secondary" }.into();
+            r.attached = primary;
+        }
+        self.role_changed(emitter).await?;
+        self.attached_changed(emitter).await?;
+        Ok(())
+    }
+
+    async fn run_change(&self, primary: bool) -> zbus::fdo::Result<()> {
+        let (control, name) = (self.control.clone(), self.name_now());
+        let job = tokio::task::spawn_blocking(move || {
+            if primary {
+                control.primary(&name)
+            } else {
+                control.secondary(&name)
+            }
+        });
+        match job.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(zbus::fdo::Error::Failed(e)),
+            Err(e) => Err(zbus::fdo::Error::Failed(e.to_string())),
+        }
+    }
+}
+
+#[zbus::interface(name = "org.duet.Duet1.Replica")]
+impl ReplicaObject {
+    /// Make this node the replica's Primary: enable its NBD export and
+    /// attach it as a block device at Device.
+    async fn primary(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.change(true, &emitter).await
+    }
+
+    /// Make this node Secondary: detach the block device (refused while it
+    /// is in use, e.g. mounted) and disable the export.
+    async fn secondary(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.change(false, &emitter).await
+    }
+
+    #[zbus(property)]
+    fn name(&self) -> String {
+        self.name_now()
+    }
+
+    /// "primary" or "secondary".
+    #[zbus(property)]
+    fn role(&self) -> String {
+        self.with(|r| r.role.clone(), String::new())
+    }
+
+    /// The backing disk on this node.
+    #[zbus(property)]
+    fn disk(&self) -> String {
+        self.with(|r| r.disk.clone(), String::new())
+    }
+
+    /// The stable path of the block device (a link while attached).
+    #[zbus(property)]
+    fn device(&self) -> String {
+        self.with(|r| r.device.clone(), String::new())
+    }
+
+    #[zbus(property)]
+    fn attached(&self) -> bool {
+        self.with(|r| r.attached, false)
+    }
+
+    /// NBD clients connected to the export now.
+    #[zbus(property)]
+    fn clients(&self) -> u32 {
+        self.with(|r| r.clients, 0)
+    }
+
+    /// The export's unix socket (export name = the replica's name).
+    #[zbus(property)]
+    fn nbd_socket(&self) -> String {
+        self.with(|r| r.nbd_socket.clone(), String::new())
     }
 }
 
@@ -167,7 +294,11 @@ pub struct Bus {
 impl Bus {
     /// Connects to the system bus (or DBUS_SYSTEM_BUS_ADDRESS), serves the
     /// objects for `initial` and takes the well-known name.
-    pub async fn start(kind: BusKind, initial: ClusterStatus) -> zbus::Result<Bus> {
+    pub async fn start(
+        kind: BusKind,
+        initial: ClusterStatus,
+        control: Arc<dyn ReplicaControl>,
+    ) -> zbus::Result<Bus> {
         let shared = Arc::new(Mutex::new(initial.clone()));
         let builder = match kind {
             BusKind::System => zbus::connection::Builder::system()?,
@@ -188,6 +319,14 @@ impl Bus {
             };
             builder = builder.serve_at(node_path(&node.name), object)?;
         }
+        for (index, replica) in initial.replicas.iter().enumerate() {
+            let object = ReplicaObject {
+                shared: shared.clone(),
+                index,
+                control: control.clone(),
+            };
+            builder = builder.serve_at(replica_path(&replica.name), object)?;
+        }
         let connection = builder.name(BUS_NAME)?.build().await?;
         Ok(Bus { connection, shared })
     }
@@ -203,6 +342,31 @@ impl Bus {
             if o != n {
                 self.signal_node(index, o, n).await?;
             }
+        }
+        for (o, n) in old.replicas.iter().zip(&new.replicas) {
+            if o != n {
+                self.signal_replica(o, n).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn signal_replica(&self, old: &ReplicaStatus, new: &ReplicaStatus) -> zbus::Result<()> {
+        let iface = self
+            .connection
+            .object_server()
+            .interface::<_, ReplicaObject>(replica_path(&new.name))
+            .await?;
+        let e = iface.signal_emitter();
+        let object = iface.get().await;
+        if old.role != new.role {
+            object.role_changed(e).await?;
+        }
+        if old.attached != new.attached {
+            object.attached_changed(e).await?;
+        }
+        if old.clients != new.clients {
+            object.clients_changed(e).await?;
         }
         Ok(())
     }
@@ -268,9 +432,30 @@ pub fn introspection() -> Vec<(&'static str, String)> {
     }
     .introspect_to_writer(&mut cluster, 2);
     let mut node = String::new();
-    NodeObject { shared, index: 0 }.introspect_to_writer(&mut node, 2);
+    NodeObject {
+        shared: shared.clone(),
+        index: 0,
+    }
+    .introspect_to_writer(&mut node, 2);
+    struct NoControl;
+    impl ReplicaControl for NoControl {
+        fn primary(&self, _: &str) -> Result<(), String> {
+            Err("introspection only".into())
+        }
+        fn secondary(&self, _: &str) -> Result<(), String> {
+            Err("introspection only".into())
+        }
+    }
+    let mut replica = String::new();
+    ReplicaObject {
+        shared,
+        index: 0,
+        control: Arc::new(NoControl),
+    }
+    .introspect_to_writer(&mut replica, 2);
     vec![
         ("org.duet.Duet1.Cluster", cluster),
         ("org.duet.Duet1.Node", node),
+        ("org.duet.Duet1.Replica", replica),
     ]
 }

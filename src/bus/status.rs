@@ -15,6 +15,23 @@ pub struct ClusterStatus {
     pub ping_nodes: Vec<PingStatus>,
     /// Heartbeats dropped so far, by reason (e.g. "bad-signature").
     pub dropped: BTreeMap<String, u64>,
+    /// The replicas this node holds a disk for.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ReplicaStatus {
+    pub name: String,
+    /// "primary" or "secondary".
+    pub role: String,
+    /// The backing disk on this node.
+    pub disk: String,
+    /// The stable path of the block device while Primary.
+    pub device: String,
+    pub attached: bool,
+    /// NBD clients connected to the export now.
+    pub clients: u32,
+    pub nbd_socket: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -64,10 +81,14 @@ impl ClusterStatus {
     }
 }
 
-/// The object path of a node. Node names are hostnames (letters, digits,
-/// '-' and '.'), so '-' and '.' are escaped as D-Bus paths allow neither.
-pub fn node_path(name: &str) -> String {
-    let mut path = String::from("/org/duet/Duet1/node/");
+/// The object path of a replica (names are [A-Za-z0-9_-]; '-' escaped).
+pub fn replica_path(name: &str) -> String {
+    let mut path = String::from("/org/duet/Duet1/replica/");
+    escape_into(&mut path, name);
+    path
+}
+
+fn escape_into(path: &mut String, name: &str) {
     for c in name.chars() {
         if c.is_ascii_alphanumeric() {
             path.push(c);
@@ -75,6 +96,13 @@ pub fn node_path(name: &str) -> String {
             path.push_str(&format!("_{:02x}", c as u32 & 0xff));
         }
     }
+}
+
+/// The object path of a node. Node names are hostnames (letters, digits,
+/// '-' and '.'), so '-' and '.' are escaped as D-Bus paths allow neither.
+pub fn node_path(name: &str) -> String {
+    let mut path = String::from("/org/duet/Duet1/node/");
+    escape_into(&mut path, name);
     path
 }
 

@@ -22,6 +22,25 @@ pub struct Config {
     /// In file order; a link's index is its `LinkId`.
     pub links: Vec<Link>,
     pub ping: Ping,
+    /// The replicated disks; empty without `[[replica]]` sections.
+    pub replicas: Vec<Replica>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replica {
+    /// Also the NBD export name.
+    pub name: String,
+    /// The stable path of the block device on the primary.
+    pub device: PathBuf,
+    /// Backing disk per node, indexed like `Config::nodes`.
+    pub disks: Vec<Option<PathBuf>>,
+    pub nbd_socket: PathBuf,
+}
+
+impl Replica {
+    pub fn disk(&self, node: NodeId) -> Option<&std::path::Path> {
+        self.disks.get(node.0 as usize)?.as_deref()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +124,10 @@ impl Config {
 
     pub fn link(&self, id: LinkId) -> &Link {
         &self.links[id.0 as usize]
+    }
+
+    pub fn replica(&self, name: &str) -> Option<&Replica> {
+        self.replicas.iter().find(|r| r.name == name)
     }
 
     pub fn link_ids(&self) -> impl Iterator<Item = LinkId> + '_ {

@@ -21,6 +21,19 @@ pub struct RawConfig {
     #[serde(default)]
     pub node: Vec<RawNode>,
     pub ping: Option<RawPing>,
+    #[serde(default)]
+    pub replica: Vec<RawReplica>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawReplica {
+    pub name: Option<String>,
+    pub device: Option<String>,
+    /// Node name -> backing disk on that node.
+    #[serde(default)]
+    pub disk: BTreeMap<String, String>,
+    pub nbd_socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

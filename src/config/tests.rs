@@ -535,3 +535,111 @@ fn the_local_node_is_found_by_full_or_short_hostname() {
     assert!(err.contains("node1, node2"), "{err}");
     assert!(err.contains("--node NAME"), "{err}");
 }
+
+const REPLICA: &str = r#"
+[[replica]]
+name = "r0"
+disk = { node1 = "/dev/sdb", node2 = "/dev/sdb1" }
+"#;
+
+#[test]
+fn a_replica_gets_its_defaults_and_disks_per_node() {
+    let text = format!("{BASE}{REPLICA}");
+    let config = parse(&text, path()).expect("valid").config;
+    let r = config.replica("r0").expect("r0");
+    assert_eq!(r.device, PathBuf::from("/dev/duet/r0"));
+    assert_eq!(r.nbd_socket, PathBuf::from("/run/duet/nbd/r0.sock"));
+    assert_eq!(r.disk(NodeId(0)), Some(Path::new("/dev/sdb")));
+    assert_eq!(r.disk(NodeId(1)), Some(Path::new("/dev/sdb1")));
+    assert!(
+        parse(BASE, path())
+            .expect("valid")
+            .config
+            .replicas
+            .is_empty()
+    );
+}
+
+#[test]
+fn replica_rules_are_placed_at_their_keys() {
+    let cases = [
+        (
+            "name = \"r0\"",
+            "name = \"r 0\"",
+            "replica[0].name",
+            "invalid replica name",
+        ),
+        (
+            "node2 = \"/dev/sdb1\"",
+            "node3 = \"/dev/sdb1\"",
+            "replica[0].disk.node3",
+            "no node is named \"node3\"",
+        ),
+        (
+            "node2 = \"/dev/sdb1\"",
+            "node2 = \"sdb1\"",
+            "replica[0].disk.node2",
+            "not an absolute path",
+        ),
+        (
+            "name = \"r0\"",
+            "name = \"r0\"\ndevice = \"duet/r0\"",
+            "replica[0].device",
+            "not an absolute path",
+        ),
+    ];
+    for (from, to, key, message) in cases {
+        let text = format!("{BASE}{}", REPLICA.replacen(from, to, 1));
+        let errors = errors_of(&text);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.key == key && e.message.contains(message)),
+            "{key}: {errors:#?}"
+        );
+        let e = errors.iter().find(|e| e.key == key).expect("error");
+        assert!(
+            e.line > BASE.lines().count(),
+            "{key} placed at line {}",
+            e.line
+        );
+    }
+    let twice = format!(
+        "{BASE}{REPLICA}{}",
+        REPLICA.replacen("/dev/sdb1", "/dev/sdc", 1)
+    );
+    let errors = errors_of(&twice);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.key == "replica[1].name" && e.message.contains("duplicate")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.key == "replica[1].disk.node1" && e.message.contains("also replica[0]")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.key == "replica[1].device"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn a_replica_on_one_node_only_is_a_warning() {
+    let text = format!(
+        "{BASE}{}",
+        REPLICA.replacen(", node2 = \"/dev/sdb1\"", "", 1)
+    );
+    let loaded = parse(&text, path()).expect("valid");
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("no peer to replicate to")),
+        "{:#?}",
+        loaded.warnings
+    );
+}

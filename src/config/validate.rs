@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::duration;
 use super::error::Issue;
 use super::locate::KeyPath;
-use super::model::{Cluster, Config, DEFAULT_PORT, Link, LinkMode, Node, Ping, Timings};
-use super::raw::{RawCluster, RawConfig, RawLink, RawMode, RawNode, RawPing, RawTimings};
+use super::model::{Cluster, Config, DEFAULT_PORT, Link, LinkMode, Node, Ping, Replica, Timings};
+use super::raw::{
+    RawCluster, RawConfig, RawLink, RawMode, RawNode, RawPing, RawReplica, RawTimings,
+};
 use crate::membership::auth::AuthAlgorithm;
 
 /// Longest cluster or node name; the wire format carries at most this many
@@ -41,6 +43,7 @@ pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
     let links = check.links(&raw.link, &root.key("link"));
     let nodes = check.nodes(&raw.node, &raw.link, &links, &root.key("node"));
     let ping = check.ping(raw.ping.unwrap_or_default(), &root.key("ping"));
+    let replicas = check.replicas(&raw.replica, &raw.node, &root.key("replica"));
     match (cluster, timings, ping) {
         (Some(cluster), Some(timings), Some(ping)) if check.errors.is_empty() => Ok(Validated {
             config: Config {
@@ -50,6 +53,7 @@ pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
                 nodes,
                 links: links.into_iter().map(|l| l.link).collect(),
                 ping,
+                replicas,
             },
             warnings: check.warnings,
         }),
@@ -534,6 +538,122 @@ impl Check {
         }
     }
 
+    fn replicas(&mut self, raw: &[RawReplica], nodes: &[RawNode], key: &KeyPath) -> Vec<Replica> {
+        let node_names: Vec<&str> = nodes.iter().filter_map(|n| n.name.as_deref()).collect();
+        let mut seen_names: HashMap<String, usize> = HashMap::new();
+        let mut seen_paths: HashMap<PathBuf, usize> = HashMap::new();
+        // (node, disk) -> first replica using it.
+        let mut seen_disks: HashMap<(String, PathBuf), usize> = HashMap::new();
+        let mut out = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let key = key.index(i);
+            let name = r.name.clone().unwrap_or_default();
+            if r.name.is_none() {
+                self.error(key.key("name"), "missing", REPLICA_NAME_HINT);
+            } else if !valid_name(&name, 32, |c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
+                self.error(
+                    key.key("name"),
+                    format!("invalid replica name {name:?}"),
+                    REPLICA_NAME_HINT,
+                );
+            } else if let Some(j) = seen_names.insert(name.clone(), i) {
+                self.error(
+                    key.key("name"),
+                    format!("duplicate replica name {name:?} (also replica[{j}])"),
+                    "a name no other replica has",
+                );
+            }
+            let device = self.replica_path(&key.key("device"), r.device.as_deref(), || {
+                format!("/dev/duet/{name}")
+            });
+            let socket = self.replica_path(&key.key("nbd-socket"), r.nbd_socket.as_deref(), || {
+                format!("/run/duet/nbd/{name}.sock")
+            });
+            for (k, p) in [("device", &device), ("nbd-socket", &socket)] {
+                if let Some(j) = seen_paths.insert(p.clone(), i) {
+                    self.error(
+                        key.key(k),
+                        format!("{} is also used by replica[{j}]", p.display()),
+                        "a path of its own",
+                    );
+                }
+            }
+            let mut disks = vec![None; nodes.len()];
+            for (node, disk) in &r.disk {
+                let dkey = key.key("disk").key(node);
+                let Some(n) = nodes
+                    .iter()
+                    .position(|x| x.name.as_deref() == Some(node.as_str()))
+                else {
+                    self.error(
+                        dkey,
+                        format!("no node is named {node:?}"),
+                        format!("a node name: {}", quoted_list(&node_names)),
+                    );
+                    continue;
+                };
+                let path = PathBuf::from(disk);
+                if !path.is_absolute() {
+                    self.error(
+                        dkey,
+                        format!("{disk:?} is not an absolute path"),
+                        "a disk such as \"/dev/sdb\" or \"/dev/sdb1\", or an absolute file path",
+                    );
+                    continue;
+                }
+                if let Some(j) = seen_disks.insert((node.clone(), path.clone()), i) {
+                    self.error(
+                        dkey,
+                        format!("{disk} on {node} is also replica[{j}]'s disk"),
+                        "a disk no other replica uses on this node",
+                    );
+                    continue;
+                }
+                disks[n] = Some(path);
+            }
+            match disks.iter().flatten().count() {
+                0 => self.error(
+                    key.key("disk"),
+                    "no node has a disk for this replica",
+                    "disk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb\" }",
+                ),
+                1 => self.warnings.push(
+                    Issue::new(
+                        key.key("disk"),
+                        "only one node has a disk: no peer to replicate to",
+                    )
+                    .hint("a disk on a second node"),
+                ),
+                _ => {}
+            }
+            out.push(Replica {
+                name,
+                device,
+                disks,
+                nbd_socket: socket,
+            });
+        }
+        out
+    }
+
+    /// An absolute path, or the default when not written.
+    fn replica_path(
+        &mut self,
+        key: &KeyPath,
+        text: Option<&str>,
+        default: impl FnOnce() -> String,
+    ) -> PathBuf {
+        let path = PathBuf::from(text.map_or_else(default, str::to_string));
+        if !path.is_absolute() {
+            self.error(
+                key.clone(),
+                format!("{:?} is not an absolute path", path.display().to_string()),
+                "an absolute path",
+            );
+        }
+        path
+    }
+
     fn ping(&mut self, raw: RawPing, key: &KeyPath) -> Option<Ping> {
         let mut nodes = Vec::with_capacity(raw.nodes.len());
         for (i, text) in raw.nodes.iter().enumerate() {
@@ -609,3 +729,5 @@ fn quoted_list(names: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+const REPLICA_NAME_HINT: &str = "1 to 32 letters, digits, '_' or '-', e.g. \"r0\"";

@@ -33,6 +33,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make this node the replica's Primary: its block device appears at
+    /// the replica's device path (e.g. /dev/duet/r0).
+    Primary {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
+    /// Make this node Secondary for the replica: the block device goes away
+    /// (refused while it is mounted or otherwise in use).
+    Secondary {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
     /// Validate a config file without a daemon; errors name file:line:column and key.
     CheckConfig {
         /// The config file.

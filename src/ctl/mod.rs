@@ -16,6 +16,8 @@ pub fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Status { json } => status(cli.bus, json),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Primary { replica } => set_role(cli.bus, &replica, true),
+        Command::Secondary { replica } => set_role(cli.bus, &replica, false),
         Command::Keygen { file } => match auth::generate_key_file(&file) {
             Ok(()) => {
                 println!(
@@ -69,6 +71,24 @@ fn status(bus: crate::bus::BusKind, json: bool) -> u8 {
         print!("{}", render::status_table(&status));
     }
     0
+}
+
+fn set_role(bus: crate::bus::BusKind, replica: &str, primary: bool) -> u8 {
+    let conn = match client::connect(bus) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("duetctl: {e}");
+            return exit::NO_DAEMON;
+        }
+    };
+    match client::set_role(&conn, replica, primary) {
+        Ok(()) => 0,
+        Err(client::ClientError::NotRunning) => {
+            eprintln!("duetctl: {}", client::ClientError::NotRunning);
+            exit::NO_DAEMON
+        }
+        Err(e) => fail(&e.to_string()),
+    }
 }
 
 fn check_config(file: &std::path::Path) -> u8 {

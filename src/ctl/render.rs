@@ -28,6 +28,14 @@ pub fn status_table(s: &ClusterStatus) -> String {
             links.join(" ")
         );
     }
+    for r in &s.replicas {
+        let device = if r.attached { r.device.as_str() } else { "-" };
+        let _ = writeln!(
+            out,
+            "replica {:<12} {:<9} disk {}  device {}  clients {}",
+            r.name, r.role, r.disk, device, r.clients
+        );
+    }
     if !s.ping_nodes.is_empty() {
         let pings: Vec<String> = s
             .ping_nodes
@@ -85,12 +93,27 @@ mod tests {
                 reachable: false,
             }],
             dropped: [("bad-signature".to_string(), 3)].into(),
+            replicas: vec![crate::bus::ReplicaStatus {
+                name: "r0".into(),
+                role: "primary".into(),
+                disk: "/dev/sdb".into(),
+                device: "/dev/duet/r0".into(),
+                attached: true,
+                clients: 1,
+                nbd_socket: "/run/duet/nbd/r0.sock".into(),
+            }],
         };
         let t = status_table(&s);
         assert!(t.contains("cluster lab: 1/2 nodes up, NOT quorate"), "{t}");
         assert!(t.contains("node1 (local)"));
         assert!(t.contains("ping nodes: 198.51.100.254 UNREACHABLE"), "{t}");
         assert!(t.contains("dropped heartbeats: bad-signature 3"), "{t}");
+        assert!(
+            t.contains(
+                "replica r0           primary   disk /dev/sdb  device /dev/duet/r0  clients 1"
+            ),
+            "{t}"
+        );
         assert!(
             t.lines().any(|l| l.starts_with("node2")
                 && l.contains("dead")

@@ -5,10 +5,12 @@
 mod events;
 mod links;
 pub mod ratelimit;
+pub mod replicas;
 pub mod view;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -24,6 +26,7 @@ use crate::types::{Incarnation, LinkId, Timestamp};
 
 use events::EventLog;
 use links::Links;
+use replicas::Replicas;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -61,6 +64,7 @@ struct Daemon {
     core: Membership,
     links: Links,
     pinger: Option<Pinger>,
+    replicas: Replicas,
     /// The latest status for the D-Bus task (see `spawn_publisher`).
     published: watch::Sender<ClusterStatus>,
     log: EventLog,
@@ -104,9 +108,13 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let epoch_us = u64::try_from(epoch.as_micros()).unwrap_or(u64::MAX);
     let setup = Setup::from_config(&config, local, Incarnation(epoch_us));
     let core = Membership::new(setup, codec, Timestamp::ZERO);
-    let status = view::cluster_status(&config, &core, epoch_us);
+    let replicas = Replicas::open(&config, local);
+    if !config.replicas.is_empty() {
+        protect_io();
+    }
+    let status = view::cluster_status(&config, &core, epoch_us, replicas.status());
     let summary = status.summary();
-    let bus = Bus::start(options.bus, status).await?;
+    let bus = Bus::start(options.bus, status, Arc::new(replicas.clone())).await?;
     tracing::info!(
         node = %config.node(local).name,
         cluster = %config.cluster.name,
@@ -122,14 +130,17 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         core,
         links,
         pinger,
+        replicas: replicas.clone(),
         published: spawn_publisher(bus, node_name.clone()),
         log,
         start,
         epoch_us,
         summary,
     };
-    daemon.main_loop(rx, ping_rx).await?;
+    let result = daemon.main_loop(rx, ping_rx).await;
     notify::stopping();
+    let _ = tokio::task::spawn_blocking(move || replicas.shutdown()).await;
+    result?;
     tracing::info!("duetd stopped");
     Ok(())
 }
@@ -201,7 +212,8 @@ impl Daemon {
     }
 
     fn publish(&mut self) {
-        let status = view::cluster_status(&self.config, &self.core, self.epoch_us);
+        let replicas = self.replicas.status();
+        let status = view::cluster_status(&self.config, &self.core, self.epoch_us, replicas);
         let summary = status.summary();
         if summary != self.summary {
             notify::status(&summary);
@@ -212,6 +224,20 @@ impl Daemon {
             *current = status;
             changed
         });
+    }
+}
+
+/// A block server must not deadlock on memory reclaim that waits for its
+/// own device: PR_SET_IO_FLUSHER lets the kernel know (needs
+/// CAP_SYS_RESOURCE; without it the daemon runs on and says so).
+fn protect_io() {
+    // From linux/prctl.h (Linux 5.6); the libc crate does not name it.
+    const PR_SET_IO_FLUSHER: nix::libc::c_int = 57;
+    // SAFETY: prctl with integer arguments only; no memory is passed.
+    let rc = unsafe { nix::libc::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!(error = %e, "cannot mark duetd as an I/O flusher (PR_SET_IO_FLUSHER)");
     }
 }
 

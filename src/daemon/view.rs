@@ -1,13 +1,18 @@
 //! The published status, derived from the membership core and the config.
 
-use crate::bus::{ClusterStatus, LinkStatus, NodeStatus, PingStatus};
+use crate::bus::{ClusterStatus, LinkStatus, NodeStatus, PingStatus, ReplicaStatus};
 use crate::config::Config;
 use crate::membership::{Membership, PingTarget};
 use crate::types::Timestamp;
 
 /// `epoch_us` is the wall-clock time (microseconds since the epoch) that
 /// `Timestamp::ZERO` stands for.
-pub fn cluster_status(config: &Config, core: &Membership, epoch_us: u64) -> ClusterStatus {
+pub fn cluster_status(
+    config: &Config,
+    core: &Membership,
+    epoch_us: u64,
+    replicas: Vec<ReplicaStatus>,
+) -> ClusterStatus {
     let nodes = config
         .node_ids()
         .map(|id| {
@@ -66,6 +71,7 @@ pub fn cluster_status(config: &Config, core: &Membership, epoch_us: u64) -> Clus
         nodes,
         ping_nodes,
         dropped,
+        replicas,
     }
 }
 

@@ -104,12 +104,8 @@ pub fn attach(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let file_arg = file.to_string_lossy().into_owned();
-    let loop_device = match run(
-        "losetup",
-        &["--find", "--show", "--direct-io=on", &file_arg],
-    ) {
-        Ok(dev) => PathBuf::from(dev),
+    let loop_device = match bind_loop(&file) {
+        Ok(dev) => dev,
         Err(e) => {
             let _ = run("fusermount3", &["-u", &mountpoint.to_string_lossy()]);
             let _ = nbdfuse.wait();
@@ -124,6 +120,30 @@ pub fn attach(
         nbdfuse,
         detached: false,
     })
+}
+
+/// Puts a loop device (direct I/O) on `file`. The loop nodes that exist in
+/// /dev are tried first: in a container only the ones bound in exist, and
+/// the kernel's "next free" may name one that is not there. Then any.
+fn bind_loop(file: &Path) -> Result<PathBuf, AttachError> {
+    let file = file.to_string_lossy().into_owned();
+    let mut nodes: Vec<(u32, PathBuf)> = fs::read_dir("/dev")
+        .map_err(io(Path::new("/dev")))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix("loop")?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    nodes.sort();
+    for (_, dev) in &nodes {
+        let dev = dev.to_string_lossy().into_owned();
+        if run("losetup", &["--direct-io=on", &dev, &file]).is_ok() {
+            return Ok(PathBuf::from(dev));
+        }
+    }
+    run("losetup", &["--find", "--show", "--direct-io=on", &file]).map(PathBuf::from)
 }
 
 /// Opening a block device with O_EXCL fails with EBUSY while it is

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::export::backend::Backend;
 use crate::export::proto::{self, Command, Request};
@@ -21,6 +21,9 @@ pub struct Export {
     pub backend: Arc<dyn Backend>,
     /// Connected clients right now (for D-Bus and status).
     pub clients: Arc<AtomicUsize>,
+    /// Only an enabled export is offered: the daemon enables it on the
+    /// Primary only.
+    enabled: Arc<AtomicBool>,
 }
 
 impl Export {
@@ -29,7 +32,16 @@ impl Export {
             name: name.to_string(),
             backend,
             clients: Arc::new(AtomicUsize::new(0)),
+            enabled: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::SeqCst)
+    }
+
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::SeqCst);
     }
 
     fn flags(&self) -> u16 {
@@ -100,10 +112,12 @@ fn protocol(e: proto::ProtocolError) -> io::Error {
 
 fn find<'a>(exports: &'a Exports, name: &str) -> Option<&'a Export> {
     // The empty name is the default export: the only one, if only one.
-    if name.is_empty() && exports.len() == 1 {
-        return exports.values().next();
-    }
-    exports.get(name)
+    let export = if name.is_empty() && exports.len() == 1 {
+        exports.values().next()
+    } else {
+        exports.get(name)
+    };
+    export.filter(|e| e.enabled())
 }
 
 /// Negotiates until the client picks an export (Some) or leaves (None).
@@ -155,7 +169,11 @@ fn list(s: &mut UnixStream, exports: &Exports, data: &[u8]) -> io::Result<()> {
             &[],
         ));
     }
-    let mut names: Vec<&String> = exports.keys().collect();
+    let mut names: Vec<&String> = exports
+        .iter()
+        .filter(|(_, e)| e.enabled())
+        .map(|(n, _)| n)
+        .collect();
     names.sort();
     for name in names {
         let entry = proto::server_entry(name);

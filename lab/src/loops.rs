@@ -1,0 +1,86 @@
+//! Spare loop devices for the nodes. A container has no devtmpfs: only the
+//! device nodes bound into it exist, so a node that attaches its export
+//! needs loop devices of its own. Each is created in the kernel by opening
+//! a fresh device number above the host's usual range, and its number is
+//! written into the lab folder so a later run can detach it if this one
+//! dies.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use crate::cmd::succeed;
+
+const FIRST: u32 = 200;
+const LAST: u32 = 999;
+const LOOP_MAJOR: u32 = 7;
+
+/// Reserves `n` loop devices that no one else uses, creating them.
+pub fn reserve(dir: &Path, n: usize) -> Vec<String> {
+    let lock = File::create(crate::rootfs::cache_dir().join("loops.lock")).expect("loop lock");
+    lock.lock().expect("lock loop allocation");
+    let taken = taken();
+    let mut out = Vec::new();
+    let mut record = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("spare-loops"))
+        .expect("spare loop record");
+    for i in (FIRST..=LAST).filter(|i| !taken.contains(i)).take(n) {
+        create(dir, i);
+        let dev = format!("/dev/loop{i}");
+        writeln!(record, "{dev}").expect("record spare loop");
+        out.push(dev);
+    }
+    assert_eq!(out.len(), n, "no free loop device numbers left");
+    out
+}
+
+/// Loop numbers in use by any lab (recorded) or existing with a backing
+/// file; unattached ones that exist are reused.
+fn taken() -> Vec<u32> {
+    let mut used = Vec::new();
+    let tmp = std::env::temp_dir();
+    for e in fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        if !e.file_name().to_string_lossy().starts_with(crate::PREFIX) {
+            continue;
+        }
+        let text = fs::read_to_string(e.path().join("spare-loops")).unwrap_or_default();
+        used.extend(text.lines().filter_map(number));
+    }
+    used
+}
+
+fn number(dev: &str) -> Option<u32> {
+    dev.trim().strip_prefix("/dev/loop")?.parse().ok()
+}
+
+/// Opening a device node of a loop number makes the kernel create it.
+fn create(dir: &Path, i: u32) {
+    let dev = format!("/dev/loop{i}");
+    if Path::new(&dev).exists() {
+        return;
+    }
+    let node = dir.join(format!("loop{i}.node"));
+    succeed(
+        Command::new("mknod")
+            .arg(&node)
+            .args(["b", &LOOP_MAJOR.to_string(), &i.to_string()]),
+    );
+    let _ = File::open(&node);
+    let _ = fs::remove_file(&node);
+    crate::cmd::wait_until(
+        std::time::Duration::from_secs(5),
+        &format!("{dev} to appear"),
+        || Path::new(&dev).exists().then_some(()),
+    );
+}
+
+/// Detaches the spare loops a dead lab recorded.
+pub fn release_recorded(dir: &Path) {
+    let text = fs::read_to_string(dir.join("spare-loops")).unwrap_or_default();
+    for dev in text.lines() {
+        crate::cmd::quietly(Command::new("losetup").args(["-d", dev.trim()]));
+    }
+}
