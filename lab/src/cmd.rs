@@ -33,7 +33,7 @@ pub fn ip(args: &[&str]) -> String {
     succeed(Command::new("ip").args(args))
 }
 
-/// Polls `probe` every 50 ms until it returns Some, or panics after
+/// Polls `probe` every 20 ms until it returns Some, or panics after
 /// `timeout` naming `what`. Returns the value and the time it took.
 pub fn wait_until<T>(
     timeout: Duration,
@@ -49,6 +49,6 @@ pub fn wait_until<T>(
             start.elapsed() < timeout,
             "timed out after {timeout:?} waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

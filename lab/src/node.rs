@@ -155,17 +155,7 @@ impl Node {
             .leader
             .unwrap_or_else(|| panic!("{} is not running", self.name));
         output(
-            Command::new("nsenter")
-                .args([
-                    "-t",
-                    &leader.to_string(),
-                    "-m",
-                    "-u",
-                    "-i",
-                    "-n",
-                    "-p",
-                    "-C",
-                ])
+            enter(leader)
                 .args([
                     "env",
                     "-i",
@@ -272,6 +262,23 @@ fn serve_disk(dir: &Path) -> (Child, PathBuf) {
         || pidfile.exists().then_some(()),
     );
     (child, mountpoint.join("sdb"))
+}
+
+/// A command that runs inside the container whose init is `leader`: its
+/// mount, UTS, IPC, network, PID and cgroup namespaces.
+pub fn enter(leader: i32) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.args([
+        "-t",
+        &leader.to_string(),
+        "-m",
+        "-u",
+        "-i",
+        "-n",
+        "-p",
+        "-C",
+    ]);
+    cmd
 }
 
 /// The init of a running lab container named `machine`, if any.

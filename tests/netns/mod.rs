@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const DUETD: &str = env!("CARGO_BIN_EXE_duetd");
 pub const DUETCTL: &str = env!("CARGO_BIN_EXE_duetctl");
@@ -372,25 +372,7 @@ impl Drop for Lab {
     }
 }
 
-/// Polls `probe` every 20 ms until it returns Some, or panics after
-/// `timeout` naming `what`. Returns the value and how long it took.
-pub fn wait_until<T>(
-    timeout: Duration,
-    what: &str,
-    mut probe: impl FnMut() -> Option<T>,
-) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            return (v, start.elapsed());
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use duet_lab::wait_until;
 
 /// The entry of `node` in a status JSON.
 pub fn node_of<'a>(status: &'a serde_json::Value, node: &str) -> Option<&'a serde_json::Value> {

@@ -58,20 +58,7 @@ fn shell(node: &str) -> ExitCode {
         eprintln!("no running lab node {node}; start one with: duet-lab up");
         return ExitCode::FAILURE;
     };
-    let status = std::process::Command::new("nsenter")
-        .args([
-            "-t",
-            &leader.to_string(),
-            "-m",
-            "-u",
-            "-i",
-            "-n",
-            "-p",
-            "-C",
-            "bash",
-            "-l",
-        ])
-        .status();
+    let status = duet_lab::node::enter(leader).args(["bash", "-l"]).status();
     match status {
         Ok(s) if s.success() => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
