@@ -498,10 +498,11 @@ impl Membership {
         self.next_send = self.now + self.params.keepalive;
         let ping_reachable = self.ping_reachable();
         let name = self.members[self.local.0 as usize].name.clone();
+        // Heartbeats go out on every link, even one whose interface looks
+        // down: the flag can lag the carrier (a veth just brought up), and
+        // a heartbeat sent in vain costs nothing while one not sent can
+        // make a live node look dead.
         for (i, link) in self.links.iter_mut().enumerate() {
-            if !link.up {
-                continue;
-            }
             let hb = Heartbeat {
                 node: name.clone(),
                 incarnation: self.incarnation,

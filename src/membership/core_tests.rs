@@ -164,7 +164,7 @@ fn next_wakeup_names_the_next_threshold() {
 }
 
 #[test]
-fn heartbeats_go_out_every_keepalive_on_each_up_link() {
+fn heartbeats_go_out_every_keepalive_on_every_link() {
     let mut a = node(2, 0, 1, 2, 0);
     let sent = heartbeats(&mut a, MS(0));
     assert_eq!(
@@ -180,10 +180,11 @@ fn heartbeats_go_out_every_keepalive_on_each_up_link() {
         },
         MS(250),
     );
+    // Even on a link whose interface looks down: the flag may lag.
     let sent = heartbeats(&mut a, MS(400));
     assert_eq!(
         sent.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
-        [LinkId(0)]
+        [LinkId(0), LinkId(1)]
     );
 }
 
