@@ -95,17 +95,7 @@ fn latency(socket: &Path) -> (f64, f64) {
 
 fn handshake(socket: &Path) -> UnixStream {
     let mut s = UnixStream::connect(socket).expect("connect");
-    let mut greeting = [0u8; 18];
-    s.read_exact(&mut greeting).expect("greeting");
-    s.write_all(&(proto::FLAG_C_FIXED_NEWSTYLE | proto::FLAG_C_NO_ZEROES).to_be_bytes())
-        .expect("flags");
-    let mut opt = proto::IHAVEOPT.to_be_bytes().to_vec();
-    opt.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
-    opt.extend_from_slice(&2u32.to_be_bytes());
-    opt.extend_from_slice(b"r0");
-    s.write_all(&opt).expect("export name");
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply).expect("export reply");
+    duet::export::client::handshake(&mut s, "r0").expect("handshake");
     s
 }
 

@@ -249,30 +249,9 @@ struct Raw(UnixStream);
 impl Raw {
     fn connect(socket: &Path, export: &str) -> Raw {
         let mut s = UnixStream::connect(socket).expect("connect");
-        let mut greeting = [0u8; 18];
-        s.read_exact(&mut greeting).expect("greeting");
-        s.write_all(&(proto::FLAG_C_FIXED_NEWSTYLE | proto::FLAG_C_NO_ZEROES).to_be_bytes())
-            .expect("flags");
-        let mut data = (export.len() as u32).to_be_bytes().to_vec();
-        data.extend_from_slice(export.as_bytes());
-        data.extend_from_slice(&0u16.to_be_bytes());
-        let mut opt = proto::IHAVEOPT.to_be_bytes().to_vec();
-        opt.extend_from_slice(&proto::OPT_GO.to_be_bytes());
-        opt.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        opt.extend_from_slice(&data);
-        s.write_all(&opt).expect("GO");
-        loop {
-            let mut h = [0u8; 20];
-            s.read_exact(&mut h).expect("option reply");
-            let reply = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
-            let len = u32::from_be_bytes([h[16], h[17], h[18], h[19]]) as usize;
-            let mut body = vec![0u8; len];
-            s.read_exact(&mut body).expect("reply body");
-            if reply == proto::REP_ACK {
-                return Raw(s);
-            }
-            assert_eq!(reply, proto::REP_INFO, "GO refused");
-        }
+        let info = duet::export::client::handshake(&mut s, export).expect("handshake");
+        assert_eq!(info.size, SIZE);
+        Raw(s)
     }
 
     fn request(&mut self, magic: u32, flags: u16, cmd: u16, offset: u64, len: u32, payload: &[u8]) {
@@ -370,7 +349,7 @@ fn an_attached_export_is_a_block_device_that_keeps_its_files() {
     let mnt = f.dir.join("mnt");
     std::fs::create_dir_all(&mnt).expect("mountpoint");
     let mut a = attach(&f.socket, "r0", &device, &work).expect("attach");
-    assert_eq!(std::fs::read_link(&device).expect("link"), a.loop_device);
+    assert_eq!(std::fs::read_link(&device).expect("link"), a.block_device);
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&device));
     run(Command::new("mount").arg(&device).arg(&mnt));
     std::fs::write(mnt.join("hello.txt"), b"kept across attachments\n").expect("write");
@@ -386,4 +365,29 @@ fn an_attached_export_is_a_block_device_that_keeps_its_files() {
     assert_eq!(text, "kept across attachments\n");
     run(Command::new("umount").arg(&mnt));
     a.detach().expect("detach");
+}
+
+#[test]
+fn the_kernel_nbd_probe_asks_the_real_kernel() {
+    use duet::export::kernel::{KernelError, nbd_family};
+    use duet::export::netlink::NetlinkError;
+    // A real generic netlink round trip: the family exists exactly when
+    // the nbd module is loaded.
+    let loaded = Path::new("/sys/module/nbd").exists();
+    match nbd_family() {
+        Ok(id) => assert!(loaded && id > 0, "family {id} without the module"),
+        Err(KernelError::Netlink(NetlinkError::NoNbdDriver)) => assert!(!loaded),
+        Err(e) => panic!("netlink probe failed: {e}"),
+    }
+}
+
+#[test]
+fn the_client_handshake_reports_unknown_exports() {
+    let f = Fixture::new("client");
+    let mut s = UnixStream::connect(&f.socket).expect("connect");
+    let err = duet::export::client::handshake(&mut s, "nope").expect_err("unknown export");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    let mut s = UnixStream::connect(&f.socket).expect("connect");
+    let info = duet::export::client::handshake(&mut s, "ro").expect("ro");
+    assert_ne!(info.flags & proto::TFLAG_READ_ONLY, 0);
 }

@@ -3,7 +3,7 @@
 //! for every node, timings are sane.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::membership::auth::AuthAlgorithm;
@@ -26,19 +26,26 @@ pub struct Config {
     pub replicas: Vec<Replica>,
 }
 
+/// A replicated disk. For now only what the NBD export needs; the
+/// replication settings (protocol, split-brain policies, resync) join it
+/// with the replication release.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replica {
-    /// Also the NBD export name.
+    /// Unique; also the NBD export name.
     pub name: String,
-    /// The stable path of the block device on the primary.
+    /// The stable path of the block device on the primary (a link duetd
+    /// makes and removes), unique among replicas.
     pub device: PathBuf,
-    /// Backing disk per node, indexed like `Config::nodes`.
+    /// Backing disk or file per node, indexed like `Config::nodes`; `None`
+    /// on nodes that hold no copy (a tie-breaker, say).
     pub disks: Vec<Option<PathBuf>>,
+    /// The export's unix socket, unique among replicas.
     pub nbd_socket: PathBuf,
 }
 
 impl Replica {
-    pub fn disk(&self, node: NodeId) -> Option<&std::path::Path> {
+    /// The node's backing disk; `None` if it holds no copy of this replica.
+    pub fn disk(&self, node: NodeId) -> Option<&Path> {
         self.disks.get(node.0 as usize)?.as_deref()
     }
 }
@@ -126,6 +133,7 @@ impl Config {
         &self.links[id.0 as usize]
     }
 
+    /// The replica named `name` (also its NBD export name).
     pub fn replica(&self, name: &str) -> Option<&Replica> {
         self.replicas.iter().find(|r| r.name == name)
     }

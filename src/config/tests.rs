@@ -99,6 +99,18 @@ fn the_two_node_example_is_the_lab() {
     assert_eq!(c.ping.nodes, [ip("198.51.100.254").unwrap()]);
     assert_eq!(c.ping.interval, Duration::from_secs(1));
     assert_eq!(c.ping.deadtime, Duration::from_secs(5));
+    assert_eq!(c.replicas.len(), 1);
+    let r0 = &c.replicas[0];
+    assert_eq!(r0.name, "r0");
+    assert_eq!(r0.device, Path::new("/dev/duet/r0"));
+    assert_eq!(r0.nbd_socket, Path::new("/run/duet/nbd/r0.sock"));
+    assert_eq!(
+        r0.disks,
+        [
+            Some(PathBuf::from("/dev/sdb")),
+            Some(PathBuf::from("/dev/sdb"))
+        ]
+    );
 }
 
 #[test]
@@ -112,6 +124,13 @@ fn the_three_node_example_broadcasts_on_the_crossover() {
     assert_eq!(c.nodes[2].name, "node3");
     assert_eq!(c.nodes[2].addresses[1], "198.51.100.3".parse().ok());
     assert_eq!(c.nodes.iter().map(|n| n.votes).sum::<u32>(), 3);
+    // node3 is the tie-breaker: no copy of the data.
+    let r0 = c
+        .replica("r0")
+        .unwrap_or_else(|| panic!("no r0 in {:?}", c.replicas));
+    assert_eq!(r0.disk(NodeId(0)), Some(Path::new("/dev/sdb")));
+    assert_eq!(r0.disk(NodeId(1)), Some(Path::new("/dev/sdb")));
+    assert_eq!(r0.disk(NodeId(2)), None);
 }
 
 #[test]
@@ -542,89 +561,278 @@ name = "r0"
 disk = { node1 = "/dev/sdb", node2 = "/dev/sdb1" }
 "#;
 
+/// 1-based line of byte `offset` in `text`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset].matches('\n').count() + 1
+}
+
 #[test]
 fn a_replica_gets_its_defaults_and_disks_per_node() {
     let text = format!("{BASE}{REPLICA}");
-    let config = parse(&text, path()).expect("valid").config;
-    let r = config.replica("r0").expect("r0");
-    assert_eq!(r.device, PathBuf::from("/dev/duet/r0"));
-    assert_eq!(r.nbd_socket, PathBuf::from("/run/duet/nbd/r0.sock"));
+    let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let config = loaded.config;
+    let r = config
+        .replica("r0")
+        .unwrap_or_else(|| panic!("no r0 in {:?}", config.replicas));
+    assert_eq!(r.device, Path::new("/dev/duet/r0"));
+    assert_eq!(r.nbd_socket, Path::new("/run/duet/nbd/r0.sock"));
     assert_eq!(r.disk(NodeId(0)), Some(Path::new("/dev/sdb")));
     assert_eq!(r.disk(NodeId(1)), Some(Path::new("/dev/sdb1")));
-    assert!(
-        parse(BASE, path())
-            .expect("valid")
-            .config
-            .replicas
-            .is_empty()
+    assert_eq!(r.disk(NodeId(2)), None);
+    assert_eq!(config.replica("r1"), None);
+    assert!(base_config().replicas.is_empty());
+}
+
+#[test]
+fn written_replica_paths_replace_the_defaults() {
+    let text = format!(
+        "{BASE}{}",
+        REPLICA.replacen(
+            "name = \"r0\"",
+            "name = \"r0\"\ndevice = \"/dev/data\"\nnbd-socket = \"/run/r0.nbd\"",
+            1
+        )
+    );
+    let config = parse(&text, path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    let r = &config.replicas[0];
+    assert_eq!(
+        (r.device.as_path(), r.nbd_socket.as_path()),
+        (Path::new("/dev/data"), Path::new("/run/r0.nbd"))
     );
 }
 
 #[test]
-fn replica_rules_are_placed_at_their_keys() {
+fn each_broken_replica_is_placed_at_its_line_and_key() {
+    // (what, edit of REPLICA, text on the error's line, key, message, hint)
     let cases = [
         (
-            "name = \"r0\"",
+            "bad name",
+            ("name = \"r0\"", "name = \"r 0\""),
             "name = \"r 0\"",
             "replica[0].name",
-            "invalid replica name",
+            "invalid replica name \"r 0\"",
+            "1 to 32 characters",
         ),
         (
-            "node2 = \"/dev/sdb1\"",
-            "node3 = \"/dev/sdb1\"",
+            "name too long",
+            (
+                "name = \"r0\"",
+                "name = \"r23456789012345678901234567890123\"",
+            ),
+            "r2345",
+            "replica[0].name",
+            "invalid replica name",
+            "1 to 32 characters",
+        ),
+        (
+            "missing name: placed at the header",
+            ("name = \"r0\"\n", ""),
+            "[[replica]]",
+            "replica[0].name",
+            "missing",
+            "e.g. \"r0\"",
+        ),
+        (
+            "disk on an unknown node",
+            ("node2 = \"/dev/sdb1\"", "node3 = \"/dev/sdb1\""),
+            "disk = ",
             "replica[0].disk.node3",
             "no node is named \"node3\"",
+            "a node name: \"node1\", \"node2\"",
         ),
         (
-            "node2 = \"/dev/sdb1\"",
-            "node2 = \"sdb1\"",
+            "relative disk",
+            ("node2 = \"/dev/sdb1\"", "node2 = \"sdb1\""),
+            "disk = ",
             "replica[0].disk.node2",
-            "not an absolute path",
+            "\"sdb1\" is not an absolute path",
+            "\"/dev/sdb\"",
         ),
         (
-            "name = \"r0\"",
-            "name = \"r0\"\ndevice = \"duet/r0\"",
+            "disk that is a folder",
+            ("node2 = \"/dev/sdb1\"", "node2 = \"/\""),
+            "disk = ",
+            "replica[0].disk.node2",
+            "\"/\" names no file",
+            "absolute path",
+        ),
+        (
+            "no disks at all",
+            (
+                "disk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\" }",
+                "disk = {}",
+            ),
+            "disk = {}",
+            "replica[0].disk",
+            "no node has a disk for this replica",
+            "disk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb\" }",
+        ),
+        (
+            "relative device",
+            ("name = \"r0\"", "name = \"r0\"\ndevice = \"duet/r0\""),
+            "device = ",
             "replica[0].device",
-            "not an absolute path",
+            "\"duet/r0\" is not an absolute path",
+            "absolute path",
+        ),
+        (
+            "relative nbd-socket",
+            ("name = \"r0\"", "name = \"r0\"\nnbd-socket = \"r0.sock\""),
+            "nbd-socket = ",
+            "replica[0].nbd-socket",
+            "\"r0.sock\" is not an absolute path",
+            "absolute path",
+        ),
+        (
+            "socket on the device",
+            (
+                "name = \"r0\"",
+                "name = \"r0\"\ndevice = \"/run/duet/r0\"\nnbd-socket = \"/run/duet/r0\"",
+            ),
+            "nbd-socket = ",
+            "replica[0].nbd-socket",
+            "/run/duet/r0 is also replica[0].device",
+            "a path no other",
+        ),
+        (
+            "device on a backing disk",
+            ("name = \"r0\"", "name = \"r0\"\ndevice = \"/dev/sdb1\""),
+            "device = ",
+            "replica[0].device",
+            "/dev/sdb1 is replica[0]'s disk on node2",
+            "not a disk",
+        ),
+        (
+            "replication settings are not there yet",
+            ("name = \"r0\"", "name = \"r0\"\nprotocol = \"C\""),
+            "protocol = ",
+            "replica[0].protocol",
+            "unknown field `protocol`",
+            "`nbd-socket`",
         ),
     ];
-    for (from, to, key, message) in cases {
-        let text = format!("{BASE}{}", REPLICA.replacen(from, to, 1));
+    for (what, (from, to), line_with, key, message, hint) in cases {
+        let replica = REPLICA.replacen(from, to, 1);
+        assert_ne!(replica, REPLICA, "{what}: the edit did not apply");
+        let text = format!("{BASE}{replica}");
         let errors = errors_of(&text);
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.key == key && e.message.contains(message)),
-            "{key}: {errors:#?}"
+        assert_eq!(errors.len(), 1, "{what}: {errors:#?}");
+        let e = &errors[0];
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (line_of(&text, line_with), key),
+            "{what}: {e}"
         );
-        let e = errors.iter().find(|e| e.key == key).expect("error");
+        assert!(e.message.contains(message), "{what}: {e}");
         assert!(
-            e.line > BASE.lines().count(),
-            "{key} placed at line {}",
-            e.line
+            e.hint.as_deref().unwrap_or_default().contains(hint),
+            "{what}: {e}"
         );
     }
-    let twice = format!(
-        "{BASE}{REPLICA}{}",
-        REPLICA.replacen("/dev/sdb1", "/dev/sdc", 1)
-    );
-    let errors = errors_of(&twice);
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.key == "replica[1].name" && e.message.contains("duplicate")),
-        "{errors:#?}"
-    );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.key == "replica[1].disk.node1" && e.message.contains("also replica[0]")),
-        "{errors:#?}"
-    );
-    assert!(
-        errors.iter().any(|e| e.key == "replica[1].device"),
-        "{errors:#?}"
-    );
+}
+
+#[test]
+fn two_replicas_may_not_share_a_name_device_socket_or_disk() {
+    // (what, edit of the second replica, text on the error's line, key, message)
+    let cases = [
+        (
+            "same name: its default paths are not reported again",
+            (
+                "node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\"",
+                "node1 = \"/dev/sdc\", node2 = \"/dev/sdc\"",
+            ),
+            "name = \"r0\"",
+            "replica[1].name",
+            "duplicate replica name \"r0\" (also replica[0])",
+        ),
+        (
+            "same disk on the same node",
+            (
+                "name = \"r0\"\ndisk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\" }",
+                "name = \"r1\"\ndisk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdc\" }",
+            ),
+            "disk = ",
+            "replica[1].disk.node1",
+            "/dev/sdb on node1 is also replica[0]'s disk",
+        ),
+        (
+            "same device",
+            (
+                "name = \"r0\"\ndisk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\" }",
+                "name = \"r1\"\ndevice = \"/dev/duet/r0\"\ndisk = { node1 = \"/dev/sdc\", node2 = \"/dev/sdc\" }",
+            ),
+            "device = ",
+            "replica[1].device",
+            "/dev/duet/r0 is also replica[0].device",
+        ),
+        (
+            "same socket",
+            (
+                "name = \"r0\"\ndisk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\" }",
+                "name = \"r1\"\nnbd-socket = \"/run/duet/nbd/r0.sock\"\ndisk = { node1 = \"/dev/sdc\", node2 = \"/dev/sdc\" }",
+            ),
+            "nbd-socket = ",
+            "replica[1].nbd-socket",
+            "/run/duet/nbd/r0.sock is also replica[0].nbd-socket",
+        ),
+        (
+            "a default taken by a written path: placed at the header",
+            (
+                "name = \"r0\"\ndisk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\" }",
+                "name = \"r1\"\ndisk = { node1 = \"/dev/sdc\", node2 = \"/dev/sdc\" }",
+            ),
+            "[[replica]]",
+            "replica[1].device",
+            "/dev/duet/r1 (the default) is also replica[0].device",
+        ),
+    ];
+    for (what, (from, to), line_with, key, message) in cases {
+        let second = REPLICA.replacen(from, to, 1);
+        assert_ne!(second, REPLICA, "{what}: the edit did not apply");
+        let first = if what.starts_with("a default") {
+            REPLICA.replacen(
+                "name = \"r0\"",
+                "name = \"r0\"\ndevice = \"/dev/duet/r1\"",
+                1,
+            )
+        } else {
+            REPLICA.to_string()
+        };
+        let text = format!("{BASE}{first}{second}");
+        let errors = errors_of(&text);
+        assert_eq!(errors.len(), 1, "{what}: {errors:#?}");
+        let e = &errors[0];
+        // The error belongs to the second replica: its last such line.
+        let at = text
+            .rfind(line_with)
+            .unwrap_or_else(|| panic!("{what}: {line_with:?} not in the text"));
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (line_at(&text, at), key),
+            "{what}: {e}"
+        );
+        assert!(e.message.contains(message), "{what}: {e}");
+    }
+    // The same disk path on different nodes is fine: they are other disks.
+    let swapped = REPLICA
+        .replacen("name = \"r0\"", "name = \"r1\"", 1)
+        .replacen(
+            "node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\"",
+            "node1 = \"/dev/sdb1\", node2 = \"/dev/sdb\"",
+            1,
+        );
+    let loaded =
+        parse(&format!("{BASE}{REPLICA}{swapped}"), path()).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = loaded
+        .config
+        .replicas
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["r0", "r1"]);
 }
 
 #[test]
@@ -633,13 +841,20 @@ fn a_replica_on_one_node_only_is_a_warning() {
         "{BASE}{}",
         REPLICA.replacen(", node2 = \"/dev/sdb1\"", "", 1)
     );
-    let loaded = parse(&text, path()).expect("valid");
-    assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("no peer to replicate to")),
-        "{:#?}",
-        loaded.warnings
+    let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
+    let got: Vec<(usize, &str, &str)> = loaded
+        .warnings
+        .iter()
+        .map(|w| (w.line, w.key.as_str(), w.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [(
+            line_of(&text, "disk = "),
+            "replica[0].disk",
+            "only one node has a disk: no peer to replicate to"
+        )]
     );
+    let r = &loaded.config.replicas[0];
+    assert_eq!(r.disks, [Some(PathBuf::from("/dev/sdb")), None]);
 }

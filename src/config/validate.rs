@@ -28,6 +28,9 @@ const MIN_KEEPALIVE: Duration = Duration::from_millis(10);
 const DEFAULT_TTL: u8 = 1;
 const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_PING_DEADTIME: Duration = Duration::from_secs(5);
+/// The name is also the NBD export name, a file name under duetd's runtime
+/// folder and (escaped) a D-Bus object path element; short keeps those sane.
+const MAX_REPLICA_NAME: usize = 32;
 
 pub struct Validated {
     pub config: Config,
@@ -448,7 +451,7 @@ impl Check {
                     self.error(
                         akey,
                         format!("no link is named {link_name:?}"),
-                        format!("a link name: {}", quoted_list(&link_names)),
+                        format!("a link name: {}", quoted_list(&link_names, "no links")),
                     );
                     continue;
                 };
@@ -540,46 +543,63 @@ impl Check {
 
     fn replicas(&mut self, raw: &[RawReplica], nodes: &[RawNode], key: &KeyPath) -> Vec<Replica> {
         let node_names: Vec<&str> = nodes.iter().filter_map(|n| n.name.as_deref()).collect();
-        let mut seen_names: HashMap<String, usize> = HashMap::new();
-        let mut seen_paths: HashMap<PathBuf, usize> = HashMap::new();
-        // (node, disk) -> first replica using it.
-        let mut seen_disks: HashMap<(String, PathBuf), usize> = HashMap::new();
-        let mut out = Vec::new();
+        let mut first_name: HashMap<&str, usize> = HashMap::new();
+        // Devices and sockets share one map: a device at another replica's
+        // socket path clobbers it just as surely as two devices would.
+        let mut first_path: HashMap<PathBuf, KeyPath> = HashMap::new();
+        // (node index, disk) -> first replica using it.
+        let mut first_disk: HashMap<(usize, PathBuf), usize> = HashMap::new();
+        let mut devices: Vec<(KeyPath, PathBuf)> = Vec::new();
+        let mut replicas = Vec::with_capacity(raw.len());
         for (i, r) in raw.iter().enumerate() {
             let key = key.index(i);
             let name = r.name.clone().unwrap_or_default();
-            if r.name.is_none() {
-                self.error(key.key("name"), "missing", REPLICA_NAME_HINT);
-            } else if !valid_name(&name, 32, |c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
-                self.error(
-                    key.key("name"),
-                    format!("invalid replica name {name:?}"),
-                    REPLICA_NAME_HINT,
-                );
-            } else if let Some(j) = seen_names.insert(name.clone(), i) {
-                self.error(
-                    key.key("name"),
-                    format!("duplicate replica name {name:?} (also replica[{j}])"),
-                    "a name no other replica has",
-                );
-            }
-            let device = self.replica_path(&key.key("device"), r.device.as_deref(), || {
-                format!("/dev/duet/{name}")
-            });
-            let socket = self.replica_path(&key.key("nbd-socket"), r.nbd_socket.as_deref(), || {
-                format!("/run/duet/nbd/{name}.sock")
-            });
-            for (k, p) in [("device", &device), ("nbd-socket", &socket)] {
-                if let Some(j) = seen_paths.insert(p.clone(), i) {
-                    self.error(
-                        key.key(k),
-                        format!("{} is also used by replica[{j}]", p.display()),
-                        "a path of its own",
-                    );
+            let name_ok = match &r.name {
+                None => {
+                    self.error(key.key("name"), "missing", REPLICA_NAME_HINT);
+                    false
                 }
+                Some(name) => {
+                    if !valid_name(name, MAX_REPLICA_NAME, |c| {
+                        c.is_ascii_alphanumeric() || "_-".contains(c)
+                    }) {
+                        self.error(
+                            key.key("name"),
+                            format!("invalid replica name {name:?}"),
+                            REPLICA_NAME_HINT,
+                        );
+                        false
+                    } else if let Some(j) = first_name.get(name.as_str()) {
+                        self.error(
+                            key.key("name"),
+                            format!("duplicate replica name {name:?} (also replica[{j}])"),
+                            "a name no other replica has",
+                        );
+                        false
+                    } else {
+                        first_name.insert(name, i);
+                        true
+                    }
+                }
+            };
+            let device = self.replica_path(
+                key.key("device"),
+                r.device.as_deref(),
+                name_ok.then(|| format!("/dev/duet/{name}")),
+                &mut first_path,
+            );
+            if let Some(device) = &device {
+                devices.push((key.key("device"), device.clone()));
             }
+            let nbd_socket = self.replica_path(
+                key.key("nbd-socket"),
+                r.nbd_socket.as_deref(),
+                name_ok.then(|| format!("/run/duet/nbd/{name}.sock")),
+                &mut first_path,
+            );
+
             let mut disks = vec![None; nodes.len()];
-            for (node, disk) in &r.disk {
+            for (node, text) in &r.disk {
                 let dkey = key.key("disk").key(node);
                 let Some(n) = nodes
                     .iter()
@@ -588,70 +608,122 @@ impl Check {
                     self.error(
                         dkey,
                         format!("no node is named {node:?}"),
-                        format!("a node name: {}", quoted_list(&node_names)),
+                        format!("a node name: {}", quoted_list(&node_names, "no nodes")),
                     );
                     continue;
                 };
-                let path = PathBuf::from(disk);
-                if !path.is_absolute() {
-                    self.error(
-                        dkey,
-                        format!("{disk:?} is not an absolute path"),
-                        "a disk such as \"/dev/sdb\" or \"/dev/sdb1\", or an absolute file path",
-                    );
+                let Some(path) = self.absolute_path(&dkey, text, DISK_HINT) else {
                     continue;
-                }
-                if let Some(j) = seen_disks.insert((node.clone(), path.clone()), i) {
+                };
+                if let Some(j) = first_disk.get(&(n, path.clone())) {
                     self.error(
                         dkey,
-                        format!("{disk} on {node} is also replica[{j}]'s disk"),
+                        format!("{text} on {node} is also replica[{j}]'s disk"),
                         "a disk no other replica uses on this node",
                     );
                     continue;
                 }
+                first_disk.insert((n, path.clone()), i);
                 disks[n] = Some(path);
             }
-            match disks.iter().flatten().count() {
+            // Counted as written: a broken entry already has its own error,
+            // and a second one here would only repeat it.
+            match r.disk.len() {
                 0 => self.error(
                     key.key("disk"),
                     "no node has a disk for this replica",
-                    "disk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb\" }",
+                    format!("disk = {{ {} }}", disk_example(&node_names)),
                 ),
                 1 => self.warnings.push(
                     Issue::new(
                         key.key("disk"),
                         "only one node has a disk: no peer to replicate to",
                     )
-                    .hint("a disk on a second node"),
+                    .hint("a disk on a second node too"),
                 ),
                 _ => {}
             }
-            out.push(Replica {
+            replicas.push(Replica {
                 name,
-                device,
+                device: device.unwrap_or_default(),
                 disks,
-                nbd_socket: socket,
+                nbd_socket: nbd_socket.unwrap_or_default(),
             });
         }
-        out
+        // duetd replaces whatever is at `device` with its own link, and
+        // removes it on detach: pointed at a disk, that deletes the disk's
+        // device node on the primary.
+        for (device_key, device) in devices {
+            // The first replica and node, not whichever the hash map holds
+            // first: the message must not change from run to run.
+            let clash = first_disk
+                .iter()
+                .filter(|((_, disk), _)| *disk == device)
+                .map(|((n, _), j)| (*j, *n))
+                .min();
+            if let Some((j, n)) = clash {
+                let node = nodes.get(n).and_then(|x| x.name.as_deref());
+                let node = node.unwrap_or_default();
+                self.error(
+                    device_key,
+                    format!(
+                        "{} is replica[{j}]'s disk on {node}: duetd would replace it with a link",
+                        device.display()
+                    ),
+                    "a path that is not a disk, e.g. under /dev/duet/",
+                );
+            }
+        }
+        replicas
     }
 
-    /// An absolute path, or the default when not written.
+    /// The `device` or `nbd-socket` path as written, else `default`. The
+    /// default is `None` when the name it is built from is broken: that has
+    /// its own error, and clashes of its default would only repeat it.
+    /// `None` when there is no usable path (then there are errors).
     fn replica_path(
         &mut self,
-        key: &KeyPath,
-        text: Option<&str>,
-        default: impl FnOnce() -> String,
-    ) -> PathBuf {
-        let path = PathBuf::from(text.map_or_else(default, str::to_string));
+        key: KeyPath,
+        written: Option<&str>,
+        default: Option<String>,
+        first: &mut HashMap<PathBuf, KeyPath>,
+    ) -> Option<PathBuf> {
+        let (path, whose) = match written {
+            Some(text) => (
+                self.absolute_path(&key, text, "an absolute path of its own")?,
+                "",
+            ),
+            None => (PathBuf::from(default?), " (the default)"),
+        };
+        if let Some(other) = first.get(&path) {
+            self.error(
+                key,
+                format!("{}{whose} is also {other}", path.display()),
+                "a path no other device or socket uses",
+            );
+        } else {
+            first.insert(path.clone(), key);
+        }
+        Some(path)
+    }
+
+    /// `text` as a path, if it is absolute and names a file; `/` and paths
+    /// ending in `..` would name a folder, never a disk or socket.
+    fn absolute_path(&mut self, key: &KeyPath, text: &str, hint: &str) -> Option<PathBuf> {
+        let path = PathBuf::from(text);
         if !path.is_absolute() {
             self.error(
                 key.clone(),
-                format!("{:?} is not an absolute path", path.display().to_string()),
-                "an absolute path",
+                format!("{text:?} is not an absolute path"),
+                hint,
             );
+            return None;
         }
-        path
+        if path.file_name().is_none() {
+            self.error(key.clone(), format!("{text:?} names no file"), hint);
+            return None;
+        }
+        Some(path)
     }
 
     fn ping(&mut self, raw: RawPing, key: &KeyPath) -> Option<Ping> {
@@ -714,14 +786,18 @@ const LINK_NAME_HINT: &str = "1 to 32 characters of A-Z a-z 0-9 _ -";
 const INTERFACE_HINT: &str = "a network interface name of 1 to 15 characters, e.g. \"eth1\"";
 const GROUP_HINT: &str = "a multicast address, e.g. \"239.255.6.94\" or \"ff12::694\"";
 const ADDRESS_HINT: &str = "this node's IPv4 or IPv6 address on the link, e.g. \"203.0.113.1\"";
+const REPLICA_NAME_HINT: &str = "1 to 32 characters of A-Z a-z 0-9 _ -, e.g. \"r0\"";
+const DISK_HINT: &str =
+    "an absolute path of a disk or file on that node, e.g. \"/dev/sdb\" or \"/srv/duet/r0.img\"";
 
 fn valid_name(name: &str, max: usize, allowed: impl Fn(char) -> bool) -> bool {
     !name.is_empty() && name.len() <= max && name.chars().all(allowed)
 }
 
-fn quoted_list(names: &[&str]) -> String {
+/// `none` says what is missing when `names` is empty, e.g. "no links".
+fn quoted_list(names: &[&str], none: &str) -> String {
     if names.is_empty() {
-        return "(no links are defined)".to_string();
+        return format!("({none} are defined)");
     }
     names
         .iter()
@@ -730,4 +806,15 @@ fn quoted_list(names: &[&str]) -> String {
         .join(", ")
 }
 
-const REPLICA_NAME_HINT: &str = "1 to 32 letters, digits, '_' or '-', e.g. \"r0\"";
+/// A node's disks for `disk = { ... }`, for the hint when there are none.
+fn disk_example(node_names: &[&str]) -> String {
+    let mut entries: Vec<String> = node_names
+        .iter()
+        .take(2)
+        .map(|n| format!("{n} = \"/dev/sdb\""))
+        .collect();
+    if entries.is_empty() {
+        entries.push("NODE = \"/dev/sdb\"".to_string());
+    }
+    entries.join(", ")
+}

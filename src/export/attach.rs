@@ -1,13 +1,17 @@
-//! Making a kernel block device of an export where the kernel has no NBD
-//! driver (this machine, containers): nbdfuse shows the export as a file,
-//! and a loop device with direct I/O sits on that file. The device gets the
+//! Making a kernel block device of an export. Where the kernel has an NBD
+//! driver, /dev/nbdN through netlink (`kernel`); where it has none (this
+//! machine, containers), nbdfuse shows the export as a file and a loop
+//! device with direct I/O sits on that file. Either way the device gets the
 //! stable path from the config (a symlink such as /dev/duet/r0), so mount
-//! units never change. (Kernels with NBD get /dev/nbdN through netlink.)
+//! units never change.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::export::kernel::{self, KernelDevice, KernelError};
+use crate::export::netlink::NetlinkError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
@@ -21,6 +25,8 @@ pub enum AttachError {
         program: &'static str,
         message: String,
     },
+    #[error("kernel NBD: {0}")]
+    Kernel(KernelError),
     #[error("nbdfuse did not come up within {0:?}")]
     Timeout(Duration),
     #[error("{path}: {source}")]
@@ -32,13 +38,22 @@ pub enum AttachError {
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connections the kernel NBD driver gets to the export.
+const KERNEL_CONNECTIONS: usize = 4;
+
 /// An attached export. Dropping it does not detach: call `detach`.
 pub struct Attachment {
+    /// The stable path (a symlink).
     pub device: PathBuf,
-    pub loop_device: PathBuf,
-    mountpoint: PathBuf,
-    nbdfuse: Child,
+    /// The block device it points at (/dev/nbdN or /dev/loopN).
+    pub block_device: PathBuf,
+    via: Via,
     detached: bool,
+}
+
+enum Via {
+    Kernel(KernelDevice),
+    Fuse { mountpoint: PathBuf, nbdfuse: Child },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AttachError + '_ {
@@ -63,9 +78,40 @@ fn run(program: &'static str, args: &[&str]) -> Result<String, AttachError> {
 }
 
 /// Attaches export `name` of the server at `socket` as a block device
-/// reachable at `device` (a symlink to the loop device). `work` is a
-/// private folder for the FUSE mount point.
+/// reachable at `device` (a symlink). The kernel's NBD driver is used when
+/// there is one; otherwise nbdfuse + loop, with `work` a private folder for
+/// the FUSE mount point.
 pub fn attach(
+    socket: &Path,
+    name: &str,
+    device: &Path,
+    work: &Path,
+) -> Result<Attachment, AttachError> {
+    match kernel::nbd_family() {
+        Ok(_) => attach_kernel(socket, name, device),
+        Err(KernelError::Netlink(NetlinkError::NoNbdDriver)) => {
+            attach_fuse(socket, name, device, work)
+        }
+        Err(e) => Err(AttachError::Kernel(e)),
+    }
+}
+
+fn attach_kernel(socket: &Path, name: &str, device: &Path) -> Result<Attachment, AttachError> {
+    let dev = kernel::connect(socket, name, KERNEL_CONNECTIONS).map_err(AttachError::Kernel)?;
+    let block_device = dev.path();
+    if let Err(e) = link(device, &block_device) {
+        let _ = dev.disconnect();
+        return Err(e);
+    }
+    Ok(Attachment {
+        device: device.to_path_buf(),
+        block_device,
+        via: Via::Kernel(dev),
+        detached: false,
+    })
+}
+
+fn attach_fuse(
     socket: &Path,
     name: &str,
     device: &Path,
@@ -115,9 +161,11 @@ pub fn attach(
     link(device, &loop_device)?;
     Ok(Attachment {
         device: device.to_path_buf(),
-        loop_device,
-        mountpoint,
-        nbdfuse,
+        block_device: loop_device,
+        via: Via::Fuse {
+            mountpoint,
+            nbdfuse,
+        },
         detached: false,
     })
 }
@@ -181,24 +229,36 @@ impl Attachment {
         if self.detached {
             return Ok(());
         }
-        let dev = self.loop_device.to_string_lossy().into_owned();
-        // losetup -d on a mounted device only schedules the detach; refuse
+        let dev = self.block_device.to_string_lossy().into_owned();
+        // Detaching a mounted device would only schedule it; refuse
         // instead, so the caller knows the device is still in use.
-        exclusive(&self.loop_device)?;
+        exclusive(&self.block_device)?;
         run("blockdev", &["--flushbufs", &dev])?;
-        run("losetup", &["-d", &dev])?;
+        match &mut self.via {
+            Via::Kernel(k) => k.disconnect().map_err(AttachError::Kernel)?,
+            Via::Fuse {
+                mountpoint,
+                nbdfuse,
+            } => {
+                run("losetup", &["-d", &dev])?;
+                let _ = run("fusermount3", &["-u", &mountpoint.to_string_lossy()]);
+                wait_or_kill(nbdfuse);
+            }
+        }
         self.detached = true;
         let _ = fs::remove_file(&self.device);
-        let _ = run("fusermount3", &["-u", &self.mountpoint.to_string_lossy()]);
-        let start = Instant::now();
-        while start.elapsed() < START_TIMEOUT {
-            if let Ok(Some(_)) = self.nbdfuse.try_wait() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.nbdfuse.kill();
-        let _ = self.nbdfuse.wait();
         Ok(())
     }
+}
+
+fn wait_or_kill(child: &mut Child) {
+    let start = Instant::now();
+    while start.elapsed() < START_TIMEOUT {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

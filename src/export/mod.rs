@@ -7,6 +7,8 @@
 
 pub mod attach;
 pub mod backend;
+pub mod client;
+pub mod kernel;
 pub mod netlink;
 pub mod proto;
 pub mod server;
