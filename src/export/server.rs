@@ -222,6 +222,7 @@ fn transmission(s: &mut UnixStream, export: &Export) -> io::Result<()> {
     // It grows to the largest request seen and is then reused: requests
     // allocate nothing once the client's I/O size has been seen.
     let mut buf = vec![0u8; 16 + (128 << 10)];
+    lock_in_memory(&mut buf);
     loop {
         let mut header = [0u8; proto::REQUEST_LEN];
         s.read_exact(&mut header)?;
@@ -264,7 +265,22 @@ fn read(export: &Export, req: &Request, buf: &mut Vec<u8>) -> Result<usize, u32>
 fn grow(buf: &mut Vec<u8>, len: usize) {
     if buf.len() < len {
         buf.resize(len, 0);
+        lock_in_memory(buf);
     }
+}
+
+/// Keeps a request buffer resident: if the kernel had to page it in while
+/// writing back dirty pages of our own device, it could wait on itself.
+/// Best effort: beyond RLIMIT_MEMLOCK (without CAP_IPC_LOCK) it stays
+/// pageable, which is how every userspace block server starts.
+fn lock_in_memory(buf: &mut [u8]) {
+    let Some(ptr) = std::ptr::NonNull::new(buf.as_mut_ptr().cast()) else {
+        return;
+    };
+    // SAFETY: the range is exactly the buffer's, which lives as long as
+    // the connection; munlock happens when it is freed (the kernel unlocks
+    // pages that are unmapped).
+    let _ = unsafe { nix::sys::mman::mlock(ptr, buf.len()) };
 }
 
 /// Takes the payload off the wire whatever happens (or the stream would
