@@ -104,8 +104,17 @@ fn demo() -> ExitCode {
         Duration::from_secs(30),
         "node1 and node2 to see each other",
         || {
-            (state(&lab, "node1", "node2")? == "up" && state(&lab, "node2", "node1")? == "up")
-                .then_some(())
+            // Each sees the other, and its own links, up on every link.
+            let pairs = [
+                ("node1", "node2"),
+                ("node2", "node1"),
+                ("node1", "node1"),
+                ("node2", "node2"),
+            ];
+            for (a, b) in pairs {
+                fully_up(&lab, a, b)?;
+            }
+            Some(())
         },
     );
     println!(
