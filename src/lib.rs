@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod export;
 pub mod host;
 pub mod membership;
+pub mod replication;
 #[doc(hidden)]
 pub mod testkit;
 pub mod types;
