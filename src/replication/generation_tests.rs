@@ -178,7 +178,10 @@ impl Model {
                 Some(self.rng.below(2) as usize)
             }
             Decision::BothFresh => {
-                assert!(a.data.is_empty() && b.data.is_empty(), "BothFresh with data");
+                assert!(
+                    a.data.is_empty() && b.data.is_empty(),
+                    "BothFresh with data"
+                );
                 // The administrator's `primary --force` on one of them.
                 let fresh = self.fresh_gen();
                 self.nodes[0].gens.force_primary(fresh);
@@ -281,10 +284,11 @@ fn random_histories_always_decide_what_the_data_says() {
         }
         splits += m.split_brains;
         syncs += m.syncs;
+        full += m.full_syncs;
     }
-    // The schedules must have produced both kinds of reunion.
+    // The schedules must have produced every kind of reunion.
     assert!(
-        splits > 100 && syncs > 100,
-        "split brains {splits}, syncs {syncs}"
+        splits > 100 && syncs > 100 && full > 20,
+        "split brains {splits}, syncs {syncs}, full syncs {full}"
     );
 }
