@@ -1,6 +1,7 @@
-//! Replication: duet's userspace replacement for DRBD. This first part is
-//! the generation-identifier handshake that decides, on connect, whether
-//! the two disks are in sync, which one syncs from which and how much, or
-//! whether they split.
+//! Replication: duet's userspace replacement for DRBD. So far: the
+//! generation-identifier handshake that decides, on connect, whether the
+//! two disks are in sync, which one syncs from which and how much, or
+//! whether they split; and the on-disk metadata (layout and superblock).
 
 pub mod generation;
+pub mod metadata;
