@@ -156,3 +156,16 @@ fn the_newest_slot_wins_and_both_bad_is_an_error() {
         Err(MdError::NoValidSlot(_))
     ));
 }
+
+/// Writes the fuzz seed when DUET_WRITE_CORPUS is set; otherwise checks the
+/// committed seed still decodes (the format did not drift).
+#[test]
+fn write_fuzz_corpus() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/metadata_decode/valid-superblock");
+    if std::env::var_os("DUET_WRITE_CORPUS").is_some() {
+        std::fs::write(&path, sample(9).encode()).expect("write seed");
+    }
+    let seed = std::fs::read(&path).expect("seed file (DUET_WRITE_CORPUS=1 writes it)");
+    assert_eq!(Superblock::decode(&seed), Ok(sample(9)));
+}
