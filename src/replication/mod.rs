@@ -5,3 +5,4 @@
 
 pub mod generation;
 pub mod metadata;
+pub mod split_brain;
