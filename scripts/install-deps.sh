@@ -8,7 +8,8 @@ PACKAGES=(
   dbus            # dbus-daemon: a private system bus per lab node
   iproute2        # ip: namespaces, veth pairs, addresses
   procps          # pgrep/pkill for cleanup checks
-  util-linux      # setpriv: the D-Bus policy test acts as an unprivileged user
+  util-linux      # setpriv, blkid, losetup, nsenter
+  e2fsprogs       # mkfs.ext4 in the export and metadata tests
   systemd         # systemd-analyze verify of the unit file in tests, busctl
   systemd-container # systemd-nspawn: the lab's booted nodes
   mmdebstrap      # builds the lab nodes' Debian rootfs (cached)

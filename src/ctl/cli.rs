@@ -45,6 +45,27 @@ pub enum Command {
         /// The replica, e.g. r0.
         replica: String,
     },
+    /// Write fresh metadata for a replica on this node's disk (no daemon
+    /// needed). Refuses a disk with metadata or a filesystem unless --force.
+    CreateMd {
+        /// The replica, e.g. r0.
+        replica: String,
+        #[command(flatten)]
+        local: LocalDisk,
+        /// Overwrite existing metadata or whatever the disk's tail holds.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show a replica's on-disk metadata on this node (no daemon needed).
+    DumpMd {
+        /// The replica, e.g. r0.
+        replica: String,
+        #[command(flatten)]
+        local: LocalDisk,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a config file without a daemon; errors name file:line:column and key.
     CheckConfig {
         /// The config file.
@@ -62,6 +83,17 @@ pub enum Command {
     },
     /// Print the man page (roff) of duetctl.
     Man,
+}
+
+/// Which config and node find the replica's local disk.
+#[derive(Debug, clap::Args)]
+pub struct LocalDisk {
+    /// The cluster config.
+    #[arg(long, short, default_value = "/etc/duet/duet.toml")]
+    pub config: PathBuf,
+    /// This node's name in the config [default: the hostname].
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 /// Exit codes, documented in the man page and docs.

@@ -1,6 +1,7 @@
 //! duetctl: the command-line client. `run` returns the process exit code.
 
 pub mod cli;
+pub mod metadata;
 pub mod render;
 
 use std::io::Write;
@@ -16,6 +17,16 @@ pub fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Status { json } => status(cli.bus, json),
         Command::CheckConfig { file } => check_config(&file),
+        Command::CreateMd {
+            replica,
+            local,
+            force,
+        } => print_or_fail(metadata::create(&replica, &local, force)),
+        Command::DumpMd {
+            replica,
+            local,
+            json,
+        } => print_or_fail(metadata::dump(&replica, &local, json)),
         Command::Primary { replica } => set_role(cli.bus, &replica, true),
         Command::Secondary { replica } => set_role(cli.bus, &replica, false),
         Command::Keygen { file } => match auth::generate_key_file(&file) {
@@ -45,6 +56,16 @@ pub fn run(cli: Cli) -> u8 {
             let _ = std::io::stdout().write_all(&out);
             0
         }
+    }
+}
+
+fn print_or_fail(result: Result<String, String>) -> u8 {
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            0
+        }
+        Err(e) => fail(&e),
     }
 }
 

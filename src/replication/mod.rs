@@ -4,5 +4,6 @@
 //! whether they split; and the on-disk metadata (layout and superblock).
 
 pub mod generation;
+pub mod md_io;
 pub mod metadata;
 pub mod split_brain;
