@@ -92,7 +92,9 @@ pub fn spawn(listener: UnixListener, exports: Exports) -> std::thread::JoinHandl
     })
 }
 
-fn serve_client(mut s: UnixStream, exports: &Exports) {
+/// Serves one client on a connected stream until it leaves or breaks the
+/// protocol (the fuzz target drives it directly).
+pub fn serve_client(mut s: UnixStream, exports: &Exports) {
     match handshake(&mut s, exports) {
         Ok(Some((export, _))) => {
             export.clients.fetch_add(1, Ordering::SeqCst);
