@@ -3,6 +3,7 @@
 //! two disks are in sync, which one syncs from which and how much, or
 //! whether they split; and the on-disk metadata (layout and superblock).
 
+pub mod activity_log;
 pub mod bitmap;
 pub mod generation;
 pub mod md_io;
