@@ -228,6 +228,9 @@ fn lab_cluster_leaves_nothing_behind() {
     );
     let dir = std::env::temp_dir().join(&prefix);
     assert!(!dir.exists(), "{} left behind", dir.display());
+    // A container can outlive its nspawn: none of its processes may remain.
+    let left = duet_lab::cleanup::processes_of(&prefix);
+    assert!(left.is_empty(), "container processes left behind: {left:?}");
 }
 
 #[test]

@@ -39,6 +39,7 @@ pub fn remove_all() {
 }
 
 fn remove(everything: bool) {
+    kill_stale_containers(everything);
     let dirs: Vec<PathBuf> = fs::read_dir(std::env::temp_dir())
         .into_iter()
         .flatten()
@@ -77,6 +78,54 @@ fn kill_under(dir: &Path, program: &str) {
         if cmdline.starts_with(program) && cmdline.contains(&needle) {
             quietly(Command::new("kill").args(["-KILL", &entry.file_name().to_string_lossy()]));
         }
+    }
+}
+
+/// The lab a process belongs to: the lab folder name in the upper dir of
+/// its root overlay (a container's processes see their root as "/", so
+/// the mount table is what tells).
+fn lab_of(pid: &str) -> Option<String> {
+    let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+    let root = mountinfo
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))?;
+    let at = root.find(&format!(
+        "upperdir={}/{PREFIX}-",
+        std::env::temp_dir().display()
+    ))?;
+    let name = root[at..].split('/').nth(2)?;
+    Some(name.to_string())
+}
+
+/// Pids of the container processes of the lab folder named `name`.
+pub fn processes_of(name: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            (lab_of(&pid)? == name).then(|| pid.parse().ok())?
+        })
+        .collect()
+}
+
+/// Kills the containers of dead (or, with `everything`, all) labs: a
+/// container outlives a killed nspawn, its init re-parented.
+fn kill_stale_containers(everything: bool) {
+    for _ in 0..100 {
+        let mut any = false;
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            if lab_of(&pid).is_some_and(|name| stale(&name, everything)) {
+                quietly(Command::new("kill").args(["-KILL", &pid]));
+                any = true;
+            }
+        }
+        if !any {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
