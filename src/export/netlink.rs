@@ -17,7 +17,11 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLMSG_ERROR: u16 = 2;
+/// Types below this are netlink's own (NOOP, ERROR, DONE, OVERRUN), never
+/// a family's reply.
+const NLMSG_MIN_TYPE: u16 = 0x10;
 const GENL_ID_CTRL: u16 = 0x10;
+const CTRL_CMD_NEWFAMILY: u8 = 1;
 const CTRL_CMD_GETFAMILY: u8 = 3;
 const CTRL_ATTR_FAMILY_ID: u16 = 1;
 const CTRL_ATTR_FAMILY_NAME: u16 = 2;
@@ -42,13 +46,17 @@ const NBD_CFLAG_DESTROY_ON_DISCONNECT: u64 = 1;
 pub enum NetlinkError {
     #[error("the kernel has no NBD driver (modprobe nbd)")]
     NoNbdDriver,
-    #[error("the kernel refused: {0}")]
+    #[error("the kernel refused: {}", nix::errno::Errno::from_raw(*.0))]
     Kernel(i32),
     #[error("malformed netlink message: {0}")]
     Malformed(&'static str),
     #[error("the reply lacks {0}")]
     Missing(&'static str),
 }
+
+/// The backend identifier is only a label in sysfs; bounding it keeps its
+/// nla_len (a u16) truthful whatever the export is called.
+const MAX_BACKEND_LEN: usize = 1024;
 
 /// What CONNECT tells the kernel: the export as negotiated, and the
 /// sockets (one per connection) that are already in transmission phase.
@@ -174,7 +182,7 @@ pub fn connect_request(family: u16, seq: u32, req: &ConnectRequest) -> Vec<u8> {
         m.u64(NBD_ATTR_CLIENT_FLAGS, NBD_CFLAG_DESTROY_ON_DISCONNECT);
     }
     if let Some(b) = &req.backend {
-        m.string(NBD_ATTR_BACKEND_IDENTIFIER, b);
+        m.string(NBD_ATTR_BACKEND_IDENTIFIER, truncate(b, MAX_BACKEND_LEN));
     }
     m.begin(NBD_ATTR_SOCKETS);
     for fd in &req.sockets {
@@ -182,6 +190,15 @@ pub fn connect_request(family: u16, seq: u32, req: &ConnectRequest) -> Vec<u8> {
     }
     m.end();
     m.finish()
+}
+
+/// The longest prefix of `s` of at most `max` bytes that is still UTF-8.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 pub fn disconnect_request(family: u16, seq: u32, index: u32) -> Vec<u8> {
@@ -248,19 +265,39 @@ fn message(bytes: &[u8]) -> Result<(u16, &[u8]), NetlinkError> {
         let code = body
             .get(..4)
             .ok_or(NetlinkError::Malformed("truncated error"))?;
-        let errno = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
-        return Err(NetlinkError::Kernel(-errno));
+        let error = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
+        // The kernel sends 0 or a negative errno; anything else (i32::MIN
+        // would even overflow the negation) did not come from it.
+        return match error.checked_neg() {
+            Some(errno) if errno >= 0 => Err(NetlinkError::Kernel(errno)),
+            _ => Err(NetlinkError::Malformed(
+                "error code is not a negative errno",
+            )),
+        };
     }
     Ok((kind, body))
 }
 
-/// The attributes of a generic netlink reply.
-fn genl_attributes(bytes: &[u8]) -> Result<Vec<Attr<'_>>, NetlinkError> {
-    let (_, body) = message(bytes)?;
-    let attrs = body
-        .get(GENL_HDRLEN..)
+/// The attributes of a generic netlink reply carrying command `cmd`.
+fn genl_attributes(bytes: &[u8], cmd: u8) -> Result<Vec<Attr<'_>>, NetlinkError> {
+    let (kind, body) = message(bytes).map_err(|e| match e {
+        // A bare acknowledgement where a reply was due is not a refusal;
+        // "refused: success" would only confuse whoever reads the log.
+        NetlinkError::Kernel(0) => NetlinkError::Malformed("an acknowledgement instead of a reply"),
+        other => other,
+    })?;
+    if kind < NLMSG_MIN_TYPE {
+        return Err(NetlinkError::Malformed(
+            "a control message instead of a reply",
+        ));
+    }
+    let genl = body
+        .get(..GENL_HDRLEN)
         .ok_or(NetlinkError::Malformed("truncated genl header"))?;
-    attributes(attrs)
+    if genl[0] != cmd {
+        return Err(NetlinkError::Malformed("a reply to another command"));
+    }
+    attributes(&body[GENL_HDRLEN..])
 }
 
 fn u16_of(a: &Attr<'_>) -> Result<u16, NetlinkError> {
@@ -280,8 +317,10 @@ fn u32_of(a: &Attr<'_>) -> Result<u32, NetlinkError> {
 
 /// The "nbd" family id; ENOENT means the driver is not loaded.
 pub fn parse_family_reply(bytes: &[u8]) -> Result<u16, NetlinkError> {
-    let attrs = genl_attributes(bytes).map_err(|e| match e {
-        NetlinkError::Kernel(2) => NetlinkError::NoNbdDriver,
+    let attrs = genl_attributes(bytes, CTRL_CMD_NEWFAMILY).map_err(|e| match e {
+        NetlinkError::Kernel(e) if e == nix::errno::Errno::ENOENT as i32 => {
+            NetlinkError::NoNbdDriver
+        }
         other => other,
     })?;
     let id = attrs
@@ -293,7 +332,7 @@ pub fn parse_family_reply(bytes: &[u8]) -> Result<u16, NetlinkError> {
 
 /// The index of the /dev/nbdN the kernel configured.
 pub fn parse_connect_reply(bytes: &[u8]) -> Result<u32, NetlinkError> {
-    let attrs = genl_attributes(bytes)?;
+    let attrs = genl_attributes(bytes, NBD_CMD_CONNECT)?;
     let index = attrs
         .iter()
         .find(|a| a.kind == NBD_ATTR_INDEX)
