@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const DUETD: &str = env!("CARGO_BIN_EXE_duetd");
 pub const DUETCTL: &str = env!("CARGO_BIN_EXE_duetctl");
@@ -316,11 +316,51 @@ impl Lab {
 
     /// The node's `duetctl status --json`, or None while it does not answer.
     pub fn status(&self, name: &str) -> Option<serde_json::Value> {
+        self.try_status(name).ok()
+    }
+
+    /// The node's `duetctl status --json`, or what went wrong instead
+    /// (duetctl's message, or the output that was not JSON).
+    pub fn try_status(&self, name: &str) -> Result<serde_json::Value, String> {
         let out = self.duetctl(name, &["status", "--json"]);
         if !out.status.success() {
-            return None;
+            return Err(format!(
+                "duetctl status exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
-        serde_json::from_slice(&out.stdout).ok()
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "duetctl status --json printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Polls `name`'s status every 20 ms until `ready` holds for it and
+    /// returns that status and how long it took; at the deadline, panics
+    /// with `what` and the last status seen (or why there was none).
+    pub fn wait_status(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        mut ready: impl FnMut(&serde_json::Value) -> bool,
+    ) -> (serde_json::Value, Duration) {
+        let start = Instant::now();
+        loop {
+            let last = match self.try_status(name) {
+                Ok(s) if ready(&s) => return (s, start.elapsed()),
+                Ok(s) => s.to_string(),
+                Err(e) => e,
+            };
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}; last status of {name}: {last}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn duetctl(&self, name: &str, args: &[&str]) -> Output {
@@ -358,6 +398,9 @@ impl Drop for Lab {
             let _ = child.wait();
         }
         for ns in self.namespaces.iter().rev() {
+            // Anything still running in a namespace the lab made was started
+            // by the lab (a child duetd forked, say): it goes too.
+            kill_all_in(ns);
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         if std::thread::panicking() {
@@ -369,6 +412,22 @@ impl Drop for Lab {
             }
         }
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SIGKILLs every process left in namespace `ns` and reaps what it can.
+fn kill_all_in(ns: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        // Only our own children can be reaped; others go to init.
+        let _ = nix::sys::wait::waitpid(pid, None);
     }
 }
 
