@@ -41,8 +41,36 @@ pub fn connect(kind: BusKind) -> Result<Connection, ClientError> {
         .map_err(ClientError::Bus)
 }
 
-/// Reads the cluster object and every node object.
+/// Reads the cluster object and every node object, as one consistent
+/// picture: the properties come in several calls, and the daemon may
+/// publish a change between them (a node shown dead while the cluster
+/// still says quorate). So read twice, until two reads agree on everything
+/// but the ever-moving LastSeen and counters (bounded; the last read wins).
 pub fn read_status(conn: &Connection) -> Result<ClusterStatus, ClientError> {
+    let mut last = read_once(conn)?;
+    for _ in 0..5 {
+        let next = read_once(conn)?;
+        if same_state(&last, &next) {
+            return Ok(next);
+        }
+        last = next;
+    }
+    Ok(last)
+}
+
+fn same_state(a: &ClusterStatus, b: &ClusterStatus) -> bool {
+    let strip = |s: &ClusterStatus| {
+        let mut s = s.clone();
+        s.dropped.clear();
+        for n in &mut s.nodes {
+            n.last_seen = 0;
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
+
+fn read_once(conn: &Connection) -> Result<ClusterStatus, ClientError> {
     let cluster = get_all(conn, ROOT_PATH, "org.duet.Duet1.Cluster")?;
     let managed = managed_objects(conn)?;
     let paths: Vec<OwnedObjectPath> = prop(&cluster, "Nodes")?;

@@ -5,7 +5,7 @@
 //! no authentication at all and is accepted only with an explicit insecure
 //! opt-in in the config.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -135,23 +135,32 @@ fn verify<M: Mac + KeyInit>(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
     }
 }
 
-/// Reads a key file: its bytes, trailing whitespace trimmed. Like
-/// Heartbeat's authkeys, a file others can read is refused.
+/// Reads a key file: its bytes, trailing newlines, carriage returns and
+/// spaces trimmed (editors add them; nobody means them as key material).
+/// Like Heartbeat's authkeys, a file group or others can read or write is
+/// refused: a readable key lets anyone on the link join the cluster, a
+/// writable one lets them replace it.
 pub fn load_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    let mode = meta.permissions().mode() & 0o7777;
+    // Mode and content come from the same open file, so a file swapped in
+    // between the check and the read cannot slip through.
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mode = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(KeyError::Permissions {
             path: path.to_path_buf(),
             mode,
         });
     }
-    let mut key = std::fs::read(path).map_err(io)?;
-    while key.last().is_some_and(|b| b.is_ascii_whitespace()) {
+    let mut key = Vec::new();
+    file.read_to_end(&mut key).map_err(io)?;
+    while key
+        .last()
+        .is_some_and(|b| matches!(b, b'\n' | b'\r' | b' '))
+    {
         key.pop();
     }
     if key.is_empty() {
@@ -162,8 +171,9 @@ pub fn load_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
     Ok(key)
 }
 
-/// Writes a new random key: 32 random bytes as 64 hex digits, mode 0600,
-/// never over an existing file.
+/// Writes a new random key: 32 random bytes as 64 lowercase hex digits and
+/// a newline, mode 0600, never over an existing file (overwriting the key
+/// of a running cluster would cut this node off from its peers).
 pub fn generate_key_file(path: &Path) -> Result<(), KeyError> {
     let mut bytes = [0u8; 32];
     rand::fill(&mut bytes);
@@ -185,9 +195,14 @@ pub fn generate_key_file(path: &Path) -> Result<(), KeyError> {
         })?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
+        .map_err(|source| {
+            // A half-written key would be loaded as a valid but different
+            // key, and would make the next keygen refuse: remove it.
+            let _ = std::fs::remove_file(path);
+            KeyError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         })
 }
 
@@ -228,15 +243,35 @@ mod tests {
         }
     }
 
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Published test vectors, so a wrong hash or byte order is caught and
+    /// not just a change of our own output.
     #[test]
-    fn hmac_sha256_matches_rfc4231_case_2() {
-        let a = Auth::new(AuthAlgorithm::HmacSha256, b"Jefe".to_vec()).expect("key");
-        let tag = a.sign(b"what do ya want for nothing?");
-        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex,
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
+    fn tags_match_published_vectors() {
+        let data = b"what do ya want for nothing?";
+        let cases = [
+            // RFC 4231 case 2
+            (
+                AuthAlgorithm::HmacSha256,
+                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            ),
+            // RFC 2202 case 2 (SHA-1 and MD5)
+            (
+                AuthAlgorithm::HmacSha1,
+                "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79",
+            ),
+            (AuthAlgorithm::HmacMd5, "750c783e6ab0b503eaa86e310a5db738"),
+        ];
+        for (alg, want) in cases {
+            let a = Auth::new(alg, b"Jefe".to_vec()).expect("key");
+            assert_eq!(hex(&a.sign(data)), want, "{alg:?}");
+        }
+        // The CRC-32C check value, big-endian on the wire.
+        let crc = Auth::new(AuthAlgorithm::Crc, b"unused".to_vec()).expect("key");
+        assert_eq!(crc.sign(b"123456789"), [0xe3, 0x06, 0x92, 0x83]);
     }
 
     #[test]
@@ -252,20 +287,57 @@ mod tests {
         let dir = TempDir::new("perm");
         let path = dir.0.join("key");
         std::fs::write(&path, "sesame\n").expect("write");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let err = load_key_file(&path).expect_err("0644 accepted");
-        assert!(err.to_string().contains("chmod 600"), "{err}");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        assert_eq!(load_key_file(&path).expect("0600 refused"), b"sesame");
-        std::fs::write(&path, "\n \n").expect("write");
-        assert!(matches!(
-            load_key_file(&path),
-            Err(KeyError::EmptyFile { .. })
-        ));
-        assert!(matches!(
-            load_key_file(&dir.0.join("none")),
-            Err(KeyError::Io { .. })
-        ));
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = load_key_file(&path).expect_err("open key accepted");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("chmod 600 {}", path.display())),
+                "{mode:o}: {msg}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            assert_eq!(
+                load_key_file(&path).expect("private key refused"),
+                b"sesame"
+            );
+        }
+    }
+
+    #[test]
+    fn key_file_trailing_whitespace_is_trimmed_and_nothing_else() {
+        let dir = TempDir::new("trim");
+        let path = dir.0.join("key");
+        let write = |text: &[u8]| {
+            let _ = std::fs::remove_file(&path);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| f.write_all(text))
+                .expect("write");
+        };
+        write(b"sesame\r\n \n");
+        assert_eq!(load_key_file(&path).expect("load"), b"sesame");
+        // Inner and leading whitespace, and a tab, are key material.
+        write(b" open sesame\t\n");
+        assert_eq!(load_key_file(&path).expect("load"), b" open sesame\t");
+        write(b"\n \r\n");
+        let err = load_key_file(&path).expect_err("blank key accepted");
+        assert!(matches!(err, KeyError::EmptyFile { .. }));
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        let missing = dir.0.join("none");
+        let err = load_key_file(&missing).expect_err("missing file accepted");
+        assert!(matches!(err, KeyError::Io { .. }));
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]
@@ -275,14 +347,16 @@ mod tests {
         generate_key_file(&path).expect("keygen");
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let text = std::fs::read(&path).expect("read");
+        assert_eq!(text.len(), 65);
+        assert_eq!(text.last(), Some(&b'\n'));
         let key = load_key_file(&path).expect("load");
         assert_eq!(key.len(), 64);
-        assert!(key.iter().all(|b| b.is_ascii_hexdigit()));
+        assert!(key.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
         let before = std::fs::read(&path).expect("read");
-        assert!(matches!(
-            generate_key_file(&path),
-            Err(KeyError::Exists { .. })
-        ));
+        let err = generate_key_file(&path).expect_err("overwrote a key");
+        assert!(matches!(err, KeyError::Exists { .. }));
+        assert!(err.to_string().contains("refusing to overwrite"), "{err}");
         assert_eq!(
             std::fs::read(&path).expect("read"),
             before,

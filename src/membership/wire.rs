@@ -69,6 +69,11 @@ pub const TYPE_HEARTBEAT: u8 = 1;
 pub const MAX_PACKET: usize = 1024;
 /// Names on the wire (cluster, node) are 1..=64 bytes.
 pub const MAX_NAME: usize = 64;
+/// The shortest signed part of a v1 heartbeat: header, two one-byte names,
+/// incarnation, link, seq, ping count, empty extension.
+const MIN_BODY: usize = 8 + 2 + 2 + 8 + 1 + 8 + 2 + 2;
+/// The shortest tag of any algorithm (crc).
+const MIN_TAG: usize = 4;
 
 /// Encodes and decodes heartbeats of one cluster under one key.
 #[derive(Debug, Clone)]
@@ -104,14 +109,20 @@ impl Codec {
         p
     }
 
+    /// Checks in the order of docs/wire.md: cheap structural checks first,
+    /// then what this cluster expects (so a neighbour is named as such),
+    /// then the tag, and only then is any content trusted.
     pub fn decode(&self, bytes: &[u8]) -> Result<Heartbeat, DropReason> {
         if bytes.len() > MAX_PACKET {
             return Err(DropReason::Oversized);
         }
-        let mut r = Reader {
-            data: bytes,
-            pos: 0,
-        };
+        // Against the shortest tag of any algorithm, not ours: a short
+        // packet of a node misconfigured with crc must still be reported as
+        // a wrong algorithm, the error the operator can act on.
+        if bytes.len() < MIN_BODY + MIN_TAG {
+            return Err(DropReason::Truncated);
+        }
+        let mut r = Reader::new(bytes);
         if r.take(4)? != MAGIC {
             return Err(DropReason::BadMagic);
         }
@@ -131,19 +142,21 @@ impl Codec {
             return Err(DropReason::WrongCluster);
         }
         let tag_len = self.auth.tag_len();
-        let body_len = bytes
+        // The tag is the last T bytes whatever the body says, so nothing can
+        // hide after it; the body must then end exactly where it begins.
+        let (signed, tag) = bytes
             .len()
             .checked_sub(tag_len)
+            .and_then(|n| bytes.split_at_checked(n))
             .ok_or(DropReason::Truncated)?;
-        let body = Reader {
-            data: &bytes[..body_len],
+        let raw = read_body(Reader {
+            data: signed,
             pos: r.pos,
-        };
-        let hb = read_body(body)?;
-        if !self.auth.verify(&bytes[..body_len], &bytes[body_len..]) {
+        })?;
+        if !self.auth.verify(signed, tag) {
             return Err(DropReason::BadSignature);
         }
-        hb.into_heartbeat()
+        raw.into_heartbeat()
     }
 }
 
@@ -208,6 +221,10 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn new(data: &'a [u8]) -> Reader<'a> {
+        Reader { data, pos: 0 }
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], DropReason> {
         let end = self.pos.checked_add(n).ok_or(DropReason::Truncated)?;
         let s = self.data.get(self.pos..end).ok_or(DropReason::Truncated)?;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::membership::auth::AuthAlgorithm;
+use crate::testkit::SplitMix64 as Rng;
 
 fn codec(alg: AuthAlgorithm) -> Codec {
     Codec::new("lab".into(), Auth::new(alg, b"k3y".to_vec()).expect("key"))
@@ -15,8 +16,6 @@ fn hb() -> Heartbeat {
     }
 }
 
-use crate::testkit::SplitMix64 as Rng;
-
 /// Re-signs a hand-edited packet so that only the edit is tested.
 fn resign(c: &Codec, body: &[u8]) -> Vec<u8> {
     let mut p = body.to_vec();
@@ -29,25 +28,58 @@ fn body_of(c: &Codec, hb: &Heartbeat) -> Vec<u8> {
     p[..p.len() - c.auth.tag_len()].to_vec()
 }
 
+/// A body whose extension length says `ext_len` and which carries `extra`
+/// extension bytes (they need not agree: that is what some tests check).
+fn with_extension(c: &Codec, ext_len: u16, extra: &[u8]) -> Vec<u8> {
+    let mut body = body_of(c, &hb());
+    let n = body.len();
+    body[n - 2..].copy_from_slice(&ext_len.to_be_bytes());
+    body.extend_from_slice(extra);
+    body
+}
+
+/// A valid name of 1..=64 bytes, with multi-byte characters in it so that
+/// lengths are counted in bytes, not characters.
+fn random_name(rng: &mut Rng) -> String {
+    const CHARS: [char; 6] = ['a', 'z', '-', 'é', '€', '🦀'];
+    let target = 1 + rng.below(MAX_NAME as u64) as usize;
+    let mut s = String::new();
+    loop {
+        let c = CHARS[rng.below(CHARS.len() as u64) as usize];
+        if s.len() + c.len_utf8() > target {
+            break;
+        }
+        s.push(c);
+    }
+    if s.is_empty() {
+        s.push('n');
+    }
+    s
+}
+
 #[test]
 fn round_trip_for_every_algorithm_and_many_values() {
     let mut rng = Rng(1);
     for alg in AuthAlgorithm::ALL {
-        let c = codec(alg);
-        for i in 0..2000 {
-            let name_len = 1 + (rng.next_u64() % 64) as usize;
-            let h = Heartbeat {
-                node: (0..name_len)
-                    .map(|j| (b'a' + ((i + j) % 26) as u8) as char)
-                    .collect(),
-                incarnation: Incarnation(rng.next_u64()),
-                link: LinkId(rng.next_u64() as u8),
-                seq: Seq(rng.next_u64()),
-                ping_reachable: rng.next_u64() as u16,
-            };
-            let p = c.encode(&h);
-            assert!(p.len() <= MAX_PACKET);
-            assert_eq!(c.decode(&p), Ok(h), "{alg:?}");
+        for _ in 0..20 {
+            let cluster = random_name(&mut rng);
+            let c = Codec::new(
+                cluster.clone(),
+                Auth::new(alg, b"k3y".to_vec()).expect("key"),
+            );
+            for _ in 0..200 {
+                let h = Heartbeat {
+                    node: random_name(&mut rng),
+                    incarnation: Incarnation(rng.next_u64()),
+                    link: LinkId(rng.next_u64() as u8),
+                    seq: Seq(rng.next_u64()),
+                    ping_reachable: rng.next_u64() as u16,
+                };
+                let p = c.encode(&h);
+                assert!(p.len() <= MAX_PACKET);
+                assert_eq!(p[6], alg.wire_id());
+                assert_eq!(c.decode(&p), Ok(h), "{alg:?} cluster {cluster:?}");
+            }
         }
     }
 }
@@ -63,25 +95,57 @@ fn layout_is_as_documented() {
     assert_eq!(p[26], 1);
     assert_eq!(&p[27..35], &42u64.to_be_bytes());
     assert_eq!(&p[35..39], &[0, 3, 0, 0]);
+    assert_eq!(&p[39..], &c.auth.sign(&p[..39])[..]);
     assert_eq!(p.len(), 39 + 32);
+}
+
+/// The hex dump in docs/wire.md is this encoder's output, byte for byte.
+#[test]
+fn documented_example_is_what_the_encoder_writes() {
+    let doc = include_str!("../../docs/wire.md");
+    let block = doc
+        .split("```hexdump\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/wire.md has a ```hexdump block");
+    let mut documented = Vec::new();
+    for line in block.lines() {
+        let (_, rest) = line.split_once(": ").expect("offset");
+        let hex = rest.split('|').next().expect("bytes");
+        for byte in hex.split_whitespace() {
+            documented.push(u8::from_str_radix(byte, 16).expect("hex byte"));
+        }
+    }
+    assert_eq!(documented, codec(AuthAlgorithm::HmacSha256).encode(&hb()));
 }
 
 #[test]
 fn each_drop_reason_of_the_codec() {
     let c = codec(AuthAlgorithm::HmacSha256);
     let good = c.encode(&hb());
+
     assert_eq!(
         c.decode(&vec![0; MAX_PACKET + 1]),
         Err(DropReason::Oversized)
     );
-    assert_eq!(c.decode(b"DU"), Err(DropReason::Truncated));
-    assert_eq!(c.decode(b"XXXXXXXXXXXXXXXXXXXX"), Err(DropReason::BadMagic));
+    assert_eq!(c.decode(b""), Err(DropReason::Truncated));
+    assert_eq!(c.decode(&good[..40]), Err(DropReason::Truncated));
+
+    let mut m = good.clone();
+    m[..4].copy_from_slice(b"DUEX");
+    assert_eq!(c.decode(&m), Err(DropReason::BadMagic));
+
     let mut v = good.clone();
     v[4] = 2;
     assert_eq!(c.decode(&v), Err(DropReason::UnsupportedVersion));
-    let mut t = good.clone();
-    t[5] = 9;
-    assert_eq!(c.decode(&t), Err(DropReason::Malformed));
+
+    // Reserved types are refused even when correctly signed.
+    for ty in [0, 2, 255] {
+        let mut body = body_of(&c, &hb());
+        body[5] = ty;
+        assert_eq!(c.decode(&resign(&c, &body)), Err(DropReason::Malformed));
+    }
+
     assert_eq!(
         codec(AuthAlgorithm::HmacSha1).decode(&good),
         Err(DropReason::WrongAlgorithm)
@@ -91,37 +155,129 @@ fn each_drop_reason_of_the_codec() {
         Auth::new(AuthAlgorithm::HmacSha256, b"k3y".to_vec()).expect("key"),
     );
     assert_eq!(other.decode(&good), Err(DropReason::WrongCluster));
+
     let wrong_key = Codec::new(
         "lab".into(),
         Auth::new(AuthAlgorithm::HmacSha256, b"nope".to_vec()).expect("key"),
     );
     assert_eq!(wrong_key.decode(&good), Err(DropReason::BadSignature));
-    // A zero-length name, even correctly signed, is malformed.
-    let mut body = body_of(&c, &hb());
-    body[12] = 0;
-    assert_eq!(c.decode(&resign(&c, &body)), Err(DropReason::Malformed));
+
+    // Name lengths outside 1..=64, correctly signed.
+    for (at, len) in [(8, 0), (8, 65), (12, 0), (12, 65)] {
+        let mut body = body_of(&c, &hb());
+        body[at] = len;
+        assert_eq!(
+            c.decode(&resign(&c, &body)),
+            Err(DropReason::Malformed),
+            "length {len} at {at}"
+        );
+    }
+
     // Invalid UTF-8 in the node name, correctly signed.
     let mut body = body_of(&c, &hb());
     body[13] = 0xff;
     assert_eq!(c.decode(&resign(&c, &body)), Err(DropReason::Malformed));
-    // Extra bytes the extension length does not account for.
-    let mut body = body_of(&c, &hb());
-    body.push(0);
+
+    // Bytes after the extension that its length does not account for.
+    let body = with_extension(&c, 0, b"x");
     assert_eq!(c.decode(&resign(&c, &body)), Err(DropReason::Malformed));
+    // An extension length running into the tag.
+    let body = with_extension(&c, 40, b"x");
+    assert_eq!(c.decode(&resign(&c, &body)), Err(DropReason::Truncated));
+}
+
+/// The documented precedence: each check wins over the ones after it.
+#[test]
+fn drop_reasons_come_in_the_documented_order() {
+    let c = codec(AuthAlgorithm::HmacSha256);
+    let good = c.encode(&hb());
+
+    // A neighbouring cluster with its own key is named as such, not as a
+    // wrong key.
+    let neighbour = Codec::new(
+        "prod".into(),
+        Auth::new(AuthAlgorithm::HmacSha256, b"theirs".to_vec()).expect("key"),
+    );
+    assert_eq!(neighbour.decode(&good), Err(DropReason::WrongCluster));
+    // Another algorithm is reported before another cluster.
+    let other = Codec::new(
+        "prod".into(),
+        Auth::new(AuthAlgorithm::HmacMd5, b"theirs".to_vec()).expect("key"),
+    );
+    assert_eq!(other.decode(&good), Err(DropReason::WrongAlgorithm));
+    // A downgrade to crc is refused by the algorithm byte, even though crc
+    // needs no key an attacker lacks.
+    let forged = Codec::new(
+        "lab".into(),
+        Auth::new(AuthAlgorithm::Crc, b"guess".to_vec()).expect("key"),
+    )
+    .encode(&hb());
+    assert_eq!(c.decode(&forged), Err(DropReason::WrongAlgorithm));
+    // Bad UTF-8 without a valid tag is a bad signature: content is looked
+    // at only once it is authentic.
+    let mut p = good.clone();
+    p[13] = 0xff;
+    assert_eq!(c.decode(&p), Err(DropReason::BadSignature));
+    // The version is looked at before the type.
+    let mut p = good.clone();
+    p[4] = 9;
+    p[5] = 9;
+    assert_eq!(c.decode(&p), Err(DropReason::UnsupportedVersion));
+}
+
+#[test]
+fn unknown_flags_are_ignored_but_signed() {
+    let c = codec(AuthAlgorithm::HmacSha256);
+    let mut body = body_of(&c, &hb());
+    body[7] = 0xff;
+    assert_eq!(c.decode(&resign(&c, &body)), Ok(hb()));
+    let mut unsigned = c.encode(&hb());
+    unsigned[7] = 0xff;
+    assert_eq!(c.decode(&unsigned), Err(DropReason::BadSignature));
 }
 
 #[test]
 fn extension_bytes_are_skipped() {
+    for alg in AuthAlgorithm::ALL {
+        let c = codec(alg);
+        let body = with_extension(&c, 3, b"new");
+        assert_eq!(c.decode(&resign(&c, &body)), Ok(hb()), "{alg:?}");
+    }
+}
+
+#[test]
+fn the_minimum_size_is_the_shortest_packet_of_any_algorithm() {
+    let shortest = AuthAlgorithm::ALL.iter().map(|a| a.tag_len()).min();
+    assert_eq!(shortest, Some(MIN_TAG));
+    let one = Heartbeat {
+        node: "n".into(),
+        ..hb()
+    };
+    let c = Codec::new(
+        "c".into(),
+        Auth::new(AuthAlgorithm::Crc, b"k".to_vec()).expect("key"),
+    );
+    let p = c.encode(&one);
+    assert_eq!(p.len(), MIN_BODY + MIN_TAG);
+    assert_eq!(c.decode(&p), Ok(one));
+}
+
+#[test]
+fn the_size_limit_is_exactly_max_packet() {
     let c = codec(AuthAlgorithm::HmacSha256);
-    let mut body = body_of(&c, &hb());
-    let n = body.len();
-    body[n - 2..].copy_from_slice(&3u16.to_be_bytes());
-    body.extend_from_slice(b"new");
-    assert_eq!(c.decode(&resign(&c, &body)), Ok(hb()));
+    let base = body_of(&c, &hb()).len() + c.auth.tag_len();
+    let fill = MAX_PACKET - base;
+    let body = with_extension(&c, fill as u16, &vec![7; fill]);
+    let p = resign(&c, &body);
+    assert_eq!(p.len(), MAX_PACKET);
+    assert_eq!(c.decode(&p), Ok(hb()));
+    let body = with_extension(&c, fill as u16 + 1, &vec![7; fill + 1]);
+    assert_eq!(c.decode(&resign(&c, &body)), Err(DropReason::Oversized));
 }
 
 #[test]
 fn any_single_bit_flip_is_refused() {
+    // CRC-32C detects every single-bit error too, so this holds for all.
     for alg in AuthAlgorithm::ALL {
         let c = codec(alg);
         let good = c.encode(&hb());
@@ -140,35 +296,57 @@ fn any_single_bit_flip_is_refused() {
 
 #[test]
 fn every_truncation_is_refused() {
-    let c = codec(AuthAlgorithm::HmacSha256);
-    let good = c.encode(&hb());
-    for len in 0..good.len() {
-        assert!(c.decode(&good[..len]).is_err(), "accepted at length {len}");
+    for alg in AuthAlgorithm::ALL {
+        let c = codec(alg);
+        let good = c.encode(&hb());
+        for len in 0..good.len() {
+            assert_eq!(
+                c.decode(&good[..len]),
+                Err(DropReason::Truncated),
+                "{alg:?} at length {len}"
+            );
+        }
     }
 }
 
 #[test]
 fn random_bytes_and_mutations_never_panic() {
-    let c = codec(AuthAlgorithm::HmacSha256);
-    let good = c.encode(&hb());
     let mut rng = Rng(99);
-    for _ in 0..100_000 {
-        let len = (rng.next_u64() % 1100) as usize;
-        let junk: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
-        assert!(c.decode(&junk).is_err());
-        let mut m = good.clone();
-        for _ in 0..1 + rng.next_u64() % 4 {
-            let i = (rng.next_u64() as usize) % m.len();
-            m[i] = rng.next_u64() as u8;
-        }
-        if m != good {
-            assert!(c.decode(&m).is_err(), "mutation accepted");
+    for alg in AuthAlgorithm::ALL {
+        let c = codec(alg);
+        let good = c.encode(&hb());
+        for _ in 0..100_000 {
+            let len = rng.below(1100) as usize;
+            let junk: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            assert!(c.decode(&junk).is_err());
+
+            // Behind a valid header, so the body parser and the tag check
+            // see random input too, not just the magic check.
+            let mut deep = good[..12].to_vec();
+            deep.extend_from_slice(&junk[..junk.len().min(200)]);
+            let _ = c.decode(&deep);
+
+            let mut m = good.clone();
+            for _ in 0..1 + rng.below(4) {
+                let i = rng.below(m.len() as u64) as usize;
+                m[i] = rng.next_u64() as u8;
+            }
+            if rng.chance(20) {
+                m.truncate(rng.below(m.len() as u64 + 1) as usize);
+            }
+            // A few changed bytes may in principle fool a CRC; never an HMAC.
+            if m != good && alg != AuthAlgorithm::Crc {
+                assert!(c.decode(&m).is_err(), "{alg:?}: mutation accepted");
+            }
+            let _ = c.decode(&m);
         }
     }
 }
 
 /// Writes the fuzz seed corpus when DUET_WRITE_CORPUS is set; otherwise
 /// checks the committed seeds still decode (the format did not drift).
+/// Three seeds per algorithm: plain, with extension bytes, and with the
+/// longest names, so the fuzzer starts from every branch of the body.
 #[test]
 fn write_fuzz_corpus() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/heartbeat_decode");
@@ -177,11 +355,25 @@ fn write_fuzz_corpus() {
             "fuzz".into(),
             Auth::new(alg, b"fuzz key".to_vec()).expect("key"),
         );
-        let path = dir.join(format!("valid-{}", alg.wire_id()));
-        if std::env::var_os("DUET_WRITE_CORPUS").is_some() {
-            std::fs::write(&path, c.encode(&hb())).expect("write seed");
+        let long = Heartbeat {
+            node: "é".repeat(MAX_NAME / 2),
+            incarnation: Incarnation(u64::MAX),
+            link: LinkId(255),
+            seq: Seq(u64::MAX),
+            ping_reachable: u16::MAX,
+        };
+        let seeds = [
+            ("", c.encode(&hb()), hb()),
+            ("-ext", resign(&c, &with_extension(&c, 5, b"later")), hb()),
+            ("-long", c.encode(&long), long.clone()),
+        ];
+        for (suffix, packet, want) in seeds {
+            let path = dir.join(format!("valid-{}{suffix}", alg.wire_id()));
+            if std::env::var_os("DUET_WRITE_CORPUS").is_some() {
+                std::fs::write(&path, &packet).expect("write seed");
+            }
+            let seed = std::fs::read(&path).expect("seed file (DUET_WRITE_CORPUS=1 writes it)");
+            assert_eq!(c.decode(&seed), Ok(want), "{}", path.display());
         }
-        let seed = std::fs::read(&path).expect("seed file (DUET_WRITE_CORPUS=1 writes it)");
-        assert_eq!(c.decode(&seed), Ok(hb()), "{}", path.display());
     }
 }
