@@ -14,9 +14,14 @@ pub fn output(cmd: &mut Command) -> Output {
 /// Runs and panics unless it succeeds; returns stdout.
 pub fn succeed(cmd: &mut Command) -> String {
     let out = output(cmd);
+    succeeded(&out, &format!("{cmd:?}"))
+}
+
+/// Panics, naming `what`, unless `out` is a success; returns its stdout.
+pub fn succeeded(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
-        "{cmd:?} failed ({}): {}{}",
+        "{what} failed ({}): {}{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)

@@ -211,14 +211,7 @@ impl Lab {
     /// Runs `script` on the node; panics unless it succeeds. Returns stdout.
     pub fn succeed(&self, name: &str, script: &str) -> String {
         let out = self.execute(name, script);
-        assert!(
-            out.status.success(),
-            "on {name}: `{script}` failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        cmd::succeeded(&out, &format!("on {name}: `{script}`"))
     }
 
     /// Runs `script` on the node; panics if it succeeds. Returns stderr.
@@ -277,32 +270,35 @@ impl Lab {
                  \tchain output {{ type filter hook output priority 0; ip daddr {{ {set} }} drop; }}\n\
                  }}\n"
             );
-            let file = self.dir.join(format!("{name}.nft"));
-            fs::write(&file, rules).expect("write nft rules");
-            let ns = &self.node(name).ns;
-            cmd::succeed(
-                Command::new("ip")
-                    .args(["netns", "exec", ns, "nft", "-f"])
-                    .arg(&file),
-            );
+            self.nft_load(name, "partition", &rules);
         }
+    }
+
+    /// Loads an nftables ruleset (written to a file in the lab folder, so a
+    /// failed test leaves it to read) into the node's namespace.
+    fn nft_load(&self, name: &str, tag: &str, rules: &str) {
+        let file = self.dir.join(format!("{name}-{tag}.nft"));
+        fs::write(&file, rules).expect("write nft rules");
+        let ns = &self.node(name).ns;
+        cmd::succeed(
+            Command::new("ip")
+                .args(["netns", "exec", ns, "nft", "-f"])
+                .arg(&file),
+        );
+    }
+
+    /// Removes an nftables table from the node's namespace, if there.
+    fn nft_drop(&self, ns: &str, table: &str) {
+        cmd::quietly(
+            Command::new("ip").args(["netns", "exec", ns, "nft", "delete", "table", "inet", table]),
+        );
     }
 
     /// Drops `percent` of the packets arriving at the node, at random (the
     /// kernel here has no netem, so nftables' random numbers do it; delay
     /// cannot be added this way). `percent` 0 removes the loss.
     pub fn lose(&self, name: &str, percent: u8) {
-        let ns = &self.node(name).ns;
-        cmd::quietly(Command::new("ip").args([
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            "delete",
-            "table",
-            "inet",
-            "duetlab_loss",
-        ]));
+        self.nft_drop(&self.node(name).ns, "duetlab_loss");
         if percent == 0 {
             return;
         }
@@ -312,13 +308,7 @@ impl Lab {
              \tchain input {{ type filter hook input priority 0; meta l4proto udp numgen random mod 100 <= {last} drop; }}\n\
              }}\n"
         );
-        let file = self.dir.join(format!("{name}-loss.nft"));
-        fs::write(&file, rules).expect("write nft rules");
-        cmd::succeed(
-            Command::new("ip")
-                .args(["netns", "exec", ns, "nft", "-f"])
-                .arg(&file),
-        );
+        self.nft_load(name, "loss", &rules);
     }
 
     /// Makes the node's /dev/sdb fail every I/O with EIO, or work again.
@@ -329,9 +319,7 @@ impl Lab {
     /// Removes every partition made by `isolate`.
     pub fn heal(&self) {
         for node in &self.nodes {
-            cmd::quietly(Command::new("ip").args([
-                "netns", "exec", &node.ns, "nft", "delete", "table", "inet", "duetlab",
-            ]));
+            self.nft_drop(&node.ns, "duetlab");
         }
     }
 
