@@ -124,6 +124,33 @@ impl DirtyBitmap {
         Some((offset, (end * self.granularity).min(self.size) - offset))
     }
 
+    /// The words as stored (bit i of word w is block 64 w + i).
+    pub fn to_words(&self) -> Vec<u64> {
+        self.words.clone()
+    }
+
+    /// Merges the peer's bits (from a bitmap exchange); words past the
+    /// end and bits past the device are ignored.
+    pub fn or_words(&mut self, first_word: u64, words: &[u64]) {
+        let bits = self.bits();
+        for (i, w) in words.iter().enumerate() {
+            let Some(base) = first_word
+                .checked_add(i as u64)
+                .and_then(|a| a.checked_mul(64))
+            else {
+                break;
+            };
+            let mut w = *w;
+            while w != 0 {
+                let bit = base + u64::from(w.trailing_zeros());
+                w &= w - 1;
+                if bit < bits {
+                    self.set(bit, true);
+                }
+            }
+        }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         self.words.iter().flat_map(|w| w.to_le_bytes()).collect()
     }

@@ -5,7 +5,9 @@
 
 pub mod activity_log;
 pub mod bitmap;
+pub mod core;
 pub mod generation;
 pub mod md_io;
 pub mod metadata;
 pub mod split_brain;
+pub mod states;

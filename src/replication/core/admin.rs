@@ -1,0 +1,209 @@
+//! What an administrator asks (`duetctl primary r0`, ...): each either
+//! changes the state at once (and says so to the peer) or is refused with
+//! the reason, changing nothing.
+
+use crate::replication::core::{Action, Msg, Replica};
+use crate::replication::states::{Connection, DiskState, Replication, Role};
+use crate::types::Timestamp;
+
+pub type Refused = String;
+
+impl Replica {
+    fn connected(&self) -> bool {
+        self.connection == Connection::Connected
+    }
+
+    fn busy_syncing(&self) -> bool {
+        !matches!(
+            self.replication,
+            Replication::Off | Replication::Established
+        )
+    }
+
+    /// Becomes Primary. `force` declares this disk's data the truth when it
+    /// is not UpToDate (the first promotion after create-md): the peer then
+    /// gets all of it. `wall_us` orders promotions for the split-brain
+    /// policies.
+    pub fn primary(
+        &mut self,
+        force: bool,
+        wall_us: u64,
+        now: Timestamp,
+    ) -> Result<Vec<Action>, Refused> {
+        self.now = now.max(self.now);
+        let mut out = Vec::new();
+        if self.role == Role::Primary {
+            return Ok(out);
+        }
+        if self.peer_role == Some(Role::Primary) {
+            return Err(format!(
+                "{} is Primary: never two primaries",
+                self.s.peer_name
+            ));
+        }
+        let through_peer = self.connected() && self.peer_disk == DiskState::UpToDate;
+        let forcing = self.disk != DiskState::UpToDate;
+        match self.disk {
+            DiskState::UpToDate => {}
+            DiskState::Diskless | DiskState::Failed if through_peer => {}
+            DiskState::Inconsistent | DiskState::Outdated if force => {
+                if self.replication == Replication::SyncTarget {
+                    return Err("the disk is receiving a sync; wait for it to finish".into());
+                }
+            }
+            d => {
+                return Err(format!(
+                    "the disk is {d}: only an UpToDate disk can be Primary{}",
+                    if self.has_disk() {
+                        " (--force makes this copy the good one and overwrites the peer's)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        if forcing && self.has_disk() {
+            let fresh = self.fresh_generation();
+            self.gens.force_primary(fresh);
+            self.bitmap.mark(0, self.s.size);
+            self.bitmap_blocks_changed(0, self.s.size, true);
+            self.disk = DiskState::UpToDate;
+            self.alone = true;
+        }
+        self.role = Role::Primary;
+        self.primary_since = wall_us.max(1);
+        self.write_superblock(true, &mut out);
+        self.flush_bitmap(&mut out);
+        if forcing && self.connected() {
+            // The peer must hear the new generation to sync from it.
+            let me = self.my_state();
+            self.send(Msg::Hello(me), None, &mut out);
+            if let Some(p) = self.peer.clone() {
+                self.hello(p, true, &mut out);
+            }
+        } else {
+            self.send_update(&mut out);
+        }
+        self.state_changed(&mut out);
+        Ok(out)
+    }
+
+    /// Becomes Secondary; refused while client requests are in flight (the
+    /// shell detaches the block device first).
+    pub fn secondary(&mut self, now: Timestamp) -> Result<Vec<Action>, Refused> {
+        self.now = now.max(self.now);
+        let mut out = Vec::new();
+        if self.role == Role::Secondary {
+            return Ok(out);
+        }
+        if !self.app.is_empty() || !self.flushes.is_empty() || !self.reads.is_empty() {
+            return Err("client requests are still in flight".into());
+        }
+        self.role = Role::Secondary;
+        self.write_superblock(false, &mut out);
+        self.send_update(&mut out);
+        self.state_changed(&mut out);
+        Ok(out)
+    }
+
+    /// Starts connecting. `discard_my_data`: after a split brain, this
+    /// node's changes are the ones thrown away.
+    pub fn connect(&mut self, discard_my_data: bool) -> Result<Vec<Action>, Refused> {
+        let mut out = Vec::new();
+        if self.connection != Connection::StandAlone {
+            if discard_my_data {
+                return Err(format!(
+                    "already {}: disconnect first",
+                    self.connection.title()
+                ));
+            }
+            return Ok(out);
+        }
+        if discard_my_data && self.role == Role::Primary {
+            return Err("a Primary cannot discard its data: demote it first".into());
+        }
+        self.discard_my_data = discard_my_data;
+        self.connection = Connection::Connecting;
+        self.state_changed(&mut out);
+        Ok(out)
+    }
+
+    pub fn disconnect(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        if matches!(
+            self.connection,
+            Connection::Handshake | Connection::Connected
+        ) {
+            self.drop_transport("disconnected by the administrator", &mut out);
+        }
+        self.connection = Connection::StandAlone;
+        self.state_changed(&mut out);
+        out
+    }
+
+    /// Online verify from this side.
+    pub fn verify(&mut self, now: Timestamp) -> Result<Vec<Action>, Refused> {
+        self.now = now.max(self.now);
+        if !self.connected() || self.replication != Replication::Established {
+            return Err(format!(
+                "verify needs an established connection (it is {}, {})",
+                self.connection.title(),
+                self.replication.title()
+            ));
+        }
+        if self.disk != DiskState::UpToDate || self.peer_disk != DiskState::UpToDate {
+            return Err("verify needs both disks UpToDate".into());
+        }
+        let mut out = Vec::new();
+        self.start_verify(&mut out);
+        self.sync_pump(&mut out);
+        Ok(out)
+    }
+
+    /// Declares this disk's data bad: it gets a full sync from the peer.
+    pub fn invalidate(&mut self, now: Timestamp) -> Result<Vec<Action>, Refused> {
+        self.now = now.max(self.now);
+        if self.role == Role::Primary {
+            return Err("a Primary cannot invalidate its own disk".into());
+        }
+        if !self.has_disk() || self.busy_syncing() {
+            return Err("no disk, or a sync or verify runs".into());
+        }
+        if !self.connected() || self.peer_disk != DiskState::UpToDate {
+            return Err("invalidate needs a connected peer with an UpToDate disk".into());
+        }
+        let mut out = Vec::new();
+        self.bitmap.mark(0, self.s.size);
+        self.bitmap_blocks_changed(0, self.s.size, false);
+        self.disk = DiskState::Inconsistent;
+        self.write_superblock(true, &mut out);
+        let me = self.my_state();
+        self.send(Msg::Hello(me), None, &mut out);
+        if let Some(p) = self.peer.clone() {
+            self.hello(p, true, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Lets go of the backing disk.
+    pub fn detach(&mut self) -> Result<Vec<Action>, Refused> {
+        let mut out = Vec::new();
+        if !self.has_disk() {
+            return Ok(out);
+        }
+        if self.role == Role::Primary
+            && !(self.connected() && self.peer_disk == DiskState::UpToDate)
+        {
+            return Err("the Primary's only UpToDate copy: demote it first".into());
+        }
+        if !self.app.is_empty() || !self.peer_writes.is_empty() || self.busy_syncing() {
+            return Err("I/O or a sync is in flight".into());
+        }
+        self.flush_bitmap(&mut out);
+        self.write_superblock(false, &mut out);
+        self.disk = DiskState::Diskless;
+        self.send_update(&mut out);
+        self.state_changed(&mut out);
+        Ok(out)
+    }
+}

@@ -1,0 +1,655 @@
+//! Client writes, reads and flushes on the primary; the peer's mirrored
+//! writes on the secondary.
+
+use crate::replication::activity_log::{Admit, Extent};
+use crate::replication::core::{
+    AckKind, Action, AppFlush, AppWrite, Buf, MetaWrite, Msg, PeerStage, PeerWrite, Protocol,
+    Replica, ReqId, Stage,
+};
+use crate::replication::metadata::AL_EXTENT;
+use crate::replication::states::{Connection, DiskState, Replication, Role};
+
+impl Replica {
+    /// The peer's disk takes mirrored writes now.
+    fn peer_takes_writes(&self) -> bool {
+        self.connection == Connection::Connected
+            && self.replication != Replication::Off
+            && matches!(
+                self.peer_disk,
+                DiskState::UpToDate | DiskState::Inconsistent | DiskState::Outdated
+            )
+    }
+
+    fn in_range(&self, offset: u64, len: u32) -> bool {
+        offset
+            .checked_add(u64::from(len))
+            .is_some_and(|e| e <= self.s.size)
+    }
+
+    pub(super) fn app_write(
+        &mut self,
+        req: ReqId,
+        offset: u64,
+        len: u32,
+        fua: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let usable = self.has_disk() || self.peer_takes_writes();
+        if self.role != Role::Primary || !usable || !self.in_range(offset, len) {
+            out.push(Action::Complete { req, ok: false });
+            return;
+        }
+        let extents = if self.has_disk() && len > 0 {
+            let a = offset / u64::from(AL_EXTENT);
+            let b = (offset + u64::from(len) - 1) / u64::from(AL_EXTENT);
+            (a..=b).map(Extent).collect()
+        } else {
+            Vec::new()
+        };
+        self.app.insert(
+            req,
+            AppWrite {
+                offset,
+                len,
+                fua,
+                al_todo: extents,
+                al_admitted: Vec::new(),
+                al_token: None,
+                free: false,
+                al_ready: false,
+                started: false,
+                local: Stage::Pending,
+                peer: PeerStage::NotSent,
+                bitmap_epoch: None,
+                answered: false,
+            },
+        );
+        // The conflict queue is entered now, in arrival order; the write
+        // runs once it is free there and its extents are logged.
+        let free = self.conflicts.push(Buf::App(req), offset, len);
+        if let Some(w) = self.app.get_mut(&req) {
+            w.free = free;
+        }
+        self.al_admit(req, out);
+    }
+
+    /// Admits the write's extents into the activity log; queues it once
+    /// all are in the log on disk.
+    fn al_admit(&mut self, req: ReqId, out: &mut Vec<Action>) {
+        let Some(w) = self.app.get_mut(&req) else {
+            return;
+        };
+        while let Some(e) = w.al_todo.first().copied() {
+            match self.al.begin(e) {
+                Admit::Go => {}
+                Admit::Log(txn) => {
+                    self.next_token += 1;
+                    let token = self.next_token;
+                    w.al_token = Some(token);
+                    self.counters.al_writes += 1;
+                    out.push(Action::Meta {
+                        token,
+                        write: MetaWrite::ActivityLog(txn),
+                    });
+                }
+                Admit::Wait => return,
+            }
+            w.al_todo.remove(0);
+            w.al_admitted.push(e);
+        }
+        if w.al_token.is_none() && !w.al_ready {
+            w.al_ready = true;
+            if w.free {
+                self.start_op(Buf::App(req), out);
+            }
+        }
+    }
+
+    /// A log transaction is on disk: the writes waiting for it go on.
+    pub(super) fn al_logged(&mut self, token: u64, out: &mut Vec<Action>) {
+        let waiting: Vec<ReqId> = self
+            .app
+            .iter_mut()
+            .filter(|(_, w)| w.al_token == Some(token))
+            .map(|(r, w)| {
+                w.al_token = None;
+                *r
+            })
+            .collect();
+        for req in waiting {
+            self.al_admit(req, out);
+        }
+    }
+
+    /// Free of conflicts (and of metadata gates): runs if logged too.
+    pub(super) fn app_free(&mut self, req: ReqId, out: &mut Vec<Action>) {
+        let Some(w) = self.app.get_mut(&req) else {
+            return;
+        };
+        w.free = true;
+        if w.al_ready && !w.started {
+            self.app_start(req, out);
+        }
+    }
+
+    fn app_start(&mut self, req: ReqId, out: &mut Vec<Action>) {
+        let mirror = self.peer_takes_writes();
+        let disk = self.has_disk();
+        let Some(w) = self.app.get_mut(&req) else {
+            return;
+        };
+        w.started = true;
+        let (offset, len, fua) = (w.offset, w.len, w.fua);
+        if disk {
+            out.push(Action::Write {
+                buf: Buf::App(req),
+                offset,
+                len,
+                fua,
+            });
+        } else {
+            w.local = Stage::Skipped;
+        }
+        if mirror {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            w.peer = PeerStage::Sent(seq);
+            self.seq_to_req.insert(seq, req);
+            self.counters.sent_bytes += u64::from(len);
+            self.send(
+                Msg::Data {
+                    seq,
+                    offset,
+                    len,
+                    fua,
+                },
+                Some(Buf::App(req)),
+                out,
+            );
+        } else {
+            let epoch = self.mark_out_of_sync(offset, u64::from(len), out);
+            if let Some(w) = self.app.get_mut(&req) {
+                w.bitmap_epoch = epoch;
+            }
+        }
+        if !disk {
+            self.finish_op(Buf::App(req), out);
+        }
+        self.check_app(req, out);
+    }
+
+    /// Answers the client when the protocol allows, and forgets the write
+    /// when neither disk needs anything more of it.
+    pub(super) fn check_app(&mut self, req: ReqId, out: &mut Vec<Action>) {
+        let durable = {
+            let Some(w) = self.app.get(&req) else { return };
+            self.bitmap_durable(w.bitmap_epoch)
+        };
+        let protocol = self.s.protocol;
+        let Some(w) = self.app.get_mut(&req) else {
+            return;
+        };
+        if !w.started || w.local == Stage::Pending || !durable {
+            return;
+        }
+        let local_ok = matches!(w.local, Stage::Done(true));
+        let peer_done = match w.peer {
+            PeerStage::NotSent => Some(false),
+            PeerStage::Written(ok) => Some(ok),
+            PeerStage::Received(_) if protocol != Protocol::C && local_ok => Some(true),
+            PeerStage::Sent(_) if protocol == Protocol::A && local_ok => Some(true),
+            _ => None,
+        };
+        if !w.answered {
+            let Some(peer_ok) = peer_done else { return };
+            w.answered = true;
+            out.push(Action::Complete {
+                req,
+                ok: local_ok || peer_ok,
+            });
+            if local_ok {
+                self.counters.written_bytes += u64::from(w.len);
+            }
+        }
+        let settled = matches!(w.peer, PeerStage::NotSent | PeerStage::Written(_));
+        if settled {
+            let w = self.app.remove(&req);
+            out.push(Action::Release(Buf::App(req)));
+            for e in w.map(|w| w.al_admitted).unwrap_or_default() {
+                self.al.end(e);
+            }
+            self.al_retry(out);
+        }
+    }
+
+    /// Writes that found every log slot busy try again.
+    fn al_retry(&mut self, out: &mut Vec<Action>) {
+        let blocked: Vec<ReqId> = self
+            .app
+            .iter()
+            .filter(|(_, w)| !w.al_todo.is_empty() && w.al_token.is_none())
+            .map(|(r, _)| *r)
+            .collect();
+        for req in blocked {
+            self.al_admit(req, out);
+        }
+    }
+
+    /// Bitmap marks became durable: writes waiting for them answer.
+    pub(super) fn bitmap_durable_now(&mut self, out: &mut Vec<Action>) {
+        let reqs: Vec<ReqId> = self.app.keys().copied().collect();
+        for req in reqs {
+            self.check_app(req, out);
+        }
+        let seqs: Vec<u64> = self.peer_writes.keys().copied().collect();
+        for seq in seqs {
+            self.peer_write_ack(seq, out);
+        }
+    }
+
+    pub(super) fn app_read(&mut self, req: ReqId, offset: u64, len: u32, out: &mut Vec<Action>) {
+        if self.role != Role::Primary || !self.in_range(offset, len) {
+            out.push(Action::Complete { req, ok: false });
+            return;
+        }
+        self.reads.insert(req, (offset, len));
+        if self.disk == DiskState::UpToDate {
+            out.push(Action::Read {
+                buf: Buf::App(req),
+                offset,
+                len,
+            });
+        } else {
+            self.read_through_peer(req, out);
+        }
+    }
+
+    fn read_through_peer(&mut self, req: ReqId, out: &mut Vec<Action>) {
+        let Some((offset, len)) = self.reads.get(&req).copied() else {
+            return;
+        };
+        if self.connection == Connection::Connected && self.peer_disk == DiskState::UpToDate {
+            self.send(
+                Msg::ReadRequest {
+                    id: req.0,
+                    offset,
+                    len,
+                },
+                None,
+                out,
+            );
+        } else {
+            self.reads.remove(&req);
+            out.push(Action::Complete { req, ok: false });
+        }
+    }
+
+    pub(super) fn read_reply(&mut self, id: u64, ok: bool, out: &mut Vec<Action>) {
+        let req = ReqId(id);
+        if let Some((_, len)) = self.reads.remove(&req) {
+            self.counters.received_bytes += if ok { u64::from(len) } else { 0 };
+            out.push(Action::Complete { req, ok });
+        }
+    }
+
+    pub(super) fn peer_read(&mut self, id: u64, offset: u64, len: u32, out: &mut Vec<Action>) {
+        if self.disk != DiskState::UpToDate || !self.in_range(offset, len) {
+            self.send(Msg::ReadReply { id, ok: false }, None, out);
+            return;
+        }
+        out.push(Action::Read {
+            buf: Buf::PeerRead(id),
+            offset,
+            len,
+        });
+    }
+
+    pub(super) fn app_flush(&mut self, req: ReqId, out: &mut Vec<Action>) {
+        if self.role != Role::Primary {
+            out.push(Action::Complete { req, ok: false });
+            return;
+        }
+        let mut f = AppFlush {
+            local: Stage::Skipped,
+            peer: None,
+        };
+        if self.has_disk() {
+            let token = self.token();
+            self.flush_tokens.insert(token, req);
+            f.local = Stage::Pending;
+            out.push(Action::Flush { token });
+        }
+        if self.peer_takes_writes() {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.seq_to_req.insert(seq, req);
+            f.peer = Some(seq);
+            self.send(Msg::Flush { seq }, None, out);
+        }
+        self.flushes.insert(req, f);
+        self.check_flush(req, out);
+    }
+
+    fn check_flush(&mut self, req: ReqId, out: &mut Vec<Action>) {
+        let Some(f) = self.flushes.get(&req) else {
+            return;
+        };
+        let peer_pending = f.peer.is_some() && self.s.protocol != Protocol::A;
+        if f.local == Stage::Pending || peer_pending {
+            return;
+        }
+        let ok = f.local != Stage::Done(false) || f.peer.is_some();
+        if let Some(seq) = f.peer {
+            self.seq_to_req.remove(&seq);
+        }
+        self.flushes.remove(&req);
+        out.push(Action::Complete { req, ok });
+    }
+
+    pub(super) fn flush_done(&mut self, token: u64, ok: bool, out: &mut Vec<Action>) {
+        if !ok {
+            self.disk_failed(out);
+        }
+        if let Some(req) = self.flush_tokens.remove(&token) {
+            if let Some(f) = self.flushes.get_mut(&req) {
+                f.local = Stage::Done(ok);
+            }
+            self.check_flush(req, out);
+            return;
+        }
+        let seq = self
+            .peer_flushes
+            .iter()
+            .find(|(_, t)| **t == Some(token))
+            .map(|(s, _)| *s);
+        if let Some(seq) = seq {
+            self.peer_flushes.remove(&seq);
+            self.send(
+                Msg::Ack {
+                    seq,
+                    kind: AckKind::Flushed,
+                    ok,
+                },
+                None,
+                out,
+            );
+        }
+        self.sync_flush_done(token, ok, out);
+    }
+
+    pub(super) fn ack(&mut self, seq: u64, kind: AckKind, ok: bool, out: &mut Vec<Action>) {
+        let Some(req) = self.seq_to_req.get(&seq).copied() else {
+            return;
+        };
+        if kind == AckKind::Flushed {
+            if let Some(f) = self.flushes.get_mut(&req) {
+                f.peer = None;
+                if !ok {
+                    f.local = f.local.max_fail();
+                }
+            }
+            self.seq_to_req.remove(&seq);
+            return self.check_flush(req, out);
+        }
+        let Some(w) = self.app.get_mut(&req) else {
+            return;
+        };
+        match kind {
+            AckKind::Received => {
+                if matches!(w.peer, PeerStage::Sent(_)) {
+                    w.peer = PeerStage::Received(seq);
+                }
+            }
+            _ => {
+                w.peer = PeerStage::Written(ok);
+                self.seq_to_req.remove(&seq);
+                if !ok {
+                    let (o, l) = (w.offset, u64::from(w.len));
+                    let epoch = self.mark_out_of_sync(o, l, out);
+                    if let Some(w) = self.app.get_mut(&req) {
+                        w.bitmap_epoch = w.bitmap_epoch.max(epoch);
+                    }
+                }
+            }
+        }
+        self.check_app(req, out);
+    }
+
+    /// The connection is gone: what the peer did not confirm is marked.
+    pub(super) fn peer_lost(&mut self, out: &mut Vec<Action>) {
+        self.seq_to_req.clear();
+        let pending: Vec<(ReqId, u64, u64)> = self
+            .app
+            .iter()
+            .filter(|(_, w)| matches!(w.peer, PeerStage::Sent(_) | PeerStage::Received(_)))
+            .map(|(r, w)| (*r, w.offset, u64::from(w.len)))
+            .collect();
+        for (req, o, l) in pending {
+            let epoch = self.mark_out_of_sync(o, l, out);
+            if let Some(w) = self.app.get_mut(&req) {
+                w.peer = PeerStage::NotSent;
+                w.bitmap_epoch = w.bitmap_epoch.max(epoch);
+            }
+            self.check_app(req, out);
+        }
+        let flushes: Vec<ReqId> = self.flushes.keys().copied().collect();
+        for req in flushes {
+            if let Some(f) = self.flushes.get_mut(&req) {
+                f.peer = None;
+            }
+            self.check_flush(req, out);
+        }
+        let reads: Vec<ReqId> = self
+            .reads
+            .keys()
+            .copied()
+            .filter(|_| self.disk != DiskState::UpToDate)
+            .collect();
+        for req in reads {
+            self.reads.remove(&req);
+            out.push(Action::Complete { req, ok: false });
+        }
+        // The peer's writes still running here finish, unacknowledged.
+        self.peer_flushes.clear();
+    }
+
+    pub(super) fn peer_data(
+        &mut self,
+        seq: u64,
+        offset: u64,
+        len: u32,
+        fua: bool,
+        payload: bool,
+        out: &mut Vec<Action>,
+    ) {
+        self.counters.received_bytes += u64::from(len);
+        if self.s.protocol == Protocol::B {
+            self.send(
+                Msg::Ack {
+                    seq,
+                    kind: AckKind::Received,
+                    ok: true,
+                },
+                None,
+                out,
+            );
+        }
+        if !payload || !self.has_disk() || !self.in_range(offset, len) {
+            out.push(Action::Release(Buf::Peer(seq)));
+            let kind = AckKind::Written;
+            self.send(
+                Msg::Ack {
+                    seq,
+                    kind,
+                    ok: false,
+                },
+                None,
+                out,
+            );
+            return;
+        }
+        self.peer_writes.insert(
+            seq,
+            PeerWrite {
+                offset,
+                len,
+                fua,
+                bitmap_epoch: None,
+                written: None,
+            },
+        );
+        self.queue_op(Buf::Peer(seq), offset, len, out);
+    }
+
+    pub(super) fn peer_start(&mut self, seq: u64, out: &mut Vec<Action>) {
+        let Some(w) = self.peer_writes.get(&seq).copied() else {
+            return;
+        };
+        if !self.has_disk() {
+            self.peer_writes.remove(&seq);
+            self.finish_op(Buf::Peer(seq), out);
+            out.push(Action::Release(Buf::Peer(seq)));
+            let kind = AckKind::Written;
+            return self.send(
+                Msg::Ack {
+                    seq,
+                    kind,
+                    ok: false,
+                },
+                None,
+                out,
+            );
+        }
+        // The peer writes while its own disk is gone: only this copy has it.
+        if !matches!(
+            self.peer_disk,
+            DiskState::UpToDate | DiskState::Inconsistent | DiskState::Outdated
+        ) {
+            let epoch = self.mark_out_of_sync(w.offset, u64::from(w.len), out);
+            if let Some(pw) = self.peer_writes.get_mut(&seq) {
+                pw.bitmap_epoch = epoch;
+            }
+        }
+        out.push(Action::Write {
+            buf: Buf::Peer(seq),
+            offset: w.offset,
+            len: w.len,
+            fua: w.fua,
+        });
+    }
+
+    pub(super) fn peer_write_done(&mut self, seq: u64, ok: bool, out: &mut Vec<Action>) {
+        if let Some(w) = self.peer_writes.get_mut(&seq) {
+            w.written = Some(ok);
+            if ok {
+                self.counters.written_bytes += u64::from(w.len);
+            }
+        }
+        self.finish_op(Buf::Peer(seq), out);
+        out.push(Action::Release(Buf::Peer(seq)));
+        if !ok {
+            self.disk_failed(out);
+        }
+        self.peer_write_ack(seq, out);
+    }
+
+    fn peer_write_ack(&mut self, seq: u64, out: &mut Vec<Action>) {
+        let Some(w) = self.peer_writes.get(&seq).copied() else {
+            return;
+        };
+        let Some(ok) = w.written else { return };
+        if !self.bitmap_durable(w.bitmap_epoch) {
+            return;
+        }
+        self.peer_writes.remove(&seq);
+        let kind = AckKind::Written;
+        self.send(Msg::Ack { seq, kind, ok }, None, out);
+        self.peer_flush_ready(out);
+    }
+
+    pub(super) fn peer_flush(&mut self, seq: u64, out: &mut Vec<Action>) {
+        self.peer_flushes.insert(seq, None);
+        self.peer_flush_ready(out);
+    }
+
+    /// A peer flush waits for every peer write that came before it.
+    fn peer_flush_ready(&mut self, out: &mut Vec<Action>) {
+        let ready: Vec<u64> = self
+            .peer_flushes
+            .iter()
+            .filter(|(seq, t)| t.is_none() && self.peer_writes.range(..**seq).next().is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in ready {
+            if self.has_disk() {
+                let token = self.token();
+                self.peer_flushes.insert(seq, Some(token));
+                out.push(Action::Flush { token });
+            } else {
+                self.peer_flushes.remove(&seq);
+                let kind = AckKind::Flushed;
+                self.send(
+                    Msg::Ack {
+                        seq,
+                        kind,
+                        ok: false,
+                    },
+                    None,
+                    out,
+                );
+            }
+        }
+    }
+
+    pub(super) fn written(&mut self, buf: Buf, ok: bool, out: &mut Vec<Action>) {
+        match buf {
+            Buf::App(req) => {
+                if let Some(w) = self.app.get_mut(&req) {
+                    w.local = Stage::Done(ok);
+                }
+                self.finish_op(buf, out);
+                if !ok {
+                    self.disk_failed(out);
+                }
+                self.check_app(req, out);
+            }
+            Buf::Peer(seq) => self.peer_write_done(seq, ok, out),
+            Buf::ResyncIn(id) => self.resync_written(id, ok, out),
+            _ => {}
+        }
+    }
+
+    pub(super) fn read_done(&mut self, buf: Buf, ok: bool, digest: u64, out: &mut Vec<Action>) {
+        match buf {
+            Buf::App(req) => {
+                if !ok {
+                    self.disk_failed(out);
+                    return self.read_through_peer(req, out);
+                }
+                if let Some((_, len)) = self.reads.remove(&req) {
+                    self.counters.read_bytes += u64::from(len);
+                    out.push(Action::Complete { req, ok });
+                }
+            }
+            Buf::PeerRead(id) => {
+                self.send(Msg::ReadReply { id, ok }, ok.then_some(buf), out);
+                out.push(Action::Release(buf));
+                if !ok {
+                    self.disk_failed(out);
+                }
+            }
+            Buf::ResyncOut(id) => self.resync_read_done(id, ok, out),
+            Buf::Verify(id) => self.verify_read_done(id, ok, digest, out),
+            _ => {}
+        }
+    }
+}
+
+impl Stage {
+    fn max_fail(self) -> Stage {
+        match self {
+            Stage::Skipped => Stage::Done(false),
+            s => s,
+        }
+    }
+}

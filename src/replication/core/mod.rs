@@ -1,0 +1,718 @@
+//! The replica core: one replicated disk's state machine, pure. It takes
+//! events (a client's write, a message from the peer, a disk completion,
+//! the time) and returns actions (write this buffer there, send that,
+//! answer the client). The shell (`crate::daemon::replica`) does the I/O;
+//! the simulation (tests/replication_sim.rs) drives it against simulated
+//! disks and networks.
+//!
+//! The rules, in DRBD's words:
+//! - a write is mirrored to a connected peer whose disk can take it, and
+//!   answered by protocol (A: written here; B: also received there; C:
+//!   also written there);
+//! - a block written without the peer's disk confirming it is marked in the
+//!   dirty bitmap, persisted before the write is answered, and the first
+//!   such write starts a new data generation;
+//! - on connect, generations decide who syncs from whom (generation.rs) and
+//!   bitmaps are merged; a split brain goes to the policies;
+//! - overlapping operations run in arrival order (conflicts.rs).
+
+mod admin;
+mod conflicts;
+mod datapath;
+mod handshake;
+pub mod io;
+mod sync;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use crate::replication::activity_log::{ActivityLog, Extent};
+use crate::replication::bitmap::DirtyBitmap;
+use crate::replication::generation::{Generation, Generations};
+use crate::replication::metadata::{AL_EXTENT, FLAG_CONSISTENT, FLAG_PRIMARY};
+use crate::replication::split_brain::Policies;
+use crate::replication::states::{Connection, DiskState, Replication, Role};
+use crate::types::{NodeId, Timestamp};
+
+pub use admin::Refused;
+use conflicts::Conflicts;
+pub use io::{AckKind, Action, Buf, Event, Input, MetaWrite, Msg, PeerState, ReqId};
+
+/// When a write counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Written here and handed to the network.
+    A,
+    /// Written here and received by the peer.
+    B,
+    /// Written on both disks.
+    C,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub local: NodeId,
+    pub peer: NodeId,
+    pub local_name: String,
+    pub peer_name: String,
+    pub protocol: Protocol,
+    pub policies: Policies,
+    /// Detach the backing disk on an I/O error (else pass the error on).
+    pub detach_on_error: bool,
+    /// Usable bytes of the device.
+    pub size: u64,
+    pub granularity: u32,
+    /// A peer silent this long is dropped.
+    pub timeout: Duration,
+    /// Resync bytes per second while clients write, and at most.
+    pub rate_min: u64,
+    pub rate_max: u64,
+    /// Resync bytes in flight the controller keeps.
+    pub fill_target: u64,
+    pub al_capacity: usize,
+}
+
+/// What was read from the disk's metadata when it was attached.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    pub generations: Generations,
+    pub flags: u32,
+    pub bitmap: DirtyBitmap,
+    /// The activity log's extents (marked dirty after a primary crash).
+    pub al_extents: Vec<Extent>,
+    pub al_seq: u64,
+}
+
+/// Largest block range one sync or verify request covers.
+const SYNC_CHUNK: u64 = 256 << 10;
+/// Bitmap words per 4 KiB metadata block.
+const WORDS_PER_BLOCK: u64 = 512;
+/// How long cleared bitmap bits may wait before being written.
+const LAZY_BITMAP: Duration = Duration::from_secs(1);
+
+/// A client write in flight.
+#[derive(Debug, Clone)]
+struct AppWrite {
+    offset: u64,
+    len: u32,
+    fua: bool,
+    /// Extents still to admit into the activity log, and the log
+    /// transaction (token) it waits for.
+    al_todo: Vec<Extent>,
+    al_admitted: Vec<Extent>,
+    al_token: Option<u64>,
+    /// No earlier overlapping operation runs or waits.
+    free: bool,
+    al_ready: bool,
+    started: bool,
+    local: Stage,
+    peer: PeerStage,
+    /// Bitmap flush generation that must be on disk first.
+    bitmap_epoch: Option<u64>,
+    answered: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Pending,
+    Done(bool),
+    Skipped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerStage {
+    /// Not mirrored: marked in the bitmap instead.
+    NotSent,
+    Sent(u64),
+    Received(u64),
+    Written(bool),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AppFlush {
+    local: Stage,
+    /// Sequence of the Flush sent to the peer, until acknowledged.
+    peer: Option<u64>,
+}
+
+/// A mirrored write of the peer's, on this disk.
+#[derive(Debug, Clone, Copy)]
+struct PeerWrite {
+    offset: u64,
+    len: u32,
+    fua: bool,
+    bitmap_epoch: Option<u64>,
+    written: Option<bool>,
+}
+
+pub struct Replica {
+    s: Settings,
+    role: Role,
+    peer_role: Option<Role>,
+    connection: Connection,
+    replication: Replication,
+    disk: DiskState,
+    peer_disk: DiskState,
+    gens: Generations,
+    bitmap: DirtyBitmap,
+    al: ActivityLog,
+    crashed_primary: bool,
+    /// This side writes without the peer's disk in this generation.
+    alone: bool,
+    discard_my_data: bool,
+    primary_since: u64,
+    peer: Option<PeerState>,
+    rng: u64,
+    now: Timestamp,
+    next_token: u64,
+    next_seq: u64,
+    next_id: u64,
+    /// Metadata writes data writes must wait for.
+    gates: BTreeSet<u64>,
+    gated: Vec<Buf>,
+    conflicts: Conflicts,
+    app: BTreeMap<ReqId, AppWrite>,
+    seq_to_req: HashMap<u64, ReqId>,
+    flushes: HashMap<ReqId, AppFlush>,
+    flush_tokens: HashMap<u64, ReqId>,
+    reads: BTreeMap<ReqId, (u64, u32)>,
+    peer_writes: BTreeMap<u64, PeerWrite>,
+    /// Peer flushes waiting for earlier peer writes: seq -> local token.
+    peer_flushes: BTreeMap<u64, Option<u64>>,
+    bm: BitmapPersist,
+    sync: sync::SyncState,
+    handshake: handshake::Exchange,
+    last_recv: Timestamp,
+    last_send: Timestamp,
+    counters: Counters,
+}
+
+/// Figures shown on D-Bus and in `duetctl status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+    pub written_bytes: u64,
+    pub read_bytes: u64,
+    pub al_writes: u64,
+    pub bitmap_writes: u64,
+    pub resynced_bytes: u64,
+}
+
+/// Bitmap blocks to write, and which flush made which blocks durable.
+#[derive(Debug, Default)]
+struct BitmapPersist {
+    /// Blocks (of 512 words) changed since written; true if a write waits.
+    dirty: BTreeMap<u64, bool>,
+    since: Option<Timestamp>,
+    /// The flush in progress: its epoch and tokens not yet done.
+    flushing: Option<(u64, BTreeSet<u64>)>,
+    epoch: u64,
+    done_epoch: u64,
+}
+
+impl Replica {
+    /// A replica with its disk attached (`Some`) or diskless. `seed` feeds
+    /// the generation numbers (random in the daemon, fixed in tests).
+    pub fn new(s: Settings, attached: Option<Attached>, seed: u64) -> Replica {
+        let size = s.size;
+        let g = s.granularity;
+        let cap = s.al_capacity;
+        let mut r = Replica {
+            role: Role::Secondary,
+            peer_role: None,
+            connection: Connection::StandAlone,
+            replication: Replication::Off,
+            disk: DiskState::Diskless,
+            peer_disk: DiskState::DUnknown,
+            gens: Generations::fresh(),
+            bitmap: DirtyBitmap::new(size, g),
+            al: ActivityLog::new(cap, 0),
+            crashed_primary: false,
+            alone: false,
+            discard_my_data: false,
+            primary_since: 0,
+            peer: None,
+            rng: seed | 1,
+            now: Timestamp::ZERO,
+            next_token: 1,
+            next_seq: 1,
+            next_id: 1,
+            gates: BTreeSet::new(),
+            gated: Vec::new(),
+            conflicts: Conflicts::default(),
+            app: BTreeMap::new(),
+            seq_to_req: HashMap::new(),
+            flushes: HashMap::new(),
+            flush_tokens: HashMap::new(),
+            reads: BTreeMap::new(),
+            peer_writes: BTreeMap::new(),
+            peer_flushes: BTreeMap::new(),
+            bm: BitmapPersist::default(),
+            sync: sync::SyncState::default(),
+            handshake: handshake::Exchange::default(),
+            last_recv: Timestamp::ZERO,
+            last_send: Timestamp::ZERO,
+            counters: Counters::default(),
+            s,
+        };
+        if let Some(a) = attached {
+            r.attach(a);
+        }
+        r
+    }
+
+    fn attach(&mut self, a: Attached) {
+        self.gens = a.generations;
+        self.bitmap = a.bitmap;
+        self.al = ActivityLog::new(self.s.al_capacity, a.al_seq);
+        self.disk = if a.flags & FLAG_CONSISTENT != 0 {
+            DiskState::UpToDate
+        } else {
+            DiskState::Inconsistent
+        };
+        if a.flags & FLAG_PRIMARY != 0 {
+            // Writes may have reached this disk and not the peer's: the
+            // hot extents are resynced from here (or overwritten, if the
+            // peer moved on).
+            self.crashed_primary = true;
+            for e in &a.al_extents {
+                self.bitmap
+                    .mark(e.0 * u64::from(AL_EXTENT), u64::from(AL_EXTENT));
+            }
+        }
+        // Bits may be set without a generation of their own (a crash
+        // between the two writes); treat them as writes made alone.
+        self.alone = !self.gens.bitmap.is_none();
+    }
+
+    // ---- what the shell and the bus read ----
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn peer_role(&self) -> Option<Role> {
+        self.peer_role
+    }
+    pub fn connection(&self) -> Connection {
+        self.connection
+    }
+    pub fn replication(&self) -> Replication {
+        self.replication
+    }
+    pub fn disk(&self) -> DiskState {
+        self.disk
+    }
+    pub fn peer_disk(&self) -> DiskState {
+        self.peer_disk
+    }
+    pub fn generations(&self) -> Generations {
+        self.gens
+    }
+    pub fn out_of_sync_bytes(&self) -> u64 {
+        self.bitmap.dirty_bytes()
+    }
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+    pub fn settings(&self) -> &Settings {
+        &self.s
+    }
+    /// Fraction of the sync or verify done, while one runs.
+    pub fn sync_progress(&self) -> Option<f64> {
+        self.sync.progress(&self.replication)
+    }
+    /// Bytes a second over the last interval, while syncing.
+    pub fn sync_speed(&self) -> Option<u64> {
+        self.sync.speed(self.now)
+    }
+    /// The superblock flags this state implies.
+    pub fn flags(&self) -> u32 {
+        let mut f = 0;
+        if matches!(self.disk, DiskState::UpToDate | DiskState::Outdated) {
+            f |= FLAG_CONSISTENT;
+        }
+        if self.role == Role::Primary {
+            f |= FLAG_PRIMARY;
+        }
+        f
+    }
+    /// The shell should (keep) dialling or listening.
+    pub fn wants_transport(&self) -> bool {
+        self.connection == Connection::Connecting
+    }
+
+    /// When `Input::Tick` is next due.
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        let mut t: Vec<Timestamp> = Vec::new();
+        if matches!(
+            self.connection,
+            Connection::Handshake | Connection::Connected
+        ) {
+            t.push(self.last_recv + self.s.timeout);
+            t.push(self.last_send + self.ping_interval());
+        }
+        if let Some(since) = self.bm.since {
+            t.push(since + LAZY_BITMAP);
+        }
+        if let Some(at) = self.sync.budget_at(self.now) {
+            t.push(at);
+        }
+        t.into_iter().min()
+    }
+
+    fn ping_interval(&self) -> Duration {
+        (self.s.timeout / 4).max(Duration::from_millis(10))
+    }
+
+    // ---- events ----
+
+    /// Feeds one event at `now`.
+    pub fn on(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
+        self.now = now.max(self.now);
+        let mut out = Vec::new();
+        match input {
+            Input::TransportUp => self.transport_up(&mut out),
+            Input::TransportDown => self.transport_down(&mut out),
+            Input::Received { msg, payload } => {
+                self.last_recv = self.now;
+                self.received(msg, payload, &mut out)
+            }
+            Input::Write {
+                req,
+                offset,
+                len,
+                fua,
+            } => self.app_write(req, offset, len, fua, &mut out),
+            Input::Read { req, offset, len } => self.app_read(req, offset, len, &mut out),
+            Input::FlushReq { req } => self.app_flush(req, &mut out),
+            Input::ReadDone { buf, ok, digest } => self.read_done(buf, ok, digest, &mut out),
+            Input::Written { buf, ok } => self.written(buf, ok, &mut out),
+            Input::FlushDone { token, ok } => self.flush_done(token, ok, &mut out),
+            Input::MetaDone { token, ok } => self.meta_done(token, ok, &mut out),
+            Input::Tick => {}
+        }
+        self.timers(&mut out);
+        self.sync_pump(&mut out);
+        out
+    }
+
+    fn timers(&mut self, out: &mut Vec<Action>) {
+        if matches!(
+            self.connection,
+            Connection::Handshake | Connection::Connected
+        ) {
+            if self.now.since(self.last_recv) >= self.s.timeout {
+                self.drop_transport("the peer was silent too long", out);
+                return;
+            }
+            if self.now.since(self.last_send) >= self.ping_interval() {
+                self.send(Msg::Ping, None, out);
+            }
+        }
+        if self
+            .bm
+            .since
+            .is_some_and(|s| self.now.since(s) >= LAZY_BITMAP)
+        {
+            self.flush_bitmap(out);
+        }
+    }
+
+    fn received(&mut self, msg: Msg, payload: bool, out: &mut Vec<Action>) {
+        match msg {
+            Msg::Hello(p) => self.hello(p, true, out),
+            Msg::Update { role, disk } => self.peer_update(role, disk, out),
+            Msg::Bitmap {
+                first_word,
+                words,
+                last,
+            } => self.bitmap_chunk(first_word, &words, last, out),
+            Msg::Data {
+                seq,
+                offset,
+                len,
+                fua,
+            } => self.peer_data(seq, offset, len, fua, payload, out),
+            Msg::Flush { seq } => self.peer_flush(seq, out),
+            Msg::Ack { seq, kind, ok } => self.ack(seq, kind, ok, out),
+            Msg::ResyncData { id, offset, len } => self.resync_data(id, offset, len, out),
+            Msg::ResyncAck { id, ok } => self.resync_ack(id, ok, out),
+            Msg::SyncDone { generations } => self.sync_done(generations, out),
+            Msg::VerifyRequest {
+                id,
+                offset,
+                len,
+                digest,
+            } => self.verify_request(id, offset, len, digest, out),
+            Msg::VerifyReply { id, equal } => self.verify_reply(id, equal, out),
+            Msg::VerifyDone => self.verify_done_peer(out),
+            Msg::ReadRequest { id, offset, len } => self.peer_read(id, offset, len, out),
+            Msg::ReadReply { id, ok } => self.read_reply(id, ok, out),
+            Msg::Ping => self.send(Msg::PingAck, None, out),
+            Msg::PingAck => {}
+        }
+    }
+
+    // ---- shared helpers ----
+
+    fn send(&mut self, msg: Msg, payload: Option<Buf>, out: &mut Vec<Action>) {
+        if !matches!(
+            self.connection,
+            Connection::Handshake | Connection::Connected
+        ) {
+            return;
+        }
+        self.last_send = self.now;
+        out.push(Action::Send { msg, payload });
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    fn fresh_generation(&mut self) -> Generation {
+        // SplitMix64: good enough to make two generations never collide.
+        loop {
+            self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.rng;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            if z != 0 {
+                return Generation(z);
+            }
+        }
+    }
+
+    /// Writes the superblock; data writes wait for it when `gate`.
+    fn write_superblock(&mut self, gate: bool, out: &mut Vec<Action>) {
+        if !self.has_disk() {
+            return;
+        }
+        let token = self.token();
+        if gate {
+            self.gates.insert(token);
+        }
+        out.push(Action::Meta {
+            token,
+            write: MetaWrite::Superblock {
+                generations: self.gens,
+                flags: self.flags(),
+            },
+        });
+    }
+
+    fn has_disk(&self) -> bool {
+        matches!(
+            self.disk,
+            DiskState::UpToDate | DiskState::Inconsistent | DiskState::Outdated
+        )
+    }
+
+    fn state_changed(&mut self, out: &mut Vec<Action>) {
+        out.push(Action::Event(Event::StateChanged));
+    }
+
+    fn my_state(&self) -> PeerState {
+        PeerState {
+            generations: self.gens,
+            role: self.role,
+            disk: self.disk,
+            size: self.s.size,
+            granularity: self.s.granularity,
+            dirty_blocks: self.bitmap.dirty_blocks(),
+            primary_since: self.primary_since,
+            discard_my_data: self.discard_my_data,
+            crashed_primary: self.crashed_primary,
+        }
+    }
+
+    fn send_update(&mut self, out: &mut Vec<Action>) {
+        if self.connection == Connection::Connected {
+            let (role, disk) = (self.role, self.disk);
+            self.send(Msg::Update { role, disk }, None, out);
+        }
+    }
+
+    /// The first write this side makes without the peer's disk starts a
+    /// new generation, on disk before the write.
+    fn writing_alone(&mut self, out: &mut Vec<Action>) {
+        if self.alone {
+            return;
+        }
+        self.alone = true;
+        let fresh = self.fresh_generation();
+        self.gens.new_generation(fresh);
+        self.write_superblock(true, out);
+    }
+
+    /// Marks blocks the peer lacks; returns the bitmap epoch that makes
+    /// the mark durable (a write waits for it) if any bit was new.
+    fn mark_out_of_sync(&mut self, offset: u64, len: u64, out: &mut Vec<Action>) -> Option<u64> {
+        let before = self.bitmap.dirty_blocks();
+        self.bitmap.mark(offset, len);
+        if self.bitmap.dirty_blocks() == before {
+            return None;
+        }
+        self.writing_alone(out);
+        self.bitmap_blocks_changed(offset, len, true);
+        let epoch = self.bm.epoch + 1;
+        self.flush_bitmap(out);
+        Some(epoch)
+    }
+
+    fn bitmap_blocks_changed(&mut self, offset: u64, len: u64, urgent: bool) {
+        let g = u64::from(self.s.granularity);
+        let first = offset / g / 64 / WORDS_PER_BLOCK;
+        let last =
+            offset.saturating_add(len.max(1) - 1).min(self.s.size) / g / 64 / WORDS_PER_BLOCK;
+        for b in first..=last {
+            let e = self.bm.dirty.entry(b).or_insert(false);
+            *e |= urgent;
+        }
+        if self.bm.since.is_none() {
+            self.bm.since = Some(self.now);
+        }
+    }
+
+    /// Starts writing the changed bitmap blocks unless a flush runs.
+    fn flush_bitmap(&mut self, out: &mut Vec<Action>) {
+        if self.bm.flushing.is_some() || self.bm.dirty.is_empty() || !self.has_disk() {
+            return;
+        }
+        let words = self.bitmap.to_words();
+        let blocks: Vec<u64> = std::mem::take(&mut self.bm.dirty).into_keys().collect();
+        self.bm.since = None;
+        self.bm.epoch += 1;
+        let mut tokens = BTreeSet::new();
+        for b in blocks {
+            let first = b * WORDS_PER_BLOCK;
+            let end = (first + WORDS_PER_BLOCK).min(words.len() as u64);
+            if first >= end {
+                continue;
+            }
+            let token = self.token();
+            tokens.insert(token);
+            self.counters.bitmap_writes += 1;
+            out.push(Action::Meta {
+                token,
+                write: MetaWrite::Bitmap {
+                    first_word: first,
+                    words: words[first as usize..end as usize].to_vec(),
+                },
+            });
+        }
+        if tokens.is_empty() {
+            self.bm.done_epoch = self.bm.epoch;
+        } else {
+            self.bm.flushing = Some((self.bm.epoch, tokens));
+        }
+    }
+
+    fn bitmap_durable(&self, epoch: Option<u64>) -> bool {
+        epoch.is_none_or(|e| self.bm.done_epoch >= e)
+    }
+
+    fn meta_done(&mut self, token: u64, ok: bool, out: &mut Vec<Action>) {
+        if !ok {
+            self.disk_failed(out);
+        }
+        if self.gates.remove(&token) && self.gates.is_empty() {
+            for buf in std::mem::take(&mut self.gated) {
+                self.start_op(buf, out);
+            }
+        }
+        let flushed = self.bm.flushing.as_mut().and_then(|(epoch, tokens)| {
+            (tokens.remove(&token) && tokens.is_empty()).then_some(*epoch)
+        });
+        if let Some(epoch) = flushed {
+            self.bm.done_epoch = epoch;
+            self.bm.flushing = None;
+            self.bitmap_durable_now(out);
+            if self.bm.dirty.values().any(|urgent| *urgent) {
+                self.flush_bitmap(out);
+            }
+        }
+        self.al_logged(token, out);
+    }
+
+    /// Runs an operation the conflict queue released, unless metadata it
+    /// depends on is still being written.
+    fn start_op(&mut self, buf: Buf, out: &mut Vec<Action>) {
+        if !self.gates.is_empty() {
+            self.gated.push(buf);
+            return;
+        }
+        match buf {
+            Buf::App(req) => self.app_free(req, out),
+            Buf::Peer(seq) => self.peer_start(seq, out),
+            Buf::ResyncOut(id) => self.resync_read_start(id, out),
+            Buf::ResyncIn(id) => self.resync_write_start(id, out),
+            Buf::Verify(id) => self.verify_read_start(id, out),
+            Buf::PeerRead(_) => {}
+        }
+    }
+
+    fn queue_op(&mut self, buf: Buf, offset: u64, len: u32, out: &mut Vec<Action>) {
+        if self.conflicts.push(buf, offset, len) {
+            self.start_op(buf, out);
+        }
+    }
+
+    fn finish_op(&mut self, buf: Buf, out: &mut Vec<Action>) {
+        for next in self.conflicts.finish(buf) {
+            self.start_op(next, out);
+        }
+    }
+
+    /// A disk I/O error: detach (go Diskless) unless configured to pass
+    /// errors on.
+    fn disk_failed(&mut self, out: &mut Vec<Action>) {
+        if !self.s.detach_on_error || !self.has_disk() {
+            return;
+        }
+        self.disk = DiskState::Failed;
+        out.push(Action::Event(Event::DiskFailed));
+        self.disk = DiskState::Diskless;
+        self.gates.clear();
+        self.bm = BitmapPersist::default();
+        if matches!(
+            self.replication,
+            Replication::SyncSource
+                | Replication::SyncTarget
+                | Replication::VerifySource
+                | Replication::VerifyTarget
+        ) {
+            self.sync = sync::SyncState::default();
+            self.replication = Replication::Established;
+        }
+        for buf in std::mem::take(&mut self.gated) {
+            self.start_op(buf, out);
+        }
+        self.send_update(out);
+        self.state_changed(out);
+    }
+
+    fn drop_transport(&mut self, reason: &str, out: &mut Vec<Action>) {
+        out.push(Action::Drop {
+            reason: reason.to_string(),
+        });
+        self.transport_down(out);
+    }
+
+    /// Stops trying to connect (split brain, unrelated data, refusal).
+    fn refuse(&mut self, reason: String, out: &mut Vec<Action>) {
+        out.push(Action::Event(Event::Refused {
+            reason: reason.clone(),
+        }));
+        self.drop_transport(&reason, out);
+        self.connection = Connection::StandAlone;
+        self.state_changed(out);
+    }
+}
+
+#[cfg(test)]
+#[path = "../core_tests.rs"]
+mod tests;

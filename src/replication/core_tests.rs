@@ -1,0 +1,315 @@
+//! Unit tests of single rules; tests/replication_sim.rs drives two cores
+//! through crashes and cuts.
+
+use std::time::Duration;
+
+use super::*;
+use crate::replication::metadata::FLAG_CONSISTENT;
+
+const SIZE: u64 = 64 << 20;
+
+fn settings(protocol: Protocol) -> Settings {
+    Settings {
+        local: NodeId(0),
+        peer: NodeId(1),
+        local_name: "node1".into(),
+        peer_name: "node2".into(),
+        protocol,
+        policies: Policies::default(),
+        detach_on_error: true,
+        size: SIZE,
+        granularity: 4096,
+        timeout: Duration::from_secs(5),
+        rate_min: 1 << 20,
+        rate_max: 1 << 30,
+        fill_target: 4 << 20,
+        al_capacity: 16,
+    }
+}
+
+fn gens(current: u64) -> Generations {
+    Generations {
+        current: Generation(current),
+        ..Generations::default()
+    }
+}
+
+fn up_to_date(protocol: Protocol) -> Replica {
+    let a = Attached {
+        generations: gens(7),
+        flags: FLAG_CONSISTENT,
+        bitmap: DirtyBitmap::new(SIZE, 4096),
+        al_extents: Vec::new(),
+        al_seq: 0,
+    };
+    Replica::new(settings(protocol), Some(a), 1)
+}
+
+fn t(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn peer_state(role: Role, disk: DiskState) -> PeerState {
+    PeerState {
+        generations: gens(7),
+        role,
+        disk,
+        size: SIZE,
+        granularity: 4096,
+        dirty_blocks: 0,
+        primary_since: 0,
+        discard_my_data: false,
+        crashed_primary: false,
+    }
+}
+
+/// Connected to an UpToDate peer with the same generation.
+fn connected(protocol: Protocol, peer_role: Role) -> Replica {
+    let mut r = up_to_date(protocol);
+    r.connect(false).expect("connect");
+    r.on(Input::TransportUp, t(1));
+    let msg = Msg::Hello(peer_state(peer_role, DiskState::UpToDate));
+    r.on(
+        Input::Received {
+            msg,
+            payload: false,
+        },
+        t(1),
+    );
+    assert_eq!(r.replication(), Replication::Established);
+    r
+}
+
+/// Meta writes done (promotion writes the superblock before any data).
+fn settle(r: &mut Replica, actions: Vec<Action>) -> Vec<Action> {
+    let mut out = Vec::new();
+    for a in actions {
+        if let Action::Meta { token, .. } = a {
+            out.extend(settle_one(r, token));
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
+fn settle_one(r: &mut Replica, token: u64) -> Vec<Action> {
+    let more = r.on(Input::MetaDone { token, ok: true }, t(2));
+    settle(r, more)
+}
+
+fn completed(actions: &[Action]) -> Option<bool> {
+    actions.iter().find_map(|a| match a {
+        Action::Complete { ok, .. } => Some(*ok),
+        _ => None,
+    })
+}
+
+fn write(r: &mut Replica) -> Vec<Action> {
+    let a = r.on(
+        Input::Write {
+            req: ReqId(1),
+            offset: 8192,
+            len: 4096,
+            fua: false,
+        },
+        t(3),
+    );
+    settle(r, a)
+}
+
+fn sent_seq(actions: &[Action]) -> u64 {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Send {
+                msg: Msg::Data { seq, .. },
+                ..
+            } => Some(*seq),
+            _ => None,
+        })
+        .expect("the write is mirrored")
+}
+
+fn promoted(protocol: Protocol) -> Replica {
+    let mut r = connected(protocol, Role::Secondary);
+    let a = r.primary(false, 1, t(2)).expect("promote");
+    settle(&mut r, a);
+    r
+}
+
+#[test]
+fn each_protocol_answers_at_its_point() {
+    for (protocol, answered_after) in [
+        (Protocol::A, "local"),
+        (Protocol::B, "received"),
+        (Protocol::C, "written"),
+    ] {
+        let mut r = promoted(protocol);
+        let a = write(&mut r);
+        let seq = sent_seq(&a);
+        let a = r.on(
+            Input::Written {
+                buf: Buf::App(ReqId(1)),
+                ok: true,
+            },
+            t(4),
+        );
+        assert_eq!(
+            completed(&a).is_some(),
+            answered_after == "local",
+            "{protocol:?}"
+        );
+        let kind = AckKind::Received;
+        let a = r.on(
+            Input::Received {
+                msg: Msg::Ack {
+                    seq,
+                    kind,
+                    ok: true,
+                },
+                payload: false,
+            },
+            t(5),
+        );
+        assert_eq!(
+            completed(&a).is_some(),
+            answered_after == "received",
+            "{protocol:?}"
+        );
+        let kind = AckKind::Written;
+        let a = r.on(
+            Input::Received {
+                msg: Msg::Ack {
+                    seq,
+                    kind,
+                    ok: true,
+                },
+                payload: false,
+            },
+            t(6),
+        );
+        assert_eq!(
+            completed(&a).is_some(),
+            answered_after == "written",
+            "{protocol:?}"
+        );
+        assert_eq!(r.out_of_sync_bytes(), 0);
+    }
+}
+
+#[test]
+fn a_write_the_peer_never_confirmed_is_marked_and_starts_a_generation() {
+    let mut r = promoted(Protocol::C);
+    let a = write(&mut r);
+    sent_seq(&a);
+    r.on(
+        Input::Written {
+            buf: Buf::App(ReqId(1)),
+            ok: true,
+        },
+        t(4),
+    );
+    let a = r.on(Input::TransportDown, t(5));
+    // Answered only once the mark is on disk.
+    assert_eq!(completed(&a), None);
+    let a = settle(&mut r, a);
+    assert_eq!(completed(&a), Some(true));
+    assert_eq!(r.out_of_sync_bytes(), 4096);
+    assert_eq!(r.generations().bitmap, Generation(7));
+    assert_ne!(r.generations().current, Generation(7));
+}
+
+#[test]
+fn primary_needs_an_up_to_date_disk_or_force() {
+    let mut r = Replica::new(
+        settings(Protocol::C),
+        Some(Attached {
+            generations: Generations::fresh(),
+            flags: 0,
+            bitmap: DirtyBitmap::new(SIZE, 4096),
+            al_extents: Vec::new(),
+            al_seq: 0,
+        }),
+        1,
+    );
+    let err = r.primary(false, 1, t(1)).expect_err("inconsistent");
+    assert!(err.contains("Inconsistent"), "{err}");
+    assert_eq!(r.role(), Role::Secondary);
+    r.primary(true, 1, t(1)).expect("forced");
+    assert_eq!((r.role(), r.disk()), (Role::Primary, DiskState::UpToDate));
+    // Everything is the peer's to receive.
+    assert_eq!(r.out_of_sync_bytes(), SIZE);
+}
+
+#[test]
+fn never_two_primaries() {
+    let mut r = connected(Protocol::C, Role::Primary);
+    let err = r.primary(true, 1, t(2)).expect_err("peer is primary");
+    assert!(err.contains("never two primaries"), "{err}");
+    assert_eq!(r.role(), Role::Secondary);
+}
+
+#[test]
+fn a_secondary_refuses_client_io() {
+    let mut r = connected(Protocol::C, Role::Primary);
+    let a = write(&mut r);
+    assert_eq!(completed(&a), Some(false));
+    assert!(!a.iter().any(|a| matches!(a, Action::Write { .. })));
+}
+
+#[test]
+fn out_of_range_writes_fail_without_touching_the_disk() {
+    let mut r = promoted(Protocol::C);
+    let a = r.on(
+        Input::Write {
+            req: ReqId(9),
+            offset: SIZE - 512,
+            len: 4096,
+            fua: false,
+        },
+        t(3),
+    );
+    assert_eq!(completed(&a), Some(false));
+    assert!(!a.iter().any(|a| matches!(a, Action::Write { .. })));
+}
+
+#[test]
+fn a_silent_peer_is_dropped_after_the_timeout() {
+    let mut r = connected(Protocol::C, Role::Secondary);
+    let a = r.on(Input::Tick, t(1) + Duration::from_secs(6));
+    assert!(a.iter().any(|a| matches!(a, Action::Drop { .. })));
+    assert_eq!(r.connection(), Connection::Connecting);
+}
+
+#[test]
+fn split_brain_with_both_discarding_is_left_to_the_administrator() {
+    let mut r = up_to_date(Protocol::C);
+    // This side wrote apart: its bitmap is based on generation 5.
+    r.gens = Generations {
+        current: Generation(7),
+        bitmap: Generation(5),
+        history: [Generation::NONE; 2],
+    };
+    r.connect(true).expect("connect");
+    r.on(Input::TransportUp, t(1));
+    let mut p = peer_state(Role::Secondary, DiskState::UpToDate);
+    p.generations = Generations {
+        current: Generation(8),
+        bitmap: Generation(5),
+        history: [Generation::NONE; 2],
+    };
+    p.discard_my_data = true;
+    let a = r.on(
+        Input::Received {
+            msg: Msg::Hello(p),
+            payload: false,
+        },
+        t(1),
+    );
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::Event(Event::SplitBrain { .. })))
+    );
+    assert_eq!(r.connection(), Connection::StandAlone);
+}
