@@ -9,6 +9,7 @@ mod local;
 mod locate;
 pub mod model;
 mod raw;
+pub mod size;
 mod validate;
 
 #[cfg(test)]

@@ -2,14 +2,19 @@
 //! passed `validate`: names are unique, every unicast link has an address
 //! for every node, timings are sane.
 
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::membership::auth::AuthAlgorithm;
+use crate::replication::split_brain::Policies;
 use crate::types::{LinkId, NodeId};
 
 pub const DEFAULT_PORT: u16 = 694;
+/// The first replica's replication port (TCP); the next ones count up from
+/// it in file order, as DRBD's examples do.
+pub const DEFAULT_REPLICA_PORT: u16 = 7788;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -26,9 +31,8 @@ pub struct Config {
     pub replicas: Vec<Replica>,
 }
 
-/// A replicated disk. For now only what the NBD export needs; the
-/// replication settings (protocol, split-brain policies, resync) join it
-/// with the replication release.
+/// A replicated disk: what the NBD export needs and how the two copies are
+/// kept in step (modelled on DRBD's resource settings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replica {
     /// Unique; also the NBD export name.
@@ -37,16 +41,182 @@ pub struct Replica {
     /// makes and removes), unique among replicas.
     pub device: PathBuf,
     /// Backing disk or file per node, indexed like `Config::nodes`; `None`
-    /// on nodes that hold no copy (a tie-breaker, say).
+    /// on nodes that hold no copy (a tie-breaker, say). Exactly two nodes
+    /// have one, or one node (a warning: nothing to replicate to).
     pub disks: Vec<Option<PathBuf>>,
     /// The export's unix socket, unique among replicas.
     pub nbd_socket: PathBuf,
+    /// Replication address and port per node, indexed like `Config::nodes`;
+    /// `Some` exactly where `disks` is.
+    pub addresses: Vec<Option<SocketAddr>>,
+    pub protocol: Protocol,
+    pub meta_disk: MetaDisk,
+    pub on_io_error: OnIoError,
+    /// The replication link's shared key; the cluster's unless set.
+    /// Resolved against the config file's folder when relative.
+    pub key_file: PathBuf,
+    /// How online verify compares blocks.
+    pub verify_alg: VerifyAlg,
+    pub policies: Policies,
+    /// A replication peer silent this long is dropped.
+    pub timeout: Duration,
+    /// The wait between attempts to connect to the peer.
+    pub connect_retry: Duration,
+    pub resync: ResyncRates,
 }
 
 impl Replica {
     /// The node's backing disk; `None` if it holds no copy of this replica.
     pub fn disk(&self, node: NodeId) -> Option<&Path> {
         self.disks.get(node.0 as usize)?.as_deref()
+    }
+
+    /// The node's replication address; `None` if it holds no copy.
+    pub fn address(&self, node: NodeId) -> Option<SocketAddr> {
+        self.addresses.get(node.0 as usize).copied().flatten()
+    }
+
+    /// The node `local` replicates with: the one other node with a disk.
+    /// `None` when `local` holds no copy (it has no peer) or is the only
+    /// one that does.
+    pub fn peer(&self, local: NodeId) -> Option<NodeId> {
+        self.disk(local)?;
+        let mut others = self
+            .disks
+            .iter()
+            .enumerate()
+            .filter(|(i, disk)| disk.is_some() && *i != local.0 as usize)
+            .map(|(i, _)| i);
+        match (others.next(), others.next()) {
+            (Some(i), None) => u16::try_from(i).ok().map(NodeId),
+            // Validation allows two disks at most; never guess between more.
+            _ => None,
+        }
+    }
+}
+
+/// When a write counts as done (DRBD's protocols).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// Written locally and handed to the local TCP send buffer.
+    A,
+    /// Written locally and received by the peer (in its memory).
+    B,
+    /// Written locally and on the peer's disk.
+    #[default]
+    C,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::A, Protocol::B, Protocol::C];
+
+    /// As written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::A => "A",
+            Protocol::B => "B",
+            Protocol::C => "C",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where the replica's metadata (generations, bitmap, activity log) lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MetaDisk {
+    /// At the end of the backing disk.
+    #[default]
+    Internal,
+    /// On its own device or file, at this path on every node.
+    External(PathBuf),
+}
+
+impl fmt::Display for MetaDisk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetaDisk::Internal => f.write_str("internal"),
+            MetaDisk::External(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// What a node does when its backing disk reports an I/O error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnIoError {
+    /// Drop the disk and go on diskless, serving from the peer.
+    #[default]
+    Detach,
+    /// Report the error to the layer above and keep the disk.
+    PassOn,
+}
+
+impl OnIoError {
+    pub const ALL: [OnIoError; 2] = [OnIoError::Detach, OnIoError::PassOn];
+
+    /// As written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnIoError::Detach => "detach",
+            OnIoError::PassOn => "pass-on",
+        }
+    }
+}
+
+impl fmt::Display for OnIoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The checksum online verify compares blocks by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VerifyAlg {
+    #[default]
+    Crc32c,
+    Sha256,
+}
+
+impl VerifyAlg {
+    pub const ALL: [VerifyAlg; 2] = [VerifyAlg::Crc32c, VerifyAlg::Sha256];
+
+    /// As written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            VerifyAlg::Crc32c => "crc32c",
+            VerifyAlg::Sha256 => "sha256",
+        }
+    }
+}
+
+impl fmt::Display for VerifyAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The resync controller's bounds and aim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResyncRates {
+    /// Bytes per second the resync keeps to even under application load.
+    pub min: u64,
+    /// Bytes per second the resync never exceeds.
+    pub max: u64,
+    /// Bytes in flight the dynamic controller aims for.
+    pub fill_target: u64,
+}
+
+impl Default for ResyncRates {
+    fn default() -> Self {
+        ResyncRates {
+            min: 1 << 20,
+            max: 1 << 30,
+            fill_target: 4 << 20,
+        }
     }
 }
 

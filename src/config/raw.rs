@@ -6,8 +6,10 @@
 //! instead of serde stopping at the first.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use crate::membership::auth::AuthAlgorithm;
 
@@ -34,6 +36,69 @@ pub struct RawReplica {
     #[serde(default)]
     pub disk: BTreeMap<String, String>,
     pub nbd_socket: Option<String>,
+    /// Node name -> replication address of that node.
+    #[serde(default)]
+    pub address: BTreeMap<String, String>,
+    pub port: Option<u16>,
+    pub protocol: Option<String>,
+    pub meta_disk: Option<String>,
+    pub on_io_error: Option<String>,
+    pub key_file: Option<String>,
+    pub verify_alg: Option<String>,
+    pub after_sb_0pri: Option<String>,
+    pub after_sb_1pri: Option<String>,
+    pub after_sb_2pri: Option<String>,
+    pub timeout: Option<String>,
+    pub connect_retry: Option<String>,
+    pub resync: Option<RawResync>,
+}
+
+/// `[replica.resync]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawResync {
+    pub rate_min: Option<RawSize>,
+    pub rate_max: Option<RawSize>,
+    pub fill_target: Option<RawSize>,
+}
+
+/// A size as written: a string such as "4M", or a TOML integer of bytes.
+/// The integer is kept signed and wide so that a negative or huge number
+/// reaches `validate` and is reported with the others, not by serde alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawSize {
+    Text(String),
+    Bytes(i128),
+}
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawSizeVisitor)
+    }
+}
+
+struct RawSizeVisitor;
+
+impl Visitor<'_> for RawSizeVisitor {
+    type Value = RawSize;
+
+    // After serde's "expected": the hint of a wrong-type error (a float, a
+    // boolean).
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a size such as \"4M\", or a whole number of bytes")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSize, E> {
+        Ok(RawSize::Text(v.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSize, E> {
+        Ok(RawSize::Bytes(i128::from(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawSize, E> {
+        Ok(RawSize::Bytes(i128::from(v)))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,11 +1,12 @@
 //! Whole-file tests: text in, `Config` or placed errors out.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
 use crate::membership::auth::AuthAlgorithm;
+use crate::replication::split_brain::{After0Pri, After1Pri, After2Pri, Policies};
 use crate::types::NodeId;
 
 const BASE: &str = r#"[cluster]
@@ -111,6 +112,24 @@ fn the_two_node_example_is_the_lab() {
             Some(PathBuf::from("/dev/sdb"))
         ]
     );
+    // Replication over the crossover addresses, on the port written.
+    assert_eq!(
+        r0.addresses,
+        [socket("203.0.113.1:7789"), socket("203.0.113.2:7789")]
+    );
+    assert_eq!(r0.peer(NodeId(0)), Some(NodeId(1)));
+    assert_eq!(r0.peer(NodeId(1)), Some(NodeId(0)));
+    assert_eq!(r0.protocol, Protocol::C);
+    assert_eq!(r0.meta_disk, MetaDisk::Internal);
+    assert_eq!(r0.policies, Policies::default());
+    assert_eq!(r0.key_file, c.cluster.key_file);
+}
+
+fn socket(text: &str) -> Option<SocketAddr> {
+    Some(
+        text.parse()
+            .unwrap_or_else(|e| panic!("{text:?} in a test: {e}")),
+    )
 }
 
 #[test]
@@ -131,6 +150,12 @@ fn the_three_node_example_broadcasts_on_the_crossover() {
     assert_eq!(r0.disk(NodeId(0)), Some(Path::new("/dev/sdb")));
     assert_eq!(r0.disk(NodeId(1)), Some(Path::new("/dev/sdb")));
     assert_eq!(r0.disk(NodeId(2)), None);
+    assert_eq!(r0.address(NodeId(0)), socket("203.0.113.1:7788"));
+    assert_eq!(r0.address(NodeId(1)), socket("203.0.113.2:7788"));
+    assert_eq!(r0.address(NodeId(2)), None);
+    assert_eq!(r0.peer(NodeId(0)), Some(NodeId(1)));
+    // The tie-breaker holds no copy, so it has no peer to replicate with.
+    assert_eq!(r0.peer(NodeId(2)), None);
 }
 
 #[test]
@@ -559,6 +584,7 @@ const REPLICA: &str = r#"
 [[replica]]
 name = "r0"
 disk = { node1 = "/dev/sdb", node2 = "/dev/sdb1" }
+address = { node1 = "203.0.113.1", node2 = "203.0.113.2" }
 "#;
 
 /// 1-based line of byte `offset` in `text`.
@@ -582,6 +608,40 @@ fn a_replica_gets_its_defaults_and_disks_per_node() {
     assert_eq!(r.disk(NodeId(2)), None);
     assert_eq!(config.replica("r1"), None);
     assert!(base_config().replicas.is_empty());
+    // Every replication setting left out has its default.
+    assert_eq!(
+        r.addresses,
+        [socket("203.0.113.1:7788"), socket("203.0.113.2:7788")]
+    );
+    assert_eq!(r.address(NodeId(1)), socket("203.0.113.2:7788"));
+    assert_eq!(r.address(NodeId(2)), None);
+    assert_eq!(r.peer(NodeId(0)), Some(NodeId(1)));
+    assert_eq!(r.peer(NodeId(1)), Some(NodeId(0)));
+    assert_eq!(r.peer(NodeId(2)), None);
+    assert_eq!(r.protocol, Protocol::C);
+    assert_eq!(r.meta_disk, MetaDisk::Internal);
+    assert_eq!(r.on_io_error, OnIoError::Detach);
+    assert_eq!(r.key_file, Path::new("/etc/duet/duet.key"));
+    assert_eq!(r.key_file, config.cluster.key_file);
+    assert_eq!(r.verify_alg, VerifyAlg::Crc32c);
+    assert_eq!(
+        r.policies,
+        Policies {
+            after_sb_0pri: After0Pri::DiscardYoungerPrimary,
+            after_sb_1pri: After1Pri::Consensus,
+            after_sb_2pri: After2Pri::Disconnect,
+        }
+    );
+    assert_eq!(r.timeout, Duration::from_secs(5));
+    assert_eq!(r.connect_retry, Duration::from_secs(1));
+    assert_eq!(
+        r.resync,
+        ResyncRates {
+            min: 1 << 20,
+            max: 1 << 30,
+            fill_target: 4 << 20,
+        }
+    );
 }
 
 #[test]
@@ -636,8 +696,11 @@ fn each_broken_replica_is_placed_at_its_line_and_key() {
             "e.g. \"r0\"",
         ),
         (
-            "disk on an unknown node",
-            ("node2 = \"/dev/sdb1\"", "node3 = \"/dev/sdb1\""),
+            "disk on an unknown node: its address is not asked for",
+            (
+                "node2 = \"/dev/sdb1\" }\naddress = { node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }",
+                "node3 = \"/dev/sdb1\" }\naddress = { node1 = \"203.0.113.1\" }",
+            ),
             "disk = ",
             "replica[0].disk.node3",
             "no node is named \"node3\"",
@@ -662,7 +725,7 @@ fn each_broken_replica_is_placed_at_its_line_and_key() {
         (
             "no disks at all",
             (
-                "disk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\" }",
+                "disk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\" }\naddress = { node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }",
                 "disk = {}",
             ),
             "disk = {}",
@@ -706,12 +769,12 @@ fn each_broken_replica_is_placed_at_its_line_and_key() {
             "not a disk",
         ),
         (
-            "replication settings are not there yet",
-            ("name = \"r0\"", "name = \"r0\"\nprotocol = \"C\""),
-            "protocol = ",
-            "replica[0].protocol",
-            "unknown field `protocol`",
-            "`nbd-socket`",
+            "a misspelt key: the hint lists the replication keys too",
+            ("name = \"r0\"", "name = \"r0\"\nprotocl = \"C\""),
+            "protocl = ",
+            "replica[0].protocl",
+            "unknown field `protocl`",
+            "`after-sb-0pri`",
         ),
     ];
     for (what, (from, to), line_with, key, message, hint) in cases {
@@ -839,7 +902,11 @@ fn two_replicas_may_not_share_a_name_device_socket_or_disk() {
 fn a_replica_on_one_node_only_is_a_warning() {
     let text = format!(
         "{BASE}{}",
-        REPLICA.replacen(", node2 = \"/dev/sdb1\"", "", 1)
+        REPLICA.replacen(", node2 = \"/dev/sdb1\"", "", 1).replacen(
+            ", node2 = \"203.0.113.2\"",
+            "",
+            1
+        )
     );
     let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
     let got: Vec<(usize, &str, &str)> = loaded
@@ -857,4 +924,648 @@ fn a_replica_on_one_node_only_is_a_warning() {
     );
     let r = &loaded.config.replicas[0];
     assert_eq!(r.disks, [Some(PathBuf::from("/dev/sdb")), None]);
+    assert_eq!(r.addresses, [socket("203.0.113.1:7788"), None]);
+    assert_eq!(r.peer(NodeId(0)), None);
+}
+
+/// BASE with a third node, for the rules about nodes without a disk.
+fn base3() -> String {
+    format!(
+        "{BASE}\n[[node]]\nname = \"node3\"\n\
+         address = {{ crossover = \"203.0.113.3\", public = \"198.51.100.3\" }}\n"
+    )
+}
+
+/// `text` must fail with exactly one error: at the last line containing
+/// `line_with` (the replica under test comes last), at `key`, with
+/// `message` and `hint` in it.
+fn assert_one_error(what: &str, text: &str, line_with: &str, key: &str, message: &str, hint: &str) {
+    let errors = errors_of(text);
+    assert_eq!(errors.len(), 1, "{what}: {errors:#?}");
+    let e = &errors[0];
+    let at = text
+        .rfind(line_with)
+        .unwrap_or_else(|| panic!("{what}: {line_with:?} not in the text"));
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (line_at(text, at), key),
+        "{what}: {e}"
+    );
+    assert!(e.message.contains(message), "{what}: {e}");
+    assert!(
+        e.hint.as_deref().unwrap_or_default().contains(hint),
+        "{what}: {e}"
+    );
+}
+
+#[test]
+fn written_replication_settings_replace_the_defaults() {
+    let replica = REPLICA
+        .replacen(
+            "name = \"r0\"",
+            "name = \"r0\"\nport = 7000\nprotocol = \"A\"\nmeta-disk = \"/dev/sdc1\"\n\
+             on-io-error = \"pass-on\"\nkey-file = \"keys/r0.key\"\nverify-alg = \"sha256\"\n\
+             after-sb-0pri = \"discard-node-node2\"\nafter-sb-1pri = \"violently-as0p\"\n\
+             after-sb-2pri = \"violently-as0p\"\ntimeout = \"10m\"\nconnect-retry = \"250ms\"",
+            1,
+        )
+        .replacen("node2 = \"203.0.113.2\"", "node2 = \"2001:db8::2\"", 1)
+        + "\n[replica.resync]\nrate-min = \"512K\"\nrate-max = 104857600\nfill-target = \"1536K\"\n";
+    let text = format!("{BASE}{replica}");
+    let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let r = &loaded.config.replicas[0];
+    assert_eq!(
+        r.addresses,
+        [socket("203.0.113.1:7000"), socket("[2001:db8::2]:7000")]
+    );
+    assert_eq!(r.protocol, Protocol::A);
+    assert_eq!(r.meta_disk, MetaDisk::External("/dev/sdc1".into()));
+    assert_eq!(r.on_io_error, OnIoError::PassOn);
+    // Relative to the config file's folder, like the cluster's.
+    assert_eq!(r.key_file, Path::new("/etc/duet/keys/r0.key"));
+    assert_eq!(r.verify_alg, VerifyAlg::Sha256);
+    assert_eq!(
+        r.policies,
+        Policies {
+            after_sb_0pri: After0Pri::DiscardNode("node2".into()),
+            after_sb_1pri: After1Pri::ViolentlyAs0p,
+            after_sb_2pri: After2Pri::ViolentlyAs0p,
+        }
+    );
+    assert_eq!(r.timeout, Duration::from_secs(600));
+    assert_eq!(r.connect_retry, Duration::from_millis(250));
+    assert_eq!(
+        r.resync,
+        ResyncRates {
+            min: 512 << 10,
+            max: 100 << 20,
+            fill_target: 1536 << 10,
+        }
+    );
+}
+
+#[test]
+fn every_spelling_of_every_choice_is_read() {
+    type Read = fn(&Replica) -> String;
+    let protocol: Read = |r| r.protocol.to_string();
+    let on_io_error: Read = |r| r.on_io_error.to_string();
+    let verify_alg: Read = |r| r.verify_alg.to_string();
+    let sb0: Read = |r| format!("{:?}", r.policies.after_sb_0pri);
+    let sb1: Read = |r| format!("{:?}", r.policies.after_sb_1pri);
+    let sb2: Read = |r| format!("{:?}", r.policies.after_sb_2pri);
+    let meta: Read = |r| r.meta_disk.to_string();
+    // (line added to the replica, what the model shows)
+    let cases: [(&str, Read, &str); 23] = [
+        ("protocol = \"A\"", protocol, "A"),
+        ("protocol = \"B\"", protocol, "B"),
+        ("protocol = \"C\"", protocol, "C"),
+        ("meta-disk = \"internal\"", meta, "internal"),
+        ("meta-disk = \"/srv/duet/r0.md\"", meta, "/srv/duet/r0.md"),
+        ("on-io-error = \"detach\"", on_io_error, "detach"),
+        ("on-io-error = \"pass-on\"", on_io_error, "pass-on"),
+        ("verify-alg = \"crc32c\"", verify_alg, "crc32c"),
+        ("verify-alg = \"sha256\"", verify_alg, "sha256"),
+        ("after-sb-0pri = \"disconnect\"", sb0, "Disconnect"),
+        (
+            "after-sb-0pri = \"discard-younger-primary\"",
+            sb0,
+            "DiscardYoungerPrimary",
+        ),
+        (
+            "after-sb-0pri = \"discard-older-primary\"",
+            sb0,
+            "DiscardOlderPrimary",
+        ),
+        (
+            "after-sb-0pri = \"discard-zero-changes\"",
+            sb0,
+            "DiscardZeroChanges",
+        ),
+        (
+            "after-sb-0pri = \"discard-least-changes\"",
+            sb0,
+            "DiscardLeastChanges",
+        ),
+        (
+            "after-sb-0pri = \"discard-node-node1\"",
+            sb0,
+            "DiscardNode(\"node1\")",
+        ),
+        ("after-sb-1pri = \"disconnect\"", sb1, "Disconnect"),
+        ("after-sb-1pri = \"consensus\"", sb1, "Consensus"),
+        (
+            "after-sb-1pri = \"discard-secondary\"",
+            sb1,
+            "DiscardSecondary",
+        ),
+        ("after-sb-1pri = \"violently-as0p\"", sb1, "ViolentlyAs0p"),
+        ("after-sb-2pri = \"disconnect\"", sb2, "Disconnect"),
+        ("after-sb-2pri = \"violently-as0p\"", sb2, "ViolentlyAs0p"),
+        // Sizes: a bare number is bytes, in a string or as a TOML integer.
+        (
+            "resync = { rate-min = \"4096\" }",
+            |r| r.resync.min.to_string(),
+            "4096",
+        ),
+        (
+            "resync = { rate-min = 4096 }",
+            |r| r.resync.min.to_string(),
+            "4096",
+        ),
+    ];
+    for (line, read, want) in cases {
+        let replica = REPLICA.replacen("name = \"r0\"", &format!("name = \"r0\"\n{line}"), 1);
+        let text = format!("{BASE}{replica}");
+        let config = parse(&text, path())
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+            .config;
+        assert_eq!(read(&config.replicas[0]), want, "{line}");
+    }
+}
+
+#[test]
+fn each_bad_replication_setting_is_placed_at_its_line_and_key() {
+    let add = |line: &str| {
+        (
+            "name = \"r0\"".to_string(),
+            format!("name = \"r0\"\n{line}"),
+        )
+    };
+    let resync = |lines: &str| {
+        (
+            "203.0.113.2\" }\n".to_string(),
+            format!("203.0.113.2\" }}\n\n[replica.resync]\n{lines}\n"),
+        )
+    };
+    let edit = |from: &str, to: &str| (from.to_string(), to.to_string());
+    // (what, edit of REPLICA, text on the error's line, key, message, hint)
+    let cases = [
+        (
+            "unknown protocol",
+            add("protocol = \"D\""),
+            "protocol = ",
+            "replica[0].protocol",
+            "\"D\" is not a protocol",
+            "\"A\", \"B\" or \"C\" (default \"C\")",
+        ),
+        (
+            "meta-disk neither internal nor a path",
+            add("meta-disk = \"external\""),
+            "meta-disk = ",
+            "replica[0].meta-disk",
+            "\"external\" is not an absolute path",
+            "\"internal\" (at the end of the disk), or an absolute path",
+        ),
+        (
+            "meta-disk on the replica's own disk",
+            add("meta-disk = \"/dev/sdb1\""),
+            "meta-disk = ",
+            "replica[0].meta-disk",
+            "/dev/sdb1 is replica[0]'s disk on node2: the metadata would overwrite its data",
+            "of its own",
+        ),
+        (
+            "unknown on-io-error",
+            add("on-io-error = \"panic\""),
+            "on-io-error = ",
+            "replica[0].on-io-error",
+            "\"panic\" is not an on-io-error policy",
+            "\"detach\" or \"pass-on\" (default \"detach\")",
+        ),
+        (
+            "empty key-file",
+            add("key-file = \" \""),
+            "key-file = ",
+            "replica[0].key-file",
+            "an empty key-file names no file",
+            "leave key-file out to use the cluster's",
+        ),
+        (
+            "unknown verify-alg",
+            add("verify-alg = \"md5\""),
+            "verify-alg = ",
+            "replica[0].verify-alg",
+            "\"md5\" is not a verify algorithm",
+            "\"crc32c\" or \"sha256\" (default \"crc32c\")",
+        ),
+        (
+            "unknown after-sb-0pri: the hint names the replica's nodes",
+            add("after-sb-0pri = \"discard-everything\""),
+            "after-sb-0pri = ",
+            "replica[0].after-sb-0pri",
+            "\"discard-everything\" is not an after-sb-0pri policy",
+            "\"discard-least-changes\", \"discard-node-node1\" or \"discard-node-node2\" \
+             (default \"discard-younger-primary\")",
+        ),
+        (
+            "discard-node with an unknown node",
+            add("after-sb-0pri = \"discard-node-node9\""),
+            "after-sb-0pri = ",
+            "replica[0].after-sb-0pri",
+            "\"discard-node-node9\": no node is named \"node9\"",
+            "\"discard-node-node1\" or \"discard-node-node2\"",
+        ),
+        (
+            "discard-node with a node without a disk",
+            add("after-sb-0pri = \"discard-node-node3\""),
+            "after-sb-0pri = ",
+            "replica[0].after-sb-0pri",
+            "\"discard-node-node3\": node3 has no disk for this replica",
+            "\"discard-node-node1\" or \"discard-node-node2\"",
+        ),
+        (
+            "a 0pri policy as after-sb-1pri",
+            add("after-sb-1pri = \"discard-younger-primary\""),
+            "after-sb-1pri = ",
+            "replica[0].after-sb-1pri",
+            "\"discard-younger-primary\" is not an after-sb-1pri policy",
+            "\"disconnect\", \"consensus\", \"discard-secondary\" or \"violently-as0p\" \
+             (default \"consensus\")",
+        ),
+        (
+            "a 1pri policy as after-sb-2pri",
+            add("after-sb-2pri = \"consensus\""),
+            "after-sb-2pri = ",
+            "replica[0].after-sb-2pri",
+            "\"consensus\" is not an after-sb-2pri policy",
+            "\"disconnect\" or \"violently-as0p\" (default \"disconnect\")",
+        ),
+        (
+            "zero timeout",
+            add("timeout = \"0s\""),
+            "timeout = ",
+            "replica[0].timeout",
+            "timeout 0ms would drop the peer at once",
+            "a duration above 0ms and at most 10m (default 5s)",
+        ),
+        (
+            "timeout over ten minutes",
+            add("timeout = \"601s\""),
+            "timeout = ",
+            "replica[0].timeout",
+            "timeout (601s) is longer than 10m",
+            "at most 10m",
+        ),
+        (
+            "timeout without a unit",
+            add("timeout = \"5\""),
+            "timeout = ",
+            "replica[0].timeout",
+            "\"5\" has no unit",
+            "durations need a unit",
+        ),
+        (
+            "zero connect-retry",
+            add("connect-retry = \"0ms\""),
+            "connect-retry = ",
+            "replica[0].connect-retry",
+            "connect-retry 0ms would retry without a pause",
+            "a duration above 0ms (default 1s)",
+        ),
+        (
+            "port 0",
+            add("port = 0"),
+            "port = ",
+            "replica[0].port",
+            "port 0 is not a port",
+            "1 to 65535, the same on all nodes (default 7788",
+        ),
+        (
+            "port out of range: a type error, from serde",
+            add("port = 70000"),
+            "port = ",
+            "replica[0].port",
+            "invalid value: integer `70000`",
+            "a whole number from 0 to 65535",
+        ),
+        (
+            "address that is not an IP address",
+            edit("node2 = \"203.0.113.2\"", "node2 = \"node2.lab\""),
+            "address = ",
+            "replica[0].address.node2",
+            "\"node2.lab\" is not an IP address",
+            "e.g. \"203.0.113.1\"",
+        ),
+        (
+            "address that is not a host's",
+            edit("node2 = \"203.0.113.2\"", "node2 = \"::\""),
+            "address = ",
+            "replica[0].address.node2",
+            ":: is not a host address",
+            "IPv4 or IPv6",
+        ),
+        (
+            "address of an unknown node",
+            edit(
+                "node2 = \"203.0.113.2\"",
+                "node2 = \"203.0.113.2\", node9 = \"203.0.113.9\"",
+            ),
+            "address = ",
+            "replica[0].address.node9",
+            "no node is named \"node9\"",
+            "a node with a disk for this replica: \"node1\", \"node2\"",
+        ),
+        (
+            "address of a node without a disk",
+            edit(
+                "node2 = \"203.0.113.2\"",
+                "node2 = \"203.0.113.2\", node3 = \"203.0.113.3\"",
+            ),
+            "address = ",
+            "replica[0].address.node3",
+            "node3 has no disk for this replica",
+            "addresses only for the nodes with a disk: \"node1\", \"node2\"",
+        ),
+        (
+            "no address for a node with a disk",
+            edit(", node2 = \"203.0.113.2\"", ""),
+            "address = ",
+            "replica[0].address.node2",
+            "no replication address for node2, which has a disk",
+            "add node2 = \"IP\" to this replica's address table",
+        ),
+        (
+            "two nodes at one address",
+            edit("node2 = \"203.0.113.2\"", "node2 = \"203.0.113.1\""),
+            "address = ",
+            "replica[0].address.node2",
+            "203.0.113.1 is also node1's replication address",
+            "an address of this node's own",
+        ),
+        (
+            "three disks",
+            edit(
+                "node2 = \"/dev/sdb1\" }\naddress = { node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }",
+                "node2 = \"/dev/sdb1\", node3 = \"/dev/sdb\" }\n\
+                 address = { node1 = \"203.0.113.1\", node2 = \"203.0.113.2\", node3 = \"203.0.113.3\" }",
+            ),
+            "disk = ",
+            "replica[0].disk",
+            "3 nodes have a disk, but a replica has exactly two disks for now",
+            "disks on two nodes",
+        ),
+        (
+            "a decimal size",
+            resync("rate-min = \"1.5M\""),
+            "rate-min = ",
+            "replica[0].resync.rate-min",
+            "\"1.5M\" is not a whole number with an optional suffix",
+            "the suffix K, M or G (KiB, MiB, GiB)",
+        ),
+        (
+            "an unknown suffix",
+            resync("rate-max = \"1T\""),
+            "rate-max = ",
+            "replica[0].resync.rate-max",
+            "\"1T\" has an unknown suffix",
+            "the suffix K, M or G",
+        ),
+        (
+            "a negative integer size",
+            resync("rate-min = -1"),
+            "rate-min = ",
+            "replica[0].resync.rate-min",
+            "sizes cannot be negative",
+            "e.g. \"4M\"",
+        ),
+        (
+            "an overflowing size",
+            resync("fill-target = \"99999999999G\""),
+            "fill-target = ",
+            "replica[0].resync.fill-target",
+            "\"99999999999G\" is too large",
+            "e.g. \"4M\"",
+        ),
+        (
+            "a zero size",
+            resync("fill-target = \"0\""),
+            "fill-target = ",
+            "replica[0].resync.fill-target",
+            "0 would stall a resync",
+            "a size above 0 (default 4M)",
+        ),
+        (
+            "a float size: a type error, from serde",
+            resync("rate-min = 1.5"),
+            "rate-min = ",
+            "replica[0].resync.rate-min",
+            "invalid type: floating point `1.5`",
+            "a size such as \"4M\", or a whole number of bytes",
+        ),
+        (
+            "rate-min above the default rate-max: at rate-min",
+            resync("rate-min = \"2G\""),
+            "rate-min = ",
+            "replica[0].resync.rate-min",
+            "rate-min (2G) is above rate-max (1G)",
+            "at most rate-max, 1G",
+        ),
+        (
+            "rate-max below the default rate-min: at rate-max",
+            resync("rate-max = \"512K\""),
+            "rate-max = ",
+            "replica[0].resync.rate-max",
+            "rate-min (1M) is above rate-max (512K)",
+            "at least rate-min, 1M",
+        ),
+        (
+            "both written, rate-min above rate-max: at rate-min",
+            resync("rate-max = \"4M\"\nrate-min = \"8M\""),
+            "rate-min = ",
+            "replica[0].resync.rate-min",
+            "rate-min (8M) is above rate-max (4M)",
+            "at most rate-max, 4M",
+        ),
+        (
+            "unknown resync key",
+            resync("rate = \"1M\""),
+            "rate = ",
+            "replica[0].resync.rate",
+            "unknown field `rate`",
+            "`rate-min`, `rate-max`, `fill-target`",
+        ),
+    ];
+    let base = base3();
+    for (what, (from, to), line_with, key, message, hint) in cases {
+        let replica = REPLICA.replacen(&from, &to, 1);
+        assert_ne!(replica, REPLICA, "{what}: the edit did not apply");
+        let text = format!("{base}{replica}");
+        assert_one_error(what, &text, line_with, key, message, hint);
+    }
+}
+
+#[test]
+fn a_replica_without_addresses_is_told_each_one_at_its_header() {
+    let replica = REPLICA.replacen(
+        "address = { node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }\n",
+        "",
+        1,
+    );
+    let text = format!("{BASE}{replica}");
+    let errors = errors_of(&text);
+    let got: Vec<(usize, &str, &str)> = errors
+        .iter()
+        .map(|e| (e.line, e.key.as_str(), e.message.as_str()))
+        .collect();
+    let header = line_of(&text, "[[replica]]");
+    assert_eq!(
+        got,
+        [
+            (
+                header,
+                "replica[0].address.node1",
+                "no replication address for node1, which has a disk"
+            ),
+            (
+                header,
+                "replica[0].address.node2",
+                "no replication address for node2, which has a disk"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn two_replicas_may_not_listen_on_the_same_address_and_port() {
+    let second = |extra: &str, address: &str| {
+        REPLICA
+            .replacen("name = \"r0\"", &format!("name = \"r1\"{extra}"), 1)
+            .replacen(
+                "node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\"",
+                "node1 = \"/dev/sdc\", node2 = \"/dev/sdc\"",
+                1,
+            )
+            .replacen(
+                "address = { node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }",
+                address,
+                1,
+            )
+    };
+    let crossover = "address = { node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }";
+    // A written port on r0's default: once, at r1's port.
+    let text = format!("{BASE}{REPLICA}{}", second("\nport = 7788", crossover));
+    assert_one_error(
+        "a written port",
+        &text,
+        "port = 7788",
+        "replica[1].port",
+        "port 7788 is also replica[0]'s on 203.0.113.1",
+        "a port no other replica uses on 203.0.113.1",
+    );
+    // r0 written on r1's default: at r1's header, since r1 wrote no port.
+    let first = REPLICA.replacen("name = \"r0\"", "name = \"r0\"\nport = 7789", 1);
+    let text = format!("{BASE}{first}{}", second("", crossover));
+    assert_one_error(
+        "a default port",
+        &text,
+        "[[replica]]",
+        "replica[1].port",
+        "port 7789 (the default) is also replica[0]'s on 203.0.113.1",
+        "a port no other replica uses",
+    );
+    // The same port on other addresses is fine, and defaults count up.
+    let public = "address = { node1 = \"198.51.100.1\", node2 = \"198.51.100.2\" }";
+    let text = format!("{BASE}{REPLICA}{}", second("\nport = 7788", public));
+    let config = parse(&text, path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(
+        config.replicas[1].address(NodeId(0)),
+        socket("198.51.100.1:7788")
+    );
+    let text = format!("{BASE}{REPLICA}{}", second("", crossover));
+    let config = parse(&text, path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(
+        config.replicas[1].address(NodeId(1)),
+        socket("203.0.113.2:7789")
+    );
+}
+
+#[test]
+fn external_metadata_is_never_a_disk_or_another_replicas_metadata() {
+    let second = |meta: &str| {
+        REPLICA
+            .replacen(
+                "name = \"r0\"",
+                &format!("name = \"r1\"\nmeta-disk = \"{meta}\""),
+                1,
+            )
+            .replacen(
+                "node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\"",
+                "node1 = \"/dev/sdc\", node2 = \"/dev/sdc\"",
+                1,
+            )
+            .replacen("\"203.0.113.1\"", "\"198.51.100.1\"", 1)
+            .replacen("\"203.0.113.2\"", "\"198.51.100.2\"", 1)
+    };
+    let first = REPLICA.replacen(
+        "name = \"r0\"",
+        "name = \"r0\"\nmeta-disk = \"/dev/sdd\"",
+        1,
+    );
+    let text = format!("{BASE}{first}{}", second("/dev/sdd"));
+    assert_one_error(
+        "shared metadata",
+        &text,
+        "meta-disk = ",
+        "replica[1].meta-disk",
+        "/dev/sdd is also replica[0].meta-disk: each replica needs metadata of its own",
+        "of its own",
+    );
+    let text = format!("{BASE}{REPLICA}{}", second("/dev/sdb"));
+    assert_one_error(
+        "metadata on another replica's disk",
+        &text,
+        "meta-disk = ",
+        "replica[1].meta-disk",
+        "/dev/sdb is replica[0]'s disk on node1",
+        "of its own",
+    );
+    let text = format!("{BASE}{REPLICA}{}", second("/dev/duet/r0"));
+    assert_one_error(
+        "metadata on another replica's device",
+        &text,
+        "meta-disk = ",
+        "replica[1].meta-disk",
+        "/dev/duet/r0 is also replica[0].device",
+        "of its own",
+    );
+}
+
+#[test]
+fn bad_replication_settings_come_together_with_all_other_errors() {
+    let replica = REPLICA
+        .replacen(
+            "name = \"r0\"",
+            "name = \"r0\"\nprotocol = \"D\"\ntimeout = \"0s\"",
+            1,
+        )
+        .replacen(", node2 = \"203.0.113.2\"", "", 1)
+        + "\n[replica.resync]\nrate-min = \"1.5M\"\n";
+    let text = format!(
+        "{}{replica}",
+        BASE.replacen("deadtime = \"1s\"", "deadtime = \"500ms\"", 1)
+    );
+    let errors = errors_of(&text);
+    let got: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (line_of(&text, "deadtime = "), "timings.deadtime"),
+            (line_of(&text, "protocol = "), "replica[0].protocol"),
+            (line_of(&text, "timeout = "), "replica[0].timeout"),
+            (
+                line_of(&text, "address = { node1 = \"203.0.113.1\" }"),
+                "replica[0].address.node2"
+            ),
+            (line_of(&text, "rate-min = "), "replica[0].resync.rate-min"),
+        ],
+        "{}",
+        ConfigErrors {
+            errors: errors.clone()
+        }
+    );
 }

@@ -9,11 +9,17 @@ use std::time::Duration;
 use super::duration;
 use super::error::Issue;
 use super::locate::KeyPath;
-use super::model::{Cluster, Config, DEFAULT_PORT, Link, LinkMode, Node, Ping, Replica, Timings};
+use super::model::{
+    Cluster, Config, DEFAULT_PORT, Link, LinkMode, MetaDisk, Node, Ping, Replica, Timings,
+};
 use super::raw::{
     RawCluster, RawConfig, RawLink, RawMode, RawNode, RawPing, RawReplica, RawTimings,
 };
 use crate::membership::auth::AuthAlgorithm;
+
+mod replica;
+
+use replica::{Endpoints, Replication};
 
 /// Longest cluster or node name; the wire format carries at most this many
 /// bytes (`membership::wire::MAX_NAME`).
@@ -46,7 +52,16 @@ pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
     let links = check.links(&raw.link, &root.key("link"));
     let nodes = check.nodes(&raw.node, &raw.link, &links, &root.key("node"));
     let ping = check.ping(raw.ping.unwrap_or_default(), &root.key("ping"));
-    let replicas = check.replicas(&raw.replica, &raw.node, &root.key("replica"));
+    // Without a [cluster] there is already an error, and no Config to use
+    // the replicas' key file in.
+    let cluster_key = cluster.as_ref().map(|c| c.key_file.clone());
+    let replicas = check.replicas(
+        &raw.replica,
+        &raw.node,
+        cluster_key.as_deref().unwrap_or(Path::new("")),
+        path,
+        &root.key("replica"),
+    );
     match (cluster, timings, ping) {
         (Some(cluster), Some(timings), Some(ping)) if check.errors.is_empty() => Ok(Validated {
             config: Config {
@@ -118,9 +133,7 @@ impl Check {
                 );
                 Default::default()
             }
-            // `parent()` of a bare "duet.toml" is "", and "".join(x) is x:
-            // relative to the working directory, as the config path itself.
-            Some(file) => path.parent().unwrap_or(Path::new("")).join(file),
+            Some(file) => beside(path, file),
         };
         if raw.auth == AuthAlgorithm::Crc && !raw.allow_insecure_crc {
             self.error(
@@ -541,7 +554,16 @@ impl Check {
         }
     }
 
-    fn replicas(&mut self, raw: &[RawReplica], nodes: &[RawNode], key: &KeyPath) -> Vec<Replica> {
+    /// `cluster_key` is the cluster's key file, the replicas' default;
+    /// `path` the config file's, for relative key files.
+    fn replicas(
+        &mut self,
+        raw: &[RawReplica],
+        nodes: &[RawNode],
+        cluster_key: &Path,
+        path: &Path,
+        key: &KeyPath,
+    ) -> Vec<Replica> {
         let node_names: Vec<&str> = nodes.iter().filter_map(|n| n.name.as_deref()).collect();
         let mut first_name: HashMap<&str, usize> = HashMap::new();
         // Devices and sockets share one map: a device at another replica's
@@ -550,6 +572,8 @@ impl Check {
         // (node index, disk) -> first replica using it.
         let mut first_disk: HashMap<(usize, PathBuf), usize> = HashMap::new();
         let mut devices: Vec<(KeyPath, PathBuf)> = Vec::new();
+        let mut meta_disks: Vec<(KeyPath, PathBuf)> = Vec::new();
+        let mut endpoints = Endpoints::default();
         let mut replicas = Vec::with_capacity(raw.len());
         for (i, r) in raw.iter().enumerate() {
             let key = key.index(i);
@@ -643,27 +667,65 @@ impl Check {
                 ),
                 _ => {}
             }
+            // Nodes named in `disk` that exist, in file order: the ones a
+            // replication address, the peer and discard-node-NAME refer to.
+            let mut disk_nodes: Vec<&str> = Vec::new();
+            for node in &node_names {
+                // A duplicate node name has its own error; counted twice
+                // here it would also read as a third disk.
+                if r.disk.contains_key(*node) && !disk_nodes.contains(node) {
+                    disk_nodes.push(node);
+                }
+            }
+            if disk_nodes.len() > 2 {
+                self.error(
+                    key.key("disk"),
+                    format!(
+                        "{} nodes have a disk, but a replica has exactly two disks for now",
+                        disk_nodes.len()
+                    ),
+                    "disks on two nodes; the others hold no copy (tie-breakers)",
+                );
+            }
+            let port = self.replica_port(r.port, i, &key);
+            let addresses =
+                self.replica_addresses(r, nodes, &disk_nodes, port, &key, &mut endpoints);
+            let Replication {
+                protocol,
+                meta_disk,
+                on_io_error,
+                key_file,
+                verify_alg,
+                policies,
+                timeout,
+                connect_retry,
+                resync,
+            } = self.replication(r, &node_names, &disk_nodes, cluster_key, path, &key);
+            if let MetaDisk::External(meta) = &meta_disk {
+                meta_disks.push((key.key("meta-disk"), meta.clone()));
+            }
             replicas.push(Replica {
                 name,
                 device: device.unwrap_or_default(),
                 disks,
                 nbd_socket: nbd_socket.unwrap_or_default(),
+                addresses,
+                protocol,
+                meta_disk,
+                on_io_error,
+                key_file,
+                verify_alg,
+                policies,
+                timeout,
+                connect_retry,
+                resync,
             });
         }
         // duetd replaces whatever is at `device` with its own link, and
         // removes it on detach: pointed at a disk, that deletes the disk's
         // device node on the primary.
         for (device_key, device) in devices {
-            // The first replica and node, not whichever the hash map holds
-            // first: the message must not change from run to run.
-            let clash = first_disk
-                .iter()
-                .filter(|((_, disk), _)| *disk == device)
-                .map(|((n, _), j)| (*j, *n))
-                .min();
-            if let Some((j, n)) = clash {
-                let node = nodes.get(n).and_then(|x| x.name.as_deref());
-                let node = node.unwrap_or_default();
+            if let Some((j, node)) = disk_user(&first_disk, &device, nodes) {
                 self.error(
                     device_key,
                     format!(
@@ -674,6 +736,7 @@ impl Check {
                 );
             }
         }
+        self.meta_disk_clashes(&meta_disks, &first_disk, &first_path, nodes);
         replicas
     }
 
@@ -789,6 +852,30 @@ const ADDRESS_HINT: &str = "this node's IPv4 or IPv6 address on the link, e.g. \
 const REPLICA_NAME_HINT: &str = "1 to 32 characters of A-Z a-z 0-9 _ -, e.g. \"r0\"";
 const DISK_HINT: &str =
     "an absolute path of a disk or file on that node, e.g. \"/dev/sdb\" or \"/srv/duet/r0.img\"";
+
+/// A file named in the config at `path`, `file` resolved against its folder.
+/// `parent()` of a bare "duet.toml" is "", and "".join(x) is x: relative to
+/// the working directory, as the config path itself.
+fn beside(path: &Path, file: &str) -> PathBuf {
+    path.parent().unwrap_or(Path::new("")).join(file)
+}
+
+/// The replica and node whose disk is at `path`, if any. The first replica
+/// and node, not whichever the hash map holds first: messages must not
+/// change from run to run.
+fn disk_user<'n>(
+    first_disk: &HashMap<(usize, PathBuf), usize>,
+    path: &Path,
+    nodes: &'n [RawNode],
+) -> Option<(usize, &'n str)> {
+    let (j, n) = first_disk
+        .iter()
+        .filter(|((_, disk), _)| disk == path)
+        .map(|((n, _), j)| (*j, *n))
+        .min()?;
+    let node = nodes.get(n).and_then(|x| x.name.as_deref());
+    Some((j, node.unwrap_or_default()))
+}
 
 fn valid_name(name: &str, max: usize, allowed: impl Fn(char) -> bool) -> bool {
     !name.is_empty() && name.len() <= max && name.chars().all(allowed)

@@ -1,0 +1,616 @@
+//! The replication settings of a `[[replica]]`, modelled on DRBD's resource
+//! settings: addresses and port, protocol, metadata, split-brain policies,
+//! timeouts, resync rates. Part of `validate`, with the same rule: report
+//! every problem at once, each with what would be valid.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Check, beside, disk_user, quoted_list};
+use crate::config::duration;
+use crate::config::locate::KeyPath;
+use crate::config::model::{
+    DEFAULT_REPLICA_PORT, MetaDisk, OnIoError, Protocol, ResyncRates, VerifyAlg,
+};
+use crate::config::raw::{RawNode, RawReplica, RawResync, RawSize};
+use crate::config::size::{self, SIZE_HINT, SizeError};
+use crate::replication::split_brain::{After0Pri, After1Pri, After2Pri, Policies};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Under protocol C a write waits for the peer: a peer that hangs without
+/// closing the connection stalls the application's writes until it is
+/// dropped. Longer than this is a hang, not a timeout.
+const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(1);
+
+/// The after-sb-0pri policies spelt as one word; discard-node-NAME is
+/// checked apart, against the replica's nodes.
+const AFTER_SB_0PRI: [(&str, After0Pri); 5] = [
+    ("disconnect", After0Pri::Disconnect),
+    ("discard-younger-primary", After0Pri::DiscardYoungerPrimary),
+    ("discard-older-primary", After0Pri::DiscardOlderPrimary),
+    ("discard-zero-changes", After0Pri::DiscardZeroChanges),
+    ("discard-least-changes", After0Pri::DiscardLeastChanges),
+];
+const AFTER_SB_1PRI: [(&str, After1Pri); 4] = [
+    ("disconnect", After1Pri::Disconnect),
+    ("consensus", After1Pri::Consensus),
+    ("discard-secondary", After1Pri::DiscardSecondary),
+    ("violently-as0p", After1Pri::ViolentlyAs0p),
+];
+const AFTER_SB_2PRI: [(&str, After2Pri); 2] = [
+    ("disconnect", After2Pri::Disconnect),
+    ("violently-as0p", After2Pri::ViolentlyAs0p),
+];
+
+const PORT_HINT: &str =
+    "1 to 65535, the same on all nodes (default 7788 + the replica's index in the file)";
+const REPLICATION_ADDRESS_HINT: &str =
+    "the node's IPv4 or IPv6 address for replication, e.g. \"203.0.113.1\"";
+const META_DISK_HINT: &str = "\"internal\" (at the end of the disk), or an absolute path of a \
+     device or file of its own for the metadata, e.g. \"/dev/sdc1\"";
+const KEY_FILE_HINT: &str = "a path to the replication key, e.g. \"repl.key\" (create it with \
+     `duetctl keygen`), or leave key-file out to use the cluster's";
+
+/// Who listens where: each replication address and port taken so far, so
+/// that no two replication links are bound to the same socket.
+#[derive(Default)]
+pub(super) struct Endpoints(HashMap<SocketAddr, Endpoint>);
+
+struct Endpoint {
+    /// `replica[N]`.
+    replica: KeyPath,
+    node: String,
+}
+
+/// The settings of `model::Replica` that are checked here, beyond the disks
+/// and addresses.
+pub(super) struct Replication {
+    pub protocol: Protocol,
+    pub meta_disk: MetaDisk,
+    pub on_io_error: OnIoError,
+    pub key_file: PathBuf,
+    pub verify_alg: VerifyAlg,
+    pub policies: Policies,
+    pub timeout: Duration,
+    pub connect_retry: Duration,
+    pub resync: ResyncRates,
+}
+
+impl Check {
+    /// The replication port as written, else 7788 + the replica's index.
+    /// `key` is the replica's.
+    pub(super) fn replica_port(
+        &mut self,
+        written: Option<u16>,
+        index: usize,
+        key: &KeyPath,
+    ) -> u16 {
+        // Over 57747 replicas leave no default: absurd, but input all the
+        // same, and no reason to panic.
+        let default = u16::try_from(index)
+            .ok()
+            .and_then(|i| DEFAULT_REPLICA_PORT.checked_add(i));
+        let port = match (written, default) {
+            (Some(port), _) => port,
+            (None, Some(port)) => port,
+            (None, None) => {
+                self.error(
+                    key.key("port"),
+                    format!("no default port is left for replica[{index}]"),
+                    PORT_HINT,
+                );
+                return 0;
+            }
+        };
+        if port == 0 {
+            self.error(key.key("port"), "port 0 is not a port", PORT_HINT);
+        }
+        port
+    }
+
+    /// Each node's replication address with `port`, indexed like `nodes`.
+    /// Every node with a disk needs one; a node without a disk has no use
+    /// for one, so an address there is a mistake (a misspelt name, say).
+    /// `disk_nodes` are the nodes with a disk, `key` the replica's.
+    pub(super) fn replica_addresses(
+        &mut self,
+        r: &RawReplica,
+        nodes: &[RawNode],
+        disk_nodes: &[&str],
+        port: u16,
+        key: &KeyPath,
+        endpoints: &mut Endpoints,
+    ) -> Vec<Option<SocketAddr>> {
+        let mut addresses = vec![None; nodes.len()];
+        // One port clash is enough to say: the other node's address would
+        // only repeat it.
+        let mut port_clash = false;
+        for (node, text) in &r.address {
+            let akey = key.key("address").key(node);
+            let Some(n) = nodes
+                .iter()
+                .position(|x| x.name.as_deref() == Some(node.as_str()))
+            else {
+                self.error(
+                    akey,
+                    format!("no node is named {node:?}"),
+                    format!(
+                        "a node with a disk for this replica: {}",
+                        quoted_list(disk_nodes, "no disks")
+                    ),
+                );
+                continue;
+            };
+            if !disk_nodes.contains(&node.as_str()) {
+                self.error(
+                    akey,
+                    format!("{node} has no disk for this replica, so no use for an address"),
+                    format!(
+                        "addresses only for the nodes with a disk: {}",
+                        quoted_list(disk_nodes, "no disks")
+                    ),
+                );
+                continue;
+            }
+            let Some(ip) = self.replication_ip(&akey, text) else {
+                continue;
+            };
+            let at = SocketAddr::new(ip, port);
+            addresses[n] = Some(at);
+            if port == 0 {
+                // Already an error; every clash on it would repeat that.
+                continue;
+            }
+            match endpoints.0.get(&at) {
+                // Two nodes cannot be one host.
+                Some(other) if other.replica == *key => self.error(
+                    akey,
+                    format!("{ip} is also {}'s replication address", other.node),
+                    "an address of this node's own",
+                ),
+                Some(other) if !port_clash => {
+                    port_clash = true;
+                    let whose = if r.port.is_none() {
+                        " (the default)"
+                    } else {
+                        ""
+                    };
+                    self.error(
+                        key.key("port"),
+                        format!("port {port}{whose} is also {}'s on {ip}", other.replica),
+                        format!("a port no other replica uses on {ip}"),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    endpoints.0.insert(
+                        at,
+                        Endpoint {
+                            replica: key.clone(),
+                            node: node.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        for node in disk_nodes {
+            if !r.address.contains_key(*node) {
+                self.error(
+                    key.key("address").key(node),
+                    format!("no replication address for {node}, which has a disk"),
+                    format!("add {node} = \"IP\" to this replica's address table"),
+                );
+            }
+        }
+        addresses
+    }
+
+    fn replication_ip(&mut self, key: &KeyPath, text: &str) -> Option<IpAddr> {
+        match text.parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
+                self.error(
+                    key.clone(),
+                    format!("{ip} is not a host address"),
+                    REPLICATION_ADDRESS_HINT,
+                );
+                None
+            }
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.error(
+                    key.clone(),
+                    format!("{text:?} is not an IP address"),
+                    REPLICATION_ADDRESS_HINT,
+                );
+                None
+            }
+        }
+    }
+
+    /// Everything else of the replica's replication settings. `node_names`
+    /// are all the nodes, `disk_nodes` those with a disk for this replica;
+    /// `cluster_key` is the default key file, `path` the config file's.
+    pub(super) fn replication(
+        &mut self,
+        r: &RawReplica,
+        node_names: &[&str],
+        disk_nodes: &[&str],
+        cluster_key: &Path,
+        path: &Path,
+        key: &KeyPath,
+    ) -> Replication {
+        let protocol = self.choice(
+            key.key("protocol"),
+            r.protocol.as_deref(),
+            "a protocol",
+            &Protocol::ALL.map(|p| (p.name(), p)),
+            Protocol::default(),
+        );
+        let meta_disk = self.meta_disk(key.key("meta-disk"), r.meta_disk.as_deref());
+        let on_io_error = self.choice(
+            key.key("on-io-error"),
+            r.on_io_error.as_deref(),
+            "an on-io-error policy",
+            &OnIoError::ALL.map(|p| (p.name(), p)),
+            OnIoError::default(),
+        );
+        let key_file = self.replica_key_file(
+            key.key("key-file"),
+            r.key_file.as_deref(),
+            cluster_key,
+            path,
+        );
+        let verify_alg = self.choice(
+            key.key("verify-alg"),
+            r.verify_alg.as_deref(),
+            "a verify algorithm",
+            &VerifyAlg::ALL.map(|a| (a.name(), a)),
+            VerifyAlg::default(),
+        );
+        let policies = self.policies(r, node_names, disk_nodes, key);
+        let (timeout, connect_retry) = self.replica_timeouts(r, key);
+        let resync = self.resync(r.resync.as_ref(), &key.key("resync"));
+        Replication {
+            protocol,
+            meta_disk,
+            on_io_error,
+            key_file,
+            verify_alg,
+            policies,
+            timeout,
+            connect_retry,
+            resync,
+        }
+    }
+
+    /// One of `choices` by its name as written, else `default`. `what`
+    /// names the kind for the message, e.g. "a protocol".
+    fn choice<T: Clone + PartialEq>(
+        &mut self,
+        key: KeyPath,
+        written: Option<&str>,
+        what: &str,
+        choices: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(text) = written else {
+            return default;
+        };
+        if let Some(value) = lookup(choices, text) {
+            return value;
+        }
+        let names = choices
+            .iter()
+            .map(|(name, _)| format!("{name:?}"))
+            .collect();
+        self.error(
+            key,
+            format!("{text:?} is not {what}"),
+            choices_hint(names, name_of(choices, &default)),
+        );
+        default
+    }
+
+    fn policies(
+        &mut self,
+        r: &RawReplica,
+        node_names: &[&str],
+        disk_nodes: &[&str],
+        key: &KeyPath,
+    ) -> Policies {
+        let default = Policies::default();
+        Policies {
+            after_sb_0pri: self.after_sb_0pri(
+                key.key("after-sb-0pri"),
+                r.after_sb_0pri.as_deref(),
+                node_names,
+                disk_nodes,
+            ),
+            after_sb_1pri: self.choice(
+                key.key("after-sb-1pri"),
+                r.after_sb_1pri.as_deref(),
+                "an after-sb-1pri policy",
+                &AFTER_SB_1PRI,
+                default.after_sb_1pri,
+            ),
+            after_sb_2pri: self.choice(
+                key.key("after-sb-2pri"),
+                r.after_sb_2pri.as_deref(),
+                "an after-sb-2pri policy",
+                &AFTER_SB_2PRI,
+                default.after_sb_2pri,
+            ),
+        }
+    }
+
+    /// discard-node-NAME must name a node with a disk: both nodes compare
+    /// NAME with their own name, so any other name never matches and the
+    /// policy would quietly disconnect every time.
+    fn after_sb_0pri(
+        &mut self,
+        key: KeyPath,
+        written: Option<&str>,
+        node_names: &[&str],
+        disk_nodes: &[&str],
+    ) -> After0Pri {
+        let default = Policies::default().after_sb_0pri;
+        let Some(text) = written else {
+            return default;
+        };
+        let discard_nodes: Vec<String> = disk_nodes
+            .iter()
+            .map(|n| format!("\"discard-node-{n}\""))
+            .collect();
+        let Some(node) = text.strip_prefix("discard-node-") else {
+            if let Some(policy) = lookup(&AFTER_SB_0PRI, text) {
+                return policy;
+            }
+            let mut names: Vec<String> = AFTER_SB_0PRI
+                .iter()
+                .map(|(name, _)| format!("{name:?}"))
+                .collect();
+            if discard_nodes.is_empty() {
+                names.push("\"discard-node-NAME\"".to_string());
+            } else {
+                names.extend(discard_nodes);
+            }
+            self.error(
+                key,
+                format!("{text:?} is not an after-sb-0pri policy"),
+                choices_hint(names, name_of(&AFTER_SB_0PRI, &default)),
+            );
+            return default;
+        };
+        if disk_nodes.contains(&node) {
+            return After0Pri::DiscardNode(node.to_string());
+        }
+        let why = if node_names.contains(&node) {
+            format!("{node} has no disk for this replica")
+        } else {
+            format!("no node is named {node:?}")
+        };
+        let hint = if discard_nodes.is_empty() {
+            "discard-node- and the name of a node with a disk for this replica".to_string()
+        } else {
+            either(&discard_nodes)
+        };
+        self.error(key, format!("{text:?}: {why}"), hint);
+        default
+    }
+
+    /// `key` is the replica's.
+    fn replica_timeouts(&mut self, r: &RawReplica, key: &KeyPath) -> (Duration, Duration) {
+        let fmt = duration::format;
+        let timeout = self.duration(key.key("timeout"), r.timeout.as_deref(), DEFAULT_TIMEOUT);
+        if let Some(t) = timeout
+            && (t.is_zero() || t > MAX_TIMEOUT)
+        {
+            let message = if t.is_zero() {
+                "timeout 0ms would drop the peer at once".to_string()
+            } else {
+                format!(
+                    "timeout ({}) is longer than {}: writes waiting on a hung peer would stall that long",
+                    fmt(t),
+                    fmt(MAX_TIMEOUT)
+                )
+            };
+            self.error(
+                key.key("timeout"),
+                message,
+                format!(
+                    "a duration above 0ms and at most {} (default {})",
+                    fmt(MAX_TIMEOUT),
+                    fmt(DEFAULT_TIMEOUT)
+                ),
+            );
+        }
+        let connect_retry = self.duration(
+            key.key("connect-retry"),
+            r.connect_retry.as_deref(),
+            DEFAULT_CONNECT_RETRY,
+        );
+        if connect_retry == Some(Duration::ZERO) {
+            self.error(
+                key.key("connect-retry"),
+                "connect-retry 0ms would retry without a pause",
+                format!(
+                    "a duration above 0ms (default {})",
+                    fmt(DEFAULT_CONNECT_RETRY)
+                ),
+            );
+        }
+        (
+            timeout.unwrap_or(DEFAULT_TIMEOUT),
+            connect_retry.unwrap_or(DEFAULT_CONNECT_RETRY),
+        )
+    }
+
+    /// `[replica.resync]`; `key` is that table's.
+    fn resync(&mut self, raw: Option<&RawResync>, key: &KeyPath) -> ResyncRates {
+        let default = ResyncRates::default();
+        let none = RawResync::default();
+        let raw = raw.unwrap_or(&none);
+        let min = self.size(key.key("rate-min"), raw.rate_min.as_ref(), default.min);
+        let max = self.size(key.key("rate-max"), raw.rate_max.as_ref(), default.max);
+        let fill_target = self.size(
+            key.key("fill-target"),
+            raw.fill_target.as_ref(),
+            default.fill_target,
+        );
+        let fmt = size::format;
+        if let (Some(lo), Some(hi)) = (min, max)
+            && lo > hi
+        {
+            let message = format!("rate-min ({}) is above rate-max ({})", fmt(lo), fmt(hi));
+            // At the one that was written; when both were, at rate-min:
+            // the floor is the one to lower.
+            if raw.rate_min.is_some() {
+                self.error(
+                    key.key("rate-min"),
+                    message,
+                    format!("at most rate-max, {}", fmt(hi)),
+                );
+            } else {
+                self.error(
+                    key.key("rate-max"),
+                    message,
+                    format!("at least rate-min, {}", fmt(lo)),
+                );
+            }
+        }
+        ResyncRates {
+            min: min.unwrap_or(default.min),
+            max: max.unwrap_or(default.max),
+            fill_target: fill_target.unwrap_or(default.fill_target),
+        }
+    }
+
+    /// A size in bytes (or bytes per second) as written, else `default`.
+    /// 0 is refused: as a rate or as the bytes in flight, it stalls a
+    /// resync.
+    fn size(&mut self, key: KeyPath, written: Option<&RawSize>, default: u64) -> Option<u64> {
+        let Some(written) = written else {
+            return Some(default);
+        };
+        let parsed = match written {
+            RawSize::Text(text) => size::parse(text),
+            RawSize::Bytes(n) if *n < 0 => Err(SizeError::Negative),
+            RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| SizeError::TooLarge(n.to_string())),
+        };
+        match parsed {
+            Ok(0) => {
+                self.error(
+                    key,
+                    "0 would stall a resync",
+                    format!("a size above 0 (default {})", size::format(default)),
+                );
+                None
+            }
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.error(key, e.to_string(), SIZE_HINT);
+                None
+            }
+        }
+    }
+
+    fn meta_disk(&mut self, key: KeyPath, written: Option<&str>) -> MetaDisk {
+        match written {
+            None | Some("internal") => MetaDisk::Internal,
+            // A placeholder on error: then no Config is returned.
+            Some(text) => self
+                .absolute_path(&key, text, META_DISK_HINT)
+                .map_or(MetaDisk::Internal, MetaDisk::External),
+        }
+    }
+
+    /// Resolved like the cluster's key file; the cluster's when not set.
+    fn replica_key_file(
+        &mut self,
+        key: KeyPath,
+        written: Option<&str>,
+        cluster_key: &Path,
+        path: &Path,
+    ) -> PathBuf {
+        match written.map(str::trim) {
+            None => cluster_key.to_path_buf(),
+            Some("") => {
+                self.error(key, "an empty key-file names no file", KEY_FILE_HINT);
+                PathBuf::new()
+            }
+            Some(file) => beside(path, file),
+        }
+    }
+
+    /// External metadata is written over whatever is at its path, so it is
+    /// never a disk (of any replica, on any node), a device or socket, or
+    /// another replica's metadata. `meta_disks` are (key, path) of every
+    /// external one, in file order.
+    pub(super) fn meta_disk_clashes(
+        &mut self,
+        meta_disks: &[(KeyPath, PathBuf)],
+        first_disk: &HashMap<(usize, PathBuf), usize>,
+        first_path: &HashMap<PathBuf, KeyPath>,
+        nodes: &[RawNode],
+    ) {
+        let mut first_meta: HashMap<&Path, &KeyPath> = HashMap::new();
+        for (key, meta) in meta_disks {
+            let shown = meta.display();
+            if let Some((j, node)) = disk_user(first_disk, meta, nodes) {
+                self.error(
+                    key.clone(),
+                    format!(
+                        "{shown} is replica[{j}]'s disk on {node}: the metadata would overwrite its data"
+                    ),
+                    META_DISK_HINT,
+                );
+            } else if let Some(other) = first_path.get(meta) {
+                self.error(
+                    key.clone(),
+                    format!("{shown} is also {other}"),
+                    META_DISK_HINT,
+                );
+            } else if let Some(other) = first_meta.get(meta.as_path()) {
+                self.error(
+                    key.clone(),
+                    format!("{shown} is also {other}: each replica needs metadata of its own"),
+                    META_DISK_HINT,
+                );
+            } else {
+                first_meta.insert(meta, key);
+            }
+        }
+    }
+}
+
+fn lookup<T: Clone>(choices: &[(&str, T)], text: &str) -> Option<T> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|(_, value)| value.clone())
+}
+
+fn name_of<'c, T: PartialEq>(choices: &[(&'c str, T)], value: &T) -> &'c str {
+    choices
+        .iter()
+        .find(|(_, v)| v == value)
+        .map_or("", |(name, _)| name)
+}
+
+/// `names` (already quoted) and the default, e.g. `"A", "B" or "C"
+/// (default "C")`.
+fn choices_hint(names: Vec<String>, default: &str) -> String {
+    format!("{} (default {default:?})", either(&names))
+}
+
+/// "a", "a or b", "a, b or c".
+fn either(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
