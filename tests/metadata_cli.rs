@@ -25,7 +25,8 @@ fn setup(tag: &str) -> Dir {
          [[link]]\nname = \"crossover\"\ninterface = \"eth1\"\nmode = \"ucast\"\n\n\
          [[node]]\nname = \"node1\"\naddress = {{ crossover = \"203.0.113.1\" }}\n\n\
          [[node]]\nname = \"node2\"\naddress = {{ crossover = \"203.0.113.2\" }}\n\n\
-         [[replica]]\nname = \"r0\"\ndisk = {{ node1 = \"{d}/disk1.img\", node2 = \"{d}/disk2.img\" }}\n",
+         [[replica]]\nname = \"r0\"\ndisk = {{ node1 = \"{d}/disk1.img\", node2 = \"{d}/disk2.img\" }}\n\
+         address = {{ node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }}\n",
         d = dir.display()
     );
     std::fs::write(dir.join("duet.toml"), config).expect("config");

@@ -77,10 +77,14 @@ pub fn cluster_config(nodes: usize) -> String {
             net::public_v4(n)
         ));
     }
-    // The replicated disk lives on node1 and node2; a third node only votes.
-    c.push_str(
-        "\n[[replica]]\nname = \"r0\"\ndisk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdb\" }\n",
-    );
+    // The replicated disk lives on node1 and node2, which replicate over the
+    // crossover; a third node only votes.
+    c.push_str(&format!(
+        "\n[[replica]]\nname = \"r0\"\ndisk = {{ node1 = \"/dev/sdb\", node2 = \"/dev/sdb\" }}\n\
+         address = {{ node1 = \"{}\", node2 = \"{}\" }}\n",
+        net::crossover_v4(1),
+        net::crossover_v4(2)
+    ));
     c
 }
 

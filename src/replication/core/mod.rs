@@ -38,16 +38,8 @@ pub use admin::Refused;
 use conflicts::Conflicts;
 pub use io::{AckKind, Action, Buf, Event, Input, MetaWrite, Msg, PeerState, ReqId};
 
-/// When a write counts as done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// Written here and handed to the network.
-    A,
-    /// Written here and received by the peer.
-    B,
-    /// Written on both disks.
-    C,
-}
+/// When a write counts as done: the config's choice.
+pub use crate::config::Protocol;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
