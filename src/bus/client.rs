@@ -112,10 +112,27 @@ fn read_once(conn: &Connection) -> Result<ClusterStatus, ClientError> {
 }
 
 fn replica_status(props: &Props) -> Result<ReplicaStatus, ClientError> {
+    let progress: f64 = prop(props, "SyncProgress")?;
+    let speed: u64 = prop(props, "SyncSpeed")?;
+    let eta: u64 = prop(props, "SyncEta")?;
+    let counters: HashMap<String, u64> = prop(props, "Counters")?;
+    let syncing = progress >= 0.0;
     Ok(ReplicaStatus {
         name: prop(props, "Name")?,
         role: prop(props, "Role")?,
+        peer_role: prop(props, "PeerRole")?,
+        connection: prop(props, "Connection")?,
+        replication: prop(props, "Replication")?,
         disk: prop(props, "Disk")?,
+        peer_disk: prop(props, "PeerDisk")?,
+        out_of_sync_bytes: prop(props, "OutOfSync")?,
+        sync_progress: syncing.then_some(progress),
+        sync_speed: (speed > 0).then_some(speed),
+        sync_eta: (syncing && speed > 0).then_some(eta),
+        protocol: prop(props, "Protocol")?,
+        generation: prop(props, "Generation")?,
+        counters: counters.into_iter().collect(),
+        backing_disk: prop(props, "BackingDisk")?,
         device: prop(props, "Device")?,
         attached: prop(props, "Attached")?,
         clients: prop(props, "Clients")?,
@@ -123,18 +140,28 @@ fn replica_status(props: &Props) -> Result<ReplicaStatus, ClientError> {
     })
 }
 
-/// Calls Primary or Secondary on a replica.
-pub fn set_role(conn: &Connection, replica: &str, primary: bool) -> Result<(), ClientError> {
-    let method = if primary { "Primary" } else { "Secondary" };
-    conn.call_method(
-        Some(BUS_NAME),
-        crate::bus::replica_path(replica).as_str(),
-        Some("org.duet.Duet1.Replica"),
-        method,
-        &(),
-    )
-    .map_err(call_error)?;
-    Ok(())
+/// Runs one of a replica's commands (the bus method of the same name).
+pub fn replica_command(
+    conn: &Connection,
+    replica: &str,
+    cmd: crate::bus::ReplicaCommand,
+) -> Result<(), ClientError> {
+    use crate::bus::ReplicaCommand as C;
+    let path = crate::bus::replica_path(replica);
+    let iface = Some("org.duet.Duet1.Replica");
+    let dest = Some(BUS_NAME);
+    let reply = match cmd {
+        C::Primary { force } => conn.call_method(dest, path.as_str(), iface, "Primary", &(force,)),
+        C::Connect { discard_my_data } => {
+            conn.call_method(dest, path.as_str(), iface, "Connect", &(discard_my_data,))
+        }
+        C::Secondary => conn.call_method(dest, path.as_str(), iface, "Secondary", &()),
+        C::Disconnect => conn.call_method(dest, path.as_str(), iface, "Disconnect", &()),
+        C::Verify => conn.call_method(dest, path.as_str(), iface, "Verify", &()),
+        C::Invalidate => conn.call_method(dest, path.as_str(), iface, "Invalidate", &()),
+        C::Detach => conn.call_method(dest, path.as_str(), iface, "Detach", &()),
+    };
+    reply.map(|_| ()).map_err(call_error)
 }
 
 fn node_status(props: &Props) -> Result<NodeStatus, ClientError> {

@@ -16,7 +16,7 @@ pub enum BusKind {
     System,
     Session,
 }
-pub use server::ReplicaControl;
+pub use server::{ReplicaCommand, ReplicaControl};
 pub use status::{
     ClusterStatus, LinkStatus, NodeStatus, PingStatus, ReplicaStatus, node_path, replica_path,
 };

@@ -95,9 +95,29 @@ impl ClusterObject {
 }
 
 /// What the replica objects' methods act on (the daemon's replicas).
+/// What an administrator asks of a replica (drbdadm's verbs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaCommand {
+    /// `force`: make this disk's data the truth even if not UpToDate.
+    Primary {
+        force: bool,
+    },
+    Secondary,
+    /// `discard_my_data`: after a split brain, this node's changes lose.
+    Connect {
+        discard_my_data: bool,
+    },
+    Disconnect,
+    Verify,
+    /// This disk's data is bad: full sync from the peer.
+    Invalidate,
+    Detach,
+}
+
 pub trait ReplicaControl: Send + Sync {
-    fn primary(&self, name: &str) -> Result<(), String>;
-    fn secondary(&self, name: &str) -> Result<(), String>;
+    fn command(&self, name: &str, cmd: ReplicaCommand) -> Result<(), String>;
+    /// The replica's status right after a command.
+    fn status(&self, name: &str) -> Option<ReplicaStatus>;
 }
 
 pub struct ReplicaObject {
@@ -119,55 +139,130 @@ impl ReplicaObject {
         self.with(|r| r.name.clone(), String::new())
     }
 
-    /// Runs a role change off the bus thread (attaching can take seconds),
-    /// then shows it at once: a client that reads Role right after the
-    /// call returns sees the new one.
-    async fn change(&self, primary: bool, emitter: &SignalEmitter<'_>) -> zbus::fdo::Result<()> {
-        self.run_change(primary).await?;
-        if let Some(r) = lock(&self.shared).replicas.get_mut(self.index) {
-            r.role = if primary { "primary" } else { "secondary" }.into();
-            r.attached = primary;
-        }
-        self.role_changed(emitter).await?;
-        self.attached_changed(emitter).await?;
+    /// Runs a command off the bus thread (attaching can take seconds),
+    /// then shows its result at once: a client that reads the properties
+    /// right after the call returns sees the new state.
+    async fn run(&self, cmd: ReplicaCommand, emitter: &SignalEmitter<'_>) -> zbus::fdo::Result<()> {
+        let (control, name) = (self.control.clone(), self.name_now());
+        let job = tokio::task::spawn_blocking(move || {
+            control.command(&name, cmd)?;
+            Ok::<_, String>(control.status(&name))
+        });
+        let new = match job.await {
+            Ok(Ok(new)) => new,
+            Ok(Err(e)) => return Err(zbus::fdo::Error::Failed(e)),
+            Err(e) => return Err(zbus::fdo::Error::Failed(e.to_string())),
+        };
+        let Some(new) = new else { return Ok(()) };
+        let old = {
+            let mut shared = lock(&self.shared);
+            let Some(slot) = shared.replicas.get_mut(self.index) else {
+                return Ok(());
+            };
+            std::mem::replace(slot, new.clone())
+        };
+        self.changed(&old, &new, emitter).await?;
         Ok(())
     }
 
-    async fn run_change(&self, primary: bool) -> zbus::fdo::Result<()> {
-        let (control, name) = (self.control.clone(), self.name_now());
-        let job = tokio::task::spawn_blocking(move || {
-            if primary {
-                control.primary(&name)
-            } else {
-                control.secondary(&name)
-            }
-        });
-        match job.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(zbus::fdo::Error::Failed(e)),
-            Err(e) => Err(zbus::fdo::Error::Failed(e.to_string())),
+    async fn changed(
+        &self,
+        old: &ReplicaStatus,
+        new: &ReplicaStatus,
+        e: &SignalEmitter<'_>,
+    ) -> zbus::Result<()> {
+        macro_rules! each {
+            ($($field:ident => $signal:ident),+ $(,)?) => {
+                $(if old.$field != new.$field {
+                    self.$signal(e).await?;
+                })+
+            };
         }
+        each!(
+            role => role_changed,
+            peer_role => peer_role_changed,
+            connection => connection_changed,
+            replication => replication_changed,
+            disk => disk_changed,
+            peer_disk => peer_disk_changed,
+            out_of_sync_bytes => out_of_sync_changed,
+            sync_progress => sync_progress_changed,
+            sync_speed => sync_speed_changed,
+            sync_eta => sync_eta_changed,
+            generation => generation_changed,
+            counters => counters_changed,
+            attached => attached_changed,
+            clients => clients_changed,
+        );
+        Ok(())
     }
 }
 
 #[zbus::interface(name = "org.duet.Duet1.Replica")]
 impl ReplicaObject {
-    /// Make this node the replica's Primary: enable its NBD export and
-    /// attach it as a block device at Device.
+    /// Becomes Primary: enables the NBD export and attaches it as a block
+    /// device at Device. Refused unless the disk is UpToDate (`force`
+    /// makes this copy the good one, e.g. the first time) or the peer is
+    /// Primary.
     async fn primary(
         &self,
+        force: bool,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> zbus::fdo::Result<()> {
-        self.change(true, &emitter).await
+        self.run(ReplicaCommand::Primary { force }, &emitter).await
     }
 
-    /// Make this node Secondary: detach the block device (refused while it
-    /// is in use, e.g. mounted) and disable the export.
+    /// Becomes Secondary: detaches the block device (refused while it is in
+    /// use, e.g. mounted) and disables the export.
     async fn secondary(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> zbus::fdo::Result<()> {
-        self.change(false, &emitter).await
+        self.run(ReplicaCommand::Secondary, &emitter).await
+    }
+
+    /// Starts connecting to the peer; `discard_my_data` makes this node
+    /// the loser of a split brain.
+    async fn connect(
+        &self,
+        discard_my_data: bool,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::Connect { discard_my_data }, &emitter)
+            .await
+    }
+
+    /// Drops the connection and stops trying (StandAlone).
+    async fn disconnect(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::Disconnect, &emitter).await
+    }
+
+    /// Starts an online verify from this node; differing blocks are marked
+    /// out of sync (OutOfSync) and resync on the next connect.
+    async fn verify(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::Verify, &emitter).await
+    }
+
+    /// Declares this node's data bad: a full sync from the peer follows.
+    async fn invalidate(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::Invalidate, &emitter).await
+    }
+
+    /// Lets go of the backing disk (Diskless).
+    async fn detach(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::Detach, &emitter).await
     }
 
     #[zbus(property)]
@@ -181,10 +276,88 @@ impl ReplicaObject {
         self.with(|r| r.role.clone(), String::new())
     }
 
-    /// The backing disk on this node.
+    /// The peer's role; "unknown" while not connected.
+    #[zbus(property)]
+    fn peer_role(&self) -> String {
+        self.with(|r| r.peer_role.clone(), String::new())
+    }
+
+    /// "standalone", "connecting", "handshake" or "connected".
+    #[zbus(property)]
+    fn connection(&self) -> String {
+        self.with(|r| r.connection.clone(), String::new())
+    }
+
+    /// "off", "established", "syncsource", "synctarget", "verifysource" or
+    /// "verifytarget".
+    #[zbus(property)]
+    fn replication(&self) -> String {
+        self.with(|r| r.replication.clone(), String::new())
+    }
+
+    /// This node's disk: "uptodate", "inconsistent", "outdated",
+    /// "diskless", "failed".
     #[zbus(property)]
     fn disk(&self) -> String {
         self.with(|r| r.disk.clone(), String::new())
+    }
+
+    /// The peer's disk as it last said; "dunknown" while not connected.
+    #[zbus(property)]
+    fn peer_disk(&self) -> String {
+        self.with(|r| r.peer_disk.clone(), String::new())
+    }
+
+    /// Bytes to resync.
+    #[zbus(property)]
+    fn out_of_sync(&self) -> u64 {
+        self.with(|r| r.out_of_sync_bytes, 0)
+    }
+
+    /// Fraction done while a sync or verify runs; -1 otherwise.
+    #[zbus(property)]
+    fn sync_progress(&self) -> f64 {
+        self.with(|r| r.sync_progress.unwrap_or(-1.0), -1.0)
+    }
+
+    /// Bytes a second while syncing; 0 otherwise.
+    #[zbus(property)]
+    fn sync_speed(&self) -> u64 {
+        self.with(|r| r.sync_speed.unwrap_or(0), 0)
+    }
+
+    /// Seconds left while syncing; 0 otherwise.
+    #[zbus(property)]
+    fn sync_eta(&self) -> u64 {
+        self.with(|r| r.sync_eta.unwrap_or(0), 0)
+    }
+
+    /// "A", "B" or "C".
+    #[zbus(property)]
+    fn protocol(&self) -> String {
+        self.with(|r| r.protocol.clone(), String::new())
+    }
+
+    /// The current data generation (hex).
+    #[zbus(property)]
+    fn generation(&self) -> String {
+        self.with(|r| r.generation.clone(), String::new())
+    }
+
+    /// sent, received, written, read, resynced (bytes); al-writes,
+    /// bitmap-writes (metadata writes).
+    #[zbus(property)]
+    fn counters(&self) -> std::collections::HashMap<String, u64> {
+        self.with(
+            |r| r.counters.clone().into_iter().collect(),
+            std::collections::HashMap::new(),
+        )
+    }
+
+    /// The backing disk on this node.
+    #[zbus(property)]
+    fn backing_disk(&self) -> String {
+        self.with(|r| r.backing_disk.clone(), String::new())
     }
 
     /// The stable path of the block device (a link while attached).
@@ -357,18 +530,8 @@ impl Bus {
             .object_server()
             .interface::<_, ReplicaObject>(replica_path(&new.name))
             .await?;
-        let e = iface.signal_emitter();
         let object = iface.get().await;
-        if old.role != new.role {
-            object.role_changed(e).await?;
-        }
-        if old.attached != new.attached {
-            object.attached_changed(e).await?;
-        }
-        if old.clients != new.clients {
-            object.clients_changed(e).await?;
-        }
-        Ok(())
+        object.changed(old, new, iface.signal_emitter()).await
     }
 
     async fn signal_cluster(&self, old: &ClusterStatus, new: &ClusterStatus) -> zbus::Result<()> {
@@ -439,11 +602,11 @@ pub fn introspection() -> Vec<(&'static str, String)> {
     .introspect_to_writer(&mut node, 2);
     struct NoControl;
     impl ReplicaControl for NoControl {
-        fn primary(&self, _: &str) -> Result<(), String> {
+        fn command(&self, _: &str, _: ReplicaCommand) -> Result<(), String> {
             Err("introspection only".into())
         }
-        fn secondary(&self, _: &str) -> Result<(), String> {
-            Err("introspection only".into())
+        fn status(&self, _: &str) -> Option<ReplicaStatus> {
+            None
         }
     }
     let mut replica = String::new();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ClusterStatus {
     pub cluster: String,
     pub quorate: bool,
@@ -19,13 +19,40 @@ pub struct ClusterStatus {
     pub replicas: Vec<ReplicaStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ReplicaStatus {
     pub name: String,
     /// "primary" or "secondary".
     pub role: String,
-    /// The backing disk on this node.
+    /// The peer's role, "unknown" while not connected.
+    pub peer_role: String,
+    /// "standalone", "connecting", "handshake" or "connected".
+    pub connection: String,
+    /// "off", "established", "syncsource", "synctarget", "verifysource",
+    /// "verifytarget".
+    pub replication: String,
+    /// This node's disk state: "uptodate", "inconsistent", "outdated",
+    /// "diskless", ...
     pub disk: String,
+    /// The peer's disk as it reported it ("dunknown" while not connected).
+    pub peer_disk: String,
+    /// Bytes marked out of sync (to be resynced).
+    pub out_of_sync_bytes: u64,
+    /// Fraction done while a sync or verify runs.
+    pub sync_progress: Option<f64>,
+    /// Bytes a second, while syncing.
+    pub sync_speed: Option<u64>,
+    /// Seconds left at that speed.
+    pub sync_eta: Option<u64>,
+    /// "A", "B" or "C".
+    pub protocol: String,
+    /// The current data generation (hex).
+    pub generation: String,
+    /// Bytes and writes so far: sent, received, written, read, resynced,
+    /// al-writes, bitmap-writes.
+    pub counters: BTreeMap<String, u64>,
+    /// The backing disk on this node.
+    pub backing_disk: String,
     /// The stable path of the block device while Primary.
     pub device: String,
     pub attached: bool,

@@ -34,10 +34,16 @@ pub enum Command {
         json: bool,
     },
     /// Make this node the replica's Primary: its block device appears at
-    /// the replica's device path (e.g. /dev/duet/r0).
+    /// the replica's device path (e.g. /dev/duet/r0). Refused unless the
+    /// disk is UpToDate and the peer is not Primary.
     Primary {
         /// The replica, e.g. r0.
         replica: String,
+        /// Declare this node's data the good copy even if it is not
+        /// UpToDate (the first time after create-md): the peer gets a full
+        /// sync from here.
+        #[arg(long)]
+        force: bool,
     },
     /// Make this node Secondary for the replica: the block device goes away
     /// (refused while it is mounted or otherwise in use).
@@ -45,6 +51,33 @@ pub enum Command {
         /// The replica, e.g. r0.
         replica: String,
     },
+    /// Connect to the peer (waits until connected, or fails with the state
+    /// it is stuck in).
+    Connect {
+        replica: String,
+        /// After a split brain: this node's changes are the ones thrown
+        /// away; it syncs from the peer.
+        #[arg(long)]
+        discard_my_data: bool,
+        /// Seconds to wait for the connection.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Drop the connection to the peer and stop trying (StandAlone).
+    Disconnect { replica: String },
+    /// Compare both disks by checksums (online, while in use); waits for
+    /// the end and prints the bytes found different (marked out of sync:
+    /// `duetctl disconnect R && duetctl connect R` resyncs them).
+    Verify {
+        replica: String,
+        /// Seconds to wait for the end.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+    /// Declare this node's data bad: a full sync from the peer follows.
+    Invalidate { replica: String },
+    /// Let go of the backing disk (Diskless).
+    Detach { replica: String },
     /// Write fresh metadata for a replica on this node's disk (no daemon
     /// needed). Refuses a disk with metadata or a filesystem unless --force.
     CreateMd {

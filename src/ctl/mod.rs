@@ -3,12 +3,13 @@
 pub mod cli;
 pub mod metadata;
 pub mod render;
+mod replica;
 
 use std::io::Write;
 
 use clap::CommandFactory;
 
-use crate::bus::client;
+use crate::bus::{ReplicaCommand, client};
 use crate::config;
 use crate::membership::auth;
 use cli::{Cli, Command, exit};
@@ -27,8 +28,32 @@ pub fn run(cli: Cli) -> u8 {
             local,
             json,
         } => print_or_fail(metadata::dump(&replica, &local, json)),
-        Command::Primary { replica } => set_role(cli.bus, &replica, true),
-        Command::Secondary { replica } => set_role(cli.bus, &replica, false),
+        Command::Primary { replica, force } => {
+            replica::run(cli.bus, &replica, ReplicaCommand::Primary { force }, 10)
+        }
+        Command::Secondary { replica } => {
+            replica::run(cli.bus, &replica, ReplicaCommand::Secondary, 10)
+        }
+        Command::Connect {
+            replica,
+            discard_my_data,
+            timeout,
+        } => replica::run(
+            cli.bus,
+            &replica,
+            ReplicaCommand::Connect { discard_my_data },
+            timeout,
+        ),
+        Command::Disconnect { replica } => {
+            replica::run(cli.bus, &replica, ReplicaCommand::Disconnect, 10)
+        }
+        Command::Verify { replica, timeout } => {
+            replica::run(cli.bus, &replica, ReplicaCommand::Verify, timeout)
+        }
+        Command::Invalidate { replica } => {
+            replica::run(cli.bus, &replica, ReplicaCommand::Invalidate, 60)
+        }
+        Command::Detach { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Detach, 10),
         Command::Keygen { file } => match auth::generate_key_file(&file) {
             Ok(()) => {
                 println!(
@@ -92,24 +117,6 @@ fn status(bus: crate::bus::BusKind, json: bool) -> u8 {
         print!("{}", render::status_table(&status));
     }
     0
-}
-
-fn set_role(bus: crate::bus::BusKind, replica: &str, primary: bool) -> u8 {
-    let conn = match client::connect(bus) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("duetctl: {e}");
-            return exit::NO_DAEMON;
-        }
-    };
-    match client::set_role(&conn, replica, primary) {
-        Ok(()) => 0,
-        Err(client::ClientError::NotRunning) => {
-            eprintln!("duetctl: {}", client::ClientError::NotRunning);
-            exit::NO_DAEMON
-        }
-        Err(e) => fail(&e.to_string()),
-    }
 }
 
 fn check_config(file: &std::path::Path) -> u8 {

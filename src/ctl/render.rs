@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::bus::ClusterStatus;
+use crate::bus::{ClusterStatus, ReplicaStatus};
 
 pub fn status_table(s: &ClusterStatus) -> String {
     let mut out = String::new();
@@ -29,12 +29,7 @@ pub fn status_table(s: &ClusterStatus) -> String {
         );
     }
     for r in &s.replicas {
-        let device = if r.attached { r.device.as_str() } else { "-" };
-        let _ = writeln!(
-            out,
-            "replica {:<12} {:<9} disk {}  device {}  clients {}",
-            r.name, r.role, r.disk, device, r.clients
-        );
+        let _ = writeln!(out, "{}", replica_line(r));
     }
     if !s.ping_nodes.is_empty() {
         let pings: Vec<String> = s
@@ -56,6 +51,59 @@ pub fn status_table(s: &ClusterStatus) -> String {
         let _ = writeln!(out, "dropped heartbeats: {}", drops.join(", "));
     }
     out
+}
+
+/// One replica in one line, in DRBD's words, with a progress bar, speed
+/// and ETA while a sync or verify runs.
+pub fn replica_line(r: &ReplicaStatus) -> String {
+    let device = if r.attached { r.device.as_str() } else { "-" };
+    let mut line = format!(
+        "replica {} {}/{} {} {} {}/{} protocol {} device {} clients {}",
+        r.name,
+        r.role,
+        r.peer_role,
+        r.connection,
+        r.replication,
+        r.disk,
+        r.peer_disk,
+        r.protocol,
+        device,
+        r.clients
+    );
+    if r.out_of_sync_bytes > 0 {
+        line.push_str(&format!(" out-of-sync {}", bytes(r.out_of_sync_bytes)));
+    }
+    if let Some(p) = r.sync_progress {
+        let filled = (p.clamp(0.0, 1.0) * 20.0).round() as usize;
+        line.push_str(&format!(
+            "\n  [{}{}] {:5.1}%",
+            "#".repeat(filled),
+            ".".repeat(20 - filled),
+            p * 100.0
+        ));
+        if let Some(speed) = r.sync_speed {
+            line.push_str(&format!(" {}/s", bytes(speed)));
+        }
+        if let Some(eta) = r.sync_eta {
+            line.push_str(&format!(" eta {}:{:02}", eta / 60, eta % 60));
+        }
+    }
+    line
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 #[cfg(test)]
@@ -96,11 +144,22 @@ mod tests {
             replicas: vec![crate::bus::ReplicaStatus {
                 name: "r0".into(),
                 role: "primary".into(),
-                disk: "/dev/sdb".into(),
+                peer_role: "secondary".into(),
+                connection: "connected".into(),
+                replication: "syncsource".into(),
+                disk: "uptodate".into(),
+                peer_disk: "inconsistent".into(),
+                out_of_sync_bytes: 3 << 20,
+                sync_progress: Some(0.25),
+                sync_speed: Some(1 << 20),
+                sync_eta: Some(3),
+                protocol: "C".into(),
+                backing_disk: "/dev/sdb".into(),
                 device: "/dev/duet/r0".into(),
                 attached: true,
                 clients: 1,
                 nbd_socket: "/run/duet/nbd/r0.sock".into(),
+                ..Default::default()
             }],
         };
         let t = status_table(&s);
@@ -110,8 +169,12 @@ mod tests {
         assert!(t.contains("dropped heartbeats: bad-signature 3"), "{t}");
         assert!(
             t.contains(
-                "replica r0           primary   disk /dev/sdb  device /dev/duet/r0  clients 1"
+                "replica r0 primary/secondary connected syncsource uptodate/inconsistent protocol C device /dev/duet/r0 clients 1 out-of-sync 3.0 MiB"
             ),
+            "{t}"
+        );
+        assert!(
+            t.contains("  [#####...............]  25.0% 1.0 MiB/s eta 0:03"),
             "{t}"
         );
         assert!(

@@ -5,6 +5,7 @@
 mod events;
 mod links;
 pub mod ratelimit;
+pub mod replica;
 pub mod replicas;
 pub mod view;
 

@@ -1,18 +1,18 @@
-//! The replicas this node holds a disk for, and their export. A replica
-//! is Secondary until an administrator makes it Primary: then its NBD
-//! export is enabled and attached as a block device at its stable path.
-//! Secondary detaches (refused while the device is in use) and disables
-//! the export. Replication adds the peer's say in this later.
+//! The replicas this node holds a disk for: each runs its replication
+//! engine (src/daemon/replica) and an NBD export whose backend is that
+//! engine. The export is enabled and attached as a block device only while
+//! the replica is Primary.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::bus::{ReplicaControl, ReplicaStatus};
+use crate::bus::{ReplicaCommand, ReplicaControl, ReplicaStatus};
 use crate::config::Config;
+use crate::daemon::replica::engine::Admin;
+use crate::daemon::replica::{self, Handle};
 use crate::export::attach::{Attachment, attach};
-use crate::export::backend::FileBackend;
 use crate::export::server::{self, Export};
 use crate::types::NodeId;
 
@@ -24,25 +24,48 @@ struct LocalReplica {
     disk: PathBuf,
     device: PathBuf,
     socket: PathBuf,
+    handle: Option<Handle>,
     export: Option<Export>,
     attachment: Option<Attachment>,
 }
 
 impl LocalReplica {
-    fn primary(&self) -> bool {
-        self.export.as_ref().is_some_and(|e| e.enabled())
-    }
-
     fn status(&self) -> ReplicaStatus {
+        let snap = self
+            .handle
+            .as_ref()
+            .map(Handle::snapshot)
+            .unwrap_or_default();
+        let c = snap.counters;
+        let counters = BTreeMap::from([
+            ("sent".to_string(), c.sent_bytes),
+            ("received".to_string(), c.received_bytes),
+            ("written".to_string(), c.written_bytes),
+            ("read".to_string(), c.read_bytes),
+            ("resynced".to_string(), c.resynced_bytes),
+            ("al-writes".to_string(), c.al_writes),
+            ("bitmap-writes".to_string(), c.bitmap_writes),
+        ]);
         ReplicaStatus {
             name: self.name.clone(),
-            role: if self.primary() {
-                "primary"
+            role: or_unknown(snap.role.clone()),
+            peer_role: or_unknown(snap.peer_role.clone()),
+            connection: or_unknown(snap.connection.clone()),
+            replication: or_unknown(snap.replication.clone()),
+            disk: if self.handle.is_some() {
+                snap.disk.clone()
             } else {
-                "secondary"
-            }
-            .into(),
-            disk: self.disk.display().to_string(),
+                "diskless".into()
+            },
+            peer_disk: or_unknown(snap.peer_disk.clone()),
+            out_of_sync_bytes: snap.out_of_sync_bytes,
+            sync_progress: snap.sync_progress,
+            sync_speed: snap.sync_speed,
+            sync_eta: snap.eta_secs(),
+            protocol: snap.protocol.clone(),
+            generation: snap.generation.clone(),
+            counters,
+            backing_disk: self.disk.display().to_string(),
             device: self.device.display().to_string(),
             attached: self.attachment.is_some(),
             clients: self
@@ -53,8 +76,16 @@ impl LocalReplica {
         }
     }
 
-    fn make_primary(&mut self) -> Result<(), String> {
-        if self.primary() {
+    fn handle(&self) -> Result<&Handle, String> {
+        self.handle
+            .as_ref()
+            .ok_or_else(|| format!("{}: the replica did not start (see the log)", self.name))
+    }
+
+    fn make_primary(&mut self, force: bool) -> Result<(), String> {
+        let handle = self.handle()?.clone();
+        handle.admin(Admin::Primary { force })?;
+        if self.attachment.is_some() {
             return Ok(());
         }
         let export = self
@@ -74,6 +105,7 @@ impl LocalReplica {
             }
             Err(e) => {
                 export.set_enabled(false);
+                let _ = handle.admin(Admin::Secondary);
                 Err(format!(
                     "{}: cannot attach {}: {e}",
                     self.name,
@@ -92,8 +124,28 @@ impl LocalReplica {
         if let Some(e) = &self.export {
             e.set_enabled(false);
         }
-        Ok(())
+        match &self.handle {
+            Some(h) => h.admin(Admin::Secondary),
+            None => Ok(()),
+        }
     }
+
+    fn command(&mut self, cmd: ReplicaCommand) -> Result<(), String> {
+        let admin = match cmd {
+            ReplicaCommand::Primary { force } => return self.make_primary(force),
+            ReplicaCommand::Secondary => return self.make_secondary(),
+            ReplicaCommand::Connect { discard_my_data } => Admin::Connect { discard_my_data },
+            ReplicaCommand::Disconnect => Admin::Disconnect,
+            ReplicaCommand::Verify => Admin::Verify,
+            ReplicaCommand::Invalidate => Admin::Invalidate,
+            ReplicaCommand::Detach => Admin::Detach,
+        };
+        self.handle()?.admin(admin)
+    }
+}
+
+fn or_unknown(s: String) -> String {
+    if s.is_empty() { "unknown".into() } else { s }
 }
 
 /// The node's replicas, shared by the daemon (status) and the bus (methods).
@@ -103,19 +155,29 @@ pub struct Replicas {
 }
 
 impl Replicas {
-    /// Opens the disk and the NBD socket of every replica with a disk on
-    /// this node. A replica whose disk cannot be opened is listed with no
-    /// export (and says why in the log), so the others still work.
+    /// Starts every replica with a disk on this node. One that cannot
+    /// start is listed without an engine (and says why in the log), so the
+    /// others still work.
     pub fn open(config: &Config, local: NodeId) -> Replicas {
         let mut list = Vec::new();
         for r in &config.replicas {
             let Some(disk) = r.disk(local) else { continue };
-            let export = open_export(&r.name, disk, &r.nbd_socket);
+            let handle = match replica::start(config, r, local) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::error!(replica = %r.name, "cannot start: {e}");
+                    None
+                }
+            };
+            let export = handle
+                .as_ref()
+                .and_then(|h| open_export(&r.name, h, &r.nbd_socket));
             list.push(LocalReplica {
                 name: r.name.clone(),
                 disk: disk.to_path_buf(),
                 device: r.device.clone(),
                 socket: r.nbd_socket.clone(),
+                handle,
                 export,
                 attachment: None,
             });
@@ -152,39 +214,33 @@ impl Replicas {
             if let Err(e) = r.make_secondary() {
                 tracing::warn!(replica = %r.name, "{e}");
             }
+            if let Some(h) = &r.handle {
+                h.stop();
+            }
         }
     }
 }
 
 impl ReplicaControl for Replicas {
-    fn primary(&self, name: &str) -> Result<(), String> {
-        let result = self.with(name, LocalReplica::make_primary);
+    fn command(&self, name: &str, cmd: ReplicaCommand) -> Result<(), String> {
+        let result = self.with(name, |r| r.command(cmd));
         match &result {
-            Ok(()) => tracing::info!(replica = name, "Primary: export attached"),
-            Err(e) => tracing::warn!(replica = name, "cannot become Primary: {e}"),
+            Ok(()) => tracing::info!(replica = name, "{cmd:?}: done"),
+            Err(e) => tracing::warn!(replica = name, "{cmd:?} refused: {e}"),
         }
         result
     }
 
-    fn secondary(&self, name: &str) -> Result<(), String> {
-        let result = self.with(name, LocalReplica::make_secondary);
-        match &result {
-            Ok(()) => tracing::info!(replica = name, "Secondary: export detached"),
-            Err(e) => tracing::warn!(replica = name, "cannot become Secondary: {e}"),
-        }
-        result
+    fn status(&self, name: &str) -> Option<ReplicaStatus> {
+        self.lock()
+            .iter()
+            .find(|r| r.name == name)
+            .map(LocalReplica::status)
     }
 }
 
-fn open_export(name: &str, disk: &Path, socket: &Path) -> Option<Export> {
-    let backend = match FileBackend::open(disk, false) {
-        Ok(b) => Arc::new(b),
-        Err(e) => {
-            tracing::error!(replica = name, disk = %disk.display(), error = %e, "cannot open the replica's disk");
-            return None;
-        }
-    };
-    let export = Export::new(name, backend);
+fn open_export(name: &str, handle: &Handle, socket: &Path) -> Option<Export> {
+    let export = Export::new(name, Arc::new(handle.backend()));
     export.set_enabled(false);
     let listener = match server::bind(socket) {
         Ok(l) => l,

@@ -127,3 +127,112 @@ pub fn create(path: &Path, node: u16, force: bool) -> Result<Layout, MdIoError> 
     f.sync_data().map_err(io(path))?;
     Ok(l)
 }
+
+/// A backing disk's metadata area, open for the replication engine.
+pub struct MdDisk {
+    path: PathBuf,
+    file: File,
+    pub layout: Layout,
+    /// The newest superblock on disk, and its slot.
+    sb: Superblock,
+    slot: usize,
+}
+
+/// What attaching reads: the superblock, the bitmap and the newest
+/// activity-log transaction.
+pub struct Loaded {
+    pub superblock: Superblock,
+    pub bitmap: Vec<u8>,
+    pub al: Option<crate::replication::activity_log::Transaction>,
+}
+
+impl MdDisk {
+    pub fn open(path: &Path) -> Result<(MdDisk, Loaded), MdIoError> {
+        let (file, size) = open(path, true)?;
+        let l = layout(path, size)?;
+        let slots = read_slots(&file, path, &l)?;
+        let (sb, slot) = newest([&slots[0], &slots[1]]).map_err(|source| MdIoError::Metadata {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if sb.size != l.usable || sb.bitmap_offset != l.bitmap_offset {
+            return Err(MdIoError::Metadata {
+                path: path.to_path_buf(),
+                source: MdError::Invalid("the disk changed size since create-md"),
+            });
+        }
+        let mut bitmap = vec![0u8; l.bitmap_len as usize];
+        file.read_exact_at(&mut bitmap, l.bitmap_offset)
+            .map_err(io(path))?;
+        let mut al_area = vec![0u8; (l.bitmap_offset - l.al_offset) as usize];
+        file.read_exact_at(&mut al_area, l.al_offset)
+            .map_err(io(path))?;
+        let al = crate::replication::activity_log::recover(al_area.chunks(BLOCK));
+        let md = MdDisk {
+            path: path.to_path_buf(),
+            file,
+            layout: l,
+            sb,
+            slot,
+        };
+        Ok((
+            md,
+            Loaded {
+                superblock: sb,
+                bitmap,
+                al,
+            },
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The data file, shared with the data I/O (one descriptor, so a
+    /// metadata sync also makes earlier data writes durable).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The next superblock goes to the other slot with a higher sequence:
+    /// a torn write leaves the previous one.
+    pub fn write_superblock(
+        &mut self,
+        generations: crate::replication::generation::Generations,
+        flags: u32,
+    ) -> std::io::Result<()> {
+        let mut next = self.sb.next();
+        next.generations = generations;
+        next.flags = flags;
+        let slot = 1 - self.slot;
+        self.file
+            .write_all_at(&next.encode(), self.layout.slot_offset(slot))?;
+        self.file.sync_data()?;
+        self.sb = next;
+        self.slot = slot;
+        Ok(())
+    }
+
+    pub fn write_bitmap(&self, first_word: u64, words: &[u64]) -> std::io::Result<()> {
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let at = first_word
+            .checked_mul(8)
+            .filter(|o| o + bytes.len() as u64 <= self.layout.bitmap_len)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        self.file
+            .write_all_at(&bytes, self.layout.bitmap_offset + at)?;
+        self.file.sync_data()
+    }
+
+    pub fn write_al(
+        &self,
+        txn: &crate::replication::activity_log::Transaction,
+    ) -> std::io::Result<()> {
+        let slots = ((self.layout.bitmap_offset - self.layout.al_offset) / BLOCK as u64) as usize;
+        let slot = crate::replication::activity_log::slot_of(txn.seq, slots);
+        self.file
+            .write_all_at(&txn.encode(), self.layout.al_offset + (slot * BLOCK) as u64)?;
+        self.file.sync_data()
+    }
+}

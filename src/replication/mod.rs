@@ -11,3 +11,4 @@ pub mod md_io;
 pub mod metadata;
 pub mod split_brain;
 pub mod states;
+pub mod wire;

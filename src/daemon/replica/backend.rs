@@ -1,0 +1,88 @@
+//! The export's backend on a replica: every request goes through the
+//! replica's engine (mirrored to the peer, answered by protocol).
+
+use std::io;
+use std::sync::mpsc::{Sender, channel};
+
+use crate::daemon::replica::engine::{Client, Cmd};
+use crate::export::backend::Backend;
+
+pub struct ReplicaBackend {
+    pub engine: Sender<Cmd>,
+    pub size: u64,
+}
+
+/// Largest piece a zeroing request is cut into (one NBD request's worth).
+const ZERO_CHUNK: u64 = 4 << 20;
+
+fn failed() -> io::Error {
+    io::Error::from_raw_os_error(nix::libc::EIO)
+}
+
+impl ReplicaBackend {
+    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Client) -> io::Result<T> {
+        let (tx, rx) = channel();
+        self.engine
+            .send(Cmd::Client(make(tx)))
+            .map_err(|_| failed())?;
+        rx.recv().map_err(|_| failed())
+    }
+
+    fn write(&self, data: Vec<u8>, offset: u64, fua: bool) -> io::Result<()> {
+        let ok = self.ask(|reply| Client::Write {
+            offset,
+            data,
+            fua,
+            reply,
+        })?;
+        ok.then_some(()).ok_or_else(failed)
+    }
+}
+
+impl Backend for ReplicaBackend {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let len = buf.len() as u32;
+        let data = self
+            .ask(|reply| Client::Read { offset, len, reply })?
+            .ok_or_else(failed)?;
+        if data.len() != buf.len() {
+            return Err(failed());
+        }
+        buf.copy_from_slice(&data);
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
+        self.write(buf.to_vec(), offset, fua)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let ok = self.ask(|reply| Client::Flush { reply })?;
+        ok.then_some(()).ok_or_else(failed)
+    }
+
+    /// Trim does nothing: punching a hole on one side only would make the
+    /// two disks differ, and reads after a trim may return anything.
+    fn trim(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, _may_punch: bool, fua: bool) -> io::Result<()> {
+        let mut at = offset;
+        let end = offset.checked_add(len).ok_or_else(failed)?;
+        while at < end {
+            let n = ZERO_CHUNK.min(end - at);
+            self.write(vec![0u8; n as usize], at, fua)?;
+            at += n;
+        }
+        Ok(())
+    }
+}

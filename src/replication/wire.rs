@@ -1,0 +1,582 @@
+//! The replication link's wire format, version 1 (docs/replication-wire.md).
+//!
+//! A connection starts with a handshake: both send a greeting (magic,
+//! version, node, replica, a fresh nonce), then a proof that they hold the
+//! replication key (an HMAC over both nonces), so a stranger can neither
+//! connect nor replay an old handshake. Every frame after that carries an
+//! HMAC-SHA256 under a per-direction session key over a per-direction
+//! counter, the header, the body and the payload: a frame that is
+//! tampered with, replayed, dropped, reordered or reflected fails.
+
+use std::io::{Read, Write};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::replication::core::{AckKind, Msg, PeerState};
+use crate::replication::generation::{Generation, Generations};
+use crate::replication::states::{DiskState, Role};
+
+pub const VERSION: u16 = 1;
+/// Largest payload: an NBD request is at most 32 MiB.
+pub const MAX_PAYLOAD: usize = 32 << 20;
+/// Largest bitmap chunk, in words.
+pub const MAX_BITMAP_WORDS: usize = 1 << 20;
+const MAX_BODY: usize = 16 + MAX_BITMAP_WORDS * 8;
+const FRAME_MAGIC: &[u8; 4] = b"DRP1";
+const GREETING_MAGIC: &[u8; 8] = b"DUETREPL";
+/// magic, type, flags, reserved, body length, payload length.
+pub const HEADER_LEN: usize = 16;
+const MAC_LEN: usize = 32;
+const NONCE_LEN: usize = 32;
+const MAX_NAME: usize = 64;
+
+type HmacSha256 = Hmac<Sha256>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("frame cut short")]
+    Truncated,
+    #[error("not a duet replication frame")]
+    BadMagic,
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    #[error("frame of {0} bytes is over the limit")]
+    TooLarge(u64),
+    #[error("authentication failed (tampered, replayed or foreign frame)")]
+    BadMac,
+    #[error("malformed frame: {0}")]
+    Invalid(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the peer does not speak duet's replication protocol")]
+    NotDuet,
+    #[error("the peer speaks replication protocol version {0}, this node {VERSION}")]
+    Version(u16),
+    #[error("the peer serves replica {got:?}, not {expected:?}")]
+    WrongReplica { expected: String, got: String },
+    #[error("the peer says it is node #{got}, not node #{expected}")]
+    WrongNode { expected: u16, got: u16 },
+    #[error("the peer could not prove it holds the replication key")]
+    BadProof,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub msg: Msg,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Keys and counters of one authenticated connection.
+pub struct Session {
+    send_key: [u8; 32],
+    recv_key: [u8; 32],
+    send_ctr: u64,
+    recv_ctr: u64,
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut m = <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| {
+        // HMAC takes keys of any length.
+        <HmacSha256 as KeyInit>::new_from_slice(&[0]).expect("a one-byte key")
+    });
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+fn mac_ok(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+    let Ok(mut m) = <HmacSha256 as KeyInit>::new_from_slice(key) else {
+        return false;
+    };
+    for p in parts {
+        m.update(p);
+    }
+    // Constant time.
+    m.verify_slice(tag).is_ok()
+}
+
+impl Session {
+    pub fn seal(&mut self, msg: &Msg, payload: Option<&[u8]>) -> Vec<u8> {
+        let mut body = Vec::with_capacity(64);
+        let kind = encode(msg, &mut body);
+        let payload = payload.unwrap_or(&[]);
+        let mut frame = Vec::with_capacity(HEADER_LEN + body.len() + payload.len() + MAC_LEN);
+        frame.extend_from_slice(FRAME_MAGIC);
+        frame.extend_from_slice(&[kind, 0, 0, 0]);
+        frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&body);
+        frame.extend_from_slice(payload);
+        let tag = hmac(&self.send_key, &[&self.send_ctr.to_le_bytes(), &frame]);
+        self.send_ctr += 1;
+        frame.extend_from_slice(&tag);
+        frame
+    }
+
+    /// How many bytes follow a header (body, payload, MAC); refuses
+    /// oversized frames before anything is allocated.
+    pub fn body_len(&self, header: &[u8]) -> Result<usize, WireError> {
+        let (body, payload) = lengths(header)?;
+        Ok(body + payload + MAC_LEN)
+    }
+
+    pub fn open(&mut self, header: &[u8], rest: &[u8]) -> Result<Frame, WireError> {
+        let (body_len, payload_len) = lengths(header)?;
+        if rest.len() != body_len + payload_len + MAC_LEN {
+            return Err(WireError::Truncated);
+        }
+        let (data, tag) = rest.split_at(body_len + payload_len);
+        if !mac_ok(
+            &self.recv_key,
+            &[&self.recv_ctr.to_le_bytes(), header, data],
+            tag,
+        ) {
+            return Err(WireError::BadMac);
+        }
+        self.recv_ctr += 1;
+        let (body, payload) = data.split_at(body_len);
+        let msg = decode(header[4], body)?;
+        let payload = check_payload(&msg, payload)?;
+        Ok(Frame { msg, payload })
+    }
+}
+
+fn lengths(header: &[u8]) -> Result<(usize, usize), WireError> {
+    if header.len() != HEADER_LEN {
+        return Err(WireError::Truncated);
+    }
+    if &header[..4] != FRAME_MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    if header[5..8] != [0, 0, 0] {
+        return Err(WireError::Invalid("reserved header bytes set"));
+    }
+    let body = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+    let payload = u32::from_le_bytes([header[12], header[13], header[14], header[15]]) as usize;
+    if body > MAX_BODY {
+        return Err(WireError::TooLarge(body as u64));
+    }
+    if payload > MAX_PAYLOAD {
+        return Err(WireError::TooLarge(payload as u64));
+    }
+    Ok((body, payload))
+}
+
+/// The payload must be there exactly for the messages that carry data,
+/// and as long as they say.
+fn check_payload(msg: &Msg, payload: &[u8]) -> Result<Option<Vec<u8>>, WireError> {
+    let want = match msg {
+        Msg::Data { len, .. } | Msg::ResyncData { len, .. } => Some(*len as usize),
+        Msg::ReadReply { ok: true, .. } => Some(payload.len()),
+        _ => None,
+    };
+    match want {
+        Some(n) if n == payload.len() && n > 0 => Ok(Some(payload.to_vec())),
+        None if payload.is_empty() => Ok(None),
+        _ => Err(WireError::Invalid(
+            "payload missing, unexpected or of the wrong length",
+        )),
+    }
+}
+
+// ---- message bodies ----
+
+fn put_gens(b: &mut Vec<u8>, g: &Generations) {
+    for id in [g.current, g.bitmap, g.history[0], g.history[1]] {
+        b.extend_from_slice(&id.0.to_le_bytes());
+    }
+}
+
+fn encode(msg: &Msg, b: &mut Vec<u8>) -> u8 {
+    let u64s = |b: &mut Vec<u8>, vs: &[u64]| {
+        vs.iter()
+            .for_each(|v| b.extend_from_slice(&v.to_le_bytes()))
+    };
+    match msg {
+        Msg::Hello(p) => {
+            put_gens(b, &p.generations);
+            b.extend_from_slice(&[p.role.code(), p.disk.code()]);
+            u64s(b, &[p.size]);
+            b.extend_from_slice(&p.granularity.to_le_bytes());
+            u64s(b, &[p.dirty_blocks, p.primary_since]);
+            b.push(u8::from(p.discard_my_data) | (u8::from(p.crashed_primary) << 1));
+            1
+        }
+        Msg::Update { role, disk } => {
+            b.extend_from_slice(&[role.code(), disk.code()]);
+            2
+        }
+        Msg::Bitmap {
+            first_word,
+            words,
+            last,
+        } => {
+            u64s(b, &[*first_word]);
+            b.push(u8::from(*last));
+            b.extend_from_slice(&(words.len() as u32).to_le_bytes());
+            u64s(b, words);
+            3
+        }
+        Msg::Data {
+            seq,
+            offset,
+            len,
+            fua,
+        } => {
+            u64s(b, &[*seq, *offset]);
+            b.extend_from_slice(&len.to_le_bytes());
+            b.push(u8::from(*fua));
+            4
+        }
+        Msg::Flush { seq } => {
+            u64s(b, &[*seq]);
+            5
+        }
+        Msg::Ack { seq, kind, ok } => {
+            u64s(b, &[*seq]);
+            let k = match kind {
+                AckKind::Received => 0,
+                AckKind::Written => 1,
+                AckKind::Flushed => 2,
+            };
+            b.extend_from_slice(&[k, u8::from(*ok)]);
+            6
+        }
+        Msg::ResyncData { id, offset, len } => {
+            u64s(b, &[*id, *offset]);
+            b.extend_from_slice(&len.to_le_bytes());
+            7
+        }
+        Msg::ResyncAck { id, ok } => {
+            u64s(b, &[*id]);
+            b.push(u8::from(*ok));
+            8
+        }
+        Msg::SyncDone { generations } => {
+            put_gens(b, generations);
+            9
+        }
+        Msg::VerifyRequest {
+            id,
+            offset,
+            len,
+            digest,
+        } => {
+            u64s(b, &[*id, *offset]);
+            b.extend_from_slice(&len.to_le_bytes());
+            u64s(b, &[*digest]);
+            10
+        }
+        Msg::VerifyReply { id, equal } => {
+            u64s(b, &[*id]);
+            b.push(u8::from(*equal));
+            11
+        }
+        Msg::VerifyDone => 12,
+        Msg::ReadRequest { id, offset, len } => {
+            u64s(b, &[*id, *offset]);
+            b.extend_from_slice(&len.to_le_bytes());
+            13
+        }
+        Msg::ReadReply { id, ok } => {
+            u64s(b, &[*id]);
+            b.push(u8::from(*ok));
+            14
+        }
+        Msg::Ping => 15,
+        Msg::PingAck => 16,
+    }
+}
+
+/// Reads fields off a body; every read is bounds-checked.
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.b.len() < n {
+            return Err(WireError::Truncated);
+        }
+        let (head, tail) = self.b.split_at(n);
+        self.b = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn bool(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(WireError::Invalid("a boolean is neither 0 nor 1")),
+        }
+    }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        let s = self.take(4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn gens(&mut self) -> Result<Generations, WireError> {
+        Ok(Generations {
+            current: Generation(self.u64()?),
+            bitmap: Generation(self.u64()?),
+            history: [Generation(self.u64()?), Generation(self.u64()?)],
+        })
+    }
+    fn role(&mut self) -> Result<Role, WireError> {
+        Role::from_code(self.u8()?).ok_or(WireError::Invalid("unknown role"))
+    }
+    fn disk(&mut self) -> Result<DiskState, WireError> {
+        DiskState::from_code(self.u8()?).ok_or(WireError::Invalid("unknown disk state"))
+    }
+    fn done(&self) -> Result<(), WireError> {
+        if self.b.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::Invalid("trailing bytes"))
+        }
+    }
+}
+
+fn decode(kind: u8, body: &[u8]) -> Result<Msg, WireError> {
+    let mut r = Reader { b: body };
+    let msg = match kind {
+        1 => {
+            let generations = r.gens()?;
+            let role = r.role()?;
+            let disk = r.disk()?;
+            let size = r.u64()?;
+            let granularity = r.u32()?;
+            let dirty_blocks = r.u64()?;
+            let primary_since = r.u64()?;
+            let flags = r.u8()?;
+            if flags > 3 {
+                return Err(WireError::Invalid("unknown state flags"));
+            }
+            Msg::Hello(PeerState {
+                generations,
+                role,
+                disk,
+                size,
+                granularity,
+                dirty_blocks,
+                primary_since,
+                discard_my_data: flags & 1 != 0,
+                crashed_primary: flags & 2 != 0,
+            })
+        }
+        2 => Msg::Update {
+            role: r.role()?,
+            disk: r.disk()?,
+        },
+        3 => {
+            let first_word = r.u64()?;
+            let last = r.bool()?;
+            let n = r.u32()? as usize;
+            if n > MAX_BITMAP_WORDS {
+                return Err(WireError::TooLarge(n as u64));
+            }
+            if r.b.len() != n * 8 {
+                return Err(WireError::Invalid("bitmap word count"));
+            }
+            let words = (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?;
+            Msg::Bitmap {
+                first_word,
+                words,
+                last,
+            }
+        }
+        4 => Msg::Data {
+            seq: r.u64()?,
+            offset: r.u64()?,
+            len: r.u32()?,
+            fua: r.bool()?,
+        },
+        5 => Msg::Flush { seq: r.u64()? },
+        6 => {
+            let seq = r.u64()?;
+            let kind = match r.u8()? {
+                0 => AckKind::Received,
+                1 => AckKind::Written,
+                2 => AckKind::Flushed,
+                _ => return Err(WireError::Invalid("unknown acknowledgement")),
+            };
+            Msg::Ack {
+                seq,
+                kind,
+                ok: r.bool()?,
+            }
+        }
+        7 => Msg::ResyncData {
+            id: r.u64()?,
+            offset: r.u64()?,
+            len: r.u32()?,
+        },
+        8 => Msg::ResyncAck {
+            id: r.u64()?,
+            ok: r.bool()?,
+        },
+        9 => Msg::SyncDone {
+            generations: r.gens()?,
+        },
+        10 => Msg::VerifyRequest {
+            id: r.u64()?,
+            offset: r.u64()?,
+            len: r.u32()?,
+            digest: r.u64()?,
+        },
+        11 => Msg::VerifyReply {
+            id: r.u64()?,
+            equal: r.bool()?,
+        },
+        12 => Msg::VerifyDone,
+        13 => Msg::ReadRequest {
+            id: r.u64()?,
+            offset: r.u64()?,
+            len: r.u32()?,
+        },
+        14 => Msg::ReadReply {
+            id: r.u64()?,
+            ok: r.bool()?,
+        },
+        15 => Msg::Ping,
+        16 => Msg::PingAck,
+        k => return Err(WireError::UnknownType(k)),
+    };
+    r.done()?;
+    Ok(msg)
+}
+
+// ---- handshake ----
+
+struct Greeting {
+    node: u16,
+    replica: String,
+    nonce: [u8; NONCE_LEN],
+}
+
+fn write_greeting<S: Write>(s: &mut S, g: &Greeting) -> std::io::Result<()> {
+    let name = g.replica.as_bytes();
+    let mut b = Vec::with_capacity(8 + 2 + 2 + 1 + name.len() + NONCE_LEN);
+    b.extend_from_slice(GREETING_MAGIC);
+    b.extend_from_slice(&VERSION.to_le_bytes());
+    b.extend_from_slice(&g.node.to_le_bytes());
+    b.push(name.len().min(MAX_NAME) as u8);
+    b.extend_from_slice(&name[..name.len().min(MAX_NAME)]);
+    b.extend_from_slice(&g.nonce);
+    s.write_all(&b)?;
+    s.flush()
+}
+
+fn read_greeting<S: Read>(s: &mut S) -> Result<Greeting, HandshakeError> {
+    let mut head = [0u8; 13];
+    s.read_exact(&mut head)?;
+    if &head[..8] != GREETING_MAGIC {
+        return Err(HandshakeError::NotDuet);
+    }
+    let version = u16::from_le_bytes([head[8], head[9]]);
+    if version != VERSION {
+        return Err(HandshakeError::Version(version));
+    }
+    let node = u16::from_le_bytes([head[10], head[11]]);
+    let len = usize::from(head[12]);
+    if len > MAX_NAME {
+        return Err(HandshakeError::NotDuet);
+    }
+    let mut name = vec![0u8; len];
+    s.read_exact(&mut name)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    s.read_exact(&mut nonce)?;
+    Ok(Greeting {
+        node,
+        replica: String::from_utf8_lossy(&name).into_owned(),
+        nonce,
+    })
+}
+
+fn proof(key: &[u8], nonces: (&[u8], &[u8]), sender: u16, replica: &str) -> [u8; 32] {
+    hmac(
+        key,
+        &[
+            b"duet-repl-v1 proof",
+            nonces.0,
+            nonces.1,
+            &sender.to_le_bytes(),
+            replica.as_bytes(),
+        ],
+    )
+}
+
+/// Greets, checks the peer's greeting, exchanges proofs of the key and
+/// derives the session keys. `initiator`: this side dialled.
+pub fn handshake<S: Read + Write>(
+    s: &mut S,
+    key: &[u8],
+    replica: &str,
+    local: u16,
+    peer: u16,
+    initiator: bool,
+) -> Result<Session, HandshakeError> {
+    let mine = Greeting {
+        node: local,
+        replica: replica.to_string(),
+        nonce: rand::random(),
+    };
+    write_greeting(s, &mine)?;
+    let theirs = read_greeting(s)?;
+    if theirs.replica != replica {
+        return Err(HandshakeError::WrongReplica {
+            expected: replica.into(),
+            got: theirs.replica,
+        });
+    }
+    if theirs.node != peer {
+        return Err(HandshakeError::WrongNode {
+            expected: peer,
+            got: theirs.node,
+        });
+    }
+    let nonces = if initiator {
+        (&mine.nonce[..], &theirs.nonce[..])
+    } else {
+        (&theirs.nonce[..], &mine.nonce[..])
+    };
+    s.write_all(&proof(key, nonces, local, replica))?;
+    s.flush()?;
+    let mut got = [0u8; MAC_LEN];
+    s.read_exact(&mut got)?;
+    let parts: [&[u8]; 5] = [
+        b"duet-repl-v1 proof",
+        nonces.0,
+        nonces.1,
+        &peer.to_le_bytes(),
+        replica.as_bytes(),
+    ];
+    if !mac_ok(key, &parts, &got) {
+        return Err(HandshakeError::BadProof);
+    }
+    let i2a = hmac(key, &[b"duet-repl-v1 i2a", nonces.0, nonces.1]);
+    let a2i = hmac(key, &[b"duet-repl-v1 a2i", nonces.0, nonces.1]);
+    let (send_key, recv_key) = if initiator { (i2a, a2i) } else { (a2i, i2a) };
+    Ok(Session {
+        send_key,
+        recv_key,
+        send_ctr: 0,
+        recv_ctr: 0,
+    })
+}
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;
