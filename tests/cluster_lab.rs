@@ -283,10 +283,38 @@ fn lab_cluster_a_node_disk_can_be_made_to_fail() {
     lab.succeed("node1", read);
 }
 
+/// Metadata on both nodes' /dev/sdb (create-md, then the daemon attaches
+/// it at start), connected, node1 the good copy: a full sync follows.
+fn replicated(lab: &Lab) {
+    for n in ["node1", "node2"] {
+        lab.succeed(n, "duetctl create-md r0 && systemctl restart duetd");
+        lab.wait_for_unit(n, "duetd.service", START);
+    }
+    wait_replica(lab, "node1", "connected", |r| {
+        r["connection"] == "connected"
+    });
+    lab.succeed("node1", "duetctl primary r0 --force");
+}
+
+fn wait_replica(lab: &Lab, node: &str, what: &str, ok: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = lab.status(node).map(|s| s["replicas"][0].clone());
+        if r.as_ref().is_some_and(&ok) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} on {node}; last: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
-fn lab_cluster_the_export_carries_a_filesystem_through_a_mount_unit() {
+fn lab_cluster_the_replica_carries_a_filesystem_through_a_mount_unit_and_a_switchover() {
     let lab = booted(2);
-    lab.succeed("node1", "duetctl primary r0");
+    replicated(&lab);
     lab.succeed("node1", "test -b /dev/duet/r0");
     let s = lab.status("node1").expect("status");
     let r = &s["replicas"][0];
@@ -294,13 +322,12 @@ fn lab_cluster_the_export_carries_a_filesystem_through_a_mount_unit() {
     assert_eq!(r["role"], "primary", "{s}");
     assert_eq!(r["device"], "/dev/duet/r0", "{s}");
     assert_eq!(r["nbd_socket"], "/run/duet/nbd/r0.sock", "{s}");
+    // The peer may still be syncing: the primary serves meanwhile.
     lab.succeed("node1", "mkfs.ext4 -q -F /dev/duet/r0");
     // A mount unit in /run, as duet's resource groups will write them.
-    lab.succeed(
-        "node1",
-        "printf '[Mount]\\nWhat=/dev/duet/r0\\nWhere=/mnt/shared\\nType=ext4\\n' \
-         > /run/systemd/system/mnt-shared.mount && systemctl daemon-reload",
-    );
+    let unit = "printf '[Mount]\\nWhat=/dev/duet/r0\\nWhere=/mnt/shared\\nType=ext4\\n' \
+         > /run/systemd/system/mnt-shared.mount && systemctl daemon-reload";
+    lab.succeed("node1", unit);
     lab.succeed("node1", "systemctl start mnt-shared.mount");
     lab.succeed(
         "node1",
@@ -321,6 +348,22 @@ fn lab_cluster_the_export_carries_a_filesystem_through_a_mount_unit() {
     assert_eq!(page.trim(), "served by duet");
     lab.succeed(
         "node1",
+        "systemctl stop mnt-shared.mount && duetctl secondary r0",
+    );
+    // Switchover: node2's copy, once in sync, carries the same files.
+    wait_replica(&lab, "node2", "node2 UpToDate", |r| {
+        r["disk"] == "uptodate" && r["replication"] == "established"
+    });
+    lab.succeed("node2", "duetctl primary r0");
+    lab.succeed("node2", unit);
+    lab.succeed("node2", "systemctl start mnt-shared.mount");
+    let page = lab.succeed("node2", "cat /mnt/shared/index.html");
+    assert_eq!(page.trim(), "served by duet");
+    // Never two primaries.
+    let err = lab.fail("node1", "duetctl primary r0");
+    assert!(err.contains("Primary"), "{err}");
+    lab.succeed(
+        "node2",
         "systemctl stop mnt-shared.mount && duetctl secondary r0",
     );
 }
