@@ -7,40 +7,21 @@
 //! target/bench/export.json. Needs nbdkit and nbdcopy.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use duet::export::backend::FileBackend;
-use duet::export::proto;
 use duet::export::server::{self, Export};
 use duet::testkit::SplitMix64;
+
+mod common;
+use common::{Row, latency, report};
 
 const SIZE: u64 = 256 << 20;
 const RUNS: usize = 5;
 const LATENCY_WRITES: usize = 2000;
-
-struct Row {
-    name: &'static str,
-    unit: &'static str,
-    duet: Vec<f64>,
-    nbdkit: Vec<f64>,
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    s[s.len() / 2]
-}
-
-fn spread(v: &[f64]) -> (f64, f64) {
-    let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
-    let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    (min, max)
-}
 
 fn uri(socket: &Path) -> String {
     format!("nbd+unix:///r0?socket={}", socket.display())
@@ -65,38 +46,6 @@ fn sequential(socket: &Path, source: &Path) -> (f64, f64) {
     let w = nbdcopy(&source.to_string_lossy(), &uri(socket));
     let r = nbdcopy(&uri(socket), "null:");
     (mib_per_s(w), mib_per_s(r))
-}
-
-/// p50 and p99 of synchronous 4 KiB writes with FUA at random offsets, µs.
-fn latency(socket: &Path) -> (f64, f64) {
-    let mut s = handshake(socket);
-    let mut rng = SplitMix64(7);
-    let data = vec![0x5a; 4096];
-    let mut lat = Vec::with_capacity(LATENCY_WRITES);
-    for i in 0..LATENCY_WRITES {
-        let offset = rng.below(SIZE / 4096) * 4096;
-        let mut req = proto::REQUEST_MAGIC.to_be_bytes().to_vec();
-        req.extend_from_slice(&proto::CMD_FLAG_FUA.to_be_bytes());
-        req.extend_from_slice(&1u16.to_be_bytes());
-        req.extend_from_slice(&(i as u64).to_be_bytes());
-        req.extend_from_slice(&offset.to_be_bytes());
-        req.extend_from_slice(&4096u32.to_be_bytes());
-        req.extend_from_slice(&data);
-        let t = Instant::now();
-        s.write_all(&req).expect("write request");
-        let mut reply = [0u8; 16];
-        s.read_exact(&mut reply).expect("reply");
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
-        assert_eq!(&reply[4..8], &[0, 0, 0, 0], "write failed");
-    }
-    lat.sort_by(|a, b| a.total_cmp(b));
-    (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
-}
-
-fn handshake(socket: &Path) -> UnixStream {
-    let mut s = UnixStream::connect(socket).expect("connect");
-    duet::export::client::handshake(&mut s, "r0").expect("handshake");
-    s
 }
 
 fn start_nbdkit(socket: &Path, image: &Path) -> Child {
@@ -145,75 +94,48 @@ fn main() {
             name: "sequential write",
             unit: "MiB/s",
             duet: vec![],
-            nbdkit: vec![],
+            peer: vec![],
         },
         Row {
             name: "sequential read",
             unit: "MiB/s",
             duet: vec![],
-            nbdkit: vec![],
+            peer: vec![],
         },
         Row {
             name: "4k sync write p50",
             unit: "us",
             duet: vec![],
-            nbdkit: vec![],
+            peer: vec![],
         },
         Row {
             name: "4k sync write p99",
             unit: "us",
             duet: vec![],
-            nbdkit: vec![],
+            peer: vec![],
         },
     ];
     for _ in 0..RUNS {
         // Alternate which server goes first, so caches favour neither.
         for (sock, duet) in [(&duet_sock, true), (&kit_sock, false)] {
             let (w, r) = sequential(sock, &source);
-            let (p50, p99) = latency(sock);
+            let (p50, p99) = latency(sock, SIZE, LATENCY_WRITES);
             for (row, v) in rows.iter_mut().zip([w, r, p50, p99]) {
                 if duet {
                     row.duet.push(v)
                 } else {
-                    row.nbdkit.push(v)
+                    row.peer.push(v)
                 }
             }
         }
     }
     let _ = nbdkit.kill();
     let _ = nbdkit.wait();
-    report(&rows);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn report(rows: &[Row]) {
-    println!(
-        "export benchmark: {} MiB file, {RUNS} runs, median [min-max]",
-        SIZE >> 20
+    report(
+        "export",
+        &format!("export benchmark: {} MiB file, {RUNS} runs", SIZE >> 20),
+        "nbdkit file plugin",
+        &rows,
     );
-    println!("{:<20} {:>26} {:>26}", "", "duet", "nbdkit file plugin");
-    let mut json = Vec::new();
-    for r in rows {
-        let (dmin, dmax) = spread(&r.duet);
-        let (kmin, kmax) = spread(&r.nbdkit);
-        println!(
-            "{:<20} {:>9.1} [{:>6.1}-{:>6.1}] {:>9.1} [{:>6.1}-{:>6.1}] {}",
-            r.name,
-            median(&r.duet),
-            dmin,
-            dmax,
-            median(&r.nbdkit),
-            kmin,
-            kmax,
-            r.unit
-        );
-        json.push(format!(
-            "{{\"name\":\"{}\",\"unit\":\"{}\",\"duet\":{:?},\"nbdkit\":{:?}}}",
-            r.name, r.unit, r.duet, r.nbdkit
-        ));
-    }
-    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    if std::fs::create_dir_all(&out).is_ok() {
-        let _ = std::fs::write(out.join("export.json"), format!("[{}]\n", json.join(",")));
-    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,98 @@
+//! What the benchmarks share: the table of figures (median and spread over
+//! runs, side by side with a peer tool) and a minimal synchronous NBD
+//! client for write latency, the same for every server measured.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use duet::export::proto;
+use duet::testkit::SplitMix64;
+
+pub struct Row {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub duet: Vec<f64>,
+    /// The peer tool's figures, same runs.
+    pub peer: Vec<f64>,
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[s.len() / 2]
+}
+
+pub fn spread(v: &[f64]) -> (f64, f64) {
+    let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
+}
+
+/// p50 and p99 of synchronous 4 KiB writes with FUA at random offsets, µs.
+pub fn latency(socket: &Path, size: u64, writes: usize) -> (f64, f64) {
+    let mut s = handshake(socket);
+    let mut rng = SplitMix64(7);
+    let data = vec![0x5a; 4096];
+    let mut lat = Vec::with_capacity(writes);
+    for i in 0..writes {
+        let offset = rng.below(size / 4096) * 4096;
+        let mut req = proto::REQUEST_MAGIC.to_be_bytes().to_vec();
+        req.extend_from_slice(&proto::CMD_FLAG_FUA.to_be_bytes());
+        req.extend_from_slice(&1u16.to_be_bytes());
+        req.extend_from_slice(&(i as u64).to_be_bytes());
+        req.extend_from_slice(&offset.to_be_bytes());
+        req.extend_from_slice(&4096u32.to_be_bytes());
+        req.extend_from_slice(&data);
+        let t = Instant::now();
+        s.write_all(&req).expect("write request");
+        let mut reply = [0u8; 16];
+        s.read_exact(&mut reply).expect("reply");
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(&reply[4..8], &[0, 0, 0, 0], "write failed");
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+}
+
+pub fn handshake(socket: &Path) -> UnixStream {
+    let mut s = UnixStream::connect(socket).expect("connect");
+    duet::export::client::handshake(&mut s, "r0").expect("handshake");
+    s
+}
+
+/// Prints the table and writes target/bench/NAME.json.
+pub fn report(name: &str, title: &str, peer: &str, rows: &[Row]) {
+    println!("{title}, median [min-max]");
+    println!("{:<24} {:>26} {:>26}", "", "duet", peer);
+    let mut json = Vec::new();
+    for r in rows {
+        let (dmin, dmax) = spread(&r.duet);
+        let (pmin, pmax) = spread(&r.peer);
+        println!(
+            "{:<24} {:>9.1} [{:>6.1}-{:>6.1}] {:>9.1} [{:>6.1}-{:>6.1}] {}",
+            r.name,
+            median(&r.duet),
+            dmin,
+            dmax,
+            median(&r.peer),
+            pmin,
+            pmax,
+            r.unit
+        );
+        json.push(format!(
+            "{{\"name\":\"{}\",\"unit\":\"{}\",\"duet\":{:?},\"peer\":{:?},\"peer_name\":{:?}}}",
+            r.name, r.unit, r.duet, r.peer, peer
+        ));
+    }
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    if std::fs::create_dir_all(&out).is_ok() {
+        let _ = std::fs::write(
+            out.join(format!("{name}.json")),
+            format!("[{}]\n", json.join(",")),
+        );
+    }
+}
