@@ -183,9 +183,11 @@ fn open_disk(name: &str, disk: &Path) -> (Option<MdDisk>, Option<Attached>, u64)
         }
         Err(e) => {
             tracing::error!(replica = name, disk = %disk.display(), "cannot attach: {e} (run `duetctl create-md {name}`); running Diskless");
-            let size = std::fs::metadata(disk)
+            // Seeking finds a block device's size (its metadata says 0).
+            let size = std::fs::File::open(disk)
+                .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
                 .ok()
-                .and_then(|m| Layout::internal(m.len(), DEFAULT_GRANULARITY).ok())
+                .and_then(|len| Layout::internal(len, DEFAULT_GRANULARITY).ok())
                 .map_or(0, |l| l.usable);
             (None, None, size)
         }

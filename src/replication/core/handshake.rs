@@ -75,13 +75,6 @@ impl Replica {
         ) {
             return;
         }
-        if p.size != self.s.size || p.granularity != self.s.granularity {
-            let why = format!(
-                "the peer's device is {} bytes at {} bytes a bit, this one {} at {}: recreate the metadata of the smaller disk",
-                p.size, p.granularity, self.s.size, self.s.granularity
-            );
-            return self.refuse(why, out);
-        }
         if self.role == Role::Primary && p.role == Role::Primary {
             return self.refuse("both nodes are Primary".into(), out);
         }
@@ -92,6 +85,15 @@ impl Replica {
             )
         {
             return self.established(out);
+        }
+        // Two disks of different sizes cannot mirror each other (a
+        // diskless side's size does not matter).
+        if p.size != self.s.size || p.granularity != self.s.granularity {
+            let why = format!(
+                "the peer's device is {} bytes at {} bytes a bit, this one {} at {}: recreate the metadata of the smaller disk",
+                p.size, p.granularity, self.s.size, self.s.granularity
+            );
+            return self.refuse(why, out);
         }
         match decide(&self.gens, &p.generations) {
             Decision::InSync => self.in_sync(&p, out),

@@ -1,0 +1,214 @@
+//! Replication, side by side with writing the backing disk directly, in
+//! one run: two duetd processes in network namespaces (veth, TCP),
+//! protocol C, files as disks.
+//! - sequential write: nbdcopy of a file to the primary's export, against
+//!   nbdcopy of the same file to the backing file itself (same client);
+//! - 4 KiB synchronous write latency: FUA writes through the export (the
+//!   same minimal client as benches/export.rs), against pwrite + fdatasync
+//!   on the backing file;
+//! - resync: the initial full sync of the device, against dd copying the
+//!   same bytes to a new file (conv=fdatasync).
+//!
+//! `cargo bench --bench replication` (root: namespaces). Writes
+//! target/bench/replication.json.
+
+#[path = "../tests/netns/mod.rs"]
+mod netns;
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Row, latency, report};
+use duet::testkit::SplitMix64;
+use netns::{Lab, config};
+
+const SIZE: u64 = 256 << 20;
+const RUNS: usize = 3;
+const LATENCY_WRITES: usize = 1000;
+const MIB: f64 = (1 << 20) as f64;
+
+fn replica_config(lab: &Lab, node: usize) -> String {
+    format!(
+        "{}\n[[replica]]\nname = \"r0\"\n\
+         disk = {{ node1 = \"{d}/node1.img\", node2 = \"{d}/node2.img\" }}\n\
+         address = {{ node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }}\n\
+         port = 7789\ndevice = \"{d}/node{node}-r0\"\nnbd-socket = \"{d}/node{node}-r0.sock\"\n",
+        config(2, "ucast", "ucast", "duet.key"),
+        d = lab.dir.display()
+    )
+}
+
+fn duetctl_local(lab: &Lab, node: &str, args: &[&str]) {
+    let out = Command::new(netns::DUETCTL)
+        .args(args)
+        .arg("--config")
+        .arg(lab.path(&format!("{node}.toml")))
+        .args(["--node", node])
+        .output()
+        .expect("duetctl");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ctl(lab: &Lab, node: &str, args: &[&str]) {
+    let out = lab.duetctl(node, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn r0_is(lab: &Lab, node: &str, key: &str, want: &str) -> bool {
+    lab.status(node)
+        .is_some_and(|s| s["replicas"][0][key] == want)
+}
+
+fn wait(what: &str, timeout: Duration, ok: impl Fn() -> bool) -> Duration {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.elapsed()
+}
+
+/// Fresh metadata on both, daemons up, connected, node1 forced primary:
+/// the time of the initial full sync.
+fn fresh_pair(lab: &mut Lab) -> Duration {
+    for n in ["node1", "node2"] {
+        lab.kill(n);
+        duetctl_local(lab, n, &["create-md", "r0", "--force"]);
+    }
+    for n in ["node1", "node2"] {
+        let cfg = lab.path(&format!("{n}.toml"));
+        lab.start_with(n, &cfg, &[]);
+    }
+    wait("connected", Duration::from_secs(30), || {
+        r0_is(lab, "node1", "connection", "connected")
+    });
+    let t = Instant::now();
+    ctl(lab, "node1", &["primary", "r0", "--force"]);
+    wait("the full sync", Duration::from_secs(300), || {
+        r0_is(lab, "node2", "disk", "uptodate")
+    });
+    t.elapsed()
+}
+
+fn nbdcopy(from: &Path, to: &str) -> Duration {
+    let t = Instant::now();
+    let st = Command::new("nbdcopy")
+        .args(["--flush"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("nbdcopy");
+    assert!(st.success());
+    t.elapsed()
+}
+
+fn direct_latency(path: &Path, size: u64) -> (f64, f64) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("disk");
+    let mut rng = SplitMix64(7);
+    let data = vec![0x5a; 4096];
+    let mut lat: Vec<f64> = (0..LATENCY_WRITES)
+        .map(|_| {
+            let offset = rng.below(size / 4096) * 4096;
+            let t = Instant::now();
+            f.write_all_at(&data, offset).expect("pwrite");
+            f.sync_data().expect("fdatasync");
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+}
+
+fn dd_copy(from: &Path, to: &Path, bytes: u64) -> Duration {
+    let t = Instant::now();
+    let st = Command::new("dd")
+        .arg(format!("if={}", from.display()))
+        .arg(format!("of={}", to.display()))
+        .args(["bs=1M", "conv=fdatasync", "status=none"])
+        .arg(format!("count={}", bytes >> 20))
+        .status()
+        .expect("dd");
+    assert!(st.success());
+    t.elapsed()
+}
+
+fn main() {
+    let mut lab = Lab::nodes(2, &config(2, "ucast", "ucast", "duet.key"));
+    for n in 1..=2 {
+        let img = lab.dir.join(format!("node{n}.img"));
+        std::fs::File::create(&img)
+            .and_then(|f| f.set_len(SIZE + (4 << 20)))
+            .expect("disk file");
+        let text = replica_config(&lab, n);
+        lab.write(&format!("node{n}.toml"), &text);
+    }
+    let source = lab.dir.join("source.bin");
+    let mut rng = SplitMix64(1);
+    let data: Vec<u8> = (0..SIZE / 8)
+        .flat_map(|_| rng.next_u64().to_le_bytes())
+        .collect();
+    std::fs::write(&source, data).expect("source");
+    let backing: PathBuf = lab.dir.join("node1.img");
+    let socket = lab.dir.join("node1-r0.sock");
+    let uri = format!("nbd+unix:///r0?socket={}", socket.display());
+    let copy = lab.dir.join("copy.img");
+
+    let mut rows = [
+        ("sequential write", "MiB/s"),
+        ("4k sync write p50", "us"),
+        ("4k sync write p99", "us"),
+        ("full resync", "MiB/s"),
+    ]
+    .map(|(name, unit)| Row {
+        name,
+        unit,
+        duet: vec![],
+        peer: vec![],
+    });
+    for _ in 0..RUNS {
+        let sync = fresh_pair(&mut lab);
+        rows[3].duet.push(SIZE as f64 / MIB / sync.as_secs_f64());
+        rows[3]
+            .peer
+            .push(SIZE as f64 / MIB / dd_copy(&backing, &copy, SIZE).as_secs_f64());
+
+        let w = nbdcopy(&source, &uri);
+        let (p50, p99) = latency(&socket, SIZE, LATENCY_WRITES);
+        rows[0].duet.push(SIZE as f64 / MIB / w.as_secs_f64());
+        rows[1].duet.push(p50);
+        rows[2].duet.push(p99);
+        // The same client and file, straight to the backing file (the
+        // daemon is stopped first so nothing else writes it).
+        lab.kill("node1");
+        lab.kill("node2");
+        let w = nbdcopy(&source, &backing.to_string_lossy());
+        let (p50, p99) = direct_latency(&backing, SIZE);
+        rows[0].peer.push(SIZE as f64 / MIB / w.as_secs_f64());
+        rows[1].peer.push(p50);
+        rows[2].peer.push(p99);
+    }
+    report(
+        "replication",
+        &format!(
+            "replication benchmark: {} MiB, protocol C over veth between namespaces, {RUNS} runs",
+            SIZE >> 20
+        ),
+        "backing file directly",
+        &rows,
+    );
+}
