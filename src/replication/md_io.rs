@@ -63,15 +63,22 @@ fn read_slots(f: &File, path: &Path, l: &Layout) -> Result<[[u8; BLOCK]; 2], MdI
     Ok(slots)
 }
 
-/// The newest valid superblock on the disk, and the layout it implies.
-pub fn read(path: &Path) -> Result<(Superblock, Layout), MdIoError> {
-    let (f, size) = open(path, false)?;
+/// The disk opened, its layout, its newest valid superblock and that
+/// superblock's slot.
+fn open_newest(path: &Path, write: bool) -> Result<(File, Layout, Superblock, usize), MdIoError> {
+    let (f, size) = open(path, write)?;
     let l = layout(path, size)?;
     let slots = read_slots(&f, path, &l)?;
-    let (sb, _) = newest([&slots[0], &slots[1]]).map_err(|source| MdIoError::Metadata {
+    let (sb, slot) = newest([&slots[0], &slots[1]]).map_err(|source| MdIoError::Metadata {
         path: path.to_path_buf(),
         source,
     })?;
+    Ok((f, l, sb, slot))
+}
+
+/// The newest valid superblock on the disk, and the layout it implies.
+pub fn read(path: &Path) -> Result<(Superblock, Layout), MdIoError> {
+    let (_, l, sb, _) = open_newest(path, false)?;
     Ok((sb, l))
 }
 
@@ -148,13 +155,7 @@ pub struct Loaded {
 
 impl MdDisk {
     pub fn open(path: &Path) -> Result<(MdDisk, Loaded), MdIoError> {
-        let (file, size) = open(path, true)?;
-        let l = layout(path, size)?;
-        let slots = read_slots(&file, path, &l)?;
-        let (sb, slot) = newest([&slots[0], &slots[1]]).map_err(|source| MdIoError::Metadata {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let (file, l, sb, slot) = open_newest(path, true)?;
         if sb.size != l.usable || sb.bitmap_offset != l.bitmap_offset {
             return Err(MdIoError::Metadata {
                 path: path.to_path_buf(),

@@ -13,13 +13,6 @@ impl Replica {
         self.connection == Connection::Connected
     }
 
-    fn busy_syncing(&self) -> bool {
-        !matches!(
-            self.replication,
-            Replication::Off | Replication::Established
-        )
-    }
-
     /// Becomes Primary. `force` declares this disk's data the truth when it
     /// is not UpToDate (the first promotion after create-md): the peer then
     /// gets all of it. `wall_us` orders promotions for the split-brain
@@ -166,7 +159,7 @@ impl Replica {
         if self.role == Role::Primary {
             return Err("a Primary cannot invalidate its own disk".into());
         }
-        if !self.has_disk() || self.busy_syncing() {
+        if !self.has_disk() || self.syncing() {
             return Err("no disk, or a sync or verify runs".into());
         }
         if !self.connected() || self.peer_disk != DiskState::UpToDate {
@@ -196,7 +189,7 @@ impl Replica {
         {
             return Err("the Primary's only UpToDate copy: demote it first".into());
         }
-        if !self.app.is_empty() || !self.peer_writes.is_empty() || self.busy_syncing() {
+        if !self.app.is_empty() || !self.peer_writes.is_empty() || self.syncing() {
             return Err("I/O or a sync is in flight".into());
         }
         self.flush_bitmap(&mut out);

@@ -312,6 +312,7 @@ impl Replica {
         let mut f = AppFlush {
             local: Stage::Skipped,
             peer: None,
+            peer_ok: false,
         };
         if self.has_disk() {
             let token = self.token();
@@ -338,7 +339,9 @@ impl Replica {
         if f.local == Stage::Pending || peer_pending {
             return;
         }
-        let ok = f.local != Stage::Done(false) || f.peer.is_some();
+        // Flushed on a disk that holds the data: here, or (diskless or
+        // failed here) on the peer.
+        let ok = matches!(f.local, Stage::Done(true)) || f.peer_ok;
         if let Some(seq) = f.peer {
             self.seq_to_req.remove(&seq);
         }
@@ -384,9 +387,7 @@ impl Replica {
         if kind == AckKind::Flushed {
             if let Some(f) = self.flushes.get_mut(&req) {
                 f.peer = None;
-                if !ok {
-                    f.local = f.local.max_fail();
-                }
+                f.peer_ok = ok;
             }
             self.seq_to_req.remove(&seq);
             return self.check_flush(req, out);
@@ -476,17 +477,7 @@ impl Replica {
         }
         if !payload || !self.has_disk() || !self.in_range(offset, len) {
             out.push(Action::Release(Buf::Peer(seq)));
-            let kind = AckKind::Written;
-            self.send(
-                Msg::Ack {
-                    seq,
-                    kind,
-                    ok: false,
-                },
-                None,
-                out,
-            );
-            return;
+            return self.nack(seq, AckKind::Written, out);
         }
         self.peer_writes.insert(
             seq,
@@ -509,16 +500,7 @@ impl Replica {
             self.peer_writes.remove(&seq);
             self.finish_op(Buf::Peer(seq), out);
             out.push(Action::Release(Buf::Peer(seq)));
-            let kind = AckKind::Written;
-            return self.send(
-                Msg::Ack {
-                    seq,
-                    kind,
-                    ok: false,
-                },
-                None,
-                out,
-            );
+            return self.nack(seq, AckKind::Written, out);
         }
         // The peer writes while its own disk is gone: only this copy has it.
         if !matches!(
@@ -567,6 +549,19 @@ impl Replica {
         self.peer_flush_ready(out);
     }
 
+    /// The peer's write or flush failed here.
+    fn nack(&mut self, seq: u64, kind: AckKind, out: &mut Vec<Action>) {
+        self.send(
+            Msg::Ack {
+                seq,
+                kind,
+                ok: false,
+            },
+            None,
+            out,
+        );
+    }
+
     pub(super) fn peer_flush(&mut self, seq: u64, out: &mut Vec<Action>) {
         self.peer_flushes.insert(seq, None);
         self.peer_flush_ready(out);
@@ -587,16 +582,7 @@ impl Replica {
                 out.push(Action::Flush { token });
             } else {
                 self.peer_flushes.remove(&seq);
-                let kind = AckKind::Flushed;
-                self.send(
-                    Msg::Ack {
-                        seq,
-                        kind,
-                        ok: false,
-                    },
-                    None,
-                    out,
-                );
+                self.nack(seq, AckKind::Flushed, out);
             }
         }
     }
@@ -641,15 +627,6 @@ impl Replica {
             Buf::ResyncOut(id) => self.resync_read_done(id, ok, out),
             Buf::Verify(id) => self.verify_read_done(id, ok, digest, out),
             _ => {}
-        }
-    }
-}
-
-impl Stage {
-    fn max_fail(self) -> Stage {
-        match self {
-            Stage::Skipped => Stage::Done(false),
-            s => s,
         }
     }
 }

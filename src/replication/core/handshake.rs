@@ -66,13 +66,7 @@ impl Replica {
         if !decide_now {
             return;
         }
-        if matches!(
-            self.replication,
-            Replication::SyncSource
-                | Replication::SyncTarget
-                | Replication::VerifySource
-                | Replication::VerifyTarget
-        ) {
+        if self.syncing() {
             return;
         }
         if self.role == Role::Primary && p.role == Role::Primary {

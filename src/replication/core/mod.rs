@@ -125,6 +125,7 @@ struct AppFlush {
     local: Stage,
     /// Sequence of the Flush sent to the peer, until acknowledged.
     peer: Option<u64>,
+    peer_ok: bool,
 }
 
 /// A mirrored write of the peer's, on this disk.
@@ -670,13 +671,7 @@ impl Replica {
         self.disk = DiskState::Diskless;
         self.gates.clear();
         self.bm = BitmapPersist::default();
-        if matches!(
-            self.replication,
-            Replication::SyncSource
-                | Replication::SyncTarget
-                | Replication::VerifySource
-                | Replication::VerifyTarget
-        ) {
+        if self.syncing() {
             self.sync = sync::SyncState::default();
             self.replication = Replication::Established;
         }
@@ -685,6 +680,14 @@ impl Replica {
         }
         self.send_update(out);
         self.state_changed(out);
+    }
+
+    /// A sync or verify runs.
+    fn syncing(&self) -> bool {
+        !matches!(
+            self.replication,
+            Replication::Off | Replication::Established
+        )
     }
 
     fn drop_transport(&mut self, reason: &str, out: &mut Vec<Action>) {
