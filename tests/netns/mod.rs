@@ -410,8 +410,9 @@ impl Drop for Lab {
                     eprintln!("--- {} log ---\n{log}", node.name);
                 }
             }
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
         }
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
