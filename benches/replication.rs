@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Row, latency, report};
+use common::{Row, latency, latency_with, report};
 use duet::testkit::SplitMix64;
 use netns::{Lab, config};
 
@@ -119,7 +119,7 @@ fn nbdcopy(from: &Path, to: &str) -> Duration {
     t.elapsed()
 }
 
-fn direct_latency(path: &Path, size: u64) -> (f64, f64) {
+fn direct_latency(path: &Path, size: u64, sync: bool) -> (f64, f64) {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
@@ -131,7 +131,9 @@ fn direct_latency(path: &Path, size: u64) -> (f64, f64) {
             let offset = rng.below(size / 4096) * 4096;
             let t = Instant::now();
             f.write_all_at(&data, offset).expect("pwrite");
-            f.sync_data().expect("fdatasync");
+            if sync {
+                f.sync_data().expect("fdatasync");
+            }
             t.elapsed().as_secs_f64() * 1e6
         })
         .collect();
@@ -178,6 +180,7 @@ fn main() {
         ("4k sync write p50", "us"),
         ("4k sync write p99", "us"),
         ("full resync", "MiB/s"),
+        ("4k write, no FUA, p50", "us"),
     ]
     .map(|(name, unit)| Row {
         name,
@@ -194,6 +197,9 @@ fn main() {
 
         let w = nbdcopy(&source, &uri);
         let (p50, p99) = latency(&socket, SIZE, LATENCY_WRITES);
+        rows[4]
+            .duet
+            .push(latency_with(&socket, SIZE, LATENCY_WRITES, false).0);
         rows[0].duet.push(SIZE as f64 / MIB / w.as_secs_f64());
         rows[1].duet.push(p50);
         rows[2].duet.push(p99);
@@ -209,7 +215,8 @@ fn main() {
             .open(&backing)
             .and_then(|f| f.set_len(SIZE + (4 << 20)))
             .expect("disk length");
-        let (p50, p99) = direct_latency(&backing, SIZE);
+        let (p50, p99) = direct_latency(&backing, SIZE, true);
+        rows[4].peer.push(direct_latency(&backing, SIZE, false).0);
         rows[0].peer.push(SIZE as f64 / MIB / w.as_secs_f64());
         rows[1].peer.push(p50);
         rows[2].peer.push(p99);

@@ -34,6 +34,11 @@ pub fn spread(v: &[f64]) -> (f64, f64) {
 
 /// p50 and p99 of synchronous 4 KiB writes with FUA at random offsets, µs.
 pub fn latency(socket: &Path, size: u64, writes: usize) -> (f64, f64) {
+    latency_with(socket, size, writes, true)
+}
+
+/// The same, with or without FUA (without: what the stack itself costs).
+pub fn latency_with(socket: &Path, size: u64, writes: usize, fua: bool) -> (f64, f64) {
     let mut s = handshake(socket);
     let mut rng = SplitMix64(7);
     let data = vec![0x5a; 4096];
@@ -41,7 +46,8 @@ pub fn latency(socket: &Path, size: u64, writes: usize) -> (f64, f64) {
     for i in 0..writes {
         let offset = rng.below(size / 4096) * 4096;
         let mut req = proto::REQUEST_MAGIC.to_be_bytes().to_vec();
-        req.extend_from_slice(&proto::CMD_FLAG_FUA.to_be_bytes());
+        let flags = if fua { proto::CMD_FLAG_FUA } else { 0 };
+        req.extend_from_slice(&flags.to_be_bytes());
         req.extend_from_slice(&1u16.to_be_bytes());
         req.extend_from_slice(&(i as u64).to_be_bytes());
         req.extend_from_slice(&offset.to_be_bytes());

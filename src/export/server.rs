@@ -1,15 +1,20 @@
-//! The NBD server: a unix socket (mode 0600), one thread per connection.
-//! Block I/O is blocking by nature; a thread per client keeps each
-//! request's path short (no executor hops) and reuses one buffer per
-//! connection, so the hot path allocates nothing.
+//! The NBD server: a unix socket (mode 0600). Per connection, one thread
+//! reads requests and a few workers run them, so a client keeps several
+//! requests in flight (a replicated write waits for the peer; others need
+//! not wait behind it) and replies go out in completion order, as NBD
+//! allows. Block I/O is blocking by nature: plain threads, no executor
+//! hops. Each connection has a fixed set of buffers, handed from reader
+//! to worker and back, so the hot path allocates nothing and the memory
+//! a client can pin is bounded.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use crate::export::backend::Backend;
 use crate::export::proto::{self, Command, Request};
@@ -218,33 +223,118 @@ fn info(
     Ok(Some(export.clone()))
 }
 
+/// Requests of one connection running at once.
+const WORKERS: usize = 8;
+
+/// A request read off the wire, with its buffer: reply header at 0..16,
+/// then the data (a write's payload, or room for a read's).
+struct Job {
+    req: Request,
+    buf: Vec<u8>,
+    /// Set by the reader when the request already failed (a write too
+    /// large, say): the worker only replies.
+    error: Option<u32>,
+}
+
 /// Serves requests until the client disconnects or breaks the protocol.
 fn transmission(s: &mut UnixStream, export: &Export) -> io::Result<()> {
-    // Reply header and read data in one buffer, so a read is one write().
-    // It grows to the largest request seen and is then reused: requests
-    // allocate nothing once the client's I/O size has been seen.
-    let mut buf = vec![0u8; 16 + (128 << 10)];
-    lock_in_memory(&mut buf);
+    let writer = Mutex::new(s.try_clone()?);
+    let (free_tx, free_rx) = channel::<Vec<u8>>();
+    for _ in 0..WORKERS {
+        let mut buf = vec![0u8; 16 + (128 << 10)];
+        lock_in_memory(&mut buf);
+        let _ = free_tx.send(buf);
+    }
+    let (jobs_tx, jobs_rx) = sync_channel::<Job>(WORKERS);
+    let jobs_rx = Mutex::new(jobs_rx);
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            let (jobs, writer, free) = (&jobs_rx, &writer, free_tx.clone());
+            scope.spawn(move || worker(export, jobs, writer, &free));
+        }
+        let result = read_requests(s, &free_rx, &jobs_tx);
+        // Workers finish what is in flight, then see the channel close.
+        drop(jobs_tx);
+        result
+    })?;
+    // Disconnect: everything answered is flushed before the client goes.
+    export.backend.flush()
+}
+
+/// Reads requests and hands them to the workers; returns at Disconnect.
+fn read_requests(
+    s: &mut UnixStream,
+    free: &Receiver<Vec<u8>>,
+    jobs: &std::sync::mpsc::SyncSender<Job>,
+) -> io::Result<()> {
     loop {
         let mut header = [0u8; proto::REQUEST_LEN];
         s.read_exact(&mut header)?;
         let req = proto::parse_request(&header).map_err(protocol)?;
         if req.command == Command::Disconnect {
-            return export.backend.flush();
+            return Ok(());
         }
-        let error = match req.command {
-            Command::Read => match read(export, &req, &mut buf) {
-                Ok(n) => {
-                    buf[..16].copy_from_slice(&proto::simple_reply(0, req.cookie));
-                    s.write_all(&buf[..16 + n])?;
-                    continue;
-                }
-                Err(e) => e,
-            },
-            Command::Write => write(s, export, &req, &mut buf)?,
-            other => execute(export, other, &req),
+        // Waits for a worker to give a buffer back: at most WORKERS
+        // requests of this client are in flight.
+        let Ok(mut buf) = free.recv() else {
+            return Ok(());
         };
-        s.write_all(&proto::simple_reply(error, req.cookie))?;
+        let error = if req.command == Command::Write {
+            take_payload(s, &req, &mut buf)?
+        } else {
+            None
+        };
+        if jobs.send(Job { req, buf, error }).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+fn worker(
+    export: &Export,
+    jobs: &Mutex<Receiver<Job>>,
+    writer: &Mutex<UnixStream>,
+    free: &Sender<Vec<u8>>,
+) {
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
+            rx.recv()
+        };
+        let Ok(Job {
+            req,
+            mut buf,
+            error,
+        }) = job
+        else {
+            return;
+        };
+        let (code, data) = match error {
+            Some(e) => (e, 0),
+            None => run(export, &req, &mut buf),
+        };
+        buf[..16].copy_from_slice(&proto::simple_reply(code, req.cookie));
+        let sent = writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(&buf[..16 + data]);
+        let _ = free.send(buf);
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs one request; returns the NBD error (0: success) and how many data
+/// bytes follow the reply header in the buffer.
+fn run(export: &Export, req: &Request, buf: &mut Vec<u8>) -> (u32, usize) {
+    match req.command {
+        Command::Read => match read(export, req, buf) {
+            Ok(n) => (0, n),
+            Err(e) => (e, 0),
+        },
+        Command::Write => (write(export, req, buf), 0),
+        other => (execute(export, other, req), 0),
     }
 }
 
@@ -285,28 +375,35 @@ fn lock_in_memory(buf: &mut [u8]) {
     let _ = unsafe { nix::sys::mman::mlock(ptr, buf.len()) };
 }
 
-/// Takes the payload off the wire whatever happens (or the stream would
-/// lose its framing), then writes it if the request is valid. Returns the
-/// NBD error, 0 for success.
-fn write(s: &mut UnixStream, export: &Export, req: &Request, buf: &mut Vec<u8>) -> io::Result<u32> {
+/// Takes a write's payload off the wire whatever happens (or the stream
+/// would lose its framing) into the buffer after the reply header.
+/// Returns the NBD error if the request cannot be run at all.
+fn take_payload(s: &mut UnixStream, req: &Request, buf: &mut Vec<u8>) -> io::Result<Option<u32>> {
     if req.length > proto::MAX_PAYLOAD {
         discard(s, u64::from(req.length), buf)?;
-        return Ok(proto::EOVERFLOW);
+        return Ok(Some(proto::EOVERFLOW));
     }
     let n = req.length as usize;
-    grow(buf, n);
-    s.read_exact(&mut buf[..n])?;
+    grow(buf, 16 + n);
+    s.read_exact(&mut buf[16..16 + n])?;
+    Ok(None)
+}
+
+/// Writes the payload if the request is valid; returns the NBD error, 0
+/// for success.
+fn write(export: &Export, req: &Request, buf: &[u8]) -> u32 {
+    let n = req.length as usize;
     if export.backend.read_only() {
-        return Ok(proto::EPERM);
+        return proto::EPERM;
     }
     if !proto::in_range(req.offset, req.length, export.backend.size()) {
-        return Ok(proto::ENOSPC);
+        return proto::ENOSPC;
     }
     let fua = req.flags & proto::CMD_FLAG_FUA != 0;
-    Ok(match export.backend.write_at(&buf[..n], req.offset, fua) {
+    match export.backend.write_at(&buf[16..16 + n], req.offset, fua) {
         Ok(()) => 0,
         Err(e) => errno(&e),
-    })
+    }
 }
 
 fn discard(s: &mut UnixStream, mut left: u64, buf: &mut [u8]) -> io::Result<()> {
