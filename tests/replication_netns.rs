@@ -285,3 +285,45 @@ fn lab_verify_finds_a_corrupted_block_on_the_secondary() {
     ctl_ok(&lab, "node1", &["secondary", "r0"]);
     assert!(same_data(&lab, usable(&lab)));
 }
+
+#[test]
+fn lab_down_up_resyncs_what_was_missed_and_adjust_applies_the_config() {
+    let lab = pair("1G", "");
+    for n in ["node1", "node2"] {
+        wait_r0(&lab, n, "connected", |r| r["connection"] == "connected");
+    }
+    ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
+    established(&lab, "node2");
+    let size = usable(&lab);
+
+    ctl_ok(&lab, "node2", &["down", "r0"]);
+    let s = lab.status("node2").expect("status");
+    assert_eq!(r0(&s)["disk"], "diskless", "{s}");
+    nbd_write(&lab, "node1", 0x42, 30 * MIB, MIB);
+    ctl_ok(&lab, "node2", &["up", "r0"]);
+    established(&lab, "node1");
+    ctl_ok(&lab, "node1", &["secondary", "r0"]);
+    assert!(
+        same_data(&lab, size),
+        "node2 missed what was written while it was down"
+    );
+
+    // A Primary with its device attached cannot go down.
+    ctl_ok(&lab, "node1", &["primary", "r0"]);
+    let refused = lab.duetctl("node1", &["down", "r0"]);
+    assert!(!refused.status.success());
+    ctl_ok(&lab, "node1", &["secondary", "r0"]);
+
+    // Protocol A from the config file, live.
+    let cfg = lab.path("node2.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replace("port = 7789\n", "port = 7789\nprotocol = \"A\"\n"),
+    )
+    .expect("config");
+    let out = ctl_ok(&lab, "node2", &["adjust", "r0"]);
+    assert!(out.contains("protocol A"), "{out}");
+    let s = lab.status("node2").expect("status");
+    assert_eq!(r0(&s)["protocol"], "A", "{s}");
+}

@@ -160,6 +160,10 @@ pub fn replica_command(
         C::Verify => conn.call_method(dest, path.as_str(), iface, "Verify", &()),
         C::Invalidate => conn.call_method(dest, path.as_str(), iface, "Invalidate", &()),
         C::Detach => conn.call_method(dest, path.as_str(), iface, "Detach", &()),
+        C::Up => conn.call_method(dest, path.as_str(), iface, "Up", &()),
+        C::Down => conn.call_method(dest, path.as_str(), iface, "Down", &()),
+        C::Attach => conn.call_method(dest, path.as_str(), iface, "Attach", &()),
+        C::Adjust => conn.call_method(dest, path.as_str(), iface, "Adjust", &()),
     };
     reply.map(|_| ()).map_err(call_error)
 }

@@ -98,6 +98,14 @@ impl ClusterObject {
 /// What an administrator asks of a replica (drbdadm's verbs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplicaCommand {
+    /// Attach the disk and connect.
+    Up,
+    /// Disconnect and detach (Secondary only).
+    Down,
+    /// Take the backing disk (read its metadata).
+    Attach,
+    /// Apply the config file's changed settings live.
+    Adjust,
     /// `force`: make this disk's data the truth even if not UpToDate.
     Primary {
         force: bool,
@@ -255,6 +263,39 @@ impl ReplicaObject {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> zbus::fdo::Result<()> {
         self.run(ReplicaCommand::Invalidate, &emitter).await
+    }
+
+    /// Attaches the disk and connects (what duetd does at start).
+    async fn up(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::Up, &emitter).await
+    }
+
+    /// Disconnects and detaches.
+    async fn down(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::Down, &emitter).await
+    }
+
+    /// Takes the backing disk again (reads its metadata).
+    async fn attach(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::Attach, &emitter).await
+    }
+
+    /// Reads the config file again and applies the replica's changed
+    /// settings (protocol, split-brain policies, resync rates, timeout).
+    async fn adjust(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::Adjust, &emitter).await
     }
 
     /// Lets go of the backing disk (Diskless).

@@ -78,6 +78,17 @@ pub enum Command {
     Invalidate { replica: String },
     /// Let go of the backing disk (Diskless).
     Detach { replica: String },
+    /// Take the backing disk again (reads its metadata; a connected peer
+    /// handshakes again).
+    Attach { replica: String },
+    /// Attach and connect (what duetd does for every replica at start).
+    Up { replica: String },
+    /// Disconnect and detach (the replica must be Secondary).
+    Down { replica: String },
+    /// Re-read the config file and apply the replica's changed settings
+    /// live: protocol, split-brain policies, resync rates, timeout,
+    /// on-io-error.
+    Adjust { replica: String },
     /// Write fresh metadata for a replica on this node's disk (no daemon
     /// needed). Refuses a disk with metadata or a filesystem unless --force.
     CreateMd {

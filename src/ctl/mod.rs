@@ -54,6 +54,10 @@ pub fn run(cli: Cli) -> u8 {
             replica::run(cli.bus, &replica, ReplicaCommand::Invalidate, 60)
         }
         Command::Detach { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Detach, 10),
+        Command::Attach { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Attach, 10),
+        Command::Up { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Up, 30),
+        Command::Down { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Down, 10),
+        Command::Adjust { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Adjust, 10),
         Command::Keygen { file } => match auth::generate_key_file(&file) {
             Ok(()) => {
                 println!(

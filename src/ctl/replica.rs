@@ -87,6 +87,16 @@ fn reached(cmd: ReplicaCommand, r: &ReplicaStatus) -> Option<Result<String, Stri
             done(one_line(r))
         }
         ReplicaCommand::Detach if r.disk == "diskless" => done(one_line(r)),
+        ReplicaCommand::Attach if r.disk != "diskless" => done(one_line(r)),
+        ReplicaCommand::Down if r.disk == "diskless" && r.connection == "standalone" => {
+            done(one_line(r))
+        }
+        ReplicaCommand::Up if r.connection == "connected" => done(one_line(r)),
+        ReplicaCommand::Up if r.connection == "standalone" => Some(Err(format!(
+            "gave up connecting ({}); see the log",
+            one_line(r)
+        ))),
+        ReplicaCommand::Adjust => done(format!("adjusted: protocol {}", r.protocol)),
         _ => None,
     }
 }

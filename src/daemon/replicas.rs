@@ -16,9 +16,6 @@ use crate::export::attach::{Attachment, attach};
 use crate::export::server::{self, Export};
 use crate::types::NodeId;
 
-/// Where nbdfuse mounts live (the daemon's runtime directory).
-const ATTACH_DIR: &str = "/run/duet/attach";
-
 struct LocalReplica {
     name: String,
     disk: PathBuf,
@@ -93,12 +90,10 @@ impl LocalReplica {
             .as_ref()
             .ok_or_else(|| format!("{}: the export could not be opened at start", self.name))?;
         export.set_enabled(true);
-        match attach(
-            &self.socket,
-            &self.name,
-            &self.device,
-            Path::new(ATTACH_DIR),
-        ) {
+        // nbdfuse's mount sits beside the socket (/run/duet/nbd/r0.attach):
+        // one place per replica and daemon, even with several on a host.
+        let work = self.socket.with_extension("attach");
+        match attach(&self.socket, &self.name, &self.device, &work) {
             Ok(a) => {
                 self.attachment = Some(a);
                 Ok(())
@@ -139,6 +134,18 @@ impl LocalReplica {
             ReplicaCommand::Verify => Admin::Verify,
             ReplicaCommand::Invalidate => Admin::Invalidate,
             ReplicaCommand::Detach => Admin::Detach,
+            ReplicaCommand::Attach => Admin::Attach,
+            ReplicaCommand::Up => Admin::Up,
+            ReplicaCommand::Down => {
+                if self.attachment.is_some() {
+                    return Err(format!(
+                        "{}: Primary with its device attached: `duetctl secondary {}` first",
+                        self.name, self.name
+                    ));
+                }
+                Admin::Down
+            }
+            ReplicaCommand::Adjust => Admin::Adjust,
         };
         self.handle()?.admin(admin)
     }

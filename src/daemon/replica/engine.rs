@@ -14,6 +14,9 @@ use crate::replication::core::{Action, Buf, Event, Input, Msg, Replica, ReqId};
 use crate::replication::wire::Frame;
 use crate::types::Timestamp;
 
+/// How long a dropped connection waits for the peer to close its side.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 pub enum Cmd {
     Input(Input),
     /// An input whose data goes into the buffer store first.
@@ -53,6 +56,10 @@ pub enum Client {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admin {
+    Up,
+    Down,
+    Attach,
+    Adjust,
     Primary { force: bool },
     Secondary,
     Connect { discard_my_data: bool },
@@ -67,8 +74,19 @@ enum Waiter {
     Data(Sender<Option<Vec<u8>>>),
 }
 
+/// Where the replica comes from: what attach and adjust read again.
+pub struct Origin {
+    pub config: std::path::PathBuf,
+    pub local: crate::types::NodeId,
+    pub disk: std::path::PathBuf,
+    pub verify: crate::config::VerifyAlg,
+}
+
 pub struct Engine {
     pub core: Replica,
+    origin: Origin,
+    /// The engine's own channel, for the disk threads of a new attach.
+    pub engine_tx: Option<Sender<Cmd>>,
     pub name: String,
     pub disk: Option<DiskIo>,
     pub snapshot: Arc<Mutex<Snapshot>>,
@@ -96,9 +114,12 @@ impl Engine {
         name: String,
         disk: Option<DiskIo>,
         snapshot: Arc<Mutex<Snapshot>>,
+        origin: Origin,
     ) -> Engine {
         Engine {
             core,
+            origin,
+            engine_tx: None,
             name,
             disk,
             snapshot,
@@ -244,10 +265,60 @@ impl Engine {
             Admin::Verify => self.core.verify(now)?,
             Admin::Invalidate => self.core.invalidate(now)?,
             Admin::Detach => self.core.detach()?,
+            Admin::Attach => self.attach()?,
+            Admin::Up => {
+                let mut a = self.attach()?;
+                a.extend(self.core.connect(false)?);
+                a
+            }
+            Admin::Down => {
+                let mut a = self.core.disconnect();
+                a.extend(self.core.detach()?);
+                a
+            }
+            Admin::Adjust => self.adjust()?,
         };
         tracing::info!(replica = %self.name, "{a:?} done");
         self.apply(actions);
         Ok(())
+    }
+
+    /// Opens the disk's metadata again and hands it to the core.
+    fn attach(&mut self) -> Result<Vec<Action>, String> {
+        if self.disk.is_some()
+            && self.core.disk() != crate::replication::states::DiskState::Diskless
+        {
+            return Ok(Vec::new());
+        }
+        let (md, loaded) = crate::replication::md_io::MdDisk::open(&self.origin.disk)
+            .map_err(|e| e.to_string())?;
+        let tx = self
+            .engine_tx
+            .clone()
+            .ok_or_else(|| "the engine has no channel".to_string())?;
+        let io = DiskIo::start(md, tx, self.origin.verify).map_err(|e| e.to_string())?;
+        let actions = self.core.attach(super::attached(loaded))?;
+        self.disk = Some(io);
+        Ok(actions)
+    }
+
+    /// Reads the config file again and applies what can change live.
+    fn adjust(&mut self) -> Result<Vec<Action>, String> {
+        let loaded = crate::config::load(&self.origin.config).map_err(|e| e.to_string())?;
+        let c = &loaded.config;
+        let r = c.replica(&self.name).ok_or_else(|| {
+            format!(
+                "{} is no longer in {}",
+                self.name,
+                self.origin.config.display()
+            )
+        })?;
+        let s = self.core.settings();
+        let peer = r
+            .peer(self.origin.local)
+            .ok_or_else(|| "the replica has no peer any more".to_string())?;
+        let new = super::settings(c, r, self.origin.local, peer, s.size);
+        self.core.adjust(new)
     }
 
     fn apply(&mut self, actions: Vec<Action>) {
@@ -304,7 +375,12 @@ impl Engine {
                 tracing::warn!(replica = %self.name, "replication link dropped: {reason}");
                 self.link = None;
                 if let Some((_, s)) = self.closer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    let _ = s.shutdown(std::net::Shutdown::Both);
+                    // Half-close: what was sent (the state that made the
+                    // peer refuse too, say) still arrives; a reset would
+                    // throw it away. The reader gives a silent peer a
+                    // moment to close its side, then ends.
+                    let _ = s.set_read_timeout(Some(CLOSE_GRACE));
+                    let _ = s.shutdown(std::net::Shutdown::Write);
                 }
             }
             Action::Event(e) => self.event(e),

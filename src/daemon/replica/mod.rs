@@ -103,22 +103,7 @@ pub fn start(config: &Config, r: &ReplicaConfig, local: NodeId) -> Result<Handle
     };
     let key = load_key_file(&r.key_file).map_err(|e| StartError::Key(e.to_string()))?;
     let (md, attached, size) = open_disk(&r.name, disk);
-    let settings = Settings {
-        local,
-        peer,
-        local_name: config.node(local).name.clone(),
-        peer_name: config.node(peer).name.clone(),
-        protocol: r.protocol,
-        policies: r.policies.clone(),
-        detach_on_error: r.on_io_error == OnIoError::Detach,
-        size,
-        granularity: DEFAULT_GRANULARITY,
-        timeout: r.timeout,
-        rate_min: r.resync.min,
-        rate_max: r.resync.max,
-        fill_target: r.resync.fill_target,
-        al_capacity: CAPACITY,
-    };
+    let settings = settings(config, r, local, peer, size);
     let seed = rand::random::<u64>();
     let core = Replica::new(settings, attached, seed);
     let (tx, rx) = channel();
@@ -126,7 +111,14 @@ pub fn start(config: &Config, r: &ReplicaConfig, local: NodeId) -> Result<Handle
         .map(|md| disk::DiskIo::start(md, tx.clone(), r.verify_alg))
         .transpose()?;
     let snapshot = Arc::new(Mutex::new(Snapshot::of(&core)));
-    let engine = Engine::new(core, r.name.clone(), disk_io, snapshot.clone());
+    let origin = engine::Origin {
+        config: config.path.clone(),
+        local,
+        disk: disk.to_path_buf(),
+        verify: r.verify_alg,
+    };
+    let mut engine = Engine::new(core, r.name.clone(), disk_io, snapshot.clone(), origin);
+    engine.engine_tx = Some(tx.clone());
     let shared = link::Shared {
         engine: tx.clone(),
         wants: engine.wants_link.clone(),
@@ -161,23 +153,54 @@ pub fn start(config: &Config, r: &ReplicaConfig, local: NodeId) -> Result<Handle
     Ok(handle)
 }
 
+/// The core's settings from the config.
+pub fn settings(
+    config: &Config,
+    r: &ReplicaConfig,
+    local: NodeId,
+    peer: NodeId,
+    size: u64,
+) -> Settings {
+    Settings {
+        local,
+        peer,
+        local_name: config.node(local).name.clone(),
+        peer_name: config.node(peer).name.clone(),
+        protocol: r.protocol,
+        policies: r.policies.clone(),
+        detach_on_error: r.on_io_error == OnIoError::Detach,
+        size,
+        granularity: DEFAULT_GRANULARITY,
+        timeout: r.timeout,
+        rate_min: r.resync.min,
+        rate_max: r.resync.max,
+        fill_target: r.resync.fill_target,
+        al_capacity: CAPACITY,
+    }
+}
+
+/// What attaching reads of a disk's metadata.
+pub fn attached(loaded: crate::replication::md_io::Loaded) -> Attached {
+    let sb = loaded.superblock;
+    Attached {
+        generations: sb.generations,
+        flags: sb.flags,
+        bitmap: DirtyBitmap::from_bytes(sb.size, sb.granularity, &loaded.bitmap),
+        al_extents: loaded
+            .al
+            .as_ref()
+            .map(|t| t.extents.clone())
+            .unwrap_or_default(),
+        al_seq: loaded.al.map_or(0, |t| t.seq),
+    }
+}
+
 /// The metadata and what attaching reads of it; none (Diskless) if the
 /// disk has no valid metadata, which the log explains.
 fn open_disk(name: &str, disk: &Path) -> (Option<MdDisk>, Option<Attached>, u64) {
     match MdDisk::open(disk) {
         Ok((md, loaded)) => {
-            let sb = loaded.superblock;
-            let attached = Attached {
-                generations: sb.generations,
-                flags: sb.flags,
-                bitmap: DirtyBitmap::from_bytes(sb.size, sb.granularity, &loaded.bitmap),
-                al_extents: loaded
-                    .al
-                    .as_ref()
-                    .map(|t| t.extents.clone())
-                    .unwrap_or_default(),
-                al_seq: loaded.al.map_or(0, |t| t.seq),
-            };
+            let attached = attached(loaded);
             let size = md.layout.usable;
             (Some(md), Some(attached), size)
         }

@@ -2,7 +2,7 @@
 //! changes the state at once (and says so to the peer) or is refused with
 //! the reason, changing nothing.
 
-use crate::replication::core::{Action, Msg, Replica};
+use crate::replication::core::{Action, Attached, Msg, Replica, Settings};
 use crate::replication::states::{Connection, DiskState, Replication, Role};
 use crate::types::Timestamp;
 
@@ -196,6 +196,52 @@ impl Replica {
         self.write_superblock(false, &mut out);
         self.disk = DiskState::Diskless;
         self.send_update(&mut out);
+        self.state_changed(&mut out);
+        Ok(out)
+    }
+}
+
+impl Replica {
+    /// Takes a backing disk again (after detach, or a start without
+    /// metadata). A connected peer hears of it through a new handshake.
+    pub fn attach(&mut self, a: Attached) -> Result<Vec<Action>, Refused> {
+        let mut out = Vec::new();
+        if self.has_disk() {
+            return Ok(out);
+        }
+        if self.role == Role::Primary {
+            return Err(
+                "a diskless Primary reads through its peer: demote it before attaching".into(),
+            );
+        }
+        if a.bitmap.bits() != self.bitmap.bits() {
+            return Err("the disk's metadata describes another size than this replica's".into());
+        }
+        self.attach_metadata(a);
+        if matches!(
+            self.connection,
+            Connection::Handshake | Connection::Connected
+        ) {
+            // The handshake decides again, with this disk's generations.
+            self.drop_transport("disk attached: handshake again", &mut out);
+        }
+        self.state_changed(&mut out);
+        Ok(out)
+    }
+
+    /// Takes changed settings live: protocol, split-brain policies, rates,
+    /// timeout, the error policy. What would need a new disk or link
+    /// (size, granularity, nodes) is refused.
+    pub fn adjust(&mut self, s: Settings) -> Result<Vec<Action>, Refused> {
+        let old = &self.s;
+        if s.size != old.size || s.granularity != old.granularity {
+            return Err("the disk's size changed: detach, create-md, attach".into());
+        }
+        if s.local != old.local || s.peer != old.peer {
+            return Err("the replica's nodes changed: restart duetd".into());
+        }
+        self.s = s;
+        let mut out = Vec::new();
         self.state_changed(&mut out);
         Ok(out)
     }

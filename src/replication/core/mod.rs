@@ -250,12 +250,12 @@ impl Replica {
             s,
         };
         if let Some(a) = attached {
-            r.attach(a);
+            r.attach_metadata(a);
         }
         r
     }
 
-    fn attach(&mut self, a: Attached) {
+    fn attach_metadata(&mut self, a: Attached) {
         self.gens = a.generations;
         self.bitmap = a.bitmap;
         self.al = ActivityLog::new(self.s.al_capacity, a.al_seq);
