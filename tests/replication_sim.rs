@@ -43,6 +43,8 @@ struct Script {
     split_brains_seen: usize,
     split_brains_checked: usize,
     promotions: u64,
+    /// An administrator had to pick a disk (two faults at once).
+    forced: bool,
 }
 
 impl Script {
@@ -78,7 +80,7 @@ impl Script {
 
     /// Protocol C: the new primary has every acknowledged write.
     fn check_promoted(&mut self, n: usize) {
-        if self.w.settings.protocol != Protocol::C || self.partitions {
+        if self.w.settings.protocol != Protocol::C || self.partitions || self.forced {
             return;
         }
         let disk = &self.w.nodes[n].disk;
@@ -178,7 +180,12 @@ impl Script {
                 .state(p)
                 .is_some_and(|s| s.1 == Connection::Connected);
             let before = self.w.acked_writes;
-            while self.w.client_load(p) < 8 {
+            // Bounded: a primary that answers at once (with an error,
+            // diskless and alone) never fills its queue.
+            for _ in 0..8 {
+                if self.w.client_load(p) >= 8 {
+                    break;
+                }
                 self.w.client(p);
             }
             if !connected && self.w.acked_writes > before {
@@ -264,6 +271,7 @@ impl Script {
         self.link_back_at = None;
         let deadline = self.w.now + HEAL_DEADLINE_US;
         let mut quiet_since = None;
+        self.w.error_rate = 0;
         while self.w.now < deadline {
             let now = self.w.now;
             for n in 0..2 {
@@ -273,7 +281,10 @@ impl Script {
                     self.w.restart(n, seed);
                     self.connect(n, false);
                 }
+                self.reattach(n);
             }
+            self.force_if_no_good_disk();
+            self.recreate_if_unrelated();
             self.resolve_standalone();
             if self.primary().is_none() {
                 self.failover();
@@ -299,6 +310,109 @@ impl Script {
             self.w.state(1),
             self.w.events_seen.iter().rev().take(6).collect::<Vec<_>>()
         ))
+    }
+
+    /// A disk that failed is fixed: attached again (a Secondary), or its
+    /// daemon restarted (a Primary serving through its peer).
+    fn reattach(&mut self, n: usize) {
+        let Some((role, _, _, disk, _)) = self.w.state(n) else {
+            return;
+        };
+        if disk != DiskState::Diskless {
+            return;
+        }
+        if role == Role::Primary {
+            self.w.crash(n);
+            let seed = self.w.rng.next_u64();
+            self.w.restart(n, seed);
+            self.connect(n, false);
+            return;
+        }
+        let a = world_attached(&self.w, n);
+        let Some(r) = self.w.nodes[n].r.as_mut() else {
+            return;
+        };
+        if let Ok(actions) = r.attach(a) {
+            self.w.apply(n, actions);
+        }
+    }
+
+    /// A disk failed while the other was behind or mid-sync: no disk is
+    /// UpToDate, and an administrator picks one (`primary --force`): the
+    /// one holding every acknowledged write if there is one. What was on
+    /// neither is lost, so the read and promotion checks end here.
+    fn force_if_no_good_disk(&mut self) {
+        let states: Vec<_> = (0..2).filter_map(|n| self.w.state(n)).collect();
+        let no_primary = states.iter().all(|s| s.0 == Role::Secondary);
+        let no_sync = states
+            .iter()
+            .all(|s| s.2 != Replication::SyncTarget && s.2 != Replication::SyncSource);
+        let inconsistent = states.iter().any(|s| s.3 == DiskState::Inconsistent);
+        let refused = states.iter().any(|s| s.1 == Connection::StandAlone);
+        let stuck = states.len() == 2
+            && no_primary
+            && no_sync
+            && inconsistent
+            && (refused || states.iter().all(|s| s.3 == DiskState::Inconsistent));
+        if !stuck {
+            return;
+        }
+        let good = 1 - self.w.failing_node;
+        let pick = if self.w.latest[good] {
+            good
+        } else {
+            self.w.failing_node
+        };
+        if self
+            .w
+            .state(pick)
+            .is_some_and(|s| s.3 == DiskState::UpToDate)
+        {
+            // The good copy is UpToDate; the other (ahead, but on a disk
+            // that failed) gets fresh metadata and a full sync.
+            return self.recreate(1 - pick);
+        }
+        for n in 0..2 {
+            let Some(r) = self.w.nodes[n].r.as_mut() else {
+                return;
+            };
+            let a = r.disconnect();
+            self.w.apply(n, a);
+        }
+        self.forced = true;
+        self.w.check_reads = false;
+        self.promote(pick, true);
+        self.connect(0, false);
+        self.connect(1, false);
+    }
+
+    /// Two forced primaries left histories with nothing in common: the
+    /// administrator writes fresh metadata on the Secondary (create-md),
+    /// which then gets a full sync.
+    fn recreate_if_unrelated(&mut self) {
+        let unrelated = self.w.events_seen.iter().rev().take(4).any(
+            |(_, e)| matches!(e, Event::Refused { reason } if reason.starts_with("unrelated")),
+        );
+        if !unrelated {
+            return;
+        }
+        let Some(n) = (0..2).find(|n| self.role(*n) == Some(Role::Secondary)) else {
+            return;
+        };
+        self.recreate(n);
+    }
+
+    fn recreate(&mut self, n: usize) {
+        self.w.crash(n);
+        self.w.nodes[n].meta = replication_sim::world::Meta::default();
+        let seed = self.w.rng.next_u64();
+        self.w.restart(n, seed);
+        self.forced = true;
+        self.w.check_reads = false;
+        self.w.events_seen.clear();
+        for m in 0..2 {
+            self.connect(m, false);
+        }
     }
 
     /// After a split brain: the secondary (or node2) discards its data.
@@ -338,7 +452,20 @@ impl Script {
     }
 }
 
+fn world_attached(w: &World, n: usize) -> duet::replication::core::Attached {
+    replication_sim::world::attached(&w.nodes[n].meta)
+}
+
 fn run(seed: u64, protocol: Protocol, partitions: bool) -> Result<(u64, u64, usize), String> {
+    run_with(seed, protocol, partitions, 0)
+}
+
+fn run_with(
+    seed: u64,
+    protocol: Protocol,
+    partitions: bool,
+    error_rate: u64,
+) -> Result<(u64, u64, usize), String> {
     let mut s = Script {
         w: World::new(seed, protocol),
         partitions,
@@ -349,8 +476,11 @@ fn run(seed: u64, protocol: Protocol, partitions: bool) -> Result<(u64, u64, usi
         split_brains_seen: 0,
         split_brains_checked: 0,
         promotions: 0,
+        forced: false,
     };
     s.w.check_reads = !partitions;
+    s.w.error_rate = error_rate;
+    s.w.failing_node = (seed % 2) as usize;
     s.connect(0, false);
     s.connect(1, false);
     s.w.run_until(5_000);
@@ -385,7 +515,13 @@ fn run(seed: u64, protocol: Protocol, partitions: bool) -> Result<(u64, u64, usi
         ));
     }
     let sbs = s.split_brains_seen;
-    Ok((s.w.acked_writes, s.promotions, sbs))
+    // Promotions, or disk failures when disks fail.
+    let events = if error_rate > 0 {
+        s.w.disk_failures
+    } else {
+        s.promotions
+    };
+    Ok((s.w.acked_writes, events, sbs))
 }
 
 fn campaign(protocol: Protocol, partitions: bool, seeds: u64) {
@@ -428,6 +564,30 @@ fn protocols_a_and_b_converge_after_healing() {
 }
 
 #[test]
+fn disk_errors_detach_and_nothing_acknowledged_is_lost() {
+    let mut failures = Vec::new();
+    let (mut writes, mut detached) = (0, 0);
+    for seed in 0..20u64 {
+        let seed = seed * 104_729 + 3;
+        match run_with(seed, Protocol::C, false, 2) {
+            Ok((w, d, _)) => {
+                writes += w;
+                detached += d;
+            }
+            Err(e) => failures.push(format!("seed {seed}: {e}")),
+        }
+    }
+    eprintln!("disk errors: 20 seeds, {writes} acknowledged writes, {detached} disks detached");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(detached >= 20, "disks hardly failed: {detached}");
+}
+
+#[test]
 fn partitions_with_failover_are_detected_as_split_brain_and_heal() {
     campaign(Protocol::C, true, 30);
 }
@@ -440,6 +600,10 @@ fn one_seed() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     let t = std::time::Instant::now();
-    let r = run(seed, Protocol::C, false);
+    let err: u64 = std::env::var("ERR")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let r = run_with(seed, Protocol::C, false, err);
     eprintln!("{r:?} in {:?}", t.elapsed());
 }

@@ -318,6 +318,11 @@ fn encode(msg: &Msg, b: &mut Vec<u8>) -> u8 {
         }
         Msg::Ping => 15,
         Msg::PingAck => 16,
+        Msg::OutOfSync { offset, len } => {
+            u64s(b, &[*offset]);
+            b.extend_from_slice(&len.to_le_bytes());
+            17
+        }
     }
 }
 
@@ -479,6 +484,10 @@ fn decode(kind: u8, body: &[u8]) -> Result<Msg, WireError> {
         },
         15 => Msg::Ping,
         16 => Msg::PingAck,
+        17 => Msg::OutOfSync {
+            offset: r.u64()?,
+            len: r.u32()?,
+        },
         k => return Err(WireError::UnknownType(k)),
     };
     r.done()?;

@@ -146,6 +146,13 @@ fn all_messages() -> Vec<(Msg, Option<Vec<u8>>)> {
         (Msg::ReadReply { id: 5, ok: false }, None),
         (Msg::Ping, None),
         (Msg::PingAck, None),
+        (
+            Msg::OutOfSync {
+                offset: 1 << 30,
+                len: 4096,
+            },
+            None,
+        ),
     ]
 }
 

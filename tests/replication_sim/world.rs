@@ -103,6 +103,11 @@ pub struct World {
     /// a write answered while the primary did not see its peer connected
     /// with an UpToDate disk leaves the peer behind.
     pub latest: [bool; 2],
+    /// Data reads and writes of `failing_node` that fail, per mille (one
+    /// disk goes bad; two at once would lose data whatever duet did).
+    pub error_rate: u64,
+    pub failing_node: usize,
+    pub disk_failures: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +200,9 @@ impl World {
             pending_reads: HashMap::new(),
             check_reads: true,
             latest: [true, false],
+            error_rate: 0,
+            failing_node: 0,
+            disk_failures: 0,
         }
     }
 
@@ -304,6 +312,9 @@ impl World {
             Action::Complete { req, ok } => self.complete(n, req, ok),
             Action::Drop { .. } => self.cut(),
             Action::Event(e) => {
+                if e == Event::DiskFailed {
+                    self.disk_failures += 1;
+                }
                 if e != Event::StateChanged {
                     self.events_seen.push((n, e));
                 }
@@ -369,7 +380,10 @@ impl World {
                         )
                         && r.peer_disk() == DiskState::UpToDate
                 });
-                self.latest[n] = true;
+                // The primary holds it only if its own disk took it.
+                self.latest[n] = self
+                    .replica(n)
+                    .is_some_and(|r| r.disk() == DiskState::UpToDate);
                 if !peer_in_sync {
                     self.latest[1 - n] = false;
                 }
@@ -580,10 +594,25 @@ impl World {
                 if self.nodes[node].run != run {
                     return;
                 }
+                let fails = node == self.failing_node
+                    && matches!(input, Input::Written { .. } | Input::ReadDone { .. })
+                    && self.rng.below(1000) < self.error_rate;
                 if let Some(p) = self.nodes[node].inflight.remove(&io) {
-                    self.land(node, p);
+                    // A failed write may have landed or not.
+                    if !fails || self.rng.below(2) == 0 {
+                        self.land(node, p);
+                    }
                 }
                 let input = match input {
+                    Input::Written { buf, .. } if fails => Input::Written { buf, ok: false },
+                    Input::ReadDone { buf, .. } if fails => {
+                        self.pending_reads.remove(&(node, buf));
+                        Input::ReadDone {
+                            buf,
+                            ok: false,
+                            digest: 0,
+                        }
+                    }
                     Input::ReadDone { buf, ok, .. } => {
                         let (offset, len) =
                             self.pending_reads.remove(&(node, buf)).unwrap_or((0, 0));

@@ -590,11 +590,14 @@ impl Replica {
     pub(super) fn written(&mut self, buf: Buf, ok: bool, out: &mut Vec<Action>) {
         match buf {
             Buf::App(req) => {
-                if let Some(w) = self.app.get_mut(&req) {
+                let range = self.app.get_mut(&req).map(|w| {
                     w.local = Stage::Done(ok);
-                }
+                    (w.offset, w.len)
+                });
                 self.finish_op(buf, out);
-                if !ok {
+                if let (false, Some((offset, len))) = (ok, range) {
+                    // Only the peer has these blocks now: it keeps track.
+                    self.send(Msg::OutOfSync { offset, len }, None, out);
                     self.disk_failed(out);
                 }
                 self.check_app(req, out);

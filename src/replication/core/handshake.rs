@@ -72,13 +72,12 @@ impl Replica {
         if self.role == Role::Primary && p.role == Role::Primary {
             return self.refuse("both nodes are Primary".into(), out);
         }
-        if !self.has_disk()
-            || !matches!(
-                p.disk,
-                DiskState::UpToDate | DiskState::Inconsistent | DiskState::Outdated
-            )
-        {
-            return self.established(out);
+        let peer_has_disk = matches!(
+            p.disk,
+            DiskState::UpToDate | DiskState::Inconsistent | DiskState::Outdated
+        );
+        if !self.has_disk() || !peer_has_disk {
+            return self.without_a_disk(&p, peer_has_disk, out);
         }
         // Two disks of different sizes cannot mirror each other (a
         // diskless side's size does not matter).
@@ -103,6 +102,37 @@ impl Replica {
                 out,
             ),
         }
+    }
+
+    /// One side has no disk: the other's data serves both, but only if it
+    /// is not behind what the diskless side last had (a disk that failed
+    /// after writes its peer never got).
+    fn without_a_disk(&mut self, p: &PeerState, peer_has_disk: bool, out: &mut Vec<Action>) {
+        let (with_disk, without) = if peer_has_disk {
+            (Side::Peer, Side::Local)
+        } else {
+            (Side::Local, Side::Peer)
+        };
+        let diskless_gens = match without {
+            Side::Local => self.gens,
+            Side::Peer => p.generations,
+        };
+        let fine = diskless_gens.current.is_none()
+            || !(self.has_disk() || peer_has_disk)
+            || match decide(&self.gens, &p.generations) {
+                Decision::InSync | Decision::BothFresh => true,
+                Decision::BitmapSync { source } | Decision::FullSync { source } => {
+                    source == with_disk
+                }
+                Decision::SplitBrain | Decision::Unrelated => false,
+            };
+        if fine {
+            return self.established(out);
+        }
+        self.refuse(
+            "the disk that is left is behind the data of the diskless node (its disk failed after writes the peer never got): an administrator decides (`primary --force` on the node to keep)".into(),
+            out,
+        )
     }
 
     /// Same generation; bits set on either side (a crashed primary's hot

@@ -98,6 +98,12 @@ pub enum Msg {
     },
     Ping,
     PingAck,
+    /// The sender's disk failed to take these blocks (it detaches): the
+    /// receiver marks them, since only it has them now.
+    OutOfSync {
+        offset: u64,
+        len: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -162,6 +162,9 @@ pub struct Replica {
     next_id: u64,
     /// Metadata writes data writes must wait for.
     gates: BTreeSet<u64>,
+    /// The failed disk's last metadata write: answers wait for it.
+    failing: Option<u64>,
+    failing_bitmap: BTreeSet<u64>,
     gated: Vec<Buf>,
     conflicts: Conflicts,
     app: BTreeMap<ReqId, AppWrite>,
@@ -232,6 +235,8 @@ impl Replica {
             next_seq: 1,
             next_id: 1,
             gates: BTreeSet::new(),
+            failing: None,
+            failing_bitmap: BTreeSet::new(),
             gated: Vec::new(),
             conflicts: Conflicts::default(),
             app: BTreeMap::new(),
@@ -442,6 +447,14 @@ impl Replica {
             Msg::VerifyDone => self.verify_done_peer(out),
             Msg::ReadRequest { id, offset, len } => self.peer_read(id, offset, len, out),
             Msg::ReadReply { id, ok } => self.read_reply(id, ok, out),
+            Msg::OutOfSync { offset, len } => {
+                // Marked like a write made alone: a new generation and the
+                // bitmap on disk, so a later sync gives the peer's disk
+                // these blocks.
+                if self.has_disk() {
+                    self.mark_out_of_sync(offset, u64::from(len), out);
+                }
+            }
             Msg::Ping => self.send(Msg::PingAck, None, out),
             Msg::PingAck => {}
         }
@@ -605,12 +618,19 @@ impl Replica {
     }
 
     fn bitmap_durable(&self, epoch: Option<u64>) -> bool {
-        epoch.is_none_or(|e| self.bm.done_epoch >= e)
+        self.failing.is_none() && epoch.is_none_or(|e| self.bm.done_epoch >= e)
     }
 
     fn meta_done(&mut self, token: u64, ok: bool, out: &mut Vec<Action>) {
         if !ok {
             self.disk_failed(out);
+        }
+        if self.failing_bitmap.remove(&token) && self.failing_bitmap.is_empty() {
+            self.write_failed_superblock(out);
+        }
+        if self.failing == Some(token) {
+            self.failing = None;
+            self.bitmap_durable_now(out);
         }
         if self.gates.remove(&token) && self.gates.is_empty() {
             for buf in std::mem::take(&mut self.gated) {
@@ -668,6 +688,34 @@ impl Replica {
         }
         self.disk = DiskState::Failed;
         out.push(Action::Event(Event::DiskFailed));
+        // Whatever this disk still holds is not to be trusted: its metadata
+        // (best effort: the disk is failing) says Inconsistent with every
+        // block out of sync, keeping the generations, so attaching it
+        // again means a full sync from an UpToDate peer, and a disk that
+        // was ahead of its peer is left to an administrator. Answers wait
+        // for the superblock.
+        self.bitmap.mark(0, self.s.size);
+        let words = self.bitmap.to_words();
+        let mut pending = BTreeSet::new();
+        for (i, chunk) in words.chunks(WORDS_PER_BLOCK as usize).enumerate() {
+            let token = self.token();
+            pending.insert(token);
+            out.push(Action::Meta {
+                token,
+                write: MetaWrite::Bitmap {
+                    first_word: i as u64 * WORDS_PER_BLOCK,
+                    words: chunk.to_vec(),
+                },
+            });
+        }
+        // The superblock follows once the bitmap is on disk: Inconsistent
+        // with a partly written bitmap would resync too little.
+        let token = self.token();
+        self.failing = Some(token);
+        self.failing_bitmap = pending;
+        if self.failing_bitmap.is_empty() {
+            self.write_failed_superblock(out);
+        }
         self.disk = DiskState::Diskless;
         self.gates.clear();
         self.bm = BitmapPersist::default();
@@ -680,6 +728,18 @@ impl Replica {
         }
         self.send_update(out);
         self.state_changed(out);
+    }
+
+    fn write_failed_superblock(&mut self, out: &mut Vec<Action>) {
+        if let Some(token) = self.failing {
+            out.push(Action::Meta {
+                token,
+                write: MetaWrite::Superblock {
+                    generations: self.gens,
+                    flags: 0,
+                },
+            });
+        }
     }
 
     /// A sync or verify runs.
