@@ -372,3 +372,56 @@ fn lab_cluster_the_replica_carries_a_filesystem_through_a_mount_unit_and_a_switc
     lab.succeed("node2", STOP_MOUNT);
     lab.succeed("node2", "duetctl secondary r0");
 }
+
+#[test]
+fn lab_cluster_a_failing_disk_detaches_and_the_primary_serves_through_its_peer() {
+    let lab = booted(2);
+    replicated(&lab);
+    wait_replica(&lab, "node2", "node2 UpToDate", |r| {
+        r["disk"] == "uptodate" && r["replication"] == "established"
+    });
+    let unit = "printf '[Mount]\\nWhat=/dev/duet/r0\\nWhere=/mnt/shared\\nType=ext4\\n' \
+         > /run/systemd/system/mnt-shared.mount && systemctl daemon-reload";
+    lab.succeed("node1", "mkfs.ext4 -q -F /dev/duet/r0");
+    lab.succeed("node1", unit);
+    lab.succeed("node1", "systemctl start mnt-shared.mount");
+    // node1's /dev/sdb now fails every read and write.
+    lab.set_disk_failing("node1", true);
+    lab.succeed(
+        "node1",
+        "dd if=/dev/urandom of=/mnt/shared/data bs=1M count=8 status=none && sync",
+    );
+    wait_replica(&lab, "node1", "node1 diskless", |r| r["disk"] == "diskless");
+    // Read past the page cache: the blocks come from node2's disk.
+    let sum1 = lab.succeed(
+        "node1",
+        "dd if=/mnt/shared/data iflag=direct bs=1M status=none | md5sum",
+    );
+    let journal = lab.succeed("node1", "journalctl -u duetd --no-pager -o cat");
+    assert!(
+        journal.contains("I/O error on the backing disk"),
+        "{journal}"
+    );
+    // Switchover to node2, then node1's disk is replaced: attached again
+    // (a diskless Primary is demoted first), it gets a full sync.
+    lab.succeed("node1", STOP_MOUNT);
+    lab.succeed("node1", "duetctl secondary r0");
+    lab.set_disk_failing("node1", false);
+    lab.succeed("node1", "duetctl attach r0");
+    wait_replica(&lab, "node1", "node1 UpToDate again", |r| {
+        r["disk"] == "uptodate" && r["replication"] == "established"
+    });
+    lab.succeed("node2", "duetctl primary r0");
+    lab.succeed("node2", unit);
+    lab.succeed("node2", "systemctl start mnt-shared.mount");
+    let sum2 = lab.succeed(
+        "node2",
+        "dd if=/mnt/shared/data iflag=direct bs=1M status=none | md5sum",
+    );
+    assert_eq!(
+        sum1.split_whitespace().next(),
+        sum2.split_whitespace().next()
+    );
+    lab.succeed("node2", STOP_MOUNT);
+    lab.succeed("node2", "duetctl secondary r0");
+}
