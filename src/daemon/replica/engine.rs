@@ -374,13 +374,12 @@ impl Engine {
             Action::Drop { reason } => {
                 tracing::warn!(replica = %self.name, "replication link dropped: {reason}");
                 self.link = None;
+                // Dropping the writer's channel makes it send what is
+                // queued (the state that made the peer refuse too, say),
+                // then half-close; a reset would throw that away. The
+                // reader gives a silent peer a moment to close its side.
                 if let Some((_, s)) = self.closer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    // Half-close: what was sent (the state that made the
-                    // peer refuse too, say) still arrives; a reset would
-                    // throw it away. The reader gives a silent peer a
-                    // moment to close its side, then ends.
                     let _ = s.set_read_timeout(Some(CLOSE_GRACE));
-                    let _ = s.shutdown(std::net::Shutdown::Write);
                 }
             }
             Action::Event(e) => self.event(e),

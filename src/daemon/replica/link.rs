@@ -172,8 +172,16 @@ fn read_loop(
     }
 }
 
+/// Seals and sends until the engine drops the channel, then sends what is
+/// left and half-closes.
 fn write_loop(s: TcpStream, session: &Mutex<Session>, rx: &Receiver<Outgoing>) {
     let mut w = BufWriter::with_capacity(1 << 20, s);
+    write_frames(&mut w, session, rx);
+    let _ = w.flush();
+    let _ = w.get_ref().shutdown(Shutdown::Write);
+}
+
+fn write_frames(w: &mut BufWriter<TcpStream>, session: &Mutex<Session>, rx: &Receiver<Outgoing>) {
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(o) = next {
