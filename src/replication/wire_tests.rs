@@ -382,7 +382,7 @@ fn random_message(rng: &mut SplitMix64) -> (Msg, Option<Vec<u8>>) {
         1 => 4096,
         _ => 1 + rng.below(2048) as u32,
     };
-    let (msg, payload_len) = match rng.below(16) {
+    let (msg, payload_len) = match rng.below(17) {
         0 => (
             Msg::Hello(PeerState {
                 generations: random_gens(rng),
@@ -490,6 +490,13 @@ fn random_message(rng: &mut SplitMix64) -> (Msg, Option<Vec<u8>>) {
             )
         }
         14 => (Msg::Ping, None),
+        15 => (
+            Msg::OutOfSync {
+                offset: rng.next_u64(),
+                len: rng.next_u64() as u32,
+            },
+            None,
+        ),
         _ => (Msg::PingAck, None),
     };
     let payload = payload_len.map(|n| random_bytes(rng, n as usize));
