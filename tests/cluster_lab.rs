@@ -311,6 +311,22 @@ fn wait_replica(lab: &Lab, node: &str, what: &str, ok: impl Fn(&serde_json::Valu
     }
 }
 
+/// A mount unit in /run for the replica's device, as duet's resource
+/// groups will write them.
+const MOUNT_UNIT: &str = "printf '[Mount]\\nWhat=/dev/duet/r0\\nWhere=/mnt/shared\\nType=ext4\\n' \
+     > /run/systemd/system/mnt-shared.mount && systemctl daemon-reload";
+
+/// Makes `node` Primary and mounts the replica there.
+fn primary_and_mount(lab: &Lab, node: &str) {
+    lab.succeed(node, "duetctl primary r0");
+    lab.succeed(node, MOUNT_UNIT);
+    lab.succeed(node, "systemctl start mnt-shared.mount");
+}
+
+fn in_sync(r: &serde_json::Value) -> bool {
+    r["disk"] == "uptodate" && r["replication"] == "established"
+}
+
 /// Stops the mount unit. systemd in a container on cgroup v1 sometimes
 /// loses the unit's cgroup while mounted and then cannot spawn umount in
 /// it (status 219/CGROUP, "Failed to attach to cgroup"), however often it
@@ -334,9 +350,7 @@ fn lab_cluster_the_replica_carries_a_filesystem_through_a_mount_unit_and_a_switc
     // The peer may still be syncing: the primary serves meanwhile.
     lab.succeed("node1", "mkfs.ext4 -q -F /dev/duet/r0");
     // A mount unit in /run, as duet's resource groups will write them.
-    let unit = "printf '[Mount]\\nWhat=/dev/duet/r0\\nWhere=/mnt/shared\\nType=ext4\\n' \
-         > /run/systemd/system/mnt-shared.mount && systemctl daemon-reload";
-    lab.succeed("node1", unit);
+    lab.succeed("node1", MOUNT_UNIT);
     lab.succeed("node1", "systemctl start mnt-shared.mount");
     lab.succeed(
         "node1",
@@ -358,12 +372,8 @@ fn lab_cluster_the_replica_carries_a_filesystem_through_a_mount_unit_and_a_switc
     lab.succeed("node1", STOP_MOUNT);
     lab.succeed("node1", "duetctl secondary r0");
     // Switchover: node2's copy, once in sync, carries the same files.
-    wait_replica(&lab, "node2", "node2 UpToDate", |r| {
-        r["disk"] == "uptodate" && r["replication"] == "established"
-    });
-    lab.succeed("node2", "duetctl primary r0");
-    lab.succeed("node2", unit);
-    lab.succeed("node2", "systemctl start mnt-shared.mount");
+    wait_replica(&lab, "node2", "node2 UpToDate", in_sync);
+    primary_and_mount(&lab, "node2");
     let page = lab.succeed("node2", "cat /mnt/shared/index.html");
     assert_eq!(page.trim(), "served by duet");
     // Never two primaries.
@@ -377,13 +387,9 @@ fn lab_cluster_the_replica_carries_a_filesystem_through_a_mount_unit_and_a_switc
 fn lab_cluster_a_failing_disk_detaches_and_the_primary_serves_through_its_peer() {
     let lab = booted(2);
     replicated(&lab);
-    wait_replica(&lab, "node2", "node2 UpToDate", |r| {
-        r["disk"] == "uptodate" && r["replication"] == "established"
-    });
-    let unit = "printf '[Mount]\\nWhat=/dev/duet/r0\\nWhere=/mnt/shared\\nType=ext4\\n' \
-         > /run/systemd/system/mnt-shared.mount && systemctl daemon-reload";
+    wait_replica(&lab, "node2", "node2 UpToDate", in_sync);
     lab.succeed("node1", "mkfs.ext4 -q -F /dev/duet/r0");
-    lab.succeed("node1", unit);
+    lab.succeed("node1", MOUNT_UNIT);
     lab.succeed("node1", "systemctl start mnt-shared.mount");
     // node1's /dev/sdb now fails every read and write.
     lab.set_disk_failing("node1", true);
@@ -408,12 +414,8 @@ fn lab_cluster_a_failing_disk_detaches_and_the_primary_serves_through_its_peer()
     lab.succeed("node1", "duetctl secondary r0");
     lab.set_disk_failing("node1", false);
     lab.succeed("node1", "duetctl attach r0");
-    wait_replica(&lab, "node1", "node1 UpToDate again", |r| {
-        r["disk"] == "uptodate" && r["replication"] == "established"
-    });
-    lab.succeed("node2", "duetctl primary r0");
-    lab.succeed("node2", unit);
-    lab.succeed("node2", "systemctl start mnt-shared.mount");
+    wait_replica(&lab, "node1", "node1 UpToDate again", in_sync);
+    primary_and_mount(&lab, "node2");
     let sum2 = lab.succeed(
         "node2",
         "dd if=/mnt/shared/data iflag=direct bs=1M status=none | md5sum",
