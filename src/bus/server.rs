@@ -386,7 +386,8 @@ impl ReplicaObject {
     }
 
     /// sent, received, written, read, resynced (bytes); al-writes,
-    /// bitmap-writes (metadata writes).
+    /// bitmap-writes (metadata writes); pending (requests sent to the peer
+    /// and not answered), unacked (the peer's, not answered yet).
     #[zbus(property)]
     fn counters(&self) -> std::collections::HashMap<String, u64> {
         self.with(

@@ -49,7 +49,7 @@ pub struct ReplicaStatus {
     /// The current data generation (hex).
     pub generation: String,
     /// Bytes and writes so far: sent, received, written, read, resynced,
-    /// al-writes, bitmap-writes.
+    /// al-writes, bitmap-writes, pending, unacked.
     pub counters: BTreeMap<String, u64>,
     /// The backing disk on this node.
     pub backing_disk: String,

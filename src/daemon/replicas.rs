@@ -42,6 +42,8 @@ impl LocalReplica {
             ("resynced".to_string(), c.resynced_bytes),
             ("al-writes".to_string(), c.al_writes),
             ("bitmap-writes".to_string(), c.bitmap_writes),
+            ("pending".to_string(), c.pending),
+            ("unacked".to_string(), c.unacked),
         ]);
         ReplicaStatus {
             name: self.name.clone(),

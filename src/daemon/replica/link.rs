@@ -58,19 +58,28 @@ pub fn spawn(cfg: LinkConfig, shared: Shared) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Waits after a failed dial: connect-retry, doubling up to this many
+/// times it, back to connect-retry once a connection was made.
+const MAX_BACKOFF: u32 = 4;
+
 fn dial_loop(cfg: &LinkConfig, shared: &Shared) {
+    let mut backoff = 1;
     while !shared.stop.load(Ordering::SeqCst) {
         if !shared.wants.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(100));
             continue;
         }
         match dial(cfg) {
-            Ok(s) => serve(cfg, shared, s, true),
+            Ok(s) => {
+                serve(cfg, shared, s, true);
+                backoff = 1;
+            }
             Err(e) => {
                 tracing::debug!(replica = %cfg.replica, peer = %cfg.peer_addr, "cannot reach the peer: {e}");
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-        std::thread::sleep(cfg.retry);
+        std::thread::sleep(cfg.retry * backoff);
     }
 }
 

@@ -193,6 +193,10 @@ pub struct Counters {
     pub al_writes: u64,
     pub bitmap_writes: u64,
     pub resynced_bytes: u64,
+    /// Requests sent to the peer and not answered yet (DRBD's pending).
+    pub pending: u64,
+    /// The peer's requests received here and not answered yet (unacked).
+    pub unacked: u64,
 }
 
 /// Bitmap blocks to write, and which flush made which blocks durable.
@@ -311,7 +315,11 @@ impl Replica {
         self.bitmap.dirty_bytes()
     }
     pub fn counters(&self) -> Counters {
-        self.counters
+        Counters {
+            pending: self.seq_to_req.len() as u64,
+            unacked: (self.peer_writes.len() + self.peer_flushes.len()) as u64,
+            ..self.counters
+        }
     }
     pub fn settings(&self) -> &Settings {
         &self.s
