@@ -40,7 +40,14 @@ pub fn reserve(dir: &Path, n: usize) -> Vec<String> {
 /// Loop numbers in use by any lab (recorded) or existing with a backing
 /// file; unattached ones that exist are reused.
 fn taken() -> Vec<u32> {
-    let mut used = Vec::new();
+    // Attached now (a leftover of a lab that died, or anyone else's).
+    let mut used: Vec<u32> = fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("loop/backing_file").exists())
+        .filter_map(|e| number(&format!("/dev/{}", e.file_name().to_string_lossy())))
+        .collect();
     let tmp = std::env::temp_dir();
     for e in fs::read_dir(&tmp).into_iter().flatten().flatten() {
         if !e.file_name().to_string_lossy().starts_with(crate::PREFIX) {

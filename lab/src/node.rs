@@ -52,14 +52,15 @@ impl Node {
                 .arg(dir.join("root")),
         );
         let (disk_server, disk) = serve_disk(&dir);
-        let spare_loops = crate::loops::reserve(lab_dir, SPARE_LOOPS);
-        let loopdev = succeed(
+        // The disk's loop device is reserved like the spares: a host-side
+        // `losetup --find` could take a spare another lab reserved.
+        let mut spare_loops = crate::loops::reserve(lab_dir, SPARE_LOOPS + 1);
+        let loopdev = spare_loops.remove(0);
+        succeed(
             Command::new("losetup")
-                .args(["--find", "--show", "--direct-io=on"])
+                .args(["--direct-io=on", &loopdev])
                 .arg(&disk),
-        )
-        .trim()
-        .to_string();
+        );
         Node {
             name: name.to_string(),
             ns: ns.to_string(),
