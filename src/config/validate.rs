@@ -625,10 +625,7 @@ impl Check {
             let mut disks = vec![None; nodes.len()];
             for (node, text) in &r.disk {
                 let dkey = key.key("disk").key(node);
-                let Some(n) = nodes
-                    .iter()
-                    .position(|x| x.name.as_deref() == Some(node.as_str()))
-                else {
+                let Some(n) = node_index(nodes, node) else {
                     self.error(
                         dkey,
                         format!("no node is named {node:?}"),
@@ -904,4 +901,9 @@ fn disk_example(node_names: &[&str]) -> String {
         entries.push("NODE = \"/dev/sdb\"".to_string());
     }
     entries.join(", ")
+}
+
+/// The index of the node named `name` in the raw node list.
+fn node_index(nodes: &[RawNode], name: &str) -> Option<usize> {
+    nodes.iter().position(|x| x.name.as_deref() == Some(name))
 }

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Check, beside, disk_user, quoted_list};
+use super::{Check, beside, disk_user, node_index, quoted_list};
 use crate::config::duration;
 use crate::config::locate::KeyPath;
 use crate::config::model::{
@@ -130,10 +130,7 @@ impl Check {
         let mut port_clash = false;
         for (node, text) in &r.address {
             let akey = key.key("address").key(node);
-            let Some(n) = nodes
-                .iter()
-                .position(|x| x.name.as_deref() == Some(node.as_str()))
-            else {
+            let Some(n) = node_index(nodes, node) else {
                 self.error(
                     akey,
                     format!("no node is named {node:?}"),
