@@ -180,6 +180,11 @@ fn lab_initial_sync_mirrors_writes_and_resyncs_only_what_changed() {
                 .is_some_and(|p| p > 0.0 && p < 1.0)
     });
     println!("sync seen: {}", states(&s));
+    // Paused on the source, shown as such, then resumed.
+    ctl_ok(&lab, "node1", &["pause-sync", "r0"]);
+    let s = lab.status("node1").expect("status");
+    assert_eq!(r0(&s)["replication"], "pausedsync", "{s}");
+    ctl_ok(&lab, "node1", &["resume-sync", "r0"]);
     established(&lab, "node1");
     established(&lab, "node2");
     let size = usable(&lab);

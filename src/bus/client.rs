@@ -164,6 +164,8 @@ pub fn replica_command(
         C::Down => conn.call_method(dest, path.as_str(), iface, "Down", &()),
         C::Attach => conn.call_method(dest, path.as_str(), iface, "Attach", &()),
         C::Adjust => conn.call_method(dest, path.as_str(), iface, "Adjust", &()),
+        C::PauseSync => conn.call_method(dest, path.as_str(), iface, "PauseSync", &()),
+        C::ResumeSync => conn.call_method(dest, path.as_str(), iface, "ResumeSync", &()),
     };
     reply.map(|_| ()).map_err(call_error)
 }

@@ -106,6 +106,9 @@ pub enum ReplicaCommand {
     Attach,
     /// Apply the config file's changed settings live.
     Adjust,
+    /// Stop sending the sync (on its source) until resumed.
+    PauseSync,
+    ResumeSync,
     /// `force`: make this disk's data the truth even if not UpToDate.
     Primary {
         force: bool,
@@ -296,6 +299,22 @@ impl ReplicaObject {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> zbus::fdo::Result<()> {
         self.run(ReplicaCommand::Adjust, &emitter).await
+    }
+
+    /// Pauses the sync (or verify) this node sends (Replication shows
+    /// "pausedsync") until ResumeSync.
+    async fn pause_sync(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::PauseSync, &emitter).await
+    }
+
+    async fn resume_sync(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::ResumeSync, &emitter).await
     }
 
     /// Lets go of the backing disk (Diskless).

@@ -89,6 +89,10 @@ pub enum Command {
     /// live: protocol, split-brain policies, resync rates, timeout,
     /// on-io-error.
     Adjust { replica: String },
+    /// Pause the sync (or verify) this node sends; in-flight blocks finish.
+    PauseSync { replica: String },
+    /// Resume a paused sync.
+    ResumeSync { replica: String },
     /// Write fresh metadata for a replica on this node's disk (no daemon
     /// needed). Refuses a disk with metadata or a filesystem unless --force.
     CreateMd {

@@ -58,6 +58,12 @@ pub fn run(cli: Cli) -> u8 {
         Command::Up { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Up, 30),
         Command::Down { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Down, 10),
         Command::Adjust { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Adjust, 10),
+        Command::PauseSync { replica } => {
+            replica::run(cli.bus, &replica, ReplicaCommand::PauseSync, 10)
+        }
+        Command::ResumeSync { replica } => {
+            replica::run(cli.bus, &replica, ReplicaCommand::ResumeSync, 10)
+        }
         Command::Keygen { file } => match auth::generate_key_file(&file) {
             Ok(()) => {
                 println!(

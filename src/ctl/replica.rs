@@ -97,6 +97,8 @@ fn reached(cmd: ReplicaCommand, r: &ReplicaStatus) -> Option<Result<String, Stri
             one_line(r)
         ))),
         ReplicaCommand::Adjust => done(format!("adjusted: protocol {}", r.protocol)),
+        ReplicaCommand::PauseSync if r.replication == "pausedsync" => done(one_line(r)),
+        ReplicaCommand::ResumeSync if r.replication != "pausedsync" => done(one_line(r)),
         _ => None,
     }
 }

@@ -148,6 +148,8 @@ impl LocalReplica {
                 Admin::Down
             }
             ReplicaCommand::Adjust => Admin::Adjust,
+            ReplicaCommand::PauseSync => Admin::PauseSync,
+            ReplicaCommand::ResumeSync => Admin::ResumeSync,
         };
         self.handle()?.admin(admin)
     }

@@ -313,3 +313,64 @@ fn split_brain_with_both_discarding_is_left_to_the_administrator() {
     );
     assert_eq!(r.connection(), Connection::StandAlone);
 }
+
+#[test]
+fn a_paused_sync_sends_nothing_until_resumed() {
+    // Connected to a fresh peer: a full sync to send, with no limit on
+    // what is in flight (no read completes in this test).
+    let mut s = settings(Protocol::C);
+    s.fill_target = SIZE;
+    let a = Attached {
+        generations: gens(7),
+        flags: FLAG_CONSISTENT,
+        bitmap: DirtyBitmap::new(SIZE, 4096),
+        al_extents: Vec::new(),
+        al_seq: 0,
+    };
+    let mut r = Replica::new(s, Some(a), 1);
+    r.connect(false).expect("connect");
+    r.on(Input::TransportUp, t(1));
+    let mut p = peer_state(Role::Secondary, DiskState::Inconsistent);
+    p.generations = Generations::fresh();
+    let msg = Msg::Hello(p);
+    r.on(
+        Input::Received {
+            msg,
+            payload: false,
+        },
+        t(1),
+    );
+    let last = Msg::Bitmap {
+        first_word: 0,
+        words: Vec::new(),
+        last: true,
+    };
+    let reads = |a: &[Action]| {
+        a.iter()
+            .filter(|a| matches!(a, Action::Read { .. }))
+            .count()
+    };
+    let mut started = reads(&r.on(
+        Input::Received {
+            msg: last,
+            payload: false,
+        },
+        t(2),
+    ));
+    assert_eq!(r.replication(), Replication::SyncSource);
+    // The token bucket fills as time passes.
+    for ms in 3..20 {
+        started += reads(&r.on(Input::Tick, t(ms)));
+    }
+    assert!(started > 0, "the sync starts reading");
+    r.pause_sync().expect("pause");
+    assert_eq!(r.replication(), Replication::PausedSync);
+    for ms in 20..60 {
+        assert_eq!(reads(&r.on(Input::Tick, t(ms))), 0, "paused, yet reading");
+    }
+    r.resume_sync(t(60)).expect("resume");
+    assert_eq!(r.replication(), Replication::SyncSource);
+    let resumed: usize = (61..80).map(|ms| reads(&r.on(Input::Tick, t(ms)))).sum();
+    assert!(resumed > 0, "resumed, yet not reading");
+    assert!(r.resume_sync(t(61)).is_err(), "nothing paused any more");
+}

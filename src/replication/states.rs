@@ -71,6 +71,8 @@ named!(
         SyncSource => "syncsource",
         /// Receiving them: this disk is Inconsistent until done.
         SyncTarget => "synctarget",
+        /// A sync paused by an administrator (`duetctl pause-sync`).
+        PausedSync => "pausedsync",
         /// Comparing checksums, this side leads.
         VerifySource => "verifysource",
         VerifyTarget => "verifytarget",

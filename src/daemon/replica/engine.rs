@@ -60,6 +60,8 @@ pub enum Admin {
     Down,
     Attach,
     Adjust,
+    PauseSync,
+    ResumeSync,
     Primary { force: bool },
     Secondary,
     Connect { discard_my_data: bool },
@@ -277,6 +279,8 @@ impl Engine {
                 a
             }
             Admin::Adjust => self.adjust()?,
+            Admin::PauseSync => self.core.pause_sync()?,
+            Admin::ResumeSync => self.core.resume_sync(now)?,
         };
         tracing::info!(replica = %self.name, "{a:?} done");
         self.apply(actions);

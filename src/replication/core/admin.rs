@@ -245,4 +245,35 @@ impl Replica {
         self.state_changed(&mut out);
         Ok(out)
     }
+
+    /// Stops sending sync (or verify) requests until `resume_sync`; what
+    /// is in flight finishes. On the node that sends the sync.
+    pub fn pause_sync(&mut self) -> Result<Vec<Action>, Refused> {
+        if !matches!(
+            self.replication,
+            Replication::SyncSource | Replication::VerifySource
+        ) {
+            return Err(format!(
+                "no sync or verify is sent from here (this node is {}): pause it on the sync source",
+                self.replication.title()
+            ));
+        }
+        self.sync_paused = true;
+        let mut out = Vec::new();
+        self.state_changed(&mut out);
+        Ok(out)
+    }
+
+    pub fn resume_sync(&mut self, now: Timestamp) -> Result<Vec<Action>, Refused> {
+        self.now = now.max(self.now);
+        if !self.sync_paused {
+            return Err("no sync is paused here".into());
+        }
+        self.sync_paused = false;
+        let mut out = Vec::new();
+        self.sync.refill_from(self.now);
+        self.sync_pump(&mut out);
+        self.state_changed(&mut out);
+        Ok(out)
+    }
 }

@@ -54,6 +54,7 @@ impl Replica {
         self.peer = None;
         self.handshake.plan = None;
         self.sync.abort();
+        self.sync_paused = false;
         self.peer_lost(out);
         self.state_changed(out);
     }

@@ -150,6 +150,8 @@ pub struct Replica {
     bitmap: DirtyBitmap,
     al: ActivityLog,
     crashed_primary: bool,
+    /// An administrator paused the sync this side sends.
+    sync_paused: bool,
     /// This side writes without the peer's disk in this generation.
     alone: bool,
     discard_my_data: bool,
@@ -229,6 +231,7 @@ impl Replica {
             bitmap: DirtyBitmap::new(size, g),
             al: ActivityLog::new(cap, 0),
             crashed_primary: false,
+            sync_paused: false,
             alone: false,
             discard_my_data: false,
             primary_since: 0,
@@ -300,6 +303,9 @@ impl Replica {
         self.connection
     }
     pub fn replication(&self) -> Replication {
+        if self.sync_paused && self.syncing() {
+            return Replication::PausedSync;
+        }
         self.replication
     }
     pub fn disk(&self) -> DiskState {

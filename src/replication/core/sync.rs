@@ -38,6 +38,13 @@ pub struct SyncState {
 }
 
 impl SyncState {
+    /// The bucket starts from now (no burst for the paused time).
+    pub fn refill_from(&mut self, now: Timestamp) {
+        if self.refilled.is_some() {
+            self.refilled = Some(now);
+        }
+    }
+
     pub fn abort(&mut self) {
         *self = SyncState::default();
     }
@@ -80,6 +87,7 @@ impl Replica {
         if plan.full {
             self.bitmap.mark(0, self.s.size);
         }
+        self.sync_paused = false;
         self.sync = SyncState {
             total: self.bitmap.dirty_bytes(),
             refilled: Some(self.now),
@@ -132,7 +140,10 @@ impl Replica {
     /// Issues sync or verify requests while the controller allows.
     pub(super) fn sync_pump(&mut self, out: &mut Vec<Action>) {
         let verifying = self.replication == Replication::VerifySource;
-        if !(self.replication == Replication::SyncSource || verifying) || self.sync.sent_done {
+        if !(self.replication == Replication::SyncSource || verifying)
+            || self.sync.sent_done
+            || self.sync_paused
+        {
             return;
         }
         self.refill();
