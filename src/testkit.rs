@@ -23,3 +23,23 @@ impl SplitMix64 {
         self.below(100) < percent
     }
 }
+
+/// The bytes of the first ```hexdump block of a document (lines of
+/// "offset: hex bytes | ascii"), for tests that check a doc's example
+/// against the encoder.
+pub fn hexdump_block(doc: &str) -> Vec<u8> {
+    let block = doc
+        .split("```hexdump\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the document has a ```hexdump block");
+    let mut bytes = Vec::new();
+    for line in block.lines() {
+        let (_, rest) = line.split_once(": ").expect("offset");
+        let hex = rest.split('|').next().expect("bytes");
+        for byte in hex.split_whitespace() {
+            bytes.push(u8::from_str_radix(byte, 16).expect("hex byte"));
+        }
+    }
+    bytes
+}

@@ -102,20 +102,7 @@ fn layout_is_as_documented() {
 /// The hex dump in docs/wire.md is this encoder's output, byte for byte.
 #[test]
 fn documented_example_is_what_the_encoder_writes() {
-    let doc = include_str!("../../docs/wire.md");
-    let block = doc
-        .split("```hexdump\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("docs/wire.md has a ```hexdump block");
-    let mut documented = Vec::new();
-    for line in block.lines() {
-        let (_, rest) = line.split_once(": ").expect("offset");
-        let hex = rest.split('|').next().expect("bytes");
-        for byte in hex.split_whitespace() {
-            documented.push(u8::from_str_radix(byte, 16).expect("hex byte"));
-        }
-    }
+    let documented = crate::testkit::hexdump_block(include_str!("../../docs/wire.md"));
     assert_eq!(documented, codec(AuthAlgorithm::HmacSha256).encode(&hb()));
 }
 

@@ -131,6 +131,22 @@ fn sent_seq(actions: &[Action]) -> u64 {
         .expect("the write is mirrored")
 }
 
+/// The peer acknowledges write `seq` at `ms`.
+fn ack(r: &mut Replica, seq: u64, kind: AckKind, ms: u64) -> Vec<Action> {
+    let msg = Msg::Ack {
+        seq,
+        kind,
+        ok: true,
+    };
+    r.on(
+        Input::Received {
+            msg,
+            payload: false,
+        },
+        t(ms),
+    )
+}
+
 fn promoted(protocol: Protocol) -> Replica {
     let mut r = connected(protocol, Role::Secondary);
     let a = r.primary(false, 1, t(2)).expect("promote");
@@ -160,35 +176,13 @@ fn each_protocol_answers_at_its_point() {
             answered_after == "local",
             "{protocol:?}"
         );
-        let kind = AckKind::Received;
-        let a = r.on(
-            Input::Received {
-                msg: Msg::Ack {
-                    seq,
-                    kind,
-                    ok: true,
-                },
-                payload: false,
-            },
-            t(5),
-        );
+        let a = ack(&mut r, seq, AckKind::Received, 5);
         assert_eq!(
             completed(&a).is_some(),
             answered_after == "received",
             "{protocol:?}"
         );
-        let kind = AckKind::Written;
-        let a = r.on(
-            Input::Received {
-                msg: Msg::Ack {
-                    seq,
-                    kind,
-                    ok: true,
-                },
-                payload: false,
-            },
-            t(6),
-        );
+        let a = ack(&mut r, seq, AckKind::Written, 6);
         assert_eq!(
             completed(&a).is_some(),
             answered_after == "written",

@@ -962,20 +962,7 @@ fn example() -> (Session, Session, Msg, Vec<u8>) {
 /// for byte, and opens to the message it names.
 #[test]
 fn documented_example_is_what_seal_writes() {
-    let doc = include_str!("../../docs/replication-wire.md");
-    let block = doc
-        .split("```hexdump\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("docs/replication-wire.md has a ```hexdump block");
-    let mut documented = Vec::new();
-    for line in block.lines() {
-        let (_, rest) = line.split_once(": ").expect("offset");
-        let hex = rest.split('|').next().expect("bytes");
-        for byte in hex.split_whitespace() {
-            documented.push(u8::from_str_radix(byte, 16).expect("hex byte"));
-        }
-    }
+    let documented = crate::testkit::hexdump_block(include_str!("../../docs/replication-wire.md"));
     let (mut tx, mut rx, msg, payload) = example();
     assert_eq!(documented, tx.seal(&msg, Some(&payload)));
     // The MAC is what the doc says: keyed BLAKE3 over the counter (0, as a
