@@ -7,7 +7,11 @@
 //!   same minimal client as benches/export.rs), against pwrite + fdatasync
 //!   on the backing file;
 //! - resync: the initial full sync of the device, against dd copying the
-//!   same bytes to a new file (conv=fdatasync).
+//!   same bytes to a new file (conv=fdatasync);
+//! - the link alone (one TCP stream, a 64-byte round trip between the same
+//!   namespaces and addresses), and the two targets computed from
+//!   this run: throughput >= 90% of the slower of disk and link, sync
+//!   write latency <= disk + one round trip + 10%.
 //!
 //! `cargo bench --bench replication` (root: namespaces). Writes
 //! target/bench/replication.json.
@@ -22,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Row, latency, latency_with, report};
+use common::{Row, latency, latency_with, median, report};
 use duet::testkit::SplitMix64;
 use netns::{Lab, config};
 
@@ -154,6 +158,108 @@ fn dd_copy(from: &Path, to: &Path, bytes: u64) -> Duration {
     t.elapsed()
 }
 
+/// Runs `f` on a thread inside network namespace `ns` (setns moves only
+/// the calling thread).
+fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let netns = std::fs::File::open(&path).expect("netns");
+        // SAFETY: setns on a descriptor we own; it changes only this thread.
+        let r = unsafe {
+            nix::libc::setns(
+                std::os::fd::AsRawFd::as_raw_fd(&netns),
+                nix::libc::CLONE_NEWNET,
+            )
+        };
+        assert_eq!(r, 0, "setns {path}");
+        f()
+    })
+}
+
+/// The link itself, between the same namespaces and addresses: one TCP
+/// stream's throughput (MiB/s) and a 64-byte round trip's p50 (µs).
+fn link_figures(lab: &Lab) -> (f64, f64) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    const PINGS: usize = 2000;
+    let ns1 = lab.node("node1").ns.clone();
+    let ns2 = lab.node("node2").ns.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = in_netns(&ns2, move || {
+        let l = TcpListener::bind("203.0.113.2:7900").expect("bind");
+        ready_tx.send(()).expect("ready");
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_nodelay(true).expect("nodelay");
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = SIZE as usize;
+        while left > 0 {
+            let n = s.read(&mut buf[..left.min(1 << 20)]).expect("read");
+            assert!(n > 0, "link closed early");
+            left -= n;
+        }
+        s.write_all(&[1]).expect("ack");
+        let mut ping = [0u8; 64];
+        for _ in 0..PINGS {
+            s.read_exact(&mut ping).expect("ping");
+            s.write_all(&ping).expect("pong");
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server ready");
+    let client = in_netns(&ns1, move || {
+        let mut s = TcpStream::connect("203.0.113.2:7900").expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        let chunk = vec![0x5au8; 1 << 20];
+        let t = Instant::now();
+        for _ in 0..SIZE >> 20 {
+            s.write_all(&chunk).expect("send");
+        }
+        let mut ack = [0u8; 1];
+        s.read_exact(&mut ack).expect("ack");
+        let mibs = SIZE as f64 / MIB / t.elapsed().as_secs_f64();
+        let mut ping = [0u8; 64];
+        let mut rtt: Vec<f64> = (0..PINGS)
+            .map(|_| {
+                let t = Instant::now();
+                s.write_all(&ping).expect("ping");
+                s.read_exact(&mut ping).expect("pong");
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        rtt.sort_by(|a, b| a.total_cmp(b));
+        (mibs, rtt[rtt.len() / 2])
+    });
+    let figures = client.join().expect("link client");
+    server.join().expect("link server");
+    figures
+}
+
+/// The targets, from this run's medians.
+fn print_targets(rows: &[Row]) {
+    let disk_mibs = median(&rows[0].peer);
+    let link_mibs = median(&rows[5].peer);
+    let want = 0.9 * disk_mibs.min(link_mibs);
+    let got = median(&rows[0].duet);
+    println!(
+        "target: sequential write >= 90% of the slower of disk and link = {want:.1} MiB/s: {got:.1} ({})",
+        verdict(got >= want)
+    );
+    let want = 1.1 * (median(&rows[1].peer) + median(&rows[6].peer));
+    let got = median(&rows[1].duet);
+    println!(
+        "target: 4k sync write p50 <= (disk + one round trip) + 10% = {want:.1} us: {got:.1} ({})",
+        verdict(got <= want)
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "missed" }
+}
+
 fn main() {
     let mut lab = Lab::nodes(2, &config(2, "ucast", "ucast", "duet.key"));
     for n in 1..=2 {
@@ -181,6 +287,8 @@ fn main() {
         ("4k sync write p99", "us"),
         ("full resync", "MiB/s"),
         ("4k write, no FUA, p50", "us"),
+        ("link: TCP stream", "MiB/s"),
+        ("link: round trip p50", "us"),
     ]
     .map(|(name, unit)| Row {
         name,
@@ -189,6 +297,13 @@ fn main() {
         peer: vec![],
     });
     for _ in 0..RUNS {
+        // The link alone, in the same run: the "peer" column; duet's
+        // column shows what replication makes of it (its sequential
+        // write; its 4k write without FUA, a round trip through both
+        // daemons).
+        let (mibs, rtt) = link_figures(&lab);
+        rows[5].peer.push(mibs);
+        rows[6].peer.push(rtt);
         let sync = fresh_pair(&mut lab);
         rows[3].duet.push(SIZE as f64 / MIB / sync.as_secs_f64());
         rows[3]
@@ -197,10 +312,11 @@ fn main() {
 
         let w = nbdcopy(&source, &uri);
         let (p50, p99) = latency(&socket, SIZE, LATENCY_WRITES);
-        rows[4]
-            .duet
-            .push(latency_with(&socket, SIZE, LATENCY_WRITES, false).0);
+        let no_fua = latency_with(&socket, SIZE, LATENCY_WRITES, false).0;
+        rows[4].duet.push(no_fua);
+        rows[6].duet.push(no_fua);
         rows[0].duet.push(SIZE as f64 / MIB / w.as_secs_f64());
+        rows[5].duet.push(SIZE as f64 / MIB / w.as_secs_f64());
         rows[1].duet.push(p50);
         rows[2].duet.push(p99);
         // The same client and file, straight to the backing file (the
@@ -227,7 +343,8 @@ fn main() {
             "replication benchmark: {} MiB, protocol C over veth between namespaces, {RUNS} runs",
             SIZE >> 20
         ),
-        "backing file directly",
+        "backing file directly (link rows: TCP alone)",
         &rows,
     );
+    print_targets(&rows);
 }

@@ -101,38 +101,99 @@ fn mac_ok(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
     m.verify_slice(tag).is_ok()
 }
 
+/// The sending half of a session: it seals frames in order.
+pub struct Sealer {
+    key: [u8; 32],
+    ctr: u64,
+}
+
+/// The receiving half of a session: it opens frames in order.
+pub struct Opener {
+    key: [u8; 32],
+    ctr: u64,
+}
+
 impl Session {
+    /// The two directions apart, for a sender and a receiver that run
+    /// on different threads.
+    pub fn split(self) -> (Sealer, Opener) {
+        (
+            Sealer {
+                key: self.send_key,
+                ctr: self.send_ctr,
+            },
+            Opener {
+                key: self.recv_key,
+                ctr: self.recv_ctr,
+            },
+        )
+    }
+
     pub fn seal(&mut self, msg: &Msg, payload: Option<&[u8]>) -> Vec<u8> {
-        let mut body = Vec::with_capacity(64);
-        let kind = encode(msg, &mut body);
-        let payload = payload.unwrap_or(&[]);
-        let mut frame = Vec::with_capacity(HEADER_LEN + body.len() + payload.len() + MAC_LEN);
-        frame.extend_from_slice(FRAME_MAGIC);
-        frame.extend_from_slice(&[kind, 0, 0, 0]);
-        frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&body);
-        frame.extend_from_slice(payload);
-        let tag = frame_mac(&self.send_key, self.send_ctr, &[&frame]);
-        self.send_ctr += 1;
-        frame.extend_from_slice(tag.as_bytes());
+        let mut s = Sealer {
+            key: self.send_key,
+            ctr: self.send_ctr,
+        };
+        let mut frame = Vec::new();
+        s.seal_into(msg, payload, &mut frame);
+        self.send_ctr = s.ctr;
         frame
     }
 
     /// How many bytes follow a header (body, payload, MAC); refuses
     /// oversized frames before anything is allocated.
     pub fn body_len(&self, header: &[u8]) -> Result<usize, WireError> {
-        let (body, payload) = lengths(header)?;
-        Ok(body + payload + MAC_LEN)
+        body_len(header)
     }
 
+    pub fn open(&mut self, header: &[u8], rest: &[u8]) -> Result<Frame, WireError> {
+        let mut o = Opener {
+            key: self.recv_key,
+            ctr: self.recv_ctr,
+        };
+        let frame = o.open(header, rest);
+        // A frame refused after its MAC checked still counts.
+        self.recv_ctr = o.ctr;
+        frame
+    }
+}
+
+impl Sealer {
+    /// Appends the sealed frame to `out` (a send queue: no copy of the
+    /// payload beyond this one).
+    pub fn seal_into(&mut self, msg: &Msg, payload: Option<&[u8]>, out: &mut Vec<u8>) {
+        let mut body = Vec::with_capacity(64);
+        let kind = encode(msg, &mut body);
+        let payload = payload.unwrap_or(&[]);
+        let start = out.len();
+        out.reserve(HEADER_LEN + body.len() + payload.len() + MAC_LEN);
+        out.extend_from_slice(FRAME_MAGIC);
+        out.extend_from_slice(&[kind, 0, 0, 0]);
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(payload);
+        let tag = frame_mac(&self.key, self.ctr, &[&out[start..]]);
+        self.ctr += 1;
+        out.extend_from_slice(tag.as_bytes());
+    }
+}
+
+/// How many bytes follow a header (body, payload, MAC); refuses
+/// oversized frames before anything is allocated.
+pub fn body_len(header: &[u8]) -> Result<usize, WireError> {
+    let (body, payload) = lengths(header)?;
+    Ok(body + payload + MAC_LEN)
+}
+
+impl Opener {
     pub fn open(&mut self, header: &[u8], rest: &[u8]) -> Result<Frame, WireError> {
         let (body_len, payload_len) = lengths(header)?;
         if rest.len() != body_len + payload_len + MAC_LEN {
             return Err(WireError::Truncated);
         }
         let (data, tag) = rest.split_at(body_len + payload_len);
-        let want = frame_mac(&self.recv_key, self.recv_ctr, &[header, data]);
+        let want = frame_mac(&self.key, self.ctr, &[header, data]);
         let Ok(tag) = <[u8; MAC_LEN]>::try_from(tag) else {
             return Err(WireError::Truncated);
         };
@@ -140,7 +201,7 @@ impl Session {
         if want != blake3::Hash::from(tag) {
             return Err(WireError::BadMac);
         }
-        self.recv_ctr += 1;
+        self.ctr += 1;
         let (body, payload) = data.split_at(body_len);
         let msg = decode(header[4], body)?;
         let payload = check_payload(&msg, payload)?;

@@ -1,14 +1,16 @@
 //! The export's backend on a replica: every request goes through the
-//! replica's engine (mirrored to the peer, answered by protocol).
+//! replica's engine (mirrored to the peer, answered by protocol), run by
+//! the export's own thread.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
 
-use crate::daemon::replica::engine::{Client, Cmd};
+use crate::daemon::replica::engine::{Client, Engine};
 use crate::export::backend::Backend;
 
 pub struct ReplicaBackend {
-    pub engine: Sender<Cmd>,
+    pub engine: Arc<Engine>,
     pub size: u64,
 }
 
@@ -22,9 +24,7 @@ fn failed() -> io::Error {
 impl ReplicaBackend {
     fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Client) -> io::Result<T> {
         let (tx, rx) = channel();
-        self.engine
-            .send(Cmd::Client(make(tx)))
-            .map_err(|_| failed())?;
+        self.engine.client(make(tx));
         rx.recv().map_err(|_| failed())
     }
 

@@ -1,19 +1,20 @@
-//! The backing disk's I/O for one replica: a few threads doing the reads,
-//! writes and syncs the core asks for, each answering on the engine's
-//! channel. Metadata writes are synced (one descriptor: the sync also
-//! covers earlier data writes).
+//! The backing disk's I/O for one replica. The thread that feeds the core
+//! does quick I/O itself (see the engine); what would hold up the link's
+//! reader goes to a few worker threads here, which feed the completion to
+//! the engine themselves. Metadata writes are synced (one descriptor: the
+//! sync also covers earlier data writes).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::config::VerifyAlg;
-use crate::daemon::replica::engine::Cmd;
+use crate::daemon::replica::engine::Engine;
 use crate::replication::core::{Buf, Input, MetaWrite};
 use crate::replication::md_io::MdDisk;
 
-/// Threads per replica: enough to keep a disk's queue busy.
+/// Worker threads per replica: enough to keep a disk's queue busy.
 const THREADS: usize = 4;
 
 pub enum Job {
@@ -37,60 +38,98 @@ pub enum Job {
     },
 }
 
-pub struct DiskIo {
-    jobs: Sender<Job>,
+/// A finished job, for the core.
+pub enum Done {
+    Input(Input),
+    /// A read: its data goes into the buffer store first.
+    WithData(Input, Buf, Vec<u8>),
 }
 
-struct Worker {
+impl Job {
+    /// The core's input for this job when it cannot run at all.
+    pub fn failed(&self) -> Input {
+        match self {
+            Job::Read { buf, .. } => Input::ReadDone {
+                buf: *buf,
+                ok: false,
+                digest: 0,
+            },
+            Job::Write { buf, .. } => Input::Written {
+                buf: *buf,
+                ok: false,
+            },
+            Job::Flush { token } => Input::FlushDone {
+                token: *token,
+                ok: false,
+            },
+            Job::Meta { token, .. } => Input::MetaDone {
+                token: *token,
+                ok: false,
+            },
+        }
+    }
+}
+
+struct Disk {
     file: File,
-    md: Arc<Mutex<MdDisk>>,
-    engine: Sender<Cmd>,
+    md: Mutex<MdDisk>,
     verify: VerifyAlg,
 }
 
+pub struct DiskIo {
+    disk: Arc<Disk>,
+    jobs: Sender<Job>,
+}
+
 impl DiskIo {
-    pub fn start(md: MdDisk, engine: Sender<Cmd>, verify: VerifyAlg) -> std::io::Result<DiskIo> {
+    /// Starts the workers; they feed completions to `engine` and stop
+    /// when this is dropped.
+    pub fn start(md: MdDisk, engine: Weak<Engine>, verify: VerifyAlg) -> std::io::Result<DiskIo> {
         let file = md.file().try_clone()?;
-        let md = Arc::new(Mutex::new(md));
+        let disk = Arc::new(Disk {
+            file,
+            md: Mutex::new(md),
+            verify,
+        });
         let (jobs, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..THREADS {
-            let w = Worker {
-                file: file.try_clone()?,
-                md: md.clone(),
-                engine: engine.clone(),
-                verify,
-            };
-            let rx = rx.clone();
+            let (disk, rx, engine) = (disk.clone(), rx.clone(), engine.clone());
             std::thread::Builder::new()
                 .name(format!("duet-disk{i}"))
-                .spawn(move || w.run(&rx))?;
+                .spawn(move || work(&disk, &rx, &engine))?;
         }
-        Ok(DiskIo { jobs })
+        Ok(DiskIo { disk, jobs })
     }
 
     pub fn submit(&self, job: Job) {
-        // The workers only stop when the engine drops this sender.
+        // The workers only stop when this sender is dropped.
         let _ = self.jobs.send(job);
+    }
+
+    /// Does the job on this thread.
+    pub fn execute(&self, job: Job) -> Done {
+        self.disk.execute(job)
     }
 }
 
-impl Worker {
-    fn run(&self, rx: &Mutex<Receiver<Job>>) {
-        loop {
-            let job = {
-                let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-                rx.recv()
-            };
-            let Ok(job) = job else { return };
-            let cmd = self.execute(job);
-            if self.engine.send(cmd).is_err() {
-                return;
-            }
-        }
+fn work(disk: &Disk, rx: &Mutex<Receiver<Job>>, engine: &Weak<Engine>) {
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            rx.recv()
+        };
+        let Ok(job) = job else { return };
+        let done = disk.execute(job);
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        engine.done(done);
     }
+}
 
-    fn execute(&self, job: Job) -> Cmd {
+impl Disk {
+    fn execute(&self, job: Job) -> Done {
         match job {
             Job::Read { buf, offset, len } => {
                 let mut data = vec![0u8; len as usize];
@@ -100,7 +139,7 @@ impl Worker {
                 } else {
                     0
                 };
-                Cmd::WithData(Input::ReadDone { buf, ok, digest }, buf, data)
+                Done::WithData(Input::ReadDone { buf, ok, digest }, buf, data)
             }
             Job::Write {
                 buf,
@@ -112,15 +151,15 @@ impl Worker {
                 if ok && fua {
                     ok = self.file.sync_data().is_ok();
                 }
-                Cmd::Input(Input::Written { buf, ok })
+                Done::Input(Input::Written { buf, ok })
             }
             Job::Flush { token } => {
                 let ok = self.file.sync_data().is_ok();
-                Cmd::Input(Input::FlushDone { token, ok })
+                Done::Input(Input::FlushDone { token, ok })
             }
             Job::Meta { token, write } => {
                 let ok = self.meta(write).is_ok();
-                Cmd::Input(Input::MetaDone { token, ok })
+                Done::Input(Input::MetaDone { token, ok })
             }
         }
     }

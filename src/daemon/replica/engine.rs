@@ -1,14 +1,20 @@
-//! The thread that runs one replica's core: it feeds the core what happens
-//! (client requests, disk completions, frames from the peer, time) and
-//! carries out what the core asks, holding the data buffers meanwhile.
+//! One replica's core, shared by the threads that feed it: the export's
+//! workers (client requests), the link's reader (frames from the peer),
+//! the disk workers (completions), a timer thread and the bus (admin).
+//! Whoever feeds an input carries out what the core asks at once: cheap
+//! actions under the lock (sealing frames into the send queue, answering
+//! waiters), disk I/O after it. A request so crosses as few threads as
+//! possible: on a busy two-core machine each crossing costs tens of µs,
+//! more than the work it hands over.
 
-use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::daemon::replica::disk::{DiskIo, Job};
-use crate::daemon::replica::link::Outgoing;
+use crate::daemon::replica::disk::{DiskIo, Done, Job};
+use crate::daemon::replica::link::Out;
 use crate::daemon::replica::status::Snapshot;
 use crate::replication::core::{Action, Buf, Event, Input, Msg, Replica, ReqId};
 use crate::replication::wire::Frame;
@@ -17,24 +23,15 @@ use crate::types::Timestamp;
 /// How long a dropped connection waits for the peer to close its side.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-pub enum Cmd {
-    Input(Input),
-    /// An input whose data goes into the buffer store first.
-    WithData(Input, Buf, Vec<u8>),
-    Client(Client),
-    Admin(Admin, Sender<Result<(), String>>),
-    LinkUp {
-        conn: u64,
-        out: Sender<Outgoing>,
-    },
-    LinkDown {
-        conn: u64,
-    },
-    Received {
-        conn: u64,
-        frame: Frame,
-    },
-    Shutdown,
+/// What the thread feeding an input may wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A thread that waits for its request anyway (an export worker, a
+    /// disk worker, the bus): it does the disk I/O itself.
+    Blocking,
+    /// The link's reader or the timer: writes and flushes here, reads
+    /// (resync, verify: many at once) go to the disk workers.
+    Background,
 }
 
 pub enum Client {
@@ -84,55 +81,67 @@ pub struct Origin {
     pub verify: crate::config::VerifyAlg,
 }
 
-pub struct Engine {
-    pub core: Replica,
-    origin: Origin,
-    /// The engine's own channel, for the disk threads of a new attach.
-    pub engine_tx: Option<Sender<Cmd>>,
-    pub name: String,
-    pub disk: Option<DiskIo>,
-    pub snapshot: Arc<Mutex<Snapshot>>,
-    pub wants_link: Arc<std::sync::atomic::AtomicBool>,
-    /// Shuts the current connection's socket down (on the core's Drop).
-    pub closer: Arc<Mutex<Option<(u64, std::net::TcpStream)>>>,
-    start: Instant,
+/// What the lock guards: the core and what lives beside it.
+struct State {
+    core: Replica,
+    disk: Option<Arc<DiskIo>>,
     bufs: HashMap<Buf, Arc<Vec<u8>>>,
     waiters: HashMap<ReqId, Waiter>,
     next_req: u64,
-    link: Option<(u64, Sender<Outgoing>)>,
+    link: Option<Arc<Out>>,
     /// The states last logged (each change is logged once).
-    logged: Option<(
-        &'static str,
-        &'static str,
-        &'static str,
-        &'static str,
-        &'static str,
-    )>,
+    logged: Option<[&'static str; 5]>,
+}
+
+pub struct Engine {
+    me: Weak<Engine>,
+    state: Mutex<State>,
+    pub name: String,
+    origin: Origin,
+    start: Instant,
+    pub wants_link: Arc<AtomicBool>,
+    pub stopped: AtomicBool,
+    /// The timer thread sleeps until the core's next wakeup, in µs since
+    /// `start` (u64::MAX: none); an earlier one wakes it.
+    planned: AtomicU64,
+    timer: (Mutex<()>, Condvar),
+}
+
+/// A piece of work after the lock: I/O, or an input to feed next.
+enum Step {
+    Feed(Input),
+    FeedWithData(Input, Buf, Vec<u8>),
+    Io(Job),
 }
 
 impl Engine {
+    /// `me` is the engine's own Arc, for the disk threads of a later
+    /// attach (built with Arc::new_cyclic).
     pub fn new(
         core: Replica,
         name: String,
         disk: Option<DiskIo>,
-        snapshot: Arc<Mutex<Snapshot>>,
         origin: Origin,
+        me: Weak<Engine>,
     ) -> Engine {
         Engine {
-            core,
-            origin,
-            engine_tx: None,
+            me,
+            state: Mutex::new(State {
+                core,
+                disk: disk.map(Arc::new),
+                bufs: HashMap::new(),
+                waiters: HashMap::new(),
+                next_req: 0,
+                link: None,
+                logged: None,
+            }),
             name,
-            disk,
-            snapshot,
-            wants_link: Arc::default(),
-            closer: Arc::default(),
+            origin,
             start: Instant::now(),
-            bufs: HashMap::new(),
-            waiters: HashMap::new(),
-            next_req: 0,
-            link: None,
-            logged: None,
+            wants_link: Arc::default(),
+            stopped: AtomicBool::new(false),
+            planned: AtomicU64::new(u64::MAX),
+            timer: (Mutex::new(()), Condvar::new()),
         }
     }
 
@@ -140,174 +149,264 @@ impl Engine {
         Timestamp(self.start.elapsed())
     }
 
-    pub fn run(mut self, rx: &Receiver<Cmd>) {
-        self.publish();
-        loop {
-            let wait = self
-                .core
-                .next_wakeup()
-                .map(|t| t.0.saturating_sub(self.now().0))
-                .unwrap_or(Duration::from_secs(1));
-            match rx.recv_timeout(wait) {
-                Ok(Cmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
-                Ok(cmd) => self.handle(cmd),
-                Err(RecvTimeoutError::Timeout) => self.feed(Input::Tick),
-            }
-            // Drain what else is queued before publishing once.
-            while let Ok(cmd) = rx.try_recv() {
-                if matches!(cmd, Cmd::Shutdown) {
-                    return;
-                }
-                self.handle(cmd);
-            }
-            self.publish();
-        }
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn feed(&mut self, input: Input) {
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::of(&self.lock().core)
+    }
+
+    /// Feeds one input and everything that follows from it.
+    pub fn feed(&self, input: Input, mode: Mode) {
+        self.drive(VecDeque::from([Step::Feed(input)]), mode);
+    }
+
+    /// A disk completion from a worker.
+    pub fn done(&self, done: Done) {
+        let step = match done {
+            Done::Input(i) => Step::Feed(i),
+            Done::WithData(i, buf, data) => Step::FeedWithData(i, buf, data),
+        };
+        self.drive(VecDeque::from([step]), Mode::Blocking);
+    }
+
+    fn drive(&self, mut todo: VecDeque<Step>, mode: Mode) {
+        while let Some(step) = todo.pop_front() {
+            match step {
+                Step::Io(job) => todo.extend(self.io(job, mode)),
+                Step::Feed(input) => todo.extend(self.locked(None, input)),
+                Step::FeedWithData(input, buf, data) => {
+                    todo.extend(self.locked(Some((buf, data)), input))
+                }
+            }
+        }
+        self.after();
+    }
+
+    /// Runs the core on `input` under the lock; returns the I/O to do.
+    fn locked(&self, data: Option<(Buf, Vec<u8>)>, input: Input) -> Vec<Step> {
         let now = self.now();
-        let actions = self.core.on(input, now);
-        self.apply(actions);
+        let (steps, link) = {
+            let mut st = self.lock();
+            if let Some((buf, data)) = data {
+                st.bufs.insert(buf, Arc::new(data));
+            }
+            let actions = st.core.on(input, now);
+            let steps = self.apply(&mut st, actions);
+            (steps, st.link.clone())
+        };
+        if let Some(l) = link {
+            l.kick();
+        }
+        steps
     }
 
-    fn handle(&mut self, cmd: Cmd) {
-        match cmd {
-            Cmd::Input(i) => self.feed(i),
-            Cmd::WithData(i, buf, data) => {
-                self.bufs.insert(buf, Arc::new(data));
-                self.feed(i);
-            }
-            Cmd::Client(c) => self.client(c),
-            Cmd::Admin(a, reply) => {
-                let r = self.admin(a);
-                // Whoever reads the state after the answer sees the change.
-                self.publish();
-                let _ = reply.send(r);
-            }
-            Cmd::LinkUp { conn, out } => {
-                self.link = Some((conn, out));
-                self.feed(Input::TransportUp);
-            }
-            Cmd::LinkDown { conn } => {
-                if self.link.as_ref().is_some_and(|(c, _)| *c == conn) {
-                    self.link = None;
-                    self.feed(Input::TransportDown);
-                }
-            }
-            Cmd::Received { conn, frame } => {
-                if self.link.as_ref().is_some_and(|(c, _)| *c == conn) {
-                    self.received(frame);
-                }
-            }
-            Cmd::Shutdown => {}
+    /// After a batch: whether the link is wanted, and when to tick.
+    fn after(&self) {
+        let (wants, next) = {
+            let st = self.lock();
+            (st.core.wants_transport(), st.core.next_wakeup())
+        };
+        self.wants_link.store(wants, Ordering::SeqCst);
+        let at = next.map_or(u64::MAX, |t| t.0.as_micros() as u64);
+        if at < self.planned.load(Ordering::SeqCst) {
+            let _g = self.timer.0.lock().unwrap_or_else(|e| e.into_inner());
+            self.timer.1.notify_all();
         }
     }
 
-    fn received(&mut self, frame: Frame) {
-        let payload = frame.payload.is_some();
-        if let Some(data) = frame.payload {
-            let buf = match &frame.msg {
-                Msg::Data { seq, .. } => Buf::Peer(*seq),
-                Msg::ResyncData { id, .. } => Buf::ResyncIn(*id),
-                Msg::ReadReply { id, .. } => Buf::App(ReqId(*id)),
-                _ => return,
-            };
-            self.bufs.insert(buf, Arc::new(data));
+    /// One turn of the timer thread: ticks the core if it is due, else
+    /// waits until it is (or for at most a second). The thread holds the
+    /// engine only for a turn, so dropping the last handle ends it.
+    pub fn run_timer_once(&self) {
+        const IDLE: Duration = Duration::from_secs(1);
+        // Holding the timer's lock from reading the wakeup to waiting:
+        // whoever moves the wakeup earlier notifies under this lock, so
+        // the change is either seen here or wakes the wait.
+        let g = self.timer.0.lock().unwrap_or_else(|e| e.into_inner());
+        let next = self.lock().core.next_wakeup();
+        let now = self.now();
+        if next.is_some_and(|t| t <= now) {
+            drop(g);
+            self.feed(Input::Tick, Mode::Background);
+            return;
         }
-        self.feed(Input::Received {
-            msg: frame.msg,
-            payload,
-        });
+        let at = next.map_or(u64::MAX, |t| t.0.as_micros() as u64);
+        self.planned.store(at, Ordering::SeqCst);
+        let wait = next.map_or(IDLE, |t| t.0.saturating_sub(now.0)).min(IDLE);
+        let (g, waited) = self
+            .timer
+            .1
+            .wait_timeout(g, wait)
+            .unwrap_or_else(|e| e.into_inner());
+        drop(g);
+        // With no wakeup asked for, a tick a second all the same, as the
+        // core has always been given.
+        if next.is_none() && waited.timed_out() && !self.stopped.load(Ordering::SeqCst) {
+            self.feed(Input::Tick, Mode::Background);
+        }
     }
 
-    fn client(&mut self, c: Client) {
-        self.next_req += 1;
-        let req = ReqId(self.next_req);
-        let input = match c {
-            Client::Write {
-                offset,
-                data,
-                fua,
-                reply,
-            } => {
-                let len = data.len() as u32;
-                self.bufs.insert(Buf::App(req), Arc::new(data));
-                self.waiters.insert(req, Waiter::Done(reply));
-                Input::Write {
-                    req,
+    /// A client request (the export); the answer comes on its channel.
+    pub fn client(&self, c: Client) {
+        let input = {
+            let mut st = self.lock();
+            st.next_req += 1;
+            let req = ReqId(st.next_req);
+            match c {
+                Client::Write {
                     offset,
-                    len,
+                    data,
                     fua,
+                    reply,
+                } => {
+                    let len = data.len() as u32;
+                    st.bufs.insert(Buf::App(req), Arc::new(data));
+                    st.waiters.insert(req, Waiter::Done(reply));
+                    Input::Write {
+                        req,
+                        offset,
+                        len,
+                        fua,
+                    }
                 }
-            }
-            Client::Read { offset, len, reply } => {
-                self.waiters.insert(req, Waiter::Data(reply));
-                Input::Read { req, offset, len }
-            }
-            Client::Flush { reply } => {
-                self.waiters.insert(req, Waiter::Done(reply));
-                Input::FlushReq { req }
+                Client::Read { offset, len, reply } => {
+                    st.waiters.insert(req, Waiter::Data(reply));
+                    Input::Read { req, offset, len }
+                }
+                Client::Flush { reply } => {
+                    st.waiters.insert(req, Waiter::Done(reply));
+                    Input::FlushReq { req }
+                }
             }
         };
-        self.feed(input);
+        self.feed(input, Mode::Blocking);
     }
 
-    fn admin(&mut self, a: Admin) -> Result<(), String> {
+    /// A new connection to the peer, handshaken.
+    pub fn link_up(&self, out: Arc<Out>) {
+        self.lock().link = Some(out);
+        self.feed(Input::TransportUp, Mode::Background);
+    }
+
+    pub fn link_down(&self, conn: u64) {
+        let mine = {
+            let mut st = self.lock();
+            let mine = st.link.as_ref().is_some_and(|l| l.conn == conn);
+            if mine {
+                st.link = None;
+            }
+            mine
+        };
+        if mine {
+            self.feed(Input::TransportDown, Mode::Background);
+        }
+    }
+
+    /// A frame from connection `conn` (the link's reader).
+    pub fn received(&self, conn: u64, frame: Frame) {
+        let current = self.lock().link.as_ref().is_some_and(|l| l.conn == conn);
+        if !current {
+            return;
+        }
+        let payload = frame.payload.is_some();
+        let input = Input::Received {
+            msg: frame.msg,
+            payload,
+        };
+        let step = match frame.payload {
+            None => Step::Feed(input),
+            Some(data) => {
+                let buf = match &input {
+                    Input::Received {
+                        msg: Msg::Data { seq, .. },
+                        ..
+                    } => Buf::Peer(*seq),
+                    Input::Received {
+                        msg: Msg::ResyncData { id, .. },
+                        ..
+                    } => Buf::ResyncIn(*id),
+                    Input::Received {
+                        msg: Msg::ReadReply { id, .. },
+                        ..
+                    } => Buf::App(ReqId(*id)),
+                    _ => return,
+                };
+                Step::FeedWithData(input, buf, data)
+            }
+        };
+        self.drive(VecDeque::from([step]), Mode::Background);
+    }
+
+    pub fn admin(&self, a: Admin) -> Result<(), String> {
         let now = self.now();
-        let actions = match a {
+        let steps = {
+            let mut st = self.lock();
+            let actions = self.admin_actions(&mut st, a, now)?;
+            tracing::info!(replica = %self.name, "{a:?} done");
+            self.apply(&mut st, actions)
+        };
+        if let Some(l) = self.lock().link.clone() {
+            l.kick();
+        }
+        self.drive(steps.into(), Mode::Blocking);
+        Ok(())
+    }
+
+    fn admin_actions(
+        &self,
+        st: &mut State,
+        a: Admin,
+        now: Timestamp,
+    ) -> Result<Vec<Action>, String> {
+        let core = &mut st.core;
+        Ok(match a {
             Admin::Primary { force } => {
                 let wall = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(1, |d| d.as_micros() as u64);
-                self.core.primary(force, wall, now)?
+                core.primary(force, wall, now)?
             }
-            Admin::Secondary => self.core.secondary(now)?,
-            Admin::Connect { discard_my_data } => self.core.connect(discard_my_data)?,
-            Admin::Disconnect => self.core.disconnect(),
-            Admin::Verify => self.core.verify(now)?,
-            Admin::Invalidate => self.core.invalidate(now)?,
-            Admin::Detach => self.core.detach()?,
-            Admin::Attach => self.attach()?,
+            Admin::Secondary => core.secondary(now)?,
+            Admin::Connect { discard_my_data } => core.connect(discard_my_data)?,
+            Admin::Disconnect => core.disconnect(),
+            Admin::Verify => core.verify(now)?,
+            Admin::Invalidate => core.invalidate(now)?,
+            Admin::Detach => core.detach()?,
+            Admin::Attach => self.attach(st)?,
             Admin::Up => {
-                let mut a = self.attach()?;
-                a.extend(self.core.connect(false)?);
+                let mut a = self.attach(st)?;
+                a.extend(st.core.connect(false)?);
                 a
             }
             Admin::Down => {
-                let mut a = self.core.disconnect();
-                a.extend(self.core.detach()?);
+                let mut a = core.disconnect();
+                a.extend(core.detach()?);
                 a
             }
-            Admin::Adjust => self.adjust()?,
-            Admin::PauseSync => self.core.pause_sync()?,
-            Admin::ResumeSync => self.core.resume_sync(now)?,
-        };
-        tracing::info!(replica = %self.name, "{a:?} done");
-        self.apply(actions);
-        Ok(())
+            Admin::Adjust => self.adjust(core)?,
+            Admin::PauseSync => core.pause_sync()?,
+            Admin::ResumeSync => core.resume_sync(now)?,
+        })
     }
 
     /// Opens the disk's metadata again and hands it to the core.
-    fn attach(&mut self) -> Result<Vec<Action>, String> {
-        if self.disk.is_some()
-            && self.core.disk() != crate::replication::states::DiskState::Diskless
-        {
+    fn attach(&self, st: &mut State) -> Result<Vec<Action>, String> {
+        if st.disk.is_some() && st.core.disk() != crate::replication::states::DiskState::Diskless {
             return Ok(Vec::new());
         }
         let (md, loaded) = crate::replication::md_io::MdDisk::open(&self.origin.disk)
             .map_err(|e| e.to_string())?;
-        let tx = self
-            .engine_tx
-            .clone()
-            .ok_or_else(|| "the engine has no channel".to_string())?;
-        let io = DiskIo::start(md, tx, self.origin.verify).map_err(|e| e.to_string())?;
-        let actions = self.core.attach(super::attached(loaded))?;
-        self.disk = Some(io);
+        let io =
+            DiskIo::start(md, self.me.clone(), self.origin.verify).map_err(|e| e.to_string())?;
+        let actions = st.core.attach(super::attached(loaded))?;
+        st.disk = Some(Arc::new(io));
         Ok(actions)
     }
 
     /// Reads the config file again and applies what can change live.
-    fn adjust(&mut self) -> Result<Vec<Action>, String> {
+    fn adjust(&self, core: &mut Replica) -> Result<Vec<Action>, String> {
         let loaded = crate::config::load(&self.origin.config).map_err(|e| e.to_string())?;
         let c = &loaded.config;
         let r = c.replica(&self.name).ok_or_else(|| {
@@ -317,118 +416,129 @@ impl Engine {
                 self.origin.config.display()
             )
         })?;
-        let s = self.core.settings();
+        let s = core.settings();
         let peer = r
             .peer(self.origin.local)
             .ok_or_else(|| "the replica has no peer any more".to_string())?;
         let new = super::settings(c, r, self.origin.local, peer, s.size);
-        self.core.adjust(new)
+        core.adjust(new)
     }
 
-    fn apply(&mut self, actions: Vec<Action>) {
+    /// Carries out the cheap actions; returns the I/O (and inputs) left.
+    fn apply(&self, st: &mut State, actions: Vec<Action>) -> Vec<Step> {
+        let mut steps = Vec::new();
         for a in actions {
-            self.action(a);
+            if let Some(s) = self.action(st, a) {
+                steps.push(s);
+            }
         }
-        self.wants_link.store(
-            self.core.wants_transport(),
-            std::sync::atomic::Ordering::SeqCst,
-        );
+        steps
     }
 
-    fn submit(&mut self, job: Job) {
-        match &self.disk {
-            Some(d) => d.submit(job),
-            // No disk: the core never asks for I/O then; answer failure.
-            None => tracing::error!(replica = %self.name, "disk I/O asked of a diskless replica"),
-        }
-    }
-
-    fn action(&mut self, a: Action) {
+    fn action(&self, st: &mut State, a: Action) -> Option<Step> {
         match a {
-            Action::Read { buf, offset, len } => self.submit(Job::Read { buf, offset, len }),
+            Action::Read { buf, offset, len } => Some(Step::Io(Job::Read { buf, offset, len })),
             Action::Write {
                 buf,
                 offset,
                 len,
                 fua,
-            } => match self.bufs.get(&buf) {
-                Some(data) if data.len() == len as usize => {
-                    let data = data.clone();
-                    self.submit(Job::Write {
-                        buf,
-                        offset,
-                        data,
-                        fua,
-                    })
-                }
-                _ => self.feed(Input::Written { buf, ok: false }),
-            },
-            Action::Flush { token } => self.submit(Job::Flush { token }),
-            Action::Meta { token, write } => self.submit(Job::Meta { token, write }),
+            } => Some(match st.bufs.get(&buf) {
+                Some(data) if data.len() == len as usize => Step::Io(Job::Write {
+                    buf,
+                    offset,
+                    data: data.clone(),
+                    fua,
+                }),
+                _ => Step::Feed(Input::Written { buf, ok: false }),
+            }),
+            Action::Flush { token } => Some(Step::Io(Job::Flush { token })),
+            Action::Meta { token, write } => Some(Step::Io(Job::Meta { token, write })),
             Action::Send { msg, payload } => {
-                let data = payload.and_then(|b| self.bufs.get(&b).cloned());
-                if let Some((_, out)) = &self.link {
-                    let _ = out.send(Outgoing { msg, payload: data });
+                let data = payload.and_then(|b| st.bufs.get(&b));
+                if let Some(out) = &st.link {
+                    out.push(&msg, data.map(|d| d.as_slice()));
                 }
+                None
             }
             Action::Release(buf) => {
-                self.bufs.remove(&buf);
+                st.bufs.remove(&buf);
+                None
             }
-            Action::Complete { req, ok } => self.complete(req, ok),
+            Action::Complete { req, ok } => {
+                complete(st, req, ok);
+                None
+            }
             Action::Drop { reason } => {
                 tracing::warn!(replica = %self.name, "replication link dropped: {reason}");
-                self.link = None;
-                // Dropping the writer's channel makes it send what is
-                // queued (the state that made the peer refuse too, say),
-                // then half-close; a reset would throw that away. The
-                // reader gives a silent peer a moment to close its side.
-                if let Some((_, s)) = self.closer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    let _ = s.set_read_timeout(Some(CLOSE_GRACE));
+                // Closing makes the writer send what is queued (the state
+                // that made the peer refuse too, say), then half-close; a
+                // reset would throw that away. The reader gives a silent
+                // peer a moment to close its side.
+                if let Some(out) = st.link.take() {
+                    out.close(CLOSE_GRACE);
                 }
+                None
             }
-            Action::Event(e) => self.event(e),
+            Action::Event(e) => {
+                self.event(st, e);
+                None
+            }
         }
     }
 
-    fn complete(&mut self, req: ReqId, ok: bool) {
-        let data = self.bufs.remove(&Buf::App(req));
-        match self.waiters.remove(&req) {
-            Some(Waiter::Done(tx)) => {
-                let _ = tx.send(ok);
+    /// Does one piece of disk I/O here, or hands it to a disk worker when
+    /// this thread must not wait for the disk.
+    fn io(&self, job: Job, mode: Mode) -> Option<Step> {
+        let disk = self.lock().disk.clone();
+        let Some(disk) = disk else {
+            // The core never asks a diskless replica for I/O.
+            tracing::error!(replica = %self.name, "disk I/O asked of a diskless replica");
+            return Some(Step::Feed(job.failed()));
+        };
+        let inline = match (&job, mode) {
+            (_, Mode::Blocking) => {
+                !matches!(job, Job::Read { buf, .. } if !matches!(buf, Buf::App(_)))
             }
-            Some(Waiter::Data(tx)) => {
-                let data = data
-                    .filter(|_| ok)
-                    .map(|d| Arc::try_unwrap(d).unwrap_or_else(|d| (*d).clone()));
-                let _ = tx.send(data);
-            }
-            None => {}
+            // A peer's write, FUA or not, and its flush: protocol C's
+            // round trip waits for them, and a hop to a worker and back
+            // costs more than the frames queued behind them wait.
+            (Job::Write { .. } | Job::Flush { .. }, Mode::Background) => true,
+            _ => false,
+        };
+        if !inline {
+            disk.submit(job);
+            return None;
         }
+        Some(match disk.execute(job) {
+            Done::Input(i) => Step::Feed(i),
+            Done::WithData(i, buf, data) => Step::FeedWithData(i, buf, data),
+        })
     }
 
-    fn event(&mut self, e: Event) {
-        let r = &self.core;
+    fn event(&self, st: &mut State, e: Event) {
+        let r = &st.core;
         let name = &self.name;
         match e {
             Event::StateChanged => {
-                let now = (
+                let now = [
                     r.role().as_str(),
                     r.connection().as_str(),
                     r.replication().as_str(),
                     r.disk().as_str(),
                     r.peer_disk().as_str(),
-                );
-                if self.logged != Some(now) {
-                    self.logged = Some(now);
+                ];
+                if st.logged != Some(now) {
+                    st.logged = Some(now);
                     tracing::info!(
                         replica = %name,
-                        role = now.0,
-                        connection = now.1,
-                        replication = now.2,
-                        disk = now.3,
-                        peer_disk = now.4,
+                        role = now[0],
+                        connection = now[1],
+                        replication = now[2],
+                        disk = now[3],
+                        peer_disk = now[4],
                         "{} {} {} {}/{}",
-                        now.0, now.1, now.2, now.3, now.4
+                        now[0], now[1], now[2], now[3], now[4]
                     );
                 }
             }
@@ -454,8 +564,32 @@ impl Engine {
         }
     }
 
-    fn publish(&self) {
-        let snap = Snapshot::of(&self.core);
-        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snap;
+    /// Stops the timer and the link and lets the disk threads go.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let mut st = self.lock();
+        if let Some(out) = st.link.take() {
+            out.close(Duration::ZERO);
+        }
+        st.disk = None;
+        drop(st);
+        let _g = self.timer.0.lock().unwrap_or_else(|e| e.into_inner());
+        self.timer.1.notify_all();
+    }
+}
+
+fn complete(st: &mut State, req: ReqId, ok: bool) {
+    let data = st.bufs.remove(&Buf::App(req));
+    match st.waiters.remove(&req) {
+        Some(Waiter::Done(tx)) => {
+            let _ = tx.send(ok);
+        }
+        Some(Waiter::Data(tx)) => {
+            let data = data
+                .filter(|_| ok)
+                .map(|d| Arc::try_unwrap(d).unwrap_or_else(|d| (*d).clone()));
+            let _ = tx.send(data);
+        }
+        None => {}
     }
 }

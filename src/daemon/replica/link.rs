@@ -1,25 +1,23 @@
 //! The replication link: one TCP connection to the peer, authenticated by
 //! the wire handshake. The node with the lower id dials, the other listens
-//! (so the two never race into two connections). A reader thread turns
-//! frames into engine commands; a writer thread seals what the engine
-//! sends, batching while more is queued.
+//! (so the two never race into two connections). A reader thread feeds
+//! frames to the engine. Frames to send are sealed into a queue under the
+//! engine's lock (so they leave in the core's order) and written by
+//! whichever thread queued them, without waiting; only when the socket is
+//! full does a writer thread take over and wait.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use crate::daemon::replica::engine::Cmd;
-use crate::replication::core::Msg;
-use crate::replication::wire::{self, HEADER_LEN, Session};
+use nix::sys::socket::{MsgFlags, send};
 
-/// What the engine hands the writer.
-pub struct Outgoing {
-    pub msg: Msg,
-    pub payload: Option<Arc<Vec<u8>>>,
-}
+use crate::daemon::replica::engine::Engine;
+use crate::replication::core::Msg;
+use crate::replication::wire::{self, HEADER_LEN, Opener, Sealer};
 
 #[derive(Clone)]
 pub struct LinkConfig {
@@ -34,10 +32,175 @@ pub struct LinkConfig {
 }
 
 pub struct Shared {
-    pub engine: Sender<Cmd>,
+    pub engine: Weak<Engine>,
     pub wants: Arc<AtomicBool>,
-    pub closer: Arc<Mutex<Option<(u64, TcpStream)>>>,
     pub stop: Arc<AtomicBool>,
+}
+
+/// Bytes sealed and not yet sent.
+struct Queue {
+    sealer: Sealer,
+    bytes: Vec<u8>,
+    /// Set when a non-waiting send found the socket full: the writer
+    /// thread's turn.
+    stuck: bool,
+    closed: bool,
+}
+
+/// One connection's sending side.
+pub struct Out {
+    pub conn: u64,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Held while sending, so bytes leave in queue order.
+    sock: Mutex<TcpStream>,
+    /// For shutting down or timing out the reader without waiting for a
+    /// sender.
+    ctl: TcpStream,
+}
+
+impl Out {
+    fn new(conn: u64, sealer: Sealer, sock: TcpStream, ctl: TcpStream) -> Out {
+        Out {
+            ctl,
+            conn,
+            queue: Mutex::new(Queue {
+                sealer,
+                bytes: Vec::new(),
+                stuck: false,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            sock: Mutex::new(sock),
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Seals a frame into the queue (called under the engine's lock).
+    pub fn push(&self, msg: &Msg, payload: Option<&[u8]>) {
+        let mut q = self.queue();
+        if !q.closed {
+            let Queue { sealer, bytes, .. } = &mut *q;
+            sealer.seal_into(msg, payload, bytes);
+        }
+    }
+
+    /// Sends what is queued as far as the socket takes it now; the writer
+    /// thread sends the rest. Never waits for the peer.
+    pub fn kick(&self) {
+        loop {
+            {
+                let Ok(sock) = self.sock.try_lock() else {
+                    // Someone is sending: it looks at the queue again
+                    // after letting go.
+                    return;
+                };
+                if self.queue().stuck {
+                    return;
+                }
+                if !self.send_now(&sock) {
+                    let mut q = self.queue();
+                    q.stuck = true;
+                    self.wake.notify_all();
+                    return;
+                }
+            }
+            if self.queue().bytes.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Sends the queue without waiting; false if the socket is full (the
+    /// rest goes back in front of the queue).
+    fn send_now(&self, sock: &TcpStream) -> bool {
+        loop {
+            let bytes = std::mem::take(&mut self.queue().bytes);
+            if bytes.is_empty() {
+                return true;
+            }
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            let mut at = 0;
+            while at < bytes.len() {
+                match send(sock.as_raw_fd(), &bytes[at..], flags) {
+                    Ok(n) => at += n,
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(nix::errno::Errno::EAGAIN) => {
+                        self.requeue(&bytes[at..]);
+                        return false;
+                    }
+                    // A broken socket: the reader sees it too and reports
+                    // the link down; what is queued is lost with it.
+                    Err(_) => return true,
+                }
+            }
+        }
+    }
+
+    fn requeue(&self, rest: &[u8]) {
+        let mut q = self.queue();
+        let mut bytes = rest.to_vec();
+        bytes.append(&mut q.bytes);
+        q.bytes = bytes;
+    }
+
+    /// No more frames: the writer sends what is queued and half-closes;
+    /// the reader waits at most `grace` for the peer to close its side.
+    pub fn close(&self, grace: Duration) {
+        let mut q = self.queue();
+        q.closed = true;
+        self.wake.notify_all();
+        drop(q);
+        if grace.is_zero() {
+            let _ = self.ctl.shutdown(Shutdown::Both);
+        } else {
+            let _ = self.ctl.set_read_timeout(Some(grace));
+        }
+    }
+
+    /// The writer thread: waits for a full socket (or the close), then
+    /// sends with waiting.
+    fn write_loop(&self, write_timeout: Duration) {
+        loop {
+            let closed = {
+                let mut q = self.queue();
+                while !q.stuck && !q.closed {
+                    q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+                q.closed
+            };
+            {
+                let sock = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = sock.set_write_timeout(Some(write_timeout));
+                if !self.send_waiting(&sock) {
+                    let _ = sock.shutdown(Shutdown::Both);
+                    return;
+                }
+                if closed {
+                    let _ = sock.shutdown(Shutdown::Write);
+                    return;
+                }
+                self.queue().stuck = false;
+            }
+            // What was queued while this thread held the socket.
+            self.kick();
+        }
+    }
+
+    fn send_waiting(&self, mut sock: &TcpStream) -> bool {
+        loop {
+            let bytes = std::mem::take(&mut self.queue().bytes);
+            if bytes.is_empty() {
+                return true;
+            }
+            if sock.write_all(&bytes).is_err() {
+                return false;
+            }
+        }
+    }
 }
 
 static CONN: AtomicU64 = AtomicU64::new(0);
@@ -110,6 +273,10 @@ fn accept_loop(cfg: &LinkConfig, shared: &Shared, l: &TcpListener) {
     }
 }
 
+/// How long the writer thread may wait on a full socket before the
+/// connection is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Runs one connection until it breaks.
 fn serve(cfg: &LinkConfig, shared: &Shared, mut s: TcpStream, initiator: bool) {
     let _ = s.set_nodelay(true);
@@ -131,39 +298,40 @@ fn serve(cfg: &LinkConfig, shared: &Shared, mut s: TcpStream, initiator: bool) {
     };
     let _ = s.set_read_timeout(None);
     let conn = CONN.fetch_add(1, Ordering::SeqCst) + 1;
-    let (Ok(w), Ok(c)) = (s.try_clone(), s.try_clone()) else {
+    let (Ok(w), Ok(ctl)) = (s.try_clone(), s.try_clone()) else {
         return;
     };
-    *shared.closer.lock().unwrap_or_else(|e| e.into_inner()) = Some((conn, c));
-    let session = Arc::new(Mutex::new(session));
-    let (tx, rx) = channel();
+    let (sealer, mut opener) = session.split();
+    let out = Arc::new(Out::new(conn, sealer, w, ctl));
     let writer = {
-        let session = session.clone();
-        std::thread::spawn(move || write_loop(w, &session, &rx))
+        let out = out.clone();
+        std::thread::spawn(move || out.write_loop(WRITE_TIMEOUT))
     };
     tracing::info!(replica = %cfg.replica, peer = %cfg.peer_addr, conn, "replication link up");
-    if shared.engine.send(Cmd::LinkUp { conn, out: tx }).is_err() {
-        return;
-    }
-    let why = read_loop(&mut s, &session, conn, &shared.engine);
+    let why = match shared.engine.upgrade() {
+        Some(engine) => {
+            engine.link_up(out.clone());
+            drop(engine);
+            read_loop(&mut s, &mut opener, conn, &shared.engine)
+        }
+        None => "engine stopped".into(),
+    };
     tracing::info!(replica = %cfg.replica, peer = %cfg.peer_addr, conn, "replication link down: {why}");
     let _ = s.shutdown(Shutdown::Both);
-    let _ = shared.engine.send(Cmd::LinkDown { conn });
+    if let Some(engine) = shared.engine.upgrade() {
+        engine.link_down(conn);
+    }
+    out.close(Duration::ZERO);
     let _ = writer.join();
 }
 
-fn read_loop(
-    s: &mut TcpStream,
-    session: &Mutex<Session>,
-    conn: u64,
-    engine: &Sender<Cmd>,
-) -> String {
+fn read_loop(s: &mut TcpStream, opener: &mut Opener, conn: u64, engine: &Weak<Engine>) -> String {
     let mut header = [0u8; HEADER_LEN];
     loop {
         if let Err(e) = s.read_exact(&mut header) {
             return e.to_string();
         }
-        let rest_len = match lock(session).body_len(&header) {
+        let rest_len = match wire::body_len(&header) {
             Ok(n) => n,
             Err(e) => return format!("bad frame: {e}"),
         };
@@ -171,43 +339,13 @@ fn read_loop(
         if let Err(e) = s.read_exact(&mut rest) {
             return e.to_string();
         }
-        let frame = match lock(session).open(&header, &rest) {
+        let frame = match opener.open(&header, &rest) {
             Ok(f) => f,
             Err(e) => return format!("bad frame: {e}"),
         };
-        if engine.send(Cmd::Received { conn, frame }).is_err() {
+        let Some(engine) = engine.upgrade() else {
             return "engine stopped".into();
-        }
+        };
+        engine.received(conn, frame);
     }
-}
-
-/// Seals and sends until the engine drops the channel, then sends what is
-/// left and half-closes.
-fn write_loop(s: TcpStream, session: &Mutex<Session>, rx: &Receiver<Outgoing>) {
-    let mut w = BufWriter::with_capacity(1 << 20, s);
-    write_frames(&mut w, session, rx);
-    let _ = w.flush();
-    let _ = w.get_ref().shutdown(Shutdown::Write);
-}
-
-fn write_frames(w: &mut BufWriter<TcpStream>, session: &Mutex<Session>, rx: &Receiver<Outgoing>) {
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(o) = next {
-            let frame = lock(session).seal(&o.msg, o.payload.as_ref().map(|p| p.as_slice()));
-            if w.write_all(&frame).is_err() {
-                let _ = w.get_ref().shutdown(Shutdown::Both);
-                return;
-            }
-            next = rx.try_recv().ok();
-        }
-        if w.flush().is_err() {
-            let _ = w.get_ref().shutdown(Shutdown::Both);
-            return;
-        }
-    }
-}
-
-fn lock(m: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

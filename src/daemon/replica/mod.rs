@@ -9,10 +9,8 @@ mod link;
 pub mod status;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::config::{Config, MetaDisk, OnIoError, Replica as ReplicaConfig};
 use crate::membership::auth::load_key_file;
@@ -24,17 +22,14 @@ use crate::replication::metadata::{DEFAULT_GRANULARITY, Layout};
 use crate::types::NodeId;
 
 pub use backend::ReplicaBackend;
-use engine::{Admin, Cmd, Engine};
+use engine::{Admin, Engine};
 pub use status::Snapshot;
-
-/// How long an administrative command may take to be accepted.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct Handle {
     pub name: String,
-    tx: Sender<Cmd>,
-    snapshot: Arc<Mutex<Snapshot>>,
+    engine: Arc<Engine>,
+    stop_link: Arc<AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,30 +44,24 @@ pub enum StartError {
 
 impl Handle {
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.engine.snapshot()
     }
 
     pub fn backend(&self) -> ReplicaBackend {
         ReplicaBackend {
-            engine: self.tx.clone(),
+            engine: self.engine.clone(),
             size: self.snapshot().size,
         }
     }
 
     pub fn admin(&self, a: Admin) -> Result<(), String> {
-        let (tx, rx) = channel();
-        self.tx
-            .send(Cmd::Admin(a, tx))
-            .map_err(|_| "the replica's engine stopped".to_string())?;
-        rx.recv_timeout(ADMIN_TIMEOUT)
-            .map_err(|_| "the replica's engine did not answer".to_string())?
+        self.engine.admin(a)
     }
 
     pub fn stop(&self) {
-        let _ = self.tx.send(Cmd::Shutdown);
+        self.engine.stop();
+        self.stop_link
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -106,24 +95,32 @@ pub fn start(config: &Config, r: &ReplicaConfig, local: NodeId) -> Result<Handle
     let settings = settings(config, r, local, peer, size);
     let seed = rand::random::<u64>();
     let core = Replica::new(settings, attached, seed);
-    let (tx, rx) = channel();
-    let disk_io = md
-        .map(|md| disk::DiskIo::start(md, tx.clone(), r.verify_alg))
-        .transpose()?;
-    let snapshot = Arc::new(Mutex::new(Snapshot::of(&core)));
     let origin = engine::Origin {
         config: config.path.clone(),
         local,
         disk: disk.to_path_buf(),
         verify: r.verify_alg,
     };
-    let mut engine = Engine::new(core, r.name.clone(), disk_io, snapshot.clone(), origin);
-    engine.engine_tx = Some(tx.clone());
+    let verify = r.verify_alg;
+    let mut failed = None;
+    let engine = Arc::new_cyclic(|me| {
+        let disk_io = md.and_then(|md| match disk::DiskIo::start(md, me.clone(), verify) {
+            Ok(io) => Some(io),
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        });
+        Engine::new(core, r.name.clone(), disk_io, origin, me.clone())
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let stop_link = Arc::new(AtomicBool::new(false));
     let shared = link::Shared {
-        engine: tx.clone(),
+        engine: Arc::downgrade(&engine),
         wants: engine.wants_link.clone(),
-        closer: engine.closer.clone(),
-        stop: Arc::new(AtomicBool::new(false)),
+        stop: stop_link.clone(),
     };
     link::spawn(
         link::LinkConfig {
@@ -137,13 +134,23 @@ pub fn start(config: &Config, r: &ReplicaConfig, local: NodeId) -> Result<Handle
         },
         shared,
     )?;
-    std::thread::Builder::new()
-        .name(format!("duet-replica-{}", r.name))
-        .spawn(move || engine.run(&rx))?;
+    {
+        let engine = Arc::downgrade(&engine);
+        std::thread::Builder::new()
+            .name(format!("duet-timer-{}", r.name))
+            .spawn(move || {
+                while let Some(e) = engine.upgrade() {
+                    if e.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    e.run_timer_once();
+                }
+            })?;
+    }
     let handle = Handle {
         name: r.name.clone(),
-        tx,
-        snapshot,
+        engine,
+        stop_link,
     };
     handle
         .admin(Admin::Connect {

@@ -1,4 +1,4 @@
-//! What the engine publishes after each batch of work, for the bus.
+//! The replica's state as the bus shows it, read from the core on demand.
 
 use crate::replication::core::{Counters, Replica};
 
