@@ -27,7 +27,7 @@ const FRAME_MAGIC: &[u8; 4] = b"DRP1";
 const GREETING_MAGIC: &[u8; 8] = b"DUETREPL";
 /// magic, type, flags, reserved, body length, payload length.
 pub const HEADER_LEN: usize = 16;
-const MAC_LEN: usize = 32;
+pub const MAC_LEN: usize = 32;
 const NONCE_LEN: usize = 32;
 const MAX_NAME: usize = 64;
 
@@ -186,26 +186,69 @@ pub fn body_len(header: &[u8]) -> Result<usize, WireError> {
     Ok(body + payload + MAC_LEN)
 }
 
+/// A frame read in its parts (the payload into a buffer of its own, so
+/// it never needs copying out).
+pub struct Parts<'a> {
+    pub header: &'a [u8],
+    pub body: &'a [u8],
+    pub payload: Vec<u8>,
+    pub tag: &'a [u8; MAC_LEN],
+}
+
+/// The body and payload lengths a header announces; refuses oversized
+/// frames before anything is allocated.
+pub fn frame_lengths(header: &[u8]) -> Result<(usize, usize), WireError> {
+    lengths(header)
+}
+
 impl Opener {
+    /// Opens a frame read as `Parts` (see `frame_lengths`).
+    pub fn open_parts(&mut self, p: Parts<'_>) -> Result<Frame, WireError> {
+        let (body_len, payload_len) = lengths(p.header)?;
+        if p.body.len() != body_len || p.payload.len() != payload_len {
+            return Err(WireError::Truncated);
+        }
+        let want = frame_mac(&self.key, self.ctr, &[p.header, p.body, &p.payload]);
+        // blake3::Hash compares in constant time.
+        if want != blake3::Hash::from(*p.tag) {
+            return Err(WireError::BadMac);
+        }
+        self.ctr += 1;
+        let msg = decode(p.header[4], p.body)?;
+        // The payload must be there exactly for the messages that carry
+        // data, and as long as they say.
+        let want = match &msg {
+            Msg::Data { len, .. } | Msg::ResyncData { len, .. } => Some(*len as usize),
+            Msg::ReadReply { ok: true, .. } => Some(payload_len),
+            _ => None,
+        };
+        let payload = match want {
+            Some(n) if n == payload_len && n > 0 => Some(p.payload),
+            None if payload_len == 0 => None,
+            _ => {
+                return Err(WireError::Invalid(
+                    "payload missing, unexpected or of the wrong length",
+                ));
+            }
+        };
+        Ok(Frame { msg, payload })
+    }
+
+    /// Opens a frame read whole: the header, then body, payload and MAC.
     pub fn open(&mut self, header: &[u8], rest: &[u8]) -> Result<Frame, WireError> {
         let (body_len, payload_len) = lengths(header)?;
         if rest.len() != body_len + payload_len + MAC_LEN {
             return Err(WireError::Truncated);
         }
-        let (data, tag) = rest.split_at(body_len + payload_len);
-        let want = frame_mac(&self.key, self.ctr, &[header, data]);
-        let Ok(tag) = <[u8; MAC_LEN]>::try_from(tag) else {
-            return Err(WireError::Truncated);
-        };
-        // blake3::Hash compares in constant time.
-        if want != blake3::Hash::from(tag) {
-            return Err(WireError::BadMac);
-        }
-        self.ctr += 1;
-        let (body, payload) = data.split_at(body_len);
-        let msg = decode(header[4], body)?;
-        let payload = check_payload(&msg, payload)?;
-        Ok(Frame { msg, payload })
+        let (body, rest) = rest.split_at(body_len);
+        let (payload, tag) = rest.split_at(payload_len);
+        let tag = <&[u8; MAC_LEN]>::try_from(tag).map_err(|_| WireError::Truncated)?;
+        self.open_parts(Parts {
+            header,
+            body,
+            payload: payload.to_vec(),
+            tag,
+        })
     }
 }
 
@@ -240,23 +283,6 @@ fn lengths(header: &[u8]) -> Result<(usize, usize), WireError> {
         return Err(WireError::TooLarge(payload as u64));
     }
     Ok((body, payload))
-}
-
-/// The payload must be there exactly for the messages that carry data,
-/// and as long as they say.
-fn check_payload(msg: &Msg, payload: &[u8]) -> Result<Option<Vec<u8>>, WireError> {
-    let want = match msg {
-        Msg::Data { len, .. } | Msg::ResyncData { len, .. } => Some(*len as usize),
-        Msg::ReadReply { ok: true, .. } => Some(payload.len()),
-        _ => None,
-    };
-    match want {
-        Some(n) if n == payload.len() && n > 0 => Ok(Some(payload.to_vec())),
-        None if payload.is_empty() => Ok(None),
-        _ => Err(WireError::Invalid(
-            "payload missing, unexpected or of the wrong length",
-        )),
-    }
 }
 
 // ---- message bodies ----

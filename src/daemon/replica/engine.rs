@@ -455,9 +455,9 @@ impl Engine {
             Action::Flush { token } => Some(Step::Io(Job::Flush { token })),
             Action::Meta { token, write } => Some(Step::Io(Job::Meta { token, write })),
             Action::Send { msg, payload } => {
-                let data = payload.and_then(|b| st.bufs.get(&b));
+                let data = payload.and_then(|b| st.bufs.get(&b).cloned());
                 if let Some(out) = &st.link {
-                    out.push(&msg, data.map(|d| d.as_slice()));
+                    out.push(msg, data);
                 }
                 None
             }

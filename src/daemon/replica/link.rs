@@ -17,7 +17,7 @@ use nix::sys::socket::{MsgFlags, send};
 
 use crate::daemon::replica::engine::Engine;
 use crate::replication::core::Msg;
-use crate::replication::wire::{self, HEADER_LEN, Opener, Sealer};
+use crate::replication::wire::{self, HEADER_LEN, MAC_LEN, Opener, Sealer};
 
 #[derive(Clone)]
 pub struct LinkConfig {
@@ -37,14 +37,29 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Bytes sealed and not yet sent.
+/// Frames queued in the core's order, not yet sealed.
 struct Queue {
-    sealer: Sealer,
-    bytes: Vec<u8>,
+    frames: Vec<(Msg, Option<Arc<Vec<u8>>>)>,
     /// Set when a non-waiting send found the socket full: the writer
     /// thread's turn.
     stuck: bool,
     closed: bool,
+}
+
+/// What only the thread sending holds: sealing happens here, outside the
+/// engine's lock (a MAC over a large write takes a while).
+struct Sending {
+    sock: TcpStream,
+    sealer: Sealer,
+    /// Sealed bytes the socket did not take yet.
+    unsent: Vec<u8>,
+}
+
+enum Sent {
+    All,
+    /// The socket is full; `unsent` keeps the rest.
+    Full,
+    Broken,
 }
 
 /// One connection's sending side.
@@ -52,8 +67,7 @@ pub struct Out {
     pub conn: u64,
     queue: Mutex<Queue>,
     wake: Condvar,
-    /// Held while sending, so bytes leave in queue order.
-    sock: Mutex<TcpStream>,
+    sending: Mutex<Sending>,
     /// For shutting down or timing out the reader without waiting for a
     /// sender.
     ctl: TcpStream,
@@ -65,13 +79,16 @@ impl Out {
             ctl,
             conn,
             queue: Mutex::new(Queue {
-                sealer,
-                bytes: Vec::new(),
+                frames: Vec::new(),
                 stuck: false,
                 closed: false,
             }),
             wake: Condvar::new(),
-            sock: Mutex::new(sock),
+            sending: Mutex::new(Sending {
+                sock,
+                sealer,
+                unsent: Vec::new(),
+            }),
         }
     }
 
@@ -79,21 +96,21 @@ impl Out {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Seals a frame into the queue (called under the engine's lock).
-    pub fn push(&self, msg: &Msg, payload: Option<&[u8]>) {
+    /// Queues a frame (called under the engine's lock, so frames keep the
+    /// core's order).
+    pub fn push(&self, msg: Msg, payload: Option<Arc<Vec<u8>>>) {
         let mut q = self.queue();
         if !q.closed {
-            let Queue { sealer, bytes, .. } = &mut *q;
-            sealer.seal_into(msg, payload, bytes);
+            q.frames.push((msg, payload));
         }
     }
 
-    /// Sends what is queued as far as the socket takes it now; the writer
-    /// thread sends the rest. Never waits for the peer.
+    /// Seals and sends what is queued as far as the socket takes it now;
+    /// the writer thread sends the rest. Never waits for the peer.
     pub fn kick(&self) {
         loop {
             {
-                let Ok(sock) = self.sock.try_lock() else {
+                let Ok(mut tx) = self.sending.try_lock() else {
                     // Someone is sending: it looks at the queue again
                     // after letting go.
                     return;
@@ -101,50 +118,51 @@ impl Out {
                 if self.queue().stuck {
                     return;
                 }
-                if !self.send_now(&sock) {
-                    let mut q = self.queue();
-                    q.stuck = true;
+                if let Sent::Full = self.send(&mut tx, false) {
+                    self.queue().stuck = true;
                     self.wake.notify_all();
                     return;
                 }
             }
-            if self.queue().bytes.is_empty() {
+            if self.queue().frames.is_empty() {
                 return;
             }
         }
     }
 
-    /// Sends the queue without waiting; false if the socket is full (the
-    /// rest goes back in front of the queue).
-    fn send_now(&self, sock: &TcpStream) -> bool {
+    /// Sends the unsent bytes, then seals and sends the queue, until it is
+    /// empty; `wait`: block on a full socket, else stop there.
+    fn send(&self, tx: &mut Sending, wait: bool) -> Sent {
         loop {
-            let bytes = std::mem::take(&mut self.queue().bytes);
-            if bytes.is_empty() {
-                return true;
+            if tx.unsent.is_empty() {
+                let frames = std::mem::take(&mut self.queue().frames);
+                if frames.is_empty() {
+                    return Sent::All;
+                }
+                for (msg, payload) in frames {
+                    let Sending { sealer, unsent, .. } = tx;
+                    sealer.seal_into(&msg, payload.as_ref().map(|p| p.as_slice()), unsent);
+                }
             }
-            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-            let mut at = 0;
-            while at < bytes.len() {
-                match send(sock.as_raw_fd(), &bytes[at..], flags) {
-                    Ok(n) => at += n,
-                    Err(nix::errno::Errno::EINTR) => {}
-                    Err(nix::errno::Errno::EAGAIN) => {
-                        self.requeue(&bytes[at..]);
-                        return false;
-                    }
-                    // A broken socket: the reader sees it too and reports
-                    // the link down; what is queued is lost with it.
-                    Err(_) => return true,
+            let r = if wait {
+                (&tx.sock).write_all(&tx.unsent).map(|_| tx.unsent.len())
+            } else {
+                send_some(&tx.sock, &tx.unsent)
+            };
+            match r {
+                Ok(n) if n == tx.unsent.len() => tx.unsent.clear(),
+                Ok(n) => {
+                    tx.unsent.drain(..n);
+                    return Sent::Full;
+                }
+                // A broken socket: the reader sees it too and reports the
+                // link down; what is queued is lost with it.
+                Err(_) => {
+                    tx.unsent.clear();
+                    return Sent::Broken;
                 }
             }
         }
-    }
-
-    fn requeue(&self, rest: &[u8]) {
-        let mut q = self.queue();
-        let mut bytes = rest.to_vec();
-        bytes.append(&mut q.bytes);
-        q.bytes = bytes;
     }
 
     /// No more frames: the writer sends what is queued and half-closes;
@@ -173,14 +191,14 @@ impl Out {
                 q.closed
             };
             {
-                let sock = self.sock.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = sock.set_write_timeout(Some(write_timeout));
-                if !self.send_waiting(&sock) {
-                    let _ = sock.shutdown(Shutdown::Both);
+                let mut tx = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = tx.sock.set_write_timeout(Some(write_timeout));
+                if let Sent::Broken = self.send(&mut tx, true) {
+                    let _ = tx.sock.shutdown(Shutdown::Both);
                     return;
                 }
                 if closed {
-                    let _ = sock.shutdown(Shutdown::Write);
+                    let _ = tx.sock.shutdown(Shutdown::Write);
                     return;
                 }
                 self.queue().stuck = false;
@@ -189,18 +207,21 @@ impl Out {
             self.kick();
         }
     }
+}
 
-    fn send_waiting(&self, mut sock: &TcpStream) -> bool {
-        loop {
-            let bytes = std::mem::take(&mut self.queue().bytes);
-            if bytes.is_empty() {
-                return true;
-            }
-            if sock.write_all(&bytes).is_err() {
-                return false;
-            }
+/// As much of `bytes` as the socket takes without waiting.
+fn send_some(sock: &TcpStream, bytes: &[u8]) -> std::io::Result<usize> {
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    let mut at = 0;
+    while at < bytes.len() {
+        match send(sock.as_raw_fd(), &bytes[at..], flags) {
+            Ok(n) => at += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(e) => return Err(e.into()),
         }
     }
+    Ok(at)
 }
 
 static CONN: AtomicU64 = AtomicU64::new(0);
@@ -327,19 +348,32 @@ fn serve(cfg: &LinkConfig, shared: &Shared, mut s: TcpStream, initiator: bool) {
 
 fn read_loop(s: &mut TcpStream, opener: &mut Opener, conn: u64, engine: &Weak<Engine>) -> String {
     let mut header = [0u8; HEADER_LEN];
+    let mut body = Vec::new();
+    let mut tag = [0u8; MAC_LEN];
     loop {
         if let Err(e) = s.read_exact(&mut header) {
             return e.to_string();
         }
-        let rest_len = match wire::body_len(&header) {
+        let (body_len, payload_len) = match wire::frame_lengths(&header) {
             Ok(n) => n,
             Err(e) => return format!("bad frame: {e}"),
         };
-        let mut rest = vec![0u8; rest_len];
-        if let Err(e) = s.read_exact(&mut rest) {
+        body.resize(body_len, 0);
+        let mut payload = vec![0u8; payload_len];
+        let read = s
+            .read_exact(&mut body)
+            .and_then(|_| s.read_exact(&mut payload))
+            .and_then(|_| s.read_exact(&mut tag));
+        if let Err(e) = read {
             return e.to_string();
         }
-        let frame = match opener.open(&header, &rest) {
+        let parts = wire::Parts {
+            header: &header,
+            body: &body,
+            payload,
+            tag: &tag,
+        };
+        let frame = match opener.open_parts(parts) {
             Ok(f) => f,
             Err(e) => return format!("bad frame: {e}"),
         };
