@@ -29,6 +29,90 @@ pub struct Config {
     pub ping: Ping,
     /// The replicated disks; empty without `[[replica]]` sections.
     pub replicas: Vec<Replica>,
+    /// The resource groups; empty without `[[group]]` sections.
+    pub groups: Vec<Group>,
+}
+
+/// A resource group: what runs together on exactly one node, started in
+/// order and stopped in reverse (heartbeat's haresources line).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// Unique among groups.
+    pub name: String,
+    /// The nodes that may run it, most preferred first (the first is the
+    /// "preferred node"); never empty.
+    pub nodes: Vec<NodeId>,
+    /// Move back to a more preferred node when it returns; the cluster's
+    /// setting unless the group says otherwise. Off: the group stays where
+    /// it runs (infinite stickiness).
+    pub auto_failback: bool,
+    /// How often each running resource is checked.
+    pub monitor_interval: Duration,
+    /// Failures of a resource restarted in place before the group moves
+    /// to another node (Pacemaker's migration-threshold).
+    pub failure_threshold: u32,
+    /// In start order.
+    pub resources: Vec<Resource>,
+}
+
+/// One step of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub kind: ResourceKind,
+    pub start_timeout: Duration,
+    pub stop_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResourceKind {
+    /// Primary on start, Secondary on stop.
+    Replica { replica: String },
+    /// A systemd mount unit duet creates (transient).
+    Mount {
+        /// A path, or the device of the replica named (its stable link).
+        device: PathBuf,
+        mountpoint: PathBuf,
+        fstype: String,
+        /// As in fstab, comma-separated; empty for the defaults.
+        options: String,
+        fsck: Fsck,
+    },
+    /// An address on an interface, set through netlink and announced.
+    Ip {
+        address: IpAddr,
+        prefix: u8,
+        interface: String,
+    },
+    /// Any systemd unit, started and stopped through systemd.
+    Unit { unit: String },
+    /// A heartbeat resource.d / LSB script: `path ARGS... start|stop|status`.
+    Script { path: PathBuf, args: Vec<String> },
+}
+
+impl Resource {
+    /// How the journal and `duetctl` name it, e.g. "mount /mnt/shared".
+    pub fn label(&self) -> String {
+        match &self.kind {
+            ResourceKind::Replica { replica } => format!("replica {replica}"),
+            ResourceKind::Mount { mountpoint, .. } => format!("mount {}", mountpoint.display()),
+            ResourceKind::Ip {
+                address,
+                prefix,
+                interface,
+            } => format!("ip {address}/{prefix} on {interface}"),
+            ResourceKind::Unit { unit } => format!("unit {unit}"),
+            ResourceKind::Script { path, .. } => format!("script {}", path.display()),
+        }
+    }
+}
+
+/// Whether the filesystem is checked before mounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsck {
+    /// systemd-fsck, as for an fstab line with pass 2 (the default: a
+    /// filesystem taken over from a crashed node is checked).
+    Auto,
+    Never,
 }
 
 /// A replicated disk: what the NBD export needs and how the two copies are

@@ -72,6 +72,7 @@ pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
                 links: links.into_iter().map(|l| l.link).collect(),
                 ping,
                 replicas,
+                groups: Vec::new(),
             },
             warnings: check.warnings,
         }),
