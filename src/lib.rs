@@ -1,9 +1,11 @@
 //! duet: a high-availability stack for two (and more) nodes.
 //!
-//! One folder per part: `config` (the cluster file), `membership` (heartbeats,
-//! who is alive, quorum), `bus` (the D-Bus API), `host` (systemd, journald,
-//! sockets), `daemon` (the tokio shell that runs the pure cores) and `ctl`
-//! (the `duetctl` client).
+//! One folder per part: `config` (the cluster file), `membership`
+//! (heartbeats, who is alive, quorum), `replication` and `export` (the
+//! replicated disk and its block device), `resources` (groups and where
+//! they run), `bus` (the D-Bus API), `host` (systemd, journald, sockets),
+//! `daemon` (the shell that runs the pure cores) and `ctl` (the `duetctl`
+//! client).
 
 pub mod bus;
 pub mod config;
@@ -13,6 +15,7 @@ pub mod export;
 pub mod host;
 pub mod membership;
 pub mod replication;
+pub mod resources;
 #[doc(hidden)]
 pub mod testkit;
 pub mod types;

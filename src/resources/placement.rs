@@ -1,0 +1,79 @@
+//! Where a group should run, from one node's view of the cluster. Every
+//! node computes this from what it knows; the group core (group.rs) makes
+//! a differing view harmless: a node starts a group only when no other
+//! live node has it, and claims it first when another node could race.
+
+use crate::types::NodeId;
+
+/// What a node says about one group (carried in its heartbeats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Nothing of the group runs there.
+    #[default]
+    Idle,
+    /// About to start it, waiting for the other nodes to hear so.
+    Claiming,
+    /// Some of its resources may be up there: starting, running, stopping,
+    /// or a stop that failed (then only an administrator clears it).
+    Active,
+}
+
+/// One node as this node sees it, for one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeView {
+    pub id: NodeId,
+    /// Alive in the membership (this node always is to itself).
+    pub alive: bool,
+    /// Put in standby by an administrator: runs nothing.
+    pub standby: bool,
+    /// Ping nodes it reaches (heartbeat's ipfail: the node that sees more
+    /// of the network is the better place).
+    pub ping_reach: u32,
+    pub phase: Phase,
+    /// False once the group failed there beyond its threshold, until an
+    /// administrator clears it (`duetctl cleanup`).
+    pub eligible: bool,
+}
+
+/// The group's placement settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preferences {
+    /// Most preferred first; only these nodes run the group.
+    pub nodes: Vec<NodeId>,
+    pub auto_failback: bool,
+    /// An administrator's `move`: this node while it can run the group.
+    pub moved_to: Option<NodeId>,
+}
+
+/// Where the group should run: `None` when no node can (no quorum, all
+/// in standby, failed everywhere).
+pub fn target(prefs: &Preferences, view: &[NodeView], quorate: bool) -> Option<NodeId> {
+    if !quorate {
+        return None;
+    }
+    let usable = |v: &&NodeView| v.alive && !v.standby && v.eligible && prefs.nodes.contains(&v.id);
+    let candidates: Vec<&NodeView> = view.iter().filter(usable).collect();
+    let best_reach = candidates.iter().map(|v| v.ping_reach).max()?;
+    // A node that reaches fewer ping nodes than another is out while the
+    // other can run the group.
+    let connected = |v: &&&NodeView| v.ping_reach == best_reach;
+    if let Some(to) = prefs.moved_to
+        && candidates.iter().filter(connected).any(|v| v.id == to)
+    {
+        return Some(to);
+    }
+    if !prefs.auto_failback {
+        let holder = candidates
+            .iter()
+            .filter(connected)
+            .find(|v| v.phase == Phase::Active);
+        if let Some(h) = holder {
+            return Some(h.id);
+        }
+    }
+    prefs
+        .nodes
+        .iter()
+        .copied()
+        .find(|id| candidates.iter().filter(connected).any(|v| v.id == *id))
+}
