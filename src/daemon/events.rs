@@ -96,6 +96,10 @@ impl EventLog {
                     "{peer} reaches {reachable} ping node(s)"
                 );
             }
+            Event::PeerState { node: id } => {
+                let peer = self.peer(*id);
+                tracing::debug!(node, peer, "{peer} announced a new state");
+            }
             Event::Quorum { quorate: true } => tracing::info!(node, "quorum gained"),
             Event::Quorum { quorate: false } => tracing::warn!(node, "quorum lost"),
             Event::Ping { target, reachable } => {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::membership::node_state::NodeState;
 use crate::membership::replay::ReplayWindow;
 use crate::membership::state::{Event, LinkState, PeerState, PingTarget};
 use crate::membership::wire::{Codec, DropReason, Heartbeat};
@@ -86,6 +87,9 @@ pub enum Input<'a> {
     LocalLink { link: LinkId, up: bool },
     /// A ping node answered an echo request.
     PingReply { target: PingTarget },
+    /// What this node now announces (its `seq` is ignored: the core
+    /// numbers the changes).
+    LocalState(NodeState),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +114,8 @@ pub struct NodeView {
     pub last_seen: Option<Timestamp>,
     pub links: Vec<LinkState>,
     pub ping_reachable: u16,
+    /// What it announced last (standby, groups).
+    pub node_state: Option<NodeState>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +133,8 @@ struct Peer {
     last_seen: Option<Timestamp>,
     links: Vec<PeerLink>,
     ping_reachable: u16,
+    /// The newest state it announced in this incarnation.
+    node_state: Option<NodeState>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +164,8 @@ pub struct Membership {
     next_send: Timestamp,
     quorate: bool,
     drops: HashMap<DropReason, u64>,
+    /// What this node announces (standby, groups), if anything yet.
+    local_state: Option<NodeState>,
 }
 
 impl Membership {
@@ -182,6 +192,7 @@ impl Membership {
                 links
             ],
             ping_reachable: 0,
+            node_state: None,
         };
         let pinged = Pinged {
             last_reply: None,
@@ -208,6 +219,7 @@ impl Membership {
             next_send: now,
             quorate: false,
             drops: HashMap::new(),
+            local_state: None,
         };
         m.quorate = m.compute_quorate();
         m
@@ -223,9 +235,22 @@ impl Membership {
             Input::Tick => {}
             Input::LocalLink { link, up } => self.on_local_link(link, up, &mut out),
             Input::PingReply { target } => self.on_ping_reply(target, &mut out),
+            Input::LocalState(state) => self.on_local_state(state),
         }
         self.advance(&mut out);
         out
+    }
+
+    /// A change of what this node announces goes out at once (a hand-over
+    /// waits for it), numbered so receivers keep the newest.
+    fn on_local_state(&mut self, mut state: NodeState) {
+        let known = self.local_state.as_ref();
+        if known.is_some_and(|k| k.standby == state.standby && k.groups == state.groups) {
+            return;
+        }
+        state.seq = known.map_or(1, |k| k.seq + 1);
+        self.local_state = Some(state);
+        self.next_send = self.now;
     }
 
     /// When the core next needs a `Tick`, at the latest.
@@ -299,6 +324,7 @@ impl Membership {
                     .map(|l| if l.up { LinkState::Up } else { LinkState::Down })
                     .collect(),
                 ping_reachable: self.ping_reachable(),
+                node_state: self.local_state.clone(),
             });
         }
         let peer = self.peers.get(node.0 as usize)?;
@@ -308,6 +334,7 @@ impl Membership {
             last_seen: peer.last_seen,
             links: peer.links.iter().map(|l| l.state).collect(),
             ping_reachable: peer.ping_reachable,
+            node_state: peer.node_state.clone(),
         })
     }
 
@@ -359,6 +386,7 @@ impl Membership {
                     l.replay = ReplayWindow::default();
                 }
                 peer.incarnation = Some(hb.incarnation);
+                peer.node_state = None;
                 out.push(Action::Event(Event::Incarnation {
                     node,
                     previous,
@@ -379,6 +407,15 @@ impl Membership {
                 node,
                 reachable: hb.ping_reachable,
             }));
+        }
+        if let Some(st) = &hb.state
+            && peer
+                .node_state
+                .as_ref()
+                .is_none_or(|known| st.seq > known.seq)
+        {
+            peer.node_state = Some(st.clone());
+            out.push(Action::Event(Event::PeerState { node }));
         }
         if !self.links[link.0 as usize].up {
             // Our side of the link is down; whatever arrived came some
@@ -509,6 +546,7 @@ impl Membership {
                 link: LinkId(i as u8),
                 seq: Seq(link.next_seq),
                 ping_reachable,
+                state: self.local_state.clone(),
             };
             link.next_seq += 1;
             out.push(Action::Send {

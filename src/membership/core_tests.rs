@@ -1,5 +1,7 @@
 //! Unit tests of the membership core, with time passed in by hand.
 
+use crate::membership::node_state::{GroupState, NodeState};
+use crate::resources::placement::Phase;
 use std::time::Duration;
 
 use super::auth::{Auth, AuthAlgorithm};
@@ -427,4 +429,66 @@ fn peers_see_each_others_ping_health() {
         reachable: 1
     }));
     assert_eq!(a.view(NodeId(1)).expect("view").ping_reachable, 1);
+}
+
+fn announced(standby: bool, phase: Phase) -> NodeState {
+    NodeState {
+        seq: 0,
+        standby,
+        groups: vec![GroupState {
+            name: "web".into(),
+            phase,
+            eligible: true,
+        }],
+    }
+}
+
+/// Announces `state` at `now`: the heartbeats it sends at once.
+fn announce(m: &mut Membership, state: NodeState, now: Timestamp) -> Vec<(LinkId, Vec<u8>)> {
+    m.handle(Input::LocalState(state), now)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send { link, bytes } => Some((link, bytes)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_local_state_goes_out_at_once_and_peers_keep_the_newest() {
+    let mut a = node(2, 0, 1, 2, 0);
+    let mut b = node(2, 1, 1, 2, 0);
+    heartbeats(&mut b, MS(0));
+    // Between keepalives: sent at once, on every link.
+    let first = announce(&mut b, announced(false, Phase::Claiming), MS(50));
+    assert_eq!(
+        first.len(),
+        2,
+        "on every link, without waiting for keepalive"
+    );
+    let events = deliver(&mut a, &first, MS(51));
+    assert!(events.contains(&Event::PeerState { node: NodeId(1) }));
+    let seen = a.view(NodeId(1)).and_then(|v| v.node_state);
+    assert_eq!(
+        seen.as_ref().map(|s| (s.seq, s.groups[0].phase)),
+        Some((1, Phase::Claiming))
+    );
+
+    // The same state again is no change; a new one is numbered 2.
+    assert!(announce(&mut b, announced(false, Phase::Claiming), MS(60)).is_empty());
+    let second = announce(&mut b, announced(false, Phase::Active), MS(70));
+    // The newer state arrives on one link, the older copy late on the other.
+    deliver(&mut a, &second[..1], MS(71));
+    deliver(&mut a, &first[1..], MS(72));
+    let seen = a.view(NodeId(1)).and_then(|v| v.node_state);
+    assert_eq!(
+        seen.map(|s| (s.seq, s.groups[0].phase)),
+        Some((2, Phase::Active)),
+        "the older one is ignored"
+    );
+
+    // A restart forgets what the old incarnation said.
+    let mut b2 = node(2, 1, 2, 2, 0);
+    deliver(&mut a, &heartbeats(&mut b2, MS(100)), MS(100));
+    assert_eq!(a.view(NodeId(1)).and_then(|v| v.node_state), None);
 }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod core;
+pub mod node_state;
 pub mod replay;
 pub mod state;
 pub mod wire;

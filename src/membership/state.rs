@@ -93,6 +93,10 @@ pub enum Event {
         node: NodeId,
         reachable: u16,
     },
+    /// A peer announced a new state (standby, groups).
+    PeerState {
+        node: NodeId,
+    },
     Quorum {
         quorate: bool,
     },

@@ -3,6 +3,7 @@
 //! bounds-checked cursor, and any doubt is a `DropReason`.
 
 use crate::membership::auth::{Auth, AuthAlgorithm};
+use crate::membership::node_state::{self, NodeState};
 use crate::types::{Incarnation, LinkId, Seq};
 
 /// What a heartbeat says, once decoded and authenticated.
@@ -17,6 +18,9 @@ pub struct Heartbeat {
     pub seq: Seq,
     /// How many of the configured ping nodes the sender reaches.
     pub ping_reachable: u16,
+    /// Standby and group phases, from the extension bytes (none from a
+    /// sender that has nothing to say, or an older one).
+    pub state: Option<NodeState>,
 }
 
 /// Why a datagram was dropped. Each has its own counter in the daemon.
@@ -103,7 +107,13 @@ impl Codec {
         p.push(hb.link.0);
         p.extend_from_slice(&hb.seq.0.to_be_bytes());
         p.extend_from_slice(&hb.ping_reachable.to_be_bytes());
-        p.extend_from_slice(&0u16.to_be_bytes());
+        let ext = hb
+            .state
+            .as_ref()
+            .map(node_state::encode)
+            .unwrap_or_default();
+        p.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        p.extend_from_slice(&ext);
         let tag = self.auth.sign(&p);
         p.extend_from_slice(&tag);
         p
@@ -177,6 +187,7 @@ struct RawBody<'a> {
     link: u8,
     seq: u64,
     ping_reachable: u16,
+    extension: &'a [u8],
 }
 
 impl RawBody<'_> {
@@ -188,6 +199,8 @@ impl RawBody<'_> {
             link: LinkId(self.link),
             seq: Seq(self.seq),
             ping_reachable: self.ping_reachable,
+            // Inside the extension, any inconsistency is the sender's.
+            state: node_state::decode(self.extension).map_err(|_| DropReason::Malformed)?,
         })
     }
 }
@@ -201,7 +214,7 @@ fn read_body(mut r: Reader<'_>) -> Result<RawBody<'_>, DropReason> {
     let seq = r.u64()?;
     let ping_reachable = r.u16()?;
     let extension = r.u16()?;
-    r.take(usize::from(extension))?;
+    let extension = r.take(usize::from(extension))?;
     if r.pos != r.data.len() {
         return Err(DropReason::Malformed);
     }
@@ -211,43 +224,48 @@ fn read_body(mut r: Reader<'_>) -> Result<RawBody<'_>, DropReason> {
         link,
         seq,
         ping_reachable,
+        extension,
     })
 }
 
 /// A bounds-checked cursor: running off the end is `Truncated`.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(data: &'a [u8]) -> Reader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Reader<'a> {
         Reader { data, pos: 0 }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DropReason> {
+    pub(crate) fn remaining(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DropReason> {
         let end = self.pos.checked_add(n).ok_or(DropReason::Truncated)?;
         let s = self.data.get(self.pos..end).ok_or(DropReason::Truncated)?;
         self.pos = end;
         Ok(s)
     }
 
-    fn u8(&mut self) -> Result<u8, DropReason> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DropReason> {
         Ok(self.take(1)?[0])
     }
 
-    fn u16(&mut self) -> Result<u16, DropReason> {
+    pub(crate) fn u16(&mut self) -> Result<u16, DropReason> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
-    fn u64(&mut self) -> Result<u64, DropReason> {
+    pub(crate) fn u64(&mut self) -> Result<u64, DropReason> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_be_bytes(a))
     }
 
-    fn name(&mut self) -> Result<&'a [u8], DropReason> {
+    pub(crate) fn name(&mut self) -> Result<&'a [u8], DropReason> {
         let len = usize::from(self.u8()?);
         if len == 0 || len > MAX_NAME {
             return Err(DropReason::Malformed);

@@ -1,5 +1,7 @@
 use super::*;
 use crate::membership::auth::AuthAlgorithm;
+use crate::membership::node_state::{GroupState, NodeState};
+use crate::resources::placement::Phase;
 use crate::testkit::SplitMix64 as Rng;
 
 fn codec(alg: AuthAlgorithm) -> Codec {
@@ -13,6 +15,7 @@ fn hb() -> Heartbeat {
         link: LinkId(1),
         seq: Seq(42),
         ping_reachable: 3,
+        state: None,
     }
 }
 
@@ -40,6 +43,26 @@ fn with_extension(c: &Codec, ext_len: u16, extra: &[u8]) -> Vec<u8> {
 
 /// A valid name of 1..=64 bytes, with multi-byte characters in it so that
 /// lengths are counted in bytes, not characters.
+/// None, or a node state with up to 4 groups.
+fn random_state(rng: &mut Rng) -> Option<NodeState> {
+    if rng.below(3) == 0 {
+        return None;
+    }
+    let phases = [Phase::Idle, Phase::Claiming, Phase::Active];
+    let groups = (0..rng.below(5))
+        .map(|_| GroupState {
+            name: random_name(rng).chars().take(12).collect(),
+            phase: phases[rng.below(3) as usize],
+            eligible: rng.below(2) == 0,
+        })
+        .collect();
+    Some(NodeState {
+        seq: rng.next_u64(),
+        standby: rng.below(2) == 0,
+        groups,
+    })
+}
+
 fn random_name(rng: &mut Rng) -> String {
     const CHARS: [char; 6] = ['a', 'z', '-', 'é', '€', '🦀'];
     let target = 1 + rng.below(MAX_NAME as u64) as usize;
@@ -74,6 +97,7 @@ fn round_trip_for_every_algorithm_and_many_values() {
                     link: LinkId(rng.next_u64() as u8),
                     seq: Seq(rng.next_u64()),
                     ping_reachable: rng.next_u64() as u16,
+                    state: random_state(&mut rng),
                 };
                 let p = c.encode(&h);
                 assert!(p.len() <= MAX_PACKET);
@@ -224,11 +248,61 @@ fn unknown_flags_are_ignored_but_signed() {
 }
 
 #[test]
-fn extension_bytes_are_skipped() {
+fn extension_records_of_unknown_types_are_skipped() {
     for alg in AuthAlgorithm::ALL {
         let c = codec(alg);
-        let body = with_extension(&c, 3, b"new");
+        let body = with_extension(&c, 6, b"\xc8\x00\x03new");
         assert_eq!(c.decode(&resign(&c, &body)), Ok(hb()), "{alg:?}");
+    }
+}
+
+#[test]
+fn a_bad_extension_record_is_malformed() {
+    let c = codec(AuthAlgorithm::HmacSha256);
+    let state = |groups: &[u8]| {
+        let mut v = vec![1, 0, 0];
+        v.extend_from_slice(&7u64.to_be_bytes());
+        v.push(0);
+        v.extend_from_slice(groups);
+        let n = (v.len() - 3) as u16;
+        v[1..3].copy_from_slice(&n.to_be_bytes());
+        v
+    };
+    let good = state(&[1, 3, b'w', b'e', b'b', 2, 1]);
+    let body = with_extension(&c, good.len() as u16, &good);
+    let hb = c.decode(&resign(&c, &body)).expect("a valid record");
+    assert_eq!(
+        hb.state.map(|s| s.groups),
+        Some(vec![GroupState {
+            name: "web".into(),
+            phase: Phase::Active,
+            eligible: true,
+        }])
+    );
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("a record running past the extension", vec![200, 0, 9, 1]),
+        (
+            "a phase no one knows",
+            state(&[1, 3, b'w', b'e', b'b', 3, 1]),
+        ),
+        ("a group name that is not UTF-8", state(&[1, 1, 0xff, 2, 1])),
+        ("an empty group name", state(&[1, 0, 2, 1])),
+        (
+            "fewer groups than counted",
+            state(&[2, 3, b'w', b'e', b'b', 2, 1]),
+        ),
+        (
+            "two node-state records",
+            [good.clone(), good.clone()].concat(),
+        ),
+    ];
+    for (what, ext) in cases {
+        let body = with_extension(&c, ext.len() as u16, &ext);
+        assert_eq!(
+            c.decode(&resign(&c, &body)),
+            Err(DropReason::Malformed),
+            "{what}"
+        );
     }
 }
 
@@ -254,7 +328,9 @@ fn the_size_limit_is_exactly_max_packet() {
     let c = codec(AuthAlgorithm::HmacSha256);
     let base = body_of(&c, &hb()).len() + c.auth.tag_len();
     let fill = MAX_PACKET - base;
-    let body = with_extension(&c, fill as u16, &vec![7; fill]);
+    let mut record = vec![7; fill];
+    record[1..3].copy_from_slice(&(fill as u16 - 3).to_be_bytes());
+    let body = with_extension(&c, fill as u16, &record);
     let p = resign(&c, &body);
     assert_eq!(p.len(), MAX_PACKET);
     assert_eq!(c.decode(&p), Ok(hb()));
@@ -348,10 +424,23 @@ fn write_fuzz_corpus() {
             link: LinkId(255),
             seq: Seq(u64::MAX),
             ping_reachable: u16::MAX,
+            state: Some(NodeState {
+                seq: u64::MAX,
+                standby: true,
+                groups: vec![GroupState {
+                    name: "web".into(),
+                    phase: Phase::Active,
+                    eligible: false,
+                }],
+            }),
         };
         let seeds = [
             ("", c.encode(&hb()), hb()),
-            ("-ext", resign(&c, &with_extension(&c, 5, b"later")), hb()),
+            (
+                "-ext",
+                resign(&c, &with_extension(&c, 8, b"\x05\x00\x05later")),
+                hb(),
+            ),
             ("-long", c.encode(&long), long.clone()),
         ];
         for (suffix, packet, want) in seeds {
@@ -363,4 +452,30 @@ fn write_fuzz_corpus() {
             assert_eq!(c.decode(&seed), Ok(want), "{}", path.display());
         }
     }
+}
+
+#[test]
+fn twelve_groups_with_the_longest_names_fit_in_a_packet() {
+    let c = codec(AuthAlgorithm::HmacSha256);
+    let name = |c: char| c.to_string().repeat(MAX_NAME);
+    let groups = (0..12)
+        .map(|i| GroupState {
+            name: format!("{i:02}{}", "g".repeat(MAX_NAME - 2)),
+            phase: Phase::Active,
+            eligible: true,
+        })
+        .collect();
+    let h = Heartbeat {
+        node: name('n'),
+        state: Some(NodeState {
+            seq: 1,
+            standby: false,
+            groups,
+        }),
+        ..hb()
+    };
+    let c = Codec::new(name('c'), c.auth.clone());
+    let p = c.encode(&h);
+    assert!(p.len() <= MAX_PACKET, "{} bytes", p.len());
+    assert_eq!(c.decode(&p), Ok(h));
 }
