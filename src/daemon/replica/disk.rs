@@ -1,7 +1,9 @@
 //! The backing disk's I/O for one replica: a few threads doing the reads,
 //! writes and syncs the core asks for, each answering on the engine's
-//! channel. Metadata writes are synced (one descriptor: the sync also
-//! covers earlier data writes).
+//! channel. Data goes to the data disk; metadata to the data disk's tail
+//! or to its own device (`MdDisk`), each write synced after syncing the
+//! data disk, so that it never reaches stable storage ahead of the data
+//! it describes (`MdDisk::commit` says why).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -50,7 +52,7 @@ struct Worker {
 
 impl DiskIo {
     pub fn start(md: MdDisk, engine: Sender<Cmd>, verify: VerifyAlg) -> std::io::Result<DiskIo> {
-        let file = md.file().try_clone()?;
+        let file = md.data_file().try_clone()?;
         let md = Arc::new(Mutex::new(md));
         let (jobs, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));

@@ -80,7 +80,8 @@ enum Waiter {
 pub struct Origin {
     pub config: std::path::PathBuf,
     pub local: crate::types::NodeId,
-    pub disk: std::path::PathBuf,
+    /// The data disk and where its metadata is.
+    pub backing: crate::replication::md_io::Backing,
     pub verify: crate::config::VerifyAlg,
 }
 
@@ -294,7 +295,7 @@ impl Engine {
         {
             return Ok(Vec::new());
         }
-        let (md, loaded) = crate::replication::md_io::MdDisk::open(&self.origin.disk)
+        let (md, loaded) = crate::replication::md_io::MdDisk::open(&self.origin.backing)
             .map_err(|e| e.to_string())?;
         let tx = self
             .engine_tx
