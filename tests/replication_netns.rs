@@ -1,8 +1,8 @@
 //! Two real duetd processes replicating a disk (files as disks) over TCP
 //! between network namespaces, driven with duetctl as an administrator
 //! would: create-md, initial sync with primary --force, mirrored writes,
-//! a disconnect and a bitmap resync, split brains, verify, external
-//! metadata. Needs root.
+//! a disconnect and a bitmap resync, split brains, verify,
+//! invalidate-remote, external metadata. Needs root.
 
 mod netns;
 
@@ -283,14 +283,25 @@ fn lab_split_brain_is_detected_and_resolved_by_policy_or_discard_my_data() {
     );
 }
 
+/// Overwrites `len` bytes at `offset` of the node's disk file under its
+/// daemon, as a failing disk or a stray writer would.
+fn rot(lab: &Lab, node: &str, offset: u64, len: u64) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk(lab, node))
+        .expect("disk");
+    std::os::unix::fs::FileExt::write_all_at(&f, &vec![0xee; len as usize], offset).expect("rot");
+}
+
 #[test]
-fn lab_verify_finds_a_corrupted_block_on_the_secondary() {
+fn lab_verify_and_invalidate_remote_repair_a_corrupted_secondary() {
     let lab = pair("1G", "");
     for n in ["node1", "node2"] {
         wait_r0(&lab, n, "connected", |r| r["connection"] == "connected");
     }
     ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
     established(&lab, "node2");
+    let size = usable(&lab);
     // Rot one block under node2's daemon.
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -310,8 +321,38 @@ fn lab_verify_finds_a_corrupted_block_on_the_secondary() {
     ctl_ok(&lab, "node2", &["disconnect", "r0"]);
     ctl_ok(&lab, "node2", &["connect", "r0"]);
     established(&lab, "node1");
+    assert!(same_data(&lab, size), "verify's resync left a difference");
+
+    // Worse rot, spread over the data area: rather than verify, the
+    // administrator declares node2's copy bad from the Primary.
+    rot(&lab, "node2", 5 * MIB, MIB);
+    rot(&lab, "node2", 33 * MIB + 7, 3000);
+    rot(&lab, "node2", size - 4096, 4096);
+    assert!(!same_data(&lab, size));
+    // Not from node2: its peer is Primary, and a Primary's disk is never
+    // made Inconsistent under it.
+    let refused = lab.duetctl("node2", &["invalidate-remote", "r0"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("node1 is Primary"), "{said}");
+    let before = counter(&lab.status("node1").expect("status"), "resynced");
+    let out = ctl_ok(&lab, "node1", &["invalidate-remote", "r0"]);
+    println!("invalidate-remote: {out}");
+    established(&lab, "node1");
+    established(&lab, "node2");
+    let s = lab.status("node1").expect("status");
+    assert_eq!(r0(&s)["role"], "primary", "{s}");
+    assert_eq!(
+        counter(&s, "resynced") - before,
+        size,
+        "a full sync: every block, once"
+    );
+    assert!(
+        lab.log("node2").contains("sync started"),
+        "node2 logs the sync it received"
+    );
     ctl_ok(&lab, "node1", &["secondary", "r0"]);
-    assert!(same_data(&lab, usable(&lab)));
+    assert!(same_data(&lab, size), "invalidate-remote left a difference");
 }
 
 #[test]

@@ -68,6 +68,7 @@ pub enum Admin {
     Disconnect,
     Verify,
     Invalidate,
+    InvalidateRemote,
     Detach,
 }
 
@@ -267,6 +268,7 @@ impl Engine {
             Admin::Disconnect => self.core.disconnect(),
             Admin::Verify => self.core.verify(now)?,
             Admin::Invalidate => self.core.invalidate(now)?,
+            Admin::InvalidateRemote => self.core.invalidate_remote(now)?,
             Admin::Detach => self.core.detach()?,
             Admin::Attach => self.attach()?,
             Admin::Up => {
@@ -447,6 +449,9 @@ impl Engine {
             }
             Event::Refused { reason } => {
                 tracing::error!(replica = %name, "connection refused: {reason}")
+            }
+            Event::Declined { reason } => {
+                tracing::warn!(replica = %name, "declined: {reason}")
             }
             Event::DiskFailed => tracing::error!(
                 replica = %name,
