@@ -13,6 +13,11 @@ impl Drop for Dir {
 }
 
 fn setup(tag: &str) -> Dir {
+    setup_with(tag, "")
+}
+
+/// `extra` goes into the replica's section; `{d}` in it is the folder.
+fn setup_with(tag: &str, extra: &str) -> Dir {
     let dir = std::env::temp_dir().join(format!("duet-md-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -26,8 +31,9 @@ fn setup(tag: &str) -> Dir {
          [[node]]\nname = \"node1\"\naddress = {{ crossover = \"203.0.113.1\" }}\n\n\
          [[node]]\nname = \"node2\"\naddress = {{ crossover = \"203.0.113.2\" }}\n\n\
          [[replica]]\nname = \"r0\"\ndisk = {{ node1 = \"{d}/disk1.img\", node2 = \"{d}/disk2.img\" }}\n\
-         address = {{ node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }}\n",
-        d = dir.display()
+         address = {{ node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }}\n{extra}\n",
+        d = dir.display(),
+        extra = extra.replace("{d}", &dir.display().to_string()),
     );
     std::fs::write(dir.join("duet.toml"), config).expect("config");
     Dir(dir)
@@ -126,5 +132,124 @@ fn damaged_or_missing_metadata_is_reported_clearly() {
         text(&unknown).contains("no replica \"r9\"") && text(&unknown).contains("r0"),
         "{}",
         text(&unknown)
+    );
+}
+
+/// The last `len` bytes of the file at `path` are all zero.
+fn zero_tail(path: &Path, len: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).expect("open");
+    let size = f.metadata().expect("size").len();
+    let mut buf = vec![1u8; len as usize];
+    f.read_exact_at(&mut buf, size - len).expect("read");
+    buf.iter().all(|&b| b == 0)
+}
+
+#[test]
+fn external_metadata_takes_none_of_the_data_disk() {
+    let d = setup_with(
+        "external",
+        "meta-disk = { node1 = \"{d}/meta1.img\", node2 = \"{d}/meta2.img\" }",
+    );
+    let meta = d.0.join("meta1.img");
+    // Not there yet: named in the error, nothing created in its place.
+    let missing = duetctl(&d.0, &["create-md", "r0"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing).contains("meta1.img") && text(&missing).contains("No such file"),
+        "{}",
+        text(&missing)
+    );
+    assert!(!meta.exists());
+
+    std::fs::File::create(&meta).expect("meta file");
+    let out = duetctl(&d.0, &["create-md", "r0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("all 1.0 GiB of it usable")
+            && said.contains("takes none of the data disk")
+            && said.contains("meta1.img"),
+        "{said}"
+    );
+    // The data disk was not written: its tail, where internal metadata
+    // would be, is still zero, and its size is unchanged.
+    let disk = d.0.join("disk1.img");
+    assert_eq!(std::fs::metadata(&disk).expect("disk").len(), 1 << 30);
+    assert!(zero_tail(&disk, 1 << 20));
+
+    let dump = duetctl(&d.0, &["dump-md", "r0", "--json"]);
+    assert!(dump.status.success(), "{}", text(&dump));
+    let v: serde_json::Value = serde_json::from_slice(&dump.stdout).expect("json");
+    assert_eq!(v["size"], 1u64 << 30, "the whole disk is data");
+    assert_eq!(v["meta_disk"], meta.display().to_string());
+    assert_eq!(v["disk"], disk.display().to_string());
+    assert_eq!(v["flags"][0], "inconsistent");
+    assert_eq!(
+        v["activity_log"]["offset"], 8192,
+        "right after the two slots"
+    );
+    let plain = duetctl(&d.0, &["dump-md", "r0"]);
+    assert!(
+        text(&plain).contains(&format!("metadata on {}", meta.display())),
+        "{}",
+        text(&plain)
+    );
+
+    // Again: refused, naming the metadata file; --force overwrites.
+    let again = duetctl(&d.0, &["create-md", "r0"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again).contains("already holds duet metadata") && text(&again).contains("meta1.img"),
+        "{}",
+        text(&again)
+    );
+    assert!(
+        duetctl(&d.0, &["create-md", "r0", "--force"])
+            .status
+            .success()
+    );
+
+    // A metadata device with a filesystem on it is refused too.
+    std::fs::File::create(&meta)
+        .and_then(|f| f.set_len(8 << 20))
+        .expect("meta file");
+    let fs = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&meta)
+        .status()
+        .expect("mkfs.ext4");
+    assert!(fs.success());
+    let busy = duetctl(&d.0, &["create-md", "r0"]);
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(
+        text(&busy).contains("ext4") && text(&busy).contains("overwrite its start"),
+        "{}",
+        text(&busy)
+    );
+    assert!(
+        duetctl(&d.0, &["create-md", "r0", "--force"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn the_metadata_device_is_never_the_data_disk_under_another_name() {
+    let d = setup_with("samedisk", "meta-disk = \"{d}/link.img\"");
+    std::os::unix::fs::symlink(d.0.join("disk1.img"), d.0.join("link.img")).expect("link");
+    let out = duetctl(&d.0, &["create-md", "r0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("is the data disk"), "{}", text(&out));
+    // And the config itself refuses the same path for both.
+    let cfg = d.0.join("duet.toml");
+    let body = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(&cfg, body.replace("link.img", "disk1.img")).expect("config");
+    let out = duetctl(&d.0, &["create-md", "r0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("duet.toml:") && text(&out).contains("replica[0].meta-disk"),
+        "{}",
+        text(&out)
     );
 }

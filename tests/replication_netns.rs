@@ -1,7 +1,8 @@
 //! Two real duetd processes replicating a disk (files as disks) over TCP
 //! between network namespaces, driven with duetctl as an administrator
 //! would: create-md, initial sync with primary --force, mirrored writes,
-//! a disconnect and a bitmap resync, split brains, verify. Needs root.
+//! a disconnect and a bitmap resync, split brains, verify,
+//! invalidate-remote, external metadata. Needs root.
 
 mod netns;
 
@@ -34,13 +35,35 @@ fn replica_section(lab: &Lab, node: usize, rate: &str, extra: &str) -> String {
 
 /// Two nodes with a 64 MiB disk each, fresh metadata, daemons running.
 fn pair(rate: &str, extra: &str) -> Lab {
+    pair_with(rate, extra, false)
+}
+
+/// As `pair`; `external`: the metadata lives in a file of its own per node
+/// (nodeN.md, empty until create-md grows it), and each disk file is the
+/// 64 MiB of data alone.
+fn pair_with(rate: &str, extra: &str, external: bool) -> Lab {
     let base = config(2, "ucast", "ucast", "duet.key");
     let mut lab = Lab::nodes(2, &base);
+    let meta = if external {
+        format!(
+            "meta-disk = {{ node1 = \"{d}/node1.md\", node2 = \"{d}/node2.md\" }}\n",
+            d = lab.dir.display()
+        )
+    } else {
+        String::new()
+    };
     for n in 1..=2 {
         let img = lab.dir.join(format!("node{n}.img"));
         let f = std::fs::File::create(&img).expect("disk file");
-        f.set_len(DISK + 2 * MIB).expect("size");
-        let text = format!("{base}{}", replica_section(&lab, n, rate, extra));
+        let tail = if external { 0 } else { 2 * MIB };
+        f.set_len(DISK + tail).expect("size");
+        if external {
+            std::fs::File::create(lab.dir.join(format!("node{n}.md"))).expect("meta file");
+        }
+        let text = format!(
+            "{base}{}",
+            replica_section(&lab, n, rate, &format!("{meta}{extra}"))
+        );
         let cfg = lab.write(&format!("node{n}.toml"), &text);
         let out = duetctl_local(&cfg, &format!("node{n}"), &["create-md", "r0"]);
         assert!(
@@ -260,14 +283,25 @@ fn lab_split_brain_is_detected_and_resolved_by_policy_or_discard_my_data() {
     );
 }
 
+/// Overwrites `len` bytes at `offset` of the node's disk file under its
+/// daemon, as a failing disk or a stray writer would.
+fn rot(lab: &Lab, node: &str, offset: u64, len: u64) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk(lab, node))
+        .expect("disk");
+    std::os::unix::fs::FileExt::write_all_at(&f, &vec![0xee; len as usize], offset).expect("rot");
+}
+
 #[test]
-fn lab_verify_finds_a_corrupted_block_on_the_secondary() {
+fn lab_verify_and_invalidate_remote_repair_a_corrupted_secondary() {
     let lab = pair("1G", "");
     for n in ["node1", "node2"] {
         wait_r0(&lab, n, "connected", |r| r["connection"] == "connected");
     }
     ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
     established(&lab, "node2");
+    let size = usable(&lab);
     // Rot one block under node2's daemon.
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -287,8 +321,97 @@ fn lab_verify_finds_a_corrupted_block_on_the_secondary() {
     ctl_ok(&lab, "node2", &["disconnect", "r0"]);
     ctl_ok(&lab, "node2", &["connect", "r0"]);
     established(&lab, "node1");
+    assert!(same_data(&lab, size), "verify's resync left a difference");
+
+    // Worse rot, spread over the data area: rather than verify, the
+    // administrator declares node2's copy bad from the Primary.
+    rot(&lab, "node2", 5 * MIB, MIB);
+    rot(&lab, "node2", 33 * MIB + 7, 3000);
+    rot(&lab, "node2", size - 4096, 4096);
+    assert!(!same_data(&lab, size));
+    // Not from node2: its peer is Primary, and a Primary's disk is never
+    // made Inconsistent under it.
+    let refused = lab.duetctl("node2", &["invalidate-remote", "r0"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("node1 is Primary"), "{said}");
+    let before = counter(&lab.status("node1").expect("status"), "resynced");
+    let out = ctl_ok(&lab, "node1", &["invalidate-remote", "r0"]);
+    println!("invalidate-remote: {out}");
+    established(&lab, "node1");
+    established(&lab, "node2");
+    let s = lab.status("node1").expect("status");
+    assert_eq!(r0(&s)["role"], "primary", "{s}");
+    assert_eq!(
+        counter(&s, "resynced") - before,
+        size,
+        "a full sync: every block, once"
+    );
+    assert!(
+        lab.log("node2").contains("sync started"),
+        "node2 logs the sync it received"
+    );
     ctl_ok(&lab, "node1", &["secondary", "r0"]);
-    assert!(same_data(&lab, usable(&lab)));
+    assert!(same_data(&lab, size), "invalidate-remote left a difference");
+}
+
+#[test]
+fn lab_external_metadata_syncs_and_resyncs_the_whole_disk() {
+    let lab = pair_with("1G", "", true);
+    for n in ["node1", "node2"] {
+        wait_r0(&lab, n, "connected, both Inconsistent", |r| {
+            r["connection"] == "connected" && r["disk"] == "inconsistent"
+        });
+    }
+    // All of each disk file is data: the device is as big as the file.
+    let size = usable(&lab);
+    assert_eq!(size, DISK, "external metadata takes none of the disk");
+    ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
+    established(&lab, "node2");
+    nbd_write(&lab, "node1", 0xab, 0, 4 * MIB);
+    // The very last block, where internal metadata would be.
+    nbd_write(&lab, "node1", 0xcd, DISK - MIB, MIB);
+
+    // Apart: the bitmap in the metadata files says what to resync.
+    ctl_ok(&lab, "node2", &["disconnect", "r0"]);
+    nbd_write(&lab, "node1", 0x11, 8 * MIB, 2 * MIB);
+    let s = wait_r0(&lab, "node1", "2 MiB out of sync", |r| {
+        r["out_of_sync_bytes"] == 2 * MIB
+    });
+    let before = counter(&s, "resynced");
+    ctl_ok(&lab, "node2", &["connect", "r0"]);
+    established(&lab, "node1");
+    let s = lab.status("node1").expect("status");
+    assert_eq!(
+        counter(&s, "resynced") - before,
+        2 * MIB,
+        "only the dirty blocks resync"
+    );
+
+    // node2 lets go of its disk and takes it again: attaching reads the
+    // metadata file, and what it missed meanwhile resyncs.
+    ctl_ok(&lab, "node2", &["down", "r0"]);
+    nbd_write(&lab, "node1", 0x22, 48 * MIB, MIB);
+    ctl_ok(&lab, "node2", &["up", "r0"]);
+    established(&lab, "node1");
+    ctl_ok(&lab, "node1", &["secondary", "r0"]);
+    for n in ["node1", "node2"] {
+        let len = std::fs::metadata(disk(&lab, n)).expect("disk").len();
+        assert_eq!(len, DISK, "{n}'s disk file changed size");
+        let out = duetctl_local(
+            &lab.path(&format!("{n}.toml")),
+            n,
+            &["dump-md", "r0", "--json"],
+        );
+        let md: Value = serde_json::from_slice(&out.stdout).expect("dump-md json");
+        assert_eq!(md["flags"][0], "consistent", "{n}: {md}");
+        assert_eq!(
+            md["meta_disk"],
+            lab.dir.join(format!("{n}.md")).display().to_string()
+        );
+    }
+    // Both whole files alike: nothing of the metadata went into either.
+    assert!(same_data(&lab, DISK), "the disks differ");
 }
 
 #[test]

@@ -159,6 +159,9 @@ pub fn replica_command(
         C::Disconnect => conn.call_method(dest, path.as_str(), iface, "Disconnect", &()),
         C::Verify => conn.call_method(dest, path.as_str(), iface, "Verify", &()),
         C::Invalidate => conn.call_method(dest, path.as_str(), iface, "Invalidate", &()),
+        C::InvalidateRemote => {
+            conn.call_method(dest, path.as_str(), iface, "InvalidateRemote", &())
+        }
         C::Detach => conn.call_method(dest, path.as_str(), iface, "Detach", &()),
         C::Up => conn.call_method(dest, path.as_str(), iface, "Up", &()),
         C::Down => conn.call_method(dest, path.as_str(), iface, "Down", &()),

@@ -122,6 +122,8 @@ pub enum ReplicaCommand {
     Verify,
     /// This disk's data is bad: full sync from the peer.
     Invalidate,
+    /// The peer's disk's data is bad: full sync to the peer.
+    InvalidateRemote,
     Detach,
 }
 
@@ -266,6 +268,17 @@ impl ReplicaObject {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> zbus::fdo::Result<()> {
         self.run(ReplicaCommand::Invalidate, &emitter).await
+    }
+
+    /// Declares the peer's data bad: a full sync from this node follows
+    /// (this node SyncSource, the peer SyncTarget and Inconsistent).
+    /// Refused unless connected, with this disk UpToDate and the peer not
+    /// Primary, and no sync or verify running.
+    async fn invalidate_remote(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> zbus::fdo::Result<()> {
+        self.run(ReplicaCommand::InvalidateRemote, &emitter).await
     }
 
     /// Attaches the disk and connects (what duetd does at start).

@@ -11,14 +11,14 @@ use std::ops::Range;
 
 use toml_edit::{Document, Item, Table, Value};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Segment {
     Key(String),
     Index(usize),
 }
 
 /// A dotted key path such as `node[1].address.public`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct KeyPath(Vec<Segment>);
 
 impl KeyPath {

@@ -155,6 +155,15 @@ impl Replica {
         self.disks.get(node.0 as usize)?.as_deref()
     }
 
+    /// The node's external metadata device; `None` when the metadata is
+    /// internal (or the node holds no copy).
+    pub fn meta_disk(&self, node: NodeId) -> Option<&Path> {
+        match &self.meta_disk {
+            MetaDisk::Internal => None,
+            MetaDisk::External(paths) => paths.get(node.0 as usize)?.as_deref(),
+        }
+    }
+
     /// The node's replication address; `None` if it holds no copy.
     pub fn address(&self, node: NodeId) -> Option<SocketAddr> {
         self.addresses.get(node.0 as usize).copied().flatten()
@@ -216,17 +225,9 @@ pub enum MetaDisk {
     /// At the end of the backing disk.
     #[default]
     Internal,
-    /// On its own device or file, at this path on every node.
-    External(PathBuf),
-}
-
-impl fmt::Display for MetaDisk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MetaDisk::Internal => f.write_str("internal"),
-            MetaDisk::External(path) => write!(f, "{}", path.display()),
-        }
-    }
+    /// On a device or file of its own, per node, indexed like
+    /// `Config::nodes`; `Some` exactly where the replica has a disk.
+    External(Vec<Option<PathBuf>>),
 }
 
 /// What a node does when its backing disk reports an I/O error.

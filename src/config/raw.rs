@@ -41,7 +41,7 @@ pub struct RawReplica {
     pub address: BTreeMap<String, String>,
     pub port: Option<u16>,
     pub protocol: Option<String>,
-    pub meta_disk: Option<String>,
+    pub meta_disk: Option<RawMetaDisk>,
     pub on_io_error: Option<String>,
     pub key_file: Option<String>,
     pub verify_alg: Option<String>,
@@ -60,6 +60,44 @@ pub struct RawResync {
     pub rate_min: Option<RawSize>,
     pub rate_max: Option<RawSize>,
     pub fill_target: Option<RawSize>,
+}
+
+/// `meta-disk` as written: "internal" or one path for every node (a
+/// string), or a path per node (a table, like `disk`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawMetaDisk {
+    One(String),
+    PerNode(BTreeMap<String, String>),
+}
+
+impl<'de> Deserialize<'de> for RawMetaDisk {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawMetaDiskVisitor)
+    }
+}
+
+struct RawMetaDiskVisitor;
+
+impl<'de> Visitor<'de> for RawMetaDiskVisitor {
+    type Value = RawMetaDisk;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "\"internal\", a path for every node, or a table from node name to path such as { node1 = \"/dev/sdc\" }",
+        )
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawMetaDisk, E> {
+        Ok(RawMetaDisk::One(v.to_string()))
+    }
+
+    fn visit_map<M: de::MapAccess<'de>>(self, mut map: M) -> Result<RawMetaDisk, M::Error> {
+        let mut paths = BTreeMap::new();
+        while let Some((node, path)) = map.next_entry::<String, String>()? {
+            paths.insert(node, path);
+        }
+        Ok(RawMetaDisk::PerNode(paths))
+    }
 }
 
 /// A size as written: a string such as "4M", or a TOML integer of bytes.

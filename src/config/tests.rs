@@ -980,7 +980,12 @@ fn written_replication_settings_replace_the_defaults() {
         [socket("203.0.113.1:7000"), socket("[2001:db8::2]:7000")]
     );
     assert_eq!(r.protocol, Protocol::A);
-    assert_eq!(r.meta_disk, MetaDisk::External("/dev/sdc1".into()));
+    // One path: the same on both nodes with a disk.
+    assert_eq!(
+        r.meta_disk,
+        MetaDisk::External(vec![Some("/dev/sdc1".into()), Some("/dev/sdc1".into())])
+    );
+    assert_eq!(r.meta_disk(NodeId(1)), Some(Path::new("/dev/sdc1")));
     assert_eq!(r.on_io_error, OnIoError::PassOn);
     // Relative to the config file's folder, like the cluster's.
     assert_eq!(r.key_file, Path::new("/etc/duet/keys/r0.key"));
@@ -1014,14 +1019,22 @@ fn every_spelling_of_every_choice_is_read() {
     let sb0: Read = |r| format!("{:?}", r.policies.after_sb_0pri);
     let sb1: Read = |r| format!("{:?}", r.policies.after_sb_1pri);
     let sb2: Read = |r| format!("{:?}", r.policies.after_sb_2pri);
-    let meta: Read = |r| r.meta_disk.to_string();
+    let meta: Read = |r| {
+        r.meta_disk(NodeId(1))
+            .map_or("internal".into(), |p| p.display().to_string())
+    };
     // (line added to the replica, what the model shows)
-    let cases: [(&str, Read, &str); 23] = [
+    let cases: [(&str, Read, &str); 24] = [
         ("protocol = \"A\"", protocol, "A"),
         ("protocol = \"B\"", protocol, "B"),
         ("protocol = \"C\"", protocol, "C"),
         ("meta-disk = \"internal\"", meta, "internal"),
         ("meta-disk = \"/srv/duet/r0.md\"", meta, "/srv/duet/r0.md"),
+        (
+            "meta-disk = { node1 = \"/dev/sdc\", node2 = \"/dev/sdd\" }",
+            meta,
+            "/dev/sdd",
+        ),
         ("on-io-error = \"detach\"", on_io_error, "detach"),
         ("on-io-error = \"pass-on\"", on_io_error, "pass-on"),
         ("verify-alg = \"crc32c\"", verify_alg, "crc32c"),
@@ -1124,6 +1137,62 @@ fn each_bad_replication_setting_is_placed_at_its_line_and_key() {
             "replica[0].meta-disk",
             "/dev/sdb1 is replica[0]'s disk on node2: the metadata would overwrite its data",
             "of its own",
+        ),
+        (
+            "meta-disk table naming no node",
+            add("meta-disk = { node1 = \"/dev/sdc\", node2 = \"/dev/sdc\", node9 = \"/dev/sdc\" }"),
+            "meta-disk = ",
+            "replica[0].meta-disk.node9",
+            "no node is named \"node9\"",
+            "a node with a disk for this replica: \"node1\", \"node2\"",
+        ),
+        (
+            "meta-disk table for a node without a disk",
+            add("meta-disk = { node1 = \"/dev/sdc\", node2 = \"/dev/sdc\", node3 = \"/dev/sdc\" }"),
+            "meta-disk = ",
+            "replica[0].meta-disk.node3",
+            "node3 has no disk for this replica, so no use for metadata",
+            "\"node1\", \"node2\"",
+        ),
+        (
+            "meta-disk table without a node with a disk",
+            add("meta-disk = { node1 = \"/dev/sdc\" }"),
+            "meta-disk = ",
+            "replica[0].meta-disk.node2",
+            "no meta-disk for node2, which has a disk",
+            "add node2 = \"PATH\" to this replica's meta-disk table",
+        ),
+        (
+            "meta-disk table mixing internal in",
+            add("meta-disk = { node1 = \"internal\", node2 = \"/dev/sdc\" }"),
+            "meta-disk = ",
+            "replica[0].meta-disk.node1",
+            "\"internal\" cannot be mixed with external metadata",
+            "meta-disk = \"internal\" for all nodes, or a path for each",
+        ),
+        (
+            "meta-disk table with a relative path",
+            add("meta-disk = { node1 = \"sdc\", node2 = \"/dev/sdc\" }"),
+            "meta-disk = ",
+            "replica[0].meta-disk.node1",
+            "\"sdc\" is not an absolute path",
+            "of its own",
+        ),
+        (
+            "meta-disk table entry on the node's own disk",
+            add("meta-disk = { node1 = \"/dev/sdb\", node2 = \"/dev/sdc\" }"),
+            "meta-disk = ",
+            "replica[0].meta-disk.node1",
+            "/dev/sdb is replica[0]'s disk on node1: the metadata would overwrite its data",
+            "of its own",
+        ),
+        (
+            "meta-disk neither a string nor a table: a type error, from serde",
+            add("meta-disk = 5"),
+            "meta-disk = ",
+            "replica[0].meta-disk",
+            "invalid type: integer `5`",
+            "\"internal\", a path for every node, or a table from node name to path",
         ),
         (
             "unknown on-io-error",
@@ -1532,6 +1601,68 @@ fn external_metadata_is_never_a_disk_or_another_replicas_metadata() {
         "replica[1].meta-disk",
         "/dev/duet/r0 is also replica[0].device",
         "of its own",
+    );
+}
+
+#[test]
+fn external_metadata_per_node_is_checked_on_its_own_node() {
+    // node1's metadata at the path of node2's disk: two machines, two
+    // devices, no clash.
+    let replica = REPLICA.replacen(
+        "name = \"r0\"",
+        "name = \"r0\"\nmeta-disk = { node1 = \"/dev/sdb1\", node2 = \"/dev/sdb\" }",
+        1,
+    );
+    let text = format!("{BASE}{replica}");
+    let config = parse(&text, path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    let r = &config.replicas[0];
+    assert_eq!(r.meta_disk(NodeId(0)), Some(Path::new("/dev/sdb1")));
+    assert_eq!(r.meta_disk(NodeId(1)), Some(Path::new("/dev/sdb")));
+    assert_eq!(r.meta_disk(NodeId(2)), None);
+    // A second replica may not share node2's metadata device, but may use
+    // the same path on node1, where the first replica's is elsewhere.
+    let first = REPLICA.replacen(
+        "name = \"r0\"",
+        "name = \"r0\"\nmeta-disk = { node1 = \"/dev/sde\", node2 = \"/dev/sdf\" }",
+        1,
+    );
+    let second = |meta: &str| {
+        REPLICA
+            .replacen(
+                "name = \"r0\"",
+                &format!("name = \"r1\"\nmeta-disk = {meta}"),
+                1,
+            )
+            .replacen(
+                "node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\"",
+                "node1 = \"/dev/sdc\", node2 = \"/dev/sdc\"",
+                1,
+            )
+            .replacen("\"203.0.113.1\"", "\"198.51.100.1\"", 1)
+            .replacen("\"203.0.113.2\"", "\"198.51.100.2\"", 1)
+    };
+    let text = format!(
+        "{BASE}{first}{}",
+        second("{ node1 = \"/dev/sdd\", node2 = \"/dev/sdf\" }")
+    );
+    assert_one_error(
+        "shared metadata on one node",
+        &text,
+        "meta-disk = { node1 = \"/dev/sdd\"",
+        "replica[1].meta-disk.node2",
+        "/dev/sdf is also replica[0].meta-disk.node2: each replica needs metadata of its own",
+        "of its own",
+    );
+    let text = format!(
+        "{BASE}{first}{}",
+        second("{ node1 = \"/dev/sdf\", node2 = \"/dev/sde\" }")
+    );
+    let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        loaded.config.replicas[1].meta_disk(NodeId(0)),
+        Some(Path::new("/dev/sdf"))
     );
 }
 

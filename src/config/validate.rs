@@ -9,9 +9,7 @@ use std::time::Duration;
 use super::duration;
 use super::error::Issue;
 use super::locate::KeyPath;
-use super::model::{
-    Cluster, Config, DEFAULT_PORT, Link, LinkMode, MetaDisk, Node, Ping, Replica, Timings,
-};
+use super::model::{Cluster, Config, DEFAULT_PORT, Link, LinkMode, Node, Ping, Replica, Timings};
 use super::raw::{
     RawCluster, RawConfig, RawLink, RawMode, RawNode, RawPing, RawReplica, RawTimings,
 };
@@ -19,7 +17,7 @@ use crate::membership::auth::AuthAlgorithm;
 
 mod replica;
 
-use replica::{Endpoints, Replication};
+use replica::{Endpoints, MetaSeen, Replication};
 
 /// Longest cluster or node name; the wire format carries at most this many
 /// bytes (`membership::wire::MAX_NAME`).
@@ -573,7 +571,7 @@ impl Check {
         // (node index, disk) -> first replica using it.
         let mut first_disk: HashMap<(usize, PathBuf), usize> = HashMap::new();
         let mut devices: Vec<(KeyPath, PathBuf)> = Vec::new();
-        let mut meta_disks: Vec<(KeyPath, PathBuf)> = Vec::new();
+        let mut meta_disks: Vec<MetaSeen> = Vec::new();
         let mut endpoints = Endpoints::default();
         let mut replicas = Vec::with_capacity(raw.len());
         for (i, r) in raw.iter().enumerate() {
@@ -688,9 +686,16 @@ impl Check {
             let port = self.replica_port(r.port, i, &key);
             let addresses =
                 self.replica_addresses(r, nodes, &disk_nodes, port, &key, &mut endpoints);
+            let meta_disk = self.meta_disk(
+                r.meta_disk.as_ref(),
+                nodes,
+                &disks,
+                &disk_nodes,
+                &key,
+                &mut meta_disks,
+            );
             let Replication {
                 protocol,
-                meta_disk,
                 on_io_error,
                 key_file,
                 verify_alg,
@@ -699,9 +704,6 @@ impl Check {
                 connect_retry,
                 resync,
             } = self.replication(r, &node_names, &disk_nodes, cluster_key, path, &key);
-            if let MetaDisk::External(meta) = &meta_disk {
-                meta_disks.push((key.key("meta-disk"), meta.clone()));
-            }
             replicas.push(Replica {
                 name,
                 device: device.unwrap_or_default(),

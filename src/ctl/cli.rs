@@ -76,6 +76,11 @@ pub enum Command {
     },
     /// Declare this node's data bad: a full sync from the peer follows.
     Invalidate { replica: String },
+    /// Declare the peer's data bad: a full sync from this node follows
+    /// (this node SyncSource, the peer SyncTarget). Needs a connection,
+    /// this disk UpToDate and the peer not Primary; waits until the sync
+    /// starts.
+    InvalidateRemote { replica: String },
     /// Let go of the backing disk (Diskless).
     Detach { replica: String },
     /// Take the backing disk again (reads its metadata; a connected peer

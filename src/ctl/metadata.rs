@@ -1,15 +1,13 @@
 //! `duetctl create-md` and `dump-md`: the replica's on-disk metadata,
 //! without a daemon.
 
-use std::path::PathBuf;
-
 use crate::config;
 use crate::ctl::cli::LocalDisk;
-use crate::replication::md_io;
+use crate::replication::md_io::{self, Backing};
 use crate::replication::metadata::{FLAG_CONSISTENT, FLAG_PEER_OUTDATED, FLAG_PRIMARY, Superblock};
 
-/// The replica's disk on this node, and this node's index.
-fn local_disk(replica: &str, local: &LocalDisk) -> Result<(PathBuf, u16), String> {
+/// The replica's disk and metadata on this node, and this node's index.
+fn local_disk(replica: &str, local: &LocalDisk) -> Result<(Backing, u16), String> {
     let loaded = config::load(&local.config).map_err(|e| e.to_string())?;
     let c = loaded.config;
     let node = config::local_node(&c, local.node.as_deref()).map_err(|e| e.to_string())?;
@@ -27,7 +25,11 @@ fn local_disk(replica: &str, local: &LocalDisk) -> Result<(PathBuf, u16), String
             c.node(node).name
         )
     })?;
-    Ok((disk.to_path_buf(), node.0))
+    let backing = Backing {
+        data: disk.to_path_buf(),
+        meta: r.meta_disk(node).map(|p| p.to_path_buf()),
+    };
+    Ok((backing, node.0))
 }
 
 fn kib(bytes: u64) -> String {
@@ -41,17 +43,28 @@ fn kib(bytes: u64) -> String {
 }
 
 pub fn create(replica: &str, local: &LocalDisk, force: bool) -> Result<String, String> {
-    let (disk, node) = local_disk(replica, local)?;
-    let l = md_io::create(&disk, node, force).map_err(|e| e.to_string())?;
-    let total = l.bitmap_offset + l.bitmap_len;
-    let md = total - l.usable;
+    let (b, node) = local_disk(replica, local)?;
+    let l = md_io::create(&b, node, force).map_err(|e| e.to_string())?;
+    let placed = match &b.meta {
+        None => format!(
+            "fresh metadata on {}: {} usable of {} (the metadata takes {} at the tail)",
+            b.data.display(),
+            kib(l.usable),
+            kib(l.md_end()),
+            kib(l.md_len())
+        ),
+        Some(meta) => format!(
+            "fresh metadata on {} for {}: all {} of it usable (the metadata takes none of the data disk, and {} of {})",
+            meta.display(),
+            b.data.display(),
+            kib(l.usable),
+            kib(l.md_len()),
+            meta.display()
+        ),
+    };
     Ok(format!(
-        "{replica}: fresh metadata on {}: {} usable of {} (the metadata takes {} at the tail). \
-         The disk is Inconsistent until the first sync: `duetctl primary {replica} --force` on the node whose data wins.",
-        disk.display(),
-        kib(l.usable),
-        kib(total),
-        kib(md)
+        "{replica}: {placed}. \
+         The disk is Inconsistent until the first sync: `duetctl primary {replica} --force` on the node whose data wins."
     ))
 }
 
@@ -72,20 +85,28 @@ fn flag_names(flags: u32) -> Vec<&'static str> {
 }
 
 pub fn dump(replica: &str, local: &LocalDisk, json: bool) -> Result<String, String> {
-    let (disk, _) = local_disk(replica, local)?;
-    let (sb, _) = md_io::read(&disk).map_err(|e| e.to_string())?;
+    let (b, _) = local_disk(replica, local)?;
+    let (sb, _) = md_io::read(&b).map_err(|e| e.to_string())?;
     Ok(if json {
-        dump_json(replica, &disk, &sb)
+        dump_json(replica, &b, &sb)
     } else {
-        dump_text(replica, &disk, &sb)
+        dump_text(replica, &b, &sb)
     })
 }
 
-fn dump_json(replica: &str, disk: &std::path::Path, sb: &Superblock) -> String {
+/// "internal", or the metadata device's path.
+fn meta_disk(b: &Backing) -> String {
+    b.meta
+        .as_ref()
+        .map_or("internal".to_string(), |p| p.display().to_string())
+}
+
+fn dump_json(replica: &str, b: &Backing, sb: &Superblock) -> String {
     let g = &sb.generations;
     let v = serde_json::json!({
         "replica": replica,
-        "disk": disk.display().to_string(),
+        "disk": b.data.display().to_string(),
+        "meta_disk": meta_disk(b),
         "version": crate::replication::metadata::VERSION,
         "seq": sb.seq,
         "flags": flag_names(sb.flags),
@@ -103,13 +124,17 @@ fn dump_json(replica: &str, disk: &std::path::Path, sb: &Superblock) -> String {
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
-fn dump_text(replica: &str, disk: &std::path::Path, sb: &Superblock) -> String {
+fn dump_text(replica: &str, b: &Backing, sb: &Superblock) -> String {
     let g = &sb.generations;
+    let at = match &b.meta {
+        None => "internal metadata".to_string(),
+        Some(meta) => format!("metadata on {}", meta.display()),
+    };
     format!(
-        "replica {replica} on {}\n  version {} seq {} node {}\n  flags {}\n  size {} ({} bytes)\n  \
+        "replica {replica} on {}, {at}\n  version {} seq {} node {}\n  flags {}\n  size {} ({} bytes)\n  \
          generations current {} bitmap {} history {} {}\n  bitmap {} bytes at {} ({} bytes per bit)\n  \
          activity log {} bytes at {} ({} per extent)\n",
-        disk.display(),
+        b.data.display(),
         crate::replication::metadata::VERSION,
         sb.seq,
         sb.node,

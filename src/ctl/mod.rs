@@ -53,6 +53,9 @@ pub fn run(cli: Cli) -> u8 {
         Command::Invalidate { replica } => {
             replica::run(cli.bus, &replica, ReplicaCommand::Invalidate, 60)
         }
+        Command::InvalidateRemote { replica } => {
+            replica::run(cli.bus, &replica, ReplicaCommand::InvalidateRemote, 60)
+        }
         Command::Detach { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Detach, 10),
         Command::Attach { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Attach, 10),
         Command::Up { replica } => replica::run(cli.bus, &replica, ReplicaCommand::Up, 30),

@@ -18,6 +18,14 @@ pub fn run(bus: BusKind, replica: &str, cmd: ReplicaCommand, timeout_secs: u64) 
             return exit::NO_DAEMON;
         }
     };
+    // What a command's effect is measured against, where the effect may
+    // come and go between two polls (a short sync the peer runs).
+    let before = match cmd {
+        ReplicaCommand::InvalidateRemote => client::read_status(&conn)
+            .ok()
+            .and_then(|s| s.replicas.into_iter().find(|r| r.name == replica)),
+        _ => None,
+    };
     if let Err(e) = client::replica_command(&conn, replica, cmd) {
         let code = if matches!(e, client::ClientError::NotRunning) {
             exit::NO_DAEMON
@@ -38,7 +46,7 @@ pub fn run(bus: BusKind, replica: &str, cmd: ReplicaCommand, timeout_secs: u64) 
             }
         };
         if let Some(r) = &r {
-            match reached(cmd, r) {
+            match reached(cmd, r, before.as_ref()) {
                 Some(Ok(msg)) => {
                     println!("{replica}: {msg}");
                     return 0;
@@ -53,11 +61,21 @@ pub fn run(bus: BusKind, replica: &str, cmd: ReplicaCommand, timeout_secs: u64) 
         last = r.or(last);
         if Instant::now() >= deadline {
             let state = last.map_or("unknown".to_string(), |r| one_line(&r));
-            eprintln!("duetctl: {replica}: timed out waiting ({state})");
+            // The peer decides on its own disk; this side cannot tell a
+            // refusal from a slow peer.
+            let hint = match cmd {
+                ReplicaCommand::InvalidateRemote => "; the peer may have declined: see its log",
+                _ => "",
+            };
+            eprintln!("duetctl: {replica}: timed out waiting ({state}){hint}");
             return exit::FAILURE;
         }
         std::thread::sleep(POLL);
     }
+}
+
+fn resynced(r: &ReplicaStatus) -> u64 {
+    r.counters.get("resynced").copied().unwrap_or(0)
 }
 
 fn one_line(r: &ReplicaStatus) -> String {
@@ -68,7 +86,12 @@ fn one_line(r: &ReplicaStatus) -> String {
 }
 
 /// Whether the command's effect shows; Err if it cannot come any more.
-fn reached(cmd: ReplicaCommand, r: &ReplicaStatus) -> Option<Result<String, String>> {
+/// `before` is the replica's status before the command, where it matters.
+fn reached(
+    cmd: ReplicaCommand,
+    r: &ReplicaStatus,
+    before: Option<&ReplicaStatus>,
+) -> Option<Result<String, String>> {
     let done = |m: String| Some(Ok(m));
     match cmd {
         ReplicaCommand::Primary { .. } if r.role == "primary" => done(one_line(r)),
@@ -86,6 +109,18 @@ fn reached(cmd: ReplicaCommand, r: &ReplicaStatus) -> Option<Result<String, Stri
         ReplicaCommand::Invalidate if r.replication == "synctarget" || r.disk == "uptodate" => {
             done(one_line(r))
         }
+        // The peer invalidates its disk when the request arrives: the sync
+        // from here starts, or (a small disk) has already come and gone,
+        // which the resynced bytes tell.
+        ReplicaCommand::InvalidateRemote
+            if matches!(r.replication.as_str(), "syncsource" | "pausedsync")
+                || r.peer_disk == "inconsistent" =>
+        {
+            done(one_line(r))
+        }
+        ReplicaCommand::InvalidateRemote if before.is_some_and(|b| resynced(r) > resynced(b)) => {
+            done(format!("full sync to the peer done: {}", one_line(r)))
+        }
         ReplicaCommand::Detach if r.disk == "diskless" => done(one_line(r)),
         ReplicaCommand::Attach if r.disk != "diskless" => done(one_line(r)),
         ReplicaCommand::Down if r.disk == "diskless" && r.connection == "standalone" => {
@@ -100,5 +135,44 @@ fn reached(cmd: ReplicaCommand, r: &ReplicaStatus) -> Option<Result<String, Stri
         ReplicaCommand::PauseSync if r.replication == "pausedsync" => done(one_line(r)),
         ReplicaCommand::ResumeSync if r.replication != "pausedsync" => done(one_line(r)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(replication: &str, peer_disk: &str, resynced: u64) -> ReplicaStatus {
+        ReplicaStatus {
+            name: "r0".into(),
+            replication: replication.into(),
+            peer_disk: peer_disk.into(),
+            counters: [("resynced".to_string(), resynced)].into(),
+            ..ReplicaStatus::default()
+        }
+    }
+
+    #[test]
+    fn invalidate_remote_is_done_once_the_sync_shows_or_has_come_and_gone() {
+        let cmd = ReplicaCommand::InvalidateRemote;
+        let before = status("established", "uptodate", 100);
+        // Not yet: the request is on its way.
+        assert_eq!(reached(cmd, &before, Some(&before)), None);
+        // The peer said Inconsistent, or the sync runs (paused too).
+        for now in [
+            status("established", "inconsistent", 100),
+            status("syncsource", "inconsistent", 100),
+            status("pausedsync", "inconsistent", 100),
+        ] {
+            assert!(matches!(reached(cmd, &now, Some(&before)), Some(Ok(_))));
+        }
+        // Over between two polls: only the resynced bytes show it.
+        let after = status("established", "uptodate", 100 + (64 << 20));
+        let done = reached(cmd, &after, Some(&before));
+        assert!(
+            matches!(&done, Some(Ok(m)) if m.starts_with("full sync to the peer done")),
+            "{done:?}"
+        );
+        assert_eq!(reached(cmd, &after, None), None);
     }
 }

@@ -135,6 +135,7 @@ impl LocalReplica {
             ReplicaCommand::Disconnect => Admin::Disconnect,
             ReplicaCommand::Verify => Admin::Verify,
             ReplicaCommand::Invalidate => Admin::Invalidate,
+            ReplicaCommand::InvalidateRemote => Admin::InvalidateRemote,
             ReplicaCommand::Detach => Admin::Detach,
             ReplicaCommand::Attach => Admin::Attach,
             ReplicaCommand::Up => Admin::Up,

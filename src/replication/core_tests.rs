@@ -368,3 +368,255 @@ fn a_paused_sync_sends_nothing_until_resumed() {
     assert!(resumed > 0, "resumed, yet not reading");
     assert!(r.resume_sync(t(61)).is_err(), "nothing paused any more");
 }
+
+/// Two cores wired to each other: messages arrive in order, and every
+/// disk operation succeeds at once (the data itself is the shell's, not
+/// modelled here: the states, bitmaps and metadata writes are what is
+/// tested).
+struct Pair {
+    r: [Replica; 2],
+    queue: std::collections::VecDeque<(usize, Input)>,
+    ms: u64,
+    /// Every action each side took, in order.
+    log: [Vec<Action>; 2],
+}
+
+impl Pair {
+    /// Both UpToDate in generation 7, connected and established.
+    fn connected() -> Pair {
+        let mut s1 = settings(Protocol::C);
+        std::mem::swap(&mut s1.local, &mut s1.peer);
+        std::mem::swap(&mut s1.local_name, &mut s1.peer_name);
+        let attached = || Attached {
+            generations: gens(7),
+            flags: FLAG_CONSISTENT,
+            bitmap: DirtyBitmap::new(SIZE, 4096),
+            al_extents: Vec::new(),
+            al_seq: 0,
+        };
+        let mut p = Pair {
+            r: [
+                Replica::new(settings(Protocol::C), Some(attached()), 1),
+                Replica::new(s1, Some(attached()), 2),
+            ],
+            queue: Default::default(),
+            ms: 1,
+            log: [Vec::new(), Vec::new()],
+        };
+        for n in 0..2 {
+            p.r[n].connect(false).expect("connect");
+            p.feed(n, Input::TransportUp);
+        }
+        p.settle(|p| (0..2).all(|n| p.r[n].replication() == Replication::Established));
+        p
+    }
+
+    fn now(&self) -> Timestamp {
+        t(self.ms)
+    }
+
+    fn feed(&mut self, n: usize, input: Input) {
+        let a = self.r[n].on(input, self.now());
+        self.apply(n, a);
+    }
+
+    /// Carries out what side `n` asked for: sends go to the other side,
+    /// disk operations complete.
+    fn apply(&mut self, n: usize, actions: Vec<Action>) {
+        for a in &actions {
+            let next = match a {
+                Action::Send { msg, payload } => Some((
+                    1 - n,
+                    Input::Received {
+                        msg: msg.clone(),
+                        payload: payload.is_some(),
+                    },
+                )),
+                Action::Read { buf, .. } => Some((
+                    n,
+                    Input::ReadDone {
+                        buf: *buf,
+                        ok: true,
+                        digest: 0,
+                    },
+                )),
+                Action::Write { buf, .. } => Some((
+                    n,
+                    Input::Written {
+                        buf: *buf,
+                        ok: true,
+                    },
+                )),
+                Action::Flush { token } => Some((
+                    n,
+                    Input::FlushDone {
+                        token: *token,
+                        ok: true,
+                    },
+                )),
+                Action::Meta { token, .. } => Some((
+                    n,
+                    Input::MetaDone {
+                        token: *token,
+                        ok: true,
+                    },
+                )),
+                Action::Drop { reason } => panic!("side {n} dropped the link: {reason}"),
+                _ => None,
+            };
+            self.queue.extend(next);
+        }
+        self.log[n].extend(actions);
+    }
+
+    /// Runs until `done` holds, time passing 1 ms whenever nothing is
+    /// left to deliver; panics after 20 simulated seconds.
+    fn settle(&mut self, done: impl Fn(&Pair) -> bool) {
+        while !done(self) {
+            assert!(self.ms < 20_000, "not settled in 20 s of simulated time");
+            match self.queue.pop_front() {
+                Some((n, input)) => self.feed(n, input),
+                None => {
+                    self.ms += 1;
+                    for n in 0..2 {
+                        self.feed(n, Input::Tick);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers what is queued, without letting time pass.
+    fn deliver_all(&mut self) {
+        while let Some((n, input)) = self.queue.pop_front() {
+            self.feed(n, input);
+        }
+    }
+
+    fn states(&self, n: usize) -> (Role, Replication, DiskState, DiskState) {
+        let r = &self.r[n];
+        (r.role(), r.replication(), r.disk(), r.peer_disk())
+    }
+}
+
+#[test]
+fn invalidate_remote_makes_the_peer_a_full_sync_target() {
+    let mut p = Pair::connected();
+    let a = p.r[0].primary(false, 1, p.now()).expect("promote");
+    p.apply(0, a);
+    p.deliver_all();
+
+    // Refused, changing nothing: the peer is Primary; and not connected.
+    let err = p.r[1]
+        .invalidate_remote(p.now())
+        .expect_err("peer is Primary");
+    assert!(err.contains("node1 is Primary"), "{err}");
+    let err = up_to_date(Protocol::C)
+        .invalidate_remote(t(1))
+        .expect_err("standalone");
+    assert!(err.contains("needs a connected peer"), "{err}");
+
+    // Asking changes nothing here: the peer invalidates its own disk.
+    let asked = p.r[0]
+        .invalidate_remote(p.now())
+        .expect("invalidate-remote");
+    assert_eq!(
+        asked,
+        [Action::Send {
+            msg: Msg::InvalidateRemote,
+            payload: None
+        }]
+    );
+    assert_eq!(p.r[0].out_of_sync_bytes(), 0);
+    p.apply(0, asked);
+    let (n, input) = p.queue.pop_front().expect("the request");
+    assert_eq!(n, 1);
+    let from = p.log[1].len();
+    p.feed(n, input);
+    let got = &p.log[1][from..];
+    // The peer's disk says Inconsistent on disk, and its bitmap, every bit
+    // set, is written now, not a second later.
+    assert_eq!(p.r[1].disk(), DiskState::Inconsistent);
+    assert_eq!(p.r[1].out_of_sync_bytes(), SIZE);
+    assert!(got.iter().any(|a| matches!(
+        a,
+        Action::Meta {
+            write: MetaWrite::Superblock { flags, .. },
+            ..
+        } if flags & FLAG_CONSISTENT == 0
+    )));
+    let bitmap_words: usize = got
+        .iter()
+        .map(|a| match a {
+            Action::Meta {
+                write: MetaWrite::Bitmap { words, .. },
+                ..
+            } => {
+                assert!(words.iter().all(|w| *w == u64::MAX), "a bit left clear");
+                words.len()
+            }
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(bitmap_words as u64, SIZE / 4096 / 64, "the whole bitmap");
+
+    // The sync runs from the requester: SyncSource here, SyncTarget and
+    // Inconsistent there. Another invalidate-remote meanwhile is refused.
+    p.settle(|p| {
+        p.states(0).1 == Replication::SyncSource && p.states(1).1 == Replication::SyncTarget
+    });
+    assert_eq!(
+        p.states(1),
+        (
+            Role::Secondary,
+            Replication::SyncTarget,
+            DiskState::Inconsistent,
+            DiskState::UpToDate
+        )
+    );
+    assert_eq!(p.r[0].peer_disk(), DiskState::Inconsistent);
+    let err = p.r[0].invalidate_remote(p.now()).expect_err("a sync runs");
+    assert!(err.contains("SyncSource runs"), "{err}");
+    let err = p.r[1]
+        .invalidate_remote(p.now())
+        .expect_err("the target's disk");
+    assert!(err.contains("Inconsistent"), "{err}");
+
+    // All of it, once: both UpToDate, in one generation, nothing left.
+    p.settle(|p| {
+        (0..2).all(|n| {
+            p.states(n).1 == Replication::Established && p.states(n).2 == DiskState::UpToDate
+        })
+    });
+    assert_eq!(p.r[1].counters().resynced_bytes, SIZE);
+    assert_eq!(p.r[0].counters().resynced_bytes, SIZE);
+    assert_eq!(p.r[0].out_of_sync_bytes(), 0);
+    assert_eq!(p.r[1].out_of_sync_bytes(), 0);
+    assert_eq!(p.r[0].generations().current, p.r[1].generations().current);
+    assert_eq!(p.r[0].role(), Role::Primary);
+}
+
+#[test]
+fn a_peer_that_became_primary_meanwhile_declines_invalidate_remote() {
+    let mut p = Pair::connected();
+    let asked = p.r[0]
+        .invalidate_remote(p.now())
+        .expect("invalidate-remote");
+    p.apply(0, asked);
+    // The peer is promoted before the request arrives.
+    let a = p.r[1].primary(false, 1, p.now()).expect("promote");
+    p.apply(1, a);
+    let from = p.log[1].len();
+    p.deliver_all();
+    let declined = p.log[1][from..].iter().any(|a| {
+        matches!(a, Action::Event(Event::Declined { reason })
+            if reason.contains("invalidate-remote") && reason.contains("Primary"))
+    });
+    assert!(declined, "{:?}", &p.log[1][from..]);
+    for n in 0..2 {
+        assert_eq!(p.states(n).1, Replication::Established);
+        assert_eq!(p.states(n).2, DiskState::UpToDate);
+        assert_eq!(p.r[n].out_of_sync_bytes(), 0);
+    }
+    assert_eq!(p.r[0].peer_role(), Some(Role::Primary));
+}

@@ -1,5 +1,6 @@
-//! The on-disk metadata: where it lives on the backing disk and the
-//! superblock that describes it (docs/metadata.md). The superblock has two
+//! The on-disk metadata: where it lives (the tail of the backing disk, or
+//! a device or file of its own) and the superblock that describes it
+//! (docs/metadata.md). The superblock has two
 //! slots and is never overwritten in place: an update goes to the slot not
 //! holding the newest valid copy, with a higher sequence number, so a power
 //! cut in the middle of a write leaves the previous copy intact. Pure: the
@@ -42,20 +43,26 @@ pub enum MdError {
     NoValidSlot(Box<MdError>),
     #[error("the disk ({0} bytes) is too small for its metadata")]
     DiskTooSmall(u64),
+    #[error("the data disk ({0} bytes) holds less than one 4 KiB block")]
+    DataTooSmall(u64),
 }
 
-/// Where everything is on the backing disk (internal metadata: the tail).
+/// Where everything is: internal metadata sits at the tail of the backing
+/// disk, external metadata at the start of a device or file of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     /// Bytes of the disk left for data (what the device shows).
     pub usable: u64,
     /// Start of the metadata area: two superblock slots, the activity log,
-    /// the bitmap.
+    /// the bitmap. On the backing disk when internal, on the metadata
+    /// device (0) when external.
     pub md_offset: u64,
     pub al_offset: u64,
     pub bitmap_offset: u64,
     pub bitmap_len: u64,
     pub granularity: u32,
+    /// The metadata is on a device or file of its own.
+    pub external: bool,
 }
 
 fn align_up(v: u64, to: u64) -> u64 {
@@ -84,7 +91,42 @@ impl Layout {
             bitmap_offset: md_offset + fixed,
             bitmap_len,
             granularity: g as u32,
+            external: false,
         })
+    }
+
+    /// External metadata for a data disk of `data_size` bytes: all of the
+    /// disk is data (rounded down to whole 4 KiB blocks, the exported
+    /// device's block size), and the metadata starts at byte 0 of its own
+    /// device, which must hold `md_end()` bytes.
+    pub fn external(data_size: u64, granularity: u32) -> Result<Layout, MdError> {
+        let g = u64::from(granularity.max(512));
+        let usable = data_size / BLOCK as u64 * BLOCK as u64;
+        if usable == 0 {
+            return Err(MdError::DataTooSmall(data_size));
+        }
+        let fixed = 2 * BLOCK as u64 + AL_LEN;
+        Ok(Layout {
+            usable,
+            md_offset: 0,
+            al_offset: 2 * BLOCK as u64,
+            bitmap_offset: fixed,
+            bitmap_len: align_up(usable.div_ceil(g).div_ceil(8), BLOCK as u64),
+            granularity: g as u32,
+            external: true,
+        })
+    }
+
+    /// Where the metadata area ends: the size the metadata device needs
+    /// at least (external), or the disk's tail (internal).
+    pub fn md_end(&self) -> u64 {
+        self.bitmap_offset + self.bitmap_len
+    }
+
+    /// Bytes the metadata takes: of the backing disk when internal, of
+    /// its own device when external.
+    pub fn md_len(&self) -> u64 {
+        self.md_end() - self.md_offset
     }
 
     /// Byte offset of superblock slot `slot` (0 or 1).
@@ -110,7 +152,14 @@ pub struct Superblock {
     pub al_len: u64,
     pub bitmap_offset: u64,
     pub bitmap_len: u64,
+    /// The layout is external: the offsets are into the metadata device,
+    /// and all of the data disk up to `size` is data.
+    pub external: bool,
 }
+
+/// Byte 34 of the superblock: which layout its offsets describe.
+const LAYOUT_INTERNAL: u8 = 0;
+const LAYOUT_EXTERNAL: u8 = 1;
 
 impl Superblock {
     /// Fresh metadata for `layout` (create-md): Inconsistent, no
@@ -128,6 +177,7 @@ impl Superblock {
             al_len: AL_LEN,
             bitmap_offset: layout.bitmap_offset,
             bitmap_len: layout.bitmap_len,
+            external: layout.external,
         }
     }
 
@@ -140,7 +190,12 @@ impl Superblock {
         w.put(&self.seq.to_le_bytes());
         w.put(&self.size.to_le_bytes());
         w.put(&self.node.to_le_bytes());
-        w.put(&[0u8; 6]);
+        let layout = if self.external {
+            LAYOUT_EXTERNAL
+        } else {
+            LAYOUT_INTERNAL
+        };
+        w.put(&[layout, 0, 0, 0, 0, 0]);
         let g = &self.generations;
         for id in [g.current, g.bitmap, g.history[0], g.history[1]] {
             w.put(&id.0.to_le_bytes());
@@ -180,6 +235,11 @@ impl Superblock {
         let seq = r.u64();
         let size = r.u64();
         let node = u16::from_le_bytes([block[r.at], block[r.at + 1]]);
+        let external = match block[r.at + 2] {
+            LAYOUT_INTERNAL => false,
+            LAYOUT_EXTERNAL => true,
+            _ => return Err(MdError::Invalid("unknown metadata layout")),
+        };
         r.at += 8;
         let mut gens = [Generation::NONE; 4];
         for g in &mut gens {
@@ -201,6 +261,7 @@ impl Superblock {
             al_len: r.u64(),
             bitmap_offset: r.u64(),
             bitmap_len: r.u64(),
+            external,
         };
         sb.check()?;
         Ok(sb)
@@ -216,7 +277,14 @@ impl Superblock {
         if self.bitmap_len.saturating_mul(8) < bits {
             return Err(MdError::Invalid("bitmap too small for the data"));
         }
-        if self.al_offset < self.size
+        // Internal: the metadata follows the data on the same disk.
+        // External: it follows the two superblock slots on its own device.
+        let md_start = if self.external {
+            2 * BLOCK as u64
+        } else {
+            self.size
+        };
+        if self.al_offset < md_start
             || self.bitmap_offset < self.al_offset.saturating_add(self.al_len)
         {
             return Err(MdError::Invalid("areas overlap"));

@@ -42,6 +42,67 @@ fn internal_layout_fits_and_covers_the_data() {
 }
 
 #[test]
+fn external_layout_leaves_the_whole_disk_to_data() {
+    for size in [64 << 20, GIB, 10 * GIB + 12345, 2 << 40] {
+        let l = Layout::external(size, DEFAULT_GRANULARITY).expect("layout");
+        assert!(l.external);
+        // Whole 4 KiB blocks of the disk, nothing kept back.
+        assert_eq!(l.usable, size / 4096 * 4096);
+        assert_eq!(l.md_offset, 0);
+        assert_eq!(l.slot_offset(0), 0);
+        assert_eq!(l.slot_offset(1), BLOCK as u64);
+        assert_eq!(l.al_offset, 2 * BLOCK as u64);
+        assert_eq!(l.bitmap_offset, l.al_offset + AL_LEN);
+        assert!(
+            l.bitmap_len * 8 * u64::from(l.granularity) >= l.usable,
+            "{size}: bitmap short"
+        );
+        assert_eq!(l.bitmap_len % BLOCK as u64, 0);
+        // The metadata device needs what internal metadata would take.
+        let internal = Layout::internal(size, DEFAULT_GRANULARITY).expect("internal");
+        assert!(l.md_len() <= internal.md_len() + BLOCK as u64, "{size}");
+        assert_eq!(l.md_len(), l.md_end());
+    }
+    assert_eq!(
+        Layout::external(4095, 4096),
+        Err(MdError::DataTooSmall(4095))
+    );
+    let l = Layout::external(4096, 4096).expect("one block");
+    assert_eq!((l.usable, l.bitmap_len), (4096, BLOCK as u64));
+}
+
+#[test]
+fn the_superblock_says_which_layout_it_describes() {
+    let layout = Layout::external(GIB, DEFAULT_GRANULARITY).expect("layout");
+    let sb = Superblock::fresh(&layout, 1);
+    assert!(sb.external);
+    let block = sb.encode();
+    assert_eq!(block[34], 1, "byte 34: the layout");
+    assert_eq!(Superblock::decode(&block), Ok(sb));
+    assert_eq!(sample(1).encode()[34], 0, "internal is 0, as before");
+    // External offsets read as internal ones would overlap the data: an
+    // older reader, or a flipped layout byte, refuses them.
+    let mut b = block;
+    b[34] = 0;
+    assert_eq!(
+        Superblock::decode(&resealed(b)),
+        Err(MdError::Invalid("areas overlap"))
+    );
+    b[34] = 2;
+    assert_eq!(
+        Superblock::decode(&resealed(b)),
+        Err(MdError::Invalid("unknown metadata layout"))
+    );
+    // External areas must not overlap the superblock slots.
+    let mut bad = sb;
+    bad.al_offset = BLOCK as u64;
+    assert!(matches!(
+        Superblock::decode(&bad.encode()),
+        Err(MdError::Invalid(_))
+    ));
+}
+
+#[test]
 fn superblocks_round_trip() {
     let mut rng = SplitMix64(3);
     for _ in 0..1000 {

@@ -410,6 +410,7 @@ fn encode(msg: &Msg, b: &mut Vec<u8>) -> u8 {
             b.extend_from_slice(&len.to_le_bytes());
             17
         }
+        Msg::InvalidateRemote => 18,
     }
 }
 
@@ -575,6 +576,7 @@ fn decode(kind: u8, body: &[u8]) -> Result<Msg, WireError> {
             offset: r.u64()?,
             len: r.u32()?,
         },
+        18 => Msg::InvalidateRemote,
         k => return Err(WireError::UnknownType(k)),
     };
     r.done()?;

@@ -154,6 +154,7 @@ fn all_messages() -> Vec<(Msg, Option<Vec<u8>>)> {
             },
             None,
         ),
+        (Msg::InvalidateRemote, None),
     ]
 }
 
@@ -382,7 +383,7 @@ fn random_message(rng: &mut SplitMix64) -> (Msg, Option<Vec<u8>>) {
         1 => 4096,
         _ => 1 + rng.below(2048) as u32,
     };
-    let (msg, payload_len) = match rng.below(17) {
+    let (msg, payload_len) = match rng.below(18) {
         0 => (
             Msg::Hello(PeerState {
                 generations: random_gens(rng),
@@ -497,6 +498,7 @@ fn random_message(rng: &mut SplitMix64) -> (Msg, Option<Vec<u8>>) {
             },
             None,
         ),
+        16 => (Msg::InvalidateRemote, None),
         _ => (Msg::PingAck, None),
     };
     let payload = payload_len.map(|n| random_bytes(rng, n as usize));
@@ -638,6 +640,8 @@ fn every_field_is_checked() {
         (14, with(&id, &[2]), Invalid("a boolean is neither 0 nor 1")),
         (15, vec![0], Invalid("trailing bytes")),
         (16, vec![1], Invalid("trailing bytes")),
+        (18, vec![0], Invalid("trailing bytes")),
+        (19, vec![], UnknownType(19)),
         (0, vec![], UnknownType(0)),
         (255, vec![], UnknownType(255)),
     ];
@@ -1074,6 +1078,7 @@ fn write_fuzz_corpus() {
         ("read-reply", Msg::ReadReply { id: 2, ok: true }),
         ("ping", Msg::Ping),
         ("ping-ack", Msg::PingAck),
+        ("invalidate-remote", Msg::InvalidateRemote),
     ];
     let write = std::env::var_os("DUET_WRITE_CORPUS").is_some();
     for (name, msg) in seeds {

@@ -3,18 +3,18 @@
 //! timeouts, resync rates. Part of `validate`, with the same rule: report
 //! every problem at once, each with what would be valid.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Check, beside, disk_user, node_index, quoted_list};
+use super::{Check, beside, node_index, quoted_list};
 use crate::config::duration;
 use crate::config::locate::KeyPath;
 use crate::config::model::{
     DEFAULT_REPLICA_PORT, MetaDisk, OnIoError, Protocol, ResyncRates, VerifyAlg,
 };
-use crate::config::raw::{RawNode, RawReplica, RawResync, RawSize};
+use crate::config::raw::{RawMetaDisk, RawNode, RawReplica, RawResync, RawSize};
 use crate::config::size::{self, SIZE_HINT, SizeError};
 use crate::replication::split_brain::{After0Pri, After1Pri, After2Pri, Policies};
 
@@ -50,7 +50,8 @@ const PORT_HINT: &str =
 const REPLICATION_ADDRESS_HINT: &str =
     "the node's IPv4 or IPv6 address for replication, e.g. \"203.0.113.1\"";
 const META_DISK_HINT: &str = "\"internal\" (at the end of the disk), or an absolute path of a \
-     device or file of its own for the metadata, e.g. \"/dev/sdc1\"";
+     device or file of its own for the metadata, e.g. \"/dev/sdc1\" (the same on every node) or \
+     { node1 = \"/dev/sdc1\", node2 = \"/dev/sdd1\" }";
 const KEY_FILE_HINT: &str = "a path to the replication key, e.g. \"repl.key\" (create it with \
      `duetctl keygen`), or leave key-file out to use the cluster's";
 
@@ -65,11 +66,18 @@ struct Endpoint {
     node: String,
 }
 
-/// The settings of `model::Replica` that are checked here, beyond the disks
-/// and addresses.
+/// An external metadata path as validated, for the clash checks: where
+/// it was written, and the node (index) it is on.
+pub(super) struct MetaSeen {
+    key: KeyPath,
+    node: usize,
+    path: PathBuf,
+}
+
+/// The settings of `model::Replica` that are checked here, beyond the disks,
+/// addresses and metadata.
 pub(super) struct Replication {
     pub protocol: Protocol,
-    pub meta_disk: MetaDisk,
     pub on_io_error: OnIoError,
     pub key_file: PathBuf,
     pub verify_alg: VerifyAlg,
@@ -246,7 +254,6 @@ impl Check {
             &Protocol::ALL.map(|p| (p.name(), p)),
             Protocol::default(),
         );
-        let meta_disk = self.meta_disk(key.key("meta-disk"), r.meta_disk.as_deref());
         let on_io_error = self.choice(
             key.key("on-io-error"),
             r.on_io_error.as_deref(),
@@ -272,7 +279,6 @@ impl Check {
         let resync = self.resync(r.resync.as_ref(), &key.key("resync"));
         Replication {
             protocol,
-            meta_disk,
             on_io_error,
             key_file,
             verify_alg,
@@ -514,14 +520,109 @@ impl Check {
         }
     }
 
-    fn meta_disk(&mut self, key: KeyPath, written: Option<&str>) -> MetaDisk {
-        match written {
-            None | Some("internal") => MetaDisk::Internal,
-            // A placeholder on error: then no Config is returned.
-            Some(text) => self
-                .absolute_path(&key, text, META_DISK_HINT)
-                .map_or(MetaDisk::Internal, MetaDisk::External),
+    /// `meta-disk`: "internal", one path for every node with a disk, or a
+    /// table from node name to path. `disks` are this replica's, indexed
+    /// like `nodes`, and `disk_nodes` the names of the nodes with one; `key`
+    /// is the replica's. Each external path goes to `seen` for the clash
+    /// checks once all replicas are read.
+    pub(super) fn meta_disk(
+        &mut self,
+        written: Option<&RawMetaDisk>,
+        nodes: &[RawNode],
+        disks: &[Option<PathBuf>],
+        disk_nodes: &[&str],
+        key: &KeyPath,
+        seen: &mut Vec<MetaSeen>,
+    ) -> MetaDisk {
+        let mkey = key.key("meta-disk");
+        let text = match written {
+            None => return MetaDisk::Internal,
+            Some(RawMetaDisk::One(text)) if text == "internal" => return MetaDisk::Internal,
+            Some(RawMetaDisk::One(text)) => text,
+            Some(RawMetaDisk::PerNode(table)) => {
+                return self.meta_disk_table(table, nodes, disks.len(), disk_nodes, key, seen);
+            }
+        };
+        // A placeholder on error: then no Config is returned.
+        let Some(path) = self.absolute_path(&mkey, text, META_DISK_HINT) else {
+            return MetaDisk::Internal;
+        };
+        let mut paths = vec![None; disks.len()];
+        for (n, disk) in disks.iter().enumerate() {
+            if disk.is_some() {
+                paths[n] = Some(path.clone());
+                seen.push(MetaSeen {
+                    key: mkey.clone(),
+                    node: n,
+                    path: path.clone(),
+                });
+            }
         }
+        MetaDisk::External(paths)
+    }
+
+    /// `meta-disk = { node = "path", ... }`: like `disk`, an entry for
+    /// every node with a disk and for no other.
+    fn meta_disk_table(
+        &mut self,
+        table: &std::collections::BTreeMap<String, String>,
+        nodes: &[RawNode],
+        node_count: usize,
+        disk_nodes: &[&str],
+        key: &KeyPath,
+        seen: &mut Vec<MetaSeen>,
+    ) -> MetaDisk {
+        let mut paths = vec![None; node_count];
+        let with_disk = || {
+            format!(
+                "a node with a disk for this replica: {}",
+                quoted_list(disk_nodes, "no disks")
+            )
+        };
+        for (node, text) in table {
+            let nkey = key.key("meta-disk").key(node);
+            let Some(n) = node_index(nodes, node) else {
+                self.error(nkey, format!("no node is named {node:?}"), with_disk());
+                continue;
+            };
+            if !disk_nodes.contains(&node.as_str()) {
+                self.error(
+                    nkey,
+                    format!("{node} has no disk for this replica, so no use for metadata"),
+                    with_disk(),
+                );
+                continue;
+            }
+            if text == "internal" {
+                // Internal metadata shrinks the device: the two copies
+                // would differ in size and never connect.
+                self.error(
+                    nkey,
+                    "\"internal\" cannot be mixed with external metadata",
+                    "meta-disk = \"internal\" for all nodes, or a path for each",
+                );
+                continue;
+            }
+            let Some(path) = self.absolute_path(&nkey, text, META_DISK_HINT) else {
+                continue;
+            };
+            paths[n] = Some(path.clone());
+            seen.push(MetaSeen {
+                key: nkey,
+                node: n,
+                path,
+            });
+        }
+        for node in disk_nodes {
+            if !table.contains_key(*node) {
+                self.error(
+                    key.key("meta-disk").key(node),
+                    format!("no meta-disk for {node}, which has a disk"),
+                    format!("add {node} = \"PATH\" to this replica's meta-disk table"),
+                );
+            }
+        }
+        MetaDisk::External(paths)
     }
 
     /// Resolved like the cluster's key file; the cluster's when not set.
@@ -543,42 +644,42 @@ impl Check {
     }
 
     /// External metadata is written over whatever is at its path, so it is
-    /// never a disk (of any replica, on any node), a device or socket, or
-    /// another replica's metadata. `meta_disks` are (key, path) of every
-    /// external one, in file order.
+    /// never a disk (of any replica, on the same node), a device or
+    /// socket, or another replica's metadata on the same node. `seen` are
+    /// every external path, in file order; a path written once for all
+    /// nodes gets one error, not one per node.
     pub(super) fn meta_disk_clashes(
         &mut self,
-        meta_disks: &[(KeyPath, PathBuf)],
+        seen: &[MetaSeen],
         first_disk: &HashMap<(usize, PathBuf), usize>,
         first_path: &HashMap<PathBuf, KeyPath>,
         nodes: &[RawNode],
     ) {
-        let mut first_meta: HashMap<&Path, &KeyPath> = HashMap::new();
-        for (key, meta) in meta_disks {
-            let shown = meta.display();
-            if let Some((j, node)) = disk_user(first_disk, meta, nodes) {
-                self.error(
-                    key.clone(),
-                    format!(
-                        "{shown} is replica[{j}]'s disk on {node}: the metadata would overwrite its data"
-                    ),
-                    META_DISK_HINT,
-                );
-            } else if let Some(other) = first_path.get(meta) {
-                self.error(
-                    key.clone(),
-                    format!("{shown} is also {other}"),
-                    META_DISK_HINT,
-                );
-            } else if let Some(other) = first_meta.get(meta.as_path()) {
-                self.error(
-                    key.clone(),
-                    format!("{shown} is also {other}: each replica needs metadata of its own"),
-                    META_DISK_HINT,
-                );
-            } else {
-                first_meta.insert(meta, key);
+        let mut first_meta: HashMap<(usize, &Path), &KeyPath> = HashMap::new();
+        let mut reported: HashSet<&KeyPath> = HashSet::new();
+        for m in seen {
+            if reported.contains(&m.key) {
+                continue;
             }
+            let shown = m.path.display();
+            let message = if let Some(j) = first_disk.get(&(m.node, m.path.clone())) {
+                let node = nodes
+                    .get(m.node)
+                    .and_then(|x| x.name.as_deref())
+                    .unwrap_or_default();
+                format!(
+                    "{shown} is replica[{j}]'s disk on {node}: the metadata would overwrite its data"
+                )
+            } else if let Some(other) = first_path.get(&m.path) {
+                format!("{shown} is also {other}")
+            } else if let Some(other) = first_meta.get(&(m.node, m.path.as_path())) {
+                format!("{shown} is also {other}: each replica needs metadata of its own")
+            } else {
+                first_meta.insert((m.node, &m.path), &m.key);
+                continue;
+            };
+            self.error(m.key.clone(), message, META_DISK_HINT);
+            reported.insert(&m.key);
         }
     }
 }

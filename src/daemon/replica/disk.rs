@@ -1,8 +1,10 @@
 //! The backing disk's I/O for one replica. The thread that feeds the core
 //! does quick I/O itself (see the engine); what would hold up the link's
 //! reader goes to a few worker threads here, which feed the completion to
-//! the engine themselves. Metadata writes are synced (one descriptor: the
-//! sync also covers earlier data writes).
+//! the engine themselves. Data goes to the data disk; metadata to the data
+//! disk's tail or to its own device (`MdDisk`), each write synced after
+//! syncing the data disk, so that it never reaches stable storage ahead of
+//! the data it describes (`MdDisk::commit` says why).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -85,7 +87,7 @@ impl DiskIo {
     /// Starts the workers; they feed completions to `engine` and stop
     /// when this is dropped.
     pub fn start(md: MdDisk, engine: Weak<Engine>, verify: VerifyAlg) -> std::io::Result<DiskIo> {
-        let file = md.file().try_clone()?;
+        let file = md.data_file().try_clone()?;
         let disk = Arc::new(Disk {
             file,
             md: Mutex::new(md),

@@ -65,6 +65,7 @@ pub enum Admin {
     Disconnect,
     Verify,
     Invalidate,
+    InvalidateRemote,
     Detach,
 }
 
@@ -77,7 +78,8 @@ enum Waiter {
 pub struct Origin {
     pub config: std::path::PathBuf,
     pub local: crate::types::NodeId,
-    pub disk: std::path::PathBuf,
+    /// The data disk and where its metadata is.
+    pub backing: crate::replication::md_io::Backing,
     pub verify: crate::config::VerifyAlg,
 }
 
@@ -373,6 +375,7 @@ impl Engine {
             Admin::Disconnect => core.disconnect(),
             Admin::Verify => core.verify(now)?,
             Admin::Invalidate => core.invalidate(now)?,
+            Admin::InvalidateRemote => core.invalidate_remote(now)?,
             Admin::Detach => core.detach()?,
             Admin::Attach => self.attach(st)?,
             Admin::Up => {
@@ -396,7 +399,7 @@ impl Engine {
         if st.disk.is_some() && st.core.disk() != crate::replication::states::DiskState::Diskless {
             return Ok(Vec::new());
         }
-        let (md, loaded) = crate::replication::md_io::MdDisk::open(&self.origin.disk)
+        let (md, loaded) = crate::replication::md_io::MdDisk::open(&self.origin.backing)
             .map_err(|e| e.to_string())?;
         let io =
             DiskIo::start(md, self.me.clone(), self.origin.verify).map_err(|e| e.to_string())?;
@@ -556,6 +559,9 @@ impl Engine {
             }
             Event::Refused { reason } => {
                 tracing::error!(replica = %name, "connection refused: {reason}")
+            }
+            Event::Declined { reason } => {
+                tracing::warn!(replica = %name, "declined: {reason}")
             }
             Event::DiskFailed => tracing::error!(
                 replica = %name,

@@ -12,13 +12,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::config::{Config, MetaDisk, OnIoError, Replica as ReplicaConfig};
+use crate::config::{Config, OnIoError, Replica as ReplicaConfig};
 use crate::membership::auth::load_key_file;
 use crate::replication::activity_log::CAPACITY;
 use crate::replication::bitmap::DirtyBitmap;
 use crate::replication::core::{Attached, Replica, Settings};
-use crate::replication::md_io::MdDisk;
-use crate::replication::metadata::{DEFAULT_GRANULARITY, Layout};
+use crate::replication::md_io::{Backing, MdDisk};
+use crate::replication::metadata::DEFAULT_GRANULARITY;
 use crate::types::NodeId;
 
 pub use backend::ReplicaBackend;
@@ -71,13 +71,10 @@ pub fn start(config: &Config, r: &ReplicaConfig, local: NodeId) -> Result<Handle
     let disk = r
         .disk(local)
         .ok_or_else(|| StartError::Config(format!("{}: no disk on this node", r.name)))?;
-    if let MetaDisk::External(p) = &r.meta_disk {
-        return Err(StartError::Config(format!(
-            "{}: external metadata ({}) is not supported yet; use meta-disk = \"internal\"",
-            r.name,
-            p.display()
-        )));
-    }
+    let backing = Backing {
+        data: disk.to_path_buf(),
+        meta: r.meta_disk(local).map(Path::to_path_buf),
+    };
     let peer = r
         .peer(local)
         .ok_or_else(|| StartError::Config(format!("{}: no peer node has a disk", r.name)))?;
@@ -91,14 +88,14 @@ pub fn start(config: &Config, r: &ReplicaConfig, local: NodeId) -> Result<Handle
         }
     };
     let key = load_key_file(&r.key_file).map_err(|e| StartError::Key(e.to_string()))?;
-    let (md, attached, size) = open_disk(&r.name, disk);
+    let (md, attached, size) = open_disk(&r.name, &backing);
     let settings = settings(config, r, local, peer, size);
     let seed = rand::random::<u64>();
     let core = Replica::new(settings, attached, seed);
     let origin = engine::Origin {
         config: config.path.clone(),
         local,
-        disk: disk.to_path_buf(),
+        backing,
         verify: r.verify_alg,
     };
     let verify = r.verify_alg;
@@ -204,21 +201,18 @@ pub fn attached(loaded: crate::replication::md_io::Loaded) -> Attached {
 
 /// The metadata and what attaching reads of it; none (Diskless) if the
 /// disk has no valid metadata, which the log explains.
-fn open_disk(name: &str, disk: &Path) -> (Option<MdDisk>, Option<Attached>, u64) {
-    match MdDisk::open(disk) {
+fn open_disk(name: &str, backing: &Backing) -> (Option<MdDisk>, Option<Attached>, u64) {
+    match MdDisk::open(backing) {
         Ok((md, loaded)) => {
             let attached = attached(loaded);
             let size = md.layout.usable;
             (Some(md), Some(attached), size)
         }
         Err(e) => {
-            tracing::error!(replica = name, disk = %disk.display(), "cannot attach: {e} (run `duetctl create-md {name}`); running Diskless");
-            // Seeking finds a block device's size (its metadata says 0).
-            let size = std::fs::File::open(disk)
-                .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
-                .ok()
-                .and_then(|len| Layout::internal(len, DEFAULT_GRANULARITY).ok())
-                .map_or(0, |l| l.usable);
+            let meta = backing.meta_path().display();
+            tracing::error!(replica = name, disk = %backing.data.display(), %meta, "cannot attach: {e} (run `duetctl create-md {name}`); running Diskless");
+            // The size the disk would have: a diskless node still says it.
+            let size = crate::replication::md_io::usable_size(backing).unwrap_or(0);
             (None, None, size)
         }
     }

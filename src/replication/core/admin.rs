@@ -2,7 +2,7 @@
 //! changes the state at once (and says so to the peer) or is refused with
 //! the reason, changing nothing.
 
-use crate::replication::core::{Action, Attached, Msg, Replica, Settings};
+use crate::replication::core::{Action, Attached, Event, Msg, Replica, Settings};
 use crate::replication::states::{Connection, DiskState, Replication, Role};
 use crate::types::Timestamp;
 
@@ -156,6 +156,85 @@ impl Replica {
     /// Declares this disk's data bad: it gets a full sync from the peer.
     pub fn invalidate(&mut self, now: Timestamp) -> Result<Vec<Action>, Refused> {
         self.now = now.max(self.now);
+        self.may_invalidate()?;
+        let mut out = Vec::new();
+        self.invalidate_here(&mut out);
+        Ok(out)
+    }
+
+    /// Declares the peer's data bad (DRBD's invalidate-remote): the peer's
+    /// disk becomes Inconsistent with every block out of sync, and a full
+    /// sync from this node follows, this node SyncSource. The peer does
+    /// the invalidating on its own disk (`Msg::InvalidateRemote`), under
+    /// the same rules as its own `invalidate`; checked here first, so that
+    /// only a race with a change on the peer can make it decline.
+    pub fn invalidate_remote(&mut self, now: Timestamp) -> Result<Vec<Action>, Refused> {
+        self.now = now.max(self.now);
+        if !self.connected() {
+            return Err(format!(
+                "invalidate-remote needs a connected peer (the connection is {})",
+                self.connection.title()
+            ));
+        }
+        if self.replication == Replication::Off {
+            return Err("the connection is still being set up: try again once Established".into());
+        }
+        if self.disk != DiskState::UpToDate {
+            return Err(format!(
+                "this node's disk is {}: only an UpToDate disk can overwrite the peer's",
+                self.disk
+            ));
+        }
+        if self.peer_role == Some(Role::Primary) {
+            return Err(format!(
+                "{} is Primary: its disk cannot be made Inconsistent under it; demote it first",
+                self.s.peer_name
+            ));
+        }
+        if !matches!(
+            self.peer_disk,
+            DiskState::UpToDate | DiskState::Inconsistent | DiskState::Outdated
+        ) {
+            return Err(format!(
+                "{}'s disk is {}: there is no data to invalidate",
+                self.s.peer_name, self.peer_disk
+            ));
+        }
+        if self.syncing() {
+            return Err(format!(
+                "a {} runs: wait for it to finish",
+                self.replication().title()
+            ));
+        }
+        // This side's bitmap is left as it is: the peer marks all of its
+        // own and goes Inconsistent, and that alone decides the direction.
+        // Bits set here on a consistent disk, should the request be lost
+        // with the connection, would leave the direction of the next
+        // resync to the tie-breaks instead, which may pick the peer.
+        let mut out = Vec::new();
+        self.send(Msg::InvalidateRemote, None, &mut out);
+        Ok(out)
+    }
+
+    /// The peer's invalidate-remote arrived: invalidate this disk as a
+    /// local `invalidate` would, or say why not (to the log here, and the
+    /// state as it is to the peer).
+    pub(super) fn invalidated_by_peer(&mut self, out: &mut Vec<Action>) {
+        match self.may_invalidate() {
+            Ok(()) => self.invalidate_here(out),
+            Err(why) => {
+                out.push(Action::Event(Event::Declined {
+                    reason: format!(
+                        "{} asked to overwrite this disk (invalidate-remote): {why}",
+                        self.s.peer_name
+                    ),
+                }));
+                self.send_update(out);
+            }
+        }
+    }
+
+    fn may_invalidate(&self) -> Result<(), Refused> {
         if self.role == Role::Primary {
             return Err("a Primary cannot invalidate its own disk".into());
         }
@@ -165,17 +244,26 @@ impl Replica {
         if !self.connected() || self.peer_disk != DiskState::UpToDate {
             return Err("invalidate needs a connected peer with an UpToDate disk".into());
         }
-        let mut out = Vec::new();
+        Ok(())
+    }
+
+    /// Every block out of sync and the disk Inconsistent; then the
+    /// handshake decides again, with the peer as source. The bitmap is
+    /// written at once, beside the superblock, not up to a second later by
+    /// the lazy writer: a crash in that second would leave an Inconsistent
+    /// disk whose bitmap lacks bits, and its next resync would copy too
+    /// little.
+    fn invalidate_here(&mut self, out: &mut Vec<Action>) {
         self.bitmap.mark(0, self.s.size);
-        self.bitmap_blocks_changed(0, self.s.size, false);
+        self.bitmap_blocks_changed(0, self.s.size, true);
         self.disk = DiskState::Inconsistent;
-        self.write_superblock(true, &mut out);
+        self.write_superblock(true, out);
+        self.flush_bitmap(out);
         let me = self.my_state();
-        self.send(Msg::Hello(me), None, &mut out);
+        self.send(Msg::Hello(me), None, out);
         if let Some(p) = self.peer.clone() {
-            self.hello(p, true, &mut out);
+            self.hello(p, true, out);
         }
-        Ok(out)
     }
 
     /// Lets go of the backing disk.

@@ -104,6 +104,11 @@ pub enum Msg {
         offset: u64,
         len: u32,
     },
+    /// invalidate-remote: the sender's data wins. The receiver declares its
+    /// own disk's data bad, as `invalidate` does there (Inconsistent, every
+    /// block out of sync), and the handshake that follows makes it the
+    /// target of a full sync from the sender.
+    InvalidateRemote,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +194,9 @@ pub enum Action {
     Event(Event),
 }
 
-/// Something an administrator wants to read in the log.
+/// Something an administrator wants to read in the log. `Declined`: the
+/// peer asked for something this node cannot do now (its
+/// invalidate-remote, say); the reason says what and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     StateChanged,
@@ -198,6 +205,7 @@ pub enum Event {
     VerifyFinished { out_of_sync_bytes: u64 },
     SplitBrain { resolved: String },
     Refused { reason: String },
+    Declined { reason: String },
     DiskFailed,
 }
 

@@ -469,6 +469,7 @@ impl Replica {
                     self.mark_out_of_sync(offset, u64::from(len), out);
                 }
             }
+            Msg::InvalidateRemote => self.invalidated_by_peer(out),
             Msg::Ping => self.send(Msg::PingAck, None, out),
             Msg::PingAck => {}
         }
