@@ -3,6 +3,8 @@
 //! for malformed requests; on the unix socket, and on the TCP listener
 //! with TLS and client certificates (made with openssl).
 
+mod pki;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -404,8 +406,8 @@ fn the_client_handshake_reports_unknown_exports() {
 // The TCP listener: TLS with client certificates (src/export/tcp.rs).
 
 /// A CA, a server certificate for 127.0.0.1 and client certificates, made
-/// with openssl as docs/export.md shows, in the folders libnbd and qemu
-/// read (ca-cert.pem, client-cert.pem, client-key.pem).
+/// with openssl (tests/pki), in the folders libnbd and qemu read
+/// (ca-cert.pem, client-cert.pem, client-key.pem).
 struct Certs {
     /// The server's files.
     server: duet::config::NbdTls,
@@ -417,77 +419,29 @@ struct Certs {
     none: PathBuf,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    run(Command::new("openssl").current_dir(dir).args(args));
-}
-
-/// A new P-256 key and certificate `name`, signed by `ca` (its
-/// certificate and key file names in `dir`), with the extensions in
-/// `ext` (openssl's config syntax).
-fn signed(dir: &Path, name: &str, ca: &str, ext: &str) {
-    let (key, csr, cert, extfile) = (
-        format!("{name}-key.pem"),
-        format!("{name}.csr"),
-        format!("{name}-cert.pem"),
-        format!("{name}.ext"),
-    );
-    std::fs::write(dir.join(&extfile), ext).expect("extensions");
-    #[rustfmt::skip]
-    openssl(dir, &[
-        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}"),
-    ]);
-    #[rustfmt::skip]
-    openssl(dir, &[
-        "x509", "-req", "-in", &csr, "-CA", &format!("{ca}-cert.pem"),
-        "-CAkey", &format!("{ca}-key.pem"), "-CAcreateserial", "-days", "2",
-        "-extfile", &extfile, "-out", &cert,
-    ]);
-}
-
-fn new_ca(dir: &Path, name: &str) {
-    #[rustfmt::skip]
-    openssl(dir, &[
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-keyout", &format!("{name}-key.pem"), "-out", &format!("{name}-cert.pem"),
-        "-days", "2", "-subj", &format!("/CN={name}"),
-    ]);
-}
-
-const SERVER_EXT: &str = "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
-    extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n";
-const CLIENT_EXT: &str =
-    "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n";
-
 impl Certs {
     fn new(dir: &Path) -> Certs {
-        use std::os::unix::fs::PermissionsExt;
         let pki = dir.join("pki");
         std::fs::create_dir_all(&pki).expect("pki");
-        new_ca(&pki, "ca");
-        new_ca(&pki, "other-ca");
-        signed(&pki, "server", "ca", SERVER_EXT);
-        signed(&pki, "client", "ca", CLIENT_EXT);
-        signed(&pki, "stranger", "other-ca", CLIENT_EXT);
-        // duetd refuses a key that group or others may read.
-        let key = pki.join("server-key.pem");
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        pki::new_ca(&pki, "ca");
+        pki::new_ca(&pki, "other-ca");
+        pki::signed(
+            &pki,
+            "server",
+            "ca",
+            &pki::server_ext("IP:127.0.0.1,DNS:localhost"),
+        );
+        pki::signed(&pki, "client", "ca", pki::CLIENT_EXT);
+        pki::signed(&pki, "stranger", "other-ca", pki::CLIENT_EXT);
         let client_dir = |name: &str, cert: Option<&str>| {
             let d = dir.join(name);
-            std::fs::create_dir_all(&d).expect("client dir");
-            std::fs::copy(pki.join("ca-cert.pem"), d.join("ca-cert.pem")).expect("ca");
-            if let Some(c) = cert {
-                std::fs::copy(pki.join(format!("{c}-cert.pem")), d.join("client-cert.pem"))
-                    .expect("cert");
-                std::fs::copy(pki.join(format!("{c}-key.pem")), d.join("client-key.pem"))
-                    .expect("key");
-            }
+            pki::client_dir(&pki, &d, "ca", cert);
             d
         };
         Certs {
             server: duet::config::NbdTls {
                 cert: pki.join("server-cert.pem"),
-                key,
+                key: pki.join("server-key.pem"),
                 ca: pki.join("ca-cert.pem"),
             },
             good: client_dir("good", Some("client")),
