@@ -635,37 +635,18 @@ fn tcp_clients_without_tls_are_refused_and_change_nothing() {
         // STARTTLS carries no data.
         (proto::OPT_STARTTLS, &[0][..], proto::REP_ERR_INVALID),
     ] {
-        send_option(&mut s, option, data);
-        let (reply_to, reply, message) = option_reply(&mut s);
+        send_raw_option(&mut s, option, data);
+        let (reply_to, reply, message) = raw_option_reply(&mut s);
         assert_eq!((reply_to, reply), (option, want), "option {option}");
         if want == proto::REP_ERR_TLS_REQD {
             assert!(String::from_utf8_lossy(&message).contains("TLS"));
         }
     }
     // EXPORT_NAME cannot be refused by a reply: the server hangs up.
-    send_option(&mut s, proto::OPT_EXPORT_NAME, b"r0");
+    send_raw_option(&mut s, proto::OPT_EXPORT_NAME, b"r0");
     let mut rest = Vec::new();
     assert_eq!(s.read_to_end(&mut rest).expect("closed"), 0, "{rest:?}");
     assert_eq!(t.clients("r0"), 0);
-}
-
-fn send_option(s: &mut std::net::TcpStream, option: u32, data: &[u8]) {
-    let mut o = proto::IHAVEOPT.to_be_bytes().to_vec();
-    o.extend_from_slice(&option.to_be_bytes());
-    o.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    o.extend_from_slice(data);
-    s.write_all(&o).expect("send option");
-}
-
-/// (option, reply type, data) of the next option reply.
-fn option_reply(s: &mut std::net::TcpStream) -> (u32, u32, Vec<u8>) {
-    let mut h = [0u8; 20];
-    s.read_exact(&mut h).expect("option reply");
-    assert_eq!(&h[..8], &proto::REPLY_MAGIC.to_be_bytes());
-    let word = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    let mut data = vec![0u8; word(16) as usize];
-    s.read_exact(&mut data).expect("reply data");
-    (word(8), word(12), data)
 }
 
 #[test]
@@ -724,8 +705,8 @@ fn silent_connections_are_dropped_and_never_crowd_out_for_long() {
     stalled
         .write_all(&proto::FLAG_C_FIXED_NEWSTYLE.to_be_bytes())
         .expect("flags");
-    send_option(&mut stalled, proto::OPT_STARTTLS, &[]);
-    assert_eq!(option_reply(&mut stalled).1, proto::REP_ACK);
+    send_raw_option(&mut stalled, proto::OPT_STARTTLS, &[]);
+    assert_eq!(raw_option_reply(&mut stalled).1, proto::REP_ACK);
     // Two more fill the slots: the next connection is closed at once.
     let mut others: Vec<_> = (0..2).map(|_| connect()).collect();
     for s in &mut others {
@@ -833,4 +814,64 @@ fn tls_files_are_checked_before_anything_is_served() {
         ..good.clone()
     });
     assert!(e.contains(&missing.display().to_string()), "{e}");
+}
+
+#[test]
+fn starttls_is_unsupported_on_the_unix_socket_and_invalid_inside_tls() {
+    let f = Fixture::new("starttls");
+    // The unix socket never does TLS (NOTLS mode): unsupported.
+    let mut s = UnixStream::connect(&f.socket).expect("connect");
+    let mut greeting = [0u8; 18];
+    s.read_exact(&mut greeting).expect("greeting");
+    s.write_all(&proto::FLAG_C_FIXED_NEWSTYLE.to_be_bytes())
+        .expect("flags");
+    send_raw_option(&mut s, proto::OPT_STARTTLS, &[]);
+    assert_eq!(raw_option_reply(&mut s).1, proto::REP_ERR_UNSUP);
+    // What the TCP side hands on once TLS is up: a second STARTTLS is
+    // invalid, and GO then enters transmission.
+    let (mut client, inner) = UnixStream::pair().expect("pair");
+    let exports = f.exports.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        server::serve_tls_client(inner, &exports, proto::FLAG_C_FIXED_NEWSTYLE, move || {
+            let _ = ready_tx.send(());
+        })
+    });
+    send_raw_option(&mut client, proto::OPT_STARTTLS, &[]);
+    assert_eq!(raw_option_reply(&mut client).1, proto::REP_ERR_INVALID);
+    let mut go = 2u32.to_be_bytes().to_vec();
+    go.extend_from_slice(b"r0");
+    go.extend_from_slice(&0u16.to_be_bytes());
+    send_raw_option(&mut client, proto::OPT_GO, &go);
+    loop {
+        let (_, reply, _) = raw_option_reply(&mut client);
+        assert!(reply & (1 << 31) == 0, "GO refused: {reply:#x}");
+        if reply == proto::REP_ACK {
+            break;
+        }
+    }
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("ready not called");
+    drop(client);
+    server.join().expect("server thread");
+}
+
+fn send_raw_option(s: &mut impl Write, option: u32, data: &[u8]) {
+    let mut o = proto::IHAVEOPT.to_be_bytes().to_vec();
+    o.extend_from_slice(&option.to_be_bytes());
+    o.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    o.extend_from_slice(data);
+    s.write_all(&o).expect("send option");
+}
+
+/// (option, reply type, data) of the next option reply.
+fn raw_option_reply(s: &mut impl Read) -> (u32, u32, Vec<u8>) {
+    let mut h = [0u8; 20];
+    s.read_exact(&mut h).expect("option reply");
+    assert_eq!(&h[..8], &proto::REPLY_MAGIC.to_be_bytes());
+    let word = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let mut data = vec![0u8; word(16) as usize];
+    s.read_exact(&mut data).expect("reply data");
+    (word(8), word(12), data)
 }
