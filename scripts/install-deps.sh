@@ -18,6 +18,7 @@ PACKAGES=(
   libnbd-bin      # nbdfuse: shows nbdkit's disk as a file for a loop device
   fuse3
   qemu-utils      # qemu-io and qemu-img: NBD clients the export is tested with
+  openssl         # the test CA and certificates for the NBD TLS listener
 )
 
 missing=()

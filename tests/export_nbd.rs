@@ -1,6 +1,9 @@
 //! duet's NBD server against NBD clients no one here wrote: nbdinfo and
 //! nbdcopy (libnbd) and qemu-io (QEMU), and against a hand-driven socket
-//! for malformed requests.
+//! for malformed requests; on the unix socket, and on the TCP listener
+//! with TLS and client certificates (made with openssl).
+
+mod pki;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -8,16 +11,19 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use duet::export::backend::FileBackend;
 use duet::export::proto;
 use duet::export::server::{self, Export};
+use duet::export::tcp::{self, Limits, TcpExport};
 
 const SIZE: u64 = 64 << 20;
 
 struct Fixture {
     dir: PathBuf,
     socket: PathBuf,
+    exports: server::Exports,
 }
 
 impl Fixture {
@@ -36,8 +42,13 @@ impl Fixture {
         }
         let socket = dir.join("nbd.sock");
         let listener = server::bind(&socket).expect("bind");
-        server::spawn(listener, Arc::new(exports));
-        Fixture { dir, socket }
+        let exports = Arc::new(exports);
+        server::spawn(listener, exports.clone());
+        Fixture {
+            dir,
+            socket,
+            exports,
+        }
     }
 
     fn uri(&self, export: &str) -> String {
@@ -390,4 +401,477 @@ fn the_client_handshake_reports_unknown_exports() {
     let mut s = UnixStream::connect(&f.socket).expect("connect");
     let info = duet::export::client::handshake(&mut s, "ro").expect("ro");
     assert_ne!(info.flags & proto::TFLAG_READ_ONLY, 0);
+}
+
+// The TCP listener: TLS with client certificates (src/export/tcp.rs).
+
+/// A CA, a server certificate for 127.0.0.1 and client certificates, made
+/// with openssl (tests/pki), in the folders libnbd and qemu read
+/// (ca-cert.pem, client-cert.pem, client-key.pem).
+struct Certs {
+    /// The server's files.
+    server: duet::config::NbdTls,
+    /// A client with a certificate from the server's CA.
+    good: PathBuf,
+    /// A client with a certificate from another CA.
+    other_ca: PathBuf,
+    /// A client with the CA (to check the server) but no certificate.
+    none: PathBuf,
+}
+
+impl Certs {
+    fn new(dir: &Path) -> Certs {
+        let pki = dir.join("pki");
+        std::fs::create_dir_all(&pki).expect("pki");
+        pki::new_ca(&pki, "ca");
+        pki::new_ca(&pki, "other-ca");
+        pki::signed(
+            &pki,
+            "server",
+            "ca",
+            &pki::server_ext("IP:127.0.0.1,DNS:localhost"),
+        );
+        pki::signed(&pki, "client", "ca", pki::CLIENT_EXT);
+        pki::signed(&pki, "stranger", "other-ca", pki::CLIENT_EXT);
+        let client_dir = |name: &str, cert: Option<&str>| {
+            let d = dir.join(name);
+            pki::client_dir(&pki, &d, "ca", cert);
+            d
+        };
+        Certs {
+            server: duet::config::NbdTls {
+                cert: pki.join("server-cert.pem"),
+                key: pki.join("server-key.pem"),
+                ca: pki.join("ca-cert.pem"),
+            },
+            good: client_dir("good", Some("client")),
+            other_ca: client_dir("other-ca", Some("stranger")),
+            none: client_dir("no-cert", None),
+        }
+    }
+}
+
+/// The fixture's exports also on 127.0.0.1, a port the kernel picks.
+struct TlsFixture {
+    f: Fixture,
+    certs: Certs,
+    tcp: Option<TcpExport>,
+    port: u16,
+}
+
+impl TlsFixture {
+    fn new(tag: &str, limits: Limits) -> TlsFixture {
+        let f = Fixture::new(tag);
+        let certs = Certs::new(&f.dir);
+        let tls = duet::export::tls::server_config(&certs.server).expect("TLS config");
+        let listener = tcp::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let tcp = TcpExport::serve(listener, f.exports.clone(), tls, limits).expect("serve");
+        let port = tcp.local_addr().port();
+        TlsFixture {
+            f,
+            certs,
+            tcp: Some(tcp),
+            port,
+        }
+    }
+
+    /// libnbd's URI for `export` with the client files in `dir`.
+    fn nbds(&self, export: &str, dir: &Path) -> String {
+        format!(
+            "nbds://127.0.0.1:{}/{export}?tls-certificates={}",
+            self.port,
+            dir.display()
+        )
+    }
+
+    fn plain(&self, export: &str) -> String {
+        format!("nbd://127.0.0.1:{}/{export}", self.port)
+    }
+
+    /// qemu's options for `export` over TLS with the client files in `dir`.
+    fn qemu_args(&self, export: &str, dir: &Path) -> Vec<String> {
+        vec![
+            "--object".into(),
+            format!(
+                "tls-creds-x509,id=tls0,endpoint=client,dir={}",
+                dir.display()
+            ),
+            "--image-opts".into(),
+            format!(
+                "driver=nbd,server.type=inet,server.host=127.0.0.1,server.port={},export={export},tls-creds=tls0",
+                self.port
+            ),
+        ]
+    }
+
+    fn clients(&self, export: &str) -> usize {
+        self.f.exports[export]
+            .clients
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for TlsFixture {
+    fn drop(&mut self) {
+        if let Some(t) = self.tcp.take() {
+            t.stop();
+        }
+    }
+}
+
+/// Runs a command that must fail; returns what it printed.
+fn fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{cmd:?} succeeded: {text}");
+    text
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    let mut rng = duet::testkit::SplitMix64(seed);
+    for chunk in data.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);
+    }
+    data
+}
+
+#[test]
+fn tls_clients_with_a_certificate_read_and_write() {
+    let t = TlsFixture::new("tls-good", Limits::default());
+    let json = run(Command::new("nbdinfo")
+        .arg("--json")
+        .arg(t.nbds("r0", &t.certs.good)));
+    let v: serde_json::Value = serde_json::from_str(&json).expect("nbdinfo json");
+    assert_eq!(v["exports"][0]["export-size"], SIZE, "{json}");
+    // A pattern in with nbdcopy over two connections, and back out.
+    let data = random(8 << 20, 7);
+    let src = t.f.dir.join("pattern.bin");
+    std::fs::write(&src, &data).expect("pattern");
+    run(Command::new("nbdcopy")
+        .args(["--connections=2"])
+        .arg(&src)
+        .arg(t.nbds("r0", &t.certs.good)));
+    let back = t.f.dir.join("back.bin");
+    run(Command::new("nbdcopy")
+        .arg(t.nbds("r0", &t.certs.good))
+        .arg(&back));
+    let back = std::fs::read(&back).expect("copied back");
+    assert_eq!(back.len() as u64, SIZE);
+    assert!(
+        back[..data.len()] == data[..],
+        "the pattern came back changed"
+    );
+    let image = std::fs::read(t.f.image("r0")).expect("image");
+    assert!(
+        image[..data.len()] == data[..],
+        "the pattern is not on the disk"
+    );
+    // QEMU with its own TLS stack and the same files.
+    let info = run(Command::new("qemu-img")
+        .arg("info")
+        .args(t.qemu_args("r0", &t.certs.good)));
+    assert!(info.contains(&format!("({SIZE} bytes)")), "{info}");
+    let out = run(Command::new("qemu-io")
+        .args(["-c", "write -P 0x5a 32M 1M", "-c", "read -P 0x5a 32M 1M"])
+        .args(t.qemu_args("r0", &t.certs.good)));
+    assert!(!out.contains("Pattern verification failed"), "{out}");
+    let image = std::fs::read(t.f.image("r0")).expect("image");
+    assert!(image[32 << 20..33 << 20].iter().all(|&b| b == 0x5a));
+}
+
+#[test]
+fn tcp_clients_without_tls_are_refused_and_change_nothing() {
+    let t = TlsFixture::new("tls-plain", Limits::default());
+    let before = std::fs::read(t.f.image("r0")).expect("image");
+    fails(Command::new("nbdinfo").arg(t.plain("r0")));
+    let src = t.f.dir.join("ones.bin");
+    std::fs::write(&src, vec![1u8; 1 << 20]).expect("source");
+    fails(Command::new("nbdcopy").arg(&src).arg(t.plain("r0")));
+    fails(
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "write -P 1 0 1M"])
+            .arg(t.plain("r0")),
+    );
+    assert_eq!(
+        std::fs::read(t.f.image("r0")).expect("image"),
+        before,
+        "a client without TLS changed the disk"
+    );
+
+    // By hand, the spec's FORCEDTLS rules.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", t.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut greeting = [0u8; 18];
+    s.read_exact(&mut greeting).expect("greeting");
+    assert_eq!(greeting, proto::greeting());
+    s.write_all(&(proto::FLAG_C_FIXED_NEWSTYLE | proto::FLAG_C_NO_ZEROES).to_be_bytes())
+        .expect("flags");
+    let go = {
+        let mut d = 2u32.to_be_bytes().to_vec();
+        d.extend_from_slice(b"r0");
+        d.extend_from_slice(&0u16.to_be_bytes());
+        d
+    };
+    for (option, data, want) in [
+        (proto::OPT_GO, &go[..], proto::REP_ERR_TLS_REQD),
+        (proto::OPT_INFO, &go[..], proto::REP_ERR_TLS_REQD),
+        (proto::OPT_LIST, &[][..], proto::REP_ERR_TLS_REQD),
+        (99, &[1, 2, 3][..], proto::REP_ERR_TLS_REQD),
+        // STARTTLS carries no data.
+        (proto::OPT_STARTTLS, &[0][..], proto::REP_ERR_INVALID),
+    ] {
+        send_raw_option(&mut s, option, data);
+        let (reply_to, reply, message) = raw_option_reply(&mut s);
+        assert_eq!((reply_to, reply), (option, want), "option {option}");
+        if want == proto::REP_ERR_TLS_REQD {
+            assert!(String::from_utf8_lossy(&message).contains("TLS"));
+        }
+    }
+    // EXPORT_NAME cannot be refused by a reply: the server hangs up.
+    send_raw_option(&mut s, proto::OPT_EXPORT_NAME, b"r0");
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).expect("closed"), 0, "{rest:?}");
+    assert_eq!(t.clients("r0"), 0);
+}
+
+#[test]
+fn certificates_from_another_ca_or_none_are_refused() {
+    let t = TlsFixture::new("tls-ca", Limits::default());
+    let before = std::fs::read(t.f.image("r0")).expect("image");
+    let src = t.f.dir.join("ones.bin");
+    std::fs::write(&src, vec![1u8; 1 << 20]).expect("source");
+    for dir in [&t.certs.other_ca, &t.certs.none] {
+        let out = fails(Command::new("nbdinfo").arg(t.nbds("r0", dir)));
+        // The server ends the TLS handshake with an alert.
+        assert!(out.contains("TLS fatal alert"), "{out}");
+        fails(Command::new("nbdcopy").arg(&src).arg(t.nbds("r0", dir)));
+        fails(
+            Command::new("qemu-io")
+                .args(["-c", "write -P 1 0 1M"])
+                .args(t.qemu_args("r0", dir)),
+        );
+    }
+    assert_eq!(
+        std::fs::read(t.f.image("r0")).expect("image"),
+        before,
+        "a refused client changed the disk"
+    );
+    // The good certificate still gets in.
+    run(Command::new("nbdinfo").arg(t.nbds("r0", &t.certs.good)));
+}
+
+#[test]
+fn silent_connections_are_dropped_and_never_crowd_out_for_long() {
+    let timeout = Duration::from_secs(2);
+    let limits = Limits {
+        max_connections: 4,
+        handshake_timeout: timeout,
+    };
+    let t = TlsFixture::new("tls-flood", limits);
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", t.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s
+    };
+    // One says nothing after the greeting; a good client works meanwhile.
+    let started = Instant::now();
+    let mut silent = connect();
+    let mut greeting = [0u8; 18];
+    silent.read_exact(&mut greeting).expect("greeting");
+    run(Command::new("nbdinfo").arg(t.nbds("r0", &t.certs.good)));
+    let tcp = t.tcp.as_ref().expect("listener");
+    wait_until(Duration::from_secs(5), "nbdinfo's slot to be free", || {
+        tcp.connections() == 1
+    });
+    // One more starts TLS and then stalls in the handshake.
+    let mut stalled = connect();
+    stalled.read_exact(&mut greeting).expect("greeting");
+    stalled
+        .write_all(&proto::FLAG_C_FIXED_NEWSTYLE.to_be_bytes())
+        .expect("flags");
+    send_raw_option(&mut stalled, proto::OPT_STARTTLS, &[]);
+    assert_eq!(raw_option_reply(&mut stalled).1, proto::REP_ACK);
+    // Two more fill the slots: the next connection is closed at once.
+    let mut others: Vec<_> = (0..2).map(|_| connect()).collect();
+    for s in &mut others {
+        s.read_exact(&mut greeting).expect("greeting");
+    }
+    let mut over = connect();
+    let mut rest = Vec::new();
+    assert_eq!(over.read_to_end(&mut rest).expect("closed"), 0);
+    // After the timeout every silent one is gone, and not long before.
+    for s in [&mut silent, &mut stalled].into_iter().chain(&mut others) {
+        let n = s.read_to_end(&mut rest).unwrap_or(0);
+        assert_eq!(n, 0, "data instead of the end");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= timeout - Duration::from_millis(100) && waited < timeout * 3,
+        "dropped after {waited:?}"
+    );
+    // And the slots are free again.
+    wait_until(Duration::from_secs(5), "a good client to get in", || {
+        Command::new("nbdinfo")
+            .arg(t.nbds("r0", &t.certs.good))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+}
+
+#[test]
+fn tls_clients_are_counted_and_stopping_the_listener_drops_them() {
+    let mut t = TlsFixture::new("tls-stop", Limits::default());
+    // qemu-io reads commands from its standard input: connected until quit.
+    let mut client = Command::new("qemu-io")
+        .args(t.qemu_args("r0", &t.certs.good))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("qemu-io");
+    wait_until(Duration::from_secs(10), "the client to be counted", || {
+        t.clients("r0") == 1
+    });
+    // The daemon stops the listener when the replica stops being Primary.
+    // It returns once the client's requests are done, not after a
+    // timeout (the listener waits at most 10 s for stragglers).
+    let stopping = Instant::now();
+    if let Some(tcp) = t.tcp.take() {
+        tcp.stop();
+    }
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        stopping.elapsed()
+    );
+    assert_eq!(t.clients("r0"), 0, "a client outlived the listener");
+    let refused = std::net::TcpStream::connect(("127.0.0.1", t.port));
+    assert!(refused.is_err(), "still listening");
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
+#[test]
+fn tls_files_are_checked_before_anything_is_served() {
+    use duet::export::tls::server_config;
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new("tls-files");
+    let certs = Certs::new(&f.dir);
+    let good = certs.server.clone();
+    server_config(&good).expect("the good files");
+    let error = |files: &duet::config::NbdTls| match server_config(files) {
+        Ok(_) => panic!("accepted: {files:?}"),
+        Err(e) => e.to_string(),
+    };
+    // A key that group or others may read, or someone else owns.
+    std::fs::set_permissions(&good.key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let e = error(&good);
+    assert!(
+        e.contains(&format!("chmod 600 {}", good.key.display())),
+        "{e}"
+    );
+    std::fs::set_permissions(&good.key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let theirs = f.dir.join("theirs-key.pem");
+    std::fs::copy(&good.key, &theirs).expect("copy");
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown (needs root)");
+    let e = error(&duet::config::NbdTls {
+        key: theirs,
+        ..good.clone()
+    });
+    assert!(e.contains("belongs to uid 65534"), "{e}");
+    // A key of another certificate.
+    let pki = good.cert.parent().expect("pki");
+    let e = error(&duet::config::NbdTls {
+        key: pki.join("client-key.pem"),
+        ..good.clone()
+    });
+    assert!(e.contains("do not go together"), "{e}");
+    // A CA file without a certificate, a missing certificate.
+    let e = error(&duet::config::NbdTls {
+        ca: pki.join("server.ext"),
+        ..good.clone()
+    });
+    assert!(e.contains("no certificate in it"), "{e}");
+    let missing = f.dir.join("missing.pem");
+    let e = error(&duet::config::NbdTls {
+        cert: missing.clone(),
+        ..good.clone()
+    });
+    assert!(e.contains(&missing.display().to_string()), "{e}");
+}
+
+#[test]
+fn starttls_is_unsupported_on_the_unix_socket_and_invalid_inside_tls() {
+    let f = Fixture::new("starttls");
+    // The unix socket never does TLS (NOTLS mode): unsupported.
+    let mut s = UnixStream::connect(&f.socket).expect("connect");
+    let mut greeting = [0u8; 18];
+    s.read_exact(&mut greeting).expect("greeting");
+    s.write_all(&proto::FLAG_C_FIXED_NEWSTYLE.to_be_bytes())
+        .expect("flags");
+    send_raw_option(&mut s, proto::OPT_STARTTLS, &[]);
+    assert_eq!(raw_option_reply(&mut s).1, proto::REP_ERR_UNSUP);
+    // What the TCP side hands on once TLS is up: a second STARTTLS is
+    // invalid, and GO then enters transmission.
+    let (mut client, inner) = UnixStream::pair().expect("pair");
+    let exports = f.exports.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        server::serve_tls_client(inner, &exports, proto::FLAG_C_FIXED_NEWSTYLE, move || {
+            let _ = ready_tx.send(());
+        })
+    });
+    send_raw_option(&mut client, proto::OPT_STARTTLS, &[]);
+    assert_eq!(raw_option_reply(&mut client).1, proto::REP_ERR_INVALID);
+    let mut go = 2u32.to_be_bytes().to_vec();
+    go.extend_from_slice(b"r0");
+    go.extend_from_slice(&0u16.to_be_bytes());
+    send_raw_option(&mut client, proto::OPT_GO, &go);
+    loop {
+        let (_, reply, _) = raw_option_reply(&mut client);
+        assert!(reply & (1 << 31) == 0, "GO refused: {reply:#x}");
+        if reply == proto::REP_ACK {
+            break;
+        }
+    }
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("ready not called");
+    drop(client);
+    server.join().expect("server thread");
+}
+
+fn send_raw_option(s: &mut impl Write, option: u32, data: &[u8]) {
+    let mut o = proto::IHAVEOPT.to_be_bytes().to_vec();
+    o.extend_from_slice(&option.to_be_bytes());
+    o.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    o.extend_from_slice(data);
+    s.write_all(&o).expect("send option");
+}
+
+/// (option, reply type, data) of the next option reply.
+fn raw_option_reply(s: &mut impl Read) -> (u32, u32, Vec<u8>) {
+    let mut h = [0u8; 20];
+    s.read_exact(&mut h).expect("option reply");
+    assert_eq!(&h[..8], &proto::REPLY_MAGIC.to_be_bytes());
+    let word = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let mut data = vec![0u8; word(16) as usize];
+    s.read_exact(&mut data).expect("reply data");
+    (word(8), word(12), data)
 }

@@ -2,9 +2,11 @@
 //! between network namespaces, driven with duetctl as an administrator
 //! would: create-md, initial sync with primary --force, mirrored writes,
 //! a disconnect and a bitmap resync, split brains, verify,
-//! invalidate-remote, external metadata. Needs root.
+//! invalidate-remote, external metadata, the export over TCP with TLS on
+//! whichever node is Primary. Needs root.
 
 mod netns;
+mod pki;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,15 +37,22 @@ fn replica_section(lab: &Lab, node: usize, rate: &str, extra: &str) -> String {
 
 /// Two nodes with a 64 MiB disk each, fresh metadata, daemons running.
 fn pair(rate: &str, extra: &str) -> Lab {
-    pair_with(rate, extra, false)
+    pair_with(rate, |_| extra.to_string(), |_| {}, false)
 }
 
-/// As `pair`; `external`: the metadata lives in a file of its own per node
-/// (nodeN.md, empty until create-md grows it), and each disk file is the
-/// 64 MiB of data alone.
-fn pair_with(rate: &str, extra: &str, external: bool) -> Lab {
+/// `pair`, with `extra(node)` in each node's replica section and
+/// `prepare` run on the lab before the daemons start; `external`: the
+/// metadata lives in a file of its own per node (nodeN.md, empty until
+/// create-md grows it), and each disk file is the 64 MiB of data alone.
+fn pair_with(
+    rate: &str,
+    extra: impl Fn(usize) -> String,
+    prepare: impl FnOnce(&Lab),
+    external: bool,
+) -> Lab {
     let base = config(2, "ucast", "ucast", "duet.key");
     let mut lab = Lab::nodes(2, &base);
+    prepare(&lab);
     let meta = if external {
         format!(
             "meta-disk = {{ node1 = \"{d}/node1.md\", node2 = \"{d}/node2.md\" }}\n",
@@ -62,7 +71,7 @@ fn pair_with(rate: &str, extra: &str, external: bool) -> Lab {
         }
         let text = format!(
             "{base}{}",
-            replica_section(&lab, n, rate, &format!("{meta}{extra}"))
+            replica_section(&lab, n, rate, &format!("{meta}{}", extra(n)))
         );
         let cfg = lab.write(&format!("node{n}.toml"), &text);
         let out = duetctl_local(&cfg, &format!("node{n}"), &["create-md", "r0"]);
@@ -357,7 +366,7 @@ fn lab_verify_and_invalidate_remote_repair_a_corrupted_secondary() {
 
 #[test]
 fn lab_external_metadata_syncs_and_resyncs_the_whole_disk() {
-    let lab = pair_with("1G", "", true);
+    let lab = pair_with("1G", |_| String::new(), |_| {}, true);
     for n in ["node1", "node2"] {
         wait_r0(&lab, n, "connected, both Inconsistent", |r| {
             r["connection"] == "connected" && r["disk"] == "inconsistent"
@@ -454,4 +463,177 @@ fn lab_down_up_resyncs_what_was_missed_and_adjust_applies_the_config() {
     assert!(out.contains("protocol A"), "{out}");
     let s = lab.status("node2").expect("status");
     assert_eq!(r0(&s)["protocol"], "A", "{s}");
+}
+
+/// Runs `args` in `node`'s namespace; the output, whatever the outcome.
+fn in_ns(lab: &Lab, node: &str, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.node(node).ns])
+        .args(args)
+        .output()
+        .expect("ip netns exec")
+}
+
+fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn lab_the_tcp_export_is_served_with_tls_by_the_primary_only() {
+    // Each node listens on its public address while Primary; its
+    // certificate names that address. Paths are relative to the config.
+    let extra = |n: usize| {
+        format!(
+            "nbd-listen = {{ node1 = \"198.51.100.1:10809\", node2 = \"198.51.100.2\" }}\n\
+             [replica.nbd-tls]\ncert = \"pki/node{n}-cert.pem\"\n\
+             key = \"pki/node{n}-key.pem\"\nca = \"pki/ca-cert.pem\"\n"
+        )
+    };
+    let lab = pair_with(
+        "1G",
+        extra,
+        |lab| {
+            let dir = lab.dir.join("pki");
+            std::fs::create_dir_all(&dir).expect("pki");
+            pki::new_ca(&dir, "ca");
+            for n in 1..=2 {
+                let ext = pki::server_ext(&format!("IP:198.51.100.{n}"));
+                pki::signed(&dir, &format!("node{n}"), "ca", &ext);
+            }
+            pki::signed(&dir, "client", "ca", pki::CLIENT_EXT);
+            pki::client_dir(&dir, &lab.dir.join("client"), "ca", Some("client"));
+        },
+        false,
+    );
+    let client = lab.dir.join("client");
+    let nbds = |n: usize| {
+        format!(
+            "nbds://198.51.100.{n}/r0?tls-certificates={}",
+            client.display()
+        )
+    };
+    for n in ["node1", "node2"] {
+        wait_r0(&lab, n, "connected", |r| r["connection"] == "connected");
+    }
+    // Secondary: nothing listens.
+    let out = in_ns(&lab, "node2", &["nbdinfo", &nbds(1)]);
+    assert!(
+        !out.status.success(),
+        "served by a Secondary: {}",
+        printed(&out)
+    );
+
+    ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
+    established(&lab, "node1");
+    let size = usable(&lab);
+    // From node2's side of the public link, as a remote client.
+    let out = in_ns(&lab, "node2", &["nbdinfo", "--size", &nbds(1)]);
+    assert!(out.status.success(), "nbdinfo: {}", printed(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        size.to_string()
+    );
+    // Without TLS: refused.
+    let out = in_ns(&lab, "node2", &["nbdinfo", "nbd://198.51.100.1/r0"]);
+    assert!(
+        !out.status.success(),
+        "served without TLS: {}",
+        printed(&out)
+    );
+    // A pattern in over TLS, mirrored to node2.
+    let pattern = lab.dir.join("pattern.bin");
+    std::fs::write(&pattern, vec![0x6bu8; 4 * MIB as usize]).expect("pattern");
+    let out = in_ns(
+        &lab,
+        "node2",
+        &["nbdcopy", &pattern.display().to_string(), &nbds(1)],
+    );
+    assert!(out.status.success(), "nbdcopy: {}", printed(&out));
+
+    // A client stays connected: counted (beside the attachment's own
+    // connections), then cut off by `secondary`.
+    let s = lab.status("node1").expect("status");
+    let local = r0(&s)["clients"].as_u64().expect("clients");
+    let mut qemu = Command::new("ip")
+        .args(["netns", "exec", &lab.node("node2").ns, "qemu-io"])
+        .args([
+            "--object",
+            &format!(
+                "tls-creds-x509,id=tls0,endpoint=client,dir={}",
+                client.display()
+            ),
+            "--image-opts",
+            "driver=nbd,server.type=inet,server.host=198.51.100.1,server.port=10809,export=r0,tls-creds=tls0",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("qemu-io");
+    wait_r0(&lab, "node1", "the TCP client counted", |r| {
+        r["clients"] == local + 1
+    });
+    ctl_ok(&lab, "node1", &["secondary", "r0"]);
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    let s = lab.status("node1").expect("status");
+    assert_eq!(r0(&s)["clients"], 0, "{s}");
+    let out = in_ns(&lab, "node2", &["nbdinfo", &nbds(1)]);
+    assert!(!out.status.success(), "still listening: {}", printed(&out));
+    assert!(same_data(&lab, size), "the disks differ");
+
+    // The other node as Primary serves the same data at its address.
+    ctl_ok(&lab, "node2", &["primary", "r0"]);
+    let back = lab.dir.join("back.bin");
+    let out = in_ns(
+        &lab,
+        "node1",
+        &["nbdcopy", &nbds(2), &back.display().to_string()],
+    );
+    assert!(out.status.success(), "nbdcopy back: {}", printed(&out));
+    let back = std::fs::read(&back).expect("copied back");
+    assert!(back[..4 * MIB as usize].iter().all(|&b| b == 0x6b));
+    ctl_ok(&lab, "node2", &["secondary", "r0"]);
+}
+
+#[test]
+fn lab_duetd_does_not_start_with_a_tls_key_others_may_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let extra = |_| {
+        "nbd-listen = { node1 = \"198.51.100.1\" }\n[replica.nbd-tls]\n\
+         cert = \"pki/node1-cert.pem\"\nkey = \"pki/node1-key.pem\"\nca = \"pki/ca-cert.pem\"\n"
+            .to_string()
+    };
+    let lab = pair_with(
+        "1G",
+        extra,
+        |lab| {
+            let dir = lab.dir.join("pki");
+            std::fs::create_dir_all(&dir).expect("pki");
+            pki::new_ca(&dir, "ca");
+            pki::signed(&dir, "node1", "ca", &pki::server_ext("IP:198.51.100.1"));
+            let key = dir.join("node1-key.pem");
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        },
+        false,
+    );
+    // node2 has no listener, so it never reads the files: it runs.
+    wait_r0(&lab, "node2", "node2 up", |r| r["name"] == "r0");
+    // node1 stops at once, naming the file and the fix.
+    let key = lab.dir.join("pki/node1-key.pem");
+    let want = format!("chmod 600 {}", key.display());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !lab.log("node1").contains(&want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal in node1's log: {}",
+            lab.log("node1")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(lab.try_status("node1").is_err(), "node1 answers");
 }

@@ -15,6 +15,8 @@ pub const DEFAULT_PORT: u16 = 694;
 /// The first replica's replication port (TCP); the next ones count up from
 /// it in file order, as DRBD's examples do.
 pub const DEFAULT_REPLICA_PORT: u16 = 7788;
+/// NBD's port (IANA), for an `nbd-listen` address written without one.
+pub const DEFAULT_NBD_PORT: u16 = 10809;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -130,6 +132,9 @@ pub struct Replica {
     pub disks: Vec<Option<PathBuf>>,
     /// The export's unix socket, unique among replicas.
     pub nbd_socket: PathBuf,
+    /// The export's TCP listener for remote clients; `None` (the default)
+    /// when no node has one.
+    pub nbd_tcp: Option<NbdTcp>,
     /// Replication address and port per node, indexed like `Config::nodes`;
     /// `Some` exactly where `disks` is.
     pub addresses: Vec<Option<SocketAddr>>,
@@ -164,6 +169,14 @@ impl Replica {
         }
     }
 
+    /// Where the node serves the export over TCP while it is Primary, and
+    /// with which TLS files; `None` if it does not.
+    pub fn nbd_listen(&self, node: NodeId) -> Option<(SocketAddr, &NbdTls)> {
+        let tcp = self.nbd_tcp.as_ref()?;
+        let addr = tcp.listen.get(node.0 as usize).copied().flatten()?;
+        Some((addr, &tcp.tls))
+    }
+
     /// The node's replication address; `None` if it holds no copy.
     pub fn address(&self, node: NodeId) -> Option<SocketAddr> {
         self.addresses.get(node.0 as usize).copied().flatten()
@@ -186,6 +199,29 @@ impl Replica {
             _ => None,
         }
     }
+}
+
+/// The export over TCP: never without TLS, and TLS always with client
+/// certificates (mutual TLS is how a client is authenticated).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NbdTcp {
+    /// Listen address per node, indexed like `Config::nodes`; `None` where
+    /// the node does not listen. Only nodes with a disk have one.
+    pub listen: Vec<Option<SocketAddr>>,
+    pub tls: NbdTls,
+}
+
+/// `[replica.nbd-tls]`: PEM files, at these paths on every node that
+/// listens (each node's own certificate and key), resolved against the
+/// config file's folder when relative.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NbdTls {
+    /// The server's certificate chain, its own certificate first.
+    pub cert: PathBuf,
+    /// The server's private key: mode 0600 or stricter, owned by root.
+    pub key: PathBuf,
+    /// The CA certificates a client's certificate must chain to.
+    pub ca: PathBuf,
 }
 
 /// When a write counts as done (DRBD's protocols).

@@ -36,6 +36,11 @@ pub struct RawReplica {
     #[serde(default)]
     pub disk: BTreeMap<String, String>,
     pub nbd_socket: Option<String>,
+    /// Node name -> the TCP address the export is served on there, while
+    /// that node is Primary. Empty: no TCP listener (the default).
+    #[serde(default)]
+    pub nbd_listen: BTreeMap<String, String>,
+    pub nbd_tls: Option<RawNbdTls>,
     /// Node name -> replication address of that node.
     #[serde(default)]
     pub address: BTreeMap<String, String>,
@@ -51,6 +56,15 @@ pub struct RawReplica {
     pub timeout: Option<String>,
     pub connect_retry: Option<String>,
     pub resync: Option<RawResync>,
+}
+
+/// `[replica.nbd-tls]`: files on each node, at the same paths.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawNbdTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub ca: Option<String>,
 }
 
 /// `[replica.resync]`.

@@ -1700,3 +1700,226 @@ fn bad_replication_settings_come_together_with_all_other_errors() {
         }
     );
 }
+
+const TLS_TABLE: &str = "\n[replica.nbd-tls]\ncert = \"nbd/server-cert.pem\"\n\
+    key = \"/etc/duet/nbd/server-key.pem\"\nca = \"nbd/ca-cert.pem\"\n";
+
+/// REPLICA served over TCP on both nodes, with TLS.
+fn tcp_replica() -> String {
+    REPLICA.replacen(
+        "name = \"r0\"",
+        "name = \"r0\"\nnbd-listen = { node1 = \"198.51.100.1:10809\", node2 = \"198.51.100.2\" }",
+        1,
+    ) + TLS_TABLE
+}
+
+#[test]
+fn the_tcp_listener_is_off_by_default_and_per_node_when_written() {
+    let plain = parse(&format!("{BASE}{REPLICA}"), path()).unwrap_or_else(|e| panic!("{e}"));
+    let r = &plain.config.replicas[0];
+    assert_eq!(r.nbd_tcp, None);
+    assert_eq!(r.nbd_listen(NodeId(0)), None);
+
+    let text = format!("{BASE}{}", tcp_replica());
+    let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let r = &loaded.config.replicas[0];
+    let tls = NbdTls {
+        // Relative to the config file's folder, like the key files.
+        cert: "/etc/duet/nbd/server-cert.pem".into(),
+        key: "/etc/duet/nbd/server-key.pem".into(),
+        ca: "/etc/duet/nbd/ca-cert.pem".into(),
+    };
+    assert_eq!(
+        r.nbd_tcp,
+        Some(NbdTcp {
+            // Port 10809, NBD's, when left out.
+            listen: vec![socket("198.51.100.1:10809"), socket("198.51.100.2:10809")],
+            tls: tls.clone(),
+        })
+    );
+    assert_eq!(
+        r.nbd_listen(NodeId(1)),
+        Some((
+            "198.51.100.2:10809"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+            &tls
+        ))
+    );
+    // One node only, on every address, IPv6.
+    let one = tcp_replica().replacen(
+        "{ node1 = \"198.51.100.1:10809\", node2 = \"198.51.100.2\" }",
+        "{ node2 = \"[::]:10900\" }",
+        1,
+    );
+    let loaded = parse(&format!("{BASE}{one}"), path()).unwrap_or_else(|e| panic!("{e}"));
+    let r = &loaded.config.replicas[0];
+    assert_eq!(r.nbd_listen(NodeId(0)), None);
+    assert_eq!(
+        r.nbd_listen(NodeId(1)).map(|(at, _)| at),
+        socket("[::]:10900")
+    );
+}
+
+#[test]
+fn each_broken_tcp_listener_is_placed_at_its_line_and_key() {
+    let listen = "nbd-listen = { node1 = \"198.51.100.1:10809\", node2 = \"198.51.100.2\" }";
+    // (what, edit of tcp_replica(), text on the error's line, key, message, hint)
+    let cases = [
+        (
+            "a listener without TLS",
+            (TLS_TABLE, ""),
+            "nbd-listen = ",
+            "replica[0].nbd-listen",
+            "a TCP listener without TLS",
+            "[replica.nbd-tls] table with cert, key and ca",
+        ),
+        (
+            "no key",
+            ("key = \"/etc/duet/nbd/server-key.pem\"\n", ""),
+            "[replica.nbd-tls]",
+            "replica[0].nbd-tls.key",
+            "missing",
+            "mode 0600",
+        ),
+        (
+            "an empty ca",
+            ("ca = \"nbd/ca-cert.pem\"", "ca = \" \""),
+            "ca = ",
+            "replica[0].nbd-tls.ca",
+            "an empty ca names no file",
+            "signs the clients' certificates",
+        ),
+        (
+            "an unknown TLS key",
+            ("ca = ", "crl = \"x\"\nca = "),
+            "crl = ",
+            "replica[0].nbd-tls.crl",
+            "unknown field `crl`",
+            "`cert`, `key`",
+        ),
+        (
+            "an unknown node",
+            (listen, "nbd-listen = { node9 = \"198.51.100.1\" }"),
+            "nbd-listen = ",
+            "replica[0].nbd-listen.node9",
+            "no node is named \"node9\"",
+            "\"node1\", \"node2\"",
+        ),
+        (
+            "not an address",
+            (listen, "nbd-listen = { node1 = \"node1:10809\" }"),
+            "nbd-listen = ",
+            "replica[0].nbd-listen.node1",
+            "\"node1:10809\" is not an IP address with an optional port",
+            "198.51.100.1:10809",
+        ),
+        (
+            "multicast",
+            (listen, "nbd-listen = { node1 = \"239.1.1.1:10809\" }"),
+            "nbd-listen = ",
+            "replica[0].nbd-listen.node1",
+            "239.1.1.1 is a multicast address",
+            "TCP port",
+        ),
+        (
+            "port 0",
+            (listen, "nbd-listen = { node1 = \"198.51.100.1:0\" }"),
+            "nbd-listen = ",
+            "replica[0].nbd-listen.node1",
+            "port 0 is not a port",
+            "TCP port",
+        ),
+        (
+            "the replication port",
+            (listen, "nbd-listen = { node2 = \"0.0.0.0:7788\" }"),
+            "nbd-listen = ",
+            "replica[0].nbd-listen.node2",
+            "0.0.0.0:7788 would take 203.0.113.2:7788, replica[0]'s replication address on node2",
+            "a port of its own",
+        ),
+    ];
+    for (what, (from, to), line_with, key, message, hint) in cases {
+        let replica = tcp_replica().replacen(from, to, 1);
+        assert_ne!(replica, tcp_replica(), "{what}: the edit did not apply");
+        let text = format!("{BASE}{replica}");
+        assert_one_error(what, &text, line_with, key, message, hint);
+    }
+}
+
+#[test]
+fn tcp_listeners_need_a_disk_and_a_port_of_their_own() {
+    // node3 holds no copy: never Primary, never serving.
+    let text = format!(
+        "{}{}",
+        base3(),
+        tcp_replica().replacen(
+            "node2 = \"198.51.100.2\" }",
+            "node2 = \"198.51.100.2\", node3 = \"198.51.100.3\" }",
+            1
+        )
+    );
+    assert_one_error(
+        "a node without a disk",
+        &text,
+        "nbd-listen = ",
+        "replica[0].nbd-listen.node3",
+        "node3 has no disk for this replica",
+        "\"node1\", \"node2\"",
+    );
+    // Two replicas on one port of one node: the second is told.
+    let second = tcp_replica()
+        .replacen("name = \"r0\"", "name = \"r1\"", 1)
+        .replacen(
+            "node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\"",
+            "node1 = \"/dev/sdc\", node2 = \"/dev/sdc\"",
+            1,
+        )
+        .replacen(
+            "{ node1 = \"198.51.100.1:10809\", node2 = \"198.51.100.2\" }",
+            "{ node1 = \"198.51.100.1:10810\", node2 = \"0.0.0.0:10809\" }",
+            1,
+        );
+    let text = format!("{BASE}{}{second}", tcp_replica());
+    assert_one_error(
+        "the same port on node2",
+        &text,
+        "nbd-listen = ",
+        "replica[1].nbd-listen.node2",
+        "0.0.0.0:10809 would take 198.51.100.2:10809, replica[0]'s nbd-listen on node2",
+        "a port no other replica listens on",
+    );
+    // The same address and port on two nodes is two hosts: fine.
+    let same = tcp_replica().replacen(
+        "{ node1 = \"198.51.100.1:10809\", node2 = \"198.51.100.2\" }",
+        "{ node1 = \"0.0.0.0:10809\", node2 = \"0.0.0.0:10809\" }",
+        1,
+    );
+    parse(&format!("{BASE}{same}"), path()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn tls_without_a_listener_is_a_warning() {
+    let replica = tcp_replica().replacen(
+        "nbd-listen = { node1 = \"198.51.100.1:10809\", node2 = \"198.51.100.2\" }\n",
+        "",
+        1,
+    );
+    let text = format!("{BASE}{replica}");
+    let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
+    let got: Vec<(usize, &str, &str)> = loaded
+        .warnings
+        .iter()
+        .map(|w| (w.line, w.key.as_str(), w.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [(
+            line_of(&text, "[replica.nbd-tls]"),
+            "replica[0].nbd-tls",
+            "no node has an nbd-listen address, so nothing is served over TCP"
+        )]
+    );
+    assert_eq!(loaded.config.replicas[0].nbd_tcp, None);
+}

@@ -17,7 +17,7 @@ use crate::membership::auth::AuthAlgorithm;
 
 mod replica;
 
-use replica::{Endpoints, MetaSeen, Replication};
+use replica::{Endpoints, Listeners, MetaSeen, Replication};
 
 /// Longest cluster or node name; the wire format carries at most this many
 /// bytes (`membership::wire::MAX_NAME`).
@@ -573,6 +573,7 @@ impl Check {
         let mut devices: Vec<(KeyPath, PathBuf)> = Vec::new();
         let mut meta_disks: Vec<MetaSeen> = Vec::new();
         let mut endpoints = Endpoints::default();
+        let mut listeners = Listeners::default();
         let mut replicas = Vec::with_capacity(raw.len());
         for (i, r) in raw.iter().enumerate() {
             let key = key.index(i);
@@ -704,11 +705,13 @@ impl Check {
                 connect_retry,
                 resync,
             } = self.replication(r, &node_names, &disk_nodes, cluster_key, path, &key);
+            let nbd_tcp = self.nbd_tcp(r, nodes, &disk_nodes, path, &key, &mut listeners);
             replicas.push(Replica {
                 name,
                 device: device.unwrap_or_default(),
                 disks,
                 nbd_socket: nbd_socket.unwrap_or_default(),
+                nbd_tcp,
                 addresses,
                 protocol,
                 meta_disk,
@@ -737,6 +740,7 @@ impl Check {
             }
         }
         self.meta_disk_clashes(&meta_disks, &first_disk, &first_path, nodes);
+        self.nbd_listen_clashes(&listeners, &endpoints);
         replicas
     }
 

@@ -45,6 +45,8 @@ pub enum DaemonError {
     LocalNode(#[from] config::LocalNodeError),
     #[error("{0}")]
     Key(#[from] auth::KeyError),
+    #[error("{0}")]
+    NbdTls(#[from] replicas::NbdTlsError),
     #[error("cannot open the ICMP sockets for ping nodes: {0}")]
     Ping(std::io::Error),
     #[error("D-Bus: {0}")]
@@ -109,7 +111,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let epoch_us = u64::try_from(epoch.as_micros()).unwrap_or(u64::MAX);
     let setup = Setup::from_config(&config, local, Incarnation(epoch_us));
     let core = Membership::new(setup, codec, Timestamp::ZERO);
-    let replicas = Replicas::open(&config, local);
+    let replicas = Replicas::open(&config, local)?;
     if !config.replicas.is_empty() {
         protect_io();
     }

@@ -1,9 +1,10 @@
 //! The replicas this node holds a disk for: each runs its replication
 //! engine (src/daemon/replica) and an NBD export whose backend is that
 //! engine. The export is enabled and attached as a block device only while
-//! the replica is Primary.
+//! the replica is Primary, and served on TCP (when configured) only then.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +15,23 @@ use crate::daemon::replica::engine::Admin;
 use crate::daemon::replica::{self, Handle};
 use crate::export::attach::{Attachment, attach};
 use crate::export::server::{self, Export};
+use crate::export::tcp::{self, Limits, TcpExport};
+use crate::export::tls::{self, TlsError};
 use crate::types::NodeId;
+
+/// A replica's TLS files could not be used: duetd does not start.
+#[derive(Debug, thiserror::Error)]
+#[error("replica {replica}: nbd-tls: {source}")]
+pub struct NbdTlsError {
+    pub replica: String,
+    pub source: TlsError,
+}
+
+/// Where this node serves a replica over TCP while Primary, and its TLS.
+struct TcpSetup {
+    addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+}
 
 struct LocalReplica {
     name: String,
@@ -24,6 +41,9 @@ struct LocalReplica {
     handle: Option<Handle>,
     export: Option<Export>,
     attachment: Option<Attachment>,
+    tcp_setup: Option<TcpSetup>,
+    /// The TCP listener, running while Primary.
+    tcp: Option<TcpExport>,
 }
 
 impl LocalReplica {
@@ -90,26 +110,54 @@ impl LocalReplica {
         let export = self
             .export
             .as_ref()
-            .ok_or_else(|| format!("{}: the export could not be opened at start", self.name))?;
+            .ok_or_else(|| format!("{}: the export could not be opened at start", self.name))?
+            .clone();
         export.set_enabled(true);
+        let undo = |why: String| {
+            export.set_enabled(false);
+            let _ = handle.admin(Admin::Secondary);
+            Err(why)
+        };
+        // Bound first: a node that cannot serve its remote clients finds
+        // out before it attaches anything.
+        let listener = match &self.tcp_setup {
+            Some(setup) => match tcp::bind(setup.addr) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    return undo(format!(
+                        "{}: cannot listen on {} for NBD clients: {e}",
+                        self.name, setup.addr
+                    ));
+                }
+            },
+            None => None,
+        };
         // nbdfuse's mount sits beside the socket (/run/duet/nbd/r0.attach):
         // one place per replica and daemon, even with several on a host.
         let work = self.socket.with_extension("attach");
         match attach(&self.socket, &self.name, &self.device, &work) {
-            Ok(a) => {
-                self.attachment = Some(a);
-                Ok(())
-            }
+            Ok(a) => self.attachment = Some(a),
             Err(e) => {
-                export.set_enabled(false);
-                let _ = handle.admin(Admin::Secondary);
-                Err(format!(
+                return undo(format!(
                     "{}: cannot attach {}: {e}",
                     self.name,
                     self.device.display()
-                ))
+                ));
             }
         }
+        if let (Some(listener), Some(setup)) = (listener, &self.tcp_setup) {
+            let exports = Arc::new(HashMap::from([(self.name.clone(), export.clone())]));
+            match TcpExport::serve(listener, exports, setup.tls.clone(), Limits::default()) {
+                Ok(t) => self.tcp = Some(t),
+                // Primary with its device attached all the same: local
+                // users need not lose it for the remote ones.
+                Err(e) => tracing::error!(
+                    replica = %self.name, addr = %setup.addr, error = %e,
+                    "cannot serve NBD clients over TCP"
+                ),
+            }
+        }
+        Ok(())
     }
 
     fn make_secondary(&mut self) -> Result<(), String> {
@@ -118,6 +166,11 @@ impl LocalReplica {
                 .map_err(|e| format!("{}: still Primary: {e}", self.name))?;
         }
         self.attachment = None;
+        // Remote clients are cut off (they reconnect to the next Primary);
+        // what they had in flight is answered or dropped first.
+        if let Some(t) = self.tcp.take() {
+            t.stop();
+        }
         if let Some(e) = &self.export {
             e.set_enabled(false);
         }
@@ -169,8 +222,24 @@ pub struct Replicas {
 impl Replicas {
     /// Starts every replica with a disk on this node. One that cannot
     /// start is listed without an engine (and says why in the log), so the
-    /// others still work.
-    pub fn open(config: &Config, local: NodeId) -> Replicas {
+    /// others still work. TLS files that cannot be used (a key others may
+    /// read, say) are an error: better no daemon than a listener that is
+    /// not what the config asks for.
+    pub fn open(config: &Config, local: NodeId) -> Result<Replicas, NbdTlsError> {
+        // Every TLS file is read before any engine starts.
+        let mut setups = HashMap::new();
+        for r in &config.replicas {
+            if r.disk(local).is_none() {
+                continue;
+            }
+            if let Some((addr, files)) = r.nbd_listen(local) {
+                let tls = tls::server_config(files).map_err(|source| NbdTlsError {
+                    replica: r.name.clone(),
+                    source,
+                })?;
+                setups.insert(r.name.clone(), TcpSetup { addr, tls });
+            }
+        }
         let mut list = Vec::new();
         for r in &config.replicas {
             let Some(disk) = r.disk(local) else { continue };
@@ -192,11 +261,13 @@ impl Replicas {
                 handle,
                 export,
                 attachment: None,
+                tcp_setup: setups.remove(&r.name),
+                tcp: None,
             });
         }
-        Replicas {
+        Ok(Replicas {
             inner: Arc::new(Mutex::new(list)),
-        }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<LocalReplica>> {

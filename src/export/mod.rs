@@ -2,8 +2,9 @@
 //!
 //! `proto` is the NBD wire protocol (pure), `backend` what an export reads
 //! and writes (a local disk or file now, the replica later), `server` the
-//! NBD server on a unix socket, `netlink` the kernel NBD driver's netlink
-//! messages. docs/export.md describes it for users.
+//! NBD server on a unix socket, `tcp` the optional TCP listener in front of
+//! it (TLS with client certificates, `tls`), `netlink` the kernel NBD
+//! driver's netlink messages. docs/export.md describes it for users.
 
 pub mod attach;
 pub mod backend;
@@ -12,3 +13,5 @@ pub mod kernel;
 pub mod netlink;
 pub mod proto;
 pub mod server;
+pub mod tcp;
+pub mod tls;

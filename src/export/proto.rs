@@ -1,6 +1,6 @@
-//! The NBD protocol (fixed newstyle handshake, simple replies), as the
-//! NetworkBlockDevice project's doc/proto.md defines it. Pure: bytes in,
-//! values out, and replies as bytes; the server does the I/O.
+//! The NBD protocol (fixed newstyle handshake, simple replies, STARTTLS),
+//! as the NetworkBlockDevice project's doc/proto.md defines it. Pure: bytes
+//! in, values out, and replies as bytes; the server does the I/O.
 
 use thiserror::Error;
 
@@ -20,6 +20,7 @@ pub const FLAG_C_NO_ZEROES: u32 = 2;
 pub const OPT_EXPORT_NAME: u32 = 1;
 pub const OPT_ABORT: u32 = 2;
 pub const OPT_LIST: u32 = 3;
+pub const OPT_STARTTLS: u32 = 5;
 pub const OPT_INFO: u32 = 6;
 pub const OPT_GO: u32 = 7;
 
@@ -28,7 +29,9 @@ pub const REP_ACK: u32 = 1;
 pub const REP_SERVER: u32 = 2;
 pub const REP_INFO: u32 = 3;
 pub const REP_ERR_UNSUP: u32 = (1 << 31) | 1;
+pub const REP_ERR_POLICY: u32 = (1 << 31) | 2;
 pub const REP_ERR_INVALID: u32 = (1 << 31) | 3;
+pub const REP_ERR_TLS_REQD: u32 = (1 << 31) | 5;
 pub const REP_ERR_UNKNOWN: u32 = (1 << 31) | 6;
 
 // Info types.
@@ -113,6 +116,35 @@ pub enum ProtocolError {
     OptionTooLong(u32),
     #[error("client does not speak fixed newstyle")]
     NotFixedNewstyle,
+}
+
+/// What a server that insists on TLS (the spec's FORCEDTLS mode) does with
+/// an option received before TLS is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeforeTls {
+    /// Reply `REP_ACK`; the TLS handshake follows on the same connection.
+    StartTls,
+    /// Reply `REP_ACK` and close: the client gives up.
+    Abort,
+    /// Close without a reply: `OPT_EXPORT_NAME` has no way to report an
+    /// error, and entering transmission without TLS is not allowed.
+    Close,
+    /// Reply this error and read the next option.
+    Refuse(u32),
+}
+
+/// The FORCEDTLS rules: before TLS, only STARTTLS and ABORT are answered;
+/// every other option gets `REP_ERR_TLS_REQD`, and EXPORT_NAME (which
+/// cannot be refused by a reply) ends the session. `len` is the option's
+/// payload length: STARTTLS carries none.
+pub fn before_tls(option: u32, len: u32) -> BeforeTls {
+    match option {
+        OPT_STARTTLS if len != 0 => BeforeTls::Refuse(REP_ERR_INVALID),
+        OPT_STARTTLS => BeforeTls::StartTls,
+        OPT_ABORT => BeforeTls::Abort,
+        OPT_EXPORT_NAME => BeforeTls::Close,
+        _ => BeforeTls::Refuse(REP_ERR_TLS_REQD),
+    }
 }
 
 /// The server's greeting.
@@ -330,6 +362,24 @@ mod tests {
         assert!(parse_option_header(&h).is_err());
         h[0] = 0;
         assert!(parse_option_header(&h).is_err());
+    }
+
+    #[test]
+    fn before_tls_only_starttls_and_abort_are_answered() {
+        assert_eq!(before_tls(OPT_STARTTLS, 0), BeforeTls::StartTls);
+        assert_eq!(
+            before_tls(OPT_STARTTLS, 1),
+            BeforeTls::Refuse(REP_ERR_INVALID)
+        );
+        assert_eq!(before_tls(OPT_ABORT, 0), BeforeTls::Abort);
+        assert_eq!(before_tls(OPT_EXPORT_NAME, 2), BeforeTls::Close);
+        for option in [OPT_LIST, OPT_INFO, OPT_GO, 8, 99, u32::MAX] {
+            assert_eq!(
+                before_tls(option, 0),
+                BeforeTls::Refuse(REP_ERR_TLS_REQD),
+                "option {option}"
+            );
+        }
     }
 
     #[test]

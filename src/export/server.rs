@@ -1,4 +1,6 @@
-//! The NBD server: a unix socket (mode 0600). Per connection, one thread
+//! The NBD server: a unix socket (mode 0600), and behind the optional TCP
+//! listener (src/export/tcp.rs) the same code on the plaintext side of
+//! each TLS session. Per connection, one thread
 //! reads requests and a few workers run them, so a client keeps several
 //! requests in flight (a replicated write waits for the peer; others need
 //! not wait behind it) and replies go out in completion order, as NBD
@@ -101,16 +103,49 @@ pub fn spawn(listener: UnixListener, exports: Exports) -> std::thread::JoinHandl
 /// protocol (the fuzz target drives it directly).
 pub fn serve_client(mut s: UnixStream, exports: &Exports) {
     match handshake(&mut s, exports) {
-        Ok(Some((export, _))) => {
-            export.clients.fetch_add(1, Ordering::SeqCst);
-            if let Err(e) = transmission(&mut s, &export) {
-                tracing::debug!(export = %export.name, error = %e, "NBD client gone");
-            }
-            export.clients.fetch_sub(1, Ordering::SeqCst);
-        }
+        Ok(Some(export)) => serve_export(&mut s, &export),
         Ok(None) => {}
         Err(e) => tracing::debug!(error = %e, "NBD handshake ended"),
     }
+}
+
+/// Serves a client whose greeting, flags and STARTTLS were handled on the
+/// TCP side (src/export/tcp.rs): `s` carries the plaintext of the TLS
+/// session, `client_flags` are the flags it sent before TLS. `ready` is
+/// called when the client enters transmission (the TCP side stops its
+/// handshake clock then).
+pub fn serve_tls_client(
+    mut s: UnixStream,
+    exports: &Exports,
+    client_flags: u32,
+    ready: impl FnOnce(),
+) {
+    match options(&mut s, exports, client_flags, Tls::Up) {
+        Ok(Some(export)) => {
+            ready();
+            serve_export(&mut s, &export);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!(error = %e, "NBD handshake (TLS) ended"),
+    }
+}
+
+/// Transmission, with the client counted while it lasts.
+fn serve_export(s: &mut UnixStream, export: &Export) {
+    export.clients.fetch_add(1, Ordering::SeqCst);
+    if let Err(e) = transmission(s, export) {
+        tracing::debug!(export = %export.name, error = %e, "NBD client gone");
+    }
+    export.clients.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Whether the session runs inside TLS: the unix socket never does (the
+/// spec's NOTLS mode); a TCP session always does by the time options
+/// reach this file (FORCEDTLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    None,
+    Up,
 }
 
 fn protocol(e: proto::ProtocolError) -> io::Error {
@@ -128,11 +163,21 @@ fn find<'a>(exports: &'a Exports, name: &str) -> Option<&'a Export> {
 }
 
 /// Negotiates until the client picks an export (Some) or leaves (None).
-fn handshake(s: &mut UnixStream, exports: &Exports) -> io::Result<Option<(Export, u32)>> {
+fn handshake(s: &mut UnixStream, exports: &Exports) -> io::Result<Option<Export>> {
     s.write_all(&proto::greeting())?;
     let mut flags = [0u8; 4];
     s.read_exact(&mut flags)?;
     let client_flags = proto::parse_client_flags(flags).map_err(protocol)?;
+    options(s, exports, client_flags, Tls::None)
+}
+
+/// Option haggling, after the client's flags.
+fn options(
+    s: &mut UnixStream,
+    exports: &Exports,
+    client_flags: u32,
+    tls: Tls,
+) -> io::Result<Option<Export>> {
     let no_zeroes = client_flags & proto::FLAG_C_NO_ZEROES != 0;
     loop {
         let mut header = [0u8; proto::OPTION_HEADER_LEN];
@@ -149,7 +194,7 @@ fn handshake(s: &mut UnixStream, exports: &Exports) -> io::Result<Option<(Export
                 };
                 let size = export.backend.size();
                 s.write_all(&proto::export_name_reply(size, export.flags(), no_zeroes))?;
-                return Ok(Some((export.clone(), client_flags)));
+                return Ok(Some(export.clone()));
             }
             proto::OPT_ABORT => {
                 let _ = s.write_all(&proto::option_reply(option, proto::REP_ACK, &[]));
@@ -160,8 +205,13 @@ fn handshake(s: &mut UnixStream, exports: &Exports) -> io::Result<Option<(Export
                 if let Some(export) = info(s, exports, option, &data)?
                     && option == proto::OPT_GO
                 {
-                    return Ok(Some((export, client_flags)));
+                    return Ok(Some(export));
                 }
+            }
+            // TLS is already up: a second STARTTLS is invalid (the spec).
+            // Without TLS (the unix socket) it is unsupported, below.
+            proto::OPT_STARTTLS if tls == Tls::Up => {
+                s.write_all(&proto::option_reply(option, proto::REP_ERR_INVALID, &[]))?
             }
             _ => s.write_all(&proto::option_reply(option, proto::REP_ERR_UNSUP, &[]))?,
         }

@@ -6,7 +6,7 @@
 //! opt-in in the config.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -63,9 +63,17 @@ pub enum KeyError {
     #[error("key file {path} is empty")]
     EmptyFile { path: PathBuf },
     #[error(
-        "key file {path} is accessible by group or others (mode {mode:04o}); anyone who reads it can join the cluster: chmod 600 {path}"
+        "key file {path} is accessible by group or others (mode {mode:04o}); anyone who reads it can pose as this node: chmod 600 {path}"
     )]
     Permissions { path: PathBuf, mode: u32 },
+    #[error(
+        "key file {path} belongs to uid {owner}, not to uid {expected} that duetd runs as; whoever owns it can change it: chown {expected} {path}"
+    )]
+    Owner {
+        path: PathBuf,
+        owner: u32,
+        expected: u32,
+    },
     #[error(
         "key file {path} already exists; refusing to overwrite it (remove it first if you mean to replace the key on every node)"
     )]
@@ -141,22 +149,7 @@ fn verify<M: Mac + KeyInit>(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
 /// refused: a readable key lets anyone on the link join the cluster, a
 /// writable one lets them replace it.
 pub fn load_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    // Mode and content come from the same open file, so a file swapped in
-    // between the check and the read cannot slip through.
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mode = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::Permissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let mut key = Vec::new();
-    file.read_to_end(&mut key).map_err(io)?;
+    let mut key = read_private_file(path, None)?;
     while key
         .last()
         .is_some_and(|b| matches!(b, b'\n' | b'\r' | b' '))
@@ -169,6 +162,39 @@ pub fn load_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
         });
     }
     Ok(key)
+}
+
+/// Reads a secret file as it is (a private key in PEM, say) after the
+/// checks a key file gets: no access for group or others, and with
+/// `owner`, owned by that uid (whoever owns a file can change its mode).
+pub fn read_private_file(path: &Path, owner: Option<u32>) -> Result<Vec<u8>, KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Mode and content come from the same open file, so a file swapped in
+    // between the check and the read cannot slip through.
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    if let Some(expected) = owner
+        && meta.uid() != expected
+    {
+        return Err(KeyError::Owner {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            expected,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }
 
 /// Writes a new random key: 32 random bytes as 64 lowercase hex digits and
@@ -303,6 +329,32 @@ mod tests {
                 b"sesame"
             );
         }
+    }
+
+    #[test]
+    fn private_files_may_need_an_owner() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = TempDir::new("owner");
+        let path = dir.0.join("key.pem");
+        std::fs::write(&path, "-----BEGIN PRIVATE KEY-----\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let mine = std::fs::metadata(&path).expect("meta").uid();
+        // Read as it is: nothing trimmed.
+        assert_eq!(
+            read_private_file(&path, Some(mine)).expect("own file refused"),
+            b"-----BEGIN PRIVATE KEY-----\n"
+        );
+        let other = mine.wrapping_add(1);
+        let err = read_private_file(&path, Some(other)).expect_err("owner not checked");
+        assert!(matches!(err, KeyError::Owner { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("chown {other} {}", path.display())),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let err = read_private_file(&path, Some(mine)).expect_err("open key accepted");
+        assert!(matches!(err, KeyError::Permissions { .. }), "{err}");
     }
 
     #[test]

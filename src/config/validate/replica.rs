@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use super::{Check, beside, node_index, quoted_list};
 use crate::config::duration;
+use crate::config::error::Issue;
 use crate::config::locate::KeyPath;
 use crate::config::model::{
-    DEFAULT_REPLICA_PORT, MetaDisk, OnIoError, Protocol, ResyncRates, VerifyAlg,
+    DEFAULT_NBD_PORT, DEFAULT_REPLICA_PORT, MetaDisk, NbdTcp, NbdTls, OnIoError, Protocol,
+    ResyncRates, VerifyAlg,
 };
-use crate::config::raw::{RawMetaDisk, RawNode, RawReplica, RawResync, RawSize};
+use crate::config::raw::{RawMetaDisk, RawNbdTls, RawNode, RawReplica, RawResync, RawSize};
 use crate::config::size::{self, SIZE_HINT, SizeError};
 use crate::replication::split_brain::{After0Pri, After1Pri, After2Pri, Policies};
 
@@ -55,6 +57,11 @@ const META_DISK_HINT: &str = "\"internal\" (at the end of the disk), or an absol
 const KEY_FILE_HINT: &str = "a path to the replication key, e.g. \"repl.key\" (create it with \
      `duetctl keygen`), or leave key-file out to use the cluster's";
 
+const NBD_LISTEN_HINT: &str = "the node's IP address and a TCP port for NBD clients, e.g. \
+     \"198.51.100.1:10809\" or \"[2001:db8::1]:10809\" (port 10809 when left out)";
+const NBD_TLS_HINT: &str = "a [replica.nbd-tls] table with cert, key and ca (PEM files): \
+     clients then need a certificate signed by that CA";
+
 /// Who listens where: each replication address and port taken so far, so
 /// that no two replication links are bound to the same socket.
 #[derive(Default)]
@@ -72,6 +79,26 @@ pub(super) struct MetaSeen {
     key: KeyPath,
     node: usize,
     path: PathBuf,
+}
+
+/// Every `nbd-listen` address, kept until all replicas are read: then each
+/// is checked against the replication links and the other replicas'.
+#[derive(Default)]
+pub(super) struct Listeners(Vec<Listener>);
+
+struct Listener {
+    /// `replica[N].nbd-listen.NODE`.
+    key: KeyPath,
+    /// `replica[N]`.
+    replica: KeyPath,
+    node: String,
+    at: SocketAddr,
+}
+
+/// Whether two TCP listeners on one node would want the same port: the
+/// same address, or one of them on every address (0.0.0.0 or ::).
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// The settings of `model::Replica` that are checked here, beyond the disks,
@@ -286,6 +313,188 @@ impl Check {
             timeout,
             connect_retry,
             resync,
+        }
+    }
+
+    /// The export's TCP listener: `nbd-listen` per node and
+    /// `[replica.nbd-tls]`. Off (None) unless some node listens; a
+    /// listener without TLS is an error, TLS without a listener a warning.
+    /// `disk_nodes` are the nodes with a disk (only they are ever Primary),
+    /// `path` the config file's, `key` the replica's.
+    pub(super) fn nbd_tcp(
+        &mut self,
+        r: &RawReplica,
+        nodes: &[RawNode],
+        disk_nodes: &[&str],
+        path: &Path,
+        key: &KeyPath,
+        listeners: &mut Listeners,
+    ) -> Option<NbdTcp> {
+        let mut listen = vec![None; nodes.len()];
+        for (node, text) in &r.nbd_listen {
+            let lkey = key.key("nbd-listen").key(node);
+            let Some(n) = node_index(nodes, node) else {
+                self.error(
+                    lkey,
+                    format!("no node is named {node:?}"),
+                    format!(
+                        "a node with a disk for this replica: {}",
+                        quoted_list(disk_nodes, "no disks")
+                    ),
+                );
+                continue;
+            };
+            if !disk_nodes.contains(&node.as_str()) {
+                self.error(
+                    lkey,
+                    format!(
+                        "{node} has no disk for this replica: it is never Primary, so never serves it"
+                    ),
+                    format!(
+                        "nbd-listen only for the nodes with a disk: {}",
+                        quoted_list(disk_nodes, "no disks")
+                    ),
+                );
+                continue;
+            }
+            let Some(at) = self.nbd_listen_address(&lkey, text) else {
+                continue;
+            };
+            listen[n] = Some(at);
+            listeners.0.push(Listener {
+                key: lkey,
+                replica: key.clone(),
+                node: node.clone(),
+                at,
+            });
+        }
+        let tls_key = key.key("nbd-tls");
+        let tls = r.nbd_tls.as_ref().map(|t| self.nbd_tls(t, path, &tls_key));
+        match (r.nbd_listen.is_empty(), tls) {
+            (true, None) => None,
+            (true, Some(_)) => {
+                self.warnings.push(
+                    Issue::new(
+                        tls_key,
+                        "no node has an nbd-listen address, so nothing is served over TCP",
+                    )
+                    .hint("nbd-listen = { NODE = \"IP:10809\" }, or leave [replica.nbd-tls] out"),
+                );
+                None
+            }
+            (false, None) => {
+                self.error(
+                    key.key("nbd-listen"),
+                    "a TCP listener without TLS would serve the disk to anyone who reaches the port",
+                    NBD_TLS_HINT,
+                );
+                None
+            }
+            (false, Some(tls)) => Some(NbdTcp { listen, tls: tls? }),
+        }
+    }
+
+    /// "IP:PORT", or a bare IP for port 10809.
+    fn nbd_listen_address(&mut self, key: &KeyPath, text: &str) -> Option<SocketAddr> {
+        let at = match (text.parse::<SocketAddr>(), text.parse::<IpAddr>()) {
+            (Ok(at), _) => at,
+            (_, Ok(ip)) => SocketAddr::new(ip, DEFAULT_NBD_PORT),
+            _ => {
+                self.error(
+                    key.clone(),
+                    format!("{text:?} is not an IP address with an optional port"),
+                    NBD_LISTEN_HINT,
+                );
+                return None;
+            }
+        };
+        if at.ip().is_multicast() {
+            self.error(
+                key.clone(),
+                format!("{} is a multicast address", at.ip()),
+                NBD_LISTEN_HINT,
+            );
+            return None;
+        }
+        if at.port() == 0 {
+            self.error(key.clone(), "port 0 is not a port", NBD_LISTEN_HINT);
+            return None;
+        }
+        Some(at)
+    }
+
+    /// `[replica.nbd-tls]`, each file resolved like the key file; `None`
+    /// when one is missing (then there are errors). `key` is the table's.
+    fn nbd_tls(&mut self, raw: &RawNbdTls, path: &Path, key: &KeyPath) -> Option<NbdTls> {
+        let files = [
+            (
+                "cert",
+                &raw.cert,
+                "the server's certificate (PEM), e.g. \"nbd/server-cert.pem\"",
+            ),
+            (
+                "key",
+                &raw.key,
+                "the server's private key (PEM, mode 0600, owned by root), e.g. \"nbd/server-key.pem\"",
+            ),
+            (
+                "ca",
+                &raw.ca,
+                "the CA certificate (PEM) that signs the clients' certificates, e.g. \"nbd/ca-cert.pem\"",
+            ),
+        ];
+        let mut found = Vec::with_capacity(files.len());
+        for (name, written, hint) in files {
+            match written.as_deref().map(str::trim) {
+                None => self.error(key.key(name), "missing", hint),
+                Some("") => self.error(
+                    key.key(name),
+                    format!("an empty {name} names no file"),
+                    hint,
+                ),
+                Some(file) => found.push(beside(path, file)),
+            }
+        }
+        let [cert, tls_key, ca] = <[PathBuf; 3]>::try_from(found).ok()?;
+        Some(NbdTls {
+            cert,
+            key: tls_key,
+            ca,
+        })
+    }
+
+    /// No `nbd-listen` takes a port that a replication link or another
+    /// replica's listener already has on the same node.
+    pub(super) fn nbd_listen_clashes(&mut self, listeners: &Listeners, endpoints: &Endpoints) {
+        for (i, l) in listeners.0.iter().enumerate() {
+            let replication = endpoints
+                .0
+                .iter()
+                .filter(|(at, e)| e.node == l.node && overlap(**at, l.at))
+                .map(|(at, e)| (e.replica.to_string(), *at))
+                .min();
+            if let Some((replica, at)) = replication {
+                self.error(
+                    l.key.clone(),
+                    format!(
+                        "{} would take {at}, {replica}'s replication address on {}",
+                        l.at, l.node
+                    ),
+                    "a port of its own, e.g. 10809",
+                );
+            } else if let Some(other) = listeners.0[..i]
+                .iter()
+                .find(|o| o.node == l.node && overlap(o.at, l.at))
+            {
+                self.error(
+                    l.key.clone(),
+                    format!(
+                        "{} would take {}, {}'s nbd-listen on {}",
+                        l.at, other.at, other.replica, l.node
+                    ),
+                    "a port no other replica listens on there, e.g. 10810",
+                );
+            }
         }
     }
 
