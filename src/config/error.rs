@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::locate::{KeyPath, Locator};
+use super::locate::{KeyPath, Locator, Segment};
 
 /// One problem (or warning) in the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +115,7 @@ pub fn from_toml(
     // serde says "unknown field `x`, expected one of `a`, `b`": the list is
     // what would be valid, so it goes in the hint.
     let (mut message, hint) = match raw.split_once(", expected ") {
-        Some((message, expected)) => (message.to_string(), Some(plain_type(expected))),
+        Some((message, expected)) => (message.to_string(), Some(plain_type(expected, &key))),
         None => (raw.clone(), None),
     };
     // A missing field is reported at its table; name the field itself.
@@ -133,16 +133,33 @@ pub fn from_toml(
     }
 }
 
-/// serde names Rust types ("u16"); users wrote TOML.
-fn plain_type(expected: &str) -> String {
+/// serde names Rust types ("u16"); users wrote TOML. `key` is where the
+/// value was, for an example of what goes there.
+fn plain_type(expected: &str, key: &KeyPath) -> String {
     match expected {
         "u8" => "a whole number from 0 to 255".to_string(),
         "u16" => "a whole number from 0 to 65535".to_string(),
         "u32" => "a whole number from 0 to 4294967295".to_string(),
         "a boolean" => "true or false".to_string(),
-        "a sequence" => "an array, e.g. [\"198.51.100.254\"]".to_string(),
+        "a sequence" => format!("an array, e.g. {}", array_example(key)),
         "a map" => "a table".to_string(),
         other => other.to_string(),
+    }
+}
+
+fn array_example(key: &KeyPath) -> &'static str {
+    let names: Vec<&str> = key
+        .segments()
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Key(k) => Some(k.as_str()),
+            Segment::Index(_) => None,
+        })
+        .collect();
+    match names.as_slice() {
+        ["group", "nodes"] => "[\"node1\", \"node2\"]",
+        ["group", "resource", "args"] => "[\"650-555-1212\"]",
+        _ => "[\"198.51.100.254\"]",
     }
 }
 

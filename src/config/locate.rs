@@ -106,30 +106,34 @@ impl<'a> Locator<'a> {
 
     /// The table whose header is the last one before `offset`, read from
     /// the raw lines: for text that is not valid TOML, where there is no
-    /// parse to ask. `[[node]]` headers are counted to give `node[N]`.
+    /// parse to ask. `[[node]]` headers are counted to give `node[N]`, and
+    /// `[[group.resource]]` ones per group, as TOML nests them: into the
+    /// last `[[group]]` above, giving `group[N].resource[M]`.
     pub fn table_before(&self, offset: usize) -> KeyPath {
         let before = self
             .text
             .get(..offset.min(self.text.len()))
             .unwrap_or(self.text);
-        let mut counts: Vec<(String, usize)> = Vec::new();
+        // Array of tables (its path with the indexes of the arrays it is
+        // in) -> index of its last element so far.
+        let mut last: Vec<(KeyPath, usize)> = Vec::new();
         let mut current = KeyPath::root();
         for line in before.lines().map(str::trim) {
             if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
-                let name = name.trim().to_string();
-                let index = match counts.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, count)) => {
-                        *count += 1;
-                        *count
+                let array = nested(name, &last);
+                let index = match last.iter_mut().find(|(a, _)| *a == array) {
+                    Some((_, index)) => {
+                        *index += 1;
+                        *index
                     }
                     None => {
-                        counts.push((name.clone(), 0));
+                        last.push((array.clone(), 0));
                         0
                     }
                 };
-                current = dotted(&name).index(index);
+                current = array.index(index);
             } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
-                current = dotted(name);
+                current = nested(name, &last);
             }
         }
         current
@@ -201,10 +205,23 @@ impl<'a> Locator<'a> {
     }
 }
 
-fn dotted(name: &str) -> KeyPath {
-    name.split('.')
+/// The path of header `name` (`a.b.c`), each of its parts that is an array
+/// of tables seen so far taken at its last element, as TOML does.
+fn nested(name: &str, last: &[(KeyPath, usize)]) -> KeyPath {
+    let keys: Vec<&str> = name
+        .split('.')
         .map(|k| k.trim().trim_matches('"'))
-        .fold(KeyPath::root(), |path, key| path.key(key))
+        .collect();
+    let mut path = KeyPath::root();
+    for (i, key) in keys.iter().enumerate() {
+        path = path.key(key);
+        if i + 1 < keys.len()
+            && let Some((_, index)) = last.iter().find(|(a, _)| *a == path)
+        {
+            path = path.index(*index);
+        }
+    }
+    path
 }
 
 #[derive(Clone, Copy)]
@@ -383,6 +400,21 @@ nodes = [\"1.2.3.4\", \"5.6.7.8\"]
         assert_eq!(at("name = \"oops"), "node[1]");
         assert_eq!(at("\n[ping]"), "node[1]");
         assert_eq!(loc.table_before(0).to_string(), "");
+    }
+
+    #[test]
+    fn nested_arrays_of_tables_are_counted_per_parent() {
+        let text = "[[group]]\n[[group.resource]]\n[[group.resource]]\n[[group]]\n\
+                    [[group.resource]]\nunit = \"oops\n[[replica]]\n[replica.resync]\nx = \"";
+        let loc = Locator::new(text);
+        assert!(!loc.is_valid_toml());
+        let at = |needle: &str| loc.table_before(text.find(needle).unwrap_or(0)).to_string();
+        assert_eq!(at("unit = "), "group[1].resource[0]");
+        assert_eq!(at("x = "), "replica[0].resync");
+        let second = text
+            .find("[[group]]\n[[group.resource]]\nunit")
+            .unwrap_or(0);
+        assert_eq!(loc.table_before(second).to_string(), "group[0].resource[1]");
     }
 
     #[test]

@@ -109,12 +109,31 @@ impl Resource {
 }
 
 /// Whether the filesystem is checked before mounting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Fsck {
     /// systemd-fsck, as for an fstab line with pass 2 (the default: a
     /// filesystem taken over from a crashed node is checked).
+    #[default]
     Auto,
     Never,
+}
+
+impl Fsck {
+    pub const ALL: [Fsck; 2] = [Fsck::Auto, Fsck::Never];
+
+    /// As written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsck::Auto => "auto",
+            Fsck::Never => "never",
+        }
+    }
+}
+
+impl fmt::Display for Fsck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A replicated disk: what the NBD export needs and how the two copies are
@@ -347,7 +366,7 @@ pub struct Cluster {
     /// Resolved against the config file's folder when relative.
     pub key_file: PathBuf,
     pub auth: AuthAlgorithm,
-    /// Cluster-wide default; groups (a later section) may override it.
+    /// Cluster-wide default; each group may override it.
     pub auto_failback: bool,
 }
 
@@ -427,6 +446,11 @@ impl Config {
     /// The replica named `name` (also its NBD export name).
     pub fn replica(&self, name: &str) -> Option<&Replica> {
         self.replicas.iter().find(|r| r.name == name)
+    }
+
+    /// The group named `name`.
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
     }
 
     pub fn link_ids(&self) -> impl Iterator<Item = LinkId> + '_ {

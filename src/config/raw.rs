@@ -25,6 +25,45 @@ pub struct RawConfig {
     pub ping: Option<RawPing>,
     #[serde(default)]
     pub replica: Vec<RawReplica>,
+    #[serde(default)]
+    pub group: Vec<RawGroup>,
+}
+
+/// `[[group]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawGroup {
+    pub name: Option<String>,
+    /// Node names, most preferred first; `preferred` is the short form.
+    pub nodes: Option<Vec<String>>,
+    pub preferred: Option<String>,
+    pub auto_failback: Option<bool>,
+    pub monitor_interval: Option<String>,
+    pub failure_threshold: Option<u32>,
+    #[serde(default)]
+    pub resource: Vec<RawResource>,
+}
+
+/// `[[group.resource]]`. One table for every kind, the kind being whichever
+/// of `replica`, `mount`, `ip`, `unit` and `script` is present: that reads
+/// better than a `kind = ` key, and it lets `validate` say which key belongs
+/// to which kind instead of serde refusing a key of the wrong one blindly.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawResource {
+    pub replica: Option<String>,
+    pub mount: Option<String>,
+    pub device: Option<String>,
+    pub fstype: Option<String>,
+    pub options: Option<String>,
+    pub fsck: Option<String>,
+    pub ip: Option<String>,
+    pub interface: Option<String>,
+    pub unit: Option<String>,
+    pub script: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub start_timeout: Option<String>,
+    pub stop_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

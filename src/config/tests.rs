@@ -123,6 +123,7 @@ fn the_two_node_example_is_the_lab() {
     assert_eq!(r0.meta_disk, MetaDisk::Internal);
     assert_eq!(r0.policies, Policies::default());
     assert_eq!(r0.key_file, c.cluster.key_file);
+    assert_eq!(c.groups, [lab_web(vec![NodeId(0), NodeId(1)])]);
 }
 
 fn socket(text: &str) -> Option<SocketAddr> {
@@ -156,6 +157,8 @@ fn the_three_node_example_broadcasts_on_the_crossover() {
     assert_eq!(r0.peer(NodeId(0)), Some(NodeId(1)));
     // The tie-breaker holds no copy, so it has no peer to replicate with.
     assert_eq!(r0.peer(NodeId(2)), None);
+    // Nor does the web site run there: it needs r0.
+    assert_eq!(c.groups, [lab_web(vec![NodeId(0), NodeId(1)])]);
 }
 
 #[test]
@@ -1922,4 +1925,1083 @@ fn tls_without_a_listener_is_a_warning() {
         )]
     );
     assert_eq!(loaded.config.replicas[0].nbd_tcp, None);
+}
+
+/// The lab's web site: r0 mounted on /mnt/shared, the floating address on
+/// the public side, apache; auto-failback off, every other default.
+fn lab_web(nodes: Vec<NodeId>) -> Group {
+    let secs = Duration::from_secs;
+    let resource = |kind, timeout| Resource {
+        kind,
+        start_timeout: secs(timeout),
+        stop_timeout: secs(timeout),
+    };
+    Group {
+        name: "web".into(),
+        nodes,
+        auto_failback: false,
+        monitor_interval: secs(5),
+        failure_threshold: 3,
+        resources: vec![
+            resource(
+                ResourceKind::Replica {
+                    replica: "r0".into(),
+                },
+                30,
+            ),
+            resource(
+                ResourceKind::Mount {
+                    device: "/dev/duet/r0".into(),
+                    mountpoint: "/mnt/shared".into(),
+                    fstype: "ext4".into(),
+                    options: String::new(),
+                    fsck: Fsck::Auto,
+                },
+                60,
+            ),
+            resource(
+                ResourceKind::Ip {
+                    address: IpAddr::from([198, 51, 100, 10]),
+                    prefix: 24,
+                    interface: "eth0".into(),
+                },
+                10,
+            ),
+            resource(
+                ResourceKind::Unit {
+                    unit: "apache2.service".into(),
+                },
+                90,
+            ),
+        ],
+    }
+}
+
+/// The lab's group on top of BASE and REPLICA: the replica, a mount of its
+/// device, the floating address and the web server.
+const GROUP: &str = r#"
+[[group]]
+name = "web"
+preferred = "node1"
+
+[[group.resource]]
+replica = "r0"
+
+[[group.resource]]
+mount = "/mnt/shared"
+device = "r0"
+fstype = "ext4"
+
+[[group.resource]]
+ip = "198.51.100.10/24"
+interface = "eth0"
+
+[[group.resource]]
+unit = "apache2.service"
+"#;
+
+/// (from, to) pairs, each replacing the first `from`.
+type Edits<'a> = &'a [(&'a str, &'a str)];
+
+/// BASE, REPLICA and then `group` with each of `edits` applied once; each
+/// must apply, or the test would check the unedited text.
+fn edited(what: &str, group: &str, edits: Edits) -> String {
+    let mut text = group.to_string();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{what}: {from:?} is not in the group");
+        text = text.replacen(from, to, 1);
+    }
+    format!("{BASE}{REPLICA}{text}")
+}
+
+/// `text` must fail with exactly this one error: at the last line
+/// containing `line_with`, at `key`, with exactly `message` and `hint`.
+fn assert_exact_error(
+    what: &str,
+    text: &str,
+    line_with: &str,
+    key: &str,
+    message: &str,
+    hint: &str,
+) {
+    let errors = errors_of(text);
+    assert_eq!(errors.len(), 1, "{what}: {errors:#?}");
+    let e = &errors[0];
+    let at = text
+        .rfind(line_with)
+        .unwrap_or_else(|| panic!("{what}: {line_with:?} not in the text"));
+    assert_eq!(
+        (
+            e.line,
+            e.key.as_str(),
+            e.message.as_str(),
+            e.hint.as_deref()
+        ),
+        (line_at(text, at), key, message, Some(hint)),
+        "{what}: {e}"
+    );
+}
+
+fn resource(kind: ResourceKind, start: u64, stop: u64) -> Resource {
+    Resource {
+        kind,
+        start_timeout: Duration::from_millis(start),
+        stop_timeout: Duration::from_millis(stop),
+    }
+}
+
+#[test]
+fn a_group_with_every_key_written_is_read_into_the_model() {
+    let group = r#"
+[[group]]
+name = "web"
+nodes = ["node2", "node1"]
+auto-failback = true
+monitor-interval = "2s"
+failure-threshold = 1
+
+[[group.resource]]
+replica = "r0"
+start-timeout = "45s"
+stop-timeout = "1m"
+
+[[group.resource]]
+mount = "/mnt/shared/"
+device = "r0"
+fstype = "xfs"
+options = "noatime,nodev"
+fsck = "never"
+
+[[group.resource]]
+mount = "/srv/scratch"
+device = "/dev/sdc1"
+fstype = "ext4"
+fsck = "auto"
+
+[[group.resource]]
+ip = "2001:db8::10/64"
+interface = "eth0"
+
+[[group.resource]]
+ip = "198.51.100.10/24"
+interface = "eth0"
+
+[[group.resource]]
+unit = "apache2.service"
+stop-timeout = "500ms"
+
+[[group.resource]]
+script = "/etc/ha.d/resource.d/pageme"
+args = ["650-555-1212"]
+"#;
+    let text = format!("{BASE}{REPLICA}{group}");
+    let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{s}: {e}"));
+    let want = Group {
+        name: "web".into(),
+        nodes: vec![NodeId(1), NodeId(0)],
+        auto_failback: true,
+        monitor_interval: Duration::from_secs(2),
+        failure_threshold: 1,
+        resources: vec![
+            resource(
+                ResourceKind::Replica {
+                    replica: "r0".into(),
+                },
+                45_000,
+                60_000,
+            ),
+            resource(
+                ResourceKind::Mount {
+                    // The replica's name stands for its device.
+                    device: "/dev/duet/r0".into(),
+                    // Normalized: systemd names the mount unit after it.
+                    mountpoint: "/mnt/shared".into(),
+                    fstype: "xfs".into(),
+                    options: "noatime,nodev".into(),
+                    fsck: Fsck::Never,
+                },
+                60_000,
+                60_000,
+            ),
+            resource(
+                ResourceKind::Mount {
+                    device: "/dev/sdc1".into(),
+                    mountpoint: "/srv/scratch".into(),
+                    fstype: "ext4".into(),
+                    options: String::new(),
+                    fsck: Fsck::Auto,
+                },
+                60_000,
+                60_000,
+            ),
+            resource(
+                ResourceKind::Ip {
+                    address: ip("2001:db8::10"),
+                    prefix: 64,
+                    interface: "eth0".into(),
+                },
+                10_000,
+                10_000,
+            ),
+            resource(
+                ResourceKind::Ip {
+                    address: ip("198.51.100.10"),
+                    prefix: 24,
+                    interface: "eth0".into(),
+                },
+                10_000,
+                10_000,
+            ),
+            resource(
+                ResourceKind::Unit {
+                    unit: "apache2.service".into(),
+                },
+                90_000,
+                500,
+            ),
+            resource(
+                ResourceKind::Script {
+                    path: "/etc/ha.d/resource.d/pageme".into(),
+                    args: vec!["650-555-1212".into()],
+                },
+                60_000,
+                60_000,
+            ),
+        ],
+    };
+    assert_eq!(loaded.config.groups, [want]);
+    let labels: Vec<String> = loaded.config.groups[0]
+        .resources
+        .iter()
+        .map(Resource::label)
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "replica r0",
+            "mount /mnt/shared",
+            "mount /srv/scratch",
+            "ip 2001:db8::10/64 on eth0",
+            "ip 198.51.100.10/24 on eth0",
+            "unit apache2.service",
+            "script /etc/ha.d/resource.d/pageme",
+        ]
+    );
+}
+
+#[test]
+fn a_group_gets_its_defaults_and_preferred_puts_one_node_first() {
+    let text = format!("{BASE}{REPLICA}{GROUP}");
+    let config = parse(&text, path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    let web = config
+        .group("web")
+        .unwrap_or_else(|| panic!("no web in {:?}", config.groups));
+    assert_eq!(web.nodes, [NodeId(0), NodeId(1)]);
+    assert!(!web.auto_failback);
+    assert_eq!(web.monitor_interval, Duration::from_secs(5));
+    assert_eq!(web.failure_threshold, 3);
+    let timeouts: Vec<(u64, u64)> = web
+        .resources
+        .iter()
+        .map(|r| (r.start_timeout.as_secs(), r.stop_timeout.as_secs()))
+        .collect();
+    assert_eq!(timeouts, [(30, 30), (60, 60), (10, 10), (90, 90)]);
+    assert_eq!(config.group("db"), None);
+    assert!(base_config().groups.is_empty());
+
+    // The cluster's auto-failback is the default; a group's own wins.
+    let on = text.replacen("key-file = ", "auto-failback = true\nkey-file = ", 1);
+    let config = parse(&on, path()).unwrap_or_else(|e| panic!("{e}")).config;
+    assert!(config.groups[0].auto_failback);
+    let off = on.replacen(
+        "preferred = \"node1\"",
+        "preferred = \"node1\"\nauto-failback = false",
+        1,
+    );
+    let config = parse(&off, path()).unwrap_or_else(|e| panic!("{e}")).config;
+    assert!(!config.groups[0].auto_failback);
+
+    // preferred: that node, then every other in file order.
+    let unit_only = "\n[[group]]\nname = \"cron\"\npreferred = \"node2\"\n\n\
+                     [[group.resource]]\nunit = \"cron.service\"\n";
+    let config = parse(&format!("{}{unit_only}", base3()), path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(config.groups[0].nodes, [NodeId(1), NodeId(0), NodeId(2)]);
+    // A script's args default to none; its timeouts to 60s.
+    let script = "\n[[group]]\nname = \"page\"\nnodes = [\"node1\"]\n\n\
+                  [[group.resource]]\nscript = \"/usr/local/bin/page\"\n";
+    let config = parse(&format!("{BASE}{script}"), path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(
+        config.groups[0].resources,
+        [resource(
+            ResourceKind::Script {
+                path: "/usr/local/bin/page".into(),
+                args: Vec::new(),
+            },
+            60_000,
+            60_000
+        )]
+    );
+}
+
+#[test]
+fn every_resource_kind_is_told_by_its_key() {
+    // (resource table, what the model shows)
+    let cases = [
+        ("replica = \"r0\"", "replica r0"),
+        (
+            "mount = \"/srv\"\ndevice = \"/dev/sdc\"\nfstype = \"ext4\"",
+            "mount /srv",
+        ),
+        (
+            "ip = \"198.51.100.20/32\"\ninterface = \"eth0\"",
+            "ip 198.51.100.20/32 on eth0",
+        ),
+        ("unit = \"getty@tty1.service\"", "unit getty@tty1.service"),
+        ("unit = \"backup.timer\"", "unit backup.timer"),
+        ("unit = \"multi-user.target\"", "unit multi-user.target"),
+        (
+            "unit = \"sys-fs-fuse-connections.mount\"",
+            "unit sys-fs-fuse-connections.mount",
+        ),
+        ("script = \"/etc/init.d/x\"", "script /etc/init.d/x"),
+    ];
+    for (table, label) in cases {
+        let group = format!(
+            "\n[[group]]\nname = \"g\"\npreferred = \"node1\"\n\n[[group.resource]]\n{table}\n"
+        );
+        let text = format!("{BASE}{REPLICA}{group}");
+        let config = parse(&text, path())
+            .unwrap_or_else(|e| panic!("{table}: {e}"))
+            .config;
+        let labels: Vec<String> = config.groups[0]
+            .resources
+            .iter()
+            .map(Resource::label)
+            .collect();
+        assert_eq!(labels, [label], "{table}");
+    }
+}
+
+#[test]
+fn each_broken_group_is_placed_at_its_line_and_key_with_what_is_valid() {
+    const NODES: &str =
+        "nodes = [\"node1\", \"node2\"] (most preferred first) or preferred = \"node1\"";
+    const NODE_NAME: &str = "a node name: \"node1\", \"node2\"";
+    const GROUP_NAME: &str = "1 to 32 characters of A-Z a-z 0-9 _ -, e.g. \"web\"";
+    let preferred = |to: &'static str| ("preferred = \"node1\"", to);
+    // (what, edits of GROUP, text on the error's line, key, message, hint)
+    let cases: &[(&str, Edits, &str, &str, &str, &str)] = &[
+        (
+            "bad name",
+            &[("name = \"web\"", "name = \"web site\"")],
+            "name = ",
+            "group[0].name",
+            "invalid group name \"web site\"",
+            GROUP_NAME,
+        ),
+        (
+            "a dot is not in a name",
+            &[("name = \"web\"", "name = \"web.1\"")],
+            "name = ",
+            "group[0].name",
+            "invalid group name \"web.1\"",
+            GROUP_NAME,
+        ),
+        (
+            "missing name: at the header",
+            &[("name = \"web\"\n", "")],
+            "[[group]]",
+            "group[0].name",
+            "missing",
+            GROUP_NAME,
+        ),
+        (
+            "neither nodes nor preferred: at the header",
+            &[(("preferred = \"node1\"\n"), "")],
+            "[[group]]",
+            "group[0].nodes",
+            "missing: a group needs nodes or preferred, to know where it runs",
+            NODES,
+        ),
+        (
+            "both nodes and preferred",
+            &[preferred("preferred = \"node1\"\nnodes = [\"node1\"]")],
+            "preferred = ",
+            "group[0].preferred",
+            "nodes and preferred both say where the group runs",
+            "one of them: nodes = [...] in an order of your own, or preferred = NODE for \
+             that node first and then the others in file order",
+        ),
+        (
+            "unknown preferred node",
+            &[preferred("preferred = \"node9\"")],
+            "preferred = ",
+            "group[0].preferred",
+            "no node is named \"node9\"",
+            NODE_NAME,
+        ),
+        (
+            "unknown node in nodes",
+            &[preferred("nodes = [\"node1\", \"node9\"]")],
+            "nodes = ",
+            "group[0].nodes[1]",
+            "no node is named \"node9\"",
+            NODE_NAME,
+        ),
+        (
+            "a node twice",
+            &[preferred("nodes = [\"node1\", \"node2\", \"node1\"]")],
+            "nodes = ",
+            "group[0].nodes[2]",
+            "node1 is listed twice (also nodes[0])",
+            "each node once, most preferred first",
+        ),
+        (
+            "no nodes",
+            &[preferred("nodes = []")],
+            "nodes = ",
+            "group[0].nodes",
+            "no nodes: the group could run nowhere",
+            NODES,
+        ),
+        (
+            "monitor-interval too short",
+            &[preferred(
+                "preferred = \"node1\"\nmonitor-interval = \"50ms\"",
+            )],
+            "monitor-interval = ",
+            "group[0].monitor-interval",
+            "monitor-interval (50ms) is too short",
+            "100ms or longer (default 5s)",
+        ),
+        (
+            "monitor-interval without a unit",
+            &[preferred("preferred = \"node1\"\nmonitor-interval = \"5\"")],
+            "monitor-interval = ",
+            "group[0].monitor-interval",
+            "\"5\" has no unit",
+            "durations need a unit, e.g. \"200ms\" or \"2s\"",
+        ),
+        (
+            "failure-threshold 0",
+            &[preferred("preferred = \"node1\"\nfailure-threshold = 0")],
+            "failure-threshold = ",
+            "group[0].failure-threshold",
+            "failure-threshold must be at least 1",
+            "1 (move to the next node at the first failure) or more (default 3)",
+        ),
+        (
+            "a resource of no kind: at its header",
+            &[("unit = \"apache2.service\"", "stop-timeout = \"10s\"")],
+            "[[group.resource]]",
+            "group[0].resource[3]",
+            "a resource needs a kind: replica, mount, ip, unit or script",
+            "one of replica, mount, ip, unit or script, e.g. unit = \"apache2.service\"",
+        ),
+        (
+            "a resource of two kinds",
+            &[(
+                "unit = \"apache2.service\"",
+                "unit = \"apache2.service\"\nscript = \"/usr/local/bin/x\"",
+            )],
+            "script = ",
+            "group[0].resource[3].script",
+            "unit and script in one resource: a resource is of one kind",
+            "one [[group.resource]] table each, in start order",
+        ),
+        (
+            "a key of another kind",
+            &[(
+                "unit = \"apache2.service\"",
+                "unit = \"apache2.service\"\nfstype = \"ext4\"",
+            )],
+            "fstype = ",
+            "group[0].resource[3].fstype",
+            "fstype is only for mount resources",
+            "remove it from this unit resource",
+        ),
+        (
+            "args on a unit",
+            &[(
+                "unit = \"apache2.service\"",
+                "unit = \"apache2.service\"\nargs = [\"-k\"]",
+            )],
+            "args = ",
+            "group[0].resource[3].args",
+            "args is only for script resources",
+            "remove it from this unit resource",
+        ),
+        (
+            "unknown replica",
+            &[
+                ("replica = \"r0\"", "replica = \"r9\""),
+                ("device = \"r0\"", "device = \"/dev/sdc\""),
+            ],
+            "replica = ",
+            "group[0].resource[0].replica",
+            "no replica is named \"r9\"",
+            "a replica's name: \"r0\"",
+        ),
+        (
+            "a mount of the replica's device before the replica",
+            &[
+                ("replica = \"r0\"\n\n[[group.resource]]\n", ""),
+                (
+                    "fstype = \"ext4\"\n",
+                    "fstype = \"ext4\"\n\n[[group.resource]]\nreplica = \"r0\"\n",
+                ),
+            ],
+            "device = ",
+            "group[0].resource[0].device",
+            "mounts replica r0's device before group[0].resource[1] starts the replica",
+            "a [[group.resource]] with replica = \"r0\" above this mount",
+        ),
+        (
+            "a mount of a replica the group does not start",
+            &[("replica = \"r0\"\n\n[[group.resource]]\n", "")],
+            "device = ",
+            "group[0].resource[0].device",
+            "mounts replica r0's device, but this group does not start r0",
+            "a [[group.resource]] with replica = \"r0\" above this mount",
+        ),
+        (
+            "the replica's device by its path is the same rule",
+            &[
+                ("replica = \"r0\"\n\n[[group.resource]]\n", ""),
+                ("device = \"r0\"", "device = \"/dev/duet/r0\""),
+            ],
+            "device = ",
+            "group[0].resource[0].device",
+            "mounts replica r0's device, but this group does not start r0",
+            "a [[group.resource]] with replica = \"r0\" above this mount",
+        ),
+        (
+            "a mount of a replica's backing disk",
+            &[("device = \"r0\"", "device = \"/dev/sdb1\"")],
+            "device = ",
+            "group[0].resource[1].device",
+            "/dev/sdb1 is replica r0's disk on node2: mounting it bypasses replication",
+            "\"r0\", the replica's name, mounts its device (/dev/duet/r0)",
+        ),
+        (
+            "a mount's device neither a replica nor a path",
+            &[("device = \"r0\"", "device = \"sdc1\"")],
+            "device = ",
+            "group[0].resource[1].device",
+            "no replica is named \"sdc1\"",
+            "a replica's name (\"r0\") or an absolute path of a device, e.g. \"/dev/sdc1\"",
+        ),
+        (
+            "a mount without a device: at its header",
+            &[("device = \"r0\"\n", "")],
+            "[[group.resource]]\nmount",
+            "group[0].resource[1].device",
+            "missing",
+            "a replica's name (\"r0\") or an absolute path of a device, e.g. \"/dev/sdc1\"",
+        ),
+        (
+            "a relative mountpoint",
+            &[("mount = \"/mnt/shared\"", "mount = \"mnt/shared\"")],
+            "mount = ",
+            "group[0].resource[1].mount",
+            "\"mnt/shared\" is not an absolute path",
+            "an absolute path of the folder to mount on, e.g. \"/mnt/shared\"",
+        ),
+        (
+            "a mount on /",
+            &[("mount = \"/mnt/shared\"", "mount = \"/\"")],
+            "mount = ",
+            "group[0].resource[1].mount",
+            "\"/\" names no file",
+            "an absolute path of the folder to mount on, e.g. \"/mnt/shared\"",
+        ),
+        (
+            "a mountpoint with ..",
+            &[("mount = \"/mnt/shared\"", "mount = \"/mnt/../shared\"")],
+            "mount = ",
+            "group[0].resource[1].mount",
+            "\"/mnt/../shared\" goes up a folder with \"..\"",
+            "an absolute path of the folder to mount on, e.g. \"/mnt/shared\"",
+        ),
+        (
+            "a mount without fstype: at its header",
+            &[("fstype = \"ext4\"\n", "")],
+            "[[group.resource]]\nmount",
+            "group[0].resource[1].fstype",
+            "missing",
+            "a filesystem type as mount -t takes it, e.g. \"ext4\" or \"xfs\"",
+        ),
+        (
+            "a bad fstype",
+            &[("fstype = \"ext4\"", "fstype = \"ext4,xfs\"")],
+            "fstype = ",
+            "group[0].resource[1].fstype",
+            "\"ext4,xfs\" is not a filesystem type",
+            "a filesystem type as mount -t takes it, e.g. \"ext4\" or \"xfs\"",
+        ),
+        (
+            "options with a space",
+            &[(
+                "fstype = \"ext4\"",
+                "fstype = \"ext4\"\noptions = \"noatime, nodev\"",
+            )],
+            "options = ",
+            "group[0].resource[1].options",
+            "\"noatime, nodev\": mount options have no spaces",
+            "options separated by commas, without spaces, e.g. \"noatime,nodev\" (default: none)",
+        ),
+        (
+            "an unknown fsck",
+            &[("fstype = \"ext4\"", "fstype = \"ext4\"\nfsck = \"always\"")],
+            "fsck = ",
+            "group[0].resource[1].fsck",
+            "\"always\" is not an fsck setting",
+            "\"auto\" or \"never\" (default \"auto\")",
+        ),
+        (
+            "an address without a prefix",
+            &[("ip = \"198.51.100.10/24\"", "ip = \"198.51.100.10\"")],
+            "ip = ",
+            "group[0].resource[2].ip",
+            "\"198.51.100.10\" has no prefix length",
+            "the address with the prefix length of its network, e.g. \"198.51.100.10/24\"",
+        ),
+        (
+            "an IPv6 address without a prefix",
+            &[("ip = \"198.51.100.10/24\"", "ip = \"2001:db8::10\"")],
+            "ip = ",
+            "group[0].resource[2].ip",
+            "\"2001:db8::10\" has no prefix length",
+            "the address with the prefix length of its network, e.g. \"2001:db8::10/64\"",
+        ),
+        (
+            "not an address at all",
+            &[("ip = \"198.51.100.10/24\"", "ip = \"www\"")],
+            "ip = ",
+            "group[0].resource[2].ip",
+            "\"www\" is not an IP address with a prefix length",
+            "an IPv4 or IPv6 address with its prefix length, e.g. \"198.51.100.10/24\" or \
+             \"2001:db8::10/64\"",
+        ),
+        (
+            "not an address before the prefix",
+            &[("ip = \"198.51.100.10/24\"", "ip = \"198.51.100/24\"")],
+            "ip = ",
+            "group[0].resource[2].ip",
+            "\"198.51.100\" is not an IP address",
+            "an IPv4 or IPv6 address with its prefix length, e.g. \"198.51.100.10/24\" or \
+             \"2001:db8::10/64\"",
+        ),
+        (
+            "an IPv4 prefix over 32",
+            &[("ip = \"198.51.100.10/24\"", "ip = \"198.51.100.10/33\"")],
+            "ip = ",
+            "group[0].resource[2].ip",
+            "/33 is not a prefix length of an IPv4 address",
+            "1 to 32, e.g. \"198.51.100.10/24\"",
+        ),
+        (
+            "a prefix 0",
+            &[("ip = \"198.51.100.10/24\"", "ip = \"2001:db8::10/0\"")],
+            "ip = ",
+            "group[0].resource[2].ip",
+            "/0 is not a prefix length of an IPv6 address",
+            "1 to 128, e.g. \"2001:db8::10/64\"",
+        ),
+        (
+            "the network's own address",
+            &[("ip = \"198.51.100.10/24\"", "ip = \"198.51.100.0/24\"")],
+            "ip = ",
+            "group[0].resource[2].ip",
+            "198.51.100.0 is the network address of 198.51.100.0/24",
+            "a host address in it, e.g. \"198.51.100.1/24\"",
+        ),
+        (
+            "the network's broadcast address",
+            &[("ip = \"198.51.100.10/24\"", "ip = \"198.51.100.255/24\"")],
+            "ip = ",
+            "group[0].resource[2].ip",
+            "198.51.100.255 is the broadcast address of 198.51.100.0/24",
+            "a host address in it, e.g. \"198.51.100.1/24\"",
+        ),
+        (
+            "a multicast address",
+            &[("ip = \"198.51.100.10/24\"", "ip = \"239.1.1.1/24\"")],
+            "ip = ",
+            "group[0].resource[2].ip",
+            "239.1.1.1 is not a host address",
+            "an IPv4 or IPv6 address with its prefix length, e.g. \"198.51.100.10/24\" or \
+             \"2001:db8::10/64\"",
+        ),
+        (
+            "a node's own address",
+            &[("ip = \"198.51.100.10/24\"", "ip = \"198.51.100.2/24\"")],
+            "ip = ",
+            "group[0].resource[2].ip",
+            "198.51.100.2 is node2's own address on link public",
+            "an address no node has: the floating one moves between nodes",
+        ),
+        (
+            "an address without an interface: at its header",
+            &[("interface = \"eth0\"\n", "")],
+            "[[group.resource]]\nip",
+            "group[0].resource[2].interface",
+            "missing",
+            "a network interface name of 1 to 15 characters, e.g. \"eth1\"",
+        ),
+        (
+            "an interface name too long",
+            &[("interface = \"eth0\"", "interface = \"eth0123456789abc\"")],
+            "interface = ",
+            "group[0].resource[2].interface",
+            "invalid interface name \"eth0123456789abc\"",
+            "a network interface name of 1 to 15 characters, e.g. \"eth1\"",
+        ),
+        (
+            "a unit without a type",
+            &[("unit = \"apache2.service\"", "unit = \"apache2\"")],
+            "unit = ",
+            "group[0].resource[3].unit",
+            "\"apache2\" has no unit type",
+            "\"apache2.service\", or the name with another type: .service, .socket, .target, \
+             .mount, .automount, .swap, .path, .timer",
+        ),
+        (
+            "a device unit",
+            &[("unit = \"apache2.service\"", "unit = \"dev-sdb.device\"")],
+            "unit = ",
+            "group[0].resource[3].unit",
+            "\"dev-sdb.device\" is a .device unit, which a resource cannot start and stop",
+            "a unit ending in .service, .socket, .target, .mount, .automount, .swap, .path, .timer",
+        ),
+        (
+            "a template without an instance",
+            &[("unit = \"apache2.service\"", "unit = \"apache2@.service\"")],
+            "unit = ",
+            "group[0].resource[3].unit",
+            "\"apache2@.service\" is a template: it needs an instance",
+            "\"apache2@INSTANCE.service\", e.g. \"apache2@1.service\"",
+        ),
+        (
+            "a unit name with a space",
+            &[("unit = \"apache2.service\"", "unit = \"apache 2.service\"")],
+            "unit = ",
+            "group[0].resource[3].unit",
+            "\"apache 2.service\" is not a unit name",
+            "a systemd unit name of letters, digits and : - _ . \\ @, e.g. \"apache2.service\"",
+        ),
+        (
+            "a relative script",
+            &[(
+                "unit = \"apache2.service\"",
+                "script = \"pageme\"\nargs = [\"1\"]",
+            )],
+            "script = ",
+            "group[0].resource[3].script",
+            "\"pageme\" is not an absolute path",
+            "an absolute path of the script, e.g. \"/etc/ha.d/resource.d/pageme\"",
+        ),
+        (
+            "a start-timeout of 0",
+            &[(
+                "unit = \"apache2.service\"",
+                "unit = \"apache2.service\"\nstart-timeout = \"0s\"",
+            )],
+            "start-timeout = ",
+            "group[0].resource[3].start-timeout",
+            "start-timeout 0ms would fail every time",
+            "a duration above 0ms (default 90s for a unit resource)",
+        ),
+        (
+            "a stop-timeout without a unit",
+            &[(
+                "replica = \"r0\"",
+                "replica = \"r0\"\nstop-timeout = \"30\"",
+            )],
+            "stop-timeout = ",
+            "group[0].resource[0].stop-timeout",
+            "\"30\" has no unit",
+            "durations need a unit, e.g. \"200ms\" or \"2s\"",
+        ),
+    ];
+    for (what, edits, line_with, key, message, hint) in cases {
+        let text = edited(what, GROUP, edits);
+        assert_exact_error(what, &text, line_with, key, message, hint);
+    }
+}
+
+#[test]
+fn a_group_runs_only_where_its_replica_has_a_disk() {
+    // node3 has no copy of r0, and preferred takes every node.
+    let text = format!("{}{REPLICA}{GROUP}", base3());
+    assert_exact_error(
+        "preferred on three nodes",
+        &text,
+        "replica = ",
+        "group[0].resource[0].replica",
+        "replica r0 has no disk on node3, where this group may run",
+        "only nodes with a disk for r0 in the group: nodes = [\"node1\", \"node2\"]",
+    );
+    let only3 = GROUP.replacen("preferred = \"node1\"", "nodes = [\"node3\"]", 1);
+    let text = format!("{}{REPLICA}{only3}", base3());
+    assert_exact_error(
+        "only on the tie-breaker",
+        &text,
+        "replica = ",
+        "group[0].resource[0].replica",
+        "replica r0 has no disk on node3, where this group may run",
+        "only nodes with a disk for r0 in the group: nodes = [\"node1\", \"node2\"]",
+    );
+    let two = GROUP.replacen("preferred = \"node1\"", "nodes = [\"node2\", \"node1\"]", 1);
+    let config = parse(&format!("{}{REPLICA}{two}", base3()), path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(config.groups[0].nodes, [NodeId(1), NodeId(0)]);
+}
+
+/// A second group for the rules across groups: its own node order, its
+/// own replica, address and unit.
+const DB: &str = r#"
+[[group]]
+name = "db"
+nodes = ["node2", "node1"]
+
+[[group.resource]]
+replica = "r1"
+
+[[group.resource]]
+mount = "/srv/db"
+device = "r1"
+fstype = "xfs"
+
+[[group.resource]]
+ip = "198.51.100.11/24"
+interface = "eth0"
+
+[[group.resource]]
+unit = "postgresql.service"
+"#;
+
+#[test]
+fn groups_share_no_name_replica_mountpoint_address_or_unit() {
+    let r1 = REPLICA
+        .replacen("name = \"r0\"", "name = \"r1\"", 1)
+        .replacen(
+            "node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\"",
+            "node1 = \"/dev/sdc\", node2 = \"/dev/sdc\"",
+            1,
+        );
+    let both = |db: &str| format!("{BASE}{REPLICA}{r1}{GROUP}{db}");
+    let config = parse(&both(DB), path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    let names: Vec<&str> = config.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["web", "db"]);
+    // (what, edit of DB, text on the error's line, key, message, hint)
+    let cases = [
+        (
+            "same name",
+            ("name = \"db\"", "name = \"web\""),
+            "name = \"web\"",
+            "group[1].name",
+            "duplicate group name \"web\" (also group[0])",
+            "a name no other group has",
+        ),
+        (
+            "same replica",
+            (
+                "replica = \"r1\"",
+                "replica = \"r0\"\n\n[[group.resource]]\nreplica = \"r1\"",
+            ),
+            "replica = \"r0\"",
+            "group[1].resource[0].replica",
+            "replica r0 is also started by group[0].resource[0]",
+            "each replica in one group only, the one that uses its data",
+        ),
+        (
+            "same mountpoint, written another way",
+            ("mount = \"/srv/db\"", "mount = \"/mnt//shared/\""),
+            "mount = ",
+            "group[1].resource[1].mount",
+            "/mnt/shared is also mounted by group[0].resource[1]",
+            "a mountpoint no other resource uses",
+        ),
+        (
+            "same address, another prefix",
+            ("ip = \"198.51.100.11/24\"", "ip = \"198.51.100.10/25\""),
+            "ip = ",
+            "group[1].resource[2].ip",
+            "198.51.100.10 is also set by group[0].resource[2]",
+            "an address no other resource sets",
+        ),
+        (
+            "same unit",
+            (
+                "unit = \"postgresql.service\"",
+                "unit = \"apache2.service\"",
+            ),
+            "unit = ",
+            "group[1].resource[3].unit",
+            "apache2.service is also started by group[0].resource[3]",
+            "a unit no other resource starts",
+        ),
+    ];
+    for (what, (from, to), line_with, key, message, hint) in cases {
+        let db = DB.replacen(from, to, 1);
+        assert_ne!(db, DB, "{what}: the edit did not apply");
+        assert_exact_error(what, &both(&db), line_with, key, message, hint);
+    }
+    // Within one group too: the second of two identical units.
+    let twice = GROUP.to_string() + "\n[[group.resource]]\nunit = \"apache2.service\"\n";
+    assert_exact_error(
+        "a unit twice in one group",
+        &format!("{BASE}{REPLICA}{twice}"),
+        "unit = ",
+        "group[0].resource[4].unit",
+        "apache2.service is also started by group[0].resource[3]",
+        "a unit no other resource starts",
+    );
+}
+
+#[test]
+fn errors_in_different_groups_come_together_with_all_others() {
+    let r1 = REPLICA
+        .replacen("name = \"r0\"", "name = \"r1\"", 1)
+        .replacen(
+            "node1 = \"/dev/sdb\", node2 = \"/dev/sdb1\"",
+            "node1 = \"/dev/sdc\", node2 = \"/dev/sdc\"",
+            1,
+        );
+    let web = GROUP.replacen("unit = \"apache2.service\"", "unit = \"apache2\"", 1);
+    let db = DB
+        .replacen(
+            "nodes = [\"node2\", \"node1\"]",
+            "nodes = [\"node2\", \"node4\"]",
+            1,
+        )
+        .replacen("fstype = \"xfs\"", "fstype = \"xfs\"\nfsck = \"maybe\"", 1);
+    let text = format!(
+        "{}{REPLICA}{r1}{web}{db}",
+        BASE.replacen("deadtime = \"1s\"", "deadtime = \"500ms\"", 1)
+    );
+    let errors = errors_of(&text);
+    let got: Vec<(usize, &str, &str)> = errors
+        .iter()
+        .map(|e| (e.line, e.key.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                line_of(&text, "deadtime = "),
+                "timings.deadtime",
+                "deadtime (500ms) must be longer than warntime (600ms)"
+            ),
+            (
+                line_of(&text, "unit = \"apache2\""),
+                "group[0].resource[3].unit",
+                "\"apache2\" has no unit type"
+            ),
+            (
+                line_of(&text, "node4"),
+                "group[1].nodes[1]",
+                "no node is named \"node4\""
+            ),
+            (
+                line_of(&text, "fsck = "),
+                "group[1].resource[1].fsck",
+                "\"maybe\" is not an fsck setting"
+            ),
+        ],
+        "{}",
+        ConfigErrors {
+            errors: errors.clone()
+        }
+    );
+}
+
+#[test]
+fn a_group_without_resources_is_a_warning() {
+    let text = format!("{BASE}\n[[group]]\nname = \"idle\"\npreferred = \"node2\"\n");
+    let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
+    let got: Vec<(usize, &str, &str, Option<&str>)> = loaded
+        .warnings
+        .iter()
+        .map(|w| {
+            (
+                w.line,
+                w.key.as_str(),
+                w.message.as_str(),
+                w.hint.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(
+            line_of(&text, "[[group]]"),
+            "group[0]",
+            "group idle has no resources: it starts nothing",
+            Some("[[group.resource]] tables below this [[group]]")
+        )]
+    );
+    assert_eq!(loaded.config.groups[0].nodes, [NodeId(1), NodeId(0)]);
+    assert!(loaded.config.groups[0].resources.is_empty());
+}
+
+#[test]
+fn serde_errors_in_groups_name_the_key_and_what_is_valid() {
+    let text = edited("misspelt", GROUP, &[("fstype = ", "fs-type = ")]);
+    let e = &errors_of(&text)[0];
+    assert_eq!(
+        (e.line, e.key.as_str(), e.message.as_str()),
+        (
+            line_of(&text, "fs-type"),
+            "group[0].resource[1].fs-type",
+            "unknown field `fs-type`"
+        )
+    );
+    let hint = e.hint.as_deref().unwrap_or_default();
+    for key in [
+        "`replica`",
+        "`mount`",
+        "`fstype`",
+        "`interface`",
+        "`stop-timeout`",
+    ] {
+        assert!(hint.contains(key), "{hint}");
+    }
+    let text = edited(
+        "a string",
+        GROUP,
+        &[("preferred = \"node1\"", "nodes = \"node1\"")],
+    );
+    let e = &errors_of(&text)[0];
+    assert_eq!(
+        (e.key.as_str(), e.hint.as_deref()),
+        (
+            "group[0].nodes",
+            Some("an array, e.g. [\"node1\", \"node2\"]")
+        ),
+        "{e}"
+    );
+    // A syntax error in the second group's resource names that resource.
+    let text = format!(
+        "{BASE}{REPLICA}{GROUP}{}",
+        DB.replacen("\"xfs\"", "\"xfs", 1)
+    );
+    let e = &errors_of(&text)[0];
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (line_of(&text, "\"xfs"), "group[1].resource[1]"),
+        "{e}"
+    );
 }

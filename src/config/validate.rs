@@ -15,6 +15,7 @@ use super::raw::{
 };
 use crate::membership::auth::AuthAlgorithm;
 
+mod group;
 mod replica;
 
 use replica::{Endpoints, Listeners, MetaSeen, Replication};
@@ -60,6 +61,16 @@ pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
         path,
         &root.key("replica"),
     );
+    let groups = check.groups(
+        &raw.group,
+        &group::Context {
+            nodes: &nodes,
+            links: &links,
+            replicas: &replicas,
+            auto_failback: cluster.as_ref().is_some_and(|c| c.auto_failback),
+        },
+        &root.key("group"),
+    );
     match (cluster, timings, ping) {
         (Some(cluster), Some(timings), Some(ping)) if check.errors.is_empty() => Ok(Validated {
             config: Config {
@@ -70,7 +81,7 @@ pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
                 links: links.into_iter().map(|l| l.link).collect(),
                 ping,
                 replicas,
-                groups: Vec::new(),
+                groups,
             },
             warnings: check.warnings,
         }),
@@ -296,8 +307,7 @@ impl Check {
             match &link.interface {
                 None => self.error(key.key("interface"), "missing", INTERFACE_HINT),
                 Some(iface) => {
-                    let bad = |c: char| c == '/' || c.is_whitespace() || c.is_control();
-                    if iface.is_empty() || iface.len() > MAX_INTERFACE || iface.contains(bad) {
+                    if !valid_interface(iface) {
                         self.error(
                             key.key("interface"),
                             format!("invalid interface name {iface:?}"),
@@ -879,6 +889,13 @@ fn disk_user<'n>(
         .min()?;
     let node = nodes.get(n).and_then(|x| x.name.as_deref());
     Some((j, node.unwrap_or_default()))
+}
+
+/// What the kernel takes as an interface name: it is a file name under
+/// /sys/class/net, so no '/', and no whitespace, which `ip` cannot parse.
+fn valid_interface(name: &str) -> bool {
+    let bad = |c: char| c == '/' || c.is_whitespace() || c.is_control();
+    !name.is_empty() && name.len() <= MAX_INTERFACE && !name.contains(bad)
 }
 
 fn valid_name(name: &str, max: usize, allowed: impl Fn(char) -> bool) -> bool {

@@ -140,11 +140,13 @@ fn check_config(file: &std::path::Path) -> u8 {
             }
             let c = &loaded.config;
             println!(
-                "{}: valid: cluster {}, {} node(s), {} link(s)",
+                "{}: valid: cluster {}, {} node(s), {} link(s), {} replica(s), {} group(s)",
                 file.display(),
                 c.cluster.name,
                 c.nodes.len(),
-                c.links.len()
+                c.links.len(),
+                c.replicas.len(),
+                c.groups.len()
             );
             if !c.cluster.key_file.exists() {
                 println!(

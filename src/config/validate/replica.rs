@@ -500,7 +500,7 @@ impl Check {
 
     /// One of `choices` by its name as written, else `default`. `what`
     /// names the kind for the message, e.g. "a protocol".
-    fn choice<T: Clone + PartialEq>(
+    pub(super) fn choice<T: Clone + PartialEq>(
         &mut self,
         key: KeyPath,
         written: Option<&str>,
