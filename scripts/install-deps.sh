@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   dbus            # dbus-daemon: a private system bus per lab node
   iproute2        # ip: namespaces, veth pairs, addresses
-  procps          # pgrep/pkill for cleanup checks
+  procps          # pgrep/pkill for cleanup checks, sysctl in test namespaces
   util-linux      # setpriv, blkid, losetup, nsenter
   e2fsprogs       # mkfs.ext4 in the export and metadata tests
   systemd         # systemd-analyze verify of the unit file in tests, busctl
