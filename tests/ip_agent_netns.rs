@@ -288,6 +288,11 @@ impl Capture {
                 {
                     break;
                 }
+                // With a receive timeout set, the kernel does not restart
+                // recv after a signal: the SIGCHLD of an `ip` that another
+                // test thread ran, queued while that thread had signals
+                // blocked in posix_spawn, can wake this thread instead.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => panic!("capture: {e}"),
             };
             // SAFETY: recv initialised the first n bytes.
