@@ -4,6 +4,7 @@ pub mod cli;
 pub mod metadata;
 pub mod render;
 mod replica;
+mod resource;
 
 use std::io::Write;
 
@@ -67,6 +68,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::ResumeSync { replica } => {
             replica::run(cli.bus, &replica, ReplicaCommand::ResumeSync, 10)
         }
+        Command::ResourceOp { timeout, resource } => resource::run(resource, timeout),
         Command::Keygen { file } => match auth::generate_key_file(&file) {
             Ok(()) => {
                 println!(

@@ -2,6 +2,7 @@
 //! and systemd. It owns no policy: the membership core decides, the shell
 //! carries out.
 
+pub mod agents;
 mod events;
 mod links;
 pub mod ratelimit;
