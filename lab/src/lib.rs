@@ -15,6 +15,7 @@ pub mod loops;
 pub mod net;
 pub mod node;
 pub mod rootfs;
+pub mod web;
 
 use std::fs;
 use std::path::{Path, PathBuf};

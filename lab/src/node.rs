@@ -116,6 +116,9 @@ impl Node {
             .arg(format!("--machine={}", self.name))
             .arg(format!("--hostname={}", self.name))
             .arg(format!("--network-namespace-path=/run/netns/{}", self.ns))
+            // The node's own namespace: its duetd puts floating addresses
+            // on its interfaces, which nspawn allows only with this.
+            .arg("--capability=CAP_NET_ADMIN")
             .arg("--bind=/dev/fuse")
             .arg("--bind=/dev/loop-control");
         if let Some(dev) = &self.loopdev {

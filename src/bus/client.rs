@@ -8,7 +8,9 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 use crate::bus::BusKind;
 use crate::bus::server::{BUS_NAME, ROOT_PATH};
-use crate::bus::status::{ClusterStatus, LinkStatus, NodeStatus, PingStatus, ReplicaStatus};
+use crate::bus::status::{
+    ClusterStatus, GroupStatus, LinkStatus, NodeStatus, PingStatus, ReplicaStatus, ResourceStatus,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -95,6 +97,17 @@ fn read_once(conn: &Connection) -> Result<ClusterStatus, ClientError> {
         };
         replicas.push(replica_status(props)?);
     }
+    let group_paths: Vec<OwnedObjectPath> = prop(&cluster, "Groups")?;
+    let mut groups = Vec::new();
+    for path in group_paths {
+        let Some(props) = managed
+            .get(&path)
+            .and_then(|i| i.get("org.duet.Duet1.Group"))
+        else {
+            continue;
+        };
+        groups.push(group_status(props)?);
+    }
     let ping_nodes: Vec<(String, bool)> = prop(&cluster, "PingNodes")?;
     let dropped: HashMap<String, u64> = prop(&cluster, "DroppedPackets")?;
     Ok(ClusterStatus {
@@ -108,6 +121,30 @@ fn read_once(conn: &Connection) -> Result<ClusterStatus, ClientError> {
             .collect(),
         dropped: dropped.into_iter().collect(),
         replicas,
+        groups,
+        standby: prop(&cluster, "Standby")?,
+        maintenance: prop(&cluster, "Maintenance")?,
+    })
+}
+
+fn group_status(props: &Props) -> Result<GroupStatus, ClientError> {
+    let resources: Vec<(String, String, u32)> = prop(props, "Resources")?;
+    let (to, reason, took): (String, String, f64) = prop(props, "LastTransition")?;
+    Ok(GroupStatus {
+        name: prop(props, "Name")?,
+        node: prop(props, "Node")?,
+        state: prop(props, "State")?,
+        resources: resources
+            .into_iter()
+            .map(|(name, state, failures)| ResourceStatus {
+                name,
+                state,
+                failures,
+            })
+            .collect(),
+        last_transition: to,
+        last_reason: reason,
+        last_duration: (took >= 0.0).then_some(took),
     })
 }
 
@@ -169,6 +206,24 @@ pub fn replica_command(
         C::Adjust => conn.call_method(dest, path.as_str(), iface, "Adjust", &()),
         C::PauseSync => conn.call_method(dest, path.as_str(), iface, "PauseSync", &()),
         C::ResumeSync => conn.call_method(dest, path.as_str(), iface, "ResumeSync", &()),
+    };
+    reply.map(|_| ()).map_err(call_error)
+}
+
+/// Runs an administrator's command on the groups of the node the daemon
+/// runs on (the Cluster and Group methods).
+pub fn group_command(conn: &Connection, cmd: &crate::bus::GroupCommand) -> Result<(), ClientError> {
+    use crate::bus::GroupCommand as C;
+    let dest = Some(BUS_NAME);
+    let cluster = Some("org.duet.Duet1.Cluster");
+    let group = Some("org.duet.Duet1.Group");
+    let reply = match cmd {
+        C::Standby(on) => conn.call_method(dest, ROOT_PATH, cluster, "SetStandby", &(*on,)),
+        C::Maintenance(on) => conn.call_method(dest, ROOT_PATH, cluster, "SetMaintenance", &(*on,)),
+        C::Cleanup { group: g } => {
+            let path = crate::bus::group_path(g);
+            conn.call_method(dest, path.as_str(), group, "Cleanup", &())
+        }
     };
     reply.map(|_| ()).map_err(call_error)
 }

@@ -2,6 +2,7 @@
 //! client side `duetctl` uses. docs/dbus.md describes it for users.
 
 pub mod client;
+pub mod group;
 pub mod server;
 pub mod status;
 
@@ -16,7 +17,9 @@ pub enum BusKind {
     System,
     Session,
 }
+pub use group::{GroupCommand, GroupControl};
 pub use server::{ReplicaCommand, ReplicaControl};
 pub use status::{
-    ClusterStatus, LinkStatus, NodeStatus, PingStatus, ReplicaStatus, node_path, replica_path,
+    ClusterStatus, GroupStatus, LinkStatus, NodeStatus, PingStatus, ReplicaStatus, ResourceStatus,
+    group_path, node_path, replica_path,
 };

@@ -1,5 +1,6 @@
-//! The D-Bus objects: `/org/duet/Duet1` (Cluster, ObjectManager) and one
-//! `/org/duet/Duet1/node/<name>` per node. Getters read the shared status;
+//! The D-Bus objects: `/org/duet/Duet1` (Cluster, ObjectManager), one
+//! `/org/duet/Duet1/node/<name>` per node, one `.../replica/<name>` per
+//! replica and one `.../group/<name>` per group (src/bus/group.rs). Getters read the shared status;
 //! `Bus::publish` swaps in a new status and signals what changed.
 
 use std::collections::HashMap;
@@ -9,20 +10,24 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedObjectPath;
 
 use crate::bus::BusKind;
-use crate::bus::status::{ClusterStatus, NodeStatus, ReplicaStatus, node_path, replica_path};
+use crate::bus::group::{GroupCommand, GroupControl, GroupObject};
+use crate::bus::status::{
+    ClusterStatus, GroupStatus, NodeStatus, ReplicaStatus, group_path, node_path, replica_path,
+};
 
 pub const BUS_NAME: &str = "org.duet.Duet1";
 pub const ROOT_PATH: &str = "/org/duet/Duet1";
 
-type Shared = Arc<Mutex<ClusterStatus>>;
+pub(crate) type Shared = Arc<Mutex<ClusterStatus>>;
 
-fn lock(shared: &Shared) -> MutexGuard<'_, ClusterStatus> {
+pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, ClusterStatus> {
     // A panic while holding the lock leaves plain data behind; keep serving.
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub struct ClusterObject {
     shared: Shared,
+    groups: GroupControl,
 }
 
 #[zbus::interface(name = "org.duet.Duet1.Cluster")]
@@ -85,6 +90,40 @@ impl ClusterObject {
             .iter()
             .filter_map(|r| OwnedObjectPath::try_from(replica_path(&r.name)).ok())
             .collect()
+    }
+
+    /// The resource groups, one object each.
+    #[zbus(property)]
+    fn groups(&self) -> Vec<OwnedObjectPath> {
+        lock(&self.shared)
+            .groups
+            .iter()
+            .filter_map(|g| OwnedObjectPath::try_from(group_path(&g.name)).ok())
+            .collect()
+    }
+
+    /// This node is in standby: it runs no group.
+    #[zbus(property)]
+    fn standby(&self) -> bool {
+        lock(&self.shared).standby
+    }
+
+    /// duet watches but starts and stops nothing on this node.
+    #[zbus(property)]
+    fn maintenance(&self) -> bool {
+        lock(&self.shared).maintenance
+    }
+
+    /// Moves every group off this node (true), or lets it run groups
+    /// again (`duetctl standby` / `duetctl online`).
+    async fn set_standby(&self, on: bool) -> zbus::fdo::Result<()> {
+        self.groups.ask(GroupCommand::Standby(on)).await
+    }
+
+    /// Stops acting (true): nothing is started or stopped on this node,
+    /// resources stay as they are; false acts again.
+    async fn set_maintenance(&self, on: bool) -> zbus::fdo::Result<()> {
+        self.groups.ask(GroupCommand::Maintenance(on)).await
     }
 
     /// One line, e.g. "2/2 nodes up, quorate".
@@ -545,6 +584,7 @@ impl Bus {
         kind: BusKind,
         initial: ClusterStatus,
         control: Arc<dyn ReplicaControl>,
+        groups: GroupControl,
     ) -> zbus::Result<Bus> {
         let shared = Arc::new(Mutex::new(initial.clone()));
         let builder = match kind {
@@ -557,6 +597,7 @@ impl Bus {
                 ROOT_PATH,
                 ClusterObject {
                     shared: shared.clone(),
+                    groups: groups.clone(),
                 },
             )?;
         for (index, node) in initial.nodes.iter().enumerate() {
@@ -573,6 +614,14 @@ impl Bus {
                 control: control.clone(),
             };
             builder = builder.serve_at(replica_path(&replica.name), object)?;
+        }
+        for (index, group) in initial.groups.iter().enumerate() {
+            let object = GroupObject {
+                shared: shared.clone(),
+                index,
+                control: groups.clone(),
+            };
+            builder = builder.serve_at(group_path(&group.name), object)?;
         }
         let connection = builder.name(BUS_NAME)?.build().await?;
         Ok(Bus { connection, shared })
@@ -595,7 +644,22 @@ impl Bus {
                 self.signal_replica(o, n).await?;
             }
         }
+        for (o, n) in old.groups.iter().zip(&new.groups) {
+            if o != n {
+                self.signal_group(o, n).await?;
+            }
+        }
         Ok(())
+    }
+
+    async fn signal_group(&self, old: &GroupStatus, new: &GroupStatus) -> zbus::Result<()> {
+        let iface = self
+            .connection
+            .object_server()
+            .interface::<_, GroupObject>(group_path(&new.name))
+            .await?;
+        let object = iface.get().await;
+        object.changed(old, new, iface.signal_emitter()).await
     }
 
     async fn signal_replica(&self, old: &ReplicaStatus, new: &ReplicaStatus) -> zbus::Result<()> {
@@ -624,6 +688,12 @@ impl Bus {
         }
         if old.summary() != new.summary() {
             object.status_changed(emitter).await?;
+        }
+        if old.standby != new.standby {
+            object.standby_changed(emitter).await?;
+        }
+        if old.maintenance != new.maintenance {
+            object.maintenance_changed(emitter).await?;
         }
         Ok(())
     }
@@ -663,11 +733,20 @@ impl Bus {
 pub fn introspection() -> Vec<(&'static str, String)> {
     use zbus::object_server::Interface;
     let shared = Shared::default();
+    let (groups, _rx) = GroupControl::channel();
     let mut cluster = String::new();
     ClusterObject {
         shared: shared.clone(),
+        groups: groups.clone(),
     }
     .introspect_to_writer(&mut cluster, 2);
+    let mut group = String::new();
+    GroupObject {
+        shared: shared.clone(),
+        index: 0,
+        control: groups,
+    }
+    .introspect_to_writer(&mut group, 2);
     let mut node = String::new();
     NodeObject {
         shared: shared.clone(),
@@ -694,5 +773,6 @@ pub fn introspection() -> Vec<(&'static str, String)> {
         ("org.duet.Duet1.Cluster", cluster),
         ("org.duet.Duet1.Node", node),
         ("org.duet.Duet1.Replica", replica),
+        ("org.duet.Duet1.Group", group),
     ]
 }

@@ -17,6 +17,41 @@ pub struct ClusterStatus {
     pub dropped: BTreeMap<String, u64>,
     /// The replicas this node holds a disk for.
     pub replicas: Vec<ReplicaStatus>,
+    /// The resource groups, as this node sees them.
+    #[serde(default)]
+    pub groups: Vec<GroupStatus>,
+    /// This node is in standby (runs no group).
+    #[serde(default)]
+    pub standby: bool,
+    /// duet watches but does not start or stop anything.
+    #[serde(default)]
+    pub maintenance: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GroupStatus {
+    pub name: String,
+    /// Where it runs (starts or stops), as this node sees it; "" nowhere.
+    pub node: String,
+    /// This node's state for it: "stopped", "starting", "running",
+    /// "stopping" or "failed".
+    pub state: String,
+    pub resources: Vec<ResourceStatus>,
+    /// The last transition on this node: to which state, why, and how
+    /// long the start or stop took (seconds, when it settled).
+    pub last_transition: String,
+    pub last_reason: String,
+    pub last_duration: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ResourceStatus {
+    /// E.g. "mount /mnt/shared".
+    pub name: String,
+    /// "started" or "stopped" on this node.
+    pub state: String,
+    /// Failures counted toward the group's threshold.
+    pub failures: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -123,6 +158,13 @@ fn escape_into(path: &mut String, name: &str) {
             path.push_str(&format!("_{:02x}", c as u32 & 0xff));
         }
     }
+}
+
+/// The object path of a group (names are [A-Za-z0-9_-]; '-' escaped).
+pub fn group_path(name: &str) -> String {
+    let mut path = String::from("/org/duet/Duet1/group/");
+    escape_into(&mut path, name);
+    path
 }
 
 /// The object path of a node. Node names are hostnames (letters, digits,

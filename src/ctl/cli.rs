@@ -33,6 +33,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move every group off this node, in order (heartbeat's hb_standby).
+    /// NODE must be the node duetctl runs on.
+    Standby { node: String },
+    /// Let this node run groups again after a standby.
+    Online { node: String },
+    /// Forget a group's failures on this node; a group blocked by a failed
+    /// stop tries the stop again.
+    Cleanup { group: String },
+    /// `on`: duet keeps watching but starts and stops nothing on this node
+    /// (for work on the resources by hand); `off`: it acts again.
+    Maintenance {
+        #[arg(value_parser = ["on", "off"])]
+        mode: String,
+    },
     /// Make this node the replica's Primary: its block device appears at
     /// the replica's device path (e.g. /dev/duet/r0). Refused unless the
     /// disk is UpToDate and the peer is not Primary.
@@ -119,6 +133,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run one resource agent on this node now, bypassing duetd: for
+    /// debugging a resource (as Pacemaker's `crm_resource --force-start`).
+    /// It talks to systemd on the system bus itself; duetd does not know,
+    /// so do not use it on a resource a running group manages. Prints what
+    /// happened; exits 0 when the operation succeeded (for monitor: the
+    /// resource runs), 1 when not.
+    ResourceOp {
+        /// Seconds to wait for the operation (systemd goes on with a job
+        /// that outlives it).
+        #[arg(long, global = true, default_value_t = 120)]
+        timeout: u64,
+        #[command(subcommand)]
+        resource: ResourceArgs,
+    },
     /// Validate a config file without a daemon; errors name file:line:column and key.
     CheckConfig {
         /// The config file.
@@ -136,6 +164,53 @@ pub enum Command {
     },
     /// Print the man page (roff) of duetctl.
     Man,
+}
+
+/// The resource `duetctl resource-op` runs an agent for.
+#[derive(Debug, Subcommand)]
+pub enum ResourceArgs {
+    /// Any systemd unit: start and stop through systemd, monitor reads its
+    /// state (e.g. `duetctl resource-op unit apache2.service start`).
+    Unit {
+        /// The full unit name, e.g. apache2.service.
+        unit: String,
+        op: AgentOp,
+    },
+    /// A filesystem, mounted by a transient systemd mount unit (e.g.
+    /// `duetctl resource-op mount --device /dev/duet/r0 --mountpoint
+    /// /mnt/shared --fstype ext4 start`).
+    Mount {
+        /// The block device (or source, such as server:/export).
+        #[arg(long)]
+        device: PathBuf,
+        /// Where to mount it; created (mode 0755) when missing.
+        #[arg(long)]
+        mountpoint: PathBuf,
+        /// The filesystem type, e.g. ext4.
+        #[arg(long)]
+        fstype: String,
+        /// Mount options as in fstab, comma-separated.
+        #[arg(long, default_value = "")]
+        options: String,
+        /// Check the filesystem (systemd-fsck) before mounting.
+        #[arg(long, value_enum, default_value = "auto")]
+        fsck: FsckArg,
+        op: AgentOp,
+    },
+}
+
+/// What `duetctl resource-op` asks of the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentOp {
+    Start,
+    Stop,
+    Monitor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsckArg {
+    Auto,
+    Never,
 }
 
 /// Which config and node find the replica's local disk.
@@ -188,6 +263,64 @@ mod tests {
         for cmd in ["status", "check-config", "keygen"] {
             assert!(bash.contains(cmd), "bash completion lacks {cmd}");
         }
+    }
+
+    #[test]
+    fn resource_op_takes_a_kind_its_settings_and_an_operation() {
+        let cli =
+            Cli::try_parse_from(["duetctl", "resource-op", "unit", "apache2.service", "start"])
+                .expect("parse unit");
+        let Command::ResourceOp { timeout, resource } = cli.command else {
+            panic!("not resource-op");
+        };
+        assert_eq!(timeout, 120);
+        assert!(matches!(
+            resource,
+            ResourceArgs::Unit { ref unit, op: AgentOp::Start } if unit == "apache2.service"
+        ));
+        let cli = Cli::try_parse_from([
+            "duetctl",
+            "resource-op",
+            "mount",
+            "--device",
+            "/dev/sdb",
+            "--mountpoint",
+            "/mnt/shared",
+            "--fstype",
+            "ext4",
+            "--fsck",
+            "never",
+            "stop",
+            "--timeout",
+            "7",
+        ])
+        .expect("parse mount");
+        let Command::ResourceOp { timeout, resource } = cli.command else {
+            panic!("not resource-op");
+        };
+        assert_eq!(timeout, 7);
+        let ResourceArgs::Mount {
+            device,
+            options,
+            fsck,
+            op,
+            ..
+        } = resource
+        else {
+            panic!("not mount");
+        };
+        assert_eq!(device, PathBuf::from("/dev/sdb"));
+        assert_eq!(options, "");
+        assert_eq!((fsck, op), (FsckArg::Never, AgentOp::Stop));
+        // A mount needs its device, mountpoint and type; ops are three.
+        assert!(
+            Cli::try_parse_from(["duetctl", "resource-op", "mount", "--device", "/d", "start"])
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["duetctl", "resource-op", "unit", "a.service", "restart"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! duetctl: the command-line client. `run` returns the process exit code.
 
 pub mod cli;
+mod groups;
 pub mod metadata;
 pub mod render;
 mod replica;
+mod resource;
 
 use std::io::Write;
 
 use clap::CommandFactory;
 
-use crate::bus::{ReplicaCommand, client};
+use crate::bus::{GroupCommand, ReplicaCommand, client};
 use crate::config;
 use crate::membership::auth;
 use cli::{Cli, Command, exit};
@@ -17,6 +19,12 @@ use cli::{Cli, Command, exit};
 pub fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Status { json } => status(cli.bus, json),
+        Command::Standby { node } => groups::standby(cli.bus, &node, true),
+        Command::Online { node } => groups::standby(cli.bus, &node, false),
+        Command::Cleanup { group } => groups::run(cli.bus, GroupCommand::Cleanup { group }),
+        Command::Maintenance { mode } => {
+            groups::run(cli.bus, GroupCommand::Maintenance(mode == "on"))
+        }
         Command::CheckConfig { file } => check_config(&file),
         Command::CreateMd {
             replica,
@@ -67,6 +75,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::ResumeSync { replica } => {
             replica::run(cli.bus, &replica, ReplicaCommand::ResumeSync, 10)
         }
+        Command::ResourceOp { timeout, resource } => resource::run(resource, timeout),
         Command::Keygen { file } => match auth::generate_key_file(&file) {
             Ok(()) => {
                 println!(

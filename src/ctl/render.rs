@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::bus::{ClusterStatus, ReplicaStatus};
+use crate::bus::{ClusterStatus, GroupStatus, ReplicaStatus};
 
 pub fn status_table(s: &ClusterStatus) -> String {
     let mut out = String::new();
@@ -31,6 +31,15 @@ pub fn status_table(s: &ClusterStatus) -> String {
     for r in &s.replicas {
         let _ = writeln!(out, "{}", replica_line(r));
     }
+    for g in &s.groups {
+        let _ = writeln!(out, "{}", group_line(g));
+    }
+    if s.standby {
+        let _ = writeln!(out, "this node is in standby (`duetctl online` to undo)");
+    }
+    if s.maintenance {
+        let _ = writeln!(out, "maintenance mode: duet starts and stops nothing here");
+    }
     if !s.ping_nodes.is_empty() {
         let pings: Vec<String> = s
             .ping_nodes
@@ -51,6 +60,47 @@ pub fn status_table(s: &ClusterStatus) -> String {
         let _ = writeln!(out, "dropped heartbeats: {}", drops.join(", "));
     }
     out
+}
+
+/// One group in one line: where it runs, this node's state, each
+/// resource started (+) or not (-) here, and the last transition.
+pub fn group_line(g: &GroupStatus) -> String {
+    let node = if g.node.is_empty() {
+        "-"
+    } else {
+        g.node.as_str()
+    };
+    let resources: Vec<String> = g
+        .resources
+        .iter()
+        .map(|r| {
+            let mark = if r.state == "started" { '+' } else { '-' };
+            let failed = if r.failures > 0 {
+                format!(" ({} failures)", r.failures)
+            } else {
+                String::new()
+            };
+            format!("{mark}{}{failed}", r.name)
+        })
+        .collect();
+    let mut line = format!(
+        "group {} on {node}: {} here [{}]",
+        g.name,
+        g.state,
+        resources.join(", ")
+    );
+    if !g.last_transition.is_empty() {
+        let took = g
+            .last_duration
+            .map(|d| format!(", {d:.2} s"))
+            .unwrap_or_default();
+        let _ = write!(
+            line,
+            "; last: {} ({}{took})",
+            g.last_transition, g.last_reason
+        );
+    }
+    line
 }
 
 /// One replica in one line, in DRBD's words, with a progress bar, speed
@@ -161,6 +211,28 @@ mod tests {
                 nbd_socket: "/run/duet/nbd/r0.sock".into(),
                 ..Default::default()
             }],
+            groups: vec![crate::bus::GroupStatus {
+                name: "web".into(),
+                node: "node1".into(),
+                state: "running".into(),
+                resources: vec![
+                    crate::bus::ResourceStatus {
+                        name: "replica r0".into(),
+                        state: "started".into(),
+                        failures: 0,
+                    },
+                    crate::bus::ResourceStatus {
+                        name: "unit apache2.service".into(),
+                        state: "started".into(),
+                        failures: 1,
+                    },
+                ],
+                last_transition: "running".into(),
+                last_reason: "all resources started".into(),
+                last_duration: Some(1.4),
+            }],
+            standby: true,
+            maintenance: false,
         };
         let t = status_table(&s);
         assert!(t.contains("cluster lab: 1/2 nodes up, NOT quorate"), "{t}");
@@ -177,6 +249,13 @@ mod tests {
             t.contains("  [#####...............]  25.0% 1.0 MiB/s eta 0:03"),
             "{t}"
         );
+        assert!(
+            t.contains(
+                "group web on node1: running here [+replica r0, +unit apache2.service (1 failures)]; last: running (all resources started, 1.40 s)"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("this node is in standby"), "{t}");
         assert!(
             t.lines().any(|l| l.starts_with("node2")
                 && l.contains("dead")

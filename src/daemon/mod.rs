@@ -4,6 +4,7 @@
 
 pub mod agents;
 mod events;
+pub mod groups;
 mod links;
 pub mod ratelimit;
 pub mod replica;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
-use crate::bus::{Bus, BusKind, ClusterStatus};
+use crate::bus::{Bus, BusKind, ClusterStatus, GroupCommand, GroupControl};
 use crate::config::{self, Config};
 use crate::host::{notify, ping::Pinger};
 use crate::membership::auth::{self, Auth, AuthAlgorithm};
@@ -27,6 +28,7 @@ use crate::membership::{Action, Input, Membership, PingTarget, Setup};
 use crate::types::{Incarnation, LinkId, Timestamp};
 
 use events::EventLog;
+use groups::Groups;
 use links::Links;
 use replicas::Replicas;
 
@@ -56,6 +58,12 @@ pub enum DaemonError {
     Signals(std::io::Error),
 }
 
+/// An administrator's command for the groups, with where to answer.
+type GroupRequest = (
+    GroupCommand,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
 /// A datagram from one of the link sockets.
 pub(crate) struct Received {
     link: LinkId,
@@ -69,6 +77,7 @@ struct Daemon {
     links: Links,
     pinger: Option<Pinger>,
     replicas: Replicas,
+    groups: Groups,
     /// The latest status for the D-Bus task (see `spawn_publisher`).
     published: watch::Sender<ClusterStatus>,
     log: EventLog,
@@ -116,9 +125,21 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     if !config.replicas.is_empty() {
         protect_io();
     }
-    let status = view::cluster_status(&config, &core, epoch_us, replicas.status());
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let host = agents::Host {
+        replicas: replicas.clone(),
+        // systemd is on the system bus even when duet's objects are not.
+        system_bus: if config.groups.is_empty() {
+            None
+        } else {
+            zbus::Connection::system().await.ok()
+        },
+    };
+    let groups = Groups::new(&config, local, host, done_tx);
+    let status = view::cluster_status(&config, &core, epoch_us, replicas.status(), &groups);
     let summary = status.summary();
-    let bus = Bus::start(options.bus, status, Arc::new(replicas.clone())).await?;
+    let (control, control_rx) = GroupControl::channel();
+    let bus = Bus::start(options.bus, status, Arc::new(replicas.clone()), control).await?;
     tracing::info!(
         node = %config.node(local).name,
         cluster = %config.cluster.name,
@@ -135,13 +156,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         links,
         pinger,
         replicas: replicas.clone(),
+        groups,
         published: spawn_publisher(bus, node_name.clone()),
         log,
         start,
         epoch_us,
         summary,
     };
-    let result = daemon.main_loop(rx, ping_rx).await;
+    let result = daemon.main_loop(rx, ping_rx, done_rx, control_rx).await;
     notify::stopping();
     let _ = tokio::task::spawn_blocking(move || replicas.shutdown()).await;
     result?;
@@ -158,6 +180,8 @@ impl Daemon {
         &mut self,
         mut rx: mpsc::Receiver<Received>,
         mut ping_rx: mpsc::UnboundedReceiver<PingTarget>,
+        mut done_rx: mpsc::UnboundedReceiver<groups::Done>,
+        mut control_rx: mpsc::UnboundedReceiver<GroupRequest>,
     ) -> Result<(), DaemonError> {
         let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
@@ -170,8 +194,17 @@ impl Daemon {
             .max(Duration::from_millis(100));
         let mut link_poll = tokio::time::interval(poll_every);
         self.step(Input::Tick, None);
+        // Set at SIGTERM: the groups are being stopped before leaving.
+        let mut leaving: Option<tokio::time::Instant> = None;
         loop {
-            let wake = tokio::time::Instant::from_std(self.start + self.core.next_wakeup().0);
+            if let Some(deadline) = leaving
+                && (!self.groups.any_active() || tokio::time::Instant::now() >= deadline)
+            {
+                return Ok(());
+            }
+            let next = self.core.next_wakeup();
+            let next = self.groups.next_wakeup().map_or(next, |g| g.min(next));
+            let wake = tokio::time::Instant::from_std(self.start + next.0);
             tokio::select! {
                 Some(r) = rx.recv() => {
                     let input = Input::Datagram { link: r.link, bytes: &r.bytes };
@@ -184,9 +217,17 @@ impl Daemon {
                         self.step(Input::LocalLink { link, up }, None);
                     }
                 }
+                Some(d) = done_rx.recv() => {
+                    self.groups.done(d, self.now());
+                    self.step(Input::Tick, None);
+                }
+                Some((cmd, reply)) = control_rx.recv() => {
+                    let _ = reply.send(self.group_command(cmd));
+                    self.step(Input::Tick, None);
+                }
                 _ = watchdog.tick() => notify::watchdog(),
-                _ = term.recv() => return Ok(()),
-                _ = int.recv() => return Ok(()),
+                _ = term.recv(), if leaving.is_none() => leaving = Some(self.leave()),
+                _ = int.recv(), if leaving.is_none() => leaving = Some(self.leave()),
             }
         }
     }
@@ -196,6 +237,18 @@ impl Daemon {
     fn step(&mut self, input: Input<'_>, from: Option<SocketAddr>) {
         let now = self.now();
         let actions = self.core.handle(input, now);
+        self.carry_out(actions, from, now);
+        if !self.groups.is_empty() {
+            self.groups.evaluate(&self.core, now);
+            // Announced at once when it changed (the core sends then).
+            let state = self.groups.announcement();
+            let actions = self.core.handle(Input::LocalState(state), now);
+            self.carry_out(actions, None, now);
+        }
+        self.publish();
+    }
+
+    fn carry_out(&mut self, actions: Vec<Action>, from: Option<SocketAddr>, now: Timestamp) {
         for action in actions {
             match action {
                 Action::Send { link, bytes } => self.links.send(link, &bytes),
@@ -203,7 +256,33 @@ impl Daemon {
                 Action::Event(e) => self.log.event(&e, from, now),
             }
         }
-        self.publish();
+    }
+
+    fn group_command(&mut self, cmd: GroupCommand) -> Result<(), String> {
+        let now = self.now();
+        match cmd {
+            GroupCommand::Cleanup { group } => self.groups.cleanup(&group, now),
+            GroupCommand::Standby(on) => {
+                self.groups.set_standby(on);
+                Ok(())
+            }
+            GroupCommand::Maintenance(on) => {
+                self.groups.set_maintenance(on);
+                Ok(())
+            }
+        }
+    }
+
+    /// At SIGTERM: the groups running here stop in order first (the peer
+    /// takes them over as in a standby), within their stop timeouts.
+    fn leave(&mut self) -> tokio::time::Instant {
+        let bound = self.groups.stop_bound();
+        if self.groups.any_active() {
+            tracing::info!("stopping: moving the groups off this node first");
+        }
+        self.groups.set_standby(true);
+        self.step(Input::Tick, None);
+        tokio::time::Instant::now() + bound
     }
 
     fn ping(&mut self, target: PingTarget) {
@@ -217,7 +296,13 @@ impl Daemon {
 
     fn publish(&mut self) {
         let replicas = self.replicas.status();
-        let status = view::cluster_status(&self.config, &self.core, self.epoch_us, replicas);
+        let status = view::cluster_status(
+            &self.config,
+            &self.core,
+            self.epoch_us,
+            replicas,
+            &self.groups,
+        );
         let summary = status.summary();
         if summary != self.summary {
             notify::status(&summary);

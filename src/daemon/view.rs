@@ -2,6 +2,7 @@
 
 use crate::bus::{ClusterStatus, LinkStatus, NodeStatus, PingStatus, ReplicaStatus};
 use crate::config::Config;
+use crate::daemon::groups::Groups;
 use crate::membership::{Membership, PingTarget};
 use crate::types::Timestamp;
 
@@ -12,6 +13,7 @@ pub fn cluster_status(
     core: &Membership,
     epoch_us: u64,
     replicas: Vec<ReplicaStatus>,
+    groups: &Groups,
 ) -> ClusterStatus {
     let nodes = config
         .node_ids()
@@ -72,6 +74,9 @@ pub fn cluster_status(
         ping_nodes,
         dropped,
         replicas,
+        groups: groups.status(core),
+        standby: groups.standby(),
+        maintenance: groups.maintenance(),
     }
 }
 

@@ -36,6 +36,7 @@ impl Phase {
             Phase::Idle => 0,
             Phase::Claiming => 1,
             Phase::Active => 2,
+            Phase::Stopping => 3,
         }
     }
 
@@ -44,6 +45,7 @@ impl Phase {
             0 => Ok(Phase::Idle),
             1 => Ok(Phase::Claiming),
             2 => Ok(Phase::Active),
+            3 => Ok(Phase::Stopping),
             _ => Err(DropReason::Malformed),
         }
     }

@@ -48,11 +48,11 @@ fn random_state(rng: &mut Rng) -> Option<NodeState> {
     if rng.below(3) == 0 {
         return None;
     }
-    let phases = [Phase::Idle, Phase::Claiming, Phase::Active];
+    let phases = [Phase::Idle, Phase::Claiming, Phase::Active, Phase::Stopping];
     let groups = (0..rng.below(5))
         .map(|_| GroupState {
             name: random_name(rng).chars().take(12).collect(),
-            phase: phases[rng.below(3) as usize],
+            phase: phases[rng.below(4) as usize],
             eligible: rng.below(2) == 0,
         })
         .collect();
@@ -283,7 +283,7 @@ fn a_bad_extension_record_is_malformed() {
         ("a record running past the extension", vec![200, 0, 9, 1]),
         (
             "a phase no one knows",
-            state(&[1, 3, b'w', b'e', b'b', 3, 1]),
+            state(&[1, 3, b'w', b'e', b'b', 4, 1]),
         ),
         ("a group name that is not UTF-8", state(&[1, 1, 0xff, 2, 1])),
         ("an empty group name", state(&[1, 0, 2, 1])),

@@ -59,6 +59,9 @@ impl Settings {
 /// The group's state on this node, as `duetctl` and D-Bus name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
+    /// At start: checking which resources are up here from before (a
+    /// daemon that crashed or was killed leaves them), one by one.
+    Probing,
     Stopped,
     /// Announced, waiting for the others to hear before starting.
     Claiming {
@@ -100,7 +103,7 @@ pub enum Then {
 impl State {
     pub fn name(&self) -> &'static str {
         match self {
-            State::Stopped => "stopped",
+            State::Probing | State::Stopped => "stopped",
             State::Claiming { .. } | State::Starting { .. } => "starting",
             State::Running => "running",
             State::Stopping { .. } => "stopping",
@@ -108,10 +111,11 @@ impl State {
         }
     }
 
-    fn phase(&self) -> Phase {
+    pub fn phase(&self) -> Phase {
         match self {
-            State::Stopped | State::Failed { .. } => Phase::Idle,
+            State::Probing | State::Stopped | State::Failed { .. } => Phase::Idle,
             State::Claiming { .. } => Phase::Claiming,
+            State::Stopping { .. } => Phase::Stopping,
             _ => Phase::Active,
         }
     }
@@ -172,7 +176,7 @@ impl GroupCore {
         let n = s.start_timeouts.len();
         GroupCore {
             s,
-            state: State::Stopped,
+            state: State::Probing,
             up: vec![false; n],
             failures: vec![0; n],
             inflight: None,
@@ -228,7 +232,7 @@ impl GroupCore {
         let target = placement::target(&self.s.prefs, view, quorate);
         let me = self.s.me;
         let others: Vec<&NodeView> = view.iter().filter(|v| v.id != me && v.alive).collect();
-        let other_active = others.iter().any(|v| v.phase == Phase::Active);
+        let other_active = others.iter().any(|v| v.phase.holds());
         let better_claim = others
             .iter()
             .any(|v| v.phase == Phase::Claiming && self.ranks_before(v.id));
@@ -238,6 +242,13 @@ impl GroupCore {
             Some(t) => format!("it belongs on node {}", t.0),
         };
         match self.state.clone() {
+            State::Probing if self.inflight.is_none() => {
+                if self.up.is_empty() {
+                    self.state = State::Stopped;
+                } else {
+                    self.issue(Op::Monitor(0), now, &mut out);
+                }
+            }
             State::Stopped if target == Some(me) && !other_active && !better_claim => {
                 if others.iter().any(|v| self.s.prefs.nodes.contains(&v.id)) {
                     self.set(State::Claiming { since: now }, "claiming", &mut out);
@@ -342,6 +353,9 @@ impl GroupCore {
         out: &mut Vec<Action>,
     ) {
         match (what, result) {
+            (Op::Monitor(i), r) if self.state == State::Probing => {
+                self.probed(i, r.is_ok(), now, out)
+            }
             (Op::Start(i), Ok(())) => {
                 self.up[i] = true;
                 if let Some((then, why)) = self.stop_after.take() {
@@ -394,6 +408,26 @@ impl GroupCore {
                 let why = format!("{} failed its check: {e}", self.label(i));
                 self.stop_all(then, &why, now, out);
             }
+        }
+    }
+
+    /// A probe's answer: resource `i` is up here or not. Whatever is found
+    /// up is stopped (in reverse): this node cannot know it still belongs
+    /// here, and the placement starts it again where it does.
+    fn probed(&mut self, i: usize, up: bool, now: Timestamp, out: &mut Vec<Action>) {
+        self.up[i] = up;
+        if i + 1 < self.up.len() {
+            self.issue(Op::Monitor(i + 1), now, out);
+            return;
+        }
+        self.state = State::Stopped;
+        if self.up.iter().any(|u| *u) {
+            let found: Vec<&str> = (0..self.up.len())
+                .filter(|&j| self.up[j])
+                .map(|j| self.label(j))
+                .collect();
+            let why = format!("found up from before: {}", found.join(", "));
+            self.stop_all(Then::Idle, &why, now, out);
         }
     }
 

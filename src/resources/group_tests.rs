@@ -44,6 +44,25 @@ fn settings(me: NodeId, resources: usize) -> Settings {
     }
 }
 
+/// A core past its start-up probes, which found nothing up.
+fn probed(s: Settings) -> GroupCore {
+    let mut g = GroupCore::new(s);
+    let me = g.settings().me;
+    let standby = NodeView {
+        standby: true,
+        ..view(me)
+    };
+    let mut actions = g.on_view(&[standby], true, ms(0));
+    while let Some(id) = actions.iter().find_map(|a| match a {
+        Action::Monitor { op, .. } => Some(*op),
+        _ => None,
+    }) {
+        actions = g.on_done(id, Err("not running".into()), ms(0));
+    }
+    assert_eq!(g.state(), &State::Stopped);
+    g
+}
+
 /// The operation the actions ask for (exactly one is expected).
 fn op(actions: &[Action]) -> (&'static str, OpId, usize) {
     let ops: Vec<_> = actions
@@ -147,7 +166,7 @@ fn the_node_that_reaches_more_ping_nodes_wins_as_in_ipfail() {
 
 #[test]
 fn alone_it_starts_at_once_in_order_and_runs() {
-    let mut g = GroupCore::new(settings(B, 3));
+    let mut g = probed(settings(B, 3));
     let dead_a = NodeView {
         alive: false,
         phase: Phase::Active,
@@ -163,7 +182,7 @@ fn alone_it_starts_at_once_in_order_and_runs() {
 
 #[test]
 fn with_a_live_peer_it_claims_first_and_starts_after_the_claim_wait() {
-    let mut g = GroupCore::new(settings(A, 1));
+    let mut g = probed(settings(A, 1));
     let a = g.on_view(&[view(A), view(B)], true, ms(0));
     assert!(
         matches!(g.state(), State::Claiming { .. }),
@@ -186,7 +205,7 @@ fn a_claim_gives_way_to_a_node_that_has_the_group_or_ranks_first() {
     // B prefers itself here, claims, then hears A has the group.
     let mut s = settings(B, 1);
     s.prefs.nodes = vec![B, A];
-    let mut b = GroupCore::new(s);
+    let mut b = probed(s);
     b.on_view(&[view(A), view(B)], true, ms(0));
     assert!(matches!(b.state(), State::Claiming { .. }));
     let a_active = NodeView {
@@ -200,7 +219,7 @@ fn a_claim_gives_way_to_a_node_that_has_the_group_or_ranks_first() {
     // (first in preference) claims at the same time: B gives way.
     let mut s = settings(B, 1);
     s.prefs.moved_to = Some(B);
-    let mut b = GroupCore::new(s);
+    let mut b = probed(s);
     let a_claims = NodeView {
         phase: Phase::Claiming,
         ..view(A)
@@ -208,7 +227,7 @@ fn a_claim_gives_way_to_a_node_that_has_the_group_or_ranks_first() {
     b.on_view(&[a_claims, view(B)], true, ms(0));
     assert_eq!(b.state(), &State::Stopped, "A claims and ranks first");
     // A, claiming, does not give way to B's claim (B ranks after it).
-    let mut a = GroupCore::new(settings(A, 1));
+    let mut a = probed(settings(A, 1));
     a.on_view(&[view(A), view(B)], true, ms(0));
     let b_claims = NodeView {
         phase: Phase::Claiming,
@@ -224,7 +243,7 @@ fn a_claim_gives_way_to_a_node_that_has_the_group_or_ranks_first() {
 
 #[test]
 fn a_failed_start_stops_what_started_in_reverse_then_fails_past_the_threshold() {
-    let mut g = GroupCore::new(settings(A, 3));
+    let mut g = probed(settings(A, 3));
     let alone = [view(A)];
     let a = g.on_view(&alone, true, ms(0));
     let (_, id0, _) = op(&a);
@@ -261,7 +280,7 @@ fn a_failed_start_stops_what_started_in_reverse_then_fails_past_the_threshold() 
 
 #[test]
 fn a_failed_stop_blocks_the_group_here_and_keeps_it_announced_active() {
-    let mut g = GroupCore::new(settings(A, 2));
+    let mut g = probed(settings(A, 2));
     let a = g.on_view(&[view(A)], true, ms(0));
     succeed_all(&mut g, a, ms(1));
     assert_eq!(g.state(), &State::Running);
@@ -286,7 +305,7 @@ fn a_failed_stop_blocks_the_group_here_and_keeps_it_announced_active() {
 
 #[test]
 fn a_failed_check_restarts_in_place_from_that_resource_up() {
-    let mut g = GroupCore::new(settings(A, 3));
+    let mut g = probed(settings(A, 3));
     let a = g.on_view(&[view(A)], true, ms(0));
     succeed_all(&mut g, a, ms(0));
     assert_eq!(g.next_wakeup(), Some(ms(5000)));
@@ -313,7 +332,7 @@ fn a_failed_check_restarts_in_place_from_that_resource_up() {
 
 #[test]
 fn an_operation_past_its_timeout_fails_and_a_late_result_is_ignored() {
-    let mut g = GroupCore::new(settings(A, 1));
+    let mut g = probed(settings(A, 1));
     let a = g.on_view(&[view(A)], true, ms(0));
     let (_, id, _) = op(&a);
     assert_eq!(g.next_wakeup(), Some(ms(10_000)));
@@ -331,7 +350,7 @@ fn an_operation_past_its_timeout_fails_and_a_late_result_is_ignored() {
 
 #[test]
 fn a_stop_asked_during_a_start_follows_it() {
-    let mut g = GroupCore::new(settings(A, 2));
+    let mut g = probed(settings(A, 2));
     let a = g.on_view(&[view(A)], true, ms(0));
     let (_, id, _) = op(&a);
     let a = g.on_view(&[view(A)], false, ms(1));
@@ -454,6 +473,12 @@ impl Sim {
     fn absorb(&mut self, n: usize, actions: Vec<Action>, now: Timestamp, rng: &mut SplitMix64) {
         for a in actions {
             match a {
+                // A probe finds what is really up: nothing, on a core
+                // that just (re)started.
+                Action::Monitor { op, .. } if self.cores[n].state() == &State::Probing => {
+                    self.pending
+                        .push((ms(now.0.as_millis() as u64 + 10), n, op, false));
+                }
                 Action::Start { op, .. } | Action::Stop { op, .. } | Action::Monitor { op, .. } => {
                     let ok = rng.below(8) != 0;
                     self.pending.push((
@@ -491,4 +516,45 @@ impl Sim {
             })
             .collect()
     }
+}
+
+#[test]
+fn at_start_it_probes_and_stops_what_it_finds_up_from_before() {
+    let mut g = GroupCore::new(settings(A, 3));
+    // A peer runs the group; this node was killed with it up and restarts.
+    let b_runs = NodeView {
+        phase: Phase::Active,
+        ..view(B)
+    };
+    let mut found = Vec::new();
+    let mut a = g.on_view(&[view(A), b_runs], true, ms(0));
+    for i in 0..3 {
+        let (kind, id, index) = op(&a);
+        assert_eq!((kind, index), ("monitor", i));
+        found.push(index);
+        // Resources 0 and 1 are up from before, 2 is not.
+        let r = if i < 2 {
+            Ok(())
+        } else {
+            Err("not running".into())
+        };
+        a = g.on_done(id, r, ms(1));
+    }
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Transition { reason, .. } if reason == "found up from before: r0, r1")),
+        "{a:?}"
+    );
+    // Announced as stopping: resources may be up, but it is leaving, so
+    // the peer keeps the group.
+    assert_eq!(announced(&a), Some((Phase::Stopping, true)));
+    let stopping = NodeView {
+        phase: Phase::Stopping,
+        ..view(A)
+    };
+    assert_eq!(target(&prefs(false), &[stopping, b_runs], true), Some(B));
+    assert_eq!(
+        succeed_all(&mut g, a, ms(2)),
+        vec![("stop", 1), ("stop", 0)]
+    );
+    assert_eq!(g.state(), &State::Stopped);
 }

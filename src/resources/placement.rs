@@ -13,9 +13,19 @@ pub enum Phase {
     Idle,
     /// About to start it, waiting for the other nodes to hear so.
     Claiming,
-    /// Some of its resources may be up there: starting, running, stopping,
-    /// or a stop that failed (then only an administrator clears it).
+    /// Some of its resources may be up there: starting, running, or a
+    /// stop that failed (then only an administrator clears it).
     Active,
+    /// Stopping there: resources may still be up, but it is leaving, so
+    /// it is not where the group stays.
+    Stopping,
+}
+
+impl Phase {
+    /// Whether any of the group's resources may be up there.
+    pub fn holds(self) -> bool {
+        matches!(self, Phase::Active | Phase::Stopping)
+    }
 }
 
 /// One node as this node sees it, for one group.

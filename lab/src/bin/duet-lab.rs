@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use duet_lab::{Binaries, Lab, wait_until};
+use duet_lab::{Binaries, Lab, wait_until, web};
 
 const USAGE: &str = "usage: duet-lab up [2|3] | shell NODE | down | demo";
 
@@ -87,6 +87,14 @@ fn fully_up(lab: &Lab, observer: &str, peer: &str) -> Option<()> {
 /// The mount unit duet's resource groups will write (in /run).
 const MOUNT_UNIT: &str = "printf '[Mount]\\nWhat=/dev/duet/r0\\nWhere=/mnt/shared\\nType=ext4\\n' > /run/systemd/system/mnt-shared.mount && systemctl daemon-reload";
 
+/// The page from the floating address, as the client gets it.
+fn wait_for_page(lab: &Lab, timeout: Duration) -> String {
+    wait_until(timeout, "the page from the floating address", || {
+        web::fetch(lab)
+    })
+    .0
+}
+
 fn replica(lab: &Lab, node: &str) -> Option<serde_json::Value> {
     Some(lab.status(node)?["replicas"][0].clone())
 }
@@ -159,9 +167,38 @@ fn demo() -> ExitCode {
         "node1",
         "echo 'hello from the duet demo' > /mnt/shared/index.html && sync",
     );
+    lab.succeed(
+        "node1",
+        "systemctl stop mnt-shared.mount && rm /run/systemd/system/mnt-shared.mount \
+         && systemctl daemon-reload && duetctl secondary r0",
+    );
+
+    println!("\n== The group web: r0 Primary, /mnt/shared, 198.51.100.10 on eth0, apache2");
+    let config = format!("{}{}", duet_lab::cluster_config(2), web::GROUP);
+    for n in ["node1", "node2"] {
+        lab.succeed(n, web::PREPARE_NODE);
+        lab.node(n)
+            .write_file("/etc/duet/duet.toml", config.as_bytes(), 0o644);
+        lab.succeed(n, "systemctl restart duetd");
+    }
+    let t = Instant::now();
+    wait_until(Duration::from_secs(60), "web running on node1", || {
+        web::on(&lab, "node1", "node1")
+    });
+    let page = wait_for_page(&lab, Duration::from_secs(10));
+    println!(
+        "   web running on node1 {} ms after duetd started; the client reads from http://{}/: {}",
+        ms(t.elapsed()),
+        web::ADDRESS,
+        page.trim()
+    );
+    wait_until(Duration::from_secs(60), "r0 in sync under web", || {
+        let r = replica(&lab, "node2")?;
+        (r["disk"] == "uptodate" && r["replication"] == "established").then_some(())
+    });
     print!(
         "{}",
-        lab.succeed("node1", "duetctl status | grep -A1 replica")
+        lab.succeed("node1", "duetctl status | grep -E 'replica|group'")
     );
 
     println!("\n== Pulling the plug on node1 (SIGKILL to its init)");
@@ -175,20 +212,17 @@ fn demo() -> ExitCode {
         "   node2 declared node1 dead after {} ms (deadtime 1000 ms, keepalive 200 ms; classic Heartbeat: 10000 ms)",
         ms(detect)
     );
-    // Resource groups (the automatic takeover) are a later release: the
-    // demo promotes by hand, as an administrator would today.
-    lab.succeed(
-        "node2",
-        &format!("duetctl primary r0 && {MOUNT_UNIT} && systemctl start mnt-shared.mount"),
-    );
-    let page = lab.succeed("node2", "cat /mnt/shared/index.html");
+    let page = wait_for_page(&lab, Duration::from_secs(30));
     let takeover = t.elapsed();
     println!(
-        "   node2 is Primary with the filesystem mounted {} ms after the crash; the page reads: {}",
-        ms(takeover),
+        "   node2 took the group over; the client reads the same page again: {}",
         page.trim()
     );
-    print!("{}", lab.succeed("node2", "duetctl status"));
+    println!("failover: {:.2} s", takeover.as_secs_f64());
+    print!(
+        "{}",
+        lab.succeed("node2", "duetctl status | grep -E 'replica|group'")
+    );
 
     println!("\n== Booting node1 again");
     let t = Instant::now();
@@ -212,13 +246,13 @@ fn demo() -> ExitCode {
         "{}",
         lab.succeed(
             "node2",
-            "journalctl -u duetd --no-pager -o cat | grep -E 'dead|restarted|sync|Primary' | tail -n 8"
+            "journalctl -u duetd --no-pager -o cat | grep -E 'dead|restarted|sync|group' | tail -n 10"
         )
     );
     println!("\n== Removing the lab");
     drop(lab);
     println!(
-        "demo ok: failure detected in {} ms, service back on node2 in {} ms (manual promotion)",
+        "demo ok: failure detected in {} ms, the page served again from node2 {} ms after the crash",
         ms(detect),
         ms(takeover)
     );

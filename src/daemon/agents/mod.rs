@@ -1,8 +1,81 @@
-//! Resource agents (the dispatcher is added separately).
+//! Resource agents: what starting, stopping and checking each kind of
+//! resource means on this machine. Each operation is one async call that
+//! ends with Ok or the reason it failed, in words for the journal; the
+//! group core (src/resources/group.rs) decides which to run and when, and
+//! bounds each with its timeout.
+//!
+//! Every stop must succeed on a resource that is already stopped, and
+//! every start on one already started: after a crash or a failed step the
+//! core stops or starts again without knowing how far the last attempt got.
+
 pub mod ip;
+pub mod mount;
+pub mod replica;
+pub mod script;
+pub mod systemd;
+pub mod unit;
+
+use crate::config::{Resource, ResourceKind};
+use crate::daemon::replicas::Replicas;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Start,
     Stop,
     Monitor,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Start => "start",
+            Op::Stop => "stop",
+            Op::Monitor => "monitor",
+        }
+    }
+}
+
+/// What the agents reach the machine through.
+#[derive(Clone)]
+pub struct Host {
+    pub replicas: Replicas,
+    /// The system bus, for systemd; None when it cannot be reached (units
+    /// and mounts then fail with that reason).
+    pub system_bus: Option<zbus::Connection>,
+}
+
+/// Runs `op` on `resource`.
+pub async fn run(host: &Host, resource: &Resource, op: Op) -> Result<(), String> {
+    match &resource.kind {
+        ResourceKind::Replica { replica } => replica::run(&host.replicas, replica, op).await,
+        ResourceKind::Mount {
+            device,
+            mountpoint,
+            fstype,
+            options,
+            fsck,
+        } => {
+            let m = mount::Mount {
+                device,
+                mountpoint,
+                fstype,
+                options,
+                fsck: *fsck,
+            };
+            mount::run(bus(host)?, &m, op).await
+        }
+        ResourceKind::Ip {
+            address,
+            prefix,
+            interface,
+        } => ip::run(*address, *prefix, interface, op).await,
+        ResourceKind::Unit { unit } => unit::run(bus(host)?, unit, op).await,
+        ResourceKind::Script { path, args } => script::run(path, args, op).await,
+    }
+}
+
+fn bus(host: &Host) -> Result<&zbus::Connection, String> {
+    host.system_bus
+        .as_ref()
+        .ok_or_else(|| "the system bus (systemd) cannot be reached".to_string())
 }

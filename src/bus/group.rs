@@ -1,0 +1,140 @@
+//! `/org/duet/Duet1/group/<name>` (org.duet.Duet1.Group): where a group
+//! runs and how, and the administrator's methods on it. The methods go to
+//! the daemon's main loop, which owns the groups.
+
+use tokio::sync::{mpsc, oneshot};
+use zbus::object_server::SignalEmitter;
+
+use crate::bus::server::{Shared, lock};
+use crate::bus::status::GroupStatus;
+
+/// What an administrator asks of the groups (the node this daemon runs on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupCommand {
+    /// Forget a group's failures here; a blocked one tries its stop again.
+    Cleanup { group: String },
+    /// Move everything off this node (true) or let it run groups again.
+    Standby(bool),
+    /// Watch but do not start or stop anything (true), or act again.
+    Maintenance(bool),
+}
+
+type Request = (GroupCommand, oneshot::Sender<Result<(), String>>);
+
+/// The bus side of the channel to the daemon's main loop.
+#[derive(Clone)]
+pub struct GroupControl(mpsc::UnboundedSender<Request>);
+
+impl GroupControl {
+    pub fn channel() -> (GroupControl, mpsc::UnboundedReceiver<Request>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (GroupControl(tx), rx)
+    }
+
+    pub async fn ask(&self, cmd: GroupCommand) -> zbus::fdo::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send((cmd, tx))
+            .map_err(|_| zbus::fdo::Error::Failed("the daemon is stopping".into()))?;
+        rx.await
+            .map_err(|_| zbus::fdo::Error::Failed("the daemon is stopping".into()))?
+            .map_err(zbus::fdo::Error::Failed)
+    }
+}
+
+pub struct GroupObject {
+    pub(crate) shared: Shared,
+    pub(crate) index: usize,
+    pub(crate) control: GroupControl,
+}
+
+impl GroupObject {
+    fn with<T>(&self, f: impl FnOnce(&GroupStatus) -> T, default: T) -> T {
+        lock(&self.shared)
+            .groups
+            .get(self.index)
+            .map(f)
+            .unwrap_or(default)
+    }
+
+    pub(crate) async fn changed(
+        &self,
+        old: &GroupStatus,
+        new: &GroupStatus,
+        e: &SignalEmitter<'_>,
+    ) -> zbus::Result<()> {
+        if old.node != new.node {
+            self.node_changed(e).await?;
+        }
+        if old.state != new.state {
+            self.state_changed(e).await?;
+        }
+        if old.resources != new.resources {
+            self.resources_changed(e).await?;
+        }
+        if (&old.last_transition, &old.last_reason, old.last_duration)
+            != (&new.last_transition, &new.last_reason, new.last_duration)
+        {
+            self.last_transition_changed(e).await?;
+        }
+        Ok(())
+    }
+}
+
+#[zbus::interface(name = "org.duet.Duet1.Group")]
+impl GroupObject {
+    /// Forget this group's failures on this node (`duetctl cleanup`).
+    async fn cleanup(&self) -> zbus::fdo::Result<()> {
+        let group = self.with(|g| g.name.clone(), String::new());
+        self.control.ask(GroupCommand::Cleanup { group }).await
+    }
+
+    #[zbus(property)]
+    fn name(&self) -> String {
+        self.with(|g| g.name.clone(), String::new())
+    }
+
+    /// Where the group runs, as this node sees it ("" nowhere).
+    #[zbus(property)]
+    fn node(&self) -> String {
+        self.with(|g| g.node.clone(), String::new())
+    }
+
+    /// This node's state for the group: stopped, starting, running,
+    /// stopping or failed.
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.with(|g| g.state.clone(), String::new())
+    }
+
+    /// Each resource in start order: name, state here (started or
+    /// stopped), failures counted toward the threshold.
+    #[zbus(property)]
+    fn resources(&self) -> Vec<(String, String, u32)> {
+        self.with(
+            |g| {
+                g.resources
+                    .iter()
+                    .map(|r| (r.name.clone(), r.state.clone(), r.failures))
+                    .collect()
+            },
+            Vec::new(),
+        )
+    }
+
+    /// The last transition here: to which state, why, and how long the
+    /// start or stop took in seconds (-1 while it has not settled).
+    #[zbus(property)]
+    fn last_transition(&self) -> (String, String, f64) {
+        self.with(
+            |g| {
+                (
+                    g.last_transition.clone(),
+                    g.last_reason.clone(),
+                    g.last_duration.unwrap_or(-1.0),
+                )
+            },
+            (String::new(), String::new(), -1.0),
+        )
+    }
+}

@@ -1,0 +1,354 @@
+//! The shell around the group cores: builds each group's view of the
+//! cluster from the membership (who is alive, what each node announced),
+//! runs the resource operations the cores ask for as tasks, feeds back
+//! their results, and tells the membership what to announce.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::bus::{GroupStatus, ResourceStatus};
+use crate::config::{Config, Group};
+use crate::daemon::agents::{self, Host, Op};
+use crate::membership::node_state::{GroupState, NodeState};
+use crate::membership::{Membership, PeerState};
+use crate::resources::group::{Action, GroupCore, OpId, Settings};
+use crate::resources::placement::{NodeView, Phase};
+use crate::types::{NodeId, Timestamp};
+
+/// A finished resource operation, back from its task.
+pub struct Done {
+    group: usize,
+    op: OpId,
+    result: Result<(), String>,
+}
+
+/// The last transition of a group, for status.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transition {
+    pub to: String,
+    pub reason: String,
+    /// From leaving Stopped (or Running) to settling, when it settled.
+    pub took: Option<Duration>,
+}
+
+struct Running {
+    group: Group,
+    core: GroupCore,
+    last: Transition,
+    /// When the current start or stop sequence began.
+    since: Option<Timestamp>,
+}
+
+pub struct Groups {
+    local: NodeId,
+    node_names: Vec<String>,
+    groups: Vec<Running>,
+    host: Host,
+    done: mpsc::UnboundedSender<Done>,
+    standby: bool,
+    /// Exactly two nodes: a survivor alone has no majority, yet runs the
+    /// groups, as Heartbeat did (corosync's two_node). What keeps both
+    /// from running them when only the link between them broke is a
+    /// tie-breaker and fencing, which a two-node cluster should have.
+    two_node: bool,
+    /// Maintenance: the cores are not fed, nothing is started or stopped.
+    maintenance: bool,
+}
+
+impl Groups {
+    pub fn new(
+        config: &Config,
+        local: NodeId,
+        host: Host,
+        done: mpsc::UnboundedSender<Done>,
+    ) -> Groups {
+        let keepalive = config.timings.keepalive;
+        let groups = config
+            .groups
+            .iter()
+            .map(|g| Running {
+                group: g.clone(),
+                core: GroupCore::new(Settings::new(g, local, keepalive)),
+                last: Transition::default(),
+                since: None,
+            })
+            .collect();
+        Groups {
+            local,
+            node_names: config.nodes.iter().map(|n| n.name.clone()).collect(),
+            groups,
+            host,
+            done,
+            standby: false,
+            two_node: config.nodes.len() == 2,
+            maintenance: false,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// What this node announces now.
+    pub fn announcement(&self) -> NodeState {
+        NodeState {
+            seq: 0,
+            standby: self.standby,
+            groups: self
+                .groups
+                .iter()
+                .map(|r| GroupState {
+                    name: r.group.name.clone(),
+                    phase: r.core.state().phase(),
+                    eligible: r.core.eligible(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        self.groups
+            .iter()
+            .filter_map(|r| r.core.next_wakeup())
+            .min()
+    }
+
+    /// Looks at the cluster again: each group decides whether to start,
+    /// stop or wait.
+    pub fn evaluate(&mut self, m: &Membership, now: Timestamp) {
+        if self.maintenance {
+            return;
+        }
+        // Until every peer is heard or declared dead (initdead), a node
+        // knows too little to take anything over.
+        let settled = (0..self.node_names.len())
+            .map(|i| NodeId(i as u16))
+            .filter(|id| *id != self.local)
+            .all(|id| m.view(id).is_none_or(|v| v.state != PeerState::Init));
+        if !settled {
+            return;
+        }
+        let quorate = m.quorate() || self.two_node;
+        for i in 0..self.groups.len() {
+            let view = self.view(m, i);
+            let actions = self.groups[i].core.on_view(&view, quorate, now);
+            let actions = [actions, self.groups[i].core.on_tick(now)].concat();
+            self.carry_out(i, actions, now);
+        }
+    }
+
+    pub fn done(&mut self, d: Done, now: Timestamp) {
+        let Some(r) = self.groups.get_mut(d.group) else {
+            return;
+        };
+        let actions = r.core.on_done(d.op, d.result, now);
+        self.carry_out(d.group, actions, now);
+    }
+
+    /// One node's view of group `i`: every configured node.
+    fn view(&self, m: &Membership, i: usize) -> Vec<NodeView> {
+        let name = &self.groups[i].group.name;
+        (0..self.node_names.len())
+            .map(|n| {
+                let id = NodeId(n as u16);
+                let v = m.view(id);
+                let alive = id == self.local || v.as_ref().is_some_and(|v| v.state.is_alive());
+                let state = v.as_ref().and_then(|v| v.node_state.as_ref());
+                let g = state.and_then(|s| s.groups.iter().find(|g| &g.name == name));
+                NodeView {
+                    id,
+                    alive,
+                    standby: if id == self.local {
+                        self.standby
+                    } else {
+                        state.is_some_and(|s| s.standby)
+                    },
+                    ping_reach: v.as_ref().map_or(0, |v| u32::from(v.ping_reachable)),
+                    phase: if id == self.local {
+                        self.groups[i].core.state().phase()
+                    } else {
+                        g.map_or(Phase::Idle, |g| g.phase)
+                    },
+                    eligible: if id == self.local {
+                        self.groups[i].core.eligible()
+                    } else {
+                        g.is_none_or(|g| g.eligible)
+                    },
+                }
+            })
+            .collect()
+    }
+
+    fn carry_out(&mut self, i: usize, actions: Vec<Action>, now: Timestamp) {
+        for a in actions {
+            match a {
+                Action::Start { op, index } => self.spawn(i, op, index, Op::Start),
+                Action::Stop { op, index } => self.spawn(i, op, index, Op::Stop),
+                Action::Monitor { op, index } => self.spawn(i, op, index, Op::Monitor),
+                // The daemon reads `announcement` after each step.
+                Action::Announce { .. } => {}
+                Action::Transition { from, to, reason } => {
+                    self.transition(i, from, to, reason, now)
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, i: usize, op: OpId, index: usize, what: Op) {
+        let r = &self.groups[i];
+        let Some(resource) = r.group.resources.get(index).cloned() else {
+            return;
+        };
+        let limit = match what {
+            Op::Start => resource.start_timeout,
+            Op::Stop => resource.stop_timeout,
+            Op::Monitor => resource.start_timeout.min(Duration::from_secs(20)),
+        };
+        let (host, done) = (self.host.clone(), self.done.clone());
+        let (group, label) = (r.group.name.clone(), resource.label());
+        if what != Op::Monitor {
+            tracing::info!(group = %group, resource = %label, "{}: {label}", what.name());
+        }
+        tokio::spawn(async move {
+            // Past its timeout the operation is dropped (a script with it).
+            let result =
+                match tokio::time::timeout(limit, agents::run(&host, &resource, what)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("timed out after {:.1} s", limit.as_secs_f64())),
+                };
+            if let Err(e) = &result {
+                tracing::warn!(group = %group, resource = %label, "{} of {label} failed: {e}", what.name());
+            }
+            let _ = done.send(Done {
+                group: i,
+                op,
+                result,
+            });
+        });
+    }
+
+    fn transition(
+        &mut self,
+        i: usize,
+        from: &str,
+        to: &'static str,
+        reason: String,
+        now: Timestamp,
+    ) {
+        let r = &mut self.groups[i];
+        let node = &self.node_names[self.local.0 as usize];
+        let name = &r.group.name;
+        let settled = matches!(to, "running" | "stopped" | "failed");
+        if !settled && r.since.is_none() {
+            r.since = Some(now);
+        }
+        let took = settled
+            .then(|| r.since.take().map(|s| now.since(s)))
+            .flatten();
+        match took {
+            Some(t) => tracing::info!(
+                group = %name, node = %node, from, to,
+                "group {name}: {to} on {node} ({reason}), {:.2} s", t.as_secs_f64()
+            ),
+            None => {
+                tracing::info!(group = %name, node = %node, from, to, "group {name}: {to} ({reason})")
+            }
+        }
+        if to == "failed" {
+            tracing::error!(group = %name, node = %node, "group {name} failed on {node}: {reason}");
+        }
+        r.last = Transition {
+            to: to.to_string(),
+            reason,
+            took,
+        };
+    }
+
+    pub fn set_standby(&mut self, on: bool) {
+        self.standby = on;
+    }
+
+    pub fn set_maintenance(&mut self, on: bool) {
+        self.maintenance = on;
+    }
+
+    pub fn cleanup(&mut self, name: &str, now: Timestamp) -> Result<(), String> {
+        let i = self.index(name)?;
+        let actions = self.groups[i].core.cleanup(now);
+        self.carry_out(i, actions, now);
+        Ok(())
+    }
+
+    fn index(&self, name: &str) -> Result<usize, String> {
+        self.groups
+            .iter()
+            .position(|r| r.group.name == name)
+            .ok_or_else(|| format!("no group named {name}"))
+    }
+
+    /// Whether any group's resources may be up here.
+    pub fn any_active(&self) -> bool {
+        self.groups.iter().any(|r| r.core.state().phase().holds())
+    }
+
+    /// The longest stopping everything here can take.
+    pub fn stop_bound(&self) -> Duration {
+        self.groups
+            .iter()
+            .map(|r| {
+                r.group
+                    .resources
+                    .iter()
+                    .map(|x| x.stop_timeout)
+                    .sum::<Duration>()
+            })
+            .max()
+            .unwrap_or_default()
+            + Duration::from_secs(1)
+    }
+
+    pub fn standby(&self) -> bool {
+        self.standby
+    }
+
+    pub fn maintenance(&self) -> bool {
+        self.maintenance
+    }
+
+    pub fn status(&self, m: &Membership) -> Vec<GroupStatus> {
+        (0..self.groups.len())
+            .map(|i| {
+                let r = &self.groups[i];
+                let node = self
+                    .view(m, i)
+                    .iter()
+                    .filter(|v| v.alive && v.phase.holds())
+                    .min_by_key(|v| v.phase != Phase::Active)
+                    .map(|v| self.node_names[v.id.0 as usize].clone())
+                    .unwrap_or_default();
+                let resources = r
+                    .group
+                    .resources
+                    .iter()
+                    .zip(r.core.up())
+                    .zip(r.core.failures())
+                    .map(|((res, up), failures)| ResourceStatus {
+                        name: res.label(),
+                        state: if *up { "started" } else { "stopped" }.to_string(),
+                        failures: *failures,
+                    })
+                    .collect();
+                GroupStatus {
+                    name: r.group.name.clone(),
+                    node,
+                    state: r.core.state().name().to_string(),
+                    resources,
+                    last_transition: r.last.to.clone(),
+                    last_reason: r.last.reason.clone(),
+                    last_duration: r.last.took.map(|d| d.as_secs_f64()),
+                }
+            })
+            .collect()
+    }
+}
