@@ -38,7 +38,6 @@ struct Script {
     partitions: bool,
     restart_at: [Option<u64>; 2],
     link_back_at: Option<u64>,
-    apart: [bool; 2],
     was_connected: [bool; 2],
     split_brains_seen: usize,
     split_brains_checked: usize,
@@ -80,6 +79,15 @@ impl Script {
 
     /// Protocol C: the new primary has every acknowledged write.
     fn check_promoted(&mut self, n: usize) {
+        if self.w.settings.protocol == Protocol::A {
+            // Protocol A answers a write once it is sent: a failover may
+            // lose the most recent ones (DRBD's promise, no more). What the
+            // client may read from now on is what the new primary holds.
+            let w = &mut self.w;
+            for (s, a) in w.acked.iter_mut().enumerate() {
+                *a = (*a).min(sector_id(&w.nodes[n].disk, s as u64));
+            }
+        }
         if self.w.settings.protocol != Protocol::C || self.partitions || self.forced {
             return;
         }
@@ -156,7 +164,8 @@ impl Script {
     }
 
     fn reunion(&mut self) {
-        if self.apart[0] && self.apart[1] && self.split_brains_seen == self.split_brains_checked {
+        let apart = self.w.wrote_apart;
+        if apart[0] && apart[1] && self.split_brains_seen == self.split_brains_checked {
             let sb = self
                 .w
                 .events_seen
@@ -170,16 +179,11 @@ impl Script {
             }
         }
         self.split_brains_checked = self.split_brains_seen;
-        self.apart = [false; 2];
+        self.w.wrote_apart = [false; 2];
     }
 
     fn client(&mut self) {
         if let Some(p) = self.primary() {
-            let connected = self
-                .w
-                .state(p)
-                .is_some_and(|s| s.1 == Connection::Connected);
-            let before = self.w.acked_writes;
             // Bounded: a primary that answers at once (with an error,
             // diskless and alone) never fills its queue.
             for _ in 0..8 {
@@ -187,12 +191,6 @@ impl Script {
                     break;
                 }
                 self.w.client(p);
-            }
-            if !connected && self.w.acked_writes > before {
-                self.apart[p] = true;
-            }
-            if !connected {
-                self.apart[p] = true;
             }
         }
     }
@@ -471,7 +469,6 @@ fn run_with(
         partitions,
         restart_at: [None; 2],
         link_back_at: None,
-        apart: [false; 2],
         was_connected: [false; 2],
         split_brains_seen: 0,
         split_brains_checked: 0,

@@ -94,6 +94,9 @@ pub struct World {
     /// Per sector: the newest acknowledged write's id.
     pub acked: Vec<u64>,
     pub acked_writes: u64,
+    /// A write was answered while the node saw no peer (it started a
+    /// generation of its own), since the last reunion.
+    pub wrote_apart: [bool; 2],
     pub events_seen: Vec<(usize, Event)>,
     pub violations: Vec<String>,
     pending_reads: HashMap<(usize, Buf), (u64, u64)>,
@@ -195,6 +198,7 @@ impl World {
             outstanding: HashMap::new(),
             acked: vec![0; (SIZE / SECTOR) as usize],
             acked_writes: 0,
+            wrote_apart: [false; 2],
             events_seen: Vec::new(),
             violations: Vec::new(),
             pending_reads: HashMap::new(),
@@ -372,6 +376,12 @@ impl World {
         match op {
             ClientOp::Write { offset, len } if ok => {
                 self.acked_writes += 1;
+                if self
+                    .replica(n)
+                    .is_some_and(|r| r.connection() != Connection::Connected)
+                {
+                    self.wrote_apart[n] = true;
+                }
                 let peer_in_sync = self.replica(n).is_some_and(|r| {
                     r.connection() == Connection::Connected
                         && matches!(
