@@ -368,3 +368,46 @@ fn a_paused_sync_sends_nothing_until_resumed() {
     assert!(resumed > 0, "resumed, yet not reading");
     assert!(r.resume_sync(t(61)).is_err(), "nothing paused any more");
 }
+
+// ---- power cuts: what a volatile disk cache may lose ----
+
+fn superblocks(actions: &[Action]) -> Vec<(u64, u32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Meta {
+                token,
+                write: MetaWrite::Superblock { flags, .. },
+            } => Some((*token, *flags)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two superblock writes in flight may land in either order; the older
+/// state landing last is what a restart reads (here: a Primary taken for a
+/// Secondary, its activity log ignored after a crash). One at a time, the
+/// newest state last.
+#[test]
+fn superblock_writes_go_one_at_a_time_and_the_newest_lands_last() {
+    let mut r = connected(Protocol::C, Role::Secondary);
+    let first = r.primary(false, 1, t(2)).expect("promote");
+    let inflight = superblocks(&first);
+    assert_eq!(inflight.len(), 1);
+    let demoted = r.secondary(t(3)).expect("demote");
+    let promoted = r.primary(false, 2, t(3)).expect("promote again");
+    assert!(
+        superblocks(&demoted).is_empty() && superblocks(&promoted).is_empty(),
+        "a second superblock write while one is in flight"
+    );
+    let a = r.on(
+        Input::MetaDone {
+            token: inflight[0].0,
+            ok: true,
+        },
+        t(4),
+    );
+    let next = superblocks(&a);
+    assert_eq!(next.len(), 1, "the queued state follows");
+    assert_ne!(next[0].1 & FLAG_PRIMARY, 0, "the newest state: Primary");
+}

@@ -164,6 +164,7 @@ pub struct Replica {
     next_id: u64,
     /// Metadata writes data writes must wait for.
     gates: BTreeSet<u64>,
+    sb: SuperblockWrites,
     /// The failed disk's last metadata write: answers wait for it.
     failing: Option<u64>,
     failing_bitmap: BTreeSet<u64>,
@@ -199,6 +200,14 @@ pub struct Counters {
     pub pending: u64,
     /// The peer's requests received here and not answered yet (unacked).
     pub unacked: u64,
+}
+
+/// The superblock write in flight, and the one queued behind it (token and
+/// content).
+#[derive(Debug, Default)]
+struct SuperblockWrites {
+    writing: Option<u64>,
+    next: Option<(u64, MetaWrite)>,
 }
 
 /// Bitmap blocks to write, and which flush made which blocks durable.
@@ -242,6 +251,7 @@ impl Replica {
             next_seq: 1,
             next_id: 1,
             gates: BTreeSet::new(),
+            sb: SuperblockWrites::default(),
             failing: None,
             failing_bitmap: BTreeSet::new(),
             gated: Vec::new(),
@@ -511,17 +521,46 @@ impl Replica {
         if !self.has_disk() {
             return;
         }
-        let token = self.token();
+        let write = MetaWrite::Superblock {
+            generations: self.gens,
+            flags: self.flags(),
+        };
+        let token = self.superblock(write, out);
         if gate {
             self.gates.insert(token);
         }
-        out.push(Action::Meta {
-            token,
-            write: MetaWrite::Superblock {
-                generations: self.gens,
-                flags: self.flags(),
-            },
-        });
+    }
+
+    /// Issues a superblock write, or queues it behind the one in flight:
+    /// two in flight may land in either order, and the older state landing
+    /// last would be what a restart reads (a crashed Primary taken for a
+    /// Secondary, its activity log ignored). Queued writes merge: the
+    /// newest state is written once, under the first queued token.
+    fn superblock(&mut self, write: MetaWrite, out: &mut Vec<Action>) -> u64 {
+        if self.sb.writing.is_none() {
+            let token = self.token();
+            self.sb.writing = Some(token);
+            out.push(Action::Meta { token, write });
+            return token;
+        }
+        let token = match &self.sb.next {
+            Some((t, _)) => *t,
+            None => self.token(),
+        };
+        self.sb.next = Some((token, write));
+        token
+    }
+
+    /// A superblock write finished: the queued one goes.
+    fn superblock_done(&mut self, token: u64, out: &mut Vec<Action>) {
+        if self.sb.writing != Some(token) {
+            return;
+        }
+        self.sb.writing = None;
+        if let Some((next, write)) = self.sb.next.take() {
+            self.sb.writing = Some(next);
+            out.push(Action::Meta { token: next, write });
+        }
     }
 
     fn has_disk(&self) -> bool {
@@ -639,6 +678,7 @@ impl Replica {
         if !ok {
             self.disk_failed(out);
         }
+        self.superblock_done(token, out);
         if self.failing_bitmap.remove(&token) && self.failing_bitmap.is_empty() {
             self.write_failed_superblock(out);
         }
@@ -727,6 +767,9 @@ impl Replica {
         let token = self.token();
         self.failing = Some(token);
         self.failing_bitmap = pending;
+        // The failed disk's superblock is the last one: none queued before
+        // it may follow.
+        self.sb.next = None;
         if self.failing_bitmap.is_empty() {
             self.write_failed_superblock(out);
         }
@@ -745,14 +788,20 @@ impl Replica {
     }
 
     fn write_failed_superblock(&mut self, out: &mut Vec<Action>) {
-        if let Some(token) = self.failing {
-            out.push(Action::Meta {
-                token,
-                write: MetaWrite::Superblock {
-                    generations: self.gens,
-                    flags: 0,
-                },
-            });
+        let Some(token) = self.failing else {
+            return;
+        };
+        let write = MetaWrite::Superblock {
+            generations: self.gens,
+            flags: 0,
+        };
+        // Behind one in flight, as any superblock (under its own token:
+        // answers wait for that one).
+        if self.sb.writing.is_some() {
+            self.sb.next = Some((token, write));
+        } else {
+            self.sb.writing = Some(token);
+            out.push(Action::Meta { token, write });
         }
     }
 
