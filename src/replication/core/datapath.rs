@@ -76,6 +76,10 @@ impl Replica {
     /// Admits the write's extents into the activity log; queues it once
     /// all are in the log on disk.
     fn al_admit(&mut self, req: ReqId, out: &mut Vec<Action>) {
+        if self.log_marks_pending() {
+            // Retried (`al_retry`) once the recovered marks are on disk.
+            return;
+        }
         let Some(w) = self.app.get_mut(&req) else {
             return;
         };
@@ -241,6 +245,8 @@ impl Replica {
         for req in reqs {
             self.check_app(req, out);
         }
+        // Writes that waited for a crashed Primary's marks (`al_admit`).
+        self.al_retry(out);
         let seqs: Vec<u64> = self.peer_writes.keys().copied().collect();
         for seq in seqs {
             self.peer_write_ack(seq, out);

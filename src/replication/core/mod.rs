@@ -178,6 +178,11 @@ pub struct Replica {
     peer_writes: BTreeMap<u64, PeerWrite>,
     /// Peer flushes waiting for earlier peer writes: seq -> local token.
     peer_flushes: BTreeMap<u64, Option<u64>>,
+    /// A crashed Primary's log extents are marked in the bitmap, maybe
+    /// not on disk yet: no log transaction (which would drop them) before.
+    al_recovered: bool,
+    /// The bitmap epoch that puts them on disk.
+    al_guard: Option<u64>,
     bm: BitmapPersist,
     sync: sync::SyncState,
     handshake: handshake::Exchange,
@@ -263,6 +268,8 @@ impl Replica {
             reads: BTreeMap::new(),
             peer_writes: BTreeMap::new(),
             peer_flushes: BTreeMap::new(),
+            al_recovered: false,
+            al_guard: None,
             bm: BitmapPersist::default(),
             sync: sync::SyncState::default(),
             handshake: handshake::Exchange::default(),
@@ -292,9 +299,14 @@ impl Replica {
             // peer moved on).
             self.crashed_primary = true;
             for e in &a.al_extents {
-                self.bitmap
-                    .mark(e.0 * u64::from(AL_EXTENT), u64::from(AL_EXTENT));
+                let (offset, len) = (e.0 * u64::from(AL_EXTENT), u64::from(AL_EXTENT));
+                self.bitmap.mark(offset, len);
+                // On disk soon: the log forgets these extents with the
+                // next transactions, which wait for it, and a superblock
+                // says Primary until then (`log_marks_pending`).
+                self.bitmap_blocks_changed(offset, len, true);
             }
+            self.al_recovered = !a.al_extents.is_empty();
         }
         // Bits may be set without a generation of their own (a crash
         // between the two writes); treat them as writes made alone.
@@ -354,10 +366,17 @@ impl Replica {
         if matches!(self.disk, DiskState::UpToDate | DiskState::Outdated) {
             f |= FLAG_CONSISTENT;
         }
-        if self.role == Role::Primary {
+        if self.role == Role::Primary || self.log_marks_pending() {
             f |= FLAG_PRIMARY;
         }
         f
+    }
+
+    /// A crash as Primary left log extents marked in the bitmap, maybe not
+    /// on disk yet: until they are, the superblock keeps saying Primary,
+    /// so that a restart replays the log again.
+    fn log_marks_pending(&self) -> bool {
+        self.al_recovered || (self.al_guard.is_some() && !self.bitmap_durable(self.al_guard))
     }
     /// The shell should (keep) dialling or listening.
     pub fn wants_transport(&self) -> bool {
@@ -393,6 +412,11 @@ impl Replica {
     pub fn on(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
         self.now = now.max(self.now);
         let mut out = Vec::new();
+        if self.al_recovered {
+            // The log's extents marked at attach go to disk now.
+            self.al_recovered = false;
+            self.al_guard = self.marked_epoch(0, self.s.size, &mut out);
+        }
         match input {
             Input::TransportUp => self.transport_up(&mut out),
             Input::TransportDown => self.transport_down(&mut out),
@@ -608,25 +632,54 @@ impl Replica {
     }
 
     /// Marks blocks the peer lacks; returns the bitmap epoch that makes
-    /// the mark durable (a write waits for it) if any bit was new.
+    /// the mark durable (a write waits for it) unless it is already.
     fn mark_out_of_sync(&mut self, offset: u64, len: u64, out: &mut Vec<Action>) -> Option<u64> {
+        // A write the peer lacks starts a generation even on blocks marked
+        // before (a crashed Primary's hot extents): else a peer that moved
+        // on would sync over it, a split brain unseen.
+        self.writing_alone(out);
         let before = self.bitmap.dirty_blocks();
         self.bitmap.mark(offset, len);
-        if self.bitmap.dirty_blocks() == before {
-            return None;
+        if self.bitmap.dirty_blocks() != before {
+            self.bitmap_blocks_changed(offset, len, true);
+            let epoch = self.bm.epoch + 1;
+            self.flush_bitmap(out);
+            return Some(epoch);
         }
-        self.writing_alone(out);
-        self.bitmap_blocks_changed(offset, len, true);
-        let epoch = self.bm.epoch + 1;
-        self.flush_bitmap(out);
-        Some(epoch)
+        self.marked_epoch(offset, len, out)
     }
 
-    fn bitmap_blocks_changed(&mut self, offset: u64, len: u64, urgent: bool) {
+    /// Bits set before may not be on disk yet (their block waits to be
+    /// written, or is being written): the epoch that makes them durable,
+    /// now urgent.
+    fn marked_epoch(&mut self, offset: u64, len: u64, out: &mut Vec<Action>) -> Option<u64> {
+        let (first, last) = self.bitmap_block_range(offset, len);
+        let mut waiting = false;
+        for (_, urgent) in self.bm.dirty.range_mut(first..=last) {
+            *urgent = true;
+            waiting = true;
+        }
+        if waiting {
+            let epoch = self.bm.epoch + 1;
+            self.flush_bitmap(out);
+            return Some(epoch);
+        }
+        // Perhaps in the flush that runs (its blocks are not kept).
+        self.bm.flushing.as_ref().map(|(epoch, _)| *epoch)
+    }
+
+    /// The bitmap blocks (of `WORDS_PER_BLOCK` words) a byte range's bits
+    /// are in.
+    fn bitmap_block_range(&self, offset: u64, len: u64) -> (u64, u64) {
         let g = u64::from(self.s.granularity);
         let first = offset / g / 64 / WORDS_PER_BLOCK;
         let last =
             offset.saturating_add(len.max(1) - 1).min(self.s.size) / g / 64 / WORDS_PER_BLOCK;
+        (first, last)
+    }
+
+    fn bitmap_blocks_changed(&mut self, offset: u64, len: u64, urgent: bool) {
+        let (first, last) = self.bitmap_block_range(offset, len);
         for b in first..=last {
             let e = self.bm.dirty.entry(b).or_insert(false);
             *e |= urgent;
@@ -775,6 +828,8 @@ impl Replica {
         }
         self.disk = DiskState::Diskless;
         self.gates.clear();
+        // The epochs start over (and this disk no longer matters).
+        self.al_guard = None;
         self.bm = BitmapPersist::default();
         if self.syncing() {
             self.sync = sync::SyncState::default();
