@@ -80,14 +80,18 @@ fn connected(protocol: Protocol, peer_role: Role) -> Replica {
     r
 }
 
-/// Meta writes done (promotion writes the superblock before any data).
+/// Metadata writes done, and the flushes before them (promotion writes
+/// the superblock before any data; a log transaction waits for a flush).
 fn settle(r: &mut Replica, actions: Vec<Action>) -> Vec<Action> {
     let mut out = Vec::new();
     for a in actions {
-        if let Action::Meta { token, .. } = a {
-            out.extend(settle_one(r, token));
-        } else {
-            out.push(a);
+        match a {
+            Action::Meta { token, .. } => out.extend(settle_one(r, token)),
+            Action::Flush { token } => {
+                let more = r.on(Input::FlushDone { token, ok: true }, t(2));
+                out.extend(settle(r, more));
+            }
+            a => out.push(a),
         }
     }
     out
@@ -545,4 +549,91 @@ fn a_crashed_primarys_marks_reach_the_disk_before_the_log_moves_on() {
     let flags = superblocks(&a);
     assert_eq!(flags.len(), 1);
     assert_eq!(flags[0].1, FLAG_PRIMARY, "Inconsistent, and Primary still");
+}
+
+fn written(r: &mut Replica, req: u64, ms: u64) -> Vec<Action> {
+    r.on(
+        Input::Written {
+            buf: Buf::App(ReqId(req)),
+            ok: true,
+        },
+        t(ms),
+    )
+}
+
+/// A write over two extents takes both or neither: holding one while
+/// waiting for the other, two such writes could wait for each other
+/// forever in a full log (before: a partial hold, a deadlock).
+#[test]
+fn writes_over_two_extents_cannot_deadlock_the_activity_log() {
+    let mut s = settings(Protocol::C);
+    s.al_capacity = 2;
+    let a = Attached {
+        generations: gens(7),
+        flags: FLAG_CONSISTENT,
+        bitmap: DirtyBitmap::new(SIZE, 4096),
+        al_extents: Vec::new(),
+        al_seq: 0,
+    };
+    let mut r = Replica::new(s, Some(a), 1);
+    let a = r.primary(false, 1, t(2)).expect("promote");
+    settle(&mut r, a);
+    let extent = u64::from(AL_EXTENT);
+    // One slot busy with a write in extent 5.
+    let a = write_at(&mut r, 1, 5 * extent, 3);
+    assert!(data_write(&settle(&mut r, a), 1));
+    // Over extents 0 and 1, its transaction (if any) not yet on disk.
+    let w2 = write_at(&mut r, 2, extent - 2048, 4);
+    // Extent 5 is let go (written alone: on disk once marked).
+    let a = written(&mut r, 1, 5);
+    let mut all = settle(&mut r, a);
+    assert_eq!(completed(&all), Some(true));
+    // Over extents 2 and 3.
+    let w3 = write_at(&mut r, 3, 3 * extent - 2048, 6);
+    all.extend(settle(&mut r, w2));
+    all.extend(settle(&mut r, w3));
+    assert!(data_write(&all, 2), "the log deadlocked");
+    let a = written(&mut r, 2, 7);
+    let a = settle(&mut r, a);
+    assert!(data_write(&a, 3), "the log deadlocked");
+}
+
+/// A second write to an extent whose transaction is still being written
+/// waits for it too: the extent is in the log in memory, not yet on disk
+/// (before, it started at once, unlogged).
+#[test]
+fn a_write_waits_for_its_extent_to_be_logged_on_disk() {
+    let mut r = promoted(Protocol::C);
+    let first = write_at(&mut r, 1, 0, 3);
+    let second = write_at(&mut r, 2, 8192, 3);
+    assert!(
+        !data_write(&second, 2),
+        "started before its extent is logged"
+    );
+    let a = settle(&mut r, first);
+    assert!(data_write(&a, 1) && data_write(&a, 2));
+}
+
+/// A log transaction may drop an extent whose writes completed but may be
+/// only in the disk's volatile cache: the disk is flushed before the
+/// transaction is written, or a power cut could lose those writes with no
+/// log naming their extent (before, the transaction was written at once).
+#[test]
+fn a_log_transaction_waits_for_a_flush_of_the_data_before_it() {
+    let mut r = promoted(Protocol::C);
+    let a = write_at(&mut r, 1, 0, 3);
+    assert_eq!(log_writes(&a), 0, "the transaction before the flush");
+    assert!(!data_write(&a, 1));
+    let flush = flush_tokens(&a);
+    assert_eq!(flush.len(), 1);
+    let a = r.on(
+        Input::FlushDone {
+            token: flush[0],
+            ok: true,
+        },
+        t(4),
+    );
+    assert_eq!(log_writes(&a), 1);
+    let a = settle(&mut r, a);
+    assert!(data_write(&a, 1));
 }

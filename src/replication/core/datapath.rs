@@ -83,6 +83,14 @@ impl Replica {
         let Some(w) = self.app.get_mut(&req) else {
             return;
         };
+        // All of the write's extents at once, or none yet (retried when a
+        // write ends): extents in the log first, so that making room for
+        // one never evicts another the write needs.
+        if !self.al.room_for(&w.al_todo) {
+            return;
+        }
+        let al = &self.al;
+        w.al_todo.sort_by_key(|e| !al.contains(*e));
         while let Some(e) = w.al_todo.first().copied() {
             match self.al.begin(e) {
                 Admit::Go => {}
@@ -91,15 +99,29 @@ impl Replica {
                     let token = self.next_token;
                     w.al_token = Some(token);
                     self.counters.al_writes += 1;
-                    out.push(Action::Meta {
-                        token,
-                        write: MetaWrite::ActivityLog(txn),
-                    });
+                    // The transaction may drop an extent whose writes are
+                    // complete but maybe only in the disk's volatile cache:
+                    // they are flushed first (DRBD's PREFLUSH), or a power
+                    // cut could lose them with no log naming their extent.
+                    self.next_token += 1;
+                    let flush = self.next_token;
+                    self.al_flushes.insert(flush, (token, txn));
+                    self.al_pending.insert(e, token);
+                    out.push(Action::Flush { token: flush });
                 }
                 Admit::Wait => return,
             }
             w.al_todo.remove(0);
             w.al_admitted.push(e);
+        }
+        if w.al_token.is_none() {
+            // An extent already in the log in memory may still be on its
+            // way to the disk (another write's transaction): wait for it.
+            let pending = w
+                .al_admitted
+                .iter()
+                .find_map(|e| self.al_pending.get(e).copied());
+            w.al_token = pending;
         }
         if w.al_token.is_none() && !w.al_ready {
             w.al_ready = true;
@@ -111,6 +133,7 @@ impl Replica {
 
     /// A log transaction is on disk: the writes waiting for it go on.
     pub(super) fn al_logged(&mut self, token: u64, out: &mut Vec<Action>) {
+        self.al_pending.retain(|_, t| *t != token);
         let waiting: Vec<ReqId> = self
             .app
             .iter_mut()
@@ -358,6 +381,18 @@ impl Replica {
     pub(super) fn flush_done(&mut self, token: u64, ok: bool, out: &mut Vec<Action>) {
         if !ok {
             self.disk_failed(out);
+        }
+        if let Some((meta, txn)) = self.al_flushes.remove(&token) {
+            if ok && self.has_disk() {
+                out.push(Action::Meta {
+                    token: meta,
+                    write: MetaWrite::ActivityLog(txn),
+                });
+            } else {
+                // No disk to log on: the writes go on without it.
+                self.al_logged(meta, out);
+            }
+            return;
         }
         if let Some(req) = self.flush_tokens.remove(&token) {
             if let Some(f) = self.flushes.get_mut(&req) {

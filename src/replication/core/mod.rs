@@ -26,7 +26,7 @@ mod sync;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use crate::replication::activity_log::{ActivityLog, Extent};
+use crate::replication::activity_log::{ActivityLog, Extent, Transaction};
 use crate::replication::bitmap::DirtyBitmap;
 use crate::replication::generation::{Generation, Generations};
 use crate::replication::metadata::{AL_EXTENT, FLAG_CONSISTENT, FLAG_PRIMARY};
@@ -178,6 +178,11 @@ pub struct Replica {
     peer_writes: BTreeMap<u64, PeerWrite>,
     /// Peer flushes waiting for earlier peer writes: seq -> local token.
     peer_flushes: BTreeMap<u64, Option<u64>>,
+    /// Activity-log transactions waiting for the flush before them: flush
+    /// token -> (the transaction's token, the transaction).
+    al_flushes: HashMap<u64, (u64, Transaction)>,
+    /// Extents whose transaction is not on disk yet: extent -> its token.
+    al_pending: HashMap<Extent, u64>,
     /// A crashed Primary's log extents are marked in the bitmap, maybe
     /// not on disk yet: no log transaction (which would drop them) before.
     al_recovered: bool,
@@ -268,6 +273,8 @@ impl Replica {
             reads: BTreeMap::new(),
             peer_writes: BTreeMap::new(),
             peer_flushes: BTreeMap::new(),
+            al_flushes: HashMap::new(),
+            al_pending: HashMap::new(),
             al_recovered: false,
             al_guard: None,
             bm: BitmapPersist::default(),
