@@ -637,3 +637,66 @@ fn a_log_transaction_waits_for_a_flush_of_the_data_before_it() {
     let a = settle(&mut r, a);
     assert!(data_write(&a, 1));
 }
+
+fn flush_to_peer(actions: &[Action]) -> Option<u64> {
+    actions.iter().find_map(|a| match a {
+        Action::Send {
+            msg: Msg::Flush { seq },
+            ..
+        } => Some(*seq),
+        _ => None,
+    })
+}
+
+/// Protocol C answers once the peer wrote the block, maybe only into its
+/// disk's volatile cache. Until a flush there covers it, the primary keeps
+/// it: if the connection goes first (the peer may have lost power), the
+/// block is marked for the resync. Before, it was forgotten once answered,
+/// and a Secondary's power cut left a block that no bitmap named.
+#[test]
+fn a_write_the_peer_has_not_flushed_is_marked_when_the_link_drops() {
+    let mut r = promoted(Protocol::C);
+    let a = write(&mut r);
+    let seq = sent_seq(&a);
+    written(&mut r, 1, 4);
+    let a = ack(&mut r, seq, AckKind::Written, 5);
+    assert_eq!(completed(&a), Some(true));
+    // The primary asks the peer to flush it.
+    let barrier = flush_to_peer(&a).expect("a flush is sent to the peer");
+    assert!(barrier > seq);
+    // Stepping down now would leave no activity log covering it.
+    assert!(r.secondary(t(5)).is_err());
+    let a = r.on(Input::TransportDown, t(6));
+    settle(&mut r, a);
+    assert_eq!(r.out_of_sync_bytes(), 4096);
+    assert_ne!(r.generations().current, Generation(7));
+
+    // Flushed by the peer first: nothing to mark.
+    let mut r = promoted(Protocol::C);
+    let a = write(&mut r);
+    let seq = sent_seq(&a);
+    written(&mut r, 1, 4);
+    let a = ack(&mut r, seq, AckKind::Written, 5);
+    let barrier = flush_to_peer(&a).expect("a flush is sent to the peer");
+    ack(&mut r, barrier, AckKind::Flushed, 6);
+    r.secondary(t(6)).expect("nothing unflushed on the peer");
+    let a = r.on(Input::TransportDown, t(7));
+    settle(&mut r, a);
+    assert_eq!(r.out_of_sync_bytes(), 0);
+}
+
+/// The peer's acknowledgement may come before the local write completes:
+/// the link dropping in between must mark the write all the same.
+#[test]
+fn a_write_the_peer_wrote_before_this_disk_did_is_marked_too() {
+    let mut r = promoted(Protocol::C);
+    let a = write(&mut r);
+    let seq = sent_seq(&a);
+    ack(&mut r, seq, AckKind::Written, 4);
+    let a = r.on(Input::TransportDown, t(5));
+    let mut a = settle(&mut r, a);
+    let done = written(&mut r, 1, 6);
+    a.extend(settle(&mut r, done));
+    assert_eq!(completed(&a), Some(true));
+    assert_eq!(r.out_of_sync_bytes(), 4096);
+}

@@ -4,7 +4,7 @@
 use crate::replication::activity_log::{Admit, Extent};
 use crate::replication::core::{
     AckKind, Action, AppFlush, AppWrite, Buf, MetaWrite, Msg, PeerStage, PeerWrite, Protocol,
-    Replica, ReqId, Stage,
+    Replica, ReqId, Stage, Unstable,
 };
 use crate::replication::metadata::AL_EXTENT;
 use crate::replication::states::{Connection, DiskState, Replication, Role};
@@ -222,7 +222,7 @@ impl Replica {
         let local_ok = matches!(w.local, Stage::Done(true));
         let peer_done = match w.peer {
             PeerStage::NotSent => Some(false),
-            PeerStage::Written(ok) => Some(ok),
+            PeerStage::Written(ok, _) => Some(ok),
             PeerStage::Received(_) if protocol != Protocol::C && local_ok => Some(true),
             PeerStage::Sent(_) if protocol == Protocol::A && local_ok => Some(true),
             _ => None,
@@ -238,15 +238,105 @@ impl Replica {
                 self.counters.written_bytes += u64::from(w.len);
             }
         }
-        let settled = matches!(w.peer, PeerStage::NotSent | PeerStage::Written(_));
+        let settled = matches!(w.peer, PeerStage::NotSent | PeerStage::Written(..));
         if settled {
-            let w = self.app.remove(&req);
+            let Some(w) = self.app.remove(&req) else {
+                return;
+            };
             out.push(Action::Release(Buf::App(req)));
-            for e in w.map(|w| w.al_admitted).unwrap_or_default() {
-                self.al.end(e);
+            match w.peer {
+                // A FUA write is on the peer's media when written.
+                PeerStage::Written(true, seq) if !w.fua => {
+                    let u = Unstable {
+                        offset: w.offset,
+                        len: w.len,
+                        extents: w.al_admitted,
+                        marked: None,
+                    };
+                    self.unstable.insert(seq, u);
+                    self.send_barrier(out);
+                }
+                _ => {
+                    for e in w.al_admitted {
+                        self.al.end(e);
+                    }
+                    self.al_retry(out);
+                }
             }
-            self.al_retry(out);
         }
+    }
+
+    /// Asks the peer to flush what it wrote, unless such a flush runs.
+    fn send_barrier(&mut self, out: &mut Vec<Action>) {
+        let waiting = self.unstable.values().any(|u| u.marked.is_none());
+        if self.barrier.is_some() || !waiting || self.connection != Connection::Connected {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.barrier = Some(seq);
+        self.send(Msg::Flush { seq }, None, out);
+    }
+
+    /// The peer flushed (or failed to flush) everything it wrote before
+    /// `seq`: those writes are durable there (or must be resynced).
+    fn peer_flushed(&mut self, seq: u64, ok: bool, out: &mut Vec<Action>) {
+        if self.barrier == Some(seq) {
+            self.barrier = None;
+        }
+        let covered: Vec<u64> = self
+            .unstable
+            .range(..seq)
+            .filter(|(_, u)| u.marked.is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        for s in covered {
+            if !ok {
+                self.mark_unstable(s, out);
+            } else if let Some(u) = self.unstable.remove(&s) {
+                for e in u.extents {
+                    self.al.end(e);
+                }
+            }
+        }
+        self.release_marked(out);
+        self.send_barrier(out);
+    }
+
+    /// The peer may have lost the write: it is resynced from here.
+    fn mark_unstable(&mut self, seq: u64, out: &mut Vec<Action>) {
+        let Some((o, l)) = self
+            .unstable
+            .get(&seq)
+            .map(|u| (u.offset, u64::from(u.len)))
+        else {
+            return;
+        };
+        let epoch = self.mark_out_of_sync(o, l, out);
+        if let Some(u) = self.unstable.get_mut(&seq) {
+            u.marked = Some(epoch);
+        }
+    }
+
+    /// Marked writes whose marks are on disk let go of their extents.
+    fn release_marked(&mut self, out: &mut Vec<Action>) {
+        let done: Vec<u64> = self
+            .unstable
+            .iter()
+            .filter(|(_, u)| {
+                u.marked
+                    .is_some_and(|e| !self.has_disk() || self.bitmap_durable(e))
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for s in done {
+            if let Some(u) = self.unstable.remove(&s) {
+                for e in u.extents {
+                    self.al.end(e);
+                }
+            }
+        }
+        self.al_retry(out);
     }
 
     /// Writes that found every log slot busy try again.
@@ -270,6 +360,7 @@ impl Replica {
         }
         // Writes that waited for a crashed Primary's marks (`al_admit`).
         self.al_retry(out);
+        self.release_marked(out);
         let seqs: Vec<u64> = self.peer_writes.keys().copied().collect();
         for seq in seqs {
             self.peer_write_ack(seq, out);
@@ -422,6 +513,9 @@ impl Replica {
     }
 
     pub(super) fn ack(&mut self, seq: u64, kind: AckKind, ok: bool, out: &mut Vec<Action>) {
+        if kind == AckKind::Flushed {
+            self.peer_flushed(seq, ok, out);
+        }
         let Some(req) = self.seq_to_req.get(&seq).copied() else {
             return;
         };
@@ -443,7 +537,7 @@ impl Replica {
                 }
             }
             _ => {
-                w.peer = PeerStage::Written(ok);
+                w.peer = PeerStage::Written(ok, seq);
                 self.seq_to_req.remove(&seq);
                 if !ok {
                     let (o, l) = (w.offset, u64::from(w.len));
@@ -457,13 +551,31 @@ impl Replica {
         self.check_app(req, out);
     }
 
-    /// The connection is gone: what the peer did not confirm is marked.
+    /// The connection is gone: what the peer did not confirm (as written,
+    /// and flushed) is marked.
     pub(super) fn peer_lost(&mut self, out: &mut Vec<Action>) {
         self.seq_to_req.clear();
+        self.barrier = None;
+        let unstable: Vec<u64> = self
+            .unstable
+            .iter()
+            .filter(|(_, u)| u.marked.is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in unstable {
+            self.mark_unstable(seq, out);
+        }
+        self.release_marked(out);
+        // Written there but not flushed (unless FUA) is not confirmed either:
+        // the peer may have lost power.
         let pending: Vec<(ReqId, u64, u64)> = self
             .app
             .iter()
-            .filter(|(_, w)| matches!(w.peer, PeerStage::Sent(_) | PeerStage::Received(_)))
+            .filter(|(_, w)| match w.peer {
+                PeerStage::Sent(_) | PeerStage::Received(_) => true,
+                PeerStage::Written(ok, _) => ok && !w.fua,
+                PeerStage::NotSent => false,
+            })
             .map(|(r, w)| (*r, w.offset, u64::from(w.len)))
             .collect();
         for (req, o, l) in pending {

@@ -117,7 +117,8 @@ enum PeerStage {
     NotSent,
     Sent(u64),
     Received(u64),
-    Written(bool),
+    /// Answered, and its sequence number.
+    Written(bool, u64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +127,21 @@ struct AppFlush {
     /// Sequence of the Flush sent to the peer, until acknowledged.
     peer: Option<u64>,
     peer_ok: bool,
+}
+
+/// A mirrored write the peer wrote, maybe only into its disk's volatile
+/// cache: until a flush there covers it, a power cut of the peer can lose
+/// it. It keeps its activity-log extents meanwhile (after a crash here,
+/// they are resynced from here), and is marked out of sync if the
+/// connection goes first (DRBD's transfer log and barrier acks).
+#[derive(Debug, Clone)]
+struct Unstable {
+    offset: u64,
+    len: u32,
+    extents: Vec<Extent>,
+    /// Marked out of sync: the bitmap epoch that makes the mark durable;
+    /// the extents are let go once it is.
+    marked: Option<Option<u64>>,
 }
 
 /// A mirrored write of the peer's, on this disk.
@@ -188,6 +204,10 @@ pub struct Replica {
     al_recovered: bool,
     /// The bitmap epoch that puts them on disk.
     al_guard: Option<u64>,
+    /// Written on the peer, not yet known durable there (by sequence).
+    unstable: BTreeMap<u64, Unstable>,
+    /// The flush this side sent to make them durable, while it runs.
+    barrier: Option<u64>,
     bm: BitmapPersist,
     sync: sync::SyncState,
     handshake: handshake::Exchange,
@@ -277,6 +297,8 @@ impl Replica {
             al_pending: HashMap::new(),
             al_recovered: false,
             al_guard: None,
+            unstable: BTreeMap::new(),
+            barrier: None,
             bm: BitmapPersist::default(),
             sync: sync::SyncState::default(),
             handshake: handshake::Exchange::default(),
