@@ -700,3 +700,182 @@ fn a_write_the_peer_wrote_before_this_disk_did_is_marked_too() {
     assert_eq!(completed(&a), Some(true));
     assert_eq!(r.out_of_sync_bytes(), 4096);
 }
+
+/// A Secondary connected to a Primary that is ahead: a bitmap sync target.
+fn sync_target() -> Replica {
+    let mut r = up_to_date(Protocol::C);
+    r.connect(false).expect("connect");
+    r.on(Input::TransportUp, t(1));
+    let mut p = peer_state(Role::Primary, DiskState::UpToDate);
+    p.generations = Generations {
+        current: Generation(8),
+        bitmap: Generation(7),
+        history: [Generation::NONE; 2],
+    };
+    r.on(
+        Input::Received {
+            msg: Msg::Hello(p),
+            payload: false,
+        },
+        t(1),
+    );
+    r
+}
+
+fn resync_acked(actions: &[Action]) -> bool {
+    actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::Send {
+                msg: Msg::ResyncAck { ok: true, .. },
+                ..
+            }
+        )
+    })
+}
+
+/// The bitmap writes among `actions` done, the flushes they wait for
+/// first; what follows.
+fn bitmap_done(r: &mut Replica, actions: &[Action], ms: u64) -> Vec<Action> {
+    let mut out = Vec::new();
+    for token in flush_tokens(actions) {
+        let more = r.on(Input::FlushDone { token, ok: true }, t(ms));
+        out.extend(bitmap_done(r, &more, ms));
+        out.extend(more);
+    }
+    for token in meta_tokens(actions, true) {
+        out.extend(r.on(Input::MetaDone { token, ok: true }, t(ms)));
+    }
+    out
+}
+
+fn resync_data(r: &mut Replica, id: u64, offset: u64, ms: u64) -> Vec<Action> {
+    let msg = Msg::ResyncData {
+        id,
+        offset,
+        len: 4096,
+    };
+    received(r, msg, true, ms)
+}
+
+fn resync_written(r: &mut Replica, id: u64, ms: u64) -> Vec<Action> {
+    let buf = Buf::ResyncIn(id);
+    r.on(Input::Written { buf, ok: true }, t(ms))
+}
+
+/// The sync source clears a block's bit once the target acknowledges it,
+/// while the block may be only in the target's volatile cache. The target
+/// must hold the bit on its disk by then: the merged bitmap (before, only
+/// written a second later), or the bit of a block the source marked after
+/// the bitmaps were exchanged (before, never).
+#[test]
+fn a_sync_target_acknowledges_a_block_only_with_its_bit_on_disk() {
+    let mut r = sync_target();
+    // The source's bitmap: the first 64 blocks.
+    let last = Msg::Bitmap {
+        first_word: 0,
+        words: vec![u64::MAX],
+        last: true,
+    };
+    let start = received(&mut r, last, false, 2);
+    assert_eq!(r.replication(), Replication::SyncTarget);
+    // Inconsistent is on disk; the merged bitmap not yet.
+    for token in meta_tokens(&start, false) {
+        r.on(Input::MetaDone { token, ok: true }, t(2));
+    }
+    let a = resync_data(&mut r, 1, 0, 3);
+    assert!(a.iter().any(|a| matches!(a, Action::Write { .. })));
+    let a = resync_written(&mut r, 1, 4);
+    assert!(!resync_acked(&a), "acknowledged before its bit is on disk");
+    let a = bitmap_done(&mut r, &start, 5);
+    assert!(resync_acked(&a));
+
+    // Block 64 was not in the source's bitmap when it was sent.
+    let a = resync_data(&mut r, 2, 64 * 4096, 6);
+    let marks = a.clone();
+    assert!(a.iter().any(|a| matches!(a, Action::Write { .. })));
+    let a = resync_written(&mut r, 2, 7);
+    assert!(!resync_acked(&a), "acknowledged before its bit is on disk");
+    let a = bitmap_done(&mut r, &marks, 8);
+    assert!(resync_acked(&a));
+
+    // The bits cleared for the synced blocks go to disk (lazily) only
+    // after those blocks are flushed (before, at once: a power cut could
+    // keep the cleared bits and lose the blocks).
+    let a = r.on(Input::Tick, t(2000));
+    assert!(!flush_tokens(&a).is_empty());
+    assert!(
+        meta_tokens(&a, true).is_empty(),
+        "cleared bits written before the blocks they clear are flushed"
+    );
+}
+
+/// The sync source sends its last block and its generation; the target
+/// takes that generation. If the link drops before the target's answer,
+/// the source's next write made alone must start a new generation (before,
+/// it wrote on under the shared one: a write on the target later synced
+/// over it, a split brain unseen).
+#[test]
+fn a_sync_source_writing_alone_after_the_last_block_starts_a_generation() {
+    let mut r = up_to_date(Protocol::C);
+    // It wrote alone before: generation 8, based on 7, one block marked.
+    r.gens = Generations {
+        current: Generation(8),
+        bitmap: Generation(7),
+        history: [Generation::NONE; 2],
+    };
+    r.alone = true;
+    r.bitmap.mark(0, 4096);
+    let a = r.primary(false, 1, t(1)).expect("promote");
+    settle(&mut r, a);
+    r.connect(false).expect("connect");
+    r.on(Input::TransportUp, t(1));
+    let hello = Msg::Hello(peer_state(Role::Secondary, DiskState::UpToDate));
+    received(&mut r, hello, false, 1);
+    let last = Msg::Bitmap {
+        first_word: 0,
+        words: Vec::new(),
+        last: true,
+    };
+    let mut a = received(&mut r, last, false, 2);
+    assert_eq!(r.replication(), Replication::SyncSource);
+    for ms in 3..10 {
+        a.extend(r.on(Input::Tick, t(ms)));
+    }
+    let id = a
+        .iter()
+        .find_map(|a| match a {
+            Action::Read {
+                buf: Buf::ResyncOut(id),
+                ..
+            } => Some(*id),
+            _ => None,
+        })
+        .expect("the marked block is read");
+    let buf = Buf::ResyncOut(id);
+    r.on(
+        Input::ReadDone {
+            buf,
+            ok: true,
+            digest: 0,
+        },
+        t(10),
+    );
+    let a = received(&mut r, Msg::ResyncAck { id, ok: true }, false, 11);
+    let done = a.iter().any(|a| {
+        matches!(
+            a,
+            Action::Send {
+                msg: Msg::SyncDone { .. },
+                ..
+            }
+        )
+    });
+    assert!(done, "the source is done");
+    // The link drops before the target's answer; a write made alone.
+    r.on(Input::TransportDown, t(12));
+    let a = write_at(&mut r, 1, 8192, 13);
+    settle(&mut r, a);
+    assert_ne!(r.generations().current, Generation(8), "no new generation");
+    assert_eq!(r.generations().bitmap, Generation(8));
+}

@@ -361,6 +361,7 @@ impl Replica {
         // Writes that waited for a crashed Primary's marks (`al_admit`).
         self.al_retry(out);
         self.release_marked(out);
+        self.release_resync_acks(out);
         let seqs: Vec<u64> = self.peer_writes.keys().copied().collect();
         for seq in seqs {
             self.peer_write_ack(seq, out);
@@ -483,6 +484,9 @@ impl Replica {
                 // No disk to log on: the writes go on without it.
                 self.al_logged(meta, out);
             }
+            return;
+        }
+        if self.bitmap_preflushed(token, out) {
             return;
         }
         if let Some(req) = self.flush_tokens.remove(&token) {

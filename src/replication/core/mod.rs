@@ -248,6 +248,8 @@ struct BitmapPersist {
     since: Option<Timestamp>,
     /// The flush in progress: its epoch and tokens not yet done.
     flushing: Option<(u64, BTreeSet<u64>)>,
+    /// Its block writes, waiting for a data flush (its token) first.
+    preflush: Option<(u64, Vec<Action>)>,
     epoch: u64,
     done_epoch: u64,
 }
@@ -728,6 +730,7 @@ impl Replica {
         self.bm.since = None;
         self.bm.epoch += 1;
         let mut tokens = BTreeSet::new();
+        let mut writes = Vec::new();
         for b in blocks {
             let first = b * WORDS_PER_BLOCK;
             let end = (first + WORDS_PER_BLOCK).min(words.len() as u64);
@@ -737,7 +740,7 @@ impl Replica {
             let token = self.token();
             tokens.insert(token);
             self.counters.bitmap_writes += 1;
-            out.push(Action::Meta {
+            writes.push(Action::Meta {
                 token,
                 write: MetaWrite::Bitmap {
                     first_word: first,
@@ -747,9 +750,30 @@ impl Replica {
         }
         if tokens.is_empty() {
             self.bm.done_epoch = self.bm.epoch;
-        } else {
-            self.bm.flushing = Some((self.bm.epoch, tokens));
+            return;
         }
+        self.bm.flushing = Some((self.bm.epoch, tokens));
+        if self.replication == Replication::SyncTarget {
+            // Bits cleared for synced blocks must not reach the disk before
+            // those blocks do: they may still be in its volatile cache, and
+            // after a power cut only the bits would say they need a sync.
+            let token = self.token();
+            self.bm.preflush = Some((token, writes));
+            out.push(Action::Flush { token });
+        } else {
+            out.extend(writes);
+        }
+    }
+
+    /// A flush finished: bitmap blocks waiting for it are written.
+    fn bitmap_preflushed(&mut self, token: u64, out: &mut Vec<Action>) -> bool {
+        if self.bm.preflush.as_ref().is_none_or(|(t, _)| *t != token) {
+            return false;
+        }
+        if let Some((_, writes)) = self.bm.preflush.take() {
+            out.extend(writes);
+        }
+        true
     }
 
     fn bitmap_durable(&self, epoch: Option<u64>) -> bool {
@@ -861,6 +885,7 @@ impl Replica {
         self.al_guard = None;
         self.bm = BitmapPersist::default();
         if self.syncing() {
+            self.fail_resync_acks(out);
             self.sync = sync::SyncState::default();
             self.replication = Replication::Established;
         }
