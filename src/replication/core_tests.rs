@@ -879,3 +879,33 @@ fn a_sync_source_writing_alone_after_the_last_block_starts_a_generation() {
     assert_ne!(r.generations().current, Generation(8), "no new generation");
     assert_eq!(r.generations().bitmap, Generation(8));
 }
+
+/// A mirrored write queued on the Secondary (behind an overlapping one)
+/// until after the link dropped is on the Primary's disk too, which marks
+/// it: it must not start a generation of the Secondary's own (before, it
+/// did, and the reunion was a split brain).
+#[test]
+fn a_mirrored_write_queued_past_a_link_drop_starts_no_generation() {
+    let mut r = connected(Protocol::C, Role::Primary);
+    let data = |seq: u64| Msg::Data {
+        seq,
+        offset: 0,
+        len: 4096,
+        fua: false,
+    };
+    let a = received(&mut r, data(1), true, 2);
+    assert!(a.iter().any(|a| matches!(a, Action::Write { .. })));
+    let a = received(&mut r, data(2), true, 2);
+    assert!(!a.iter().any(|a| matches!(a, Action::Write { .. })));
+    r.on(Input::TransportDown, t(3));
+    let a = r.on(
+        Input::Written {
+            buf: Buf::Peer(1),
+            ok: true,
+        },
+        t(4),
+    );
+    assert!(a.iter().any(|a| matches!(a, Action::Write { .. })));
+    assert_eq!(r.generations().current, Generation(7));
+    assert_eq!(r.out_of_sync_bytes(), 0);
+}

@@ -642,6 +642,10 @@ impl Replica {
                 offset,
                 len,
                 fua,
+                only_copy: !matches!(
+                    self.peer_disk,
+                    DiskState::UpToDate | DiskState::Inconsistent | DiskState::Outdated
+                ),
                 bitmap_epoch: None,
                 written: None,
             },
@@ -659,11 +663,12 @@ impl Replica {
             out.push(Action::Release(Buf::Peer(seq)));
             return self.nack(seq, AckKind::Written, out);
         }
-        // The peer writes while its own disk is gone: only this copy has it.
-        if !matches!(
-            self.peer_disk,
-            DiskState::UpToDate | DiskState::Inconsistent | DiskState::Outdated
-        ) {
+        // The peer writes while its own disk is gone: only this copy has
+        // it. Judged when it arrived: a write queued here until after the
+        // link dropped is on the sender's disk too (which marks it), and
+        // marking it here as well would start a generation of this side's
+        // own, a split brain at the reunion.
+        if w.only_copy {
             let epoch = self.mark_out_of_sync(w.offset, u64::from(w.len), out);
             if let Some(pw) = self.peer_writes.get_mut(&seq) {
                 pw.bitmap_epoch = epoch;

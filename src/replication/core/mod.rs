@@ -150,6 +150,9 @@ struct PeerWrite {
     offset: u64,
     len: u32,
     fua: bool,
+    /// The sender had no disk to write it to when it sent it (as this
+    /// side knew then): only this copy has it.
+    only_copy: bool,
     bitmap_epoch: Option<u64>,
     written: Option<bool>,
 }
