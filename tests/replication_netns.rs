@@ -529,6 +529,10 @@ fn lab_the_tcp_export_is_served_with_tls_by_the_primary_only() {
 
     ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
     established(&lab, "node1");
+    // The attachment's own connections, before any remote client (a
+    // remote client's count lingers a moment after it disconnects).
+    let s = lab.status("node1").expect("status");
+    let local = r0(&s)["clients"].as_u64().expect("clients");
     let size = usable(&lab);
     // From node2's side of the public link, as a remote client.
     let out = in_ns(&lab, "node2", &["nbdinfo", "--size", &nbds(1)]);
@@ -556,8 +560,6 @@ fn lab_the_tcp_export_is_served_with_tls_by_the_primary_only() {
 
     // A client stays connected: counted (beside the attachment's own
     // connections), then cut off by `secondary`.
-    let s = lab.status("node1").expect("status");
-    let local = r0(&s)["clients"].as_u64().expect("clients");
     let mut qemu = Command::new("ip")
         .args(["netns", "exec", &lab.node("node2").ns, "qemu-io"])
         .args([

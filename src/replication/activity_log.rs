@@ -99,6 +99,25 @@ impl ActivityLog {
         })
     }
 
+    /// Whether every one of a write's `extents` can begin now, once those
+    /// in the log already have: a write takes all its extents or none, or
+    /// two writes could each hold one and wait for the other forever.
+    pub fn room_for(&self, extents: &[Extent]) -> bool {
+        let logged = |e: &Extent| self.slots.iter().any(|s| s.extent == *e);
+        let new = extents.iter().filter(|e| !logged(e)).count();
+        let idle = self
+            .slots
+            .iter()
+            .filter(|s| s.in_flight == 0 && !extents.contains(&s.extent))
+            .count();
+        new <= self.capacity - self.slots.len() + idle
+    }
+
+    /// Whether `extent` is in the log (in memory).
+    pub fn contains(&self, extent: Extent) -> bool {
+        self.slots.iter().any(|s| s.extent == extent)
+    }
+
     /// A write to `extent` completed (on every disk the protocol waits for).
     pub fn end(&mut self, extent: Extent) {
         if let Some(s) = self.slots.iter_mut().find(|s| s.extent == extent) {
@@ -199,6 +218,29 @@ mod tests {
             Admit::Log(t) => assert_eq!(t.extents, [Extent(2), Extent(3)]),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Two writes over two extents each, in a log of two: the second must
+    /// not take a slot it cannot complete with, or both wait forever.
+    #[test]
+    fn a_write_takes_all_its_extents_or_none() {
+        let mut al = ActivityLog::new(2, 0);
+        let first = [Extent(0), Extent(1)];
+        assert!(al.room_for(&first));
+        for e in first {
+            assert!(matches!(al.begin(e), Admit::Log(_)));
+        }
+        // Both slots busy: a write over 2 and 3 has no room at all.
+        assert!(!al.room_for(&[Extent(2), Extent(3)]));
+        // One of its extents logged already needs only one more slot.
+        assert!(!al.room_for(&[Extent(1), Extent(2)]));
+        al.end(Extent(0));
+        assert!(al.room_for(&[Extent(1), Extent(2)]));
+        // Idle slots make room; extents already logged need none.
+        al.end(Extent(1));
+        assert!(al.room_for(&[Extent(0), Extent(1)]));
+        assert!(al.room_for(&[Extent(0), Extent(5)]));
+        assert!(al.contains(Extent(0)) && !al.contains(Extent(5)));
     }
 
     #[test]

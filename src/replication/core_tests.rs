@@ -80,14 +80,18 @@ fn connected(protocol: Protocol, peer_role: Role) -> Replica {
     r
 }
 
-/// Meta writes done (promotion writes the superblock before any data).
+/// Metadata writes done, and the flushes before them (promotion writes
+/// the superblock before any data; a log transaction waits for a flush).
 fn settle(r: &mut Replica, actions: Vec<Action>) -> Vec<Action> {
     let mut out = Vec::new();
     for a in actions {
-        if let Action::Meta { token, .. } = a {
-            out.extend(settle_one(r, token));
-        } else {
-            out.push(a);
+        match a {
+            Action::Meta { token, .. } => out.extend(settle_one(r, token)),
+            Action::Flush { token } => {
+                let more = r.on(Input::FlushDone { token, ok: true }, t(2));
+                out.extend(settle(r, more));
+            }
+            a => out.push(a),
         }
     }
     out
@@ -619,4 +623,541 @@ fn a_peer_that_became_primary_meanwhile_declines_invalidate_remote() {
         assert_eq!(p.r[n].out_of_sync_bytes(), 0);
     }
     assert_eq!(p.r[0].peer_role(), Some(Role::Primary));
+}
+
+// ---- power cuts: what a volatile disk cache may lose ----
+
+fn superblocks(actions: &[Action]) -> Vec<(u64, u32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Meta {
+                token,
+                write: MetaWrite::Superblock { flags, .. },
+            } => Some((*token, *flags)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two superblock writes in flight may land in either order; the older
+/// state landing last is what a restart reads (here: a Primary taken for a
+/// Secondary, its activity log ignored after a crash). One at a time, the
+/// newest state last.
+#[test]
+fn superblock_writes_go_one_at_a_time_and_the_newest_lands_last() {
+    let mut r = connected(Protocol::C, Role::Secondary);
+    let first = r.primary(false, 1, t(2)).expect("promote");
+    let inflight = superblocks(&first);
+    assert_eq!(inflight.len(), 1);
+    let demoted = r.secondary(t(3)).expect("demote");
+    let promoted = r.primary(false, 2, t(3)).expect("promote again");
+    assert!(
+        superblocks(&demoted).is_empty() && superblocks(&promoted).is_empty(),
+        "a second superblock write while one is in flight"
+    );
+    let a = r.on(
+        Input::MetaDone {
+            token: inflight[0].0,
+            ok: true,
+        },
+        t(4),
+    );
+    let next = superblocks(&a);
+    assert_eq!(next.len(), 1, "the queued state follows");
+    assert_ne!(next[0].1 & FLAG_PRIMARY, 0, "the newest state: Primary");
+}
+
+fn write_at(r: &mut Replica, req: u64, offset: u64, ms: u64) -> Vec<Action> {
+    r.on(
+        Input::Write {
+            req: ReqId(req),
+            offset,
+            len: 4096,
+            fua: false,
+        },
+        t(ms),
+    )
+}
+
+fn data_write(actions: &[Action], req: u64) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, Action::Write { buf: Buf::App(ReqId(q)), .. } if *q == req))
+}
+
+fn flush_tokens(actions: &[Action]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Flush { token } => Some(*token),
+            _ => None,
+        })
+        .collect()
+}
+
+fn log_writes(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Meta {
+                    write: MetaWrite::ActivityLog(_),
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+fn meta_tokens(actions: &[Action], bitmap: bool) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Meta {
+                token,
+                write: MetaWrite::Bitmap { .. },
+            } if bitmap => Some(*token),
+            Action::Meta {
+                token,
+                write: MetaWrite::Superblock { .. },
+            } if !bitmap => Some(*token),
+            _ => None,
+        })
+        .collect()
+}
+
+fn received(r: &mut Replica, msg: Msg, payload: bool, ms: u64) -> Vec<Action> {
+    r.on(Input::Received { msg, payload }, t(ms))
+}
+
+/// After a crash as Primary, the logged extents are marked in the bitmap.
+/// Those marks go to disk before a log transaction can forget the extents
+/// (before, they were only in memory: a second crash lost them). And a
+/// write made alone on such a block starts a generation like any (before,
+/// an already set bit meant no new generation: a peer that had moved on
+/// synced over the write, a split brain unseen).
+#[test]
+fn a_crashed_primarys_marks_reach_the_disk_before_the_log_moves_on() {
+    let a = Attached {
+        generations: gens(7),
+        flags: FLAG_CONSISTENT | FLAG_PRIMARY,
+        bitmap: DirtyBitmap::new(SIZE, 4096),
+        al_extents: vec![Extent(0)],
+        al_seq: 3,
+    };
+    let mut r = Replica::new(settings(Protocol::C), Some(a), 1);
+    assert_eq!(r.out_of_sync_bytes(), u64::from(AL_EXTENT));
+    // Promoted alone: the superblock, and the recovered marks.
+    let a = r.primary(false, 1, t(2)).expect("promote");
+    let marks = meta_tokens(&a, true);
+    assert!(!marks.is_empty(), "the recovered marks are not written");
+    for token in meta_tokens(&a, false) {
+        r.on(Input::MetaDone { token, ok: true }, t(2));
+    }
+    // A write to a new extent: its transaction would drop extent 0.
+    let a = write_at(&mut r, 2, 9 * u64::from(AL_EXTENT), 3);
+    assert!(flush_tokens(&a).is_empty() && log_writes(&a) == 0);
+    let mut after = Vec::new();
+    for token in marks {
+        after.extend(r.on(Input::MetaDone { token, ok: true }, t(4)));
+    }
+    assert!(data_write(&settle(&mut r, after), 2));
+    // A write into the marked extent, made alone.
+    let a = write_at(&mut r, 1, 4096, 5);
+    assert!(data_write(&settle(&mut r, a), 1));
+    assert_ne!(r.generations().current, Generation(7), "no new generation");
+    assert_eq!(r.generations().bitmap, Generation(7));
+
+    // Back as a sync target instead: the superblock says Inconsistent at
+    // once, and Primary still, until the marks are on disk (before, it
+    // said Secondary: a power cut then left neither the marks nor a log
+    // to replay).
+    let a = Attached {
+        generations: gens(7),
+        flags: FLAG_CONSISTENT | FLAG_PRIMARY,
+        bitmap: DirtyBitmap::new(SIZE, 4096),
+        al_extents: vec![Extent(0)],
+        al_seq: 3,
+    };
+    let mut r = Replica::new(settings(Protocol::C), Some(a), 1);
+    r.connect(false).expect("connect");
+    r.on(Input::TransportUp, t(1));
+    let mut p = peer_state(Role::Primary, DiskState::UpToDate);
+    p.generations = Generations {
+        current: Generation(8),
+        bitmap: Generation(7),
+        history: [Generation::NONE; 2],
+    };
+    received(&mut r, Msg::Hello(p), false, 1);
+    let last = Msg::Bitmap {
+        first_word: 0,
+        words: Vec::new(),
+        last: true,
+    };
+    let a = received(&mut r, last, false, 2);
+    assert_eq!(r.replication(), Replication::SyncTarget);
+    let flags = superblocks(&a);
+    assert_eq!(flags.len(), 1);
+    assert_eq!(flags[0].1, FLAG_PRIMARY, "Inconsistent, and Primary still");
+}
+
+fn written(r: &mut Replica, req: u64, ms: u64) -> Vec<Action> {
+    r.on(
+        Input::Written {
+            buf: Buf::App(ReqId(req)),
+            ok: true,
+        },
+        t(ms),
+    )
+}
+
+/// A write over two extents takes both or neither: holding one while
+/// waiting for the other, two such writes could wait for each other
+/// forever in a full log (before: a partial hold, a deadlock).
+#[test]
+fn writes_over_two_extents_cannot_deadlock_the_activity_log() {
+    let mut s = settings(Protocol::C);
+    s.al_capacity = 2;
+    let a = Attached {
+        generations: gens(7),
+        flags: FLAG_CONSISTENT,
+        bitmap: DirtyBitmap::new(SIZE, 4096),
+        al_extents: Vec::new(),
+        al_seq: 0,
+    };
+    let mut r = Replica::new(s, Some(a), 1);
+    let a = r.primary(false, 1, t(2)).expect("promote");
+    settle(&mut r, a);
+    let extent = u64::from(AL_EXTENT);
+    // One slot busy with a write in extent 5.
+    let a = write_at(&mut r, 1, 5 * extent, 3);
+    assert!(data_write(&settle(&mut r, a), 1));
+    // Over extents 0 and 1, its transaction (if any) not yet on disk.
+    let w2 = write_at(&mut r, 2, extent - 2048, 4);
+    // Extent 5 is let go (written alone: on disk once marked).
+    let a = written(&mut r, 1, 5);
+    let mut all = settle(&mut r, a);
+    assert_eq!(completed(&all), Some(true));
+    // Over extents 2 and 3.
+    let w3 = write_at(&mut r, 3, 3 * extent - 2048, 6);
+    all.extend(settle(&mut r, w2));
+    all.extend(settle(&mut r, w3));
+    assert!(data_write(&all, 2), "the log deadlocked");
+    let a = written(&mut r, 2, 7);
+    let a = settle(&mut r, a);
+    assert!(data_write(&a, 3), "the log deadlocked");
+}
+
+/// A second write to an extent whose transaction is still being written
+/// waits for it too: the extent is in the log in memory, not yet on disk
+/// (before, it started at once, unlogged).
+#[test]
+fn a_write_waits_for_its_extent_to_be_logged_on_disk() {
+    let mut r = promoted(Protocol::C);
+    let first = write_at(&mut r, 1, 0, 3);
+    let second = write_at(&mut r, 2, 8192, 3);
+    assert!(
+        !data_write(&second, 2),
+        "started before its extent is logged"
+    );
+    let a = settle(&mut r, first);
+    assert!(data_write(&a, 1) && data_write(&a, 2));
+}
+
+/// A log transaction may drop an extent whose writes completed but may be
+/// only in the disk's volatile cache: the disk is flushed before the
+/// transaction is written, or a power cut could lose those writes with no
+/// log naming their extent (before, the transaction was written at once).
+#[test]
+fn a_log_transaction_waits_for_a_flush_of_the_data_before_it() {
+    let mut r = promoted(Protocol::C);
+    let a = write_at(&mut r, 1, 0, 3);
+    assert_eq!(log_writes(&a), 0, "the transaction before the flush");
+    assert!(!data_write(&a, 1));
+    let flush = flush_tokens(&a);
+    assert_eq!(flush.len(), 1);
+    let a = r.on(
+        Input::FlushDone {
+            token: flush[0],
+            ok: true,
+        },
+        t(4),
+    );
+    assert_eq!(log_writes(&a), 1);
+    let a = settle(&mut r, a);
+    assert!(data_write(&a, 1));
+}
+
+fn flush_to_peer(actions: &[Action]) -> Option<u64> {
+    actions.iter().find_map(|a| match a {
+        Action::Send {
+            msg: Msg::Flush { seq },
+            ..
+        } => Some(*seq),
+        _ => None,
+    })
+}
+
+/// Protocol C answers once the peer wrote the block, maybe only into its
+/// disk's volatile cache. Until a flush there covers it, the primary keeps
+/// it: if the connection goes first (the peer may have lost power), the
+/// block is marked for the resync. Before, it was forgotten once answered,
+/// and a Secondary's power cut left a block that no bitmap named.
+#[test]
+fn a_write_the_peer_has_not_flushed_is_marked_when_the_link_drops() {
+    let mut r = promoted(Protocol::C);
+    let a = write(&mut r);
+    let seq = sent_seq(&a);
+    written(&mut r, 1, 4);
+    let a = ack(&mut r, seq, AckKind::Written, 5);
+    assert_eq!(completed(&a), Some(true));
+    // The primary asks the peer to flush it.
+    let barrier = flush_to_peer(&a).expect("a flush is sent to the peer");
+    assert!(barrier > seq);
+    // Stepping down now would leave no activity log covering it.
+    assert!(r.secondary(t(5)).is_err());
+    let a = r.on(Input::TransportDown, t(6));
+    settle(&mut r, a);
+    assert_eq!(r.out_of_sync_bytes(), 4096);
+    assert_ne!(r.generations().current, Generation(7));
+
+    // Flushed by the peer first: nothing to mark.
+    let mut r = promoted(Protocol::C);
+    let a = write(&mut r);
+    let seq = sent_seq(&a);
+    written(&mut r, 1, 4);
+    let a = ack(&mut r, seq, AckKind::Written, 5);
+    let barrier = flush_to_peer(&a).expect("a flush is sent to the peer");
+    ack(&mut r, barrier, AckKind::Flushed, 6);
+    r.secondary(t(6)).expect("nothing unflushed on the peer");
+    let a = r.on(Input::TransportDown, t(7));
+    settle(&mut r, a);
+    assert_eq!(r.out_of_sync_bytes(), 0);
+}
+
+/// The peer's acknowledgement may come before the local write completes:
+/// the link dropping in between must mark the write all the same.
+#[test]
+fn a_write_the_peer_wrote_before_this_disk_did_is_marked_too() {
+    let mut r = promoted(Protocol::C);
+    let a = write(&mut r);
+    let seq = sent_seq(&a);
+    ack(&mut r, seq, AckKind::Written, 4);
+    let a = r.on(Input::TransportDown, t(5));
+    let mut a = settle(&mut r, a);
+    let done = written(&mut r, 1, 6);
+    a.extend(settle(&mut r, done));
+    assert_eq!(completed(&a), Some(true));
+    assert_eq!(r.out_of_sync_bytes(), 4096);
+}
+
+/// A Secondary connected to a Primary that is ahead: a bitmap sync target.
+fn sync_target() -> Replica {
+    let mut r = up_to_date(Protocol::C);
+    r.connect(false).expect("connect");
+    r.on(Input::TransportUp, t(1));
+    let mut p = peer_state(Role::Primary, DiskState::UpToDate);
+    p.generations = Generations {
+        current: Generation(8),
+        bitmap: Generation(7),
+        history: [Generation::NONE; 2],
+    };
+    r.on(
+        Input::Received {
+            msg: Msg::Hello(p),
+            payload: false,
+        },
+        t(1),
+    );
+    r
+}
+
+fn resync_acked(actions: &[Action]) -> bool {
+    actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::Send {
+                msg: Msg::ResyncAck { ok: true, .. },
+                ..
+            }
+        )
+    })
+}
+
+/// The bitmap writes among `actions` done, the flushes they wait for
+/// first; what follows.
+fn bitmap_done(r: &mut Replica, actions: &[Action], ms: u64) -> Vec<Action> {
+    let mut out = Vec::new();
+    for token in flush_tokens(actions) {
+        let more = r.on(Input::FlushDone { token, ok: true }, t(ms));
+        out.extend(bitmap_done(r, &more, ms));
+        out.extend(more);
+    }
+    for token in meta_tokens(actions, true) {
+        out.extend(r.on(Input::MetaDone { token, ok: true }, t(ms)));
+    }
+    out
+}
+
+fn resync_data(r: &mut Replica, id: u64, offset: u64, ms: u64) -> Vec<Action> {
+    let msg = Msg::ResyncData {
+        id,
+        offset,
+        len: 4096,
+    };
+    received(r, msg, true, ms)
+}
+
+fn resync_written(r: &mut Replica, id: u64, ms: u64) -> Vec<Action> {
+    let buf = Buf::ResyncIn(id);
+    r.on(Input::Written { buf, ok: true }, t(ms))
+}
+
+/// The sync source clears a block's bit once the target acknowledges it,
+/// while the block may be only in the target's volatile cache. The target
+/// must hold the bit on its disk by then: the merged bitmap (before, only
+/// written a second later), or the bit of a block the source marked after
+/// the bitmaps were exchanged (before, never).
+#[test]
+fn a_sync_target_acknowledges_a_block_only_with_its_bit_on_disk() {
+    let mut r = sync_target();
+    // The source's bitmap: the first 64 blocks.
+    let last = Msg::Bitmap {
+        first_word: 0,
+        words: vec![u64::MAX],
+        last: true,
+    };
+    let start = received(&mut r, last, false, 2);
+    assert_eq!(r.replication(), Replication::SyncTarget);
+    // Inconsistent is on disk; the merged bitmap not yet.
+    for token in meta_tokens(&start, false) {
+        r.on(Input::MetaDone { token, ok: true }, t(2));
+    }
+    let a = resync_data(&mut r, 1, 0, 3);
+    assert!(a.iter().any(|a| matches!(a, Action::Write { .. })));
+    let a = resync_written(&mut r, 1, 4);
+    assert!(!resync_acked(&a), "acknowledged before its bit is on disk");
+    let a = bitmap_done(&mut r, &start, 5);
+    assert!(resync_acked(&a));
+
+    // Block 64 was not in the source's bitmap when it was sent.
+    let a = resync_data(&mut r, 2, 64 * 4096, 6);
+    let marks = a.clone();
+    assert!(a.iter().any(|a| matches!(a, Action::Write { .. })));
+    let a = resync_written(&mut r, 2, 7);
+    assert!(!resync_acked(&a), "acknowledged before its bit is on disk");
+    let a = bitmap_done(&mut r, &marks, 8);
+    assert!(resync_acked(&a));
+
+    // The bits cleared for the synced blocks go to disk (lazily) only
+    // after those blocks are flushed (before, at once: a power cut could
+    // keep the cleared bits and lose the blocks).
+    let a = r.on(Input::Tick, t(2000));
+    assert!(!flush_tokens(&a).is_empty());
+    assert!(
+        meta_tokens(&a, true).is_empty(),
+        "cleared bits written before the blocks they clear are flushed"
+    );
+}
+
+/// The sync source sends its last block and its generation; the target
+/// takes that generation. If the link drops before the target's answer,
+/// the source's next write made alone must start a new generation (before,
+/// it wrote on under the shared one: a write on the target later synced
+/// over it, a split brain unseen).
+#[test]
+fn a_sync_source_writing_alone_after_the_last_block_starts_a_generation() {
+    let mut r = up_to_date(Protocol::C);
+    // It wrote alone before: generation 8, based on 7, one block marked.
+    r.gens = Generations {
+        current: Generation(8),
+        bitmap: Generation(7),
+        history: [Generation::NONE; 2],
+    };
+    r.alone = true;
+    r.bitmap.mark(0, 4096);
+    let a = r.primary(false, 1, t(1)).expect("promote");
+    settle(&mut r, a);
+    r.connect(false).expect("connect");
+    r.on(Input::TransportUp, t(1));
+    let hello = Msg::Hello(peer_state(Role::Secondary, DiskState::UpToDate));
+    received(&mut r, hello, false, 1);
+    let last = Msg::Bitmap {
+        first_word: 0,
+        words: Vec::new(),
+        last: true,
+    };
+    let mut a = received(&mut r, last, false, 2);
+    assert_eq!(r.replication(), Replication::SyncSource);
+    for ms in 3..10 {
+        a.extend(r.on(Input::Tick, t(ms)));
+    }
+    let id = a
+        .iter()
+        .find_map(|a| match a {
+            Action::Read {
+                buf: Buf::ResyncOut(id),
+                ..
+            } => Some(*id),
+            _ => None,
+        })
+        .expect("the marked block is read");
+    let buf = Buf::ResyncOut(id);
+    r.on(
+        Input::ReadDone {
+            buf,
+            ok: true,
+            digest: 0,
+        },
+        t(10),
+    );
+    let a = received(&mut r, Msg::ResyncAck { id, ok: true }, false, 11);
+    let done = a.iter().any(|a| {
+        matches!(
+            a,
+            Action::Send {
+                msg: Msg::SyncDone { .. },
+                ..
+            }
+        )
+    });
+    assert!(done, "the source is done");
+    // The link drops before the target's answer; a write made alone.
+    r.on(Input::TransportDown, t(12));
+    let a = write_at(&mut r, 1, 8192, 13);
+    settle(&mut r, a);
+    assert_ne!(r.generations().current, Generation(8), "no new generation");
+    assert_eq!(r.generations().bitmap, Generation(8));
+}
+
+/// A mirrored write queued on the Secondary (behind an overlapping one)
+/// until after the link dropped is on the Primary's disk too, which marks
+/// it: it must not start a generation of the Secondary's own (before, it
+/// did, and the reunion was a split brain).
+#[test]
+fn a_mirrored_write_queued_past_a_link_drop_starts_no_generation() {
+    let mut r = connected(Protocol::C, Role::Primary);
+    let data = |seq: u64| Msg::Data {
+        seq,
+        offset: 0,
+        len: 4096,
+        fua: false,
+    };
+    let a = received(&mut r, data(1), true, 2);
+    assert!(a.iter().any(|a| matches!(a, Action::Write { .. })));
+    let a = received(&mut r, data(2), true, 2);
+    assert!(!a.iter().any(|a| matches!(a, Action::Write { .. })));
+    r.on(Input::TransportDown, t(3));
+    let a = r.on(
+        Input::Written {
+            buf: Buf::Peer(1),
+            ok: true,
+        },
+        t(4),
+    );
+    assert!(a.iter().any(|a| matches!(a, Action::Write { .. })));
+    assert_eq!(r.generations().current, Generation(7));
+    assert_eq!(r.out_of_sync_bytes(), 0);
 }

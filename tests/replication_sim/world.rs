@@ -1,17 +1,53 @@
-//! A simulated world for two replica cores: disks that keep what a
-//! finished write put there (a crash of the daemon loses only what was
-//! still in flight, which lands or not by chance), metadata areas, a TCP
-//! link that delivers in order until it breaks, and a client on the
-//! primary whose writes are stamped so any sector tells which write put it.
+//! A simulated world for two replica cores: disks with a volatile write
+//! cache, metadata areas, a TCP link that delivers in order until it
+//! breaks, and a client on the primary whose writes are stamped so any
+//! sector tells which write put it.
+//!
+//! The disk model. Each node has a durable image (what is on the media
+//! for sure) and a cache of data writes that completed but are not yet
+//! durable, in completion order; `disk` is what reads see, the durable
+//! image with the cache over it.
+//! - A completed `Flush` makes durable every write that completed before
+//!   the flush was issued, which is all the core can know of (a write
+//!   completing while the flush runs stays in the cache).
+//! - A write with `fua` is durable when it completes, itself only (NBD's
+//!   FUA; the earlier writes to the same sectors can no longer come back).
+//! - Metadata writes are durable when `MetaDone` arrives (the shell syncs
+//!   after each one). They do not make data durable: the daemon's shell
+//!   syncs its one file after a metadata write, but the block may reach
+//!   the media before the data written earlier does, so the core asks for
+//!   a `Flush` first where a metadata write depends on data (DRBD's
+//!   PREFLUSH).
+//! - A crash of the daemon (`crash`) loses nothing that completed: the
+//!   machine's cache survives. What was in flight lands or not by chance.
+//! - A power cut (`power_cut`) loses the cache: each cached write, and each
+//!   write in flight, survives whole, not at all, or sector by sector
+//!   (disks promise only sectors to be atomic). Survivors land in
+//!   completion order, so for any sector the result is its durable value or
+//!   any one of its cached versions, and a later version that survives is
+//!   never undone by an earlier one: a disk's cache writes each sector's
+//!   versions back in order, and the power cut stops it anywhere. Metadata
+//!   writes in flight land or not; a bitmap block may tear at a sector
+//!   (superblock and activity log blocks are checksummed and slotted, so a
+//!   torn one reads as the previous one: not landed).
+//!
+//! The oracle. `acked` is, per sector, the newest acknowledged write the
+//! client may expect to read back; `flushed[n]` the newest write node `n`
+//! must hold durably because the client was told so (a flush or FUA write
+//! answered while `n` held the write). Both are lowered when a promotion
+//! makes a node's data the truth that was allowed to lose writes (see
+//! `rebase`).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::rc::Rc;
 use std::time::Duration;
 
 use duet::replication::activity_log::Extent;
 use duet::replication::bitmap::DirtyBitmap;
 use duet::replication::core::{
-    Action, Attached, Buf, Event, Input, MetaWrite, Msg, Protocol, Replica, ReqId, Settings,
+    AckKind, Action, Attached, Buf, Event, Input, MetaWrite, Msg, Protocol, Replica, ReqId,
+    Settings,
 };
 use duet::replication::generation::Generations;
 use duet::replication::split_brain::Policies;
@@ -21,7 +57,11 @@ use duet::types::{NodeId, Timestamp};
 
 pub const SIZE: u64 = 16 << 20;
 pub const SECTOR: u64 = 512;
+const SECTORS: usize = (SIZE / SECTOR) as usize;
 const GRAN: u32 = 4096;
+/// Bitmap words in one 512-byte sector: what a torn bitmap write keeps
+/// or loses together.
+const WORDS_PER_SECTOR: usize = 64;
 
 #[derive(Debug, Clone, Default)]
 pub struct Meta {
@@ -34,20 +74,44 @@ pub struct Meta {
 
 pub struct Node {
     pub r: Option<Replica>,
+    /// What reads see: the durable image with the cache over it.
     pub disk: Vec<u8>,
+    /// What the media holds for sure: all a power cut leaves.
+    pub durable: Vec<u8>,
+    /// Completed data writes not yet durable, in completion order.
+    cache: Vec<Cached>,
+    /// Data writes completed so far: a flush covers those before it.
+    completed: u64,
+    /// The metadata (durable: metadata writes are synced).
     pub meta: Meta,
     bufs: HashMap<Buf, Vec<u8>>,
     /// Bumped on crash: completions of an older run are void.
     run: u64,
-    /// Writes in flight (token -> what), for a crash to land or lose.
+    /// I/O in flight (token -> what), for a crash to land or lose.
     inflight: BTreeMap<u64, Pending>,
     next_io: u64,
 }
 
+/// A completed write in the disk's cache.
+struct Cached {
+    /// Its number among the node's completed writes.
+    n: u64,
+    offset: u64,
+    data: Vec<u8>,
+    /// Per sector: false once a later durable write superseded it.
+    live: Vec<bool>,
+}
+
 #[derive(Clone)]
 enum Pending {
-    Data(u64, Vec<u8>),
+    Data {
+        offset: u64,
+        data: Vec<u8>,
+        fua: bool,
+    },
     Meta(MetaWrite),
+    /// With the number of data writes completed when it was issued.
+    Flush(u64),
 }
 
 enum Ev {
@@ -73,6 +137,56 @@ enum Ev {
     },
 }
 
+/// Something a node was told it holds, not yet covered by a flush there.
+enum Held {
+    Write {
+        stamp: u64,
+        offset: u64,
+        len: u32,
+        id: u64,
+    },
+    /// Every sector, as `acked` was (a sync made the node whole).
+    All { stamp: u64, ids: Rc<Vec<u64>> },
+}
+
+impl Held {
+    fn stamp(&self) -> u64 {
+        match self {
+            Held::Write { stamp, .. } | Held::All { stamp, .. } => *stamp,
+        }
+    }
+}
+
+/// What the client was promised about one node's disk.
+pub struct Promise {
+    /// Per sector, the newest write this node holds (in its cache at
+    /// least): its own acknowledged writes while Primary, the writes its
+    /// peer heard it confirm as written while Secondary.
+    pub holds: Vec<u64>,
+    /// Per sector, the newest write this node holds durably: covered by a
+    /// flush or FUA write answered to the client while it held it.
+    pub flushed: Vec<u64>,
+    /// Held since, in order, until a flush on this node covers them.
+    log: Vec<Held>,
+    /// A power cut since the pair was last in sync: only `flushed` is left.
+    pub power_cut: bool,
+    /// A crash of the daemon since the pair was last in sync: writes it
+    /// had received and not yet written are gone (protocol B's risk).
+    pub crashed: bool,
+}
+
+impl Promise {
+    fn new() -> Promise {
+        Promise {
+            holds: vec![0; SECTORS],
+            flushed: vec![0; SECTORS],
+            log: Vec::new(),
+            power_cut: false,
+            crashed: false,
+        }
+    }
+}
+
 pub struct World {
     pub rng: SplitMix64,
     pub now: u64,
@@ -91,14 +205,26 @@ pub struct World {
     // The client and its oracle.
     next_write: u64,
     pub outstanding: HashMap<(usize, u64), ClientOp>,
-    /// Per sector: the newest acknowledged write's id.
+    /// Per sector: the newest acknowledged write's id (lowered when a
+    /// promotion legitimately lost writes: see `rebase`).
     pub acked: Vec<u64>,
     pub acked_writes: u64,
+    pub promise: [Promise; 2],
+    stamp: u64,
+    /// The primary's mirrored writes by (node, sequence): which write a
+    /// peer's acknowledgement confirms.
+    mirrored: HashMap<(usize, u64), (u64, u64, u32)>,
+    pub power_cuts: u64,
+    /// A write was answered while the node saw no peer (it started a
+    /// generation of its own), since the last reunion.
+    pub wrote_apart: [bool; 2],
     pub events_seen: Vec<(usize, Event)>,
     pub violations: Vec<String>,
     pending_reads: HashMap<(usize, Buf), (u64, u64)>,
-    /// Off where failovers during partitions may legitimately lose writes.
-    pub check_reads: bool,
+    /// Off where failovers during partitions (or an administrator's
+    /// forced pick) may legitimately lose writes: reads and durability
+    /// are not checked then.
+    pub check_data: bool,
     /// Nodes that hold every acknowledged write, as the primary knows it:
     /// a write answered while the primary did not see its peer connected
     /// with an UpToDate disk leaves the peer behind.
@@ -115,13 +241,22 @@ pub enum ClientOp {
     Write {
         offset: u64,
         len: u32,
+        fua: bool,
+        /// The connection, and whether the peer was in sync, when sent.
+        conn: Option<u64>,
+        in_sync: bool,
     },
     Read {
         offset: u64,
         len: u32,
         floor: Vec<u64>,
     },
-    Flush,
+    Flush {
+        /// What the nodes held when it was sent is what it covers.
+        stamp: u64,
+        conn: Option<u64>,
+        in_sync: bool,
+    },
 }
 
 pub fn settings(local: u16, protocol: Protocol) -> Settings {
@@ -143,13 +278,19 @@ pub fn settings(local: u16, protocol: Protocol) -> Settings {
     }
 }
 
+/// A write's data: each sector holds (write id, sector number), repeated.
 fn stamp(write: u64, offset: u64, len: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len as usize);
-    for s in 0..u64::from(len) / SECTOR {
-        let sector = offset / SECTOR + s;
-        for _ in 0..SECTOR / 16 {
-            v.extend_from_slice(&write.to_le_bytes());
-            v.extend_from_slice(&sector.to_le_bytes());
+    let mut v = vec![0u8; len as usize];
+    for (s, sec) in v.chunks_mut(SECTOR as usize).enumerate() {
+        let sector = offset / SECTOR + s as u64;
+        sec[..8].copy_from_slice(&write.to_le_bytes());
+        sec[8..16].copy_from_slice(&sector.to_le_bytes());
+        // Doubling copies: few calls (the tests run unoptimized).
+        let mut filled = 16;
+        while filled < sec.len() {
+            let n = filled.min(sec.len() - filled);
+            sec.copy_within(..n, filled);
+            filled += n;
         }
     }
     v
@@ -163,6 +304,30 @@ pub fn sector_id(disk: &[u8], sector: u64) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// Copies the sectors of `data` for which `live` holds to `to` at
+/// `offset`, in runs (one copy for a whole write, the common case).
+fn copy_live(to: &mut [u8], offset: u64, data: &[u8], live: impl Fn(usize) -> bool) {
+    let n = data.len() / SECTOR as usize;
+    let mut i = 0;
+    while i < n {
+        if !live(i) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < n && live(i) {
+            i += 1;
+        }
+        let (a, b) = (start * SECTOR as usize, i * SECTOR as usize);
+        let at = offset as usize;
+        to[at + a..at + b].copy_from_slice(&data[a..b]);
+    }
+}
+
+fn sectors(offset: u64, len: u64) -> std::ops::Range<usize> {
+    (offset / SECTOR) as usize..((offset + len) / SECTOR) as usize
+}
+
 impl World {
     pub fn new(seed: u64, protocol: Protocol) -> World {
         let node = |i: u16| Node {
@@ -172,6 +337,9 @@ impl World {
                 seed ^ u64::from(i + 1),
             )),
             disk: vec![0; SIZE as usize],
+            durable: vec![0; SIZE as usize],
+            cache: Vec::new(),
+            completed: 0,
             meta: Meta::default(),
             bufs: HashMap::new(),
             run: 0,
@@ -193,12 +361,17 @@ impl World {
             settings: settings(0, protocol),
             next_write: 1,
             outstanding: HashMap::new(),
-            acked: vec![0; (SIZE / SECTOR) as usize],
+            acked: vec![0; SECTORS],
             acked_writes: 0,
+            promise: [Promise::new(), Promise::new()],
+            stamp: 0,
+            mirrored: HashMap::new(),
+            power_cuts: 0,
+            wrote_apart: [false; 2],
             events_seen: Vec::new(),
             violations: Vec::new(),
             pending_reads: HashMap::new(),
-            check_reads: true,
+            check_data: true,
             latest: [true, false],
             error_rate: 0,
             failing_node: 0,
@@ -285,27 +458,48 @@ impl World {
                 )
             }
             Action::Write {
-                buf, offset, len, ..
+                buf,
+                offset,
+                len,
+                fua,
             } => {
                 let data = self.nodes[n].bufs.get(&buf).cloned();
                 match data {
-                    Some(d) if d.len() == len as usize => self.io(
+                    Some(data) if data.len() == len as usize => self.io(
                         n,
                         Input::Written { buf, ok: true },
-                        Some(Pending::Data(offset, d)),
+                        Some(Pending::Data { offset, data, fua }),
                     ),
                     _ => self
                         .violations
                         .push(format!("node{n}: write of {buf:?} without its data")),
                 }
             }
-            Action::Flush { token } => self.io(n, Input::FlushDone { token, ok: true }, None),
+            Action::Flush { token } => {
+                let before = self.nodes[n].completed;
+                self.io(
+                    n,
+                    Input::FlushDone { token, ok: true },
+                    Some(Pending::Flush(before)),
+                )
+            }
             Action::Meta { token, write } => self.io(
                 n,
                 Input::MetaDone { token, ok: true },
                 Some(Pending::Meta(write)),
             ),
-            Action::Send { msg, payload } => self.send(n, msg, payload),
+            Action::Send { msg, payload } => {
+                if let (
+                    Msg::Data {
+                        seq, offset, len, ..
+                    },
+                    Some(Buf::App(req)),
+                ) = (&msg, payload)
+                {
+                    self.mirrored.insert((n, *seq), (req.0, *offset, *len));
+                }
+                self.send(n, msg, payload)
+            }
             Action::Release(buf) => {
                 self.nodes[n].bufs.remove(&buf);
             }
@@ -363,33 +557,138 @@ impl World {
         }
     }
 
+    /// Node `n` is Primary and sees its peer connected with an UpToDate
+    /// disk taking its writes.
+    fn peer_in_sync(&self, n: usize) -> bool {
+        self.replica(n).is_some_and(|r| {
+            r.connection() == Connection::Connected
+                && matches!(
+                    r.replication(),
+                    Replication::Established | Replication::SyncSource
+                )
+                && r.peer_disk() == DiskState::UpToDate
+        })
+    }
+
+    fn up_to_date(&self, n: usize) -> bool {
+        self.replica(n)
+            .is_some_and(|r| r.disk() == DiskState::UpToDate)
+    }
+
+    /// Node `m` holds write `id` (in its cache at least).
+    fn holds(&mut self, m: usize, offset: u64, len: u32, id: u64) {
+        for s in sectors(offset, u64::from(len)) {
+            let h = &mut self.promise[m].holds[s];
+            *h = (*h).max(id);
+        }
+    }
+
+    /// Node `m` held write `id` when the client was answered: a flush on
+    /// `m` sent later covers it.
+    fn held(&mut self, m: usize, offset: u64, len: u32, id: u64) {
+        self.stamp += 1;
+        let stamp = self.stamp;
+        self.promise[m].log.push(Held::Write {
+            stamp,
+            offset,
+            len,
+            id,
+        });
+    }
+
+    /// The client was told write `id` is durable on node `m`: it must be on
+    /// `m`'s media now.
+    fn durable_now(&mut self, m: usize, offset: u64, len: u32, id: u64) {
+        for s in sectors(offset, u64::from(len)) {
+            self.durable_sector(m, s, id);
+        }
+    }
+
+    fn durable_sector(&mut self, m: usize, s: usize, id: u64) {
+        let f = &mut self.promise[m].flushed[s];
+        *f = (*f).max(id);
+        let have = sector_id(&self.nodes[m].durable, s as u64);
+        if self.check_data && have < id {
+            self.violations.push(format!(
+                "node{}: write {id} on sector {s} was answered as durable there, but its media has {have}",
+                m + 1
+            ));
+        }
+    }
+
+    /// A flush sent at `stamp` was answered and covered node `m`.
+    fn covered(&mut self, m: usize, stamp: u64) {
+        let log = &mut self.promise[m].log;
+        let upto = log.iter().take_while(|h| h.stamp() <= stamp).count();
+        let done: Vec<Held> = log.drain(..upto).collect();
+        for h in done {
+            match h {
+                Held::Write {
+                    offset, len, id, ..
+                } => self.durable_now(m, offset, len, id),
+                Held::All { ids, .. } => {
+                    for (s, id) in ids.iter().enumerate() {
+                        if *id > self.promise[m].flushed[s] {
+                            self.durable_sector(m, s, *id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn complete(&mut self, n: usize, req: ReqId, ok: bool) {
         let Some(op) = self.outstanding.remove(&(n, req.0)) else {
             self.violations
                 .push(format!("node{n}: answer to unknown request {}", req.0));
             return;
         };
+        let protocol = self.settings.protocol;
+        let in_sync_now = self.peer_in_sync(n);
+        let up = self.up_to_date(n);
         match op {
-            ClientOp::Write { offset, len } if ok => {
+            ClientOp::Write {
+                offset,
+                len,
+                fua,
+                conn,
+                in_sync,
+            } if ok => {
                 self.acked_writes += 1;
-                let peer_in_sync = self.replica(n).is_some_and(|r| {
-                    r.connection() == Connection::Connected
-                        && matches!(
-                            r.replication(),
-                            Replication::Established | Replication::SyncSource
-                        )
-                        && r.peer_disk() == DiskState::UpToDate
-                });
-                // The primary holds it only if its own disk took it.
-                self.latest[n] = self
+                if self
                     .replica(n)
-                    .is_some_and(|r| r.disk() == DiskState::UpToDate);
-                if !peer_in_sync {
+                    .is_some_and(|r| r.connection() != Connection::Connected)
+                {
+                    self.wrote_apart[n] = true;
+                }
+                // The primary holds it only if its own disk took it.
+                self.latest[n] = up;
+                if !in_sync_now {
                     self.latest[1 - n] = false;
                 }
-                for s in offset / SECTOR..(offset + u64::from(len)) / SECTOR {
-                    let a = &mut self.acked[s as usize];
+                for s in sectors(offset, u64::from(len)) {
+                    let a = &mut self.acked[s];
                     *a = (*a).max(req.0);
+                }
+                if up {
+                    self.holds(n, offset, len, req.0);
+                    self.held(n, offset, len, req.0);
+                }
+                // B and C answer once the peer has the write: a flush that
+                // reaches the peer later covers it there.
+                if protocol != Protocol::A && in_sync_now {
+                    self.held(1 - n, offset, len, req.0);
+                }
+                if fua {
+                    if up {
+                        self.durable_now(n, offset, len, req.0);
+                    }
+                    // Protocol C waits for the peer's FUA write; A and B
+                    // only for its sending or receipt.
+                    let same_link = conn.is_some() && conn == self.conn;
+                    if protocol == Protocol::C && in_sync && in_sync_now && same_link {
+                        self.durable_now(1 - n, offset, len, req.0);
+                    }
                 }
             }
             ClientOp::Read { offset, len, floor } if ok => {
@@ -403,12 +702,27 @@ impl World {
                     } else {
                         0
                     };
-                    if self.check_reads && id < floor[i] {
+                    if self.check_data && id < floor[i] {
                         self.violations.push(format!(
                             "node{n}: read of sector {s} gave write {id}, older than acknowledged {}",
                             floor[i]
                         ));
                     }
+                }
+            }
+            ClientOp::Flush {
+                stamp,
+                conn,
+                in_sync,
+            } if ok => {
+                if up {
+                    self.covered(n, stamp);
+                }
+                // B and C answer a flush once the peer flushed too, if it
+                // took the writes all along (the same connection).
+                let same_link = conn.is_some() && conn == self.conn;
+                if protocol != Protocol::A && in_sync && in_sync_now && same_link {
+                    self.covered(1 - n, stamp);
                 }
             }
             _ => {}
@@ -425,17 +739,28 @@ impl World {
         let offset = self.rng.below(SIZE / SECTOR - sectors) * SECTOR;
         let len = (sectors * SECTOR) as u32;
         let req = ReqId(id);
+        let conn = self.conn;
+        let in_sync = self.peer_in_sync(n);
         let input = if kind < 7 {
             self.nodes[n]
                 .bufs
                 .insert(Buf::App(req), stamp(id, offset, len));
-            self.outstanding
-                .insert((n, id), ClientOp::Write { offset, len });
+            let fua = kind == 0;
+            self.outstanding.insert(
+                (n, id),
+                ClientOp::Write {
+                    offset,
+                    len,
+                    fua,
+                    conn,
+                    in_sync,
+                },
+            );
             Input::Write {
                 req,
                 offset,
                 len,
-                fua: kind == 0,
+                fua,
             }
         } else if kind < 9 {
             let floor = (offset / SECTOR..offset / SECTOR + sectors)
@@ -445,7 +770,14 @@ impl World {
                 .insert((n, id), ClientOp::Read { offset, len, floor });
             Input::Read { req, offset, len }
         } else {
-            self.outstanding.insert((n, id), ClientOp::Flush);
+            self.outstanding.insert(
+                (n, id),
+                ClientOp::Flush {
+                    stamp: self.stamp,
+                    conn,
+                    in_sync,
+                },
+            );
             Input::FlushReq { req }
         };
         self.feed(n, input);
@@ -455,18 +787,87 @@ impl World {
         self.outstanding.keys().filter(|(m, _)| *m == n).count()
     }
 
-    /// The daemon on `n` dies: what was in flight lands or not.
+    /// The daemon on `n` dies: what was in flight lands or not; what
+    /// completed stays in the machine's cache.
     pub fn crash(&mut self, n: usize) {
         let inflight = std::mem::take(&mut self.nodes[n].inflight);
         for (_, p) in inflight {
             if self.rng.below(2) == 0 {
-                self.land(n, p);
+                match p {
+                    Pending::Data { offset, data, .. } => self.land(n, offset, data, false),
+                    Pending::Meta(w) => self.land_meta(n, w),
+                    Pending::Flush(_) => {}
+                }
             }
         }
+        self.promise[n].crashed = true;
+        self.stop(n);
+    }
+
+    /// The machine `n` loses power: its disk keeps the durable image and
+    /// any part of what was cached or in flight (see the top comment).
+    pub fn power_cut(&mut self, n: usize) {
+        self.power_cuts += 1;
+        let inflight = std::mem::take(&mut self.nodes[n].inflight);
+        let mut candidates: Vec<(u64, Vec<u8>, Vec<bool>)> =
+            std::mem::take(&mut self.nodes[n].cache)
+                .into_iter()
+                .map(|c| (c.offset, c.data, c.live))
+                .collect();
+        for (_, p) in inflight {
+            match p {
+                // Issued, maybe on the media already: after the cached
+                // ones (all of which completed before).
+                Pending::Data { offset, data, .. } => {
+                    let live = vec![true; data.len() / SECTOR as usize];
+                    candidates.push((offset, data, live))
+                }
+                Pending::Meta(MetaWrite::Bitmap { first_word, words }) => {
+                    // A torn bitmap block: each sector old or new.
+                    let mut kept = Vec::new();
+                    for (i, chunk) in words.chunks(WORDS_PER_SECTOR).enumerate() {
+                        if self.rng.below(2) == 0 {
+                            kept.push((first_word + (i * WORDS_PER_SECTOR) as u64, chunk.to_vec()));
+                        }
+                    }
+                    for (first_word, words) in kept {
+                        self.land_meta(n, MetaWrite::Bitmap { first_word, words });
+                    }
+                }
+                Pending::Meta(w) => {
+                    if self.rng.below(2) == 0 {
+                        self.land_meta(n, w);
+                    }
+                }
+                Pending::Flush(_) => {}
+            }
+        }
+        for (offset, data, mut live) in candidates {
+            match self.rng.below(3) {
+                0 => {}
+                1 => live.fill(false),
+                _ => live.iter_mut().for_each(|l| *l &= self.rng.below(2) == 0),
+            }
+            // A superseded version cannot come back over the durable write
+            // that followed it (`live` is false there already).
+            copy_live(&mut self.nodes[n].durable, offset, &data, |i| live[i]);
+        }
+        let node = &mut self.nodes[n];
+        node.disk.copy_from_slice(&node.durable);
+        let p = &mut self.promise[n];
+        p.holds.copy_from_slice(&p.flushed);
+        p.log.clear();
+        p.power_cut = true;
+        self.stop(n);
+    }
+
+    /// The daemon is gone (crash or power cut).
+    fn stop(&mut self, n: usize) {
         let node = &mut self.nodes[n];
         node.r = None;
         node.run += 1;
         node.bufs.clear();
+        self.mirrored.retain(|(m, _), _| *m != n);
         self.outstanding.retain(|(m, _), _| *m != n);
         self.pending_reads.retain(|(m, _), _| *m != n);
         if self.conn.is_some() {
@@ -476,40 +877,131 @@ impl World {
     }
 
     pub fn restart(&mut self, n: usize, seed: u64) {
+        if let Ok(t) = std::env::var("SIMTRACE") {
+            let bit = t.parse::<u64>().unwrap_or(0) * SECTOR / u64::from(GRAN);
+            let m = &self.nodes[n].meta;
+            let marked = m
+                .bitmap
+                .get((bit / 64) as usize)
+                .is_some_and(|w| w >> (bit % 64) & 1 == 1);
+            eprintln!(
+                "{} node{n} restarts: traced block marked {marked}, activity log {:?}, flags {}",
+                self.now, m.al, m.flags
+            );
+        }
         let a = attached(&self.nodes[n].meta);
         let s = settings(n as u16, self.settings.protocol);
         self.nodes[n].r = Some(Replica::new(s, Some(a), seed));
     }
 
-    fn land(&mut self, n: usize, p: Pending) {
-        if let (Ok(t), Pending::Data(offset, d)) = (std::env::var("SIMTRACE"), &p) {
+    /// The pair is in sync with a Primary: both hold what the client may
+    /// read (protocol A: the Secondary may lag by what is in flight).
+    pub fn synced(&mut self, primary: usize) {
+        let protocol = self.settings.protocol;
+        self.stamp += 1;
+        let ids = Rc::new(self.acked.clone());
+        for m in 0..2 {
+            let p = &mut self.promise[m];
+            p.power_cut = false;
+            p.crashed = false;
+            if m == primary || protocol == Protocol::C {
+                for (h, a) in p.holds.iter_mut().zip(ids.iter()) {
+                    *h = (*h).max(*a);
+                }
+            }
+            // A flush under B waits for the peer's earlier writes too.
+            if m == primary || protocol != Protocol::A {
+                p.log.push(Held::All {
+                    stamp: self.stamp,
+                    ids: ids.clone(),
+                });
+            }
+        }
+    }
+
+    /// Node `n` was made Primary bound to hold only `want`: its data is the
+    /// truth now. The client may read no newer, and the other node, which
+    /// will sync from it, is bound to no newer either.
+    pub fn rebase(&mut self, n: usize, want: &[u64]) {
+        for (a, w) in self.acked.iter_mut().zip(want) {
+            *a = (*a).min(*w);
+        }
+        let p = &mut self.promise[1 - n];
+        for ((h, f), w) in p.holds.iter_mut().zip(p.flushed.iter_mut()).zip(want) {
+            *h = (*h).min(*w);
+            *f = (*f).min(*w);
+        }
+        p.log.clear();
+    }
+
+    /// A data write reaches the disk's cache (`durable`: FUA, on the media
+    /// at once).
+    fn land(&mut self, n: usize, offset: u64, data: Vec<u8>, durable: bool) {
+        if let Ok(t) = std::env::var("SIMTRACE") {
             let s: u64 = t.parse().unwrap_or(0) * SECTOR;
-            if *offset <= s && s < offset + d.len() as u64 {
+            if offset <= s && s < offset + data.len() as u64 {
                 eprintln!(
-                    "{} node{n} lands write {} at {offset}+{}",
+                    "{} node{n} lands write {} at {offset}+{}{}",
                     self.now,
-                    sector_id(&d[(s - offset) as usize..], 0),
-                    d.len()
+                    sector_id(&data[(s - offset) as usize..], 0),
+                    data.len(),
+                    if durable { " (fua)" } else { "" }
                 );
             }
         }
         let node = &mut self.nodes[n];
-        match p {
-            Pending::Data(offset, d) => {
-                node.disk[offset as usize..offset as usize + d.len()].copy_from_slice(&d)
+        node.completed += 1;
+        let range = offset as usize..offset as usize + data.len();
+        node.disk[range.clone()].copy_from_slice(&data);
+        if !durable {
+            let live = vec![true; data.len() / SECTOR as usize];
+            node.cache.push(Cached {
+                n: node.completed,
+                offset,
+                data,
+                live,
+            });
+            return;
+        }
+        node.durable[range].copy_from_slice(&data);
+        // Earlier cached versions of these sectors can no longer be what
+        // the media ends up with.
+        let (first, end) = (offset / SECTOR, (offset + data.len() as u64) / SECTOR);
+        for c in &mut node.cache {
+            let c_first = c.offset / SECTOR;
+            for (i, live) in c.live.iter_mut().enumerate() {
+                let s = c_first + i as u64;
+                if first <= s && s < end {
+                    *live = false;
+                }
             }
-            Pending::Meta(MetaWrite::Superblock { generations, flags }) => {
+        }
+    }
+
+    /// Writes completed before number `upto` reach the media.
+    fn make_durable(&mut self, n: usize, upto: u64) {
+        let node = &mut self.nodes[n];
+        let count = node.cache.iter().take_while(|c| c.n <= upto).count();
+        for c in node.cache.drain(..count) {
+            copy_live(&mut node.durable, c.offset, &c.data, |i| c.live[i]);
+        }
+    }
+
+    fn land_meta(&mut self, n: usize, w: MetaWrite) {
+        let node = &mut self.nodes[n];
+        match w {
+            MetaWrite::Superblock { generations, flags } => {
                 node.meta.gens = generations;
                 node.meta.flags = flags;
             }
-            Pending::Meta(MetaWrite::Bitmap { first_word, words }) => {
+            MetaWrite::Bitmap { first_word, words } => {
                 let need = first_word as usize + words.len();
                 if node.meta.bitmap.len() < need {
                     node.meta.bitmap.resize(need, 0);
                 }
                 node.meta.bitmap[first_word as usize..need].copy_from_slice(&words);
             }
-            Pending::Meta(MetaWrite::ActivityLog(t)) => {
+            MetaWrite::ActivityLog(t) => {
                 if t.seq > node.meta.al_seq {
                     node.meta.al_seq = t.seq;
                     node.meta.al = t.extents;
@@ -597,11 +1089,16 @@ impl World {
                 let fails = node == self.failing_node
                     && matches!(input, Input::Written { .. } | Input::ReadDone { .. })
                     && self.rng.below(1000) < self.error_rate;
-                if let Some(p) = self.nodes[node].inflight.remove(&io) {
-                    // A failed write may have landed or not.
-                    if !fails || self.rng.below(2) == 0 {
-                        self.land(node, p);
+                match self.nodes[node].inflight.remove(&io) {
+                    // A failed write may have landed (in the cache) or not.
+                    Some(Pending::Data { offset, data, fua })
+                        if !fails || self.rng.below(2) == 0 =>
+                    {
+                        self.land(node, offset, data, fua && !fails)
                     }
+                    Some(Pending::Meta(w)) => self.land_meta(node, w),
+                    Some(Pending::Flush(before)) => self.make_durable(node, before),
+                    Some(Pending::Data { .. }) | None => {}
                 }
                 let input = match input {
                     Input::Written { buf, .. } if fails => Input::Written { buf, ok: false },
@@ -618,7 +1115,13 @@ impl World {
                             self.pending_reads.remove(&(node, buf)).unwrap_or((0, 0));
                         let data = self.nodes[node].disk[offset as usize..(offset + len) as usize]
                             .to_vec();
-                        let digest = u64::from(crc32c::crc32c(&data));
+                        // Only online verify looks at it (and costs in
+                        // an unoptimized build).
+                        let digest = if matches!(buf, Buf::Verify(_)) {
+                            u64::from(crc32c::crc32c(&data))
+                        } else {
+                            0
+                        };
                         self.nodes[node].bufs.insert(buf, data);
                         Input::ReadDone { buf, ok, digest }
                     }
@@ -634,6 +1137,17 @@ impl World {
             } => {
                 if self.conn != Some(conn) {
                     return;
+                }
+                if let Msg::Ack {
+                    seq,
+                    kind: AckKind::Written,
+                    ok: true,
+                } = msg
+                    && let Some((id, offset, len)) = self.mirrored.remove(&(to, seq))
+                {
+                    // The peer has it in its cache: what protocol A's
+                    // failover keeps.
+                    self.holds(1 - to, offset, len, id);
                 }
                 let has = payload.is_some();
                 if let Some(d) = payload {

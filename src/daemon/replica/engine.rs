@@ -342,6 +342,9 @@ impl Engine {
     }
 
     pub fn admin(&self, a: Admin) -> Result<(), String> {
+        if a == Admin::Secondary {
+            self.await_peer_flush();
+        }
         let now = self.now();
         let steps = {
             let mut st = self.lock();
@@ -354,6 +357,16 @@ impl Engine {
         }
         self.drive(steps.into(), Mode::Blocking);
         Ok(())
+    }
+
+    /// Before a demotion: the peer's flush of recent mirrored writes is
+    /// usually a round trip away; wait for it a little rather than refuse.
+    fn await_peer_flush(&self) {
+        const WAIT: Duration = Duration::from_secs(5);
+        let deadline = Instant::now() + WAIT;
+        while self.lock().core.awaits_peer_flush() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn admin_actions(

@@ -9,6 +9,12 @@ use crate::types::Timestamp;
 pub type Refused = String;
 
 impl Replica {
+    /// Mirrored writes wait for a flush on the peer: a demotion now is
+    /// refused until it comes (the shell waits for it, bounded).
+    pub fn awaits_peer_flush(&self) -> bool {
+        !self.unstable.is_empty()
+    }
+
     fn connected(&self) -> bool {
         self.connection == Connection::Connected
     }
@@ -91,6 +97,13 @@ impl Replica {
         }
         if !self.app.is_empty() || !self.flushes.is_empty() || !self.reads.is_empty() {
             return Err("client requests are still in flight".into());
+        }
+        // This node's activity log covers them until then: after a
+        // demotion a crash here would no longer resync them.
+        if !self.unstable.is_empty() {
+            return Err(
+                "mirrored writes are not yet on the peer's stable storage (its flush is under way): try again in a moment".into(),
+            );
         }
         self.role = Role::Secondary;
         self.write_superblock(false, &mut out);

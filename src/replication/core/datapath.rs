@@ -4,7 +4,7 @@
 use crate::replication::activity_log::{Admit, Extent};
 use crate::replication::core::{
     AckKind, Action, AppFlush, AppWrite, Buf, MetaWrite, Msg, PeerStage, PeerWrite, Protocol,
-    Replica, ReqId, Stage,
+    Replica, ReqId, Stage, Unstable,
 };
 use crate::replication::metadata::AL_EXTENT;
 use crate::replication::states::{Connection, DiskState, Replication, Role};
@@ -76,9 +76,21 @@ impl Replica {
     /// Admits the write's extents into the activity log; queues it once
     /// all are in the log on disk.
     fn al_admit(&mut self, req: ReqId, out: &mut Vec<Action>) {
+        if self.log_marks_pending() {
+            // Retried (`al_retry`) once the recovered marks are on disk.
+            return;
+        }
         let Some(w) = self.app.get_mut(&req) else {
             return;
         };
+        // All of the write's extents at once, or none yet (retried when a
+        // write ends): extents in the log first, so that making room for
+        // one never evicts another the write needs.
+        if !self.al.room_for(&w.al_todo) {
+            return;
+        }
+        let al = &self.al;
+        w.al_todo.sort_by_key(|e| !al.contains(*e));
         while let Some(e) = w.al_todo.first().copied() {
             match self.al.begin(e) {
                 Admit::Go => {}
@@ -87,15 +99,29 @@ impl Replica {
                     let token = self.next_token;
                     w.al_token = Some(token);
                     self.counters.al_writes += 1;
-                    out.push(Action::Meta {
-                        token,
-                        write: MetaWrite::ActivityLog(txn),
-                    });
+                    // The transaction may drop an extent whose writes are
+                    // complete but maybe only in the disk's volatile cache:
+                    // they are flushed first (DRBD's PREFLUSH), or a power
+                    // cut could lose them with no log naming their extent.
+                    self.next_token += 1;
+                    let flush = self.next_token;
+                    self.al_flushes.insert(flush, (token, txn));
+                    self.al_pending.insert(e, token);
+                    out.push(Action::Flush { token: flush });
                 }
                 Admit::Wait => return,
             }
             w.al_todo.remove(0);
             w.al_admitted.push(e);
+        }
+        if w.al_token.is_none() {
+            // An extent already in the log in memory may still be on its
+            // way to the disk (another write's transaction): wait for it.
+            let pending = w
+                .al_admitted
+                .iter()
+                .find_map(|e| self.al_pending.get(e).copied());
+            w.al_token = pending;
         }
         if w.al_token.is_none() && !w.al_ready {
             w.al_ready = true;
@@ -107,6 +133,7 @@ impl Replica {
 
     /// A log transaction is on disk: the writes waiting for it go on.
     pub(super) fn al_logged(&mut self, token: u64, out: &mut Vec<Action>) {
+        self.al_pending.retain(|_, t| *t != token);
         let waiting: Vec<ReqId> = self
             .app
             .iter_mut()
@@ -195,7 +222,7 @@ impl Replica {
         let local_ok = matches!(w.local, Stage::Done(true));
         let peer_done = match w.peer {
             PeerStage::NotSent => Some(false),
-            PeerStage::Written(ok) => Some(ok),
+            PeerStage::Written(ok, _) => Some(ok),
             PeerStage::Received(_) if protocol != Protocol::C && local_ok => Some(true),
             PeerStage::Sent(_) if protocol == Protocol::A && local_ok => Some(true),
             _ => None,
@@ -211,15 +238,105 @@ impl Replica {
                 self.counters.written_bytes += u64::from(w.len);
             }
         }
-        let settled = matches!(w.peer, PeerStage::NotSent | PeerStage::Written(_));
+        let settled = matches!(w.peer, PeerStage::NotSent | PeerStage::Written(..));
         if settled {
-            let w = self.app.remove(&req);
+            let Some(w) = self.app.remove(&req) else {
+                return;
+            };
             out.push(Action::Release(Buf::App(req)));
-            for e in w.map(|w| w.al_admitted).unwrap_or_default() {
-                self.al.end(e);
+            match w.peer {
+                // A FUA write is on the peer's media when written.
+                PeerStage::Written(true, seq) if !w.fua => {
+                    let u = Unstable {
+                        offset: w.offset,
+                        len: w.len,
+                        extents: w.al_admitted,
+                        marked: None,
+                    };
+                    self.unstable.insert(seq, u);
+                    self.send_barrier(out);
+                }
+                _ => {
+                    for e in w.al_admitted {
+                        self.al.end(e);
+                    }
+                    self.al_retry(out);
+                }
             }
-            self.al_retry(out);
         }
+    }
+
+    /// Asks the peer to flush what it wrote, unless such a flush runs.
+    fn send_barrier(&mut self, out: &mut Vec<Action>) {
+        let waiting = self.unstable.values().any(|u| u.marked.is_none());
+        if self.barrier.is_some() || !waiting || self.connection != Connection::Connected {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.barrier = Some(seq);
+        self.send(Msg::Flush { seq }, None, out);
+    }
+
+    /// The peer flushed (or failed to flush) everything it wrote before
+    /// `seq`: those writes are durable there (or must be resynced).
+    fn peer_flushed(&mut self, seq: u64, ok: bool, out: &mut Vec<Action>) {
+        if self.barrier == Some(seq) {
+            self.barrier = None;
+        }
+        let covered: Vec<u64> = self
+            .unstable
+            .range(..seq)
+            .filter(|(_, u)| u.marked.is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        for s in covered {
+            if !ok {
+                self.mark_unstable(s, out);
+            } else if let Some(u) = self.unstable.remove(&s) {
+                for e in u.extents {
+                    self.al.end(e);
+                }
+            }
+        }
+        self.release_marked(out);
+        self.send_barrier(out);
+    }
+
+    /// The peer may have lost the write: it is resynced from here.
+    fn mark_unstable(&mut self, seq: u64, out: &mut Vec<Action>) {
+        let Some((o, l)) = self
+            .unstable
+            .get(&seq)
+            .map(|u| (u.offset, u64::from(u.len)))
+        else {
+            return;
+        };
+        let epoch = self.mark_out_of_sync(o, l, out);
+        if let Some(u) = self.unstable.get_mut(&seq) {
+            u.marked = Some(epoch);
+        }
+    }
+
+    /// Marked writes whose marks are on disk let go of their extents.
+    fn release_marked(&mut self, out: &mut Vec<Action>) {
+        let done: Vec<u64> = self
+            .unstable
+            .iter()
+            .filter(|(_, u)| {
+                u.marked
+                    .is_some_and(|e| !self.has_disk() || self.bitmap_durable(e))
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for s in done {
+            if let Some(u) = self.unstable.remove(&s) {
+                for e in u.extents {
+                    self.al.end(e);
+                }
+            }
+        }
+        self.al_retry(out);
     }
 
     /// Writes that found every log slot busy try again.
@@ -241,6 +358,10 @@ impl Replica {
         for req in reqs {
             self.check_app(req, out);
         }
+        // Writes that waited for a crashed Primary's marks (`al_admit`).
+        self.al_retry(out);
+        self.release_marked(out);
+        self.release_resync_acks(out);
         let seqs: Vec<u64> = self.peer_writes.keys().copied().collect();
         for seq in seqs {
             self.peer_write_ack(seq, out);
@@ -353,6 +474,21 @@ impl Replica {
         if !ok {
             self.disk_failed(out);
         }
+        if let Some((meta, txn)) = self.al_flushes.remove(&token) {
+            if ok && self.has_disk() {
+                out.push(Action::Meta {
+                    token: meta,
+                    write: MetaWrite::ActivityLog(txn),
+                });
+            } else {
+                // No disk to log on: the writes go on without it.
+                self.al_logged(meta, out);
+            }
+            return;
+        }
+        if self.bitmap_preflushed(token, out) {
+            return;
+        }
         if let Some(req) = self.flush_tokens.remove(&token) {
             if let Some(f) = self.flushes.get_mut(&req) {
                 f.local = Stage::Done(ok);
@@ -381,6 +517,9 @@ impl Replica {
     }
 
     pub(super) fn ack(&mut self, seq: u64, kind: AckKind, ok: bool, out: &mut Vec<Action>) {
+        if kind == AckKind::Flushed {
+            self.peer_flushed(seq, ok, out);
+        }
         let Some(req) = self.seq_to_req.get(&seq).copied() else {
             return;
         };
@@ -402,7 +541,7 @@ impl Replica {
                 }
             }
             _ => {
-                w.peer = PeerStage::Written(ok);
+                w.peer = PeerStage::Written(ok, seq);
                 self.seq_to_req.remove(&seq);
                 if !ok {
                     let (o, l) = (w.offset, u64::from(w.len));
@@ -416,13 +555,31 @@ impl Replica {
         self.check_app(req, out);
     }
 
-    /// The connection is gone: what the peer did not confirm is marked.
+    /// The connection is gone: what the peer did not confirm (as written,
+    /// and flushed) is marked.
     pub(super) fn peer_lost(&mut self, out: &mut Vec<Action>) {
         self.seq_to_req.clear();
+        self.barrier = None;
+        let unstable: Vec<u64> = self
+            .unstable
+            .iter()
+            .filter(|(_, u)| u.marked.is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in unstable {
+            self.mark_unstable(seq, out);
+        }
+        self.release_marked(out);
+        // Written there but not flushed (unless FUA) is not confirmed either:
+        // the peer may have lost power.
         let pending: Vec<(ReqId, u64, u64)> = self
             .app
             .iter()
-            .filter(|(_, w)| matches!(w.peer, PeerStage::Sent(_) | PeerStage::Received(_)))
+            .filter(|(_, w)| match w.peer {
+                PeerStage::Sent(_) | PeerStage::Received(_) => true,
+                PeerStage::Written(ok, _) => ok && !w.fua,
+                PeerStage::NotSent => false,
+            })
             .map(|(r, w)| (*r, w.offset, u64::from(w.len)))
             .collect();
         for (req, o, l) in pending {
@@ -485,6 +642,10 @@ impl Replica {
                 offset,
                 len,
                 fua,
+                only_copy: !matches!(
+                    self.peer_disk,
+                    DiskState::UpToDate | DiskState::Inconsistent | DiskState::Outdated
+                ),
                 bitmap_epoch: None,
                 written: None,
             },
@@ -502,11 +663,12 @@ impl Replica {
             out.push(Action::Release(Buf::Peer(seq)));
             return self.nack(seq, AckKind::Written, out);
         }
-        // The peer writes while its own disk is gone: only this copy has it.
-        if !matches!(
-            self.peer_disk,
-            DiskState::UpToDate | DiskState::Inconsistent | DiskState::Outdated
-        ) {
+        // The peer writes while its own disk is gone: only this copy has
+        // it. Judged when it arrived: a write queued here until after the
+        // link dropped is on the sender's disk too (which marks it), and
+        // marking it here as well would start a generation of this side's
+        // own, a split brain at the reunion.
+        if w.only_copy {
             let epoch = self.mark_out_of_sync(w.offset, u64::from(w.len), out);
             if let Some(pw) = self.peer_writes.get_mut(&seq) {
                 pw.bitmap_epoch = epoch;

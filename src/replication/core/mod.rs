@@ -26,7 +26,7 @@ mod sync;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use crate::replication::activity_log::{ActivityLog, Extent};
+use crate::replication::activity_log::{ActivityLog, Extent, Transaction};
 use crate::replication::bitmap::DirtyBitmap;
 use crate::replication::generation::{Generation, Generations};
 use crate::replication::metadata::{AL_EXTENT, FLAG_CONSISTENT, FLAG_PRIMARY};
@@ -117,7 +117,8 @@ enum PeerStage {
     NotSent,
     Sent(u64),
     Received(u64),
-    Written(bool),
+    /// Answered, and its sequence number.
+    Written(bool, u64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -128,12 +129,30 @@ struct AppFlush {
     peer_ok: bool,
 }
 
+/// A mirrored write the peer wrote, maybe only into its disk's volatile
+/// cache: until a flush there covers it, a power cut of the peer can lose
+/// it. It keeps its activity-log extents meanwhile (after a crash here,
+/// they are resynced from here), and is marked out of sync if the
+/// connection goes first (DRBD's transfer log and barrier acks).
+#[derive(Debug, Clone)]
+struct Unstable {
+    offset: u64,
+    len: u32,
+    extents: Vec<Extent>,
+    /// Marked out of sync: the bitmap epoch that makes the mark durable;
+    /// the extents are let go once it is.
+    marked: Option<Option<u64>>,
+}
+
 /// A mirrored write of the peer's, on this disk.
 #[derive(Debug, Clone, Copy)]
 struct PeerWrite {
     offset: u64,
     len: u32,
     fua: bool,
+    /// The sender had no disk to write it to when it sent it (as this
+    /// side knew then): only this copy has it.
+    only_copy: bool,
     bitmap_epoch: Option<u64>,
     written: Option<bool>,
 }
@@ -164,6 +183,7 @@ pub struct Replica {
     next_id: u64,
     /// Metadata writes data writes must wait for.
     gates: BTreeSet<u64>,
+    sb: SuperblockWrites,
     /// The failed disk's last metadata write: answers wait for it.
     failing: Option<u64>,
     failing_bitmap: BTreeSet<u64>,
@@ -177,6 +197,20 @@ pub struct Replica {
     peer_writes: BTreeMap<u64, PeerWrite>,
     /// Peer flushes waiting for earlier peer writes: seq -> local token.
     peer_flushes: BTreeMap<u64, Option<u64>>,
+    /// Activity-log transactions waiting for the flush before them: flush
+    /// token -> (the transaction's token, the transaction).
+    al_flushes: HashMap<u64, (u64, Transaction)>,
+    /// Extents whose transaction is not on disk yet: extent -> its token.
+    al_pending: HashMap<Extent, u64>,
+    /// A crashed Primary's log extents are marked in the bitmap, maybe
+    /// not on disk yet: no log transaction (which would drop them) before.
+    al_recovered: bool,
+    /// The bitmap epoch that puts them on disk.
+    al_guard: Option<u64>,
+    /// Written on the peer, not yet known durable there (by sequence).
+    unstable: BTreeMap<u64, Unstable>,
+    /// The flush this side sent to make them durable, while it runs.
+    barrier: Option<u64>,
     bm: BitmapPersist,
     sync: sync::SyncState,
     handshake: handshake::Exchange,
@@ -201,6 +235,14 @@ pub struct Counters {
     pub unacked: u64,
 }
 
+/// The superblock write in flight, and the one queued behind it (token and
+/// content).
+#[derive(Debug, Default)]
+struct SuperblockWrites {
+    writing: Option<u64>,
+    next: Option<(u64, MetaWrite)>,
+}
+
 /// Bitmap blocks to write, and which flush made which blocks durable.
 #[derive(Debug, Default)]
 struct BitmapPersist {
@@ -209,6 +251,8 @@ struct BitmapPersist {
     since: Option<Timestamp>,
     /// The flush in progress: its epoch and tokens not yet done.
     flushing: Option<(u64, BTreeSet<u64>)>,
+    /// Its block writes, waiting for a data flush (its token) first.
+    preflush: Option<(u64, Vec<Action>)>,
     epoch: u64,
     done_epoch: u64,
 }
@@ -242,6 +286,7 @@ impl Replica {
             next_seq: 1,
             next_id: 1,
             gates: BTreeSet::new(),
+            sb: SuperblockWrites::default(),
             failing: None,
             failing_bitmap: BTreeSet::new(),
             gated: Vec::new(),
@@ -253,6 +298,12 @@ impl Replica {
             reads: BTreeMap::new(),
             peer_writes: BTreeMap::new(),
             peer_flushes: BTreeMap::new(),
+            al_flushes: HashMap::new(),
+            al_pending: HashMap::new(),
+            al_recovered: false,
+            al_guard: None,
+            unstable: BTreeMap::new(),
+            barrier: None,
             bm: BitmapPersist::default(),
             sync: sync::SyncState::default(),
             handshake: handshake::Exchange::default(),
@@ -282,9 +333,14 @@ impl Replica {
             // peer moved on).
             self.crashed_primary = true;
             for e in &a.al_extents {
-                self.bitmap
-                    .mark(e.0 * u64::from(AL_EXTENT), u64::from(AL_EXTENT));
+                let (offset, len) = (e.0 * u64::from(AL_EXTENT), u64::from(AL_EXTENT));
+                self.bitmap.mark(offset, len);
+                // On disk soon: the log forgets these extents with the
+                // next transactions, which wait for it, and a superblock
+                // says Primary until then (`log_marks_pending`).
+                self.bitmap_blocks_changed(offset, len, true);
             }
+            self.al_recovered = !a.al_extents.is_empty();
         }
         // Bits may be set without a generation of their own (a crash
         // between the two writes); treat them as writes made alone.
@@ -344,10 +400,17 @@ impl Replica {
         if matches!(self.disk, DiskState::UpToDate | DiskState::Outdated) {
             f |= FLAG_CONSISTENT;
         }
-        if self.role == Role::Primary {
+        if self.role == Role::Primary || self.log_marks_pending() {
             f |= FLAG_PRIMARY;
         }
         f
+    }
+
+    /// A crash as Primary left log extents marked in the bitmap, maybe not
+    /// on disk yet: until they are, the superblock keeps saying Primary,
+    /// so that a restart replays the log again.
+    fn log_marks_pending(&self) -> bool {
+        self.al_recovered || (self.al_guard.is_some() && !self.bitmap_durable(self.al_guard))
     }
     /// The shell should (keep) dialling or listening.
     pub fn wants_transport(&self) -> bool {
@@ -383,6 +446,11 @@ impl Replica {
     pub fn on(&mut self, input: Input, now: Timestamp) -> Vec<Action> {
         self.now = now.max(self.now);
         let mut out = Vec::new();
+        if self.al_recovered {
+            // The log's extents marked at attach go to disk now.
+            self.al_recovered = false;
+            self.al_guard = self.marked_epoch(0, self.s.size, &mut out);
+        }
         match input {
             Input::TransportUp => self.transport_up(&mut out),
             Input::TransportDown => self.transport_down(&mut out),
@@ -512,17 +580,46 @@ impl Replica {
         if !self.has_disk() {
             return;
         }
-        let token = self.token();
+        let write = MetaWrite::Superblock {
+            generations: self.gens,
+            flags: self.flags(),
+        };
+        let token = self.superblock(write, out);
         if gate {
             self.gates.insert(token);
         }
-        out.push(Action::Meta {
-            token,
-            write: MetaWrite::Superblock {
-                generations: self.gens,
-                flags: self.flags(),
-            },
-        });
+    }
+
+    /// Issues a superblock write, or queues it behind the one in flight:
+    /// two in flight may land in either order, and the older state landing
+    /// last would be what a restart reads (a crashed Primary taken for a
+    /// Secondary, its activity log ignored). Queued writes merge: the
+    /// newest state is written once, under the first queued token.
+    fn superblock(&mut self, write: MetaWrite, out: &mut Vec<Action>) -> u64 {
+        if self.sb.writing.is_none() {
+            let token = self.token();
+            self.sb.writing = Some(token);
+            out.push(Action::Meta { token, write });
+            return token;
+        }
+        let token = match &self.sb.next {
+            Some((t, _)) => *t,
+            None => self.token(),
+        };
+        self.sb.next = Some((token, write));
+        token
+    }
+
+    /// A superblock write finished: the queued one goes.
+    fn superblock_done(&mut self, token: u64, out: &mut Vec<Action>) {
+        if self.sb.writing != Some(token) {
+            return;
+        }
+        self.sb.writing = None;
+        if let Some((next, write)) = self.sb.next.take() {
+            self.sb.writing = Some(next);
+            out.push(Action::Meta { token: next, write });
+        }
     }
 
     fn has_disk(&self) -> bool {
@@ -570,25 +667,54 @@ impl Replica {
     }
 
     /// Marks blocks the peer lacks; returns the bitmap epoch that makes
-    /// the mark durable (a write waits for it) if any bit was new.
+    /// the mark durable (a write waits for it) unless it is already.
     fn mark_out_of_sync(&mut self, offset: u64, len: u64, out: &mut Vec<Action>) -> Option<u64> {
+        // A write the peer lacks starts a generation even on blocks marked
+        // before (a crashed Primary's hot extents): else a peer that moved
+        // on would sync over it, a split brain unseen.
+        self.writing_alone(out);
         let before = self.bitmap.dirty_blocks();
         self.bitmap.mark(offset, len);
-        if self.bitmap.dirty_blocks() == before {
-            return None;
+        if self.bitmap.dirty_blocks() != before {
+            self.bitmap_blocks_changed(offset, len, true);
+            let epoch = self.bm.epoch + 1;
+            self.flush_bitmap(out);
+            return Some(epoch);
         }
-        self.writing_alone(out);
-        self.bitmap_blocks_changed(offset, len, true);
-        let epoch = self.bm.epoch + 1;
-        self.flush_bitmap(out);
-        Some(epoch)
+        self.marked_epoch(offset, len, out)
     }
 
-    fn bitmap_blocks_changed(&mut self, offset: u64, len: u64, urgent: bool) {
+    /// Bits set before may not be on disk yet (their block waits to be
+    /// written, or is being written): the epoch that makes them durable,
+    /// now urgent.
+    fn marked_epoch(&mut self, offset: u64, len: u64, out: &mut Vec<Action>) -> Option<u64> {
+        let (first, last) = self.bitmap_block_range(offset, len);
+        let mut waiting = false;
+        for (_, urgent) in self.bm.dirty.range_mut(first..=last) {
+            *urgent = true;
+            waiting = true;
+        }
+        if waiting {
+            let epoch = self.bm.epoch + 1;
+            self.flush_bitmap(out);
+            return Some(epoch);
+        }
+        // Perhaps in the flush that runs (its blocks are not kept).
+        self.bm.flushing.as_ref().map(|(epoch, _)| *epoch)
+    }
+
+    /// The bitmap blocks (of `WORDS_PER_BLOCK` words) a byte range's bits
+    /// are in.
+    fn bitmap_block_range(&self, offset: u64, len: u64) -> (u64, u64) {
         let g = u64::from(self.s.granularity);
         let first = offset / g / 64 / WORDS_PER_BLOCK;
         let last =
             offset.saturating_add(len.max(1) - 1).min(self.s.size) / g / 64 / WORDS_PER_BLOCK;
+        (first, last)
+    }
+
+    fn bitmap_blocks_changed(&mut self, offset: u64, len: u64, urgent: bool) {
+        let (first, last) = self.bitmap_block_range(offset, len);
         for b in first..=last {
             let e = self.bm.dirty.entry(b).or_insert(false);
             *e |= urgent;
@@ -608,6 +734,7 @@ impl Replica {
         self.bm.since = None;
         self.bm.epoch += 1;
         let mut tokens = BTreeSet::new();
+        let mut writes = Vec::new();
         for b in blocks {
             let first = b * WORDS_PER_BLOCK;
             let end = (first + WORDS_PER_BLOCK).min(words.len() as u64);
@@ -617,7 +744,7 @@ impl Replica {
             let token = self.token();
             tokens.insert(token);
             self.counters.bitmap_writes += 1;
-            out.push(Action::Meta {
+            writes.push(Action::Meta {
                 token,
                 write: MetaWrite::Bitmap {
                     first_word: first,
@@ -627,9 +754,30 @@ impl Replica {
         }
         if tokens.is_empty() {
             self.bm.done_epoch = self.bm.epoch;
-        } else {
-            self.bm.flushing = Some((self.bm.epoch, tokens));
+            return;
         }
+        self.bm.flushing = Some((self.bm.epoch, tokens));
+        if self.replication == Replication::SyncTarget {
+            // Bits cleared for synced blocks must not reach the disk before
+            // those blocks do: they may still be in its volatile cache, and
+            // after a power cut only the bits would say they need a sync.
+            let token = self.token();
+            self.bm.preflush = Some((token, writes));
+            out.push(Action::Flush { token });
+        } else {
+            out.extend(writes);
+        }
+    }
+
+    /// A flush finished: bitmap blocks waiting for it are written.
+    fn bitmap_preflushed(&mut self, token: u64, out: &mut Vec<Action>) -> bool {
+        if self.bm.preflush.as_ref().is_none_or(|(t, _)| *t != token) {
+            return false;
+        }
+        if let Some((_, writes)) = self.bm.preflush.take() {
+            out.extend(writes);
+        }
+        true
     }
 
     fn bitmap_durable(&self, epoch: Option<u64>) -> bool {
@@ -640,6 +788,7 @@ impl Replica {
         if !ok {
             self.disk_failed(out);
         }
+        self.superblock_done(token, out);
         if self.failing_bitmap.remove(&token) && self.failing_bitmap.is_empty() {
             self.write_failed_superblock(out);
         }
@@ -728,13 +877,19 @@ impl Replica {
         let token = self.token();
         self.failing = Some(token);
         self.failing_bitmap = pending;
+        // The failed disk's superblock is the last one: none queued before
+        // it may follow.
+        self.sb.next = None;
         if self.failing_bitmap.is_empty() {
             self.write_failed_superblock(out);
         }
         self.disk = DiskState::Diskless;
         self.gates.clear();
+        // The epochs start over (and this disk no longer matters).
+        self.al_guard = None;
         self.bm = BitmapPersist::default();
         if self.syncing() {
+            self.fail_resync_acks(out);
             self.sync = sync::SyncState::default();
             self.replication = Replication::Established;
         }
@@ -746,14 +901,20 @@ impl Replica {
     }
 
     fn write_failed_superblock(&mut self, out: &mut Vec<Action>) {
-        if let Some(token) = self.failing {
-            out.push(Action::Meta {
-                token,
-                write: MetaWrite::Superblock {
-                    generations: self.gens,
-                    flags: 0,
-                },
-            });
+        let Some(token) = self.failing else {
+            return;
+        };
+        let write = MetaWrite::Superblock {
+            generations: self.gens,
+            flags: 0,
+        };
+        // Behind one in flight, as any superblock (under its own token:
+        // answers wait for that one).
+        if self.sb.writing.is_some() {
+            self.sb.next = Some((token, write));
+        } else {
+            self.sb.writing = Some(token);
+            out.push(Action::Meta { token, write });
         }
     }
 

@@ -35,6 +35,12 @@ pub struct SyncState {
     /// Source: all sent and acknowledged.
     sent_done: bool,
     differing: u64,
+    /// Target: the bitmap flush that puts the merged bitmap on disk, the
+    /// ones that put blocks marked since on disk (by request), and the
+    /// acknowledgements that wait for them.
+    bitmap_epoch: Option<u64>,
+    mark_epochs: BTreeMap<u64, u64>,
+    held_acks: Vec<(u64, Option<u64>)>,
 }
 
 impl SyncState {
@@ -112,7 +118,13 @@ impl Replica {
                 self.alone = false;
                 // Inconsistent is on disk before the first block changes.
                 self.write_superblock(true, out);
-                self.bitmap_blocks_changed(0, self.s.size, false);
+                // And the merged bitmap before the first block is
+                // acknowledged: the source clears its bits then, while the
+                // block may be only in this disk's volatile cache. A power
+                // cut here must leave the bits on this side.
+                self.bitmap_blocks_changed(0, self.s.size, true);
+                self.sync.bitmap_epoch = Some(self.bm.epoch + 1);
+                self.flush_bitmap(out);
                 self.send_update(out);
             }
         }
@@ -197,6 +209,14 @@ impl Replica {
             }));
             self.state_changed(out);
         } else {
+            // The target takes this generation with the last block: from
+            // here a write this side makes alone must start a new one (as
+            // DRBD clears the bitmap base when its resync is done). Else, if
+            // the link drops before the target's answer, both would hold
+            // the same generation with different data, and a later write
+            // on the target would sync over this side's, a split brain
+            // unseen.
+            self.joined(out);
             let generations = self.gens;
             self.send(Msg::SyncDone { generations }, None, out);
         }
@@ -256,6 +276,16 @@ impl Replica {
         }
         self.counters.received_bytes += u64::from(len);
         self.sync.incoming.insert(id, (offset, len, 0));
+        // Blocks the source marked after the bitmaps were exchanged are not
+        // in this side's bitmap: marked now, on disk before the
+        // acknowledgement (which clears them there).
+        let before = self.bitmap.dirty_blocks();
+        self.bitmap.mark(offset, u64::from(len));
+        if self.bitmap.dirty_blocks() != before {
+            self.bitmap_blocks_changed(offset, u64::from(len), true);
+            self.sync.mark_epochs.insert(id, self.bm.epoch + 1);
+            self.flush_bitmap(out);
+        }
         self.queue_op(Buf::ResyncIn(id), offset, len, out);
     }
 
@@ -290,8 +320,40 @@ impl Replica {
             let now = self.now;
             self.sync.record(u64::from(len), now);
         }
-        self.send(Msg::ResyncAck { id, ok }, None, out);
+        let epoch = self.sync.mark_epochs.remove(&id);
+        if ok && !self.resync_marks_durable(epoch) {
+            self.sync.held_acks.push((id, epoch));
+        } else {
+            self.send(Msg::ResyncAck { id, ok }, None, out);
+        }
         self.target_maybe_finished(out);
+    }
+
+    /// The bits that say a synced block may still differ are on this
+    /// side's disk: the merged bitmap, and `epoch`'s marks.
+    fn resync_marks_durable(&self, epoch: Option<u64>) -> bool {
+        self.bitmap_durable(self.sync.bitmap_epoch) && self.bitmap_durable(epoch)
+    }
+
+    /// Bitmap blocks reached the disk: the synced blocks waiting for them
+    /// are acknowledged.
+    pub(super) fn release_resync_acks(&mut self, out: &mut Vec<Action>) {
+        let held = std::mem::take(&mut self.sync.held_acks);
+        for (id, epoch) in held {
+            if self.resync_marks_durable(epoch) {
+                self.send(Msg::ResyncAck { id, ok: true }, None, out);
+            } else {
+                self.sync.held_acks.push((id, epoch));
+            }
+        }
+    }
+
+    /// The disk failed: held acknowledgements go out as failures (the
+    /// source keeps those blocks marked).
+    pub(super) fn fail_resync_acks(&mut self, out: &mut Vec<Action>) {
+        for (id, _) in std::mem::take(&mut self.sync.held_acks) {
+            self.send(Msg::ResyncAck { id, ok: false }, None, out);
+        }
     }
 
     /// Target: the source sent everything.
