@@ -34,14 +34,19 @@ fn gens(current: u64) -> Generations {
     }
 }
 
-fn up_to_date(protocol: Protocol) -> Replica {
-    let a = Attached {
+/// A consistent disk with nothing out of sync, generation 7.
+fn consistent() -> Attached {
+    Attached {
         generations: gens(7),
         flags: FLAG_CONSISTENT,
         bitmap: DirtyBitmap::new(SIZE, 4096),
         al_extents: Vec::new(),
         al_seq: 0,
-    };
+    }
+}
+
+fn up_to_date(protocol: Protocol) -> Replica {
+    let a = consistent();
     Replica::new(settings(protocol), Some(a), 1)
 }
 
@@ -318,13 +323,7 @@ fn a_paused_sync_sends_nothing_until_resumed() {
     // what is in flight (no read completes in this test).
     let mut s = settings(Protocol::C);
     s.fill_target = SIZE;
-    let a = Attached {
-        generations: gens(7),
-        flags: FLAG_CONSISTENT,
-        bitmap: DirtyBitmap::new(SIZE, 4096),
-        al_extents: Vec::new(),
-        al_seq: 0,
-    };
+    let a = consistent();
     let mut r = Replica::new(s, Some(a), 1);
     r.connect(false).expect("connect");
     r.on(Input::TransportUp, t(1));
@@ -391,13 +390,7 @@ impl Pair {
         let mut s1 = settings(Protocol::C);
         std::mem::swap(&mut s1.local, &mut s1.peer);
         std::mem::swap(&mut s1.local_name, &mut s1.peer_name);
-        let attached = || Attached {
-            generations: gens(7),
-            flags: FLAG_CONSISTENT,
-            bitmap: DirtyBitmap::new(SIZE, 4096),
-            al_extents: Vec::new(),
-            al_seq: 0,
-        };
+        let attached = consistent;
         let mut p = Pair {
             r: [
                 Replica::new(settings(Protocol::C), Some(attached()), 1),
@@ -741,11 +734,10 @@ fn received(r: &mut Replica, msg: Msg, payload: bool, ms: u64) -> Vec<Action> {
 #[test]
 fn a_crashed_primarys_marks_reach_the_disk_before_the_log_moves_on() {
     let a = Attached {
-        generations: gens(7),
         flags: FLAG_CONSISTENT | FLAG_PRIMARY,
-        bitmap: DirtyBitmap::new(SIZE, 4096),
         al_extents: vec![Extent(0)],
         al_seq: 3,
+        ..consistent()
     };
     let mut r = Replica::new(settings(Protocol::C), Some(a), 1);
     assert_eq!(r.out_of_sync_bytes(), u64::from(AL_EXTENT));
@@ -775,11 +767,10 @@ fn a_crashed_primarys_marks_reach_the_disk_before_the_log_moves_on() {
     // said Secondary: a power cut then left neither the marks nor a log
     // to replay).
     let a = Attached {
-        generations: gens(7),
         flags: FLAG_CONSISTENT | FLAG_PRIMARY,
-        bitmap: DirtyBitmap::new(SIZE, 4096),
         al_extents: vec![Extent(0)],
         al_seq: 3,
+        ..consistent()
     };
     let mut r = Replica::new(settings(Protocol::C), Some(a), 1);
     r.connect(false).expect("connect");
@@ -820,13 +811,7 @@ fn written(r: &mut Replica, req: u64, ms: u64) -> Vec<Action> {
 fn writes_over_two_extents_cannot_deadlock_the_activity_log() {
     let mut s = settings(Protocol::C);
     s.al_capacity = 2;
-    let a = Attached {
-        generations: gens(7),
-        flags: FLAG_CONSISTENT,
-        bitmap: DirtyBitmap::new(SIZE, 4096),
-        al_extents: Vec::new(),
-        al_seq: 0,
-    };
+    let a = consistent();
     let mut r = Replica::new(s, Some(a), 1);
     let a = r.primary(false, 1, t(2)).expect("promote");
     settle(&mut r, a);
