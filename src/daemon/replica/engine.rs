@@ -106,6 +106,8 @@ pub struct Engine {
     /// The timer thread sleeps until the core's next wakeup, in µs since
     /// `start` (u64::MAX: none); an earlier one wakes it.
     planned: AtomicU64,
+    /// The core's next wakeup as of its last input (µs, u64::MAX: none).
+    wakeup: AtomicU64,
     timer: (Mutex<()>, Condvar),
 }
 
@@ -143,6 +145,7 @@ impl Engine {
             wants_link: Arc::default(),
             stopped: AtomicBool::new(false),
             planned: AtomicU64::new(u64::MAX),
+            wakeup: AtomicU64::new(u64::MAX),
             timer: (Mutex::new(()), Condvar::new()),
         }
     }
@@ -204,15 +207,10 @@ impl Engine {
         steps
     }
 
-    /// After a batch: whether the link is wanted, and when to tick.
+    /// After a batch: wakes the timer if the core now wants an earlier
+    /// tick (recorded under the lock by `apply`).
     fn after(&self) {
-        let (wants, next) = {
-            let st = self.lock();
-            (st.core.wants_transport(), st.core.next_wakeup())
-        };
-        self.wants_link.store(wants, Ordering::SeqCst);
-        let at = next.map_or(u64::MAX, |t| t.0.as_micros() as u64);
-        if at < self.planned.load(Ordering::SeqCst) {
+        if self.wakeup.load(Ordering::SeqCst) < self.planned.load(Ordering::SeqCst) {
             let _g = self.timer.0.lock().unwrap_or_else(|e| e.into_inner());
             self.timer.1.notify_all();
         }
@@ -441,6 +439,8 @@ impl Engine {
     }
 
     /// Carries out the cheap actions; returns the I/O (and inputs) left.
+    /// Also records, while the lock is held anyway, whether the link is
+    /// wanted and when the core next wants a tick.
     fn apply(&self, st: &mut State, actions: Vec<Action>) -> Vec<Step> {
         let mut steps = Vec::new();
         for a in actions {
@@ -448,6 +448,11 @@ impl Engine {
                 steps.push(s);
             }
         }
+        self.wants_link
+            .store(st.core.wants_transport(), Ordering::SeqCst);
+        let next = st.core.next_wakeup();
+        let at = next.map_or(u64::MAX, |t| t.0.as_micros() as u64);
+        self.wakeup.store(at, Ordering::SeqCst);
         steps
     }
 
