@@ -134,6 +134,9 @@ fn group_status(props: &Props) -> Result<GroupStatus, ClientError> {
         name: prop(props, "Name")?,
         node: prop(props, "Node")?,
         state: prop(props, "State")?,
+        running: prop(props, "Running")?,
+        wanted: prop(props, "Wanted")?,
+        moved_to: prop(props, "MovedTo")?,
         resources: resources
             .into_iter()
             .map(|(name, state, failures)| ResourceStatus {
@@ -223,6 +226,18 @@ pub fn group_command(conn: &Connection, cmd: &crate::bus::GroupCommand) -> Resul
         C::Cleanup { group: g } => {
             let path = crate::bus::group_path(g);
             conn.call_method(dest, path.as_str(), group, "Cleanup", &())
+        }
+        C::Start { group: g } => {
+            let path = crate::bus::group_path(g);
+            conn.call_method(dest, path.as_str(), group, "Start", &())
+        }
+        C::Stop { group: g } => {
+            let path = crate::bus::group_path(g);
+            conn.call_method(dest, path.as_str(), group, "Stop", &())
+        }
+        C::Move { group: g, node } => {
+            let path = crate::bus::group_path(g);
+            conn.call_method(dest, path.as_str(), group, "Move", &(node,))
         }
     };
     reply.map(|_| ()).map_err(call_error)

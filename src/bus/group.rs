@@ -13,6 +13,12 @@ use crate::bus::status::GroupStatus;
 pub enum GroupCommand {
     /// Forget a group's failures here; a blocked one tries its stop again.
     Cleanup { group: String },
+    /// Run the group (after a stop), wherever its preferences say.
+    Start { group: String },
+    /// Stop the group wherever it runs; it runs nowhere until started.
+    Stop { group: String },
+    /// Run the group on this node (by name) while that node can.
+    Move { group: String, node: String },
     /// Move everything off this node (true) or let it run groups again.
     Standby(bool),
     /// Watch but do not start or stop anything (true), or act again.
@@ -69,6 +75,15 @@ impl GroupObject {
         if old.state != new.state {
             self.state_changed(e).await?;
         }
+        if old.running != new.running {
+            self.running_changed(e).await?;
+        }
+        if old.wanted != new.wanted {
+            self.wanted_changed(e).await?;
+        }
+        if old.moved_to != new.moved_to {
+            self.moved_to_changed(e).await?;
+        }
         if old.resources != new.resources {
             self.resources_changed(e).await?;
         }
@@ -89,6 +104,28 @@ impl GroupObject {
         self.control.ask(GroupCommand::Cleanup { group }).await
     }
 
+    /// Run the group again after Stop, where its preferences say (every
+    /// node hears it; `duetctl start`).
+    async fn start(&self) -> zbus::fdo::Result<()> {
+        let group = self.with(|g| g.name.clone(), String::new());
+        self.control.ask(GroupCommand::Start { group }).await
+    }
+
+    /// Stop the group wherever it runs; it stays stopped on every node,
+    /// across restarts, until Start (`duetctl stop`).
+    async fn stop(&self) -> zbus::fdo::Result<()> {
+        let group = self.with(|g| g.name.clone(), String::new());
+        self.control.ask(GroupCommand::Stop { group }).await
+    }
+
+    /// Move the group to `node`: stopped where it runs, then started
+    /// there; it stays there while that node can run it (`duetctl move`).
+    #[zbus(name = "Move")]
+    async fn move_to(&self, node: String) -> zbus::fdo::Result<()> {
+        let group = self.with(|g| g.name.clone(), String::new());
+        self.control.ask(GroupCommand::Move { group, node }).await
+    }
+
     #[zbus(property)]
     fn name(&self) -> String {
         self.with(|g| g.name.clone(), String::new())
@@ -105,6 +142,24 @@ impl GroupObject {
     #[zbus(property)]
     fn state(&self) -> String {
         self.with(|g| g.state.clone(), String::new())
+    }
+
+    /// Whether every resource is up on Node.
+    #[zbus(property)]
+    fn running(&self) -> bool {
+        self.with(|g| g.running, false)
+    }
+
+    /// What the administrators want: "started" or "stopped".
+    #[zbus(property)]
+    fn wanted(&self) -> String {
+        self.with(|g| g.wanted.clone(), String::new())
+    }
+
+    /// The node an administrator moved the group to, while that holds ("").
+    #[zbus(property)]
+    fn moved_to(&self) -> String {
+        self.with(|g| g.moved_to.clone(), String::new())
     }
 
     /// Each resource in start order: name, state here (started or

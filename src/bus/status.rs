@@ -36,6 +36,15 @@ pub struct GroupStatus {
     /// This node's state for it: "stopped", "starting", "running",
     /// "stopping" or "failed".
     pub state: String,
+    /// Every resource is up on `node`.
+    #[serde(default)]
+    pub running: bool,
+    /// What the administrators want: "started" (the default) or "stopped".
+    #[serde(default)]
+    pub wanted: String,
+    /// The node it was moved to by hand, while that holds; "" otherwise.
+    #[serde(default)]
+    pub moved_to: String,
     pub resources: Vec<ResourceStatus>,
     /// The last transition on this node: to which state, why, and how
     /// long the start or stop took (seconds, when it settled).

@@ -3005,3 +3005,26 @@ fn serde_errors_in_groups_name_the_key_and_what_is_valid() {
         "{e}"
     );
 }
+
+#[test]
+fn groups_that_would_not_fit_in_a_heartbeat_are_refused() {
+    let group = |i: usize| {
+        format!(
+            "\n[[group]]\nname = \"{i:02}{}\"\npreferred = \"node1\"\n\n[[group.resource]]\nunit = \"u{i}.service\"\n",
+            "g".repeat(30)
+        )
+    };
+    let eight: String = (0..8).map(group).collect();
+    let text = format!("{BASE}{eight}");
+    parse(&text, path()).unwrap_or_else(|e| panic!("eight fit: {e}"));
+    let forty: String = (0..40).map(group).collect();
+    let text = format!("{BASE}{forty}");
+    let errors = match parse(&text, path()) {
+        Ok(_) => panic!("forty groups of 32-byte names cannot fit"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        errors.contains("40 groups do not fit in a heartbeat"),
+        "{errors}"
+    );
+}

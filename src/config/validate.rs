@@ -9,7 +9,9 @@ use std::time::Duration;
 use super::duration;
 use super::error::Issue;
 use super::locate::KeyPath;
-use super::model::{Cluster, Config, DEFAULT_PORT, Link, LinkMode, Node, Ping, Replica, Timings};
+use super::model::{
+    Cluster, Config, DEFAULT_PORT, Group, Link, LinkMode, Node, Ping, Replica, Timings,
+};
 use super::raw::{
     RawCluster, RawConfig, RawLink, RawMode, RawNode, RawPing, RawReplica, RawTimings,
 };
@@ -71,6 +73,9 @@ pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
         },
         &root.key("group"),
     );
+    if let Some(c) = &cluster {
+        check.heartbeat_room(c, &nodes, &groups, &root.key("group"));
+    }
     match (cluster, timings, ping) {
         (Some(cluster), Some(timings), Some(ping)) if check.errors.is_empty() => Ok(Validated {
             config: Config {
@@ -103,6 +108,27 @@ struct LinkSeen {
 }
 
 impl Check {
+    /// Every node announces each group's state and wish in its heartbeats:
+    /// they must fit in one packet, or peers would drop every heartbeat.
+    fn heartbeat_room(&mut self, c: &Cluster, nodes: &[Node], groups: &[Group], key: &KeyPath) {
+        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        let ext = crate::membership::node_state::worst_case_len(&names);
+        let node = nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
+        let len = crate::membership::wire::heartbeat_len(c.name.len(), node, ext, c.auth.tag_len());
+        if groups.is_empty() || len <= crate::membership::wire::MAX_PACKET {
+            return;
+        }
+        self.error(
+            key.clone(),
+            format!(
+                "{} groups do not fit in a heartbeat ({len} bytes, at most {})",
+                groups.len(),
+                crate::membership::wire::MAX_PACKET
+            ),
+            "fewer groups or shorter group names (each group takes 2 × its name length + 19 bytes)",
+        );
+    }
+
     fn error(&mut self, key: KeyPath, message: impl Into<String>, hint: impl Into<String>) {
         self.errors.push(Issue::new(key, message).hint(hint));
     }

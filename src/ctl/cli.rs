@@ -41,6 +41,34 @@ pub enum Command {
     /// Forget a group's failures on this node; a group blocked by a failed
     /// stop tries the stop again.
     Cleanup { group: String },
+    /// Move a group to NODE: stopped where it runs, then started there (no
+    /// overlap). It stays on NODE while NODE can run it; if NODE fails, the
+    /// group goes where its preferences say and the move is spent. Waits
+    /// until the group runs on NODE.
+    Move {
+        group: String,
+        node: String,
+        /// Seconds to wait for the group to run there.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Start a group stopped with `duetctl stop`, where its preferences say
+    /// (every node hears it). Waits until it runs.
+    Start {
+        group: String,
+        /// Seconds to wait for the group to run.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Stop a group wherever it runs, in reverse order; it runs nowhere,
+    /// also across restarts, until `duetctl start`. Waits until it is
+    /// stopped everywhere.
+    Stop {
+        group: String,
+        /// Seconds to wait for the group to stop.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// `on`: duet keeps watching but starts and stops nothing on this node
     /// (for work on the resources by hand); `off`: it acts again.
     Maintenance {

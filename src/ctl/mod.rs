@@ -22,6 +22,17 @@ pub fn run(cli: Cli) -> u8 {
         Command::Standby { node } => groups::standby(cli.bus, &node, true),
         Command::Online { node } => groups::standby(cli.bus, &node, false),
         Command::Cleanup { group } => groups::run(cli.bus, GroupCommand::Cleanup { group }),
+        Command::Move {
+            group,
+            node,
+            timeout,
+        } => groups::wish(cli.bus, GroupCommand::Move { group, node }, timeout),
+        Command::Start { group, timeout } => {
+            groups::wish(cli.bus, GroupCommand::Start { group }, timeout)
+        }
+        Command::Stop { group, timeout } => {
+            groups::wish(cli.bus, GroupCommand::Stop { group }, timeout)
+        }
         Command::Maintenance { mode } => {
             groups::run(cli.bus, GroupCommand::Maintenance(mode == "on"))
         }

@@ -89,6 +89,12 @@ pub fn group_line(g: &GroupStatus) -> String {
         g.state,
         resources.join(", ")
     );
+    if g.wanted == "stopped" {
+        line.push_str(" STOPPED by an administrator");
+    }
+    if !g.moved_to.is_empty() {
+        let _ = write!(line, " moved to {}", g.moved_to);
+    }
     if !g.last_transition.is_empty() {
         let took = g
             .last_duration
@@ -230,6 +236,9 @@ mod tests {
                 last_transition: "running".into(),
                 last_reason: "all resources started".into(),
                 last_duration: Some(1.4),
+                running: true,
+                wanted: "started".into(),
+                moved_to: "node1".into(),
             }],
             standby: true,
             maintenance: false,
@@ -251,7 +260,7 @@ mod tests {
         );
         assert!(
             t.contains(
-                "group web on node1: running here [+replica r0, +unit apache2.service (1 failures)]; last: running (all resources started, 1.40 s)"
+                "group web on node1: running here [+replica r0, +unit apache2.service (1 failures)] moved to node1; last: running (all resources started, 1.40 s)"
             ),
             "{t}"
         );

@@ -3,6 +3,7 @@
 //! runs the resource operations the cores ask for as tasks, feeds back
 //! their results, and tells the membership what to announce.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -10,9 +11,11 @@ use tokio::sync::mpsc;
 use crate::bus::{GroupStatus, ResourceStatus};
 use crate::config::{Config, Group};
 use crate::daemon::agents::{self, Host, Op};
-use crate::membership::node_state::{GroupState, NodeState};
+use crate::daemon::intents;
+use crate::membership::node_state::{GroupIntent, GroupState, NodeState};
 use crate::membership::{Membership, PeerState};
-use crate::resources::group::{Action, GroupCore, OpId, Settings};
+use crate::resources::group::{Action, GroupCore, OpId, Settings, State};
+use crate::resources::intent::Intent;
 use crate::resources::placement::{NodeView, Phase};
 use crate::types::{NodeId, Timestamp};
 
@@ -38,6 +41,17 @@ struct Running {
     last: Transition,
     /// When the current start or stop sequence began.
     since: Option<Timestamp>,
+    /// The administrators' newest wish for it, agreed through heartbeats.
+    intent: Intent,
+}
+
+/// An administrator's wish for one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wish {
+    Start,
+    Stop,
+    /// Run it on this node (by name) while the node can.
+    Move(String),
 }
 
 pub struct Groups {
@@ -54,6 +68,8 @@ pub struct Groups {
     two_node: bool,
     /// Maintenance: the cores are not fed, nothing is started or stopped.
     maintenance: bool,
+    /// Where the wishes are saved, if anywhere (intents.rs).
+    intents_file: Option<PathBuf>,
 }
 
 impl Groups {
@@ -64,14 +80,28 @@ impl Groups {
         done: mpsc::UnboundedSender<Done>,
     ) -> Groups {
         let keepalive = config.timings.keepalive;
+        let intents_file = intents::location();
+        let saved = intents_file
+            .as_deref()
+            .map(intents::load)
+            .unwrap_or_default();
         let groups = config
             .groups
             .iter()
-            .map(|g| Running {
-                group: g.clone(),
-                core: GroupCore::new(Settings::new(g, local, keepalive)),
-                last: Transition::default(),
-                since: None,
+            .map(|g| {
+                let intent = saved
+                    .iter()
+                    .find(|(name, _)| *name == g.name)
+                    .map_or_else(Intent::default, |(_, i)| *i);
+                let mut core = GroupCore::new(Settings::new(g, local, keepalive));
+                core.set_intent(intent.stopped, intent.moved_to);
+                Running {
+                    group: g.clone(),
+                    core,
+                    last: Transition::default(),
+                    since: None,
+                    intent,
+                }
             })
             .collect();
         Groups {
@@ -83,6 +113,7 @@ impl Groups {
             standby: false,
             two_node: config.nodes.len() == 2,
             maintenance: false,
+            intents_file,
         }
     }
 
@@ -102,6 +133,16 @@ impl Groups {
                     name: r.group.name.clone(),
                     phase: r.core.state().phase(),
                     eligible: r.core.eligible(),
+                    running: *r.core.state() == State::Running,
+                })
+                .collect(),
+            intents: self
+                .groups
+                .iter()
+                .filter(|r| r.intent.version > 0)
+                .map(|r| GroupIntent {
+                    name: r.group.name.clone(),
+                    intent: r.intent,
                 })
                 .collect(),
         }
@@ -117,6 +158,8 @@ impl Groups {
     /// Looks at the cluster again: each group decides whether to start,
     /// stop or wait.
     pub fn evaluate(&mut self, m: &Membership, now: Timestamp) {
+        // Wishes spread even in maintenance: they take effect after it.
+        self.hear_wishes(m);
         if self.maintenance {
             return;
         }
@@ -135,6 +178,103 @@ impl Groups {
             let actions = self.groups[i].core.on_view(&view, quorate, now);
             let actions = [actions, self.groups[i].core.on_tick(now)].concat();
             self.carry_out(i, actions, now);
+        }
+    }
+
+    /// Adopts the newer wishes the other nodes announce.
+    fn hear_wishes(&mut self, m: &Membership) {
+        let mut changed = false;
+        for n in 0..self.node_names.len() {
+            let id = NodeId(n as u16);
+            let Some(state) = m.view(id).and_then(|v| v.node_state) else {
+                continue;
+            };
+            for heard in &state.intents {
+                let Some(r) = self.groups.iter_mut().find(|r| r.group.name == heard.name) else {
+                    continue;
+                };
+                if r.intent.adopt(&heard.intent) {
+                    let from = self.node_names.get(usize::from(heard.intent.origin.0));
+                    let what = wish_words(&r.intent, &self.node_names);
+                    tracing::info!(group = %r.group.name, "group {}: {what} (asked on {})", r.group.name, from.map_or("?", |s| s.as_str()));
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.wishes_changed();
+        }
+    }
+
+    /// After a wish changed: the cores follow it, and it is saved.
+    fn wishes_changed(&mut self) {
+        for r in &mut self.groups {
+            r.core.set_intent(r.intent.stopped, r.intent.moved_to);
+        }
+        let Some(path) = &self.intents_file else {
+            return;
+        };
+        let list: Vec<(String, Intent)> = self
+            .groups
+            .iter()
+            .filter(|r| r.intent.version > 0)
+            .map(|r| (r.group.name.clone(), r.intent))
+            .collect();
+        if let Err(e) = intents::save(path, &list) {
+            tracing::warn!(path = %path.display(), "cannot save the group wishes: {e}");
+        }
+    }
+
+    /// `duetctl start|stop|move`: a new wish, announced to every node.
+    pub fn wish(&mut self, name: &str, wish: Wish, m: &Membership) -> Result<(), String> {
+        let i = self.index(name)?;
+        let current = self.groups[i].intent;
+        let next = match &wish {
+            Wish::Start => current.next(self.local, false, current.moved_to),
+            Wish::Stop => current.next(self.local, true, current.moved_to),
+            Wish::Move(node) => {
+                let to = self.can_move_to(i, node, m)?;
+                current.next(self.local, current.stopped, Some(to))
+            }
+        };
+        let r = &mut self.groups[i];
+        r.intent = next;
+        let what = wish_words(&next, &self.node_names);
+        tracing::info!(group = %r.group.name, "group {name}: {what} (asked here)");
+        self.wishes_changed();
+        Ok(())
+    }
+
+    /// The node a group may be moved to, or why not.
+    fn can_move_to(&self, i: usize, node: &str, m: &Membership) -> Result<NodeId, String> {
+        let group = &self.groups[i].group;
+        let Some(n) = self.node_names.iter().position(|x| x == node) else {
+            return Err(format!("no node named {node}"));
+        };
+        let id = NodeId(n as u16);
+        if !group.nodes.contains(&id) {
+            let names: Vec<&str> = group
+                .nodes
+                .iter()
+                .filter_map(|n| self.node_names.get(usize::from(n.0)).map(|s| s.as_str()))
+                .collect();
+            return Err(format!(
+                "{node} does not run group {} (its nodes: {})",
+                group.name,
+                names.join(", ")
+            ));
+        }
+        let v = self.view(m, i).into_iter().find(|v| v.id == id);
+        match v {
+            Some(v) if !v.alive => Err(format!("{node} is not up")),
+            Some(v) if v.standby => Err(format!(
+                "{node} is in standby (`duetctl online {node}` there first)"
+            )),
+            Some(v) if !v.eligible => Err(format!(
+                "group {} failed on {node} (`duetctl cleanup {}` there first)",
+                group.name, group.name
+            )),
+            _ => Ok(id),
         }
     }
 
@@ -263,6 +403,14 @@ impl Groups {
             reason,
             took,
         };
+        // A move holds while its node can run the group; once the group
+        // runs elsewhere (that node died or failed it) the move is spent,
+        // or the group would go back there the moment the node returns.
+        let spent = r.intent.moved_to.is_some_and(|n| n != self.local);
+        if to == "running" && spent {
+            r.intent = r.intent.next(self.local, r.intent.stopped, None);
+            self.wishes_changed();
+        }
     }
 
     pub fn set_standby(&mut self, on: bool) {
@@ -316,6 +464,21 @@ impl Groups {
         self.maintenance
     }
 
+    /// Whether every resource of group `i` is up on `node`.
+    fn running_on(&self, m: &Membership, i: usize, node: &str) -> bool {
+        let Some(n) = self.node_names.iter().position(|x| x == node) else {
+            return false;
+        };
+        let id = NodeId(n as u16);
+        let r = &self.groups[i];
+        if id == self.local {
+            return *r.core.state() == State::Running;
+        }
+        m.view(id)
+            .and_then(|v| v.node_state)
+            .is_some_and(|s| s.groups.iter().any(|g| g.name == r.group.name && g.running))
+    }
+
     pub fn status(&self, m: &Membership) -> Vec<GroupStatus> {
         (0..self.groups.len())
             .map(|i| {
@@ -341,8 +504,20 @@ impl Groups {
                     .collect();
                 GroupStatus {
                     name: r.group.name.clone(),
+                    running: self.running_on(m, i, &node),
                     node,
                     state: r.core.state().name().to_string(),
+                    wanted: if r.intent.stopped {
+                        "stopped"
+                    } else {
+                        "started"
+                    }
+                    .to_string(),
+                    moved_to: r
+                        .intent
+                        .moved_to
+                        .and_then(|n| self.node_names.get(usize::from(n.0)).cloned())
+                        .unwrap_or_default(),
                     resources,
                     last_transition: r.last.to.clone(),
                     last_reason: r.last.reason.clone(),
@@ -350,5 +525,20 @@ impl Groups {
                 }
             })
             .collect()
+    }
+}
+
+/// A wish in words, for the journal.
+fn wish_words(i: &Intent, names: &[String]) -> String {
+    let name = |n: NodeId| {
+        names
+            .get(usize::from(n.0))
+            .map_or("?", |s| s.as_str())
+            .to_string()
+    };
+    match (i.stopped, i.moved_to) {
+        (true, _) => "stopped by an administrator".to_string(),
+        (false, Some(n)) => format!("moved to {} by an administrator", name(n)),
+        (false, None) => "started, where its preferences say".to_string(),
     }
 }

@@ -5,6 +5,7 @@
 pub mod agents;
 mod events;
 pub mod groups;
+mod intents;
 mod links;
 pub mod ratelimit;
 pub mod replica;
@@ -28,7 +29,7 @@ use crate::membership::{Action, Input, Membership, PingTarget, Setup};
 use crate::types::{Incarnation, LinkId, Timestamp};
 
 use events::EventLog;
-use groups::Groups;
+use groups::{Groups, Wish};
 use links::Links;
 use replicas::Replicas;
 
@@ -222,8 +223,11 @@ impl Daemon {
                     self.step(Input::Tick, None);
                 }
                 Some((cmd, reply)) = control_rx.recv() => {
-                    let _ = reply.send(self.group_command(cmd));
+                    // Answered once the change is published, so that a
+                    // client reading status next sees it.
+                    let result = self.group_command(cmd);
                     self.step(Input::Tick, None);
+                    let _ = reply.send(result);
                 }
                 _ = watchdog.tick() => notify::watchdog(),
                 _ = term.recv(), if leaving.is_none() => leaving = Some(self.leave()),
@@ -262,6 +266,11 @@ impl Daemon {
         let now = self.now();
         match cmd {
             GroupCommand::Cleanup { group } => self.groups.cleanup(&group, now),
+            GroupCommand::Start { group } => self.groups.wish(&group, Wish::Start, &self.core),
+            GroupCommand::Stop { group } => self.groups.wish(&group, Wish::Stop, &self.core),
+            GroupCommand::Move { group, node } => {
+                self.groups.wish(&group, Wish::Move(node), &self.core)
+            }
             GroupCommand::Standby(on) => {
                 self.groups.set_standby(on);
                 Ok(())

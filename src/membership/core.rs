@@ -245,7 +245,13 @@ impl Membership {
     /// waits for it), numbered so receivers keep the newest.
     fn on_local_state(&mut self, mut state: NodeState) {
         let known = self.local_state.as_ref();
-        if known.is_some_and(|k| k.standby == state.standby && k.groups == state.groups) {
+        // Everything but the sequence number counts as a change.
+        if known.is_some_and(|k| {
+            NodeState {
+                seq: k.seq,
+                ..state.clone()
+            } == *k
+        }) {
             return;
         }
         state.seq = known.map_or(1, |k| k.seq + 1);

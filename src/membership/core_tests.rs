@@ -1,6 +1,7 @@
 //! Unit tests of the membership core, with time passed in by hand.
 
-use crate::membership::node_state::{GroupState, NodeState};
+use crate::membership::node_state::{GroupIntent, GroupState, NodeState};
+use crate::resources::intent::Intent;
 use crate::resources::placement::Phase;
 use std::time::Duration;
 
@@ -439,7 +440,9 @@ fn announced(standby: bool, phase: Phase) -> NodeState {
             name: "web".into(),
             phase,
             eligible: true,
+            running: phase == Phase::Active,
         }],
+        intents: Vec::new(),
     }
 }
 
@@ -486,6 +489,17 @@ fn a_new_local_state_goes_out_at_once_and_peers_keep_the_newest() {
         Some((2, Phase::Active)),
         "the older one is ignored"
     );
+
+    // A new wish alone (the groups' phases unchanged) is a change too.
+    let mut wished = announced(false, Phase::Active);
+    wished.intents = vec![GroupIntent {
+        name: "web".into(),
+        intent: Intent::default().next(NodeId(1), true, None),
+    }];
+    let third = announce(&mut b, wished, MS(80));
+    deliver(&mut a, &third, MS(81));
+    let seen = a.view(NodeId(1)).and_then(|v| v.node_state);
+    assert_eq!(seen.map(|s| (s.seq, s.intents.len())), Some((3, 1)));
 
     // A restart forgets what the old incarnation said.
     let mut b2 = node(2, 1, 2, 2, 0);

@@ -73,6 +73,12 @@ pub const TYPE_HEARTBEAT: u8 = 1;
 pub const MAX_PACKET: usize = 1024;
 /// Names on the wire (cluster, node) are 1..=64 bytes.
 pub const MAX_NAME: usize = 64;
+
+/// The size of a heartbeat with names of these lengths, `ext` extension
+/// bytes and a tag of `tag` bytes (docs/wire.md).
+pub fn heartbeat_len(cluster: usize, node: usize, ext: usize, tag: usize) -> usize {
+    8 + (1 + cluster) + (1 + node) + 8 + 1 + 8 + 2 + 2 + ext + tag
+}
 /// The shortest signed part of a v1 heartbeat: header, two one-byte names,
 /// incarnation, link, seq, ping count, empty extension.
 const MIN_BODY: usize = 8 + 2 + 2 + 8 + 1 + 8 + 2 + 2;

@@ -1,8 +1,10 @@
 use super::*;
 use crate::membership::auth::AuthAlgorithm;
-use crate::membership::node_state::{GroupState, NodeState};
+use crate::membership::node_state::{GroupIntent, GroupState, NodeState};
+use crate::resources::intent::Intent;
 use crate::resources::placement::Phase;
 use crate::testkit::SplitMix64 as Rng;
+use crate::types::NodeId;
 
 fn codec(alg: AuthAlgorithm) -> Codec {
     Codec::new("lab".into(), Auth::new(alg, b"k3y".to_vec()).expect("key"))
@@ -54,12 +56,25 @@ fn random_state(rng: &mut Rng) -> Option<NodeState> {
             name: random_name(rng).chars().take(12).collect(),
             phase: phases[rng.below(4) as usize],
             eligible: rng.below(2) == 0,
+            running: rng.below(2) == 0,
+        })
+        .collect();
+    let intents = (0..rng.below(3))
+        .map(|_| GroupIntent {
+            name: random_name(rng).chars().take(12).collect(),
+            intent: Intent {
+                version: rng.next_u64(),
+                origin: NodeId(rng.below(8) as u16),
+                stopped: rng.below(2) == 0,
+                moved_to: (rng.below(2) == 0).then(|| NodeId(rng.below(8) as u16)),
+            },
         })
         .collect();
     Some(NodeState {
         seq: rng.next_u64(),
         standby: rng.below(2) == 0,
         groups,
+        intents,
     })
 }
 
@@ -277,9 +292,35 @@ fn a_bad_extension_record_is_malformed() {
             name: "web".into(),
             phase: Phase::Active,
             eligible: true,
+            running: false,
         }])
     );
-    let cases: [(&str, Vec<u8>); 6] = [
+    // A wish for web: version 9 from node 1, stopped and moved to node 0.
+    let intents = |flags: u8| {
+        let mut v = vec![2, 0, 0, 1, 3, b'w', b'e', b'b'];
+        v.extend_from_slice(&9u64.to_be_bytes());
+        v.extend_from_slice(&[0, 1, flags, 0, 0]);
+        let n = (v.len() - 3) as u16;
+        v[1..3].copy_from_slice(&n.to_be_bytes());
+        v
+    };
+    let ext = [good.clone(), intents(3)].concat();
+    let body = with_extension(&c, ext.len() as u16, &ext);
+    let hb = c.decode(&resign(&c, &body)).expect("a valid record");
+    let wish = Intent {
+        version: 9,
+        origin: NodeId(1),
+        stopped: true,
+        moved_to: Some(NodeId(0)),
+    };
+    assert_eq!(
+        hb.state.map(|s| s.intents),
+        Some(vec![GroupIntent {
+            name: "web".into(),
+            intent: wish
+        }])
+    );
+    let cases: [(&str, Vec<u8>); 8] = [
         ("a record running past the extension", vec![200, 0, 9, 1]),
         (
             "a phase no one knows",
@@ -294,6 +335,14 @@ fn a_bad_extension_record_is_malformed() {
         (
             "two node-state records",
             [good.clone(), good.clone()].concat(),
+        ),
+        (
+            "a wish with flags no one knows",
+            [good.clone(), intents(4)].concat(),
+        ),
+        (
+            "two wish records",
+            [good.clone(), intents(1), intents(1)].concat(),
         ),
     ];
     for (what, ext) in cases {
@@ -431,7 +480,9 @@ fn write_fuzz_corpus() {
                     name: "web".into(),
                     phase: Phase::Active,
                     eligible: false,
+                    running: false,
                 }],
+                intents: Vec::new(),
             }),
         };
         let seeds = [
@@ -454,28 +505,55 @@ fn write_fuzz_corpus() {
     }
 }
 
+/// The size config validation computes is the size sent: groups with a
+/// state and a wish each, at the longest names.
 #[test]
-fn twelve_groups_with_the_longest_names_fit_in_a_packet() {
+fn the_worst_case_size_is_what_is_sent_and_decodes() {
     let c = codec(AuthAlgorithm::HmacSha256);
     let name = |c: char| c.to_string().repeat(MAX_NAME);
-    let groups = (0..12)
-        .map(|i| GroupState {
-            name: format!("{i:02}{}", "g".repeat(MAX_NAME - 2)),
-            phase: Phase::Active,
-            eligible: true,
-        })
-        .collect();
-    let h = Heartbeat {
-        node: name('n'),
-        state: Some(NodeState {
-            seq: 1,
-            standby: false,
-            groups,
-        }),
-        ..hb()
-    };
-    let c = Codec::new(name('c'), c.auth.clone());
-    let p = c.encode(&h);
-    assert!(p.len() <= MAX_PACKET, "{} bytes", p.len());
-    assert_eq!(c.decode(&p), Ok(h));
+    for count in [1, 5, 6] {
+        let names: Vec<String> = (0..count)
+            .map(|i| format!("{i:02}{}", "g".repeat(MAX_NAME - 2)))
+            .collect();
+        let groups = names
+            .iter()
+            .map(|n| GroupState {
+                name: n.clone(),
+                phase: Phase::Active,
+                eligible: true,
+                running: true,
+            })
+            .collect();
+        let wish = Intent::default().next(NodeId(1), true, Some(NodeId(0)));
+        let intents = names
+            .iter()
+            .map(|n| GroupIntent {
+                name: n.clone(),
+                intent: wish,
+            })
+            .collect();
+        let h = Heartbeat {
+            node: name('n'),
+            state: Some(NodeState {
+                seq: 1,
+                standby: false,
+                groups,
+                intents,
+            }),
+            ..hb()
+        };
+        let c = Codec::new(name('c'), c.auth.clone());
+        let p = c.encode(&h);
+        let refs: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+        let ext = crate::membership::node_state::worst_case_len(&refs);
+        assert_eq!(p.len(), heartbeat_len(MAX_NAME, MAX_NAME, ext, 32));
+        assert_eq!(
+            p.len() <= MAX_PACKET,
+            count <= 5,
+            "five such groups fit, six do not"
+        );
+        if count <= 5 {
+            assert_eq!(c.decode(&p), Ok(h));
+        }
+    }
 }

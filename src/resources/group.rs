@@ -45,6 +45,7 @@ impl Settings {
                 nodes: g.nodes.clone(),
                 auto_failback: g.auto_failback,
                 moved_to: None,
+                stopped: false,
             },
             labels: g.resources.iter().map(|r| r.label()).collect(),
             start_timeouts: g.resources.iter().map(|r| r.start_timeout).collect(),
@@ -207,9 +208,11 @@ impl GroupCore {
         &self.s
     }
 
-    /// An administrator's move (None: back to the preferences).
-    pub fn set_moved_to(&mut self, to: Option<NodeId>) {
-        self.s.prefs.moved_to = to;
+    /// The administrators' wish: stopped everywhere, or moved to a node
+    /// (None: where the preferences say).
+    pub fn set_intent(&mut self, stopped: bool, moved_to: Option<NodeId>) {
+        self.s.prefs.stopped = stopped;
+        self.s.prefs.moved_to = moved_to;
     }
 
     pub fn next_wakeup(&self) -> Option<Timestamp> {
@@ -236,7 +239,9 @@ impl GroupCore {
         let better_claim = others
             .iter()
             .any(|v| v.phase == Phase::Claiming && self.ranks_before(v.id));
+        let stopped = self.s.prefs.stopped;
         let why_not = || match target {
+            None if stopped => "stopped by an administrator".to_string(),
             None if !quorate => "no quorum".to_string(),
             None => "no node can run it".to_string(),
             Some(t) => format!("it belongs on node {}", t.0),

@@ -24,6 +24,7 @@ fn prefs(auto_failback: bool) -> Preferences {
         nodes: vec![A, B],
         auto_failback,
         moved_to: None,
+        stopped: false,
     }
 }
 
@@ -63,17 +64,19 @@ fn probed(s: Settings) -> GroupCore {
     g
 }
 
+/// The resource operation an action asks for, if it is one.
+fn as_op(a: &Action) -> Option<(&'static str, OpId, usize)> {
+    match a {
+        Action::Start { op, index } => Some(("start", *op, *index)),
+        Action::Stop { op, index } => Some(("stop", *op, *index)),
+        Action::Monitor { op, index } => Some(("monitor", *op, *index)),
+        _ => None,
+    }
+}
+
 /// The operation the actions ask for (exactly one is expected).
 fn op(actions: &[Action]) -> (&'static str, OpId, usize) {
-    let ops: Vec<_> = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Start { op, index } => Some(("start", *op, *index)),
-            Action::Stop { op, index } => Some(("stop", *op, *index)),
-            Action::Monitor { op, index } => Some(("monitor", *op, *index)),
-            _ => None,
-        })
-        .collect();
+    let ops: Vec<_> = actions.iter().filter_map(as_op).collect();
     assert_eq!(ops.len(), 1, "one operation expected: {actions:?}");
     ops[0]
 }
@@ -94,12 +97,7 @@ fn succeed_all(
 ) -> Vec<(&'static str, usize)> {
     let mut done = Vec::new();
     for _ in 0..100 {
-        let Some((kind, id, index)) = actions.iter().find_map(|a| match a {
-            Action::Start { op, index } => Some(("start", *op, *index)),
-            Action::Stop { op, index } => Some(("stop", *op, *index)),
-            Action::Monitor { op, index } => Some(("monitor", *op, *index)),
-            _ => None,
-        }) else {
+        let Some((kind, id, index)) = actions.iter().find_map(as_op) else {
             return done;
         };
         done.push((kind, index));
@@ -388,6 +386,10 @@ struct Sim {
     said: [Vec<(Timestamp, Phase, bool)>; 2],
     pending: Vec<(Timestamp, usize, OpId, bool)>,
     was_running: [bool; 2],
+    /// The administrators' newest wish (stopped, moved to), and when each
+    /// node has heard it.
+    wish: (bool, Option<NodeId>),
+    wish_heard: [Timestamp; 2],
 }
 
 /// Returns how many times the group reached Running on each node.
@@ -408,6 +410,8 @@ fn run_two_nodes(seed: u64) -> [u32; 2] {
         ],
         pending: Vec::new(),
         was_running: [false, false],
+        wish: (false, None),
+        wish_heard: [ms(0), ms(0)],
     };
     for step in 0..400u64 {
         let now = ms(step * 50);
@@ -427,7 +431,25 @@ fn run_two_nodes(seed: u64) -> [u32; 2] {
                 let n = rng.below(2) as usize;
                 sim.alive[n] = true;
             }
+            3 => {
+                // `duetctl stop/start/move` on one node; the other hears
+                // it a heartbeat later.
+                let n = rng.below(2) as usize;
+                sim.wish = match rng.below(4) {
+                    0 => (true, sim.wish.1),
+                    1 => (false, sim.wish.1),
+                    2 => (sim.wish.0, None),
+                    _ => (sim.wish.0, Some(NodeId(rng.below(2) as u16))),
+                };
+                sim.wish_heard[n] = now;
+                sim.wish_heard[1 - n] = ms(now.0.as_millis() as u64 + lag);
+            }
             _ => {}
+        }
+        for n in 0..2 {
+            if sim.wish_heard[n] <= now {
+                sim.cores[n].set_intent(sim.wish.0, sim.wish.1);
+            }
         }
         let ready: Vec<_> = sim.pending.iter().filter(|p| p.0 <= now).cloned().collect();
         sim.pending.retain(|p| p.0 > now);
@@ -557,4 +579,77 @@ fn at_start_it_probes_and_stops_what_it_finds_up_from_before() {
         vec![("stop", 1), ("stop", 0)]
     );
     assert_eq!(g.state(), &State::Stopped);
+}
+
+#[test]
+fn a_stopped_group_stops_where_it_runs_and_starts_nowhere_until_started() {
+    let mut g = probed(settings(B, 2));
+    let dead_a = NodeView {
+        alive: false,
+        ..view(A)
+    };
+    let a = g.on_view(&[dead_a, view(B)], true, ms(0));
+    succeed_all(&mut g, a, ms(1));
+    assert_eq!(g.state(), &State::Running);
+    g.set_intent(true, None);
+    let a = g.on_view(&[dead_a, view(B)], true, ms(2));
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Transition { reason, .. } if reason == "stopped by an administrator")),
+        "{a:?}"
+    );
+    assert_eq!(
+        succeed_all(&mut g, a, ms(3)),
+        vec![("stop", 1), ("stop", 0)]
+    );
+    assert_eq!(g.state(), &State::Stopped);
+    assert!(
+        g.on_view(&[dead_a, view(B)], true, ms(4))
+            .iter()
+            .all(|x| as_op(x).is_none())
+    );
+    g.set_intent(false, None);
+    let a = g.on_view(&[dead_a, view(B)], true, ms(5));
+    assert_eq!(op(&a).0, "start");
+}
+
+#[test]
+fn a_move_stops_on_the_old_node_before_the_new_one_starts() {
+    let mut a_core = probed(settings(A, 1));
+    let dead_b = NodeView {
+        alive: false,
+        ..view(B)
+    };
+    let a = a_core.on_view(&[view(A), dead_b], true, ms(0));
+    succeed_all(&mut a_core, a, ms(1));
+    assert_eq!(a_core.state(), &State::Running);
+    let mut b_core = probed(settings(B, 1));
+    let a_runs = NodeView {
+        phase: Phase::Active,
+        ..view(A)
+    };
+    assert!(
+        b_core
+            .on_view(&[a_runs, view(B)], true, ms(5))
+            .iter()
+            .all(|x| as_op(x).is_none())
+    );
+    // Both hear the move; B waits while A still holds the group.
+    a_core.set_intent(false, Some(B));
+    b_core.set_intent(false, Some(B));
+    let stop = a_core.on_view(&[view(A), view(B)], true, ms(10));
+    assert_eq!(op(&stop).0, "stop");
+    let a_stopping = NodeView {
+        phase: Phase::Stopping,
+        ..view(A)
+    };
+    let b = b_core.on_view(&[a_stopping, view(B)], true, ms(10));
+    assert!(b.iter().all(|x| as_op(x).is_none()), "{b:?}");
+    assert_eq!(b_core.state(), &State::Stopped);
+    succeed_all(&mut a_core, stop, ms(20));
+    assert_eq!(a_core.state(), &State::Stopped);
+    // A is idle now: B claims (A is live and could race), then starts.
+    b_core.on_view(&[view(A), view(B)], true, ms(30));
+    assert!(matches!(b_core.state(), State::Claiming { .. }));
+    let b = b_core.on_view(&[view(A), view(B)], true, ms(630));
+    assert_eq!(op(&b).0, "start");
 }

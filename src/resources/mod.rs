@@ -4,6 +4,7 @@
 //! order, with checks, restarts and safe hand-over.
 
 pub mod group;
+pub mod intent;
 pub mod placement;
 
 #[cfg(test)]

@@ -53,12 +53,14 @@ pub struct Preferences {
     pub auto_failback: bool,
     /// An administrator's `move`: this node while it can run the group.
     pub moved_to: Option<NodeId>,
+    /// An administrator's `stop`: nowhere until `start`.
+    pub stopped: bool,
 }
 
 /// Where the group should run: `None` when no node can (no quorum, all
-/// in standby, failed everywhere).
+/// in standby, failed everywhere) or it is stopped.
 pub fn target(prefs: &Preferences, view: &[NodeView], quorate: bool) -> Option<NodeId> {
-    if !quorate {
+    if !quorate || prefs.stopped {
         return None;
     }
     let usable = |v: &&NodeView| v.alive && !v.standby && v.eligible && prefs.nodes.contains(&v.id);
