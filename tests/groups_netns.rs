@@ -239,3 +239,65 @@ fn lab_move_stop_and_start_hold_on_every_node_and_across_restarts() {
         group(s)["node"] == "node1" && group(s)["moved_to"] == ""
     });
 }
+
+/// Logs each call with the node it fences; fails while `fence-rc` holds 1.
+const FENCE: &str = r#"#!/bin/sh
+dir="$1"
+echo "fence $2" >> "$dir/log"
+[ "$(cat "$dir/fence-rc" 2>/dev/null)" = 1 ] && { echo "the PDU does not answer" >&2; exit 1; }
+exit 0
+"#;
+
+#[test]
+fn lab_a_takeover_waits_for_the_dead_node_to_be_fenced() {
+    let lab = lab();
+    let fence = lab.dir.join("fence");
+    std::fs::write(&fence, FENCE).expect("fence script");
+    std::fs::set_permissions(&fence, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let text = std::fs::read_to_string(lab.path("duet.toml")).expect("config");
+    let text = format!(
+        "{text}\n[fencing]\ncommand = \"{}\"\nargs = [\"{}\"]\ntimeout = \"5s\"\nretry-delay = \"300ms\"\n",
+        fence.display(),
+        lab.dir.display()
+    );
+    lab.write("duet.toml", &text);
+    let mut lab = lab;
+    lab.start("node1");
+    lab.start("node2");
+    let ns2 = ns(&lab, "node2");
+    lab.wait_status("node2", INITDEAD * 2, "svc running on node1", |s| {
+        group(s)["node"] == "node1" && group(s)["running"] == true
+    });
+
+    // The fence fails: node2 must not start svc, and keeps trying.
+    std::fs::write(lab.dir.join("fence-rc"), "1").expect("fence-rc");
+    lab.kill("node1");
+    let fenced = |lab: &Lab| log(lab).iter().filter(|l| *l == "fence node1").count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fenced(&lab) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "fence tried {} times",
+            fenced(&lab)
+        );
+        let s = lab.status("node2").expect("node2 status");
+        assert_eq!(
+            group(&s)["state"],
+            "stopped",
+            "started over an unfenced node: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!up_on(&lab.dir, &ns2));
+    assert!(lab.log("node2").contains("the PDU does not answer"));
+
+    // The fence works: the takeover goes on, after it.
+    std::fs::write(lab.dir.join("fence-rc"), "0").expect("fence-rc");
+    lab.wait_status("node2", Duration::from_secs(5), "node2 to run svc", |s| {
+        group(s)["state"] == "running"
+    });
+    let log = log(&lab);
+    let started = log.iter().rposition(|l| *l == format!("start {ns2}"));
+    let last_fence = log.iter().rposition(|l| l == "fence node1");
+    assert!(started > last_fence, "{log:?}");
+}

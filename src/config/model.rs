@@ -33,6 +33,21 @@ pub struct Config {
     pub replicas: Vec<Replica>,
     /// The resource groups; empty without `[[group]]` sections.
     pub groups: Vec<Group>,
+    /// How to fence a node; without it a takeover trusts deadtime alone.
+    pub fencing: Option<Fencing>,
+}
+
+/// `[fencing]`: run before a node takes over groups from a peer that died
+/// while it may have held them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fencing {
+    /// Run with `args`, then the node's name; exit 0 means the node is off.
+    pub command: PathBuf,
+    pub args: Vec<String>,
+    /// An attempt that takes longer is killed and counts as failed.
+    pub timeout: Duration,
+    /// The wait between failed attempts (they go on until one succeeds).
+    pub retry_delay: Duration,
 }
 
 /// A resource group: what runs together on exactly one node, started in

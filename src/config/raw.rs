@@ -27,6 +27,17 @@ pub struct RawConfig {
     pub replica: Vec<RawReplica>,
     #[serde(default)]
     pub group: Vec<RawGroup>,
+    pub fencing: Option<RawFencing>,
+}
+
+/// `[fencing]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawFencing {
+    pub command: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub retry_delay: Option<String>,
 }
 
 /// `[[group]]`.

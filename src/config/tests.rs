@@ -3028,3 +3028,35 @@ fn groups_that_would_not_fit_in_a_heartbeat_are_refused() {
         "{errors}"
     );
 }
+
+#[test]
+fn fencing_is_read_with_its_defaults_and_bad_values_are_placed() {
+    let text = format!(
+        "{BASE}\n[fencing]\ncommand = \"/usr/local/sbin/fence-pdu\"\nargs = [\"--pdu\", \"198.51.100.20\"]\n"
+    );
+    let config = parse(&text, path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    let f = config.fencing.expect("fencing");
+    assert_eq!(f.command, PathBuf::from("/usr/local/sbin/fence-pdu"));
+    assert_eq!(f.args, ["--pdu", "198.51.100.20"]);
+    assert_eq!(
+        (f.timeout, f.retry_delay),
+        (Duration::from_secs(60), Duration::from_secs(5))
+    );
+    assert_eq!(base_config().fencing, None);
+
+    let bad = format!("{BASE}\n[fencing]\ncommand = \"fence-pdu\"\ntimeout = \"0s\"\n");
+    let errors = match parse(&bad, path()) {
+        Ok(_) => panic!("a relative command and a zero timeout are errors"),
+        Err(e) => e.to_string(),
+    };
+    assert!(errors.contains("fencing.command"), "{errors}");
+    assert!(errors.contains("timeout must be longer than 0"), "{errors}");
+    let missing = format!("{BASE}\n[fencing]\nargs = [\"x\"]\n");
+    let errors = match parse(&missing, path()) {
+        Ok(_) => panic!("a [fencing] without command is an error"),
+        Err(e) => e.to_string(),
+    };
+    assert!(errors.contains("[fencing] needs a command"), "{errors}");
+}

@@ -17,6 +17,7 @@ use super::raw::{
 };
 use crate::membership::auth::AuthAlgorithm;
 
+mod fencing;
 mod group;
 mod replica;
 
@@ -73,6 +74,7 @@ pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
         },
         &root.key("group"),
     );
+    let fencing = check.fencing(raw.fencing, &root.key("fencing"));
     if let Some(c) = &cluster {
         check.heartbeat_room(c, &nodes, &groups, &root.key("group"));
     }
@@ -87,6 +89,7 @@ pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
                 ping,
                 replicas,
                 groups,
+                fencing,
             },
             warnings: check.warnings,
         }),

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use crate::bus::{GroupStatus, ResourceStatus};
 use crate::config::{Config, Group};
 use crate::daemon::agents::{self, Host, Op};
+use crate::daemon::fencing::Fencer;
 use crate::daemon::intents;
 use crate::membership::node_state::{GroupIntent, GroupState, NodeState};
 use crate::membership::{Membership, PeerState};
@@ -19,11 +20,18 @@ use crate::resources::intent::Intent;
 use crate::resources::placement::{NodeView, Phase};
 use crate::types::{NodeId, Timestamp};
 
-/// A finished resource operation, back from its task.
-pub struct Done {
-    group: usize,
-    op: OpId,
-    result: Result<(), String>,
+/// A finished resource operation or fence attempt, back from its task.
+pub enum Done {
+    Op {
+        group: usize,
+        op: OpId,
+        result: Result<(), String>,
+    },
+    Fence {
+        node: NodeId,
+        attempt: u32,
+        result: Result<(), String>,
+    },
 }
 
 /// The last transition of a group, for status.
@@ -70,6 +78,7 @@ pub struct Groups {
     maintenance: bool,
     /// Where the wishes are saved, if anywhere (intents.rs).
     intents_file: Option<PathBuf>,
+    fencer: Fencer,
 }
 
 impl Groups {
@@ -104,12 +113,15 @@ impl Groups {
                 }
             })
             .collect();
+        let node_names: Vec<String> = config.nodes.iter().map(|n| n.name.clone()).collect();
+        let fencer = Fencer::new(config.fencing.clone(), node_names.clone(), done.clone());
         Groups {
             local,
-            node_names: config.nodes.iter().map(|n| n.name.clone()).collect(),
+            node_names,
             groups,
             host,
             done,
+            fencer,
             standby: false,
             two_node: config.nodes.len() == 2,
             maintenance: false,
@@ -152,6 +164,7 @@ impl Groups {
         self.groups
             .iter()
             .filter_map(|r| r.core.next_wakeup())
+            .chain(self.fencer.next_wakeup())
             .min()
     }
 
@@ -173,6 +186,13 @@ impl Groups {
             return;
         }
         let quorate = m.quorate() || self.two_node;
+        for n in 0..self.node_names.len() {
+            let id = NodeId(n as u16);
+            if m.view(id).is_some_and(|v| v.state.is_alive()) {
+                self.fencer.alive(id);
+            }
+        }
+        self.fencer.tick(now);
         for i in 0..self.groups.len() {
             let view = self.view(m, i);
             let actions = self.groups[i].core.on_view(&view, quorate, now);
@@ -279,11 +299,20 @@ impl Groups {
     }
 
     pub fn done(&mut self, d: Done, now: Timestamp) {
-        let Some(r) = self.groups.get_mut(d.group) else {
-            return;
-        };
-        let actions = r.core.on_done(d.op, d.result, now);
-        self.carry_out(d.group, actions, now);
+        match d {
+            Done::Op { group, op, result } => {
+                let Some(r) = self.groups.get_mut(group) else {
+                    return;
+                };
+                let actions = r.core.on_done(op, result, now);
+                self.carry_out(group, actions, now);
+            }
+            Done::Fence {
+                node,
+                attempt,
+                result,
+            } => self.fencer.finished(node, attempt, result, now),
+        }
     }
 
     /// One node's view of group `i`: every configured node.
@@ -315,6 +344,12 @@ impl Groups {
                     } else {
                         g.is_none_or(|g| g.eligible)
                     },
+                    // Known to hold nothing of it: heard, and idle (or
+                    // without the group) when last heard.
+                    clean: alive
+                        || !self.fencer.enabled()
+                        || self.fencer.fenced(id)
+                        || state.is_some() && g.is_none_or(|g| g.phase == Phase::Idle),
                 }
             })
             .collect()
@@ -328,6 +363,10 @@ impl Groups {
                 Action::Monitor { op, index } => self.spawn(i, op, index, Op::Monitor),
                 // The daemon reads `announcement` after each step.
                 Action::Announce { .. } => {}
+                Action::Fence { node } => {
+                    let why = format!("taking over group {}", self.groups[i].group.name);
+                    self.fencer.request(node, &why);
+                }
                 Action::Transition { from, to, reason } => {
                     self.transition(i, from, to, reason, now)
                 }
@@ -360,7 +399,7 @@ impl Groups {
             if let Err(e) = &result {
                 tracing::warn!(group = %group, resource = %label, "{} of {label} failed: {e}", what.name());
             }
-            let _ = done.send(Done {
+            let _ = done.send(Done::Op {
                 group: i,
                 op,
                 result,

@@ -4,6 +4,7 @@
 
 pub mod agents;
 mod events;
+mod fencing;
 pub mod groups;
 mod intents;
 mod links;

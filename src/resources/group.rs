@@ -136,6 +136,11 @@ pub enum Action {
         op: OpId,
         index: usize,
     },
+    /// Fence this dead node before the group may start here: it may still
+    /// run the group. Asked once per node until the view changes.
+    Fence {
+        node: NodeId,
+    },
     /// Tell the other nodes (in heartbeats) what this node does with the
     /// group; sent again whenever it changes.
     Announce {
@@ -170,6 +175,8 @@ pub struct GroupCore {
     /// A stop was asked while a start ran: it follows the start.
     stop_after: Option<(Then, String)>,
     announced: Option<(Phase, bool)>,
+    /// The dead nodes this core asked to fence, while they stay unclean.
+    fence_asked: Vec<NodeId>,
 }
 
 impl GroupCore {
@@ -185,6 +192,7 @@ impl GroupCore {
             next_monitor: None,
             stop_after: None,
             announced: None,
+            fence_asked: Vec::new(),
         }
     }
 
@@ -239,6 +247,11 @@ impl GroupCore {
         let better_claim = others
             .iter()
             .any(|v| v.phase == Phase::Claiming && self.ranks_before(v.id));
+        let unclean: Vec<NodeId> = view
+            .iter()
+            .filter(|v| v.id != me && !v.alive && !v.clean)
+            .map(|v| v.id)
+            .collect();
         let stopped = self.s.prefs.stopped;
         let why_not = || match target {
             None if stopped => "stopped by an administrator".to_string(),
@@ -255,15 +268,21 @@ impl GroupCore {
                 }
             }
             State::Stopped if target == Some(me) && !other_active && !better_claim => {
-                if others.iter().any(|v| self.s.prefs.nodes.contains(&v.id)) {
+                if !unclean.is_empty() {
+                    self.ask_fence(&unclean, &mut out);
+                } else if others.iter().any(|v| self.s.prefs.nodes.contains(&v.id)) {
                     self.set(State::Claiming { since: now }, "claiming", &mut out);
                 } else {
                     self.start_from(0, now, "no other node can have it", &mut out);
                 }
             }
-            State::Claiming { .. } if target != Some(me) || other_active || better_claim => {
+            State::Claiming { .. }
+                if target != Some(me) || other_active || better_claim || !unclean.is_empty() =>
+            {
                 let reason = if other_active {
                     "another node has it".to_string()
+                } else if !unclean.is_empty() {
+                    "a dead node must be fenced first".to_string()
                 } else if better_claim {
                     "a more preferred node claims it".to_string()
                 } else {
@@ -279,8 +298,22 @@ impl GroupCore {
             }
             _ => {}
         }
+        if unclean.is_empty() {
+            self.fence_asked.clear();
+        }
         self.announce(&mut out);
         out
+    }
+
+    /// Asks to fence the unclean dead nodes not asked for yet.
+    fn ask_fence(&mut self, unclean: &[NodeId], out: &mut Vec<Action>) {
+        self.fence_asked.retain(|n| unclean.contains(n));
+        for &node in unclean {
+            if !self.fence_asked.contains(&node) {
+                self.fence_asked.push(node);
+                out.push(Action::Fence { node });
+            }
+        }
     }
 
     /// Whether `other` comes before this node in the group's preferences.

@@ -16,6 +16,7 @@ fn view(id: NodeId) -> NodeView {
         ping_reach: 1,
         phase: Phase::Idle,
         eligible: true,
+        clean: true,
     }
 }
 
@@ -511,7 +512,7 @@ impl Sim {
                     ));
                 }
                 Action::Announce { phase, eligible } => self.said[n].push((now, phase, eligible)),
-                Action::Transition { .. } => {}
+                Action::Transition { .. } | Action::Fence { .. } => {}
             }
         }
     }
@@ -534,6 +535,7 @@ impl Sim {
                     ping_reach: 1,
                     phase,
                     eligible,
+                    clean: true,
                 }
             })
             .collect()
@@ -652,4 +654,52 @@ fn a_move_stops_on_the_old_node_before_the_new_one_starts() {
     assert!(matches!(b_core.state(), State::Claiming { .. }));
     let b = b_core.on_view(&[view(A), view(B)], true, ms(630));
     assert_eq!(op(&b).0, "start");
+}
+
+#[test]
+fn a_takeover_from_a_dead_node_that_may_hold_the_group_waits_for_its_fence() {
+    let mut b = probed(settings(B, 1));
+    let a_dead_holding = NodeView {
+        alive: false,
+        phase: Phase::Active,
+        clean: false,
+        ..view(A)
+    };
+    let a = b.on_view(&[a_dead_holding, view(B)], true, ms(0));
+    let fences: Vec<&Action> = a
+        .iter()
+        .filter(|x| matches!(x, Action::Fence { .. }))
+        .collect();
+    assert_eq!(fences, vec![&Action::Fence { node: A }]);
+    assert!(a.iter().all(|x| as_op(x).is_none()), "{a:?}");
+    // Asked once, however often the view is looked at.
+    let again = b.on_view(&[a_dead_holding, view(B)], true, ms(100));
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(b.state(), &State::Stopped);
+    // Fenced: the takeover goes on.
+    let fenced = NodeView {
+        clean: true,
+        ..a_dead_holding
+    };
+    let a = b.on_view(&[fenced, view(B)], true, ms(200));
+    assert_eq!(op(&a).0, "start");
+}
+
+#[test]
+fn a_claim_stops_when_a_node_dies_unclean() {
+    let mut a_core = probed(settings(A, 1));
+    a_core.on_view(&[view(A), view(B)], true, ms(0));
+    assert!(matches!(a_core.state(), State::Claiming { .. }));
+    // B died while it announced claiming: it may have gone on to start.
+    let b_dead_claiming = NodeView {
+        alive: false,
+        phase: Phase::Claiming,
+        clean: false,
+        ..view(B)
+    };
+    let a = a_core.on_view(&[view(A), b_dead_claiming], true, ms(100));
+    assert_eq!(a_core.state(), &State::Stopped);
+    assert!(a.iter().all(|x| as_op(x).is_none()), "{a:?}");
+    let a = a_core.on_view(&[view(A), b_dead_claiming], true, ms(200));
+    assert!(a.contains(&Action::Fence { node: B }), "{a:?}");
 }

@@ -43,6 +43,12 @@ pub struct NodeView {
     /// False once the group failed there beyond its threshold, until an
     /// administrator clears it (`duetctl cleanup`).
     pub eligible: bool,
+    /// For a dead node: known to hold nothing of the group, or fenced
+    /// since it died. A dead node that may still run the group (it died
+    /// claiming or holding it, or was never heard) must be fenced before
+    /// another node starts it. Always true for live nodes, and when no
+    /// fencing is configured (then deadtime alone is trusted).
+    pub clean: bool,
 }
 
 /// The group's placement settings.

@@ -47,7 +47,7 @@ pub async fn run(path: &Path, args: &[String], op: Op) -> Result<(), String> {
 }
 
 /// The last words of what the script printed (stderr first), on one line.
-fn said(stderr: &[u8], stdout: &[u8]) -> String {
+pub(crate) fn said(stderr: &[u8], stdout: &[u8]) -> String {
     let text = if stderr.iter().any(|b| !b.is_ascii_whitespace()) {
         stderr
     } else {
