@@ -208,6 +208,12 @@ impl Lab {
         self.node_mut(name).crash();
     }
 
+    /// Halts the node cleanly (SIGTERM to nspawn, as `poweroff`); false if
+    /// it did not halt in time and had to be crashed.
+    pub fn shutdown(&mut self, name: &str) -> bool {
+        self.node_mut(name).shutdown()
+    }
+
     /// Runs `sh -c script` on the node, whatever it returns.
     pub fn execute(&self, name: &str, script: &str) -> Output {
         self.node(name).exec(&["sh", "-c", script])
