@@ -14,6 +14,7 @@ pub mod cmd;
 pub mod loops;
 pub mod net;
 pub mod node;
+pub mod replica;
 pub mod rootfs;
 pub mod web;
 
