@@ -6,6 +6,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use duet_lab::replica::{
+    MOUNT_UNIT, STOP_MOUNT, filesystem_with_page, in_sync, primary_and_mount, replicated,
+    wait as wait_replica,
+};
 use duet_lab::{Binaries, Lab, wait_until, web};
 
 const KEEPALIVE: Duration = Duration::from_millis(200);
@@ -283,71 +287,6 @@ fn lab_cluster_a_node_disk_can_be_made_to_fail() {
     lab.succeed("node1", read);
 }
 
-/// Metadata on both nodes' /dev/sdb (create-md, then the daemon attaches
-/// it at start), connected, node1 the good copy: a full sync follows.
-fn replicated(lab: &Lab) {
-    for n in ["node1", "node2"] {
-        lab.succeed(n, "duetctl create-md r0 && systemctl restart duetd");
-        lab.wait_for_unit(n, "duetd.service", START);
-    }
-    wait_replica(lab, "node1", "connected", |r| {
-        r["connection"] == "connected"
-    });
-    lab.succeed("node1", "duetctl primary r0 --force");
-}
-
-fn wait_replica(lab: &Lab, node: &str, what: &str, ok: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = lab.status(node).map(|s| s["replicas"][0].clone());
-        if r.as_ref().is_some_and(&ok) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what} on {node}; last: {r:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A mount unit in /run for the replica's device, as duet's resource
-/// groups will write them.
-const MOUNT_UNIT: &str = "printf '[Mount]\\nWhat=/dev/duet/r0\\nWhere=/mnt/shared\\nType=ext4\\n' \
-     > /run/systemd/system/mnt-shared.mount && systemctl daemon-reload";
-
-/// Makes `node` Primary and mounts the replica there.
-fn primary_and_mount(lab: &Lab, node: &str) {
-    lab.succeed(node, "duetctl primary r0");
-    lab.succeed(node, MOUNT_UNIT);
-    lab.succeed(node, "systemctl start mnt-shared.mount");
-}
-
-/// On node1, Primary: a filesystem on the replica, mounted by a mount unit
-/// in /run, with the page the tests read.
-fn filesystem_with_page(lab: &Lab) {
-    lab.succeed("node1", "mkfs.ext4 -q -F /dev/duet/r0");
-    lab.succeed("node1", MOUNT_UNIT);
-    lab.succeed("node1", "systemctl start mnt-shared.mount");
-    lab.succeed(
-        "node1",
-        "echo 'served by duet' > /mnt/shared/index.html && sync",
-    );
-}
-
-fn in_sync(r: &serde_json::Value) -> bool {
-    r["disk"] == "uptodate" && r["replication"] == "established"
-}
-
-/// Stops the mount unit. systemd in a container on cgroup v1 sometimes
-/// loses the unit's cgroup while mounted and then cannot spawn umount in
-/// it (status 219/CGROUP, "Failed to attach to cgroup"), however often it
-/// is asked: a fault of systemd in nspawn, not duet's. Only on that
-/// failure the test unmounts by hand, as an administrator would.
-const STOP_MOUNT: &str = "systemctl stop mnt-shared.mount || \
-    (systemctl status mnt-shared.mount | grep -q 219/CGROUP && umount /mnt/shared \
-     && systemctl reset-failed mnt-shared.mount)";
-
 #[test]
 fn lab_cluster_the_replica_carries_a_filesystem_through_a_mount_unit_and_a_switchover() {
     let lab = booted(2);
@@ -373,14 +312,14 @@ fn lab_cluster_the_replica_carries_a_filesystem_through_a_mount_unit_and_a_switc
     lab.succeed("node1", "duetctl primary r0");
     lab.succeed("node1", "systemctl start mnt-shared.mount");
     let page = lab.succeed("node1", "cat /mnt/shared/index.html");
-    assert_eq!(page.trim(), "served by duet");
+    assert_eq!(page.trim(), web::PAGE);
     lab.succeed("node1", STOP_MOUNT);
     lab.succeed("node1", "duetctl secondary r0");
     // Switchover: node2's copy, once in sync, carries the same files.
     wait_replica(&lab, "node2", "node2 UpToDate", in_sync);
     primary_and_mount(&lab, "node2");
     let page = lab.succeed("node2", "cat /mnt/shared/index.html");
-    assert_eq!(page.trim(), "served by duet");
+    assert_eq!(page.trim(), web::PAGE);
     // Never two primaries.
     let err = lab.fail("node1", "duetctl primary r0");
     assert!(err.contains("Primary"), "{err}");
@@ -437,48 +376,7 @@ fn lab_cluster_a_failing_disk_detaches_and_the_primary_serves_through_its_peer()
 fn lab_group_web_fails_over_with_its_disk_filesystem_address_and_page() {
     let mut lab = Lab::new(2, &bins());
     lab.boot_all();
-    for n in ["node1", "node2"] {
-        lab.wait_for_unit(n, "duetd.service", START);
-        // apache2 runs where duet starts it, and serves the replica.
-        lab.succeed(n, web::PREPARE_NODE);
-    }
-    // The data first, by hand, as an administrator sets up a new cluster.
-    replicated(&lab);
-    filesystem_with_page(&lab);
-    lab.succeed("node1", STOP_MOUNT);
-    lab.succeed(
-        "node1",
-        "rm /run/systemd/system/mnt-shared.mount && systemctl daemon-reload",
-    );
-    lab.succeed("node1", "duetctl secondary r0");
-    wait_replica(&lab, "node2", "node2 UpToDate", in_sync);
-
-    // Then the group, on both nodes.
-    let config = format!("{}{}", duet_lab::cluster_config(2), web::GROUP);
-    for n in ["node1", "node2"] {
-        lab.node(n)
-            .write_file("/etc/duet/duet.toml", config.as_bytes(), 0o644);
-        lab.succeed(n, "systemctl restart duetd");
-    }
-    wait_until(Duration::from_secs(60), "web running on node1", || {
-        web::on(&lab, "node1", "node1")
-    });
-    wait_until(
-        Duration::from_secs(10),
-        "the page from the floating IP",
-        || {
-            web::fetch(&lab)
-                .filter(|p| p.trim() == "served by duet")
-                .map(|_| ())
-        },
-    );
-    assert_eq!(
-        web::holders(&lab),
-        (vec!["node1".into()], vec!["node1".into()])
-    );
-    // The restarts raced: node1 may have become Primary before the link
-    // was back. The scenario starts from a replicated disk.
-    wait_replica(&lab, "node2", "node2 UpToDate under web", in_sync);
+    web::start(&lab);
 
     // node1 dies: node2 takes over, and the client gets the same page.
     let crashed = Instant::now();
@@ -487,11 +385,7 @@ fn lab_group_web_fails_over_with_its_disk_filesystem_address_and_page() {
         Duration::from_secs(30),
         "the page from node2",
         crashed,
-        || {
-            web::fetch(&lab)
-                .filter(|p| p.trim() == "served by duet")
-                .map(|_| ())
-        },
+        || web::good_page(&lab),
     );
     println!(
         "failover: {:.2} s (crash to first good reply on 198.51.100.10, deadtime 1 s)",
@@ -516,21 +410,7 @@ fn lab_group_web_fails_over_with_its_disk_filesystem_address_and_page() {
     // Standby node2: the group moves back to node1 in order; the address
     // and the mount are never on both nodes meanwhile.
     lab.succeed("node2", "duetctl standby node2");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (ip, mount) = web::holders(&lab);
-        assert!(
-            ip.len() <= 1 && mount.len() <= 1,
-            "on both nodes: ip {ip:?}, mount {mount:?}"
-        );
-        if ip == ["node1"] && mount == ["node1"] && web::on(&lab, "node1", "node1").is_some() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "web never came back to node1: ip {ip:?}, mount {mount:?}"
-        );
-    }
+    web::watch_move(&lab, "node1", Duration::from_secs(60));
     let page = web::fetch(&lab);
-    assert_eq!(page.as_deref().map(str::trim), Some("served by duet"));
+    assert_eq!(page.as_deref().map(str::trim), Some(web::PAGE));
 }

@@ -14,6 +14,7 @@ pub mod cmd;
 pub mod loops;
 pub mod net;
 pub mod node;
+pub mod replica;
 pub mod rootfs;
 pub mod web;
 
@@ -206,6 +207,12 @@ impl Lab {
     /// Kills the node at once (SIGKILL to its init): a power cut.
     pub fn crash(&mut self, name: &str) {
         self.node_mut(name).crash();
+    }
+
+    /// Halts the node cleanly (SIGTERM to nspawn, as `poweroff`); false if
+    /// it did not halt in time and had to be crashed.
+    pub fn shutdown(&mut self, name: &str) -> bool {
+        self.node_mut(name).shutdown()
     }
 
     /// Runs `sh -c script` on the node, whatever it returns.

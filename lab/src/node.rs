@@ -15,6 +15,8 @@ use nix::unistd::Pid;
 use crate::cmd::{output, quietly, succeed, wait_until};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A node halts in a few seconds, its duetd handing its groups over first.
+const HALT_TIMEOUT: Duration = Duration::from_secs(20);
 const SDB_SIZE: &str = "1G";
 /// Loop devices a node may attach itself (the export's block device).
 const SPARE_LOOPS: usize = 2;
@@ -178,13 +180,30 @@ impl Node {
         self.reap(Duration::from_secs(10));
     }
 
-    /// A clean shutdown: SIGTERM to nspawn halts the container.
-    pub fn shutdown(&mut self) {
-        if let Some(child) = &self.nspawn {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    /// A clean shutdown: SIGTERM to nspawn halts the container. Returns
+    /// whether it halted within `HALT_TIMEOUT`; if not, the node is
+    /// crashed instead, so nothing of it outlives the lab.
+    pub fn shutdown(&mut self) -> bool {
+        let Some(child) = self.nspawn.as_mut() else {
+            self.leader = None;
+            return true;
+        };
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        if wait_exit(child, HALT_TIMEOUT) {
+            self.nspawn = None;
+            self.leader = None;
+            return true;
         }
-        self.leader = None;
-        self.reap(Duration::from_secs(20));
+        // Killing nspawn alone would leave the container running (its init
+        // re-parented to the host's) with its mounts and loop devices, so
+        // the lab could not remove them: its init goes, and every process
+        // of the node with it.
+        eprintln!(
+            "lab: {} did not halt within {HALT_TIMEOUT:?}; crashing it",
+            self.name
+        );
+        self.crash();
+        false
     }
 
     fn reap(&mut self, timeout: Duration) {

@@ -174,6 +174,8 @@ pub struct GroupCore {
     next_monitor: Option<Timestamp>,
     /// A stop was asked while a start ran: it follows the start.
     stop_after: Option<(Then, String)>,
+    /// Why the stop under way began: the reason of the state it ends in.
+    stop_why: String,
     announced: Option<(Phase, bool)>,
     /// The dead nodes this core asked to fence, while they stay unclean.
     fence_asked: Vec<NodeId>,
@@ -191,6 +193,7 @@ impl GroupCore {
             next_op: 0,
             next_monitor: None,
             stop_after: None,
+            stop_why: String::new(),
             announced: None,
             fence_asked: Vec::new(),
         }
@@ -498,6 +501,7 @@ impl GroupCore {
         };
         match (lowest..self.up.len()).rev().find(|&i| self.up[i]) {
             Some(top) => {
+                self.stop_why = why.to_string();
                 self.issue(Op::Stop(top), now, out);
                 self.set(State::Stopping { step: top, then }, why, out);
             }
@@ -521,7 +525,10 @@ impl GroupCore {
                 self.issue(Op::Stop(next), now, out);
                 self.state = State::Stopping { step: next, then };
             }
-            None => self.after_stop(then, "stopped", now, out),
+            None => {
+                let why = std::mem::take(&mut self.stop_why);
+                self.after_stop(then, &why, now, out)
+            }
         }
     }
 

@@ -417,7 +417,8 @@ async fn stop(sd: &Systemd<'_>, n: &Names) -> Result<(), String> {
 async fn stop_once(sd: &Systemd<'_>, n: &Names) -> Result<(), String> {
     let target = n.target.display();
     let mut watch = sd.watch(&n.unit).await?;
-    let job = match sd.manager.stop_unit(&n.unit, "replace").await {
+    let mode = sd.stop_mode(&n.unit).await;
+    let job = match sd.manager.stop_unit(&n.unit, mode).await {
         Ok(job) => job,
         Err(e) if is_no_such_unit(&e) => {
             return match mounted_at(&n.target)? {
@@ -453,7 +454,8 @@ async fn stop_once(sd: &Systemd<'_>, n: &Names) -> Result<(), String> {
 /// Stops any unit and waits for the job.
 async fn stop_unit(sd: &Systemd<'_>, unit: &str) -> Result<(), String> {
     let mut watch = sd.watch(unit).await?;
-    let job = match sd.manager.stop_unit(unit, "replace").await {
+    let mode = sd.stop_mode(unit).await;
+    let job = match sd.manager.stop_unit(unit, mode).await {
         Ok(job) => job,
         Err(e) if is_no_such_unit(&e) => return Ok(()),
         Err(e) => return Err(format!("systemd refused to stop {unit}: {}", plain(&e))),

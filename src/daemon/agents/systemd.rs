@@ -36,6 +36,8 @@ pub trait Manager {
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    #[zbus(name = "GetUnitByPID")]
+    fn get_unit_by_pid(&self, pid: u32) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
     fn subscribe(&self) -> zbus::Result<()>;
@@ -229,6 +231,66 @@ impl<'c> Systemd<'c> {
             .get(interface, name)
             .await
             .map_err(|e| format!("cannot read {name} of {path}: {e}"))
+    }
+
+    /// The job mode to stop `unit` with: "replace", or
+    /// "ignore-dependencies" while the unit this process runs in is being
+    /// stopped and a stop of `unit` already waits in systemd's queue.
+    ///
+    /// When the whole node shuts down, systemd queues a stop of every unit
+    /// at once, ordered as at boot in reverse: a mount (Before=
+    /// local-fs.target by default) waits for every ordinary service to
+    /// stop first, duetd among them. duetd stops its groups while it is
+    /// being stopped, so a "replace" stop of the mount, merged into that
+    /// waiting job, would wait for duetd itself until systemd's stop
+    /// timeout killed duetd, the group never handed over in order. Merged
+    /// with "ignore-dependencies" (systemd then lets the job ignore its
+    /// ordering), it runs at once; the group's own order is kept by duetd,
+    /// which has stopped the resources above this one already.
+    pub async fn stop_mode(&self, unit: &str) -> &'static str {
+        if self.stop_waits(unit).await && self.own_unit_stopping().await {
+            tracing::info!("{unit}: its stop waits for duetd's own; stopping it now");
+            "ignore-dependencies"
+        } else {
+            "replace"
+        }
+    }
+
+    /// Whether a stop job of `unit` is queued and not yet running.
+    async fn stop_waits(&self, unit: &str) -> bool {
+        let Ok(Some(proxy)) = self.get_unit(unit).await else {
+            return false;
+        };
+        self.job_of(proxy.inner().path())
+            .await
+            .is_some_and(|(kind, state)| kind == "stop" && state == "waiting")
+    }
+
+    /// Whether the unit this process runs in (duetd.service) is stopping.
+    async fn own_unit_stopping(&self) -> bool {
+        let Ok(path) = self.manager.get_unit_by_pid(std::process::id()).await else {
+            return false;
+        };
+        self.job_of(&path)
+            .await
+            .is_some_and(|(kind, _)| kind == "stop")
+    }
+
+    /// The type ("stop", "start", ...) and state ("waiting", "running") of
+    /// the job the unit at `path` has, if any.
+    async fn job_of(&self, path: &zbus::zvariant::ObjectPath<'_>) -> Option<(String, String)> {
+        let job = self
+            .property(path, "org.freedesktop.systemd1.Unit", "Job")
+            .await
+            .ok()?;
+        let (id, job): (u32, OwnedObjectPath) = job.try_into().ok()?;
+        if id == 0 {
+            return None;
+        }
+        let read = |name| self.property(&job, "org.freedesktop.systemd1.Job", name);
+        let kind = String::try_from(read("JobType").await.ok()?).ok()?;
+        let state = String::try_from(read("State").await.ok()?).ok()?;
+        Some((kind, state))
     }
 
     /// "state failed/failed; unit result exit-code", or "not loaded".

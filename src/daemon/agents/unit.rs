@@ -48,7 +48,8 @@ async fn start(sd: &Systemd<'_>, unit: &str) -> Result<(), String> {
 
 async fn stop(sd: &Systemd<'_>, unit: &str) -> Result<(), String> {
     let mut watch = sd.watch(unit).await?;
-    let job = match sd.manager.stop_unit(unit, "replace").await {
+    let mode = sd.stop_mode(unit).await;
+    let job = match sd.manager.stop_unit(unit, mode).await {
         Ok(job) => job,
         // Not loaded: nothing of it runs.
         Err(e) if is_no_such_unit(&e) => return Ok(()),
