@@ -265,7 +265,12 @@ fn a_failed_start_stops_what_started_in_reverse_then_fails_past_the_threshold() 
     let a = g.on_done(id1, Err("again".into()), ms(12));
     let ops = succeed_all(&mut g, a.clone(), ms(13));
     assert_eq!(ops, vec![("stop", 1), ("stop", 0)]);
-    assert!(matches!(g.state(), State::Failed { .. }), "{:?}", g.state());
+    // Failed for the cause that started the stop, not for the stop.
+    assert!(
+        matches!(g.state(), State::Failed { reason } if reason == "r1 failed to start: again"),
+        "{:?}",
+        g.state()
+    );
     assert!(!g.eligible());
     assert!(
         g.on_view(&alone, true, ms(20))
