@@ -17,6 +17,7 @@ use crate::membership::auth::AuthAlgorithm;
 
 mod group;
 mod replica;
+mod witness;
 
 use replica::{Endpoints, Listeners, MetaSeen, Replication};
 
@@ -46,6 +47,7 @@ pub struct Validated {
 pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
     let mut check = Check::default();
     let root = KeyPath::root();
+    check.witness(&raw, &root);
     let cluster = check.cluster(raw.cluster, &root.key("cluster"), path);
     let timings = check.timings(raw.timings.unwrap_or_default(), &root.key("timings"));
     let links = check.links(&raw.link, &root.key("link"));
@@ -510,6 +512,7 @@ impl Check {
             nodes.push(Node {
                 name: node.name.clone().unwrap_or_default(),
                 votes,
+                witness: node.witness == Some(true),
                 addresses,
             });
         }
