@@ -17,3 +17,5 @@ pub use state::{Event, LinkState, PeerState, PingTarget};
 
 #[cfg(test)]
 mod core_tests;
+#[cfg(test)]
+mod witness_core_tests;
