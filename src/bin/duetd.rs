@@ -19,6 +19,11 @@ struct Args {
     /// overrides its address), or the session bus to try duet without root.
     #[arg(long, value_enum, default_value = "system", env = "DUET_BUS")]
     bus: duet::bus::BusKind,
+    /// Run as the cluster's witness: membership and its vote only, no
+    /// replicas, groups or exports. Refused unless the config marks this
+    /// node `witness = true` (which alone is enough).
+    #[arg(long)]
+    witness: bool,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +44,7 @@ fn main() -> ExitCode {
         config: args.config,
         node: args.node,
         bus: args.bus,
+        witness: args.witness,
     };
     match runtime.block_on(duet::daemon::run(options)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -408,6 +408,9 @@ impl Default for Timings {
 pub struct Node {
     pub name: String,
     pub votes: u32,
+    /// A witness (docs/quorum.md): it holds no data, runs no resources and
+    /// only lends its vote to one side of a split. At most one per cluster.
+    pub witness: bool,
     /// Address per link, indexed like `Config::links`; `None` where the node
     /// has no address on that link (allowed for bcast and mcast links only).
     pub addresses: Vec<Option<IpAddr>>,
@@ -452,6 +455,14 @@ impl Config {
 
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id.0 as usize]
+    }
+
+    /// The witness node, if the cluster has one.
+    pub fn witness(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .position(|n| n.witness)
+            .map(|i| NodeId(i as u16))
     }
 
     pub fn link(&self, id: LinkId) -> &Link {

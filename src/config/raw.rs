@@ -249,6 +249,8 @@ pub struct RawLink {
 pub struct RawNode {
     pub name: Option<String>,
     pub votes: Option<u32>,
+    /// A witness: membership only, no data, no resources.
+    pub witness: Option<bool>,
     /// Link name -> address. Sorted, not in file order; errors are sorted by
     /// position later, so the order here does not show.
     #[serde(default)]

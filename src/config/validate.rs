@@ -20,6 +20,7 @@ use crate::membership::auth::AuthAlgorithm;
 mod fencing;
 mod group;
 mod replica;
+mod witness;
 
 use replica::{Endpoints, Listeners, MetaSeen, Replication};
 
@@ -49,6 +50,7 @@ pub struct Validated {
 pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
     let mut check = Check::default();
     let root = KeyPath::root();
+    check.witness(&raw, &root);
     let cluster = check.cluster(raw.cluster, &root.key("cluster"), path);
     let timings = check.timings(raw.timings.unwrap_or_default(), &root.key("timings"));
     let links = check.links(&raw.link, &root.key("link"));
@@ -115,7 +117,13 @@ impl Check {
     /// they must fit in one packet, or peers would drop every heartbeat.
     fn heartbeat_room(&mut self, c: &Cluster, nodes: &[Node], groups: &[Group], key: &KeyPath) {
         let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-        let ext = crate::membership::node_state::worst_case_len(&names);
+        // With a witness, data nodes also say whom they see (record 3).
+        let seen = if nodes.iter().any(|n| n.witness) {
+            13 + 2 * nodes.len()
+        } else {
+            0
+        };
+        let ext = crate::membership::node_state::worst_case_len(&names) + seen;
         let node = nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
         let len = crate::membership::wire::heartbeat_len(c.name.len(), node, ext, c.auth.tag_len());
         if groups.is_empty() || len <= crate::membership::wire::MAX_PACKET {
@@ -539,6 +547,7 @@ impl Check {
             nodes.push(Node {
                 name: node.name.clone().unwrap_or_default(),
                 votes,
+                witness: node.witness == Some(true),
                 addresses,
             });
         }

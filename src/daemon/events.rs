@@ -100,6 +100,11 @@ impl EventLog {
                 let peer = self.peer(*id);
                 tracing::debug!(node, peer, "{peer} announced a new state");
             }
+            Event::WitnessVote {
+                epoch,
+                granted,
+                withdrawn,
+            } => self.witness_vote(epoch.0, granted, *withdrawn),
             Event::Quorum { quorate: true } => tracing::info!(node, "quorum gained"),
             Event::Quorum { quorate: false } => tracing::warn!(node, "quorum lost"),
             Event::Ping { target, reachable } => {
@@ -116,6 +121,21 @@ impl EventLog {
                 tracing::error!(node, link, from = ?from, incarnation = incarnation.0,
                     "another node sends heartbeats as {node}: two nodes have the same name");
             }
+        }
+    }
+
+    fn witness_vote(&self, epoch: u64, granted: &[NodeId], withdrawn: bool) {
+        let node = self.node.as_str();
+        let names: Vec<&str> = granted.iter().map(|id| self.peer(*id)).collect();
+        let names = names.join(",");
+        match (withdrawn, names.is_empty()) {
+            (true, false) => tracing::warn!(
+                node,
+                epoch,
+                "witness vote withdrawn, to go to {names} once the old side must have stopped counting it"
+            ),
+            (true, true) => tracing::warn!(node, epoch, "witness vote withdrawn"),
+            (false, _) => tracing::info!(node, epoch, "witness vote goes to {names}"),
         }
     }
 

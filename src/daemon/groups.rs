@@ -123,7 +123,7 @@ impl Groups {
             done,
             fencer,
             standby: false,
-            two_node: config.nodes.len() == 2,
+            two_node: config.nodes.len() == 2 && config.witness().is_none(),
             maintenance: false,
             intents_file,
         }

@@ -40,6 +40,9 @@ pub struct Options {
     /// The local node's name; the hostname when not given.
     pub node: Option<String>,
     pub bus: BusKind,
+    /// Insist that this node is the config's witness (`duetd --witness`);
+    /// the witness runs as one anyway when the config says so.
+    pub witness: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,10 @@ pub enum DaemonError {
     Bus(#[from] zbus::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(
+        "--witness, but node {node} is not the witness in the config (set witness = true on its [[node]])"
+    )]
+    NotWitness { node: String },
 }
 
 /// An administrator's command for the groups, with where to answer.
@@ -94,8 +101,22 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let config = loaded.config;
+    let mut config = loaded.config;
     let local = config::local_node(&config, options.node.as_deref())?;
+    let witness = config.witness() == Some(local);
+    if options.witness && !witness {
+        return Err(DaemonError::NotWitness {
+            node: config.node(local).name.clone(),
+        });
+    }
+    if witness {
+        // Validation keeps the witness out of every group and replica;
+        // emptying them here makes sure it opens no disk, export or agent
+        // even for the ones it merely knows of.
+        config.replicas.clear();
+        config.groups.clear();
+        tracing::info!("this node is the witness: membership and its vote only");
+    }
     let key = auth::load_key_file(&config.cluster.key_file)?;
     if config.cluster.auth == AuthAlgorithm::Crc {
         tracing::warn!(

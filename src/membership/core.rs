@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::membership::node_state::NodeState;
+use crate::membership::quorum::{self, HeardVote, PeerReport};
+use crate::membership::quorum_records::{QuorumRecords, Seen, Vote};
 use crate::membership::replay::ReplayWindow;
 use crate::membership::state::{Event, LinkState, PeerState, PingTarget};
 use crate::membership::wire::{Codec, DropReason, Heartbeat};
+use crate::membership::witness::{self, Report, VoteChange, WitnessCore};
 use crate::types::{Incarnation, LinkId, NodeId, Seq, Timestamp};
 
 /// The timings the core works with.
@@ -56,6 +59,8 @@ pub struct Setup {
     pub links: usize,
     /// Number of configured ping nodes.
     pub ping_targets: usize,
+    /// The witness node, if the cluster has one (docs/quorum.md).
+    pub witness: Option<NodeId>,
 }
 
 impl Setup {
@@ -74,6 +79,7 @@ impl Setup {
             incarnation,
             links: config.links.len(),
             ping_targets: config.ping.nodes.len(),
+            witness: config.witness(),
         }
     }
 }
@@ -135,6 +141,8 @@ struct Peer {
     ping_reachable: u16,
     /// The newest state it announced in this incarnation.
     node_state: Option<NodeState>,
+    /// The newest "nodes I see" it announced in this incarnation.
+    seen: Option<Seen>,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +174,22 @@ pub struct Membership {
     drops: HashMap<DropReason, u64>,
     /// What this node announces (standby, groups), if anything yet.
     local_state: Option<NodeState>,
+    quorum: QuorumState,
+}
+
+/// Quorum with a witness; unused without one.
+struct QuorumState {
+    witness: Option<NodeId>,
+    /// On a data node: the witness's vote as heard.
+    heard: HeardVote,
+    /// On the witness: where its vote goes.
+    core: Option<WitnessCore>,
+    /// Numbers this node's "nodes I see" records.
+    seen_seq: u64,
+    /// On a data node: its partition and whether it counts the vote, as of
+    /// the last step.
+    partition: Vec<NodeId>,
+    vote_counted: bool,
 }
 
 impl Membership {
@@ -178,7 +202,12 @@ impl Membership {
             incarnation,
             links,
             ping_targets,
+            witness,
         } = setup;
+        let witness_core = (witness == Some(local)).then(|| {
+            let votes = members.iter().map(|m| m.votes).collect();
+            WitnessCore::new(local, votes, witness::hold(params.deadtime), now)
+        });
         let peer = Peer {
             state: PeerState::Init,
             incarnation: None,
@@ -193,6 +222,7 @@ impl Membership {
             ],
             ping_reachable: 0,
             node_state: None,
+            seen: None,
         };
         let pinged = Pinged {
             last_reply: None,
@@ -220,6 +250,14 @@ impl Membership {
             quorate: false,
             drops: HashMap::new(),
             local_state: None,
+            quorum: QuorumState {
+                witness,
+                heard: HeardVote::default(),
+                core: witness_core,
+                seen_seq: 0,
+                partition: vec![local],
+                vote_counted: false,
+            },
         };
         m.quorate = m.compute_quorate();
         m
@@ -283,12 +321,45 @@ impl Membership {
             let since = ping.last_reply.unwrap_or(self.started);
             times.push(since + p.ping_deadtime);
         }
+        if let Some(core) = &self.quorum.core {
+            times.extend(core.next_wakeup(self.now));
+        }
+        times.extend(self.quorum.heard.expiry(p.deadtime));
         let future = times.into_iter().filter(|t| *t > self.now).min();
         future.unwrap_or(self.now + p.keepalive)
     }
 
     pub fn quorate(&self) -> bool {
         self.quorate
+    }
+
+    /// The witness node, if the cluster has one.
+    pub fn witness(&self) -> Option<NodeId> {
+        self.quorum.witness
+    }
+
+    /// With a witness, on a data node: this node's partition (itself and
+    /// the data peers that it and they see alive both ways), as of the
+    /// last input. Without a witness, just this node.
+    pub fn partition(&self) -> &[NodeId] {
+        &self.quorum.partition
+    }
+
+    /// On a data node: whether it counts the witness's vote now.
+    pub fn witness_vote_counted(&self) -> bool {
+        self.quorum.vote_counted
+    }
+
+    /// On the witness: its vote as it goes out. On a data node: the latest
+    /// vote heard from the witness.
+    pub fn witness_vote(&self) -> Option<Vote> {
+        if let Some(core) = &self.quorum.core {
+            return Some(core.vote());
+        }
+        self.quorum.heard.latest().map(|(epoch, granted)| Vote {
+            epoch,
+            granted: granted.to_vec(),
+        })
     }
 
     pub fn local(&self) -> NodeId {
@@ -393,6 +464,7 @@ impl Membership {
                 }
                 peer.incarnation = Some(hb.incarnation);
                 peer.node_state = None;
+                peer.seen = None;
                 out.push(Action::Event(Event::Incarnation {
                     node,
                     previous,
@@ -422,6 +494,21 @@ impl Membership {
         {
             peer.node_state = Some(st.clone());
             out.push(Action::Event(Event::PeerState { node }));
+        }
+        if let Some(seen) = &hb.quorum.seen
+            && peer.seen.as_ref().is_none_or(|known| seen.seq > known.seq)
+        {
+            peer.seen = Some(seen.clone());
+        }
+        if let Some(vote) = &hb.quorum.vote
+            && self.quorum.witness == Some(node)
+            && self.quorum.heard.hear(hb.incarnation, vote, now)
+        {
+            out.push(Action::Event(Event::WitnessVote {
+                epoch: vote.epoch,
+                granted: vote.granted.clone(),
+                withdrawn: vote.granted.is_empty(),
+            }));
         }
         if !self.links[link.0 as usize].up {
             // Our side of the link is down; whatever arrived came some
@@ -471,6 +558,7 @@ impl Membership {
     fn advance(&mut self, out: &mut Vec<Action>) {
         self.expire_peers(out);
         self.expire_pings(out);
+        self.decide_vote(out);
         let quorate = self.compute_quorate();
         if quorate != self.quorate {
             self.quorate = quorate;
@@ -541,6 +629,7 @@ impl Membership {
         self.next_send = self.now + self.params.keepalive;
         let ping_reachable = self.ping_reachable();
         let name = self.members[self.local.0 as usize].name.clone();
+        let quorum = self.quorum_records();
         // Heartbeats go out on every link, even one whose interface looks
         // down: the flag can lag the carrier (a veth just brought up), and
         // a heartbeat sent in vain costs nothing while one not sent can
@@ -553,6 +642,7 @@ impl Membership {
                 seq: Seq(link.next_seq),
                 ping_reachable,
                 state: self.local_state.clone(),
+                quorum: quorum.clone(),
             };
             link.next_seq += 1;
             out.push(Action::Send {
@@ -562,9 +652,105 @@ impl Membership {
         }
     }
 
-    /// A strict majority of all configured votes, counting ourselves and
-    /// every peer that is Up or Late.
-    fn compute_quorate(&self) -> bool {
+    /// On the witness: looks again where its vote goes. A change goes out
+    /// at once, so a withdrawal reaches the old side as early as it can.
+    fn decide_vote(&mut self, out: &mut Vec<Action>) {
+        let Some(core) = self.quorum.core.as_mut() else {
+            return;
+        };
+        let reports: Vec<Report<'_>> = self
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Report {
+                node: NodeId(i as u16),
+                alive: p.state.is_alive(),
+                seen: p.seen.as_ref(),
+            })
+            .collect();
+        let Some(change) = core.decide(&reports, self.now) else {
+            return;
+        };
+        let (epoch, granted, withdrawn) = match change {
+            VoteChange::Granted(v) => (v.epoch, v.granted, false),
+            VoteChange::Withdrawn { epoch, to } => (epoch, to, true),
+        };
+        out.push(Action::Event(Event::WitnessVote {
+            epoch,
+            granted,
+            withdrawn,
+        }));
+        self.next_send = self.now;
+    }
+
+    /// What this node adds to its heartbeats for quorum with a witness:
+    /// a data node the peers it sees alive, the witness its vote.
+    fn quorum_records(&mut self) -> QuorumRecords {
+        let Some(witness) = self.quorum.witness else {
+            return QuorumRecords::default();
+        };
+        if let Some(core) = &self.quorum.core {
+            return QuorumRecords {
+                seen: None,
+                vote: Some(core.vote()),
+            };
+        }
+        self.quorum.seen_seq += 1;
+        let alive = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| *i != self.local.0 as usize && p.state.is_alive())
+            .map(|(i, _)| NodeId(i as u16))
+            .filter(|id| *id != witness)
+            .collect();
+        QuorumRecords {
+            seen: Some(Seen {
+                seq: self.quorum.seen_seq,
+                alive,
+            }),
+            vote: None,
+        }
+    }
+
+    /// With a witness, on a data node: the votes of its partition plus the
+    /// witness's while counted (src/membership/quorum.rs). On the witness:
+    /// whether its vote is granted. Without a witness: a strict majority of
+    /// all configured votes, counting ourselves and every peer that is Up
+    /// or Late.
+    fn compute_quorate(&mut self) -> bool {
+        if let Some(witness) = self.quorum.witness {
+            if let Some(core) = &self.quorum.core {
+                return !core.vote().granted.is_empty();
+            }
+            let reports: Vec<PeerReport<'_>> = self
+                .peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PeerReport {
+                    node: NodeId(i as u16),
+                    alive: p.state.is_alive(),
+                    seen: p.seen.as_ref(),
+                })
+                .collect();
+            let partition = quorum::partition(self.local, witness, &reports);
+            let witness_alive = self
+                .peers
+                .get(usize::from(witness.0))
+                .is_some_and(|p| p.state.is_alive());
+            let counted = self.quorum.heard.counts(
+                self.local,
+                &partition,
+                witness_alive,
+                self.now,
+                self.params.deadtime,
+            );
+            let votes: Vec<u32> = self.members.iter().map(|m| m.votes).collect();
+            let quorate = quorum::quorate(&votes, witness, &partition, counted);
+            self.quorum.partition = partition;
+            self.quorum.vote_counted = counted;
+            return quorate;
+        }
         let total: u64 = self.members.iter().map(|m| u64::from(m.votes)).sum();
         let alive: u64 = self
             .members

@@ -43,6 +43,7 @@ fn node(nodes: usize, local: u16, incarnation: u64, links: usize, pings: usize) 
         incarnation: Incarnation(incarnation),
         links,
         ping_targets: pings,
+        witness: None,
     };
     Membership::new(setup, codec(), Timestamp::ZERO)
 }
@@ -325,6 +326,7 @@ fn garbage_and_foreign_packets_are_dropped_with_their_reason() {
         incarnation: Incarnation(1),
         links: 1,
         ping_targets: 0,
+        witness: None,
     };
     let mut wrong = Membership::new(setup, Codec::new("test".into(), other_key), MS(0));
     let events = deliver(&mut a, &heartbeats(&mut wrong, MS(0)), MS(0));

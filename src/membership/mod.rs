@@ -5,12 +5,17 @@
 pub mod auth;
 pub mod core;
 pub mod node_state;
+pub mod quorum;
+pub mod quorum_records;
 pub mod replay;
 pub mod state;
 pub mod wire;
+pub mod witness;
 
 pub use self::core::{Action, Input, Member, Membership, NodeView, Params, Setup};
 pub use state::{Event, LinkState, PeerState, PingTarget};
 
 #[cfg(test)]
 mod core_tests;
+#[cfg(test)]
+mod witness_core_tests;

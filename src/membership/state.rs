@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::membership::quorum_records::VoteEpoch;
 use crate::membership::wire::DropReason;
 use crate::types::{Incarnation, LinkId, NodeId};
 
@@ -99,6 +100,14 @@ pub enum Event {
     },
     Quorum {
         quorate: bool,
+    },
+    /// On the witness: it moved its vote (granted to these nodes) or
+    /// withdrew it to move it there once safe. On a data node: it heard a
+    /// new decision of the witness (withdrawn: granted is empty).
+    WitnessVote {
+        epoch: VoteEpoch,
+        granted: Vec<NodeId>,
+        withdrawn: bool,
     },
     Ping {
         target: PingTarget,

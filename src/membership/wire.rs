@@ -4,6 +4,7 @@
 
 use crate::membership::auth::{Auth, AuthAlgorithm};
 use crate::membership::node_state::{self, NodeState};
+use crate::membership::quorum_records::{self, QuorumRecords};
 use crate::types::{Incarnation, LinkId, Seq};
 
 /// What a heartbeat says, once decoded and authenticated.
@@ -21,6 +22,9 @@ pub struct Heartbeat {
     /// Standby and group phases, from the extension bytes (none from a
     /// sender that has nothing to say, or an older one).
     pub state: Option<NodeState>,
+    /// With a witness: what a data node sees, or the witness's vote
+    /// (extension records 3 and 4).
+    pub quorum: QuorumRecords,
 }
 
 /// Why a datagram was dropped. Each has its own counter in the daemon.
@@ -113,11 +117,12 @@ impl Codec {
         p.push(hb.link.0);
         p.extend_from_slice(&hb.seq.0.to_be_bytes());
         p.extend_from_slice(&hb.ping_reachable.to_be_bytes());
-        let ext = hb
+        let mut ext = hb
             .state
             .as_ref()
             .map(node_state::encode)
             .unwrap_or_default();
+        ext.extend_from_slice(&quorum_records::encode(&hb.quorum));
         p.extend_from_slice(&(ext.len() as u16).to_be_bytes());
         p.extend_from_slice(&ext);
         let tag = self.auth.sign(&p);
@@ -207,6 +212,7 @@ impl RawBody<'_> {
             ping_reachable: self.ping_reachable,
             // Inside the extension, any inconsistency is the sender's.
             state: node_state::decode(self.extension).map_err(|_| DropReason::Malformed)?,
+            quorum: quorum_records::decode(self.extension).map_err(|_| DropReason::Malformed)?,
         })
     }
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::membership::auth::AuthAlgorithm;
 use crate::membership::node_state::{GroupIntent, GroupState, NodeState};
+use crate::membership::quorum_records::{QuorumRecords, Seen, Vote, VoteEpoch};
 use crate::resources::intent::Intent;
 use crate::resources::placement::Phase;
 use crate::testkit::SplitMix64 as Rng;
@@ -18,6 +19,7 @@ fn hb() -> Heartbeat {
         seq: Seq(42),
         ping_reachable: 3,
         state: None,
+        quorum: QuorumRecords::default(),
     }
 }
 
@@ -113,6 +115,7 @@ fn round_trip_for_every_algorithm_and_many_values() {
                     seq: Seq(rng.next_u64()),
                     ping_reachable: rng.next_u64() as u16,
                     state: random_state(&mut rng),
+                    quorum: random_quorum(&mut rng),
                 };
                 let p = c.encode(&h);
                 assert!(p.len() <= MAX_PACKET);
@@ -484,6 +487,7 @@ fn write_fuzz_corpus() {
                 }],
                 intents: Vec::new(),
             }),
+            quorum: QuorumRecords::default(),
         };
         let seeds = [
             ("", c.encode(&hb()), hb()),
@@ -577,4 +581,68 @@ fn the_node_state_seed_corpus_decodes_and_round_trips() {
         }
     }
     assert!(accepted > 0, "no seed holds a node state");
+}
+
+fn random_quorum(rng: &mut Rng) -> QuorumRecords {
+    let set = |rng: &mut Rng| {
+        let mut ids: Vec<u16> = (0..rng.below(5)).map(|_| rng.below(6) as u16).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter().map(NodeId).collect::<Vec<_>>()
+    };
+    QuorumRecords {
+        seen: rng.chance(40).then(|| Seen {
+            seq: rng.next_u64(),
+            alive: set(rng),
+        }),
+        vote: rng.chance(40).then(|| Vote {
+            epoch: VoteEpoch(rng.next_u64()),
+            granted: set(rng),
+        }),
+    }
+}
+
+#[test]
+fn the_quorum_records_ride_beside_the_node_state() {
+    let c = codec(AuthAlgorithm::HmacSha256);
+    let h = Heartbeat {
+        state: Some(NodeState {
+            seq: 3,
+            standby: false,
+            groups: vec![],
+            intents: vec![],
+        }),
+        quorum: QuorumRecords {
+            seen: Some(Seen {
+                seq: 9,
+                alive: vec![NodeId(0), NodeId(2)],
+            }),
+            vote: None,
+        },
+        ..hb()
+    };
+    assert_eq!(c.decode(&c.encode(&h)), Ok(h));
+}
+
+#[test]
+fn a_witness_grant_to_every_node_of_a_big_cluster_fits() {
+    let all: Vec<NodeId> = (0..64).map(NodeId).collect();
+    let h = Heartbeat {
+        node: "n".repeat(MAX_NAME),
+        quorum: QuorumRecords {
+            seen: Some(Seen {
+                seq: u64::MAX,
+                alive: all.clone(),
+            }),
+            vote: Some(Vote {
+                epoch: VoteEpoch(u64::MAX),
+                granted: all,
+            }),
+        },
+        ..hb()
+    };
+    let c = Codec::new("c".repeat(MAX_NAME), codec(AuthAlgorithm::HmacSha256).auth);
+    let p = c.encode(&h);
+    assert!(p.len() <= MAX_PACKET, "{} bytes", p.len());
+    assert_eq!(c.decode(&p), Ok(h));
 }

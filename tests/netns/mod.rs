@@ -101,11 +101,19 @@ impl Lab {
     /// `n` nodes with a key and `config` written; eth1 and eth0 wired as a
     /// direct veth pair for two nodes, through bridges for more.
     pub fn nodes(n: usize, config: &str) -> Lab {
+        let names: Vec<String> = (1..=n).map(|i| format!("node{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Lab::named(&names, config)
+    }
+
+    /// As `nodes`, with these node names (the k-th gets the addresses .k).
+    pub fn named(names: &[&str], config: &str) -> Lab {
+        let n = names.len();
         let mut lab = Lab::new();
         lab.keygen("duet.key");
         lab.write("duet.toml", config);
-        for i in 1..=n {
-            let name = format!("node{i}");
+        for (k, name) in names.iter().enumerate() {
+            let (i, name) = (k + 1, name.to_string());
             let ns = lab.netns(&format!("n{i}"));
             let bus = lab.bus(&name);
             let log = lab.dir.join(format!("{name}.log"));

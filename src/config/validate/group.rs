@@ -321,10 +321,11 @@ impl Check {
                     self.error(key.key("preferred"), message, hint);
                     return Vec::new();
                 };
+                // The witness runs nothing (docs/quorum.md).
                 let others = names
                     .iter()
                     .filter_map(|n| known(n))
-                    .filter(|&id| id != first);
+                    .filter(|&id| id != first && !nodes[usize::from(id.0)].witness);
                 let mut ids = vec![first];
                 for id in others {
                     // A duplicate node name has its own error; listed once.
