@@ -63,6 +63,10 @@ pub struct Group {
     /// setting unless the group says otherwise. Off: the group stays where
     /// it runs (infinite stickiness).
     pub auto_failback: bool,
+    /// With auto-failback: the group moves back only to a node more than
+    /// this many places ahead of its current one in `nodes` (0: to any
+    /// more preferred node).
+    pub stickiness: u32,
     /// How often each running resource is checked.
     pub monitor_interval: Duration,
     /// Failures of a resource restarted in place before the group moves

@@ -49,6 +49,7 @@ pub struct RawGroup {
     pub nodes: Option<Vec<String>>,
     pub preferred: Option<String>,
     pub auto_failback: Option<bool>,
+    pub stickiness: Option<u32>,
     pub monitor_interval: Option<String>,
     pub failure_threshold: Option<u32>,
     #[serde(default)]

@@ -1940,6 +1940,7 @@ fn lab_web(nodes: Vec<NodeId>) -> Group {
         name: "web".into(),
         nodes,
         auto_failback: false,
+        stickiness: 0,
         monitor_interval: secs(5),
         failure_threshold: 3,
         resources: vec![
@@ -2057,6 +2058,7 @@ fn a_group_with_every_key_written_is_read_into_the_model() {
 name = "web"
 nodes = ["node2", "node1"]
 auto-failback = true
+stickiness = 1
 monitor-interval = "2s"
 failure-threshold = 1
 
@@ -2102,6 +2104,7 @@ args = ["650-555-1212"]
         name: "web".into(),
         nodes: vec![NodeId(1), NodeId(0)],
         auto_failback: true,
+        stickiness: 1,
         monitor_interval: Duration::from_secs(2),
         failure_threshold: 1,
         resources: vec![
@@ -3059,4 +3062,20 @@ fn fencing_is_read_with_its_defaults_and_bad_values_are_placed() {
         Err(e) => e.to_string(),
     };
     assert!(errors.contains("[fencing] needs a command"), "{errors}");
+}
+
+#[test]
+fn stickiness_without_auto_failback_is_a_warning() {
+    let text = format!("{BASE}{REPLICA}{GROUP}").replacen(
+        "preferred = \"node1\"",
+        "preferred = \"node1\"\nstickiness = 2",
+        1,
+    );
+    let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
+    let said: Vec<&str> = loaded.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert_eq!(
+        said,
+        ["group web: stickiness has no effect with auto-failback off"]
+    );
+    assert_eq!(loaded.config.groups[0].stickiness, 2);
 }

@@ -44,6 +44,7 @@ impl Settings {
             prefs: Preferences {
                 nodes: g.nodes.clone(),
                 auto_failback: g.auto_failback,
+                stickiness: g.stickiness,
                 moved_to: None,
                 stopped: false,
             },

@@ -24,6 +24,7 @@ fn prefs(auto_failback: bool) -> Preferences {
     Preferences {
         nodes: vec![A, B],
         auto_failback,
+        stickiness: 0,
         moved_to: None,
         stopped: false,
     }
@@ -707,4 +708,34 @@ fn a_claim_stops_when_a_node_dies_unclean() {
     assert!(a.iter().all(|x| as_op(x).is_none()), "{a:?}");
     let a = a_core.on_view(&[view(A), b_dead_claiming], true, ms(200));
     assert!(a.contains(&Action::Fence { node: B }), "{a:?}");
+}
+
+#[test]
+fn stickiness_keeps_the_group_unless_a_node_far_enough_ahead_is_back() {
+    let c = NodeId(2);
+    let on_c = NodeView {
+        phase: Phase::Active,
+        ..view(c)
+    };
+    let sticky = |stickiness| Preferences {
+        nodes: vec![A, B, c],
+        stickiness,
+        ..prefs(true)
+    };
+    let dead_a = NodeView {
+        alive: false,
+        ..view(A)
+    };
+    // B, one place ahead of C, is back.
+    assert_eq!(target(&sticky(0), &[dead_a, view(B), on_c], true), Some(B));
+    assert_eq!(target(&sticky(1), &[dead_a, view(B), on_c], true), Some(c));
+    // A, two places ahead, is back too.
+    assert_eq!(target(&sticky(1), &[view(A), view(B), on_c], true), Some(A));
+    assert_eq!(target(&sticky(2), &[view(A), view(B), on_c], true), Some(c));
+    // Without auto-failback it stays whatever the stickiness.
+    let off = Preferences {
+        auto_failback: false,
+        ..sticky(0)
+    };
+    assert_eq!(target(&off, &[view(A), view(B), on_c], true), Some(c));
 }

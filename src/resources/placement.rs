@@ -57,6 +57,9 @@ pub struct Preferences {
     /// Most preferred first; only these nodes run the group.
     pub nodes: Vec<NodeId>,
     pub auto_failback: bool,
+    /// With auto-failback: move back only to a node more than this many
+    /// places ahead of the holder in `nodes`.
+    pub stickiness: u32,
     /// An administrator's `move`: this node while it can run the group.
     pub moved_to: Option<NodeId>,
     /// An administrator's `stop`: nowhere until `start`.
@@ -80,18 +83,28 @@ pub fn target(prefs: &Preferences, view: &[NodeView], quorate: bool) -> Option<N
     {
         return Some(to);
     }
-    if !prefs.auto_failback {
-        let holder = candidates
-            .iter()
-            .filter(connected)
-            .find(|v| v.phase == Phase::Active);
-        if let Some(h) = holder {
-            return Some(h.id);
-        }
-    }
-    prefs
+    let best = prefs
         .nodes
         .iter()
         .copied()
-        .find(|id| candidates.iter().filter(connected).any(|v| v.id == *id))
+        .find(|id| candidates.iter().filter(connected).any(|v| v.id == *id));
+    let holder = candidates
+        .iter()
+        .filter(connected)
+        .find(|v| v.phase == Phase::Active)
+        .map(|v| v.id);
+    match (holder, best) {
+        (Some(h), _) if !prefs.auto_failback => Some(h),
+        (Some(h), Some(b)) if places_ahead(prefs, b, h) <= prefs.stickiness as usize => Some(h),
+        _ => best,
+    }
+}
+
+/// How many places `better` comes before `than` in the preferences.
+fn places_ahead(prefs: &Preferences, better: NodeId, than: NodeId) -> usize {
+    let pos = |id| prefs.nodes.iter().position(|n| *n == id);
+    match (pos(better), pos(than)) {
+        (Some(b), Some(t)) => t.saturating_sub(b),
+        _ => usize::MAX,
+    }
 }

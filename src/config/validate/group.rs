@@ -203,10 +203,24 @@ impl Check {
                 .enumerate()
                 .filter_map(|(j, r)| self.resource(r, j, &seen, cx, &mut taken))
                 .collect();
+            let auto_failback = g.auto_failback.unwrap_or(cx.auto_failback);
+            let stickiness = g.stickiness.unwrap_or(0);
+            if g.stickiness.is_some() && !auto_failback {
+                self.warnings.push(
+                    Issue::new(
+                        key.key("stickiness"),
+                        format!("group {name}: stickiness has no effect with auto-failback off"),
+                    )
+                    .hint(
+                        "auto-failback = true on the group, or no stickiness: it never fails back",
+                    ),
+                );
+            }
             groups.push(Group {
                 name,
                 nodes,
-                auto_failback: g.auto_failback.unwrap_or(cx.auto_failback),
+                auto_failback,
+                stickiness,
                 monitor_interval,
                 failure_threshold,
                 resources,
