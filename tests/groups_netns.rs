@@ -301,3 +301,72 @@ fn lab_a_takeover_waits_for_the_dead_node_to_be_fenced() {
     let last_fence = log.iter().rposition(|l| l == "fence node1");
     assert!(started > last_fence, "{log:?}");
 }
+
+/// Two nodes and a ping node: a survivor that reaches no ping node has
+/// lost the network, not its peer, and takes nothing over until it
+/// reaches one again.
+#[test]
+fn lab_a_survivor_cut_off_from_the_ping_nodes_takes_nothing_over() {
+    let lab = lab();
+    let text = std::fs::read_to_string(lab.path("duet.toml")).expect("config");
+    let text = text.replacen(
+        "\n[[group]]",
+        "\n[ping]\nnodes = [\"198.51.100.200\"]\ninterval = \"200ms\"\ndeadtime = \"1s\"\n\n[[group]]",
+        1,
+    );
+    lab.write("duet.toml", &text);
+    let mut lab = lab;
+    // The ping node's address lives on node1's side of the public link.
+    let gateway = ["addr", "add", "198.51.100.200/24", "dev", "eth0"];
+    lab.exec("node1", &[&["ip"][..], &gateway].concat());
+    lab.start("node1");
+    lab.start("node2");
+    let ns2 = ns(&lab, "node2");
+    lab.wait_status(
+        "node2",
+        INITDEAD * 2,
+        "svc on node1, the ping node reached",
+        |s| {
+            group(s)["node"] == "node1"
+                && group(s)["running"] == true
+                && s["ping_nodes"][0]["reachable"] == true
+        },
+    );
+
+    // The gateway goes, then node1: node2 is alone and off the network.
+    let gone = ["addr", "del", "198.51.100.200/24", "dev", "eth0"];
+    lab.exec("node1", &[&["ip"][..], &gone].concat());
+    lab.wait_status(
+        "node2",
+        Duration::from_secs(5),
+        "node2 to lose the ping node",
+        |s| s["ping_nodes"][0]["reachable"] == false,
+    );
+    lab.kill("node1");
+    lab.wait_status(
+        "node2",
+        Duration::from_secs(5),
+        "node2 to see node1 dead",
+        |s| netns::state_of(s, "node1").as_deref() == Some("dead"),
+    );
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(2) {
+        let s = lab.status("node2").expect("node2 status");
+        assert_eq!(
+            group(&s)["state"],
+            "stopped",
+            "took over off the network: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!up_on(&lab.dir, &ns2));
+
+    // The network is back: node2 takes over.
+    lab.exec("node1", &[&["ip"][..], &gateway].concat());
+    lab.wait_status(
+        "node2",
+        Duration::from_secs(5),
+        "node2 to take svc over",
+        |s| group(s)["state"] == "running",
+    );
+}

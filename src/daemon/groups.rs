@@ -74,6 +74,11 @@ pub struct Groups {
     /// from running them when only the link between them broke is a
     /// tie-breaker and fencing, which a two-node cluster should have.
     two_node: bool,
+    /// Two nodes and ping nodes: a survivor that reaches none of them
+    /// has lost the network, not its peer, and runs nothing; the side
+    /// that still reaches the network keeps the groups (and fences the
+    /// other, with [fencing]).
+    ping_tie_breaker: bool,
     /// Maintenance: the cores are not fed, nothing is started or stopped.
     maintenance: bool,
     /// Where the wishes are saved, if anywhere (intents.rs).
@@ -124,6 +129,7 @@ impl Groups {
             fencer,
             standby: false,
             two_node: config.nodes.len() == 2 && config.witness().is_none(),
+            ping_tie_breaker: !config.ping.nodes.is_empty(),
             maintenance: false,
             intents_file,
         }
@@ -185,7 +191,8 @@ impl Groups {
         if !settled {
             return;
         }
-        let quorate = m.quorate() || self.two_node;
+        let network = !self.ping_tie_breaker || m.ping_reachable() > 0;
+        let quorate = m.quorate() || self.two_node && network;
         for n in 0..self.node_names.len() {
             let id = NodeId(n as u16);
             if m.view(id).is_some_and(|v| v.state.is_alive()) {
