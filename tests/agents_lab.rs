@@ -91,6 +91,12 @@ fn unit_agent(lab: &Lab) {
     );
 }
 
+/// umount as systemd runs it, failing the first time only.
+const UMOUNT_FAILS_ONCE: &str = "cp /usr/bin/umount /run/umount.real && \
+    printf '#!/bin/sh\\nif [ ! -e /run/umount-failed ]; then touch /run/umount-failed; \
+    echo \"umount: target is busy\" >&2; exit 32; fi\\nexec /run/umount.real \"$@\"\\n' \
+    > /run/umount-once && chmod 755 /run/umount-once && mount --bind /run/umount-once /usr/bin/umount";
+
 fn mount_agent(lab: &Lab) {
     let op = |extra: &str, what: &str| {
         format!(
@@ -165,6 +171,19 @@ fn mount_agent(lab: &Lab) {
     succeed_all(lab, &op("ext4", "stop"));
     assert_eq!(mounted(), "");
     // Left clean: no failed unit from the busy stop.
+    assert_eq!(is_active(lab, "mnt-shared.mount"), "inactive");
+
+    // An unmount that fails once with nothing using the mount (a user that
+    // has just gone, systemd failing to spawn umount) is tried again.
+    succeed_all(lab, &op("ext4", "start"));
+    lab.succeed("node1", UMOUNT_FAILS_ONCE);
+    let out = lab.execute("node1", &op("ext4", "stop"));
+    lab.succeed("node1", "umount /usr/bin/umount && rm -f /run/umount-failed");
+    let said = String::from_utf8_lossy(&out.stdout).to_string()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("unmounted /mnt/shared on a second try"), "{said}");
+    assert_eq!(mounted(), "");
     assert_eq!(is_active(lab, "mnt-shared.mount"), "inactive");
 
     // A filesystem the check cannot repair on its own (its root inode

@@ -28,6 +28,8 @@ use super::systemd::{
 };
 use crate::config::Fsck;
 
+/// Before the second try of an unmount that failed with no user found.
+const RETRY_PAUSE: Duration = Duration::from_millis(300);
 /// How long the processes holding a busy mount get between SIGTERM and
 /// SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
@@ -376,6 +378,18 @@ async fn stop(sd: &Systemd<'_>, n: &Names) -> Result<(), String> {
     };
     let (held_by, hidden) = holders::scan_all(&n.target, entry.dev);
     if held_by.is_empty() {
+        // Nothing holds it: the failure may have passed (a user that has
+        // just exited, systemd failing to spawn umount): one more try.
+        sd.reset_failed(&n.unit).await;
+        tokio::time::sleep(RETRY_PAUSE).await;
+        let Err(second) = stop_once(sd, n).await else {
+            sd.reset_failed(&n.unit).await;
+            tracing::warn!(
+                "unmounted {} on a second try (the first: {first})",
+                n.target.display()
+            );
+            return Ok(());
+        };
         let why = if hidden > 0 {
             format!(
                 " ({hidden} processes could not be looked into: that needs \
@@ -384,7 +398,9 @@ async fn stop(sd: &Systemd<'_>, n: &Names) -> Result<(), String> {
         } else {
             String::new()
         };
-        return Err(format!("{first}; no process was found using it{why}"));
+        return Err(format!(
+            "{first}; no process was found using it{why}; a second try: {second}"
+        ));
     }
     let names = holders::list(&held_by);
     tracing::warn!(
