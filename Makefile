@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps build test demo lab-up lab-down fuzz man clean
+.PHONY: deps build test demo bench-failover lab-up lab-down fuzz man clean
 
 deps:
 	scripts/install-deps.sh
@@ -18,6 +18,12 @@ test: deps
 
 demo: build
 	target/release/duet-lab demo
+
+# Group web's failover timed over 10 crashes (and 4 with the classic
+# deadtime of 10 s as the reference line); RUNS=N for another count.
+RUNS ?= 10
+bench-failover: build
+	target/release/duet-lab bench-failover $(RUNS)
 
 # The two-node lab left running for a person to explore; `make lab-down`
 # removes it. A shell on a node: target/release/duet-lab shell node1

@@ -9,6 +9,7 @@
 //! is removed by `Drop`, also when a test panics; then every node's journal
 //! is printed first. docs/lab.md says more.
 
+pub mod bench;
 pub mod cleanup;
 pub mod cmd;
 pub mod loops;

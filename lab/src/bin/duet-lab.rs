@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use duet_lab::{Binaries, Lab, wait_until, web};
 
-const USAGE: &str = "usage: duet-lab up [2|3] | shell NODE | down | demo";
+const USAGE: &str = "usage: duet-lab up [2|3] | shell NODE | down | demo | bench-failover [RUNS]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +27,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["demo"] => demo(),
+        ["bench-failover"] => bench_failover(10, 3),
+        ["bench-failover", runs] => match runs.parse() {
+            Ok(n @ 1..=100) => bench_failover(n, n.div_ceil(3)),
+            _ => usage(),
+        },
         ["shell", node] => shell(node),
         _ => usage(),
     }
@@ -63,6 +68,21 @@ fn shell(node: &str) -> ExitCode {
         Ok(s) if s.success() => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     }
+}
+
+/// `make bench-failover`: the group's failover timed over many crashes,
+/// with the classic timings as the reference line.
+fn bench_failover(runs: usize, classic_runs: usize) -> ExitCode {
+    println!(
+        "== failover benchmark: group web, the node running it crashed {runs} times with duet's timings, {classic_runs} with the classic ones"
+    );
+    let mut lab = Lab::new(2, &Binaries::beside_current_exe());
+    lab.boot_all();
+    let series = duet_lab::bench::failover(&mut lab, runs, classic_runs);
+    drop(lab);
+    println!();
+    print!("{}", duet_lab::bench::table(&series));
+    ExitCode::SUCCESS
 }
 
 fn ms(d: Duration) -> u128 {
