@@ -178,6 +178,12 @@ impl Node {
             let _ = kill(Pid::from_raw(leader), Signal::SIGKILL);
         }
         self.reap(Duration::from_secs(10));
+        // Loop devices are the host kernel's, not the container's: those the
+        // node attached would outlive it, where a real machine's go with
+        // its reboot, and after a few crashes it would have none left.
+        for dev in &self.spare_loops {
+            quietly(Command::new("losetup").args(["-d", dev]));
+        }
     }
 
     /// A clean shutdown: SIGTERM to nspawn halts the container. Returns
