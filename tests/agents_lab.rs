@@ -178,11 +178,17 @@ fn mount_agent(lab: &Lab) {
     succeed_all(lab, &op("ext4", "start"));
     lab.succeed("node1", UMOUNT_FAILS_ONCE);
     let out = lab.execute("node1", &op("ext4", "stop"));
-    lab.succeed("node1", "umount /usr/bin/umount && rm -f /run/umount-failed");
-    let said = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    lab.succeed(
+        "node1",
+        "umount /usr/bin/umount && rm -f /run/umount-failed",
+    );
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
-    assert!(said.contains("unmounted /mnt/shared on a second try"), "{said}");
+    assert!(
+        said.contains("unmounted /mnt/shared on a second try"),
+        "{said}"
+    );
     assert_eq!(mounted(), "");
     assert_eq!(is_active(lab, "mnt-shared.mount"), "inactive");
 

@@ -492,7 +492,9 @@ fn clean_shutdown_hands_over(lab: &mut Lab) {
     assert!(
         log.iter()
             .any(|l| l.contains("group web: starting (claimed)"))
-            && !log.iter().any(|l| l.contains("no other node can have it")),
+            && !log.iter().any(|l| {
+                l.contains("taking over from") || l.contains("no other node can have it")
+            }),
         "{log:#?}"
     );
     assert_eq!(

@@ -95,6 +95,14 @@ fn lab_a_group_fails_over_on_a_crash_stays_and_moves_back_on_standby() {
         took.as_secs_f64()
     );
     assert!(up_on(&lab.dir, &ns2));
+    let said = lab.log("node2");
+    assert!(
+        said.contains(&format!(
+            "group svc: running on node2 (taking over from node1, dead): script {}",
+            lab.dir.join("svc").display()
+        )),
+        "{said}"
+    );
 
     // node1 returns: without auto-failback, svc stays on node2. Watched
     // for longer than node1's claim would take.

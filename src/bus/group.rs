@@ -138,7 +138,7 @@ impl GroupObject {
     }
 
     /// This node's state for the group: stopped, starting, running,
-    /// stopping or failed.
+    /// stopping, moving (stopping for another node to start it) or failed.
     #[zbus(property)]
     fn state(&self) -> String {
         self.with(|g| g.state.clone(), String::new())

@@ -34,7 +34,7 @@ pub struct GroupStatus {
     /// Where it runs (starts or stops), as this node sees it; "" nowhere.
     pub node: String,
     /// This node's state for it: "stopped", "starting", "running",
-    /// "stopping" or "failed".
+    /// "stopping", "moving" or "failed".
     pub state: String,
     /// Every resource is up on `node`.
     #[serde(default)]

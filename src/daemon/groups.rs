@@ -47,8 +47,8 @@ struct Running {
     group: Group,
     core: GroupCore,
     last: Transition,
-    /// When the current start or stop sequence began.
-    since: Option<Timestamp>,
+    /// When the current start or stop sequence began, and why.
+    since: Option<(Timestamp, String)>,
     /// The administrators' newest wish for it, agreed through heartbeats.
     intent: Intent,
 }
@@ -107,7 +107,8 @@ impl Groups {
                     .iter()
                     .find(|(name, _)| *name == g.name)
                     .map_or_else(Intent::default, |(_, i)| *i);
-                let mut core = GroupCore::new(Settings::new(g, local, keepalive));
+                let names = config.nodes.iter().map(|n| n.name.clone()).collect();
+                let mut core = GroupCore::new(Settings::new(g, local, keepalive, names));
                 core.set_intent(intent.stopped, intent.moved_to);
                 Running {
                     group: g.clone(),
@@ -427,15 +428,25 @@ impl Groups {
         let name = &r.group.name;
         let settled = matches!(to, "running" | "stopped" | "failed");
         if !settled && r.since.is_none() {
-            r.since = Some(now);
+            r.since = Some((now, reason.clone()));
         }
-        let took = settled
-            .then(|| r.since.take().map(|s| now.since(s)))
-            .flatten();
-        match took {
-            Some(t) => tracing::info!(
+        let began = settled.then(|| r.since.take()).flatten();
+        let took = began.as_ref().map(|(t, _)| now.since(*t));
+        match began {
+            // In one line what an administrator wants after a takeover:
+            // why, what is up now, how long it took.
+            Some((t, why)) if to == "running" => {
+                let up: Vec<String> = r.group.resources.iter().map(|x| x.label()).collect();
+                tracing::info!(
+                    group = %name, node = %node, from, to,
+                    "group {name}: running on {node} ({why}): {}; {:.2} s",
+                    up.join(", "),
+                    now.since(t).as_secs_f64()
+                )
+            }
+            Some((t, _)) => tracing::info!(
                 group = %name, node = %node, from, to,
-                "group {name}: {to} on {node} ({reason}), {:.2} s", t.as_secs_f64()
+                "group {name}: {to} on {node} ({reason}), {:.2} s", now.since(t).as_secs_f64()
             ),
             None => {
                 tracing::info!(group = %name, node = %node, from, to, "group {name}: {to} ({reason})")

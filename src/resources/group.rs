@@ -24,6 +24,8 @@ pub struct Settings {
     pub prefs: Preferences,
     /// Per resource, in start order: how the journal names it.
     pub labels: Vec<String>,
+    /// Every node's name by id, for the journal's reasons.
+    pub node_names: Vec<String>,
     pub start_timeouts: Vec<Duration>,
     pub stop_timeouts: Vec<Duration>,
     pub monitor_interval: Duration,
@@ -38,7 +40,7 @@ pub struct Settings {
 const MONITOR_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Settings {
-    pub fn new(g: &Group, me: NodeId, keepalive: Duration) -> Settings {
+    pub fn new(g: &Group, me: NodeId, keepalive: Duration, node_names: Vec<String>) -> Settings {
         Settings {
             me,
             prefs: Preferences {
@@ -49,6 +51,7 @@ impl Settings {
                 stopped: false,
             },
             labels: g.resources.iter().map(|r| r.label()).collect(),
+            node_names,
             start_timeouts: g.resources.iter().map(|r| r.start_timeout).collect(),
             stop_timeouts: g.resources.iter().map(|r| r.stop_timeout).collect(),
             monitor_interval: g.monitor_interval,
@@ -94,8 +97,10 @@ pub enum State {
 /// What follows a stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Then {
-    /// Stopped: the group runs elsewhere or nowhere.
+    /// Stopped: the group runs nowhere.
     Idle,
+    /// Stopped so that another live node can start it ("moving").
+    Away,
     /// Restart in place from this resource up.
     Restart(usize),
     /// A start or check failed past the threshold: Failed.
@@ -108,6 +113,9 @@ impl State {
             State::Probing | State::Stopped => "stopped",
             State::Claiming { .. } | State::Starting { .. } => "starting",
             State::Running => "running",
+            State::Stopping {
+                then: Then::Away, ..
+            } => "moving",
             State::Stopping { .. } => "stopping",
             State::Failed { .. } | State::Blocked { .. } => "failed",
         }
@@ -261,7 +269,7 @@ impl GroupCore {
             None if stopped => "stopped by an administrator".to_string(),
             None if !quorate => "no quorum".to_string(),
             None => "no node can run it".to_string(),
-            Some(t) => format!("it belongs on node {}", t.0),
+            Some(t) => format!("moving to {}", self.node_name(t)),
         };
         match self.state.clone() {
             State::Probing if self.inflight.is_none() => {
@@ -277,7 +285,12 @@ impl GroupCore {
                 } else if others.iter().any(|v| self.s.prefs.nodes.contains(&v.id)) {
                     self.set(State::Claiming { since: now }, "claiming", &mut out);
                 } else {
-                    self.start_from(0, now, "no other node can have it", &mut out);
+                    let from = view
+                        .iter()
+                        .find(|v| v.id != me && !v.alive && v.phase.holds())
+                        .map(|v| format!("taking over from {}, dead", self.node_name(v.id)));
+                    let why = from.unwrap_or_else(|| "no other node can have it".to_string());
+                    self.start_from(0, now, &why, &mut out);
                 }
             }
             State::Claiming { .. }
@@ -298,7 +311,12 @@ impl GroupCore {
                 self.start_from(0, now, "claimed", &mut out);
             }
             State::Starting { .. } | State::Running if target != Some(me) => {
-                self.stop_all(Then::Idle, &why_not(), now, &mut out);
+                let then = if target.is_some() {
+                    Then::Away
+                } else {
+                    Then::Idle
+                };
+                self.stop_all(then, &why_not(), now, &mut out);
             }
             _ => {}
         }
@@ -318,6 +336,14 @@ impl GroupCore {
                 out.push(Action::Fence { node });
             }
         }
+    }
+
+    fn node_name(&self, id: NodeId) -> String {
+        self.s
+            .node_names
+            .get(usize::from(id.0))
+            .cloned()
+            .unwrap_or_else(|| format!("node {}", id.0))
     }
 
     /// Whether `other` comes before this node in the group's preferences.
@@ -535,7 +561,7 @@ impl GroupCore {
 
     fn after_stop(&mut self, then: Then, why: &str, now: Timestamp, out: &mut Vec<Action>) {
         match then {
-            Then::Idle => self.set(State::Stopped, why, out),
+            Then::Idle | Then::Away => self.set(State::Stopped, why, out),
             Then::Fail => self.set(
                 State::Failed {
                     reason: why.to_string(),

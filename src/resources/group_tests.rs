@@ -39,6 +39,7 @@ fn settings(me: NodeId, resources: usize) -> Settings {
         me,
         prefs: prefs(false),
         labels: (0..resources).map(|i| format!("r{i}")).collect(),
+        node_names: vec!["node1".into(), "node2".into()],
         start_timeouts: vec![Duration::from_secs(10); resources],
         stop_timeouts: vec![Duration::from_secs(10); resources],
         monitor_interval: Duration::from_secs(5),
