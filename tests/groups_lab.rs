@@ -1,7 +1,8 @@
 //! Resource groups on booted lab nodes, beyond the classic failover of
 //! cluster_lab.rs: a unit that keeps failing, an address on an interface
 //! that does not exist, a classic script with arguments, a hand-over under
-//! client load and a mount kept busy at stop. Each test boots one lab and
+//! client load, a mount kept busy at stop, and only the crossover cut
+//! while node1 runs group web. Each test boots one lab and
 //! goes through its steps on it. Needs root, mmdebstrap and
 //! systemd-container (`make test` installs them).
 
