@@ -10,6 +10,7 @@ use duet_lab::replica::{
     MOUNT_UNIT, STOP_MOUNT, filesystem_with_page, in_sync, primary_and_mount, replicated,
     wait as wait_replica,
 };
+use duet_lab::status::{link_of as link, peer, state_of};
 use duet_lab::{Binaries, Lab, wait_until, web};
 
 const KEEPALIVE: Duration = Duration::from_millis(200);
@@ -34,22 +35,8 @@ fn booted(n: usize) -> Lab {
     lab
 }
 
-fn peer<'a>(s: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
-    s["nodes"].as_array()?.iter().find(|n| n["name"] == name)
-}
-
 fn state(lab: &Lab, observer: &str, name: &str) -> Option<String> {
-    let s = lab.status(observer)?;
-    peer(&s, name)?["state"].as_str().map(String::from)
-}
-
-fn link(s: &serde_json::Value, name: &str, link: &str) -> Option<String> {
-    peer(s, name)?["links"]
-        .as_array()?
-        .iter()
-        .find(|l| l["name"] == link)?["state"]
-        .as_str()
-        .map(String::from)
+    state_of(&lab.status(observer)?, name)
 }
 
 /// `observer` sees `name` up on both links.

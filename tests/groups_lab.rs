@@ -1,12 +1,14 @@
 //! Resource groups on booted lab nodes, beyond the classic failover of
 //! cluster_lab.rs: a unit that keeps failing, an address on an interface
 //! that does not exist, a classic script with arguments, a hand-over under
-//! client load and a mount kept busy at stop. Each test boots one lab and
+//! client load, a mount kept busy at stop, and only the crossover cut
+//! while node1 runs group web. Each test boots one lab and
 //! goes through its steps on it. Needs root, mmdebstrap and
 //! systemd-container (`make test` installs them).
 
 use std::time::{Duration, Instant};
 
+use duet_lab::status::{link_of, state_of};
 use duet_lab::{Binaries, Lab, replica, wait_until, web};
 use serde_json::Value;
 
@@ -500,5 +502,196 @@ fn clean_shutdown_hands_over(lab: &mut Lab) {
     assert_eq!(
         web::holders(lab),
         (vec!["node2".into()], vec!["node2".into()])
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Group web: only the crossover cut
+
+/// How long the cut is watched at least: five deadtimes, long past the
+/// moment node2 would take web over if it saw node1 dead.
+const CUT_WATCH: Duration = Duration::from_secs(5);
+/// What node1 writes while the crossover is cut (the `dd` below).
+const WRITTEN_ALONE: u64 = 4 << 20;
+/// The replica notices a dead connection by its own timeout, and resyncs
+/// what was written meanwhile (a few blocks) once it is back.
+const REPLICA: Duration = Duration::from_secs(60);
+
+/// Each node sees the other up over the public link, and the crossover
+/// `crossover` ("up" or "down").
+fn peers_up_with_crossover(lab: &Lab, crossover: &str) -> Option<()> {
+    for (a, b) in [("node1", "node2"), ("node2", "node1")] {
+        let s = lab.status(a)?;
+        let ok = state_of(&s, b)? == "up"
+            && link_of(&s, b, "public")? == "up"
+            && link_of(&s, b, "crossover")? == crossover;
+        ok.then_some(())?;
+    }
+    Some(())
+}
+
+/// One look at web while the crossover is cut or coming back: it runs on
+/// node1 only, node2 sees it there and has not started it, the client
+/// reads the page, and the nodes still see each other up. Panics at the
+/// first look that breaks this.
+fn web_stays_on_node1(lab: &Lab) {
+    let g1 = group(lab, "node1", "web").expect("node1 answers");
+    let g2 = group(lab, "node2", "web").expect("node2 answers");
+    assert!(
+        g1["node"] == "node1" && g1["state"] == "running",
+        "node1 let go of web: {g1}"
+    );
+    assert!(
+        g2["node"] == "node1" && g2["state"] == "stopped",
+        "node2 took web (or lost sight of it) while node1 held it: {g2}"
+    );
+    assert_eq!(
+        web::holders(lab),
+        (vec!["node1".into()], vec!["node1".into()]),
+        "the address or the mount is not on node1 alone"
+    );
+    assert!(web::good_page(lab).is_some(), "the client lost the page");
+    for (a, b) in [("node1", "node2"), ("node2", "node1")] {
+        let s = lab.status(a).expect("status");
+        assert_eq!(state_of(&s, b).as_deref(), Some("up"), "{a}: {s}");
+        assert_eq!(link_of(&s, b, "public").as_deref(), Some("up"), "{a}: {s}");
+    }
+}
+
+fn replica_of(lab: &Lab, node: &str) -> Option<Value> {
+    lab.status(node).map(|s| s["replicas"][0].clone())
+}
+
+/// Issue 6's split: a node that lost the crossover but not the public
+/// side does not take the group while its peer still holds it and is
+/// reachable. The replica (on the crossover) disconnects and, healed,
+/// resyncs what node1 wrote meanwhile; web never moves.
+#[test]
+fn lab_groups_web_stays_on_node1_when_only_the_crossover_is_cut() {
+    let mut lab = Lab::new(2, &bins());
+    lab.boot_all();
+    web::start(&lab);
+    let journal_before = journal(&lab, "node2").lines().count();
+    let g = group(&lab, "node1", "web").expect("web on node1");
+    let transition = (g["last_transition"].clone(), g["last_reason"].clone());
+
+    // The veth's other end goes down with it: both nodes lose the cable.
+    let cut = Instant::now();
+    lab.set_link("node1", "eth1", false);
+    wait_until(
+        Duration::from_secs(5),
+        "both nodes to see the crossover down and the peer up",
+        || peers_up_with_crossover(&lab, "down"),
+    );
+    let links_down = cut.elapsed();
+
+    let mut looks = 0;
+    let mut disconnected = None;
+    while cut.elapsed() < CUT_WATCH || disconnected.is_none() {
+        web_stays_on_node1(&lab);
+        looks += 1;
+        if disconnected.is_none() {
+            let r: Vec<Value> = ["node1", "node2"]
+                .iter()
+                .filter_map(|n| replica_of(&lab, n))
+                .collect();
+            if r.len() == 2 && r.iter().all(|r| r["connection"] != "connected") {
+                disconnected = Some(cut.elapsed());
+            }
+        }
+        assert!(
+            cut.elapsed() < REPLICA,
+            "r0 still connected {REPLICA:?} after the crossover was cut: {:?} {:?}",
+            replica_of(&lab, "node1"),
+            replica_of(&lab, "node2")
+        );
+    }
+    let disconnected = disconnected.unwrap_or_default();
+    for n in ["node1", "node2"] {
+        let r = replica_of(&lab, n).expect("replica");
+        assert_ne!(r["connection"], "connected", "{n}: {r}");
+        assert_eq!(r["peer_disk"], "dunknown", "{n}: {r}");
+    }
+    let r1 = replica_of(&lab, "node1").expect("replica on node1");
+    assert_eq!(r1["role"], "primary", "{r1}");
+
+    // node1 keeps writing alone: what it writes must reach node2 later.
+    lab.succeed(
+        "node1",
+        "dd if=/dev/urandom of=/mnt/shared/while-cut bs=1M count=4 status=none && sync",
+    );
+    let mut last = None;
+    let (out_of_sync, _) = wait_until(
+        Duration::from_secs(10),
+        "node1 to count the 4 MiB node2 misses as out of sync",
+        || {
+            let n = replica_of(&lab, "node1")?["out_of_sync_bytes"].as_u64();
+            last = n;
+            n.filter(|n| *n >= WRITTEN_ALONE)
+        },
+    );
+    println!("out of sync on node1 before the heal: {last:?}");
+    web_stays_on_node1(&lab);
+
+    let healed = Instant::now();
+    lab.set_link("node1", "eth1", true);
+    wait_until(
+        Duration::from_secs(10),
+        "both nodes to see the crossover up again",
+        || peers_up_with_crossover(&lab, "up"),
+    );
+    let links_up = healed.elapsed();
+    // Polled by hand rather than with replica::wait, so that every look
+    // also checks web did not move.
+    let mut resynced = None;
+    while resynced.is_none() {
+        web_stays_on_node1(&lab);
+        looks += 1;
+        let r: Vec<Value> = ["node1", "node2"]
+            .iter()
+            .filter_map(|n| replica_of(&lab, n))
+            .collect();
+        if r.len() == 2
+            && r.iter()
+                .all(|r| replica::in_sync(r) && r["out_of_sync_bytes"] == 0)
+        {
+            resynced = Some(healed.elapsed());
+        }
+        assert!(
+            healed.elapsed() < REPLICA,
+            "r0 not in sync {REPLICA:?} after the crossover came back: {r:?}"
+        );
+    }
+    let resynced = resynced.unwrap_or_default();
+    let r2 = replica_of(&lab, "node2").expect("replica on node2");
+    assert_eq!(r2["role"], "secondary", "{r2}");
+    assert_eq!(r2["peer_role"], "primary", "{r2}");
+
+    // web never moved: no start on node2, no new transition on node1.
+    let log: Vec<String> = journal(&lab, "node2")
+        .lines()
+        .skip(journal_before)
+        .map(String::from)
+        .collect();
+    assert!(
+        !log.iter().any(|l| l.contains("group web: starting")),
+        "node2 started web: {log:#?}"
+    );
+    let g = group(&lab, "node1", "web").expect("web on node1");
+    assert_eq!(
+        (g["last_transition"].clone(), g["last_reason"].clone()),
+        transition,
+        "web changed state on node1: {g}"
+    );
+    println!(
+        "crossover cut: both nodes saw it down after {:.2} s, still up on the public link; \
+         r0 disconnected after {:.2} s; web stayed on node1 ({looks} looks, every one with \
+         the page); {} bytes out of sync written alone; healed: crossover up after {:.2} s, r0 \
+         in sync after {:.2} s",
+        links_down.as_secs_f64(),
+        disconnected.as_secs_f64(),
+        out_of_sync,
+        links_up.as_secs_f64(),
+        resynced.as_secs_f64()
     );
 }

@@ -9,7 +9,7 @@ mod netns;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use netns::{Lab, state_of};
+use netns::{Lab, WITNESS_NODES as NAMES, state_of, witness_config as config};
 
 const DEADTIME: Duration = Duration::from_secs(1);
 const INITDEAD: Duration = Duration::from_secs(4);
@@ -18,62 +18,6 @@ const HOLD: Duration = Duration::from_secs(2);
 /// Seeing the peer dead, the vote settling (moving it would wait a hold)
 /// and polling slack.
 const SETTLE: Duration = Duration::from_secs(6);
-
-/// Addresses .1, .2 and .3 (Lab::named wires them in that order).
-const NAMES: [&str; 3] = ["node1", "node2", "witness"];
-
-fn config() -> String {
-    let mut c = String::from(
-        "[cluster]\nname = \"lab\"\nkey-file = \"duet.key\"\n\n\
-         [timings]\nkeepalive = \"200ms\"\nwarntime = \"600ms\"\ndeadtime = \"1s\"\ninitdead = \"4s\"\n\n\
-         [[link]]\nname = \"crossover\"\ninterface = \"eth1\"\nmode = \"ucast\"\n\n\
-         [[link]]\nname = \"public\"\ninterface = \"eth0\"\nmode = \"ucast\"\nport = 695\n",
-    );
-    for (k, name) in NAMES.iter().enumerate() {
-        let i = k + 1;
-        c.push_str(&format!(
-            "\n[[node]]\nname = \"{name}\"\n{}address = {{ crossover = \"203.0.113.{i}\", public = \"198.51.100.{i}\" }}\n",
-            if *name == "witness" { "witness = true\n" } else { "" }
-        ));
-    }
-    c
-}
-
-/// What node1 and node2 send each other goes to a MAC address nobody has:
-/// the bridges flood it and every port drops it, while both keep talking
-/// to the witness. (The machine has no nftables and no tc classifiers,
-/// and a blackhole route does not stop a socket bound to its device.)
-fn cut(lab: &Lab) {
-    for (node, peer) in [("node1", 2), ("node2", 1)] {
-        for (dev, net) in [("eth1", "203.0.113"), ("eth0", "198.51.100")] {
-            let addr = format!("{net}.{peer}");
-            lab.exec(
-                node,
-                &[
-                    "ip",
-                    "neigh",
-                    "replace",
-                    &addr,
-                    "lladdr",
-                    "02:00:00:00:0d:ed",
-                    "dev",
-                    dev,
-                    "nud",
-                    "permanent",
-                ],
-            );
-        }
-    }
-}
-
-fn heal(lab: &Lab) {
-    for (node, peer) in [("node1", 2), ("node2", 1)] {
-        for (dev, net) in [("eth1", "203.0.113"), ("eth0", "198.51.100")] {
-            let addr = format!("{net}.{peer}");
-            lab.exec(node, &["ip", "neigh", "del", &addr, "dev", dev]);
-        }
-    }
-}
 
 fn quorate(lab: &Lab, node: &str) -> Option<bool> {
     lab.status(node)?["quorate"].as_bool()
@@ -102,7 +46,7 @@ fn lab_witness_keeps_exactly_one_side_quorate_when_the_data_nodes_split() {
         s["quorate"] == true && s["replicas"].as_array().is_some_and(|r| r.is_empty())
     });
 
-    cut(&lab);
+    lab.cut("node1", "node2");
     let cut_at = Instant::now();
     for (observer, peer) in [("node1", "node2"), ("node2", "node1")] {
         lab.wait_status(
@@ -138,7 +82,7 @@ fn lab_witness_keeps_exactly_one_side_quorate_when_the_data_nodes_split() {
     let log = lab.log("witness");
     assert!(log.contains("witness vote goes to node1"), "{log}");
 
-    heal(&lab);
+    lab.heal("node1", "node2");
     for (observer, peer) in [("node1", "node2"), ("node2", "node1")] {
         lab.wait_status(
             observer,

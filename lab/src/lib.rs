@@ -17,6 +17,7 @@ pub mod net;
 pub mod node;
 pub mod replica;
 pub mod rootfs;
+pub mod status;
 pub mod web;
 
 use std::fs;

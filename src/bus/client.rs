@@ -124,6 +124,10 @@ fn read_once(conn: &Connection) -> Result<ClusterStatus, ClientError> {
         groups,
         standby: prop(&cluster, "Standby")?,
         maintenance: prop(&cluster, "Maintenance")?,
+        witness: prop(&cluster, "Witness")?,
+        witness_vote: prop(&cluster, "WitnessVote")?,
+        witness_votes_for: prop(&cluster, "WitnessVotesFor")?,
+        partition: prop(&cluster, "Partition")?,
     })
 }
 

@@ -114,6 +114,35 @@ impl ClusterObject {
         lock(&self.shared).maintenance
     }
 
+    /// The witness node (docs/quorum.md); "" without a witness. Set by
+    /// the config, so it never changes while the daemon runs.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn witness(&self) -> String {
+        lock(&self.shared).witness.clone()
+    }
+
+    /// On a data node: it counts the witness's vote toward quorum now.
+    #[zbus(property)]
+    fn witness_vote(&self) -> bool {
+        lock(&self.shared).witness_vote
+    }
+
+    /// The nodes the witness's vote goes to (on the witness: its own vote;
+    /// on a data node: the latest heard); empty while it is withdrawn or
+    /// none was heard.
+    #[zbus(property)]
+    fn witness_votes_for(&self) -> Vec<String> {
+        lock(&self.shared).witness_votes_for.clone()
+    }
+
+    /// With a witness, on a data node: the nodes of this node's partition
+    /// (itself and the data nodes that it and they see alive both ways);
+    /// empty otherwise.
+    #[zbus(property)]
+    fn partition(&self) -> Vec<String> {
+        lock(&self.shared).partition.clone()
+    }
+
     /// Moves every group off this node (true), or lets it run groups
     /// again (`duetctl standby` / `duetctl online`).
     async fn set_standby(&self, on: bool) -> zbus::fdo::Result<()> {
@@ -694,6 +723,15 @@ impl Bus {
         }
         if old.maintenance != new.maintenance {
             object.maintenance_changed(emitter).await?;
+        }
+        if old.witness_vote != new.witness_vote {
+            object.witness_vote_changed(emitter).await?;
+        }
+        if old.witness_votes_for != new.witness_votes_for {
+            object.witness_votes_for_changed(emitter).await?;
+        }
+        if old.partition != new.partition {
+            object.partition_changed(emitter).await?;
         }
         Ok(())
     }

@@ -26,6 +26,23 @@ pub struct ClusterStatus {
     /// duet watches but does not start or stop anything.
     #[serde(default)]
     pub maintenance: bool,
+    /// The witness node's name (docs/quorum.md); "" without a witness.
+    #[serde(default)]
+    pub witness: String,
+    /// On a data node: it counts the witness's vote toward quorum now.
+    #[serde(default)]
+    pub witness_vote: bool,
+    /// The nodes the witness's vote goes to: on the witness its own vote,
+    /// on a data node the latest vote heard (kept while the witness is not
+    /// heard; `witness_vote` says whether it counts). Empty while the vote
+    /// is withdrawn or none was heard.
+    #[serde(default)]
+    pub witness_votes_for: Vec<String>,
+    /// With a witness, on a data node: this node's partition, itself and
+    /// the data nodes that it and they see alive both ways. Empty on the
+    /// witness and without one (quorum then counts every node seen alive).
+    #[serde(default)]
+    pub partition: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

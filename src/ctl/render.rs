@@ -28,6 +28,9 @@ pub fn status_table(s: &ClusterStatus) -> String {
             links.join(" ")
         );
     }
+    if let Some(line) = witness_line(s) {
+        let _ = writeln!(out, "{line}");
+    }
     for r in &s.replicas {
         let _ = writeln!(out, "{}", replica_line(r));
     }
@@ -60,6 +63,36 @@ pub fn status_table(s: &ClusterStatus) -> String {
         let _ = writeln!(out, "dropped heartbeats: {}", drops.join(", "));
     }
     out
+}
+
+/// The witness in one line, when the cluster has one: whom it votes for
+/// and whether this node counts that vote (docs/quorum.md), e.g.
+/// "witness node3: vote counted here (votes for node1, node2)".
+pub fn witness_line(s: &ClusterStatus) -> Option<String> {
+    if s.witness.is_empty() {
+        return None;
+    }
+    let w = &s.witness;
+    let votes = if s.witness_votes_for.is_empty() {
+        "votes for nobody now".to_string()
+    } else {
+        format!("votes for {}", s.witness_votes_for.join(", "))
+    };
+    if s.local_node == *w {
+        return Some(format!("witness {w} (this node): {votes}"));
+    }
+    if s.witness_vote {
+        return Some(format!("witness {w}: vote counted here ({votes})"));
+    }
+    let heard = s
+        .nodes
+        .iter()
+        .any(|n| n.name == *w && (n.state == "up" || n.state == "late"));
+    Some(if heard {
+        format!("witness {w}: {votes}, not counted here")
+    } else {
+        format!("witness {w}: not heard, its vote is not counted here")
+    })
 }
 
 /// One group in one line: where it runs, this node's state, each
@@ -242,6 +275,7 @@ mod tests {
             }],
             standby: true,
             maintenance: false,
+            ..Default::default()
         };
         let t = status_table(&s);
         assert!(t.contains("cluster lab: 1/2 nodes up, NOT quorate"), "{t}");
@@ -265,10 +299,58 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("this node is in standby"), "{t}");
+        assert!(!t.contains("witness"), "no witness configured: {t}");
         assert!(
             t.lines().any(|l| l.starts_with("node2")
                 && l.contains("dead")
                 && l.contains("crossover:down"))
+        );
+    }
+
+    #[test]
+    fn the_witness_line_says_whom_it_votes_for_and_whether_it_counts_here() {
+        let node = |name: &str, state: &str| NodeStatus {
+            name: name.into(),
+            state: state.into(),
+            ..Default::default()
+        };
+        let mut s = ClusterStatus {
+            local_node: "node2".into(),
+            nodes: vec![
+                node("node1", "dead"),
+                node("node2", "up"),
+                node("node3", "up"),
+            ],
+            witness: "node3".into(),
+            witness_vote: true,
+            witness_votes_for: vec!["node2".into()],
+            partition: vec!["node2".into()],
+            ..Default::default()
+        };
+        let line = |s: &ClusterStatus| witness_line(s).unwrap_or_default();
+        assert_eq!(
+            line(&s),
+            "witness node3: vote counted here (votes for node2)"
+        );
+        assert!(status_table(&s).contains("\nwitness node3: vote counted here"));
+        s.witness_vote = false;
+        s.witness_votes_for = vec!["node1".into()];
+        assert_eq!(line(&s), "witness node3: votes for node1, not counted here");
+        s.witness_votes_for.clear();
+        assert_eq!(
+            line(&s),
+            "witness node3: votes for nobody now, not counted here"
+        );
+        s.nodes[2].state = "dead".into();
+        assert_eq!(
+            line(&s),
+            "witness node3: not heard, its vote is not counted here"
+        );
+        s.local_node = "node3".into();
+        s.witness_votes_for = vec!["node1".into(), "node2".into()];
+        assert_eq!(
+            line(&s),
+            "witness node3 (this node): votes for node1, node2"
         );
     }
 }

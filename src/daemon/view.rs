@@ -4,7 +4,7 @@ use crate::bus::{ClusterStatus, LinkStatus, NodeStatus, PingStatus, ReplicaStatu
 use crate::config::Config;
 use crate::daemon::groups::Groups;
 use crate::membership::{Membership, PingTarget};
-use crate::types::Timestamp;
+use crate::types::{NodeId, Timestamp};
 
 /// `epoch_us` is the wall-clock time (microseconds since the epoch) that
 /// `Timestamp::ZERO` stands for.
@@ -66,6 +66,9 @@ pub fn cluster_status(
         .iter()
         .map(|(reason, n)| (reason.name().to_string(), *n))
         .collect();
+    let name = |id: NodeId| config.node(id).name.clone();
+    let witness = core.witness();
+    let on_data_node = witness.is_some_and(|w| w != core.local());
     ClusterStatus {
         cluster: config.cluster.name.clone(),
         quorate: core.quorate(),
@@ -77,6 +80,19 @@ pub fn cluster_status(
         groups: groups.status(core),
         standby: groups.standby(),
         maintenance: groups.maintenance(),
+        witness: witness.map(name).unwrap_or_default(),
+        witness_vote: on_data_node && core.witness_vote_counted(),
+        witness_votes_for: core
+            .witness_vote()
+            .map(|v| v.granted.into_iter().map(name).collect())
+            .unwrap_or_default(),
+        // The core keeps [local] as the partition where it computes none
+        // (no witness, or on the witness itself): not worth showing.
+        partition: if on_data_node {
+            core.partition().iter().copied().map(name).collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -462,3 +462,81 @@ pub fn link_of(status: &serde_json::Value, node: &str, link: &str) -> Option<Str
         .as_str()
         .map(String::from)
 }
+
+/// The witness cluster of docs/quorum.md: node1 and node2 hold the data,
+/// the third node, "witness", only votes (`Lab::named` gives the k-th the
+/// addresses .k, on both links).
+pub const WITNESS_NODES: [&str; 3] = ["node1", "node2", "witness"];
+
+/// The config for `WITNESS_NODES`: the process lab's links and timings.
+pub fn witness_config() -> String {
+    let mut c = String::from(
+        "[cluster]\nname = \"lab\"\nkey-file = \"duet.key\"\n\n\
+         [timings]\nkeepalive = \"200ms\"\nwarntime = \"600ms\"\ndeadtime = \"1s\"\ninitdead = \"4s\"\n\n\
+         [[link]]\nname = \"crossover\"\ninterface = \"eth1\"\nmode = \"ucast\"\n\n\
+         [[link]]\nname = \"public\"\ninterface = \"eth0\"\nmode = \"ucast\"\nport = 695\n",
+    );
+    for (k, name) in WITNESS_NODES.iter().enumerate() {
+        let i = k + 1;
+        c.push_str(&format!(
+            "\n[[node]]\nname = \"{name}\"\n{}address = {{ crossover = \"203.0.113.{i}\", public = \"198.51.100.{i}\" }}\n",
+            if *name == "witness" { "witness = true\n" } else { "" }
+        ));
+    }
+    c
+}
+
+/// A MAC address no interface has.
+const NOWHERE: &str = "02:00:00:00:0d:ed";
+
+impl Lab {
+    /// The number in a node's addresses (its place in the lab, from 1).
+    fn host(&self, name: &str) -> usize {
+        1 + self
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name} in the lab"))
+    }
+
+    /// `a` and `b` stop hearing each other on both links while every other
+    /// pair still talks: what each sends the other goes to a MAC address
+    /// nobody has, which the bridges flood and every port drops. (No
+    /// nftables or tc classifiers on the machine, and a blackhole route
+    /// does not stop a socket bound to its device.) Needs bridges: three
+    /// nodes or more.
+    pub fn cut(&self, a: &str, b: &str) {
+        for (from, to) in [(a, b), (b, a)] {
+            let peer = self.host(to);
+            for (dev, net) in [("eth1", "203.0.113"), ("eth0", "198.51.100")] {
+                let addr = format!("{net}.{peer}");
+                self.exec(
+                    from,
+                    &[
+                        "ip",
+                        "neigh",
+                        "replace",
+                        &addr,
+                        "lladdr",
+                        NOWHERE,
+                        "dev",
+                        dev,
+                        "nud",
+                        "permanent",
+                    ],
+                );
+            }
+        }
+    }
+
+    /// Undoes `cut(a, b)`: the neighbours are learnt again.
+    pub fn heal(&self, a: &str, b: &str) {
+        for (from, to) in [(a, b), (b, a)] {
+            let peer = self.host(to);
+            for (dev, net) in [("eth1", "203.0.113"), ("eth0", "198.51.100")] {
+                let addr = format!("{net}.{peer}");
+                self.exec(from, &["ip", "neigh", "del", &addr, "dev", dev]);
+            }
+        }
+    }
+}
