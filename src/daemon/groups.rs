@@ -79,6 +79,13 @@ pub struct Groups {
     /// that still reaches the network keeps the groups (and fences the
     /// other, with [fencing]).
     ping_tie_breaker: bool,
+    /// With a witness: since when this node has been without quorum, and
+    /// for how long it may hold on (see `holding_on`).
+    quorum_lost_at: Option<Timestamp>,
+    /// When holding on must end, while it may still go on.
+    hold_on_until: Option<Timestamp>,
+    hold_on: Duration,
+    keepalive: Duration,
     /// Maintenance: the cores are not fed, nothing is started or stopped.
     maintenance: bool,
     /// Where the wishes are saved, if anywhere (intents.rs).
@@ -131,6 +138,10 @@ impl Groups {
             standby: false,
             two_node: config.nodes.len() == 2 && config.witness().is_none(),
             ping_tie_breaker: !config.ping.nodes.is_empty(),
+            quorum_lost_at: None,
+            hold_on_until: None,
+            hold_on: config.timings.deadtime,
+            keepalive,
             maintenance: false,
             intents_file,
         }
@@ -172,6 +183,7 @@ impl Groups {
             .iter()
             .filter_map(|r| r.core.next_wakeup())
             .chain(self.fencer.next_wakeup())
+            .chain(self.hold_on_until)
             .min()
     }
 
@@ -194,6 +206,7 @@ impl Groups {
         }
         let network = !self.ping_tie_breaker || m.ping_reachable() > 0;
         let quorate = m.quorate() || self.two_node && network;
+        let holding_on = self.holding_on(m, quorate, now);
         for n in 0..self.node_names.len() {
             let id = NodeId(n as u16);
             if m.view(id).is_some_and(|v| v.state.is_alive()) {
@@ -203,10 +216,44 @@ impl Groups {
         self.fencer.tick(now);
         for i in 0..self.groups.len() {
             let view = self.view(m, i);
+            // Holding on keeps what runs here; it never starts anything.
+            let here = self.groups[i].core.state().phase() == Phase::Active;
+            let quorate = quorate || holding_on && here;
             let actions = self.groups[i].core.on_view(&view, quorate, now);
             let actions = [actions, self.groups[i].core.on_tick(now)].concat();
             self.carry_out(i, actions, now);
         }
+    }
+
+    /// Whether this node, just without quorum, keeps what it runs a moment
+    /// longer. With a witness, when only the link between the data nodes
+    /// breaks, the node the vote stays with sees its peer dead a moment
+    /// before the witness's vote narrows to it; stopping and starting
+    /// everything for those milliseconds would be an outage of its own.
+    /// It holds on while the witness is heard fresh and its latest vote
+    /// names this node, for at most a deadtime. A node cut off from the
+    /// witness too hears nothing fresh from it and stops at once; a vote
+    /// that moved elsewhere ends it as soon as it is heard.
+    fn holding_on(&mut self, m: &Membership, quorate: bool, now: Timestamp) -> bool {
+        if quorate {
+            self.quorum_lost_at = None;
+            self.hold_on_until = None;
+            return false;
+        }
+        let since = *self.quorum_lost_at.get_or_insert(now);
+        let until = Timestamp(since.0 + self.hold_on);
+        self.hold_on_until = (now < until).then_some(until);
+        let Some(w) = m.witness() else {
+            return false;
+        };
+        let fresh = m
+            .view(w)
+            .and_then(|v| v.last_seen)
+            .is_some_and(|t| now.since(t) <= self.keepalive * 2);
+        let named = m
+            .witness_vote()
+            .is_some_and(|v| v.granted.contains(&self.local));
+        fresh && named && now < until
     }
 
     /// Adopts the newer wishes the other nodes announce.
