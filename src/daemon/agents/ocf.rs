@@ -69,7 +69,7 @@ pub async fn run(agent: &OcfAgent, op: Op, timeout: Duration) -> Result<(), Stri
             Ok(())
         }
         Err(how) => {
-            let said = super::script::said(&err, &out);
+            let said = exit_reason(&err).unwrap_or_else(|| super::script::said(&err, &out));
             Err(if said.is_empty() {
                 how
             } else {
@@ -127,6 +127,18 @@ pub fn judge_code(op: Op, code: i32) -> Result<Option<String>, String> {
         (_, 9) => Err(named("failed in the promoted role")),
         _ => Err(named("failed with an exit code outside the OCF API")),
     }
+}
+
+/// The last `ocf-exit-reason:` line an agent printed on stderr (what
+/// resource-agents' ocf_exit_reason writes, and Pacemaker shows as the
+/// failure's reason), without the prefix.
+pub fn exit_reason(stderr: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ocf-exit-reason:"))
+        .map(str::trim)
+        .rfind(|r| !r.is_empty())
+        .map(|r| super::script::said(r.as_bytes(), b""))
 }
 
 /// SIGKILL to the agent's process group when dropped armed: the operation
@@ -269,6 +281,15 @@ mod tests {
             judge_code(Op::Stop, 8),
             Err("still running (exit 8, OCF_RUNNING_PROMOTED)".to_string())
         );
+    }
+
+    #[test]
+    fn the_exit_reason_line_is_the_reason() {
+        let err =
+            b"INFO: trying\nocf-exit-reason:first\nocf-exit-reason: Unable to find nic\nnoise\n";
+        assert_eq!(exit_reason(err), Some("Unable to find nic".to_string()));
+        assert_eq!(exit_reason(b"ERROR: no reason line\n"), None);
+        assert_eq!(exit_reason(b"ocf-exit-reason:\n"), None);
     }
 
     #[test]
