@@ -412,3 +412,122 @@ fn ipaddr2_adds_and_removes_an_address_in_a_namespace() {
     // Stopped already: a stop succeeds.
     assert_eq!(run(Op::Stop), Ok(()));
 }
+
+// --- duetctl --------------------------------------------------------
+
+fn duetctl(args: &[&str], ocf_root: Option<&Path>) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_duetctl"));
+    cmd.args(args);
+    match ocf_root {
+        Some(root) => cmd.env("OCF_ROOT", root),
+        None => cmd.env_remove("OCF_ROOT"),
+    };
+    let out = cmd.output().expect("run duetctl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The two-node example with a group `mail` of one IPaddr2 resource
+/// whose params are `params`, and the line they are on.
+fn config_with_ipaddr2(dir: &TempDir, params: &str) -> (PathBuf, usize) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/two-node.toml");
+    let mut text = std::fs::read_to_string(example).expect("the example");
+    text.push_str(&format!(
+        "\n[[group]]\nname = \"mail\"\npreferred = \"node2\"\n\n\
+         [[group.resource]]\nocf = \"ocf:heartbeat:IPaddr2\"\nparams = {{ {params} }}\n"
+    ));
+    let line = text.lines().count();
+    let path = dir.0.join("duet.toml");
+    std::fs::write(&path, text).expect("write the config");
+    (path, line)
+}
+
+#[test]
+fn check_config_reads_the_installed_agents_meta_data() {
+    let root = installed("IPaddr2");
+    let dir = TempDir::new("check");
+    let good = "ip = \"198.51.100.20\", cidr_netmask = \"24\", nic = \"eth0\"";
+    let (path, _) = config_with_ipaddr2(&dir, good);
+    let path_text = path.display().to_string();
+    let (code, out, err) = duetctl(&["check-config", &path_text], Some(&root));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("2 group(s)"), "{out}");
+    assert!(!err.contains("warning"), "{err}");
+    // A misspelt parameter: placed, named, and the right one suggested.
+    let typo = "ip = \"198.51.100.20\", cidr_netmsk = \"24\"";
+    let (path, line) = config_with_ipaddr2(&dir, typo);
+    let (code, out, err) = duetctl(&["check-config", &path_text], Some(&root));
+    assert_eq!(code, Some(1), "{out}{err}");
+    let want = format!(
+        "{}:{line}:34: group[1].resource[0].params.cidr_netmsk: ocf:heartbeat:IPaddr2 has \
+         no parameter \"cidr_netmsk\" (valid: \"cidr_netmask\"? The parameters of \
+         ocf:heartbeat:IPaddr2: \"ip\"",
+        path.display()
+    );
+    assert!(
+        out.contains(&want) || err.contains(&want),
+        "{want}\nnot in:\n{out}{err}"
+    );
+    // Checked where the agent is not installed: a warning, still valid.
+    let elsewhere = TempDir::new("check-elsewhere");
+    let (code, out, err) = duetctl(&["check-config", &path_text], Some(&elsewhere.0));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let want = format!(
+        "group[1].resource[0].ocf: ocf:heartbeat:IPaddr2 is not installed on this machine \
+         (no {}/resource.d/heartbeat/IPaddr2)",
+        elsewhere.0.display()
+    );
+    assert!(err.contains("warning: ") && err.contains(&want), "{err}");
+}
+
+#[test]
+fn resource_op_runs_an_ocf_agent_by_hand() {
+    let root = installed("Dummy");
+    let dir = TempDir::new("resource-op");
+    let state = format!("state={}", dir.0.join("dummy.state").display());
+    let op = |op: &str| {
+        duetctl(
+            &[
+                "resource-op",
+                "ocf",
+                "heartbeat:Dummy",
+                "--param",
+                &state,
+                op,
+            ],
+            Some(&root),
+        )
+    };
+    let (code, out, err) = op("start");
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "ocf heartbeat:Dummy: started\n"),
+        "{err}"
+    );
+    assert!(dir.0.join("dummy.state").exists());
+    assert_eq!(op("monitor").1, "ocf heartbeat:Dummy: running\n");
+    assert_eq!(op("stop").1, "ocf heartbeat:Dummy: stopped\n");
+    // A one-off monitor is a probe (interval 0): Dummy finds nothing
+    // running without calling it a failure, so it gives no exit reason.
+    let (code, _, err) = op("monitor");
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            Some(1),
+            "duetctl: ocf heartbeat:Dummy: monitor: not running (exit 7, OCF_NOT_RUNNING)\n"
+        )
+    );
+    // Under another root there is no such agent.
+    let (code, _, err) = duetctl(
+        &["resource-op", "ocf", "heartbeat:Dummy", "start"],
+        Some(&dir.0),
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("ocf:heartbeat:Dummy is not installed on this node"),
+        "{err}"
+    );
+}
