@@ -19,6 +19,7 @@ PACKAGES=(
   fuse3
   qemu-utils      # qemu-io and qemu-img: NBD clients the export is tested with
   openssl         # the test CA and certificates for the NBD TLS listener
+  resource-agents # OCF agents (ocf:heartbeat:Dummy, IPaddr2) the ocf resource kind is tested with
 )
 
 missing=()

@@ -13,6 +13,8 @@ pub mod size;
 mod validate;
 
 #[cfg(test)]
+mod ocf_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod witness_tests;
@@ -53,6 +55,12 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
 /// Validates config `text`; `path` is where it came from (for messages and
 /// for resolving a relative key file).
 pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigErrors> {
+    parse_in(text, path, &crate::host::ocf::root())
+}
+
+/// `parse`, with OCF agents looked for under `ocf_root` rather than the
+/// root `OCF_ROOT` names (tests with agents of their own).
+pub(crate) fn parse_in(text: &str, path: &Path, ocf_root: &Path) -> Result<Loaded, ConfigErrors> {
     let locator = Locator::new(text);
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigErrors {
         errors: vec![error::from_toml(&e, path, &locator)],
@@ -66,7 +74,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigErrors> {
         placed.sort_by_key(|e| (e.line, e.column));
         placed
     };
-    match validate::validate(raw, path) {
+    match validate::validate(raw, path, ocf_root) {
         Ok(valid) => Ok(Loaded {
             config: valid.config,
             warnings: place(valid.warnings),

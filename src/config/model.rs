@@ -2,6 +2,7 @@
 //! passed `validate`: names are unique, every unicast link has an address
 //! for every node, timings are sane.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -108,6 +109,35 @@ pub enum ResourceKind {
     Unit { unit: String },
     /// A heartbeat resource.d / LSB script: `path ARGS... start|stop|status`.
     Script { path: PathBuf, args: Vec<String> },
+    /// An OCF resource agent (Pacemaker's `ocf:` class):
+    /// `ROOT/resource.d/PROVIDER/TYPE start|stop|monitor`, its parameters
+    /// in the environment.
+    Ocf(OcfAgent),
+}
+
+/// An OCF resource agent and what it is called with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcfAgent {
+    pub agent: crate::host::ocf::AgentName,
+    /// OCF_RESOURCE_INSTANCE: unique in the cluster, the same on every
+    /// node and from one run to the next (agents name state files after
+    /// it).
+    pub instance: String,
+    /// Name -> value, passed as OCF_RESKEY_<name>.
+    pub params: BTreeMap<String, String>,
+    /// The OCF root the agent was found under when the config was read
+    /// (`OCF_ROOT`, else /usr/lib/ocf).
+    pub root: PathBuf,
+    /// The group's, told to the agent on each monitor
+    /// (OCF_RESKEY_CRM_meta_interval) so it does not take it for a probe.
+    pub monitor_interval: Duration,
+}
+
+impl OcfAgent {
+    /// Where the agent is: `ROOT/resource.d/PROVIDER/TYPE`.
+    pub fn path(&self) -> PathBuf {
+        self.agent.path(&self.root)
+    }
 }
 
 impl Resource {
@@ -123,6 +153,7 @@ impl Resource {
             } => format!("ip {address}/{prefix} on {interface}"),
             ResourceKind::Unit { unit } => format!("unit {unit}"),
             ResourceKind::Script { path, .. } => format!("script {}", path.display()),
+            ResourceKind::Ocf(a) => format!("{} {}", a.agent, a.instance),
         }
     }
 }

@@ -57,7 +57,7 @@ pub struct RawGroup {
 }
 
 /// `[[group.resource]]`. One table for every kind, the kind being whichever
-/// of `replica`, `mount`, `ip`, `unit` and `script` is present: that reads
+/// of `replica`, `mount`, `ip`, `unit`, `script` and `ocf` is present: that reads
 /// better than a `kind = ` key, and it lets `validate` say which key belongs
 /// to which kind instead of serde refusing a key of the wrong one blindly.
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +74,12 @@ pub struct RawResource {
     pub unit: Option<String>,
     pub script: Option<String>,
     pub args: Option<Vec<String>>,
+    /// An OCF agent, `provider:type` or `ocf:provider:type`.
+    pub ocf: Option<String>,
+    /// The OCF agent's parameters, name -> value.
+    pub params: Option<BTreeMap<String, String>>,
+    /// OCF_RESOURCE_INSTANCE, when the default (GROUP-TYPE) will not do.
+    pub instance: Option<String>,
     pub start_timeout: Option<String>,
     pub stop_timeout: Option<String>,
 }

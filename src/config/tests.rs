@@ -2406,8 +2406,8 @@ fn each_broken_group_is_placed_at_its_line_and_key_with_what_is_valid() {
             &[("unit = \"apache2.service\"", "stop-timeout = \"10s\"")],
             "[[group.resource]]",
             "group[0].resource[3]",
-            "a resource needs a kind: replica, mount, ip, unit or script",
-            "one of replica, mount, ip, unit or script, e.g. unit = \"apache2.service\"",
+            "a resource needs a kind: replica, mount, ip, unit, script or ocf",
+            "one of replica, mount, ip, unit, script or ocf, e.g. unit = \"apache2.service\"",
         ),
         (
             "a resource of two kinds",

@@ -47,7 +47,8 @@ pub struct Validated {
 }
 
 /// `path` is the config file's: relative key files resolve against its folder.
-pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
+/// OCF agents are looked for under `ocf_root`.
+pub fn validate(raw: RawConfig, path: &Path, ocf_root: &Path) -> Result<Validated, Vec<Issue>> {
     let mut check = Check::default();
     let root = KeyPath::root();
     check.witness(&raw, &root);
@@ -73,6 +74,7 @@ pub fn validate(raw: RawConfig, path: &Path) -> Result<Validated, Vec<Issue>> {
             links: &links,
             replicas: &replicas,
             auto_failback: cluster.as_ref().is_some_and(|c| c.auto_failback),
+            ocf_root,
         },
         &root.key("group"),
     );

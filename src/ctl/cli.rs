@@ -225,6 +225,22 @@ pub enum ResourceArgs {
         fsck: FsckArg,
         op: AgentOp,
     },
+    /// An OCF resource agent, found under OCF_ROOT (default /usr/lib/ocf),
+    /// e.g. `duetctl resource-op ocf heartbeat:IPaddr2 --param
+    /// ip=198.51.100.10 --param cidr_netmask=24 start`. Its monitor is a
+    /// probe (interval 0). No system bus needed.
+    Ocf {
+        /// provider:type, or ocf:provider:type.
+        agent: String,
+        /// A parameter, passed as OCF_RESKEY_NAME; once per parameter.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// OCF_RESOURCE_INSTANCE (default: the agent's type). The name a
+        /// group gives it (GROUP-TYPE) reaches the same state files.
+        #[arg(long)]
+        instance: Option<String>,
+        op: AgentOp,
+    },
 }
 
 /// What `duetctl resource-op` asks of the agent.
@@ -349,6 +365,34 @@ mod tests {
             Cli::try_parse_from(["duetctl", "resource-op", "unit", "a.service", "restart"])
                 .is_err()
         );
+        let cli = Cli::try_parse_from([
+            "duetctl",
+            "resource-op",
+            "ocf",
+            "heartbeat:IPaddr2",
+            "--param",
+            "ip=198.51.100.10",
+            "--param",
+            "cidr_netmask=24",
+            "monitor",
+        ])
+        .expect("parse ocf");
+        let Command::ResourceOp {
+            resource:
+                ResourceArgs::Ocf {
+                    agent,
+                    params,
+                    instance,
+                    op,
+                },
+            ..
+        } = cli.command
+        else {
+            panic!("not resource-op ocf");
+        };
+        assert_eq!(agent, "heartbeat:IPaddr2");
+        assert_eq!(params, ["ip=198.51.100.10", "cidr_netmask=24"]);
+        assert_eq!((instance, op), (None, AgentOp::Monitor));
     }
 
     #[test]

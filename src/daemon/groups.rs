@@ -434,11 +434,7 @@ impl Groups {
         let Some(resource) = r.group.resources.get(index).cloned() else {
             return;
         };
-        let limit = match what {
-            Op::Start => resource.start_timeout,
-            Op::Stop => resource.stop_timeout,
-            Op::Monitor => resource.start_timeout.min(Duration::from_secs(20)),
-        };
+        let limit = agents::op_timeout(&resource, what);
         let (host, done) = (self.host.clone(), self.done.clone());
         let (group, label) = (r.group.name.clone(), resource.label());
         if what != Op::Monitor {

@@ -4,5 +4,6 @@
 pub mod iface;
 pub mod logging;
 pub mod notify;
+pub mod ocf;
 pub mod ping;
 pub mod udp;

@@ -11,8 +11,9 @@ use super::{Check, INTERFACE_HINT, LinkSeen, quoted_list, valid_interface, valid
 use crate::config::duration;
 use crate::config::error::Issue;
 use crate::config::locate::KeyPath;
-use crate::config::model::{Fsck, Group, Node, Replica, Resource, ResourceKind};
+use crate::config::model::{Fsck, Group, Node, OcfAgent, Replica, Resource, ResourceKind};
 use crate::config::raw::{RawGroup, RawResource};
+use crate::host::ocf;
 use crate::types::NodeId;
 
 /// The name is also (escaped) a D-Bus object path element and a name in
@@ -44,7 +45,7 @@ const UNIT_SUFFIXES: [&str; 8] = [
 
 const GROUP_NAME_HINT: &str = "1 to 32 characters of A-Z a-z 0-9 _ -, e.g. \"web\"";
 const KIND_HINT: &str =
-    "one of replica, mount, ip, unit or script, e.g. unit = \"apache2.service\"";
+    "one of replica, mount, ip, unit, script or ocf, e.g. unit = \"apache2.service\"";
 const MOUNTPOINT_HINT: &str = "an absolute path of the folder to mount on, e.g. \"/mnt/shared\"";
 const FSTYPE_HINT: &str = "a filesystem type as mount -t takes it, e.g. \"ext4\" or \"xfs\"";
 const OPTIONS_HINT: &str =
@@ -53,6 +54,12 @@ const IP_HINT: &str = "an IPv4 or IPv6 address with its prefix length, e.g. \"19
 const UNIT_NAME_HINT: &str =
     "a systemd unit name of letters, digits and : - _ . \\ @, e.g. \"apache2.service\"";
 const SCRIPT_HINT: &str = "an absolute path of the script, e.g. \"/etc/ha.d/resource.d/pageme\"";
+const OCF_HINT: &str = "provider:type of an OCF resource agent, e.g. \"heartbeat:IPaddr2\" (ocf:heartbeat:IPaddr2 also reads)";
+const PARAM_HINT: &str =
+    "letters, digits and _, not starting with a digit: the agent reads it as OCF_RESKEY_<name>";
+const INSTANCE_HINT: &str =
+    "1 to 64 characters of A-Z a-z 0-9 _ - ., unique in the cluster, e.g. \"web-ip\"";
+const MAX_INSTANCE: usize = 64;
 
 /// What groups are checked against: the sections validated before them,
 /// with placeholders where those have errors of their own (then no Config
@@ -64,6 +71,8 @@ pub(super) struct Context<'a> {
     pub replicas: &'a [Replica],
     /// The cluster's, the default of each group.
     pub auto_failback: bool,
+    /// Where OCF agents are looked for (`OCF_ROOT`, else /usr/lib/ocf).
+    pub ocf_root: &'a std::path::Path,
 }
 
 /// Names and things only one group or resource may have, with the key
@@ -75,6 +84,11 @@ struct Taken {
     mountpoints: HashMap<PathBuf, KeyPath>,
     ips: HashMap<IpAddr, KeyPath>,
     units: HashMap<String, KeyPath>,
+    /// OCF_RESOURCE_INSTANCE names.
+    instances: HashMap<String, KeyPath>,
+    /// Each OCF agent's meta-data, read once per validation; None when it
+    /// could not be read (a warning said why).
+    metadata: HashMap<PathBuf, Option<ocf::Metadata>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,15 +98,17 @@ enum Kind {
     Ip,
     Unit,
     Script,
+    Ocf,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::Replica,
         Kind::Mount,
         Kind::Ip,
         Kind::Unit,
         Kind::Script,
+        Kind::Ocf,
     ];
 
     /// Also the key that makes a resource of this kind.
@@ -103,6 +119,7 @@ impl Kind {
             Kind::Ip => "ip",
             Kind::Unit => "unit",
             Kind::Script => "script",
+            Kind::Ocf => "ocf",
         }
     }
 
@@ -113,12 +130,15 @@ impl Kind {
             Kind::Ip => r.ip.is_some(),
             Kind::Unit => r.unit.is_some(),
             Kind::Script => r.script.is_some(),
+            Kind::Ocf => r.ocf.is_some(),
         }
     }
 
     /// Long enough for the usual case of each: a mount may wait for fsck
     /// of a filesystem taken over from a crashed node, and 90s is systemd's
-    /// own default for a unit.
+    /// own default for a unit. An OCF agent gets a script's: agents
+    /// advertise 20 s for a quick start (IPaddr2) and 60 s for a slow one
+    /// (Filesystem).
     fn default_timeout(self) -> Duration {
         Duration::from_secs(match self {
             Kind::Replica => 30,
@@ -126,12 +146,13 @@ impl Kind {
             Kind::Ip => 10,
             Kind::Unit => 90,
             Kind::Script => 60,
+            Kind::Ocf => 60,
         })
     }
 }
 
 /// The keys only one kind takes: (key, written, that kind).
-fn kind_keys(r: &RawResource) -> [(&'static str, bool, Kind); 6] {
+fn kind_keys(r: &RawResource) -> [(&'static str, bool, Kind); 8] {
     [
         ("device", r.device.is_some(), Kind::Mount),
         ("fstype", r.fstype.is_some(), Kind::Mount),
@@ -139,6 +160,8 @@ fn kind_keys(r: &RawResource) -> [(&'static str, bool, Kind); 6] {
         ("fsck", r.fsck.is_some(), Kind::Mount),
         ("interface", r.interface.is_some(), Kind::Ip),
         ("args", r.args.is_some(), Kind::Script),
+        ("params", r.params.is_some(), Kind::Ocf),
+        ("instance", r.instance.is_some(), Kind::Ocf),
     ]
 }
 
@@ -151,6 +174,12 @@ struct GroupSeen<'r> {
     replicas: Vec<(usize, &'r str)>,
     /// `group[N].resource`.
     key: KeyPath,
+    /// The group's name ("" when it has none: an error of its own).
+    name: &'r str,
+    monitor_interval: Duration,
+    /// (index, agent type) of the group's OCF resources, for their
+    /// default instance names.
+    ocf_kinds: Vec<(usize, String)>,
 }
 
 impl Check {
@@ -196,6 +225,17 @@ impl Check {
                     .filter_map(|(j, r)| Some((j, r.replica.as_deref()?)))
                     .collect(),
                 key: key.key("resource"),
+                name: &name,
+                monitor_interval,
+                ocf_kinds: g
+                    .resource
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, r)| {
+                        let agent = ocf::parse_name(r.ocf.as_deref()?).ok()?;
+                        Some((j, agent.kind))
+                    })
+                    .collect(),
             };
             let resources = g
                 .resource
@@ -418,6 +458,7 @@ impl Check {
                     args: r.args.clone().unwrap_or_default(),
                 }
             }
+            Kind::Ocf => self.ocf_resource(r, j, group, cx, &key, taken),
         };
         Some(Resource {
             kind,
@@ -433,7 +474,7 @@ impl Check {
             [] => {
                 self.error(
                     key.clone(),
-                    "a resource needs a kind: replica, mount, ip, unit or script",
+                    "a resource needs a kind: replica, mount, ip, unit, script or ocf",
                     KIND_HINT,
                 );
                 None
@@ -912,6 +953,264 @@ impl Check {
             unit: unit.to_string(),
         }
     }
+
+    /// The `j`th resource of `group`, an OCF agent; `key` is the
+    /// resource's. What can be known from the file alone is an error when
+    /// wrong. Whether the agent is installed is a warning: the file is the
+    /// same on every node and is often checked on a machine that runs no
+    /// resources (an admin's laptop, a CI job); the node that lacks it fails
+    /// the start, and the group moves on. When the agent is here, its
+    /// meta-data is the reference for the parameters: a name it does not
+    /// declare (a typo the agent would silently ignore) and a required one
+    /// left out are errors.
+    fn ocf_resource(
+        &mut self,
+        r: &RawResource,
+        j: usize,
+        group: &GroupSeen,
+        cx: &Context,
+        key: &KeyPath,
+        taken: &mut Taken,
+    ) -> ResourceKind {
+        let okey = key.key("ocf");
+        let text = r.ocf.as_deref().unwrap_or_default();
+        let params = r.params.clone().unwrap_or_default();
+        let agent = match ocf::parse_name(text) {
+            Ok(agent) => Some(agent),
+            Err(e) => {
+                let hint = match &e {
+                    ocf::NameError::NoProvider(t) => {
+                        format!("the provider first, e.g. \"heartbeat:{t}\"")
+                    }
+                    ocf::NameError::Class { class } => format!(
+                        "ocf:PROVIDER:TYPE or PROVIDER:TYPE; a {class} resource is \
+                         unit = \"NAME.service\" (systemd) or script = \"/etc/init.d/NAME\" (lsb)"
+                    ),
+                    _ => OCF_HINT.to_string(),
+                };
+                self.error(okey.clone(), e.to_string(), hint);
+                None
+            }
+        };
+        let pkey = key.key("params");
+        for (name, value) in &params {
+            if !ocf::valid_param_name(name) {
+                self.error(
+                    pkey.key(name),
+                    format!("{name:?} is not a parameter name"),
+                    PARAM_HINT,
+                );
+            } else if name.starts_with(ocf::META_PREFIX) {
+                self.error(
+                    pkey.key(name),
+                    format!("{name} is a cluster meta attribute, which duet sets itself"),
+                    "leave it out: CRM_meta_timeout is the operation's start-timeout or \
+                     stop-timeout, CRM_meta_interval the group's monitor-interval",
+                );
+            }
+            if value.contains('\0') {
+                self.error(
+                    pkey.key(name),
+                    format!("the value of {name} has a NUL character"),
+                    "a value without \\u0000: it is passed in the environment",
+                );
+            }
+        }
+        let instance = self.ocf_instance(r, j, group, key, taken);
+        let Some(agent) = agent else {
+            return ResourceKind::Ocf(OcfAgent {
+                agent: ocf::AgentName {
+                    provider: String::new(),
+                    kind: String::new(),
+                },
+                instance,
+                params,
+                root: cx.ocf_root.to_path_buf(),
+                monitor_interval: group.monitor_interval,
+            });
+        };
+        if let Some(metadata) = self.ocf_metadata(&agent, cx.ocf_root, &okey, taken) {
+            self.ocf_params(&agent, &metadata, &params, key);
+        }
+        ResourceKind::Ocf(OcfAgent {
+            agent,
+            instance,
+            params,
+            root: cx.ocf_root.to_path_buf(),
+            monitor_interval: group.monitor_interval,
+        })
+    }
+
+    /// OCF_RESOURCE_INSTANCE: `instance` as written, else GROUP-TYPE, and
+    /// GROUP-TYPE-2, -3 ... for the group's later agents of the same type,
+    /// so adding or moving resources of other types changes no name (an
+    /// agent's state file is named after it).
+    fn ocf_instance(
+        &mut self,
+        r: &RawResource,
+        j: usize,
+        group: &GroupSeen,
+        key: &KeyPath,
+        taken: &mut Taken,
+    ) -> String {
+        let ikey = key.key("instance");
+        let instance = match r.instance.as_deref() {
+            Some(written) => {
+                if !valid_name(written, MAX_INSTANCE, |c| {
+                    c.is_ascii_alphanumeric() || "_-.".contains(c)
+                }) || written.starts_with('.')
+                {
+                    self.error(
+                        ikey.clone(),
+                        format!("invalid instance name {written:?}"),
+                        INSTANCE_HINT,
+                    );
+                    return written.to_string();
+                }
+                written.to_string()
+            }
+            None => {
+                let Some(kind) = group
+                    .ocf_kinds
+                    .iter()
+                    .find(|(i, _)| *i == j)
+                    .map(|(_, k)| k.as_str())
+                else {
+                    // The agent's name has an error of its own.
+                    return String::new();
+                };
+                let nth = group
+                    .ocf_kinds
+                    .iter()
+                    .filter(|(i, k)| *i <= j && k == kind)
+                    .count();
+                match nth {
+                    0 | 1 => format!("{}-{kind}", group.name),
+                    n => format!("{}-{kind}-{n}", group.name),
+                }
+            }
+        };
+        if instance.is_empty() || group.name.is_empty() && r.instance.is_none() {
+            return instance;
+        }
+        if let Some(other) = taken.instances.get(&instance) {
+            self.error(
+                ikey,
+                format!("instance {instance} is also {other}'s"),
+                format!("instance = \"NAME\", a name of its own: {INSTANCE_HINT}"),
+            );
+        } else {
+            taken.instances.insert(instance.clone(), key.clone());
+        }
+        instance
+    }
+
+    /// The agent's meta-data, read once per agent; a warning (at `okey`)
+    /// and None when the agent is not here or does not answer.
+    fn ocf_metadata(
+        &mut self,
+        agent: &ocf::AgentName,
+        root: &std::path::Path,
+        okey: &KeyPath,
+        taken: &mut Taken,
+    ) -> Option<ocf::Metadata> {
+        let path = agent.path(root);
+        if let Some(seen) = taken.metadata.get(&path) {
+            return seen.clone();
+        }
+        let read = if !path.is_file() {
+            let package = if agent.provider == "heartbeat" {
+                "resource-agents, which has the heartbeat agents,"
+            } else {
+                "the package that has it"
+            };
+            Err((
+                format!(
+                    "{agent} is not installed on this machine (no {}): a node without it \
+                     cannot start this group; its parameters are not checked",
+                    path.display()
+                ),
+                format!(
+                    "install {package} on every node that may run the group \
+                     ({} sets another OCF root than {})",
+                    ocf::ROOT_ENV,
+                    ocf::DEFAULT_ROOT
+                ),
+            ))
+        } else {
+            ocf::read_metadata(root, agent).map_err(|e| {
+                (
+                    format!(
+                        "cannot read the meta-data of {agent} ({}): {e}; its parameters \
+                         are not checked",
+                        path.display()
+                    ),
+                    format!("`{} meta-data` prints an XML document", path.display()),
+                )
+            })
+        };
+        let metadata = match read {
+            Ok(m) => Some(m),
+            Err((message, hint)) => {
+                self.warnings
+                    .push(Issue::new(okey.clone(), message).hint(hint));
+                None
+            }
+        };
+        taken.metadata.insert(path, metadata.clone());
+        metadata
+    }
+
+    /// `params` against what the agent declares; `key` is the resource's.
+    fn ocf_params(
+        &mut self,
+        agent: &ocf::AgentName,
+        metadata: &ocf::Metadata,
+        params: &std::collections::BTreeMap<String, String>,
+        key: &KeyPath,
+    ) {
+        let declared: Vec<&str> = metadata
+            .parameters
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        for name in params.keys() {
+            // A bad name or a meta attribute has its error already.
+            if declared.contains(&name.as_str())
+                || !ocf::valid_param_name(name)
+                || name.starts_with(ocf::META_PREFIX)
+            {
+                continue;
+            }
+            let all = quoted_list(&declared, "none: it takes no parameters");
+            let hint = match closest(name, &declared) {
+                Some(near) => format!("{near:?}? The parameters of {agent}: {all}"),
+                None => format!("the parameters of {agent}: {all}"),
+            };
+            self.error(
+                key.key("params").key(name),
+                format!("{agent} has no parameter {name:?}"),
+                hint,
+            );
+        }
+        for p in metadata.parameters.iter().filter(|p| p.required) {
+            if !params.contains_key(&p.name) {
+                let at = if params.is_empty() {
+                    key.clone()
+                } else {
+                    key.key("params")
+                };
+                self.error(
+                    at,
+                    format!("{agent} needs parameter {:?}", p.name),
+                    format!(
+                        "params = {{ {} = \"...\" }}: its meta-data marks it required",
+                        p.name
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// `nodes = [...]` or `preferred = ...` with the first node names.
@@ -955,4 +1254,33 @@ fn and_list(names: &[String]) -> String {
         [one] => one.clone(),
         [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
+}
+
+/// The declared name nearest to a misspelt `name`, when it is near enough
+/// to be what was meant (at most two letters off).
+fn closest<'a>(name: &str, declared: &[&'a str]) -> Option<&'a str> {
+    declared
+        .iter()
+        .map(|d| (edit_distance(name, d), *d))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, d)| d)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }

@@ -10,6 +10,7 @@
 
 pub mod ip;
 pub mod mount;
+pub mod ocf;
 pub mod replica;
 pub mod script;
 pub mod systemd;
@@ -71,6 +72,21 @@ pub async fn run(host: &Host, resource: &Resource, op: Op) -> Result<(), String>
         } => ip::run(*address, *prefix, interface, op).await,
         ResourceKind::Unit { unit } => unit::run(bus(host)?, unit, op).await,
         ResourceKind::Script { path, args } => script::run(path, args, op).await,
+        ResourceKind::Ocf(agent) => ocf::run(agent, op, op_timeout(resource, op)).await,
+    }
+}
+
+/// The limit an operation on `resource` is held to: its start or stop
+/// timeout, and for a check the start timeout up to 20 s. The group runner
+/// (src/daemon/groups.rs) enforces it; an OCF agent is told it
+/// (OCF_RESKEY_CRM_meta_timeout).
+pub fn op_timeout(resource: &Resource, op: Op) -> std::time::Duration {
+    match op {
+        Op::Start => resource.start_timeout,
+        Op::Stop => resource.stop_timeout,
+        Op::Monitor => resource
+            .start_timeout
+            .min(std::time::Duration::from_secs(20)),
     }
 }
 
