@@ -378,3 +378,40 @@ fn lab_a_survivor_cut_off_from_the_ping_nodes_takes_nothing_over() {
         |s| group(s)["state"] == "running",
     );
 }
+
+/// wait-for-all: a node started alone runs nothing, however long it
+/// waits; once both were up together the survivor of a crash goes on.
+#[test]
+fn lab_wait_for_all_runs_nothing_until_every_node_was_seen() {
+    let lab = lab();
+    let text = std::fs::read_to_string(lab.path("duet.toml")).expect("config");
+    let text = text.replacen("[cluster]\n", "[cluster]\nwait-for-all = true\n", 1);
+    lab.write("duet.toml", &text);
+    let mut lab = lab;
+    lab.start("node1");
+    lab.wait_status("node1", INITDEAD * 2, "node1 to declare node2 dead", |s| {
+        netns::state_of(s, "node2").as_deref() == Some("dead")
+    });
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(2) {
+        let s = lab.status("node1").expect("node1 status");
+        assert_eq!(group(&s)["state"], "stopped", "ran alone: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(log(&lab).iter().all(|l| !l.starts_with("start")));
+
+    lab.start("node2");
+    lab.wait_status("node2", INITDEAD * 2, "svc running on node1", |s| {
+        group(s)["node"] == "node1" && group(s)["running"] == true
+    });
+    // Seen together once: node1 keeps running alone after node2 dies.
+    lab.kill("node2");
+    lab.wait_status(
+        "node1",
+        Duration::from_secs(5),
+        "node1 to see node2 dead",
+        |s| netns::state_of(s, "node2").as_deref() == Some("dead"),
+    );
+    let s = lab.status("node1").expect("node1 status");
+    assert_eq!(group(&s)["state"], "running", "{s}");
+}

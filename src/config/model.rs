@@ -418,6 +418,9 @@ pub struct Cluster {
     pub auth: AuthAlgorithm,
     /// Cluster-wide default; each group may override it.
     pub auto_failback: bool,
+    /// No group runs anywhere until every node has been seen up at once
+    /// since this daemon started (corosync's wait_for_all).
+    pub wait_for_all: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -221,6 +221,8 @@ pub struct RawCluster {
     pub allow_insecure_crc: bool,
     #[serde(default)]
     pub auto_failback: bool,
+    #[serde(default)]
+    pub wait_for_all: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -196,6 +196,7 @@ impl Check {
             key_file,
             auth: raw.auth,
             auto_failback: raw.auto_failback,
+            wait_for_all: raw.wait_for_all,
         })
     }
 

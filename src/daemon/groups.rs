@@ -82,6 +82,8 @@ pub struct Groups {
     /// With a witness: since when this node has been without quorum, and
     /// for how long it may hold on (see `holding_on`).
     quorum_lost_at: Option<Timestamp>,
+    /// wait-for-all: false until every node was seen up at once.
+    all_seen: bool,
     /// When holding on must end, while it may still go on.
     hold_on_until: Option<Timestamp>,
     hold_on: Duration,
@@ -139,6 +141,7 @@ impl Groups {
             two_node: config.nodes.len() == 2 && config.witness().is_none(),
             ping_tie_breaker: !config.ping.nodes.is_empty(),
             quorum_lost_at: None,
+            all_seen: !config.cluster.wait_for_all,
             hold_on_until: None,
             hold_on: config.timings.deadtime,
             keepalive,
@@ -205,7 +208,7 @@ impl Groups {
             return;
         }
         let network = !self.ping_tie_breaker || m.ping_reachable() > 0;
-        let quorate = m.quorate() || self.two_node && network;
+        let quorate = (m.quorate() || self.two_node && network) && self.all_seen(m);
         let holding_on = self.holding_on(m, quorate, now);
         for n in 0..self.node_names.len() {
             let id = NodeId(n as u16);
@@ -254,6 +257,23 @@ impl Groups {
             .witness_vote()
             .is_some_and(|v| v.granted.contains(&self.local));
         fresh && named && now < until
+    }
+
+    /// wait-for-all: whether every node has been seen up at once since
+    /// this daemon started. Until then nothing runs: after a cold start of
+    /// a two-node cluster with a broken link, neither node takes the
+    /// groups on its own.
+    fn all_seen(&mut self, m: &Membership) -> bool {
+        if !self.all_seen {
+            let everyone = (0..self.node_names.len())
+                .map(|n| NodeId(n as u16))
+                .all(|id| id == self.local || m.view(id).is_some_and(|v| v.state.is_alive()));
+            if everyone {
+                tracing::info!("every node seen up (wait-for-all): groups may run");
+                self.all_seen = true;
+            }
+        }
+        self.all_seen
     }
 
     /// Adopts the newer wishes the other nodes announce.
