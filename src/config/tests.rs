@@ -3083,7 +3083,7 @@ fn stickiness_without_auto_failback_is_a_warning() {
 #[test]
 fn wait_for_all_is_off_unless_asked() {
     assert!(!base_config().cluster.wait_for_all);
-    let text = format!("{BASE}").replacen("[cluster]\n", "[cluster]\nwait-for-all = true\n", 1);
+    let text = BASE.replacen("[cluster]\n", "[cluster]\nwait-for-all = true\n", 1);
     let config = parse(&text, path())
         .unwrap_or_else(|e| panic!("{e}"))
         .config;
