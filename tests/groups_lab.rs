@@ -695,3 +695,53 @@ fn lab_groups_web_stays_on_node1_when_only_the_crossover_is_cut() {
         resynced.as_secs_f64()
     );
 }
+
+/// The replica is not promoted on a node that is disconnected from a live
+/// peer: with the crossover cut, a standby of node1 does not bring web up
+/// on node2 over a copy that may be behind; node2 says why. Healed, web
+/// runs again.
+#[test]
+fn lab_groups_web_is_not_promoted_on_node2_while_the_crossover_is_cut() {
+    let mut lab = Lab::new(2, &bins());
+    lab.boot_all();
+    // A short start timeout (the link wait is half of it) and no retries.
+    let quick = web::GROUP
+        .replacen(
+            "replica = \"r0\"\n",
+            "replica = \"r0\"\nstart-timeout = \"4s\"\n",
+            1,
+        )
+        .replacen(
+            "auto-failback = false\n",
+            "auto-failback = false\nfailure-threshold = 1\n",
+            1,
+        );
+    assert_ne!(quick, web::GROUP);
+    web::start_with(&lab, &quick);
+
+    lab.set_link("node1", "eth1", false);
+    wait_until(REPLICA, "r0 disconnected on node2", || {
+        (replica_of(&lab, "node2")?["connection"] != "connected").then_some(())
+    });
+    lab.succeed("node1", "duetctl standby node1");
+    let (reason, _) = wait_until(Duration::from_secs(30), "web to fail on node2", || {
+        let r = replica_of(&lab, "node2")?;
+        assert_eq!(r["role"], "secondary", "node2 promoted r0: {r}");
+        let g = group(&lab, "node2", "web")?;
+        (g["state"] == "failed").then(|| g["last_reason"].as_str().unwrap_or_default().to_string())
+    });
+    assert!(
+        reason.contains("replica r0 is not connected to node1, which is up"),
+        "{reason}"
+    );
+    assert_eq!(web::holders(&lab), (vec![], vec![]));
+
+    lab.set_link("node1", "eth1", true);
+    replica::wait(&lab, "node2", "r0 in sync again", replica::in_sync);
+    lab.succeed("node1", "duetctl online node1");
+    lab.succeed("node2", "duetctl cleanup web");
+    wait_until(Duration::from_secs(30), "the page again", || {
+        web::good_page(&lab)
+    });
+    println!("crossover cut, standby of node1: node2 refused to promote r0: {reason}");
+}

@@ -32,6 +32,11 @@ pub const PREPARE_NODE: &str =
 /// hand (replica, first sync, filesystem), then the group on both nodes.
 /// Returns once the client reads the page and node2's copy is in sync.
 pub fn start(lab: &Lab) {
+    start_with(lab, GROUP);
+}
+
+/// As `start`, with this `[[group]]` text for web (GROUP with changes).
+pub fn start_with(lab: &Lab, group: &str) {
     for n in ["node1", "node2"] {
         lab.wait_for_unit(n, "duetd.service", Duration::from_secs(30));
         lab.succeed(n, PREPARE_NODE);
@@ -46,7 +51,7 @@ pub fn start(lab: &Lab) {
     lab.succeed("node1", "duetctl secondary r0");
     replica::wait(lab, "node2", "node2 UpToDate", replica::in_sync);
 
-    let config = format!("{}{}", crate::cluster_config(2), GROUP);
+    let config = format!("{}{}", crate::cluster_config(2), group);
     for n in ["node1", "node2"] {
         lab.node(n)
             .write_file("/etc/duet/duet.toml", config.as_bytes(), 0o644);

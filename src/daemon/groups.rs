@@ -210,6 +210,10 @@ impl Groups {
         let network = !self.ping_tie_breaker || m.ping_reachable() > 0;
         let quorate = (m.quorate() || self.two_node && network) && self.all_seen(m);
         let holding_on = self.holding_on(m, quorate, now);
+        let up = (0..self.node_names.len())
+            .map(|n| m.view(NodeId(n as u16)).is_some_and(|v| v.state.is_alive()))
+            .collect();
+        self.host.peers.set_up(up);
         for n in 0..self.node_names.len() {
             let id = NodeId(n as u16);
             if m.view(id).is_some_and(|v| v.state.is_alive()) {

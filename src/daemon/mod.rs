@@ -151,6 +151,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let host = agents::Host {
         replicas: replicas.clone(),
+        peers: agents::replica::Peers::new(&config, local),
         // systemd is on the system bus even when duet's objects are not.
         system_bus: if config.groups.is_empty() {
             None

@@ -40,6 +40,9 @@ impl Op {
 #[derive(Clone)]
 pub struct Host {
     pub replicas: Replicas,
+    /// Which replica peers the membership sees up (the replica agent will
+    /// not promote while disconnected from a live peer).
+    pub peers: replica::Peers,
     /// The system bus, for systemd; None when it cannot be reached (units
     /// and mounts then fail with that reason).
     pub system_bus: Option<zbus::Connection>,
@@ -48,7 +51,10 @@ pub struct Host {
 /// Runs `op` on `resource`.
 pub async fn run(host: &Host, resource: &Resource, op: Op) -> Result<(), String> {
     match &resource.kind {
-        ResourceKind::Replica { replica } => replica::run(&host.replicas, replica, op).await,
+        ResourceKind::Replica { replica } => {
+            let timeout = resource.start_timeout;
+            replica::run(&host.replicas, &host.peers, replica, op, timeout).await
+        }
         ResourceKind::Mount {
             device,
             mountpoint,
