@@ -350,18 +350,13 @@ fn names_parameters_and_instances_are_checked_from_the_file_alone() {
     for (table, line_with, key, message, hint) in cases {
         let text = resources(&[table]);
         let errors = load(&text, &dir.0).expect_err(table).errors;
-        assert_eq!(errors.len(), 1, "{table}: {errors:#?}");
-        let e = &errors[0];
-        assert_eq!(
-            (e.line, e.key.as_str()),
-            (line_of(&text, line_with), key),
-            "{table}: {e}"
-        );
-        assert!(e.message.contains(message), "{table}: {e}");
-        assert!(
-            e.hint.as_deref().unwrap_or_default().contains(hint),
-            "{table}: {e}"
-        );
+        let want = super::tests::Want {
+            line: line_of(&text, line_with),
+            key,
+            message,
+            hint,
+        };
+        super::tests::assert_single(table, &errors, &want);
     }
 }
 

@@ -784,19 +784,13 @@ fn each_broken_replica_is_placed_at_its_line_and_key() {
         let replica = REPLICA.replacen(from, to, 1);
         assert_ne!(replica, REPLICA, "{what}: the edit did not apply");
         let text = format!("{BASE}{replica}");
-        let errors = errors_of(&text);
-        assert_eq!(errors.len(), 1, "{what}: {errors:#?}");
-        let e = &errors[0];
-        assert_eq!(
-            (e.line, e.key.as_str()),
-            (line_of(&text, line_with), key),
-            "{what}: {e}"
-        );
-        assert!(e.message.contains(message), "{what}: {e}");
-        assert!(
-            e.hint.as_deref().unwrap_or_default().contains(hint),
-            "{what}: {e}"
-        );
+        let want = Want {
+            line: line_of(&text, line_with),
+            key,
+            message,
+            hint,
+        };
+        assert_single(what, &errors_of(&text), &want);
     }
 }
 
@@ -943,20 +937,39 @@ fn base3() -> String {
 /// `line_with` (the replica under test comes last), at `key`, with
 /// `message` and `hint` in it.
 fn assert_one_error(what: &str, text: &str, line_with: &str, key: &str, message: &str, hint: &str) {
-    let errors = errors_of(text);
-    assert_eq!(errors.len(), 1, "{what}: {errors:#?}");
-    let e = &errors[0];
     let at = text
         .rfind(line_with)
         .unwrap_or_else(|| panic!("{what}: {line_with:?} not in the text"));
+    let want = Want {
+        line: line_at(text, at),
+        key,
+        message,
+        hint,
+    };
+    assert_single(what, &errors_of(text), &want);
+}
+
+/// The one error a broken config must give.
+pub(super) struct Want<'a> {
+    pub line: usize,
+    pub key: &'a str,
+    /// Found in the error's message and in its hint.
+    pub message: &'a str,
+    pub hint: &'a str,
+}
+
+/// `errors` is exactly one error, the one `want` describes.
+pub(super) fn assert_single(what: &str, errors: &[ConfigError], want: &Want<'_>) {
+    assert_eq!(errors.len(), 1, "{what}: {errors:#?}");
+    let e = &errors[0];
     assert_eq!(
         (e.line, e.key.as_str()),
-        (line_at(text, at), key),
+        (want.line, want.key),
         "{what}: {e}"
     );
-    assert!(e.message.contains(message), "{what}: {e}");
+    assert!(e.message.contains(want.message), "{what}: {e}");
     assert!(
-        e.hint.as_deref().unwrap_or_default().contains(hint),
+        e.hint.as_deref().unwrap_or_default().contains(want.hint),
         "{what}: {e}"
     );
 }
