@@ -36,9 +36,16 @@ status) [ -e "$dir/up-$me" ] || exit 3 ;;
 esac
 "#;
 
-/// A fence agent that records whom it was asked to fence, and says yes.
+/// A fence agent that records whom it was asked to fence and, as a power
+/// switch would, says yes once nothing of that node runs any more (here:
+/// once node1, which lost quorum, has stopped svc), within 5 s.
 const FENCE: &str = r#"#!/bin/sh
 echo "$(date +%s.%N) fence $2" >> "$1/log"
+i=0
+while ls "$1"/up-*-n1 >/dev/null 2>&1; do
+    i=$((i + 1)); [ "$i" -gt 100 ] && exit 1
+    sleep 0.05
+done
 exit 0
 "#;
 

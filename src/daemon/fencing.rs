@@ -2,8 +2,16 @@
 //! groups, before this node takes them over: attempts with a timeout, and
 //! after a failure waits and tries again, for as long as the node stays
 //! dead. A group never starts over an unfenced node (group.rs).
+//!
+//! Without a command, in a cluster where a node that is cut off loses
+//! quorum (a witness, or three or more nodes), the dead node counts as
+//! fenced a delay after it was found dead: the time it has, having lost
+//! quorum about when the others lost it, to stop its groups. (Without
+//! quorum to lose, as in a plain two-node cluster, no wait makes the other
+//! side stop, and none is made.)
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -23,12 +31,18 @@ enum Fence {
         attempt: u32,
         at: Timestamp,
     },
+    /// No command: waiting until the node has had the time to stop.
+    Waiting {
+        until: Timestamp,
+    },
     /// Fenced since it died: it holds nothing any more.
     Done,
 }
 
 pub struct Fencer {
     config: Option<Fencing>,
+    /// Without a command: how long a dead node gets to stop its groups.
+    delay: Option<Duration>,
     names: Vec<String>,
     nodes: Vec<Fence>,
     done: mpsc::UnboundedSender<Done>,
@@ -37,12 +51,15 @@ pub struct Fencer {
 impl Fencer {
     pub fn new(
         config: Option<Fencing>,
+        delay: Option<Duration>,
         names: Vec<String>,
         done: mpsc::UnboundedSender<Done>,
     ) -> Fencer {
         let nodes = vec![Fence::None; names.len()];
+        let delay = if config.is_some() { None } else { delay };
         Fencer {
             config,
+            delay,
             names,
             nodes,
             done,
@@ -51,7 +68,7 @@ impl Fencer {
 
     /// Without a fence command, deadtime alone is trusted.
     pub fn enabled(&self) -> bool {
-        self.config.is_some()
+        self.config.is_some() || self.delay.is_some()
     }
 
     pub fn fenced(&self, node: NodeId) -> bool {
@@ -67,11 +84,24 @@ impl Fencer {
     }
 
     /// A group wants `node` fenced before it starts here.
-    pub fn request(&mut self, node: NodeId, why: &str) {
-        if self.nodes.get(usize::from(node.0)) == Some(&Fence::None) {
-            tracing::warn!(node = %self.name(node), "fencing {} before {why}", self.name(node));
-            self.attempt(node, 1);
+    pub fn request(&mut self, node: NodeId, why: &str, now: Timestamp) {
+        if self.nodes.get(usize::from(node.0)) != Some(&Fence::None) {
+            return;
         }
+        let name = self.name(node).to_string();
+        if let Some(delay) = self.delay {
+            tracing::warn!(
+                node = %name,
+                "no fence command: {:.1} s for {name}, which lost quorum, to stop its groups before {why}",
+                delay.as_secs_f64()
+            );
+            self.nodes[usize::from(node.0)] = Fence::Waiting {
+                until: Timestamp(now.0 + delay),
+            };
+            return;
+        }
+        tracing::warn!(node = %name, "fencing {name} before {why}");
+        self.attempt(node, 1);
     }
 
     /// An attempt's result.
@@ -117,13 +147,15 @@ impl Fencer {
         }
     }
 
-    /// Starts the retries that are due.
+    /// Starts the retries that are due; ends the waits that are over.
     pub fn tick(&mut self, now: Timestamp) {
         for i in 0..self.nodes.len() {
-            if let Fence::Retry { attempt, at } = self.nodes[i]
-                && now >= at
-            {
-                self.attempt(NodeId(i as u16), attempt);
+            match self.nodes[i] {
+                Fence::Retry { attempt, at } if now >= at => {
+                    self.attempt(NodeId(i as u16), attempt);
+                }
+                Fence::Waiting { until } if now >= until => self.nodes[i] = Fence::Done,
+                _ => {}
             }
         }
     }
@@ -133,6 +165,7 @@ impl Fencer {
             .iter()
             .filter_map(|f| match f {
                 Fence::Retry { at, .. } => Some(*at),
+                Fence::Waiting { until } => Some(*until),
                 _ => None,
             })
             .min()

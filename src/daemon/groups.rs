@@ -129,7 +129,17 @@ impl Groups {
             })
             .collect();
         let node_names: Vec<String> = config.nodes.iter().map(|n| n.name.clone()).collect();
-        let fencer = Fencer::new(config.fencing.clone(), node_names.clone(), done.clone());
+        // Where a cut-off node loses quorum, it stops its groups on its own;
+        // the others give it that time (twice the deadtime, as the
+        // witness's hold) when no fence command does better.
+        let two_node = config.nodes.len() == 2 && config.witness().is_none();
+        let delay = (!two_node).then_some(config.timings.deadtime * 2);
+        let fencer = Fencer::new(
+            config.fencing.clone(),
+            delay,
+            node_names.clone(),
+            done.clone(),
+        );
         Groups {
             local,
             node_names,
@@ -138,7 +148,7 @@ impl Groups {
             done,
             fencer,
             standby: false,
-            two_node: config.nodes.len() == 2 && config.witness().is_none(),
+            two_node,
             ping_tie_breaker: !config.ping.nodes.is_empty(),
             quorum_lost_at: None,
             all_seen: !config.cluster.wait_for_all,
@@ -444,7 +454,7 @@ impl Groups {
                 Action::Announce { .. } => {}
                 Action::Fence { node } => {
                     let why = format!("taking over group {}", self.groups[i].group.name);
-                    self.fencer.request(node, &why);
+                    self.fencer.request(node, &why, now);
                 }
                 Action::Transition { from, to, reason } => {
                     self.transition(i, from, to, reason, now)
