@@ -30,7 +30,8 @@ dir="$1"
 me=$(ip netns identify $$)
 case "$2" in
 start) touch "$dir/up-$me"; echo "$(date +%s.%N) start $me" >> "$dir/log" ;;
-stop) rm -f "$dir/up-$me"; echo "$(date +%s.%N) stop $me" >> "$dir/log" ;;
+stop) [ -e "$dir/hang-stop" ] && sleep 30
+    rm -f "$dir/up-$me"; echo "$(date +%s.%N) stop $me" >> "$dir/log" ;;
 status) [ -e "$dir/up-$me" ] || exit 3 ;;
 *) exit 2 ;;
 esac
@@ -49,6 +50,16 @@ done
 exit 0
 "#;
 
+/// A node's self-fence as a forced reboot would do it: everything of the
+/// node ends at once (here: its marker goes, and every process in its
+/// namespace, duetd included, is killed), logged first.
+const SELF_FENCE: &str = r#"#!/bin/sh
+me=$(ip netns identify $$)
+echo "$(date +%s.%N) self-fence $me" >> "$1/log"
+rm -f "$1/up-$me"
+ip netns pids "$me" | grep -vx "$$" | xargs -r kill -9
+"#;
+
 fn executable(lab: &Lab, name: &str, text: &str) -> String {
     let path = lab.write(name, text);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -57,7 +68,18 @@ fn executable(lab: &Lab, name: &str, text: &str) -> String {
 
 /// The witness cluster with group svc (node1 first), and a fence agent
 /// when `fencing`.
-fn lab(fencing: bool) -> Lab {
+/// What guards a takeover besides the vote.
+#[derive(Clone, Copy, PartialEq)]
+enum Guard {
+    /// The others' wait (twice the deadtime) alone.
+    Wait,
+    /// A fence agent.
+    Fencing,
+    /// A self-fence command on the nodes, for a stop that hangs.
+    SelfFence,
+}
+
+fn lab(guard: Guard) -> Lab {
     let lab = Lab::named(&WITNESS_NODES, &witness_config());
     let dir = lab.dir.display().to_string();
     let script = executable(&lab, "svc", SCRIPT);
@@ -66,7 +88,13 @@ fn lab(fencing: bool) -> Lab {
          monitor-interval = \"500ms\"\n\n[[group.resource]]\nscript = \"{script}\"\nargs = [\"{dir}\"]\n",
         witness_config()
     );
-    if fencing {
+    if guard == Guard::SelfFence {
+        let command = executable(&lab, "self-fence", SELF_FENCE);
+        text.push_str(&format!(
+            "\n[self-fence]\ncommand = \"{command}\"\nargs = [\"{dir}\"]\n"
+        ));
+    }
+    if guard == Guard::Fencing {
         let fence = executable(&lab, "fence", FENCE);
         text.push_str(&format!(
             "\n[fencing]\ncommand = \"{fence}\"\nargs = [\"{dir}\"]\ntimeout = \"5s\"\nretry-delay = \"300ms\"\n"
@@ -163,8 +191,8 @@ fn witness_line(lab: &Lab, node: &str) -> String {
 
 /// All three started; svc running on node1, seen there by node2; both
 /// data nodes quorate with the witness's vote for the two of them.
-fn started(fencing: bool) -> Lab {
-    let mut lab = lab(fencing);
+fn started(guard: Guard) -> Lab {
+    let mut lab = lab(guard);
     for n in WITNESS_NODES {
         lab.start(n);
     }
@@ -271,7 +299,7 @@ fn log_clock() -> f64 {
 
 #[test]
 fn lab_witness_node1_cut_off_from_both_stops_the_group_and_node2_takes_it() {
-    let lab = started(false);
+    let lab = started(Guard::Wait);
     let (stopped, started) = node1_cut_off(&lab);
     println!(
         "node1 cut off: it stopped svc {stopped:.3} s after the cut, node2 started it \
@@ -286,7 +314,7 @@ fn lab_witness_node1_cut_off_from_both_stops_the_group_and_node2_takes_it() {
 
 #[test]
 fn lab_witness_node1_cut_off_is_fenced_by_node2_before_it_takes_the_group() {
-    let lab = started(true);
+    let lab = started(Guard::Fencing);
     let (stopped, started) = node1_cut_off(&lab);
     let log = log(&lab);
     let fences: Vec<&Entry> = log.iter().filter(|e| e.what == "fence").collect();
@@ -323,7 +351,7 @@ fn lab_witness_only_the_data_nodes_cut_apart_the_group_is_never_stopped() {
 /// starts svc, node1 runs it. `never_stopped`: node1 does not even
 /// restart it.
 fn data_nodes_cut_apart(never_stopped: bool) {
-    let lab = started(false);
+    let lab = started(Guard::Wait);
     let before = log(&lab).len();
     let cut = Instant::now();
     lab.cut("node1", "node2");
@@ -386,4 +414,38 @@ fn data_nodes_cut_apart(never_stopped: bool) {
         settled.as_secs_f64(),
         (DEADTIME * 4).as_secs_f64()
     );
+}
+
+/// node1, running svc, is cut off and its stop of svc hangs: it fences
+/// itself before node2, after its wait, starts svc.
+#[test]
+fn lab_witness_a_node_whose_stop_hangs_fences_itself_before_the_takeover() {
+    let mut lab = started(Guard::SelfFence);
+    std::fs::write(lab.dir.join("hang-stop"), "").expect("hang-stop");
+    let cut_at = log_clock();
+    lab.cut("node1", "node2");
+    lab.cut("node1", "witness");
+    lab.wait_status("node2", SETTLE, "node2 to run svc", |s| {
+        group(s)["state"] == "running"
+    });
+    let log = log(&lab);
+    let ns1 = ns(&lab, "node1");
+    let fenced = last(&log, "self-fence", &ns1).expect("node1's self-fence in the log");
+    let start2 = last(&log, "start", &ns(&lab, "node2")).expect("node2's start");
+    assert!(
+        fenced.at < start2.at,
+        "node2 started before node1 fenced itself: {log:?}"
+    );
+    assert!(
+        last(&log, "stop", &ns1).is_none(),
+        "the stop was to hang: {log:?}"
+    );
+    assert!(!up_on(&lab, "node1"));
+    println!(
+        "node1's stop hung: it fenced itself {:.2} s after the cut, node2 started svc {:.2} s after",
+        fenced.at - cut_at,
+        start2.at - cut_at
+    );
+    // node1 is gone as after a reboot: its duetd too.
+    lab.kill("node1");
 }

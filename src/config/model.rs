@@ -36,6 +36,19 @@ pub struct Config {
     pub groups: Vec<Group>,
     /// How to fence a node; without it a takeover trusts deadtime alone.
     pub fencing: Option<Fencing>,
+    /// What this node does to itself when it lost quorum and cannot stop
+    /// its groups in time.
+    pub self_fence: Option<SelfFence>,
+}
+
+/// `[self-fence]`: run when this node has been without quorum for `after`
+/// and its groups are still not stopped (a hung stop): the command makes
+/// the node stop (a forced reboot), so the others can trust their wait.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelfFence {
+    pub command: PathBuf,
+    pub args: Vec<String>,
+    pub after: Duration,
 }
 
 /// `[fencing]`: run before a node takes over groups from a peer that died

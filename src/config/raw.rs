@@ -28,6 +28,16 @@ pub struct RawConfig {
     #[serde(default)]
     pub group: Vec<RawGroup>,
     pub fencing: Option<RawFencing>,
+    pub self_fence: Option<RawSelfFence>,
+}
+
+/// `[self-fence]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSelfFence {
+    pub command: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub after: Option<String>,
 }
 
 /// `[fencing]`.

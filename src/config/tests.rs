@@ -3102,3 +3102,24 @@ fn wait_for_all_is_off_unless_asked() {
         .config;
     assert!(config.cluster.wait_for_all);
 }
+
+#[test]
+fn self_fence_defaults_to_one_and_a_half_deadtimes_and_warns_when_too_late() {
+    let text = format!(
+        "{BASE}\n[self-fence]\ncommand = \"/usr/bin/systemctl\"\nargs = [\"reboot\", \"--force\", \"--force\"]\n"
+    );
+    let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
+    let sf = loaded.config.self_fence.expect("self-fence");
+    assert_eq!(sf.after, loaded.config.timings.deadtime * 3 / 2);
+    assert_eq!(sf.args, ["reboot", "--force", "--force"]);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let late = text.replacen("args =", "after = \"60s\"\nargs =", 1);
+    let loaded = parse(&late, path()).unwrap_or_else(|e| panic!("{e}"));
+    let said: Vec<&str> = loaded.warnings.iter().map(|w| w.key.as_str()).collect();
+    assert_eq!(said, ["self-fence.after"]);
+    let errors = match parse(&format!("{BASE}\n[self-fence]\nafter = \"1s\"\n"), path()) {
+        Ok(_) => panic!("a [self-fence] without command is an error"),
+        Err(e) => e.to_string(),
+    };
+    assert!(errors.contains("[self-fence] needs a command"), "{errors}");
+}

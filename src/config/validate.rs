@@ -79,6 +79,10 @@ pub fn validate(raw: RawConfig, path: &Path, ocf_root: &Path) -> Result<Validate
         &root.key("group"),
     );
     let fencing = check.fencing(raw.fencing, &root.key("fencing"));
+    let deadtime = timings
+        .as_ref()
+        .map_or(Timings::default().deadtime, |t| t.deadtime);
+    let self_fence = check.self_fence(raw.self_fence, deadtime, &root.key("self-fence"));
     if let Some(c) = &cluster {
         check.heartbeat_room(c, &nodes, &groups, &root.key("group"));
     }
@@ -94,6 +98,7 @@ pub fn validate(raw: RawConfig, path: &Path, ocf_root: &Path) -> Result<Validate
                 replicas,
                 groups,
                 fencing,
+                self_fence,
             },
             warnings: check.warnings,
         }),

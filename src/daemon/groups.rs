@@ -84,6 +84,9 @@ pub struct Groups {
     quorum_lost_at: Option<Timestamp>,
     /// wait-for-all: false until every node was seen up at once.
     all_seen: bool,
+    self_fence: Option<crate::config::SelfFence>,
+    /// The self-fence command ran in this loss of quorum.
+    self_fenced: bool,
     /// When holding on must end, while it may still go on.
     hold_on_until: Option<Timestamp>,
     hold_on: Duration,
@@ -152,6 +155,8 @@ impl Groups {
             ping_tie_breaker: !config.ping.nodes.is_empty(),
             quorum_lost_at: None,
             all_seen: !config.cluster.wait_for_all,
+            self_fence: config.self_fence.clone(),
+            self_fenced: false,
             hold_on_until: None,
             hold_on: config.timings.deadtime,
             keepalive,
@@ -197,6 +202,7 @@ impl Groups {
             .filter_map(|r| r.core.next_wakeup())
             .chain(self.fencer.next_wakeup())
             .chain(self.hold_on_until)
+            .chain(self.self_fence_due())
             .min()
     }
 
@@ -220,6 +226,7 @@ impl Groups {
         let network = !self.ping_tie_breaker || m.ping_reachable() > 0;
         let quorate = (m.quorate() || self.two_node && network) && self.all_seen(m);
         let holding_on = self.holding_on(m, quorate, now);
+        self.self_fence_if_stuck(quorate || holding_on, now);
         let up = (0..self.node_names.len())
             .map(|n| m.view(NodeId(n as u16)).is_some_and(|v| v.state.is_alive()))
             .collect();
@@ -271,6 +278,62 @@ impl Groups {
             .witness_vote()
             .is_some_and(|v| v.granted.contains(&self.local));
         fresh && named && now < until
+    }
+
+    /// When the self-fence falls due, while it may.
+    fn self_fence_due(&self) -> Option<Timestamp> {
+        let sf = self.self_fence.as_ref()?;
+        let since = self.quorum_lost_at?;
+        (!self.self_fenced && self.any_active()).then(|| Timestamp(since.0 + sf.after))
+    }
+
+    /// Without quorum for `after` and still holding resources (a stop that
+    /// hangs): runs the self-fence command once, so that the others, who
+    /// take over after twice the deadtime, find this node stopped.
+    fn self_fence_if_stuck(&mut self, quorate: bool, now: Timestamp) {
+        if quorate {
+            self.self_fenced = false;
+            return;
+        }
+        let (Some(due), Some(sf)) = (self.self_fence_due(), self.self_fence.clone()) else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        self.self_fenced = true;
+        let held: Vec<&str> = self
+            .groups
+            .iter()
+            .filter(|r| r.core.state().phase().holds())
+            .map(|r| r.group.name.as_str())
+            .collect();
+        tracing::error!(
+            "self-fencing: without quorum for {:.1} s and still holding {}: running {}",
+            sf.after.as_secs_f64(),
+            held.join(", "),
+            sf.command.display()
+        );
+        tokio::spawn(async move {
+            let out = tokio::process::Command::new(&sf.command)
+                .args(&sf.args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await;
+            match out {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => tracing::error!(
+                    "self-fence command {} failed ({}): {}",
+                    sf.command.display(),
+                    o.status,
+                    crate::daemon::agents::script::said(&o.stderr, &o.stdout)
+                ),
+                Err(e) => tracing::error!(
+                    "cannot run the self-fence command {}: {e}",
+                    sf.command.display()
+                ),
+            }
+        });
     }
 
     /// wait-for-all: whether every node has been seen up at once since
