@@ -19,7 +19,11 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 const HALT_TIMEOUT: Duration = Duration::from_secs(20);
 const SDB_SIZE: &str = "1G";
 /// Loop devices a node may attach itself (the export's block device).
-const SPARE_LOOPS: usize = 2;
+/// Loop devices are the host kernel's: one the node attached outlives a
+/// crash of the node (detaching it then can hang on the FUSE file it
+/// sits on while nbdfuse is still dying), so a node has enough for the
+/// failover benchmark's crashes (seven per node).
+const SPARE_LOOPS: usize = 8;
 
 pub struct Node {
     pub name: String,
@@ -178,12 +182,6 @@ impl Node {
             let _ = kill(Pid::from_raw(leader), Signal::SIGKILL);
         }
         self.reap(Duration::from_secs(10));
-        // Loop devices are the host kernel's, not the container's: those the
-        // node attached would outlive it, where a real machine's go with
-        // its reboot, and after a few crashes it would have none left.
-        for dev in &self.spare_loops {
-            quietly(Command::new("losetup").args(["-d", dev]));
-        }
     }
 
     /// A clean shutdown: SIGTERM to nspawn halts the container. Returns

@@ -3122,4 +3122,14 @@ fn self_fence_defaults_to_one_and_a_half_deadtimes_and_warns_when_too_late() {
         Err(e) => e.to_string(),
     };
     assert!(errors.contains("[self-fence] needs a command"), "{errors}");
+    // Not within the deadtime a node holding the witness's vote holds on.
+    let early = text.replacen("args =", "after = \"500ms\"\nargs =", 1);
+    let errors = match parse(&early, path()) {
+        Ok(_) => panic!("after within the deadtime is an error"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        errors.contains("must be longer than the deadtime"),
+        "{errors}"
+    );
 }

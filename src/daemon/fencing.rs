@@ -25,16 +25,14 @@ enum Fence {
     None,
     Running {
         attempt: u32,
+        /// Unique per command run: a result from before the node came
+        /// back and died again must not count for the new death.
+        id: u64,
     },
     /// Failed; the next attempt is due then.
-    Retry {
-        attempt: u32,
-        at: Timestamp,
-    },
+    Retry { attempt: u32, at: Timestamp },
     /// No command: waiting until the node has had the time to stop.
-    Waiting {
-        until: Timestamp,
-    },
+    Waiting { until: Timestamp },
     /// Fenced since it died: it holds nothing any more.
     Done,
 }
@@ -46,6 +44,7 @@ pub struct Fencer {
     names: Vec<String>,
     nodes: Vec<Fence>,
     done: mpsc::UnboundedSender<Done>,
+    runs: u64,
 }
 
 impl Fencer {
@@ -63,6 +62,7 @@ impl Fencer {
             names,
             nodes,
             done,
+            runs: 0,
         }
     }
 
@@ -105,19 +105,17 @@ impl Fencer {
     }
 
     /// An attempt's result.
-    pub fn finished(
-        &mut self,
-        node: NodeId,
-        attempt: u32,
-        result: Result<(), String>,
-        now: Timestamp,
-    ) {
+    pub fn finished(&mut self, node: NodeId, id: u64, result: Result<(), String>, now: Timestamp) {
         let Some(f) = self.nodes.get_mut(usize::from(node.0)) else {
             return;
         };
-        if *f != (Fence::Running { attempt }) {
-            return;
-        }
+        let attempt = match *f {
+            Fence::Running {
+                attempt,
+                id: running,
+            } if running == id => attempt,
+            _ => return,
+        };
         let name = self
             .names
             .get(usize::from(node.0))
@@ -181,7 +179,9 @@ impl Fencer {
         let Some(config) = self.config.clone() else {
             return;
         };
-        self.nodes[usize::from(node.0)] = Fence::Running { attempt };
+        self.runs += 1;
+        let id = self.runs;
+        self.nodes[usize::from(node.0)] = Fence::Running { attempt, id };
         let name = self.name(node).to_string();
         let done = self.done.clone();
         tokio::spawn(async move {
@@ -192,11 +192,7 @@ impl Fencer {
                     config.timeout.as_secs_f64()
                 )),
             };
-            let _ = done.send(Done::Fence {
-                node,
-                attempt,
-                result,
-            });
+            let _ = done.send(Done::Fence { node, id, result });
         });
     }
 }

@@ -29,7 +29,8 @@ pub enum Done {
     },
     Fence {
         node: NodeId,
-        attempt: u32,
+        /// Which command run (Fencer).
+        id: u64,
         result: Result<(), String>,
     },
 }
@@ -197,6 +198,10 @@ impl Groups {
     }
 
     pub fn next_wakeup(&self) -> Option<Timestamp> {
+        // In maintenance nothing below is looked at, so nothing is due.
+        if self.maintenance {
+            return None;
+        }
         self.groups
             .iter()
             .filter_map(|r| r.core.next_wakeup())
@@ -459,11 +464,7 @@ impl Groups {
                 let actions = r.core.on_done(op, result, now);
                 self.carry_out(group, actions, now);
             }
-            Done::Fence {
-                node,
-                attempt,
-                result,
-            } => self.fencer.finished(node, attempt, result, now),
+            Done::Fence { node, id, result } => self.fencer.finished(node, id, result, now),
         }
     }
 
@@ -499,6 +500,7 @@ impl Groups {
                     // Known to hold nothing of it: heard, and idle (or
                     // without the group) when last heard.
                     clean: alive
+                        || !self.groups[i].group.nodes.contains(&id)
                         || !self.fencer.enabled()
                         || self.fencer.fenced(id)
                         || state.is_some() && g.is_none_or(|g| g.phase == Phase::Idle),

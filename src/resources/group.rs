@@ -123,7 +123,9 @@ impl State {
 
     pub fn phase(&self) -> Phase {
         match self {
-            State::Probing | State::Stopped | State::Failed { .. } => Phase::Idle,
+            // What a probe may still find up from before counts as held.
+            State::Probing => Phase::Stopping,
+            State::Stopped | State::Failed { .. } => Phase::Idle,
             State::Claiming { .. } => Phase::Claiming,
             State::Stopping { .. } => Phase::Stopping,
             _ => Phase::Active,
@@ -242,7 +244,7 @@ impl GroupCore {
         };
         let op = self.inflight.map(|(_, _, deadline)| deadline);
         let monitor = match (&self.state, self.inflight) {
-            (State::Running, None) => self.next_monitor,
+            (State::Running, None) if !self.up.is_empty() => self.next_monitor,
             _ => None,
         };
         [claim, op, monitor].into_iter().flatten().min()
@@ -320,16 +322,13 @@ impl GroupCore {
             }
             _ => {}
         }
-        if unclean.is_empty() {
-            self.fence_asked.clear();
-        }
+        self.fence_asked.retain(|n| unclean.contains(n));
         self.announce(&mut out);
         out
     }
 
     /// Asks to fence the unclean dead nodes not asked for yet.
     fn ask_fence(&mut self, unclean: &[NodeId], out: &mut Vec<Action>) {
-        self.fence_asked.retain(|n| unclean.contains(n));
         for &node in unclean {
             if !self.fence_asked.contains(&node) {
                 self.fence_asked.push(node);

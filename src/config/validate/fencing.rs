@@ -35,6 +35,20 @@ impl Check {
         // The others wait twice the deadtime before taking over from a
         // node that lost quorum (docs/groups.md): this must come first.
         let after = self.duration(key.key("after"), raw.after.as_deref(), deadtime * 3 / 2)?;
+        // A node that keeps the witness's vote holds on for up to a
+        // deadtime after losing quorum (docs/quorum.md): not a hang.
+        if after <= deadtime {
+            self.error(
+                key.key("after"),
+                format!(
+                    "after ({:.1} s) must be longer than the deadtime ({:.1} s)",
+                    after.as_secs_f64(),
+                    deadtime.as_secs_f64()
+                ),
+                "between one and two deadtimes, e.g. 1.5 × deadtime (the default)",
+            );
+            return None;
+        }
         if after >= deadtime * 2 {
             self.warnings.push(
                 Issue::new(
