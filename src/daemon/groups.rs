@@ -607,7 +607,7 @@ impl Groups {
         // or the group would go back there the moment the node returns.
         let spent = r.intent.moved_to.is_some_and(|n| n != self.local);
         if to == "running" && spent {
-            r.intent = r.intent.next(self.local, r.intent.stopped, None);
+            r.intent = r.intent.spent(self.local);
             self.wishes_changed();
         }
     }

@@ -36,13 +36,27 @@ impl Intent {
         (self.version, self.origin.0) > (other.version, other.origin.0)
     }
 
-    /// The wish that replaces this one, asked on node `me`.
+    /// The wish that replaces this one, asked by an administrator on node
+    /// `me`. Two versions up, so that it wins over a `spent` made from the
+    /// same wish at the same moment elsewhere.
     pub fn next(&self, me: NodeId, stopped: bool, moved_to: Option<NodeId>) -> Intent {
         Intent {
-            version: self.version.saturating_add(1),
+            version: self.version.saturating_add(2),
             origin: me,
             stopped,
             moved_to,
+        }
+    }
+
+    /// The same wish with its move dropped, made by the node that took the
+    /// group over (the move is spent). One version up: an administrator's
+    /// wish made from the same one meanwhile wins.
+    pub fn spent(&self, me: NodeId) -> Intent {
+        Intent {
+            version: self.version.saturating_add(1),
+            origin: me,
+            stopped: self.stopped,
+            moved_to: None,
         }
     }
 
@@ -73,6 +87,24 @@ mod tests {
         assert!(!y.adopt(&a), "an older wish must not replace a newer");
         assert_eq!(x, y);
         assert_eq!(x, b, "same version: the higher origin wins");
+    }
+
+    #[test]
+    fn an_administrators_wish_wins_over_a_spent_move_made_at_the_same_time() {
+        let moved = Intent::default().next(NodeId(0), false, Some(NodeId(2)));
+        let stop = moved.next(NodeId(0), true, Some(NodeId(2)));
+        let spent = moved.spent(NodeId(1));
+        let mut x = moved;
+        x.adopt(&spent);
+        x.adopt(&stop);
+        let mut y = moved;
+        y.adopt(&stop);
+        assert!(!y.adopt(&spent));
+        assert_eq!((x, y), (stop, stop));
+        // Made after the stop was heard, the spent move is newer.
+        let later = stop.spent(NodeId(1));
+        assert!(y.adopt(&later));
+        assert!(y.stopped && y.moved_to.is_none());
     }
 
     #[test]
