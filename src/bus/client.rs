@@ -152,6 +152,7 @@ fn group_status(props: &Props) -> Result<GroupStatus, ClientError> {
         last_transition: to,
         last_reason: reason,
         last_duration: (took >= 0.0).then_some(took),
+        waiting: prop(props, "Waiting")?,
     })
 }
 
@@ -227,6 +228,9 @@ pub fn group_command(conn: &Connection, cmd: &crate::bus::GroupCommand) -> Resul
     let reply = match cmd {
         C::Standby(on) => conn.call_method(dest, ROOT_PATH, cluster, "SetStandby", &(*on,)),
         C::Maintenance(on) => conn.call_method(dest, ROOT_PATH, cluster, "SetMaintenance", &(*on,)),
+        C::ConfirmOff { node } => {
+            conn.call_method(dest, ROOT_PATH, cluster, "ConfirmOff", &(node,))
+        }
         C::Cleanup { group: g } => {
             let path = crate::bus::group_path(g);
             conn.call_method(dest, path.as_str(), group, "Cleanup", &())

@@ -23,6 +23,9 @@ pub enum GroupCommand {
     Standby(bool),
     /// Watch but do not start or stop anything (true), or act again.
     Maintenance(bool),
+    /// An administrator made sure this dead node is off: what it ran may
+    /// be taken over without a fence.
+    ConfirmOff { node: String },
 }
 
 type Request = (GroupCommand, oneshot::Sender<Result<(), String>>);
@@ -86,6 +89,9 @@ impl GroupObject {
         }
         if old.resources != new.resources {
             self.resources_changed(e).await?;
+        }
+        if old.waiting != new.waiting {
+            self.waiting_changed(e).await?;
         }
         if (&old.last_transition, &old.last_reason, old.last_duration)
             != (&new.last_transition, &new.last_reason, new.last_duration)
@@ -175,6 +181,14 @@ impl GroupObject {
             },
             Vec::new(),
         )
+    }
+
+    /// Why the group waits to start here for a dead node that may still
+    /// run it: a fence under way, or nothing that can fence it (then
+    /// `duetctl confirm-off NODE`); "" when it does not wait.
+    #[zbus(property)]
+    fn waiting(&self) -> String {
+        self.with(|g| g.waiting.clone(), String::new())
     }
 
     /// The last transition here: to which state, why, and how long the

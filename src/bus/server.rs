@@ -155,6 +155,15 @@ impl ClusterObject {
         self.groups.ask(GroupCommand::Maintenance(on)).await
     }
 
+    /// Tells this node that `node`, which it sees dead, is off (powered
+    /// down by hand, checked at its console): groups it may still have run
+    /// can be taken over without a fence (`duetctl confirm-off`). Refused
+    /// for a node that is up. Saying so of a node that still runs its
+    /// groups makes two nodes run them.
+    async fn confirm_off(&self, node: String) -> zbus::fdo::Result<()> {
+        self.groups.ask(GroupCommand::ConfirmOff { node }).await
+    }
+
     /// One line, e.g. "2/2 nodes up, quorate".
     #[zbus(property)]
     fn status(&self) -> String {

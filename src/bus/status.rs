@@ -68,6 +68,10 @@ pub struct GroupStatus {
     pub last_transition: String,
     pub last_reason: String,
     pub last_duration: Option<f64>,
+    /// Why it waits to start here for a dead node that may still run it
+    /// (a fence under way, or nothing that can fence it); "" otherwise.
+    #[serde(default)]
+    pub waiting: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

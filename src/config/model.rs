@@ -434,6 +434,10 @@ pub struct Cluster {
     /// No group runs anywhere until every node has been seen up at once
     /// since this daemon started (corosync's wait_for_all).
     pub wait_for_all: bool,
+    /// Heartbeat's behaviour in a two-node cluster without a witness or
+    /// fencing: take over from a peer silent for deadtime. A cut link then
+    /// makes both nodes run the groups.
+    pub unfenced_takeover: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,6 +28,9 @@ address = { public = "198.51.100.1" }
 name = "node2"
 address = { public = "198.51.100.2" }
 
+[fencing]
+command = "/usr/local/sbin/fence-node"
+
 [[group]]
 name = "web"
 preferred = "node1"

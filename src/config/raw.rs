@@ -233,6 +233,8 @@ pub struct RawCluster {
     pub auto_failback: bool,
     #[serde(default)]
     pub wait_for_all: bool,
+    #[serde(default)]
+    pub unfenced_takeover: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -36,7 +36,19 @@ address = { crossover = "203.0.113.1", public = "198.51.100.1" }
 [[node]]
 name = "node2"
 address = { crossover = "203.0.113.2", public = "198.51.100.2" }
+
+# Two nodes and groups: a takeover needs a fence (or a witness).
+[fencing]
+command = "/usr/local/sbin/fence-node"
 "#;
+
+/// BASE's [fencing], which a test of fencing itself takes out.
+const FENCING: &str = "\n# Two nodes and groups: a takeover needs a fence (or a witness).\n[fencing]\ncommand = \"/usr/local/sbin/fence-node\"\n";
+
+fn base_without_fencing() -> String {
+    assert!(BASE.contains(FENCING));
+    BASE.replacen(FENCING, "", 1)
+}
 
 fn path() -> &'static Path {
     Path::new("/etc/duet/duet.toml")
@@ -3047,8 +3059,9 @@ fn groups_that_would_not_fit_in_a_heartbeat_are_refused() {
 
 #[test]
 fn fencing_is_read_with_its_defaults_and_bad_values_are_placed() {
+    let base = base_without_fencing();
     let text = format!(
-        "{BASE}\n[fencing]\ncommand = \"/usr/local/sbin/fence-pdu\"\nargs = [\"--pdu\", \"198.51.100.20\"]\n"
+        "{base}\n[fencing]\ncommand = \"/usr/local/sbin/fence-pdu\"\nargs = [\"--pdu\", \"198.51.100.20\"]\n"
     );
     let config = parse(&text, path())
         .unwrap_or_else(|e| panic!("{e}"))
@@ -3060,21 +3073,60 @@ fn fencing_is_read_with_its_defaults_and_bad_values_are_placed() {
         (f.timeout, f.retry_delay),
         (Duration::from_secs(60), Duration::from_secs(5))
     );
-    assert_eq!(base_config().fencing, None);
+    let plain = parse(&base, path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plain.config.fencing, None);
 
-    let bad = format!("{BASE}\n[fencing]\ncommand = \"fence-pdu\"\ntimeout = \"0s\"\n");
+    let bad = format!("{base}\n[fencing]\ncommand = \"fence-pdu\"\ntimeout = \"0s\"\n");
     let errors = match parse(&bad, path()) {
         Ok(_) => panic!("a relative command and a zero timeout are errors"),
         Err(e) => e.to_string(),
     };
     assert!(errors.contains("fencing.command"), "{errors}");
     assert!(errors.contains("timeout must be longer than 0"), "{errors}");
-    let missing = format!("{BASE}\n[fencing]\nargs = [\"x\"]\n");
+    let missing = format!("{base}\n[fencing]\nargs = [\"x\"]\n");
     let errors = match parse(&missing, path()) {
         Ok(_) => panic!("a [fencing] without command is an error"),
         Err(e) => e.to_string(),
     };
     assert!(errors.contains("[fencing] needs a command"), "{errors}");
+}
+
+#[test]
+fn two_nodes_with_groups_and_no_means_to_fence_are_told_what_that_costs() {
+    let unfenced = format!("{}{REPLICA}{GROUP}", base_without_fencing());
+    let said = |text: &str| -> Vec<String> {
+        let loaded = parse(text, path()).unwrap_or_else(|e| panic!("{e}"));
+        loaded
+            .warnings
+            .iter()
+            .map(|w| format!("{}: {}", w.key.as_str(), w.message))
+            .collect()
+    };
+    let w = said(&unfenced);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("takes nothing over") && w[0].contains("confirm-off"),
+        "{w:?}"
+    );
+    let trusting = unfenced.replacen("[cluster]\n", "[cluster]\nunfenced-takeover = true\n", 1);
+    let loaded = parse(&trusting, path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.config.cluster.unfenced_takeover);
+    let w = said(&trusting);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("cluster.unfenced-takeover") && w[0].contains("split brain"),
+        "{w:?}"
+    );
+    let both = format!("{BASE}{REPLICA}{GROUP}").replacen(
+        "[cluster]\n",
+        "[cluster]\nunfenced-takeover = true\n",
+        1,
+    );
+    let w = said(&both);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("has no effect"), "{w:?}");
+    // Without groups there is nothing to take over, and nothing to say.
+    assert!(said(&base_without_fencing()).is_empty());
 }
 
 #[test]

@@ -85,6 +85,7 @@ pub fn validate(raw: RawConfig, path: &Path, ocf_root: &Path) -> Result<Validate
     let self_fence = check.self_fence(raw.self_fence, deadtime, &root.key("self-fence"));
     if let Some(c) = &cluster {
         check.heartbeat_room(c, &nodes, &groups, &root.key("group"));
+        check.takeover_means(c, &nodes, &groups, fencing.is_some(), &root.key("cluster"));
     }
     match (cluster, timings, ping) {
         (Some(cluster), Some(timings), Some(ping)) if check.errors.is_empty() => Ok(Validated {
@@ -120,6 +121,45 @@ struct LinkSeen {
 }
 
 impl Check {
+    /// A two-node cluster without a witness cannot tell a crashed peer
+    /// from a cut link: say what that means for its groups.
+    fn takeover_means(
+        &mut self,
+        c: &Cluster,
+        nodes: &[Node],
+        groups: &[Group],
+        fencing: bool,
+        key: &KeyPath,
+    ) {
+        let two_node = nodes.len() == 2 && !nodes.iter().any(|n| n.witness);
+        if c.unfenced_takeover && (fencing || !two_node) {
+            self.warnings.push(Issue::new(
+                key.key("unfenced-takeover"),
+                "unfenced-takeover has no effect with [fencing], a witness or three or more nodes",
+            ));
+            return;
+        }
+        if !two_node || groups.is_empty() || fencing {
+            return;
+        }
+        let issue = if c.unfenced_takeover {
+            Issue::new(
+                key.key("unfenced-takeover"),
+                "unfenced-takeover: when only the links between the two nodes break, both run the groups \
+                 (and both write the replica: a split brain)",
+            )
+            .hint("a witness node (witness = true) or [fencing]")
+        } else {
+            Issue::new(
+                key.clone(),
+                "two nodes without a witness or [fencing]: a node that goes silent may still run its groups, \
+                 so the other takes nothing over from it until an administrator runs `duetctl confirm-off`",
+            )
+            .hint("a witness node (witness = true), [fencing], or unfenced-takeover = true to accept split brains")
+        };
+        self.warnings.push(issue);
+    }
+
     /// Every node announces each group's state and wish in its heartbeats:
     /// they must fit in one packet, or peers would drop every heartbeat.
     fn heartbeat_room(&mut self, c: &Cluster, nodes: &[Node], groups: &[Group], key: &KeyPath) {
@@ -202,6 +242,7 @@ impl Check {
             auth: raw.auth,
             auto_failback: raw.auto_failback,
             wait_for_all: raw.wait_for_all,
+            unfenced_takeover: raw.unfenced_takeover,
         })
     }
 

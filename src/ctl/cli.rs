@@ -75,6 +75,12 @@ pub enum Command {
         #[arg(value_parser = ["on", "off"])]
         mode: String,
     },
+    /// Tell this node that NODE, which it sees dead, is off (you powered
+    /// it down or checked its console): the groups NODE may still have run
+    /// are taken over without a fence. Needed in a two-node cluster
+    /// without a witness or [fencing], where a silent peer may only be cut
+    /// off. Wrong, it makes both nodes run the groups.
+    ConfirmOff { node: String },
     /// Make this node the replica's Primary: its block device appears at
     /// the replica's device path (e.g. /dev/duet/r0). Refused unless the
     /// disk is UpToDate and the peer is not Primary.

@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Maintenance { mode } => {
             groups::run(cli.bus, GroupCommand::Maintenance(mode == "on"))
         }
+        Command::ConfirmOff { node } => groups::run(cli.bus, GroupCommand::ConfirmOff { node }),
         Command::CheckConfig { file } => check_config(&file),
         Command::CreateMd {
             replica,

@@ -128,6 +128,9 @@ pub fn group_line(g: &GroupStatus) -> String {
     if !g.moved_to.is_empty() {
         let _ = write!(line, " moved to {}", g.moved_to);
     }
+    if !g.waiting.is_empty() {
+        let _ = write!(line, "; WAITING: {}", g.waiting);
+    }
     if !g.last_transition.is_empty() {
         let took = g
             .last_duration
@@ -272,6 +275,7 @@ mod tests {
                 running: true,
                 wanted: "started".into(),
                 moved_to: "node1".into(),
+                waiting: String::new(),
             }],
             standby: true,
             maintenance: false,

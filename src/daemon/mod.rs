@@ -298,6 +298,7 @@ impl Daemon {
                 self.groups.set_standby(on);
                 Ok(())
             }
+            GroupCommand::ConfirmOff { node } => self.groups.confirm_off(&node, &self.core),
             GroupCommand::Maintenance(on) => {
                 self.groups.set_maintenance(on);
                 Ok(())
