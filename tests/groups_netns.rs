@@ -42,6 +42,52 @@ fn lab() -> Lab {
     lab
 }
 
+/// The svc group of `lab()` with a fence command that always succeeds:
+/// the tests kill the node they fence themselves, as a PDU would.
+fn fenced_lab() -> Lab {
+    let lab = lab();
+    let fence = lab.dir.join("fence");
+    std::fs::write(&fence, FENCE).expect("fence script");
+    std::fs::set_permissions(&fence, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let text = std::fs::read_to_string(lab.path("duet.toml")).expect("config");
+    let text = format!(
+        "{text}\n[fencing]\ncommand = \"{}\"\nargs = [\"{}\"]\ntimeout = \"5s\"\nretry-delay = \"300ms\"\n",
+        fence.display(),
+        lab.dir.display()
+    );
+    lab.write("duet.toml", &text);
+    lab
+}
+
+/// node2 sees node1 dead and, for two seconds, does not start svc but
+/// says it waits for an administrator's confirm-off.
+fn waits_for_confirm_off(lab: &Lab) {
+    lab.wait_status(
+        "node2",
+        Duration::from_secs(5),
+        "node2 to wait for node1",
+        |s| {
+            netns::state_of(s, "node1").as_deref() == Some("dead")
+                && group(s)["waiting"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("confirm-off node1"))
+        },
+    );
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(2) {
+        let s = lab.status("node2").expect("node2 status");
+        assert_eq!(
+            group(&s)["state"],
+            "stopped",
+            "node2 took svc over unfenced: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!up_on(&lab.dir, &lab.node("node2").ns));
+    let said = lab.log("node2");
+    assert!(said.contains("went silent and may still run it"), "{said}");
+}
+
 fn group(s: &serde_json::Value) -> &serde_json::Value {
     &s["groups"][0]
 }
@@ -83,16 +129,48 @@ fn lab_a_group_fails_over_on_a_crash_stays_and_moves_back_on_standby() {
     assert!(up_on(&lab.dir, &ns1) && !up_on(&lab.dir, &ns2));
     assert_eq!(log(&lab), vec![format!("start {ns1}")]);
 
-    // A crash: node2 takes over once node1 is dead (deadtime 1 s).
-    let crashed = Instant::now();
+    // No witness, no fencing: confirm-off is refused for a live node.
+    let out = lab.duetctl("node2", &["confirm-off", "node1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node1 is up"), "{err}");
+
+    // Both links cut: each side sees the other dead. node1 keeps svc,
+    // node2 takes nothing over and says why.
+    for dev in ["eth0", "eth1"] {
+        lab.exec("node2", &["ip", "link", "set", dev, "down"]);
+    }
+    waits_for_confirm_off(&lab);
+    assert!(up_on(&lab.dir, &ns1));
+    let s = lab.status("node1").expect("node1 status");
+    assert_eq!(group(&s)["state"], "running", "the holder keeps it: {s}");
+    for dev in ["eth0", "eth1"] {
+        lab.exec("node2", &["ip", "link", "set", dev, "up"]);
+    }
+    lab.wait_status(
+        "node2",
+        Duration::from_secs(5),
+        "node2 to hear node1 again",
+        |s| netns::state_of(s, "node1").as_deref() == Some("up") && group(s)["waiting"] == "",
+    );
+
+    // A crash looks the same from node2: it waits until an administrator
+    // confirms node1 is off, then takes over.
     lab.kill("node1");
+    waits_for_confirm_off(&lab);
+    let confirmed = Instant::now();
+    let out = lab.duetctl("node2", &["confirm-off", "node1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     lab.wait_status("node2", Duration::from_secs(5), "node2 to run svc", |s| {
         group(s)["state"] == "running"
     });
-    let took = crashed.elapsed();
     println!(
-        "failover: {:.2} s from the crash to svc running on node2",
-        took.as_secs_f64()
+        "takeover: {:.2} s from confirm-off to svc running on node2",
+        confirmed.elapsed().as_secs_f64()
     );
     assert!(up_on(&lab.dir, &ns2));
     let said = lab.log("node2");
@@ -173,7 +251,7 @@ fn ok(out: std::process::Output) -> String {
 
 #[test]
 fn lab_move_stop_and_start_hold_on_every_node_and_across_restarts() {
-    let mut lab = lab();
+    let mut lab = fenced_lab();
     start_with_state(&mut lab, "node1");
     start_with_state(&mut lab, "node2");
     let (ns1, ns2) = (ns(&lab, "node1"), ns(&lab, "node2"));
@@ -258,18 +336,7 @@ exit 0
 
 #[test]
 fn lab_a_takeover_waits_for_the_dead_node_to_be_fenced() {
-    let lab = lab();
-    let fence = lab.dir.join("fence");
-    std::fs::write(&fence, FENCE).expect("fence script");
-    std::fs::set_permissions(&fence, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let text = std::fs::read_to_string(lab.path("duet.toml")).expect("config");
-    let text = format!(
-        "{text}\n[fencing]\ncommand = \"{}\"\nargs = [\"{}\"]\ntimeout = \"5s\"\nretry-delay = \"300ms\"\n",
-        fence.display(),
-        lab.dir.display()
-    );
-    lab.write("duet.toml", &text);
-    let mut lab = lab;
+    let mut lab = fenced_lab();
     lab.start("node1");
     lab.start("node2");
     let ns2 = ns(&lab, "node2");
@@ -315,7 +382,7 @@ fn lab_a_takeover_waits_for_the_dead_node_to_be_fenced() {
 /// reaches one again.
 #[test]
 fn lab_a_survivor_cut_off_from_the_ping_nodes_takes_nothing_over() {
-    let lab = lab();
+    let lab = fenced_lab();
     let text = std::fs::read_to_string(lab.path("duet.toml")).expect("config");
     let text = text.replacen(
         "\n[[group]]",
@@ -383,7 +450,9 @@ fn lab_a_survivor_cut_off_from_the_ping_nodes_takes_nothing_over() {
 /// waits; once both were up together the survivor of a crash goes on.
 #[test]
 fn lab_wait_for_all_runs_nothing_until_every_node_was_seen() {
-    let lab = lab();
+    // With fencing, a node started alone would fence its peer and run svc:
+    // wait-for-all is what stops it.
+    let lab = fenced_lab();
     let text = std::fs::read_to_string(lab.path("duet.toml")).expect("config");
     let text = text.replacen("[cluster]\n", "[cluster]\nwait-for-all = true\n", 1);
     lab.write("duet.toml", &text);
