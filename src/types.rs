@@ -18,6 +18,16 @@ pub struct LinkId(pub u8);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Incarnation(pub u64);
 
+impl Incarnation {
+    /// The incarnation of a run starting at `wall_us`, after the run that
+    /// had `last`: higher than `last` even when the wall clock went back
+    /// (peers refuse a lower one as a replay, and would take the restarted
+    /// node for dead until its clock caught up).
+    pub fn after(wall_us: u64, last: Option<Incarnation>) -> Incarnation {
+        Incarnation(wall_us.max(last.map_or(0, |l| l.0.saturating_add(1))))
+    }
+}
+
 /// Per-link heartbeat sequence number of one incarnation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Seq(pub u64);
@@ -62,5 +72,18 @@ impl fmt::Display for LinkId {
 impl fmt::Display for Incarnation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod incarnation_tests {
+    use super::Incarnation;
+
+    #[test]
+    fn a_restart_after_the_clock_went_back_still_has_a_higher_incarnation() {
+        let last = Incarnation(5_000);
+        assert_eq!(Incarnation::after(9_000, Some(last)), Incarnation(9_000));
+        assert_eq!(Incarnation::after(1_000, Some(last)), Incarnation(5_001));
+        assert_eq!(Incarnation::after(1_000, None), Incarnation(1_000));
     }
 }

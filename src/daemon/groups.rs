@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use crate::bus::GroupStatus;
 use crate::config::{Config, Fencing, SelfFence};
 use crate::daemon::agents::{self, Host, Op};
-use crate::daemon::{fencing, intents};
+use crate::daemon::{fencing, state_dir};
 use crate::membership::Membership;
 use crate::membership::node_state::NodeState;
 use crate::resources::group::OpId;
@@ -41,7 +41,7 @@ pub struct Groups {
     done: mpsc::UnboundedSender<Done>,
     fencing: Option<Fencing>,
     self_fence: Option<SelfFence>,
-    /// Where the wishes are saved, if anywhere (intents.rs).
+    /// Where the wishes are saved, if anywhere (state_dir.rs).
     intents_file: Option<PathBuf>,
 }
 
@@ -52,10 +52,10 @@ impl Groups {
         host: Host,
         done: mpsc::UnboundedSender<Done>,
     ) -> Groups {
-        let intents_file = intents::location();
+        let intents_file = state_dir::location();
         let saved = intents_file
             .as_deref()
-            .map(intents::load)
+            .map(state_dir::load)
             .unwrap_or_default();
         let rules = Rules::from_config(config, local);
         Groups {
@@ -151,7 +151,7 @@ impl Groups {
         let Some(path) = &self.intents_file else {
             return;
         };
-        if let Err(e) = intents::save(path, list) {
+        if let Err(e) = state_dir::save(path, list) {
             tracing::warn!(path = %path.display(), "cannot save the group wishes: {e}");
         }
     }

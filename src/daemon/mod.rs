@@ -6,7 +6,7 @@ pub mod agents;
 mod events;
 mod fencing;
 pub mod groups;
-mod intents;
+mod state_dir;
 mod links;
 pub mod ratelimit;
 pub mod replica;
@@ -27,7 +27,7 @@ use crate::host::{notify, ping::Pinger};
 use crate::membership::auth::{self, Auth, AuthAlgorithm};
 use crate::membership::wire::Codec;
 use crate::membership::{Action, Input, Membership, PingTarget, Setup};
-use crate::types::{Incarnation, LinkId, Timestamp};
+use crate::types::{LinkId, Timestamp};
 
 use events::EventLog;
 use groups::{Groups, Wish};
@@ -142,7 +142,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let epoch_us = u64::try_from(epoch.as_micros()).unwrap_or(u64::MAX);
-    let setup = Setup::from_config(&config, local, Incarnation(epoch_us));
+    let incarnation = state_dir::incarnation(epoch_us);
+    let setup = Setup::from_config(&config, local, incarnation);
     let core = Membership::new(setup, codec, Timestamp::ZERO);
     let replicas = Replicas::open(&config, local)?;
     if !config.replicas.is_empty() {
@@ -167,7 +168,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     tracing::info!(
         node = %config.node(local).name,
         cluster = %config.cluster.name,
-        incarnation = epoch_us,
+        incarnation = incarnation.0,
         "duetd started"
     );
     notify::ready(&summary);

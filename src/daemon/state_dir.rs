@@ -1,5 +1,6 @@
-//! The administrators' wishes for groups (stop, start, move) kept in the
-//! state directory, so that a group stopped by hand stays stopped when
+//! What duetd keeps in its state directory (systemd's StateDirectory=):
+//! the incarnation of its last run, and the administrators' wishes for
+//! groups (stop, start, move), so that a group stopped by hand stays stopped when
 //! every node restarts at once (no peer is left to tell). A node that
 //! restarts while others run hears their newer wishes in their heartbeats.
 
@@ -25,9 +26,29 @@ struct Saved {
 /// none when duetd runs without one (then they live in memory and in the
 /// other nodes' heartbeats only).
 pub fn location() -> Option<PathBuf> {
+    state_file(FILE)
+}
+
+/// A file in systemd's StateDirectory= (STATE_DIRECTORY), if there is one.
+pub fn state_file(name: &str) -> Option<PathBuf> {
     let dirs = std::env::var_os("STATE_DIRECTORY")?;
     let first = std::env::split_paths(&dirs).next()?;
-    Some(first.join(FILE))
+    Some(first.join(name))
+}
+
+/// Replaces `path` through a temporary file and a rename, so a crash
+/// leaves the old or the new content, never half of one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 /// The saved wishes by group name. A missing file is no wish; a broken
@@ -61,8 +82,7 @@ pub fn load(path: &Path) -> Vec<(String, Intent)> {
     }
 }
 
-/// Writes the wishes through a temporary file and a rename, so a crash
-/// leaves the old or the new list, never half of one.
+/// Writes the wishes (atomically).
 pub fn save(path: &Path, wishes: &[(String, Intent)]) -> std::io::Result<()> {
     let list: Vec<Saved> = wishes
         .iter()
@@ -75,14 +95,32 @@ pub fn save(path: &Path, wishes: &[(String, Intent)]) -> std::io::Result<()> {
         })
         .collect();
     let text = serde_json::to_string_pretty(&list).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("json.new");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
+    write_atomically(path, text.as_bytes())
+}
+
+/// This run's incarnation: from the wall clock, but above the last run's
+/// (kept in the state directory), so that a clock set back does not make
+/// the peers refuse this node's heartbeats as replays.
+pub fn incarnation(wall_us: u64) -> crate::types::Incarnation {
+    use crate::types::Incarnation;
+    let Some(path) = state_file("incarnation") else {
+        return Incarnation(wall_us);
+    };
+    let last = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .map(Incarnation);
+    let next = Incarnation::after(wall_us, last);
+    if last.is_some_and(|l| next.0 != wall_us && l.0 >= wall_us) {
+        tracing::warn!(
+            "the wall clock is behind the last run's start: incarnation {} instead of {wall_us}",
+            next.0
+        );
     }
-    std::fs::rename(&tmp, path)
+    if let Err(e) = write_atomically(&path, format!("{}\n", next.0).as_bytes()) {
+        tracing::warn!(path = %path.display(), "cannot save the incarnation: {e}");
+    }
+    next
 }
 
 #[cfg(test)]
