@@ -190,12 +190,12 @@ impl Lab {
         );
         if self.pdu.is_none() {
             let dir = self.dir.join("pdu");
-            let switches: BTreeMap<String, node::PowerSwitch> = self
+            let outlets: BTreeMap<String, node::Outlet> = self
                 .nodes
                 .iter()
-                .map(|n| (n.name.clone(), n.power_switch()))
+                .map(|n| (n.name.clone(), n.outlet()))
                 .collect();
-            let pdu = pdu::Pdu::start(&dir, switches);
+            let pdu = pdu::Pdu::start(&dir, outlets);
             for node in &mut self.nodes {
                 node.add_bind(&dir, pdu::NODE_DIR);
                 node.write_file(pdu::FENCE_AGENT, pdu::FENCE_SCRIPT.as_bytes(), 0o755);
@@ -301,9 +301,9 @@ impl Lab {
     }
 
     /// Cuts (or restores) one of the node's links, as unplugging a cable.
+    /// The cable stays as set across crashes and boots.
     pub fn set_link(&self, name: &str, ifname: &str, up: bool) {
-        let state = if up { "up" } else { "down" };
-        cmd::ip(&["-n", &self.node(name).ns, "link", "set", ifname, state]);
+        self.node(name).set_link(ifname, up);
     }
 
     /// Partitions the cluster: every node of `island` stops hearing every

@@ -3,6 +3,7 @@
 //! device as its /dev/sdb. Commands run inside with `nsenter` into the
 //! container's PID 1.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -40,53 +41,82 @@ pub enum Power {
         nspawn: u32,
         leader: i32,
     },
-}
-
-/// A node's power state, for the lab and its PDU.
-pub type PowerSwitch = Arc<Mutex<Power>>;
-
-/// Reads a switch, also after a thread panicked holding it (the state
-/// itself is always whole).
-pub fn power_of(switch: &PowerSwitch) -> Power {
-    *switch.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Its init was killed; nspawn has not exited yet.
+    Dying {
+        nspawn: u32,
+    },
 }
 
 /// How long a power cut may take before the caller gives up: the kernel
 /// tears the container's processes down, then nspawn exits.
 const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Cuts a node's power: SIGKILL to its init takes every process of the
-/// node down at once. Returns once nspawn has exited (its zombie is left
-/// for the Node owning it to reap), or false if it had not within
-/// `POWER_OFF_TIMEOUT`. A node still booting is cut once its init is
-/// known. A node already off is off.
-pub fn cut_power(switch: &PowerSwitch) -> bool {
-    let deadline = Instant::now() + BOOT_TIMEOUT;
-    let nspawn = loop {
-        let mut power = switch.lock().unwrap_or_else(PoisonError::into_inner);
-        match *power {
-            Power::Off => return true,
-            Power::On { nspawn, leader } => {
-                *power = Power::Off;
-                let _ = kill(Pid::from_raw(leader), Signal::SIGKILL);
-                break nspawn;
-            }
-            Power::Booting { .. } => {}
+/// A node's power, as the lab and its PDU reach it: the state and the
+/// node's network namespace, whose interfaces go dark with the power.
+#[derive(Debug, Clone)]
+pub struct Outlet {
+    power: Arc<Mutex<Power>>,
+    ns: String,
+}
+
+impl Outlet {
+    pub(crate) fn new(ns: &str) -> Outlet {
+        Outlet {
+            power: Arc::new(Mutex::new(Power::Off)),
+            ns: ns.to_string(),
         }
-        drop(power);
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let deadline = Instant::now() + POWER_OFF_TIMEOUT;
-    while Instant::now() < deadline {
-        if exited(nspawn) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    false
+
+    /// The state now (also after a thread panicked holding it: the state
+    /// itself is always whole).
+    pub fn state(&self) -> Power {
+        *self.lock()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Power> {
+        self.power.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, power: Power) {
+        *self.lock() = power;
+    }
+
+    /// Cuts the power: SIGKILL to the container's init takes every process
+    /// of the node down at once, and its network interfaces go dark, as a
+    /// machine's do when the power goes. Returns once the node is off
+    /// (nspawn's zombie is left for the Node owning it to reap), or false
+    /// if that did not happen in time. A node still booting is cut once
+    /// its init is known; one off already is off.
+    pub fn cut(&self) -> bool {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        let nspawn = loop {
+            let mut power = self.lock();
+            match *power {
+                Power::Off => return true,
+                Power::On { nspawn, leader } => {
+                    *power = Power::Dying { nspawn };
+                    let _ = kill(Pid::from_raw(leader), Signal::SIGKILL);
+                    break nspawn;
+                }
+                Power::Booting { .. } | Power::Dying { .. } => {}
+            }
+            drop(power);
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let deadline = Instant::now() + POWER_OFF_TIMEOUT;
+        while !exited(nspawn) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        crate::net::dark(&self.ns);
+        self.set(Power::Off);
+        true
+    }
 }
 
 /// Whether process `pid` (a child of this process) has exited: gone, or
@@ -107,7 +137,9 @@ pub struct Node {
     pub ns: String,
     dir: PathBuf,
     nspawn: Option<Child>,
-    power: PowerSwitch,
+    outlet: Outlet,
+    /// Interfaces whose cable `set_link` pulled: they stay down at boot.
+    unplugged: Mutex<BTreeSet<String>>,
     /// `--bind=` arguments for nspawn beside the disks (the PDU's socket).
     binds: Vec<String>,
     loopdev: Option<String>,
@@ -151,7 +183,8 @@ impl Node {
             ns: ns.to_string(),
             dir,
             nspawn: None,
-            power: Arc::new(Mutex::new(Power::Off)),
+            outlet: Outlet::new(ns),
+            unplugged: Mutex::new(BTreeSet::new()),
             binds: Vec::new(),
             loopdev: Some(loopdev),
             disk_server: Some(disk_server),
@@ -192,15 +225,41 @@ impl Node {
 
     /// The container's init while the node runs.
     pub fn leader(&self) -> Option<i32> {
-        match power_of(&self.power) {
+        match self.outlet.state() {
             Power::On { leader, .. } => Some(leader),
             _ => None,
         }
     }
 
-    /// The node's power switch, for the PDU.
-    pub fn power_switch(&self) -> PowerSwitch {
-        self.power.clone()
+    /// The node's power, for the PDU.
+    pub fn outlet(&self) -> Outlet {
+        self.outlet.clone()
+    }
+
+    /// The node's number in the lab's addresses (node2: 2).
+    fn number(&self) -> usize {
+        self.name.trim_start_matches("node").parse().unwrap_or(0)
+    }
+
+    /// Plugs or pulls the cable of `ifname`. A node without power keeps
+    /// its interfaces down; the plug counts from its next boot.
+    pub fn set_link(&self, ifname: &str, up: bool) {
+        {
+            let mut unplugged = self
+                .unplugged
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if up {
+                unplugged.remove(ifname);
+            } else {
+                unplugged.insert(ifname.to_string());
+            }
+        }
+        if !up {
+            crate::cmd::ip(&["-n", &self.ns, "link", "set", ifname, "down"]);
+        } else if self.outlet.state() != Power::Off {
+            crate::net::light(&self.ns, self.number(), ifname);
+        }
     }
 
     /// Binds `host` into the container at `inside` from the next boot on.
@@ -220,11 +279,25 @@ impl Node {
     /// As `boot`, but a node that does not come up (or is powered off by
     /// the PDU while booting) is an error, not a panic.
     pub fn try_boot(&mut self) -> Result<(), String> {
-        // Powered off by the PDU: nspawn has exited and waits to be reaped.
-        if power_of(&self.power) == Power::Off {
+        // Powered off by the PDU: nspawn has exited (or is about to) and
+        // waits to be reaped.
+        if matches!(self.outlet.state(), Power::Dying { .. }) {
+            self.crash();
+        }
+        if self.outlet.state() == Power::Off {
             self.reap(POWER_OFF_TIMEOUT);
         }
         assert!(self.nspawn.is_none(), "{} is already booted", self.name);
+        let unplugged = self
+            .unplugged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for ifname in ["eth0", "eth1"] {
+            if !unplugged.contains(ifname) {
+                crate::net::light(&self.ns, self.number(), ifname);
+            }
+        }
         let console = fs::File::create(self.dir.join("console.log")).expect("console log");
         let mut cmd = Command::new("systemd-nspawn");
         cmd.arg("-D")
@@ -254,7 +327,7 @@ impl Node {
             .expect("systemd-nspawn (package systemd-container)");
         let nspawn = child.id();
         self.nspawn = Some(child);
-        *self.power.lock().unwrap_or_else(PoisonError::into_inner) = Power::Booting { nspawn };
+        self.outlet.set(Power::Booting { nspawn });
         let Some(leader) = poll_until(BOOT_TIMEOUT, || container_init(nspawn)) else {
             self.crash();
             return Err(format!(
@@ -263,7 +336,7 @@ impl Node {
             ));
         };
         {
-            let mut power = self.power.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut power = self.outlet.lock();
             if *power != (Power::Booting { nspawn }) {
                 return Err(format!("{} was powered off while booting", self.name));
             }
@@ -310,15 +383,20 @@ impl Node {
     /// A crash: SIGKILL to the container's init takes every process of the
     /// node down at once, as pulling the power would.
     pub fn crash(&mut self) {
-        if matches!(power_of(&self.power), Power::Booting { .. }) {
+        if matches!(self.outlet.state(), Power::Booting { .. }) {
             // Its init is not known: nspawn itself goes, and the
             // container with it (its init is nspawn's child here).
             if let Some(child) = self.nspawn.as_mut() {
                 let _ = child.kill();
             }
-            *self.power.lock().unwrap_or_else(PoisonError::into_inner) = Power::Off;
+            self.outlet.set(Power::Off);
         }
-        cut_power(&self.power);
+        if !self.outlet.cut() {
+            // nspawn outlived its container's init: it goes by force.
+            self.reap(Duration::ZERO);
+            crate::net::dark(&self.ns);
+            self.outlet.set(Power::Off);
+        }
         self.reap(POWER_OFF_TIMEOUT);
     }
 
@@ -326,14 +404,20 @@ impl Node {
     /// whether it halted within `HALT_TIMEOUT`; if not, the node is
     /// crashed instead, so nothing of it outlives the lab.
     pub fn shutdown(&mut self) -> bool {
+        if self.outlet.state() != (Power::Off) && !self.is_running() {
+            // Booting or dying: nothing to halt cleanly.
+            self.crash();
+            return true;
+        }
         let Some(child) = self.nspawn.as_mut() else {
-            *self.power.lock().unwrap_or_else(PoisonError::into_inner) = Power::Off;
+            self.outlet.set(Power::Off);
             return true;
         };
         let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
         if wait_exit(child, HALT_TIMEOUT) {
             self.nspawn = None;
-            *self.power.lock().unwrap_or_else(PoisonError::into_inner) = Power::Off;
+            crate::net::dark(&self.ns);
+            self.outlet.set(Power::Off);
             return true;
         }
         // Killing nspawn alone would leave the container running (its init

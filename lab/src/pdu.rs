@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::node::{Power, PowerSwitch, cut_power, power_of};
+use crate::node::{Outlet, Power};
 
 /// Where the PDU's folder is bound in every node.
 pub const NODE_DIR: &str = "/run/duet-lab";
@@ -75,8 +75,8 @@ const IDLE: Duration = Duration::from_millis(20);
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Pdu {
-    /// Serves `dir/pdu.sock` for `switches` (node name to its power).
-    pub fn start(dir: &Path, switches: BTreeMap<String, PowerSwitch>) -> Pdu {
+    /// Serves `dir/pdu.sock` for `outlets` (node name to its power).
+    pub fn start(dir: &Path, outlets: BTreeMap<String, Outlet>) -> Pdu {
         std::fs::create_dir_all(dir).expect("pdu dir");
         let socket = dir.join("pdu.sock");
         let _ = std::fs::remove_file(&socket);
@@ -92,7 +92,7 @@ impl Pdu {
         let events = Arc::new(Mutex::new(Vec::new()));
         let thread = {
             let (stop, events) = (stop.clone(), events.clone());
-            std::thread::spawn(move || serve(&listener, &switches, &stop, &events))
+            std::thread::spawn(move || serve(&listener, &outlets, &stop, &events))
         };
         Pdu {
             socket,
@@ -128,14 +128,14 @@ impl Drop for Pdu {
 
 fn serve(
     listener: &UnixListener,
-    switches: &BTreeMap<String, PowerSwitch>,
+    outlets: &BTreeMap<String, Outlet>,
     stop: &AtomicBool,
     events: &Mutex<Vec<Event>>,
 ) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Some(event) = answer(stream, switches) {
+                if let Some(event) = answer(stream, outlets) {
                     events
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
@@ -174,7 +174,7 @@ fn parse(line: &str) -> Option<Request> {
 }
 
 /// Serves one connection; the event, if it was a request.
-fn answer(stream: UnixStream, switches: &BTreeMap<String, PowerSwitch>) -> Option<Event> {
+fn answer(stream: UnixStream, outlets: &BTreeMap<String, Outlet>) -> Option<Event> {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let mut reader = BufReader::new(stream);
@@ -193,11 +193,11 @@ fn answer(stream: UnixStream, switches: &BTreeMap<String, PowerSwitch>) -> Optio
             "want POST /off/NODE or GET /status/NODE".to_string(),
             None,
         ),
-        Some(Request::Off(node) | Request::Status(node)) if !switches.contains_key(&node) => {
+        Some(Request::Off(node) | Request::Status(node)) if !outlets.contains_key(&node) => {
             (404, format!("no node {node} on this PDU"), None)
         }
         Some(Request::Status(node)) => {
-            let on = power_of(&switches[&node]) != Power::Off;
+            let on = outlets[&node].state() != Power::Off;
             let state = if on { "on" } else { "off" };
             let event = Event {
                 at: Instant::now(),
@@ -209,9 +209,9 @@ fn answer(stream: UnixStream, switches: &BTreeMap<String, PowerSwitch>) -> Optio
             (200, format!("{node} {state}"), Some(event))
         }
         Some(Request::Off(node)) => {
-            let switch = &switches[&node];
-            let was_on = power_of(switch) != Power::Off;
-            let ok = cut_power(switch);
+            let outlet = &outlets[&node];
+            let was_on = outlet.state() != Power::Off;
+            let ok = outlet.cut();
             let event = Event {
                 at: Instant::now(),
                 node: node.clone(),
@@ -270,8 +270,8 @@ mod tests {
     #[test]
     fn a_node_that_is_off_is_reported_off() {
         let dir = std::env::temp_dir().join(format!("duet-pdu-test-{}", std::process::id()));
-        let switch: PowerSwitch = Arc::new(Mutex::new(Power::Off));
-        let pdu = Pdu::start(&dir, BTreeMap::from([("node2".to_string(), switch)]));
+        let outlet = Outlet::new("no-such-namespace");
+        let pdu = Pdu::start(&dir, BTreeMap::from([("node2".to_string(), outlet)]));
         let ask = |request: &str| {
             let mut s = UnixStream::connect(pdu.socket()).expect("connect");
             s.write_all(request.as_bytes()).expect("send");
