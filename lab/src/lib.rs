@@ -15,11 +15,13 @@ pub mod cmd;
 pub mod loops;
 pub mod net;
 pub mod node;
+pub mod pdu;
 pub mod replica;
 pub mod rootfs;
 pub mod status;
 pub mod web;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -99,6 +101,7 @@ pub struct Lab {
     namespaces: Vec<String>,
     pub client: String,
     hub: String,
+    pdu: Option<pdu::Pdu>,
 }
 
 impl Lab {
@@ -127,6 +130,7 @@ impl Lab {
             prefix: id,
             nodes: Vec::new(),
             namespaces: Vec::new(),
+            pdu: None,
         };
         for ns in [lab.hub.clone(), lab.client.clone()] {
             lab.add_netns(&ns);
@@ -175,6 +179,37 @@ impl Lab {
         }
     }
 
+    /// Gives the lab a PDU (the fence device, src `pdu.rs`): its socket is
+    /// bound into every node at /run/duet-lab/pdu.sock and the fence agent
+    /// `/usr/local/sbin/lab-fence NODE` installed, for a config with
+    /// `pdu::FENCING`. Call it before the nodes boot.
+    pub fn with_pdu(&mut self) -> &pdu::Pdu {
+        assert!(
+            self.nodes.iter().all(|n| !n.is_running()),
+            "with_pdu before the nodes boot: the socket is bound in at boot"
+        );
+        if self.pdu.is_none() {
+            let dir = self.dir.join("pdu");
+            let outlets: BTreeMap<String, node::Outlet> = self
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.outlet()))
+                .collect();
+            let pdu = pdu::Pdu::start(&dir, outlets);
+            for node in &mut self.nodes {
+                node.add_bind(&dir, pdu::NODE_DIR);
+                node.write_file(pdu::FENCE_AGENT, pdu::FENCE_SCRIPT.as_bytes(), 0o755);
+            }
+            self.pdu = Some(pdu);
+        }
+        self.pdu.as_ref().expect("pdu just started")
+    }
+
+    /// The lab's PDU, if `with_pdu` gave it one.
+    pub fn pdu(&self) -> Option<&pdu::Pdu> {
+        self.pdu.as_ref()
+    }
+
     pub fn node(&self, name: &str) -> &Node {
         self.nodes
             .iter()
@@ -206,6 +241,11 @@ impl Lab {
         self.node_mut(name).boot();
     }
 
+    /// As `boot`, with a node that does not come up as an error.
+    pub fn try_boot(&mut self, name: &str) -> Result<(), String> {
+        self.node_mut(name).try_boot()
+    }
+
     /// Kills the node at once (SIGKILL to its init): a power cut.
     pub fn crash(&mut self, name: &str) {
         self.node_mut(name).crash();
@@ -220,6 +260,12 @@ impl Lab {
     /// Runs `sh -c script` on the node, whatever it returns.
     pub fn execute(&self, name: &str, script: &str) -> Output {
         self.node(name).exec(&["sh", "-c", script])
+    }
+
+    /// As `execute`, or None when the node is not running: with a PDU, a
+    /// node may be powered off at any moment.
+    pub fn try_execute(&self, name: &str, script: &str) -> Option<Output> {
+        self.node(name).try_exec(&["sh", "-c", script])
     }
 
     /// Runs `script` on the node; panics unless it succeeds. Returns stdout.
@@ -247,7 +293,7 @@ impl Lab {
 
     /// `duetctl status --json` run on the node, or None while it fails.
     pub fn status(&self, name: &str) -> Option<serde_json::Value> {
-        let out = self.execute(name, "duetctl status --json");
+        let out = self.try_execute(name, "duetctl status --json")?;
         if !out.status.success() {
             return None;
         }
@@ -255,9 +301,9 @@ impl Lab {
     }
 
     /// Cuts (or restores) one of the node's links, as unplugging a cable.
+    /// The cable stays as set across crashes and boots.
     pub fn set_link(&self, name: &str, ifname: &str, up: bool) {
-        let state = if up { "up" } else { "down" };
-        cmd::ip(&["-n", &self.node(name).ns, "link", "set", ifname, state]);
+        self.node(name).set_link(ifname, up);
     }
 
     /// Partitions the cluster: every node of `island` stops hearing every
@@ -342,15 +388,15 @@ impl Lab {
         let mut all = String::new();
         for node in &self.nodes {
             all.push_str(&format!("===== journal of {} =====\n", node.name));
-            if node.is_running() {
-                let out = node.exec(&[
-                    "journalctl",
-                    "--no-pager",
-                    "-o",
-                    "short-monotonic",
-                    "-n",
-                    "300",
-                ]);
+            let journal = node.try_exec(&[
+                "journalctl",
+                "--no-pager",
+                "-o",
+                "short-monotonic",
+                "-n",
+                "300",
+            ]);
+            if let Some(out) = journal {
                 all.push_str(&String::from_utf8_lossy(&out.stdout));
             } else {
                 all.push_str("(not running; console below)\n");
@@ -377,6 +423,8 @@ impl Drop for Lab {
         if std::thread::panicking() {
             eprintln!("{}", self.journals());
         }
+        // No power cut from a node's fence while the nodes are removed.
+        self.pdu = None;
         for node in &mut self.nodes {
             node.destroy();
         }

@@ -22,6 +22,49 @@ pub fn public_v4(n: usize) -> String {
     format!("198.51.100.{n}")
 }
 
+/// The lab's own addresses of node `n` on `ifname` (eth0 public, eth1
+/// crossover): v4 and v6.
+fn node_addresses(n: usize, ifname: &str) -> [String; 2] {
+    if ifname == "eth0" {
+        [
+            format!("{}/24", public_v4(n)),
+            format!("2001:db8:1::{n}/64"),
+        ]
+    } else {
+        [
+            format!("{}/24", crossover_v4(n)),
+            format!("2001:db8:2::{n}/64"),
+        ]
+    }
+}
+
+/// A powered-off node's interfaces: down, and without addresses, so that
+/// nothing in its namespace answers for it (an address it held, a
+/// floating one, is gone with its power, as from a real machine's RAM).
+pub fn dark(ns: &str) {
+    for ifname in ["eth0", "eth1"] {
+        crate::cmd::quietly(
+            std::process::Command::new("ip").args(["-n", ns, "link", "set", ifname, "down"]),
+        );
+        crate::cmd::quietly(
+            std::process::Command::new("ip").args(["-n", ns, "addr", "flush", "dev", ifname]),
+        );
+    }
+}
+
+/// Interface `ifname` of node `n` up with the lab's addresses (again:
+/// IPv6 addresses go when a link goes down).
+pub fn light(ns: &str, n: usize, ifname: &str) {
+    for a in node_addresses(n, ifname) {
+        let mut args = vec!["-n", ns, "addr", "replace", &a, "dev", ifname];
+        if a.contains(':') {
+            args.push("nodad");
+        }
+        ip(&args);
+    }
+    ip(&["-n", ns, "link", "set", ifname, "up"]);
+}
+
 /// Creates a namespace with its loopback up.
 pub fn netns(name: &str) {
     ip(&["netns", "add", name]);

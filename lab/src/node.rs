@@ -3,11 +3,13 @@
 //! device as its /dev/sdb. Commands run inside with `nsenter` into the
 //! container's PID 1.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -25,12 +27,121 @@ const SDB_SIZE: &str = "1G";
 /// failover benchmark's crashes (seven per node).
 const SPARE_LOOPS: usize = 8;
 
+/// Whether a node has power, shared between the lab (which boots and
+/// crashes it) and the lab's PDU (which powers it off from its own
+/// thread when a node fences another), so both always agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    Off,
+    /// nspawn runs; its container's init is not known yet.
+    Booting {
+        nspawn: u32,
+    },
+    On {
+        nspawn: u32,
+        leader: i32,
+    },
+    /// Its init was killed; nspawn has not exited yet.
+    Dying {
+        nspawn: u32,
+    },
+}
+
+/// How long a power cut may take before the caller gives up: the kernel
+/// tears the container's processes down, then nspawn exits.
+const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A node's power, as the lab and its PDU reach it: the state and the
+/// node's network namespace, whose interfaces go dark with the power.
+#[derive(Debug, Clone)]
+pub struct Outlet {
+    power: Arc<Mutex<Power>>,
+    ns: String,
+}
+
+impl Outlet {
+    pub(crate) fn new(ns: &str) -> Outlet {
+        Outlet {
+            power: Arc::new(Mutex::new(Power::Off)),
+            ns: ns.to_string(),
+        }
+    }
+
+    /// The state now (also after a thread panicked holding it: the state
+    /// itself is always whole).
+    pub fn state(&self) -> Power {
+        *self.lock()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Power> {
+        self.power.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, power: Power) {
+        *self.lock() = power;
+    }
+
+    /// Cuts the power: SIGKILL to the container's init takes every process
+    /// of the node down at once, and its network interfaces go dark, as a
+    /// machine's do when the power goes. Returns once the node is off
+    /// (nspawn's zombie is left for the Node owning it to reap), or false
+    /// if that did not happen in time. A node still booting is cut once
+    /// its init is known; one off already is off.
+    pub fn cut(&self) -> bool {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        let nspawn = loop {
+            let mut power = self.lock();
+            match *power {
+                Power::Off => return true,
+                Power::On { nspawn, leader } => {
+                    *power = Power::Dying { nspawn };
+                    let _ = kill(Pid::from_raw(leader), Signal::SIGKILL);
+                    break nspawn;
+                }
+                Power::Booting { .. } | Power::Dying { .. } => {}
+            }
+            drop(power);
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let deadline = Instant::now() + POWER_OFF_TIMEOUT;
+        while !exited(nspawn) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        crate::net::dark(&self.ns);
+        self.set(Power::Off);
+        true
+    }
+}
+
+/// Whether process `pid` (a child of this process) has exited: gone, or
+/// a zombie waiting to be reaped.
+fn exited(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state == "Z" || state == "X"),
+        Err(_) => true,
+    }
+}
+
 pub struct Node {
     pub name: String,
     pub ns: String,
     dir: PathBuf,
     nspawn: Option<Child>,
-    leader: Option<i32>,
+    outlet: Outlet,
+    /// Interfaces whose cable `set_link` pulled: they stay down at boot.
+    unplugged: Mutex<BTreeSet<String>>,
+    /// `--bind=` arguments for nspawn beside the disks (the PDU's socket).
+    binds: Vec<String>,
     loopdev: Option<String>,
     /// nbdfuse serving sdb.img through nbdkit's error filter.
     disk_server: Option<Child>,
@@ -72,7 +183,9 @@ impl Node {
             ns: ns.to_string(),
             dir,
             nspawn: None,
-            leader: None,
+            outlet: Outlet::new(ns),
+            unplugged: Mutex::new(BTreeSet::new()),
+            binds: Vec::new(),
             loopdev: Some(loopdev),
             disk_server: Some(disk_server),
             spare_loops,
@@ -107,13 +220,84 @@ impl Node {
     }
 
     pub fn is_running(&self) -> bool {
-        self.leader.is_some()
+        self.leader().is_some()
+    }
+
+    /// The container's init while the node runs.
+    pub fn leader(&self) -> Option<i32> {
+        match self.outlet.state() {
+            Power::On { leader, .. } => Some(leader),
+            _ => None,
+        }
+    }
+
+    /// The node's power, for the PDU.
+    pub fn outlet(&self) -> Outlet {
+        self.outlet.clone()
+    }
+
+    /// The node's number in the lab's addresses (node2: 2).
+    fn number(&self) -> usize {
+        self.name.trim_start_matches("node").parse().unwrap_or(0)
+    }
+
+    /// Plugs or pulls the cable of `ifname`. A node without power keeps
+    /// its interfaces down; the plug counts from its next boot.
+    pub fn set_link(&self, ifname: &str, up: bool) {
+        {
+            let mut unplugged = self
+                .unplugged
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if up {
+                unplugged.remove(ifname);
+            } else {
+                unplugged.insert(ifname.to_string());
+            }
+        }
+        if !up {
+            crate::cmd::ip(&["-n", &self.ns, "link", "set", ifname, "down"]);
+        } else if self.outlet.state() != Power::Off {
+            crate::net::light(&self.ns, self.number(), ifname);
+        }
+    }
+
+    /// Binds `host` into the container at `inside` from the next boot on.
+    pub fn add_bind(&mut self, host: &Path, inside: &str) {
+        self.binds
+            .push(format!("--bind={}:{inside}", host.display()));
     }
 
     /// Boots the container and waits until systemd has finished starting
     /// (running, or degraded if some unit failed: the test looks at that).
     pub fn boot(&mut self) {
+        if let Err(e) = self.try_boot() {
+            panic!("{e}");
+        }
+    }
+
+    /// As `boot`, but a node that does not come up (or is powered off by
+    /// the PDU while booting) is an error, not a panic.
+    pub fn try_boot(&mut self) -> Result<(), String> {
+        // Powered off by the PDU: nspawn has exited (or is about to) and
+        // waits to be reaped.
+        if matches!(self.outlet.state(), Power::Dying { .. }) {
+            self.crash();
+        }
+        if self.outlet.state() == Power::Off {
+            self.reap(POWER_OFF_TIMEOUT);
+        }
         assert!(self.nspawn.is_none(), "{} is already booted", self.name);
+        let unplugged = self
+            .unplugged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for ifname in ["eth0", "eth1"] {
+            if !unplugged.contains(ifname) {
+                crate::net::light(&self.ns, self.number(), ifname);
+            }
+        }
         let console = fs::File::create(self.dir.join("console.log")).expect("console log");
         let mut cmd = Command::new("systemd-nspawn");
         cmd.arg("-D")
@@ -134,6 +318,7 @@ impl Node {
         for dev in &self.spare_loops {
             cmd.arg(format!("--bind={dev}"));
         }
+        cmd.args(&self.binds);
         cmd.stdin(Stdio::null())
             .stdout(console.try_clone().expect("log"))
             .stderr(console);
@@ -142,29 +327,49 @@ impl Node {
             .expect("systemd-nspawn (package systemd-container)");
         let nspawn = child.id();
         self.nspawn = Some(child);
-        let (leader, _) = wait_until(
-            BOOT_TIMEOUT,
-            &format!("{} to start its init", self.name),
-            || container_init(nspawn),
-        );
-        self.leader = Some(leader);
-        wait_until(
-            BOOT_TIMEOUT,
-            &format!("{} to finish booting", self.name),
-            || {
-                let out = self.exec(&["systemctl", "is-system-running"]);
-                let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                matches!(state.as_str(), "running" | "degraded").then_some(())
-            },
-        );
+        self.outlet.set(Power::Booting { nspawn });
+        let Some(leader) = poll_until(BOOT_TIMEOUT, || container_init(nspawn)) else {
+            self.crash();
+            return Err(format!(
+                "{} did not start its init within {BOOT_TIMEOUT:?}",
+                self.name
+            ));
+        };
+        {
+            let mut power = self.outlet.lock();
+            if *power != (Power::Booting { nspawn }) {
+                return Err(format!("{} was powered off while booting", self.name));
+            }
+            *power = Power::On { nspawn, leader };
+        }
+        let booted = poll_until(BOOT_TIMEOUT, || {
+            let out = self.try_exec(&["systemctl", "is-system-running"])?;
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            matches!(state.as_str(), "running" | "degraded").then_some(())
+        });
+        match booted {
+            Some(()) => Ok(()),
+            None if !self.is_running() => {
+                Err(format!("{} was powered off while booting", self.name))
+            }
+            None => Err(format!(
+                "{} did not finish booting within {BOOT_TIMEOUT:?}",
+                self.name
+            )),
+        }
     }
 
     /// Runs a command inside the node; returns its output whatever it says.
     pub fn exec(&self, args: &[&str]) -> Output {
-        let leader = self
-            .leader
-            .unwrap_or_else(|| panic!("{} is not running", self.name));
-        output(
+        self.try_exec(args)
+            .unwrap_or_else(|| panic!("{} is not running", self.name))
+    }
+
+    /// As `exec`, or None when the node is not running (it may have been
+    /// powered off by the PDU at any moment).
+    pub fn try_exec(&self, args: &[&str]) -> Option<Output> {
+        let leader = self.leader()?;
+        Some(output(
             enter(leader)
                 .args([
                     "env",
@@ -172,30 +377,47 @@ impl Node {
                     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 ])
                 .args(args),
-        )
+        ))
     }
 
     /// A crash: SIGKILL to the container's init takes every process of the
     /// node down at once, as pulling the power would.
     pub fn crash(&mut self) {
-        if let Some(leader) = self.leader.take() {
-            let _ = kill(Pid::from_raw(leader), Signal::SIGKILL);
+        if matches!(self.outlet.state(), Power::Booting { .. }) {
+            // Its init is not known: nspawn itself goes, and the
+            // container with it (its init is nspawn's child here).
+            if let Some(child) = self.nspawn.as_mut() {
+                let _ = child.kill();
+            }
+            self.outlet.set(Power::Off);
         }
-        self.reap(Duration::from_secs(10));
+        if !self.outlet.cut() {
+            // nspawn outlived its container's init: it goes by force.
+            self.reap(Duration::ZERO);
+            crate::net::dark(&self.ns);
+            self.outlet.set(Power::Off);
+        }
+        self.reap(POWER_OFF_TIMEOUT);
     }
 
     /// A clean shutdown: SIGTERM to nspawn halts the container. Returns
     /// whether it halted within `HALT_TIMEOUT`; if not, the node is
     /// crashed instead, so nothing of it outlives the lab.
     pub fn shutdown(&mut self) -> bool {
+        if self.outlet.state() != (Power::Off) && !self.is_running() {
+            // Booting or dying: nothing to halt cleanly.
+            self.crash();
+            return true;
+        }
         let Some(child) = self.nspawn.as_mut() else {
-            self.leader = None;
+            self.outlet.set(Power::Off);
             return true;
         };
         let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
         if wait_exit(child, HALT_TIMEOUT) {
             self.nspawn = None;
-            self.leader = None;
+            crate::net::dark(&self.ns);
+            self.outlet.set(Power::Off);
             return true;
         }
         // Killing nspawn alone would leave the container running (its init
@@ -246,6 +468,21 @@ impl Node {
             let _ = server.kill();
             let _ = server.wait();
         }
+    }
+}
+
+/// Polls `probe` every 20 ms until it returns Some, or None after
+/// `timeout`.
+fn poll_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
