@@ -89,9 +89,19 @@ fn every_schedule_keeps_every_invariant() {
     }
     eprintln!("{total:?}");
     println!("schedules: {seeds}, violations: {}", failures.len());
-    assert!(failures.is_empty(), "{} of {seeds} schedules broke an invariant", failures.len());
-    assert!(total.failovers > seeds / 2, "hardly any failover: {total:?}");
-    assert!(total.writes > seeds * 100, "the client hardly wrote: {total:?}");
+    assert!(
+        failures.is_empty(),
+        "{} of {seeds} schedules broke an invariant",
+        failures.len()
+    );
+    assert!(
+        total.failovers > seeds / 2,
+        "hardly any failover: {total:?}"
+    );
+    assert!(
+        total.writes > seeds * 100,
+        "the client hardly wrote: {total:?}"
+    );
 }
 
 /// The checker can fail: Heartbeat's behaviour (take over from a silent
@@ -129,5 +139,8 @@ fn sweep() {
             eprintln!("{f}\n");
         }
     }
-    eprintln!("{total:?}\nschedules: {seeds}, violations: {}", failures.len());
+    eprintln!(
+        "{total:?}\nschedules: {seeds}, violations: {}",
+        failures.len()
+    );
 }

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Lab, cluster_config, replica, wait_until, web};
+use crate::{Lab, replica, wait_until, web};
 
 pub struct Series {
     pub name: &'static str,
@@ -59,7 +59,7 @@ pub fn failover(lab: &mut Lab, runs: usize, classic_runs: usize) -> Vec<Series> 
 
 /// Both nodes on these timings, web running and its replica in sync.
 fn configure(lab: &Lab, timings: &str) {
-    let config = format!("{}{}", cluster_config(2), web::GROUP);
+    let config = lab.group_config(web::GROUP);
     let config = config.replacen(DUET, timings, 1);
     for n in ["node1", "node2"] {
         lab.node(n)
@@ -157,6 +157,7 @@ pub fn table(series: &[Series]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster_config;
 
     #[test]
     fn the_median_of_an_even_count_is_between_the_middle_two() {

@@ -205,6 +205,14 @@ impl Lab {
         self.pdu.as_ref().expect("pdu just started")
     }
 
+    /// The nodes' config with `group` (a `[[group]]` text), and fencing
+    /// through the PDU when the lab has one: a two-node cluster takes
+    /// nothing over from a crashed node without it.
+    pub fn group_config(&self, group: &str) -> String {
+        let fencing = if self.pdu.is_some() { pdu::FENCING } else { "" };
+        format!("{}{group}{fencing}", cluster_config(self.nodes.len()))
+    }
+
     /// The lab's PDU, if `with_pdu` gave it one.
     pub fn pdu(&self) -> Option<&pdu::Pdu> {
         self.pdu.as_ref()

@@ -51,7 +51,7 @@ pub fn start_with(lab: &Lab, group: &str) {
     lab.succeed("node1", "duetctl secondary r0");
     replica::wait(lab, "node2", "node2 UpToDate", replica::in_sync);
 
-    let config = format!("{}{}", crate::cluster_config(2), group);
+    let config = lab.group_config(group);
     for n in ["node1", "node2"] {
         lab.node(n)
             .write_file("/etc/duet/duet.toml", config.as_bytes(), 0o644);

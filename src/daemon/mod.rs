@@ -6,11 +6,11 @@ pub mod agents;
 mod events;
 mod fencing;
 pub mod groups;
-mod state_dir;
 mod links;
 pub mod ratelimit;
 pub mod replica;
 pub mod replicas;
+mod state_dir;
 pub mod view;
 
 use std::net::SocketAddr;

@@ -39,7 +39,9 @@ impl Oracle {
         self.primaries_apart[n] = true;
         let want = promised(w, n);
         // A Primary without a disk of its own serves its peer's.
-        let diskless = w.replica(n).is_some_and(|r| r.disk() == DiskState::Diskless);
+        let diskless = w
+            .replica(n)
+            .is_some_and(|r| r.disk() == DiskState::Diskless);
         let from = if diskless { 1 - n } else { n };
         let disk = &w.nodes[from].disk;
         let missing = (0..SIZE / SECTOR).find(|s| sector_id(disk, *s) < want[*s as usize]);
@@ -128,7 +130,8 @@ impl Oracle {
         if apart[0] && apart[1] && self.split_brains_seen == self.split_brains_checked {
             let sb = split_brains(w);
             if sb == self.split_brains_checked {
-                violation = Some("both nodes wrote apart and reconnected without a split brain".into());
+                violation =
+                    Some("both nodes wrote apart and reconnected without a split brain".into());
             }
         }
         self.split_brains_checked = self.split_brains_seen;

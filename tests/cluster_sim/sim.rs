@@ -366,7 +366,11 @@ impl Sim {
     }
 
     fn connect(&mut self, n: usize, discard: bool) {
-        if let Some(a) = self.w.nodes[n].r.as_mut().and_then(|r| r.connect(discard).ok()) {
+        if let Some(a) = self.w.nodes[n]
+            .r
+            .as_mut()
+            .and_then(|r| r.connect(discard).ok())
+        {
             self.w.apply(n, a);
         }
     }
@@ -520,7 +524,10 @@ impl Sim {
         };
         let t = ts(self.now - d.started);
         let due = d.m.next_wakeup() <= t
-            || d.p.as_ref().and_then(|p| p.next_wakeup()).is_some_and(|w| w <= t);
+            || d.p
+                .as_ref()
+                .and_then(|p| p.next_wakeup())
+                .is_some_and(|w| w <= t);
         if due {
             self.step_daemon(n, None);
         }
@@ -637,7 +644,9 @@ impl Sim {
     }
 
     fn role(&self, n: usize) -> Option<Role> {
-        (n < 2).then(|| self.w.replica(n).map(|r| r.role())).flatten()
+        (n < 2)
+            .then(|| self.w.replica(n).map(|r| r.role()))
+            .flatten()
     }
 
     /// The replica agent (src/daemon/agents/replica.rs).
@@ -652,10 +661,9 @@ impl Sim {
             return Some(Err("no replica r0 on this node".into()));
         }
         let t = self.w.t();
-        let peer_up = d
-            .m
-            .view(NodeId(1 - n as u16))
-            .is_some_and(|v| v.state.is_alive());
+        let peer_up =
+            d.m.view(NodeId(1 - n as u16))
+                .is_some_and(|v| v.state.is_alive());
         let connected = self
             .w
             .state(n)
@@ -741,7 +749,12 @@ impl Sim {
                 } else {
                     Err("the PDU does not answer".to_string())
                 };
-                p.fence_done(NodeId(f.target as u16), f.id, result, ts(self.now - d.started));
+                p.fence_done(
+                    NodeId(f.target as u16),
+                    f.id,
+                    result,
+                    ts(self.now - d.started),
+                );
             }
             self.nodes[n].daemon = Some(d);
             self.step_daemon(n, None);
@@ -809,16 +822,20 @@ impl Sim {
         }
         let total = self.nodes.len();
         for n in 0..2 {
-            let reach = 1 + (0..total)
-                .filter(|m| *m != n && self.nodes[*m].daemon.is_some() && self.net.talk(n, *m, self.now))
-                .count();
+            let reach = 1
+                + (0..total)
+                    .filter(|m| {
+                        *m != n && self.nodes[*m].daemon.is_some() && self.net.talk(n, *m, self.now)
+                    })
+                    .count();
             let minority = self.nodes[n].machine && reach * 2 <= total;
             if !minority {
                 self.nodes[n].minority_since = None;
                 continue;
             }
             let since = *self.nodes[n].minority_since.get_or_insert(self.now);
-            let holds = self.nodes[n].held.iter().any(|h| *h) || self.role(n) == Some(Role::Primary);
+            let holds =
+                self.nodes[n].held.iter().any(|h| *h) || self.role(n) == Some(Role::Primary);
             if holds && self.now - since > MINORITY_BOUND_MS {
                 self.violation(format!(
                     "node{} cut off from a majority for {} ms still holds {:?} (r0 {:?})",
@@ -837,8 +854,9 @@ impl Sim {
     fn faults(&mut self) {
         let due: Vec<End> = {
             let now = self.now;
-            let (due, later): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.ends).into_iter().partition(|(at, _)| *at <= now);
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ends)
+                .into_iter()
+                .partition(|(at, _)| *at <= now);
             self.ends = later;
             due.into_iter().map(|(_, e)| e).collect()
         };
@@ -877,7 +895,11 @@ impl Sim {
     fn standby(&mut self, n: usize, on: bool) {
         if let Some(p) = self.nodes[n].daemon.as_mut().and_then(|d| d.p.as_mut()) {
             p.set_standby(on);
-            self.note(format!("node{} {}", n + 1, if on { "standby" } else { "online" }));
+            self.note(format!(
+                "node{} {}",
+                n + 1,
+                if on { "standby" } else { "online" }
+            ));
             self.step_daemon(n, None);
         }
     }
@@ -931,18 +953,24 @@ impl Sim {
             64..=71 => {
                 let link = self.rng.below(LINKS as u64) as usize;
                 let delay = 20 + self.rng.below(150);
-                self.note(format!("link {link} delays up to {delay} ms for {lasting} ms"));
+                self.note(format!(
+                    "link {link} delays up to {delay} ms for {lasting} ms"
+                ));
                 self.net.set_delay(link, delay);
                 self.ends.push((until, End::Delay(link)));
             }
             72..=79 => {
                 let step = (1 + self.rng.below(120)) as i64 * 1_000_000;
                 let step = if self.rng.chance(50) { -step } else { step };
-                self.note(format!("node{}'s clock steps by {} s", n + 1, step / 1_000_000));
+                self.note(format!(
+                    "node{}'s clock steps by {} s",
+                    n + 1,
+                    step / 1_000_000
+                ));
                 self.nodes[n].wall_offset += step;
             }
             // One disk at a time, and only while the other holds every
-                // write: otherwise its failure loses data whatever duet does.
+            // write: otherwise its failure loses data whatever duet does.
             80..=87 if Oracle::synced(&self.w) => {
                 self.note(format!("node{} disk errors for {lasting} ms", data + 1));
                 self.w.failing_node = data;
@@ -1046,7 +1074,10 @@ impl Sim {
                 .and_then(|p| p.state(0))
                 .is_some_and(|s| matches!(s, State::Failed { .. } | State::Blocked { .. }));
             if failed {
-                self.note(format!("administrator: duetctl cleanup web on node{}", n + 1));
+                self.note(format!(
+                    "administrator: duetctl cleanup web on node{}",
+                    n + 1
+                ));
                 let t = self.now - self.nodes[n].daemon.as_ref().map_or(0, |d| d.started);
                 if let Some(mut d) = self.nodes[n].daemon.take() {
                     if let Some(mut p) = d.p.take() {
@@ -1080,8 +1111,11 @@ impl Sim {
     }
 
     fn resolve_split_brain(&mut self) {
-        let standalone =
-            (0..2).any(|n| self.w.state(n).is_some_and(|s| s.1 == Connection::StandAlone));
+        let standalone = (0..2).any(|n| {
+            self.w
+                .state(n)
+                .is_some_and(|s| s.1 == Connection::StandAlone)
+        });
         let split = self
             .w
             .events_seen
@@ -1092,7 +1126,11 @@ impl Sim {
             return;
         }
         self.split_brains_resolved = split;
-        let loser = if self.role(1) == Some(Role::Primary) { 0 } else { 1 };
+        let loser = if self.role(1) == Some(Role::Primary) {
+            0
+        } else {
+            1
+        };
         if self.role(loser) == Some(Role::Primary) {
             return;
         }

@@ -77,6 +77,8 @@ fn bench_failover(runs: usize, classic_runs: usize) -> ExitCode {
         "== failover benchmark: group web, the node running it crashed {runs} times with duet's timings, {classic_runs} with the classic ones"
     );
     let mut lab = Lab::new(2, &Binaries::beside_current_exe());
+    // The crashed node is fenced at the PDU before the takeover.
+    lab.with_pdu();
     lab.boot_all();
     let series = duet_lab::bench::failover(&mut lab, runs, classic_runs);
     drop(lab);
@@ -127,6 +129,10 @@ fn demo() -> ExitCode {
     let t = Instant::now();
     let mut lab = Lab::new(2, &Binaries::beside_current_exe());
     println!("   rootfs ready and nodes wired in {} ms", ms(t.elapsed()));
+    // A power switch the nodes fence each other with: without fencing (or
+    // a witness) a node never takes over from one that went silent.
+    lab.with_pdu();
+    println!("   a PDU for fencing: each node can cut the other's power");
     let t = Instant::now();
     lab.boot_all();
     println!(
@@ -194,7 +200,7 @@ fn demo() -> ExitCode {
     );
 
     println!("\n== The group web: r0 Primary, /mnt/shared, 198.51.100.10 on eth0, apache2");
-    let config = format!("{}{}", duet_lab::cluster_config(2), web::GROUP);
+    let config = lab.group_config(web::GROUP);
     for n in ["node1", "node2"] {
         lab.succeed(n, web::PREPARE_NODE);
         lab.node(n)
