@@ -164,8 +164,9 @@ impl Check {
     /// they must fit in one packet, or peers would drop every heartbeat.
     fn heartbeat_room(&mut self, c: &Cluster, nodes: &[Node], groups: &[Group], key: &KeyPath) {
         let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-        // With a witness, data nodes also say whom they see (record 3).
-        let seen = if nodes.iter().any(|n| n.witness) {
+        // With a witness or three nodes or more, nodes also say whom they
+        // see (record 3).
+        let seen = if nodes.iter().any(|n| n.witness) || nodes.len() >= 3 {
             13 + 2 * nodes.len()
         } else {
             0

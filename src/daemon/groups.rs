@@ -87,8 +87,8 @@ impl Groups {
         let up = (0..self.node_names.len())
             .map(|n| m.view(NodeId(n as u16)).is_some_and(|v| v.state.is_alive()))
             .collect();
-        self.host.peers.set_up(up);
         let decisions = self.policy.evaluate(m, now);
+        self.host.peers.set_up(up, self.policy.may_run());
         self.carry_out(decisions);
     }
 

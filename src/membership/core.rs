@@ -683,11 +683,14 @@ impl Membership {
         self.next_send = self.now;
     }
 
-    /// What this node adds to its heartbeats for quorum with a witness:
-    /// a data node the peers it sees alive, the witness its vote.
+    /// What this node adds to its heartbeats for quorum: a data node the
+    /// peers it sees alive (with a witness, or with three nodes or more,
+    /// where quorum needs the others to agree), the witness its vote.
     fn quorum_records(&mut self) -> QuorumRecords {
-        let Some(witness) = self.quorum.witness else {
-            return QuorumRecords::default();
+        let witness = match self.quorum.witness {
+            Some(w) => w,
+            None if self.members.len() >= 3 => NodeId(u16::MAX),
+            None => return QuorumRecords::default(),
         };
         if let Some(core) = &self.quorum.core {
             return QuorumRecords {
@@ -716,8 +719,9 @@ impl Membership {
     /// With a witness, on a data node: the votes of its partition plus the
     /// witness's while counted (src/membership/quorum.rs). On the witness:
     /// whether its vote is granted. Without a witness: a strict majority of
-    /// all configured votes, counting ourselves and every peer that is Up
-    /// or Late.
+    /// all configured votes among the nodes alive here, and with three
+    /// nodes or more only if each of them sees exactly those nodes alive
+    /// too (`quorum::agreed`).
     fn compute_quorate(&mut self) -> bool {
         if let Some(witness) = self.quorum.witness {
             if let Some(core) = &self.quorum.core {
@@ -751,6 +755,28 @@ impl Membership {
             self.quorum.vote_counted = counted;
             return quorate;
         }
+        if !self.majority_alive() {
+            return false;
+        }
+        if self.members.len() < 3 {
+            return true;
+        }
+        let reports: Vec<PeerReport<'_>> = self
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PeerReport {
+                node: NodeId(i as u16),
+                alive: i == usize::from(self.local.0) || p.state.is_alive(),
+                seen: p.seen.as_ref(),
+            })
+            .collect();
+        quorum::agreed(self.local, &reports)
+    }
+
+    /// A strict majority of all configured votes is alive here (this node
+    /// and every peer Up or Late), whether or not the others agree.
+    pub fn majority_alive(&self) -> bool {
         let total: u64 = self.members.iter().map(|m| u64::from(m.votes)).sum();
         let alive: u64 = self
             .members

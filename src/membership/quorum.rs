@@ -42,6 +42,31 @@ pub fn partition(local: NodeId, witness: NodeId, peers: &[PeerReport<'_>]) -> Ve
     p
 }
 
+/// Without a witness, three nodes or more: whether the nodes alive here
+/// agree on who is alive. Counting whoever one sees is not enough when the
+/// network does not cut cleanly: if node1 and node2 lose each other but
+/// both still see node3, each would have two of three votes and both
+/// would run the groups. Here a node counts its partition (itself and its
+/// live peers) only if every peer in it announced (record type 3) seeing
+/// exactly the same nodes; node3, seeing both, agrees with neither, and
+/// no one is quorate until the network heals or a side is declared dead.
+pub fn agreed(local: NodeId, reports: &[PeerReport<'_>]) -> bool {
+    let mine: Vec<NodeId> = reports.iter().filter(|r| r.alive).map(|r| r.node).collect();
+    reports
+        .iter()
+        .filter(|r| r.alive && r.node != local)
+        .all(|r| {
+            let Some(seen) = r.seen else {
+                return false;
+            };
+            let mut theirs: Vec<NodeId> = seen.alive.clone();
+            theirs.push(r.node);
+            theirs.sort_unstable();
+            theirs.dedup();
+            theirs == mine
+        })
+}
+
 /// A strict majority of all configured votes (the witness's among them):
 /// those of `partition`, plus the witness's while its vote is counted.
 pub fn quorate(votes: &[u32], witness: NodeId, partition: &[NodeId], vote_counted: bool) -> bool {
@@ -180,6 +205,30 @@ mod tests {
         assert_eq!(p(Some(&not_us), true), [NodeId(0)]);
         assert_eq!(p(None, true), [NodeId(0)]);
         assert_eq!(p(Some(&both), false), [NodeId(0)]);
+    }
+
+    #[test]
+    fn three_nodes_agree_on_who_is_alive_before_any_is_quorate() {
+        let r = |node: u16, alive: bool, seen: Option<&Seen>| PeerReport {
+            node: NodeId(node),
+            alive,
+            seen,
+        };
+        let (sees_0_2, sees_0_1, sees_0) = (seen(&[0, 2]), seen(&[0, 1]), seen(&[0]));
+        let me = r(0, true, None);
+        // Everyone sees everyone.
+        let all = [me, r(1, true, Some(&sees_0_2)), r(2, true, Some(&sees_0_1))];
+        assert!(agreed(NodeId(0), &all));
+        // node0 and node1 lost each other; node2 sees both: node0 sees
+        // {0, 2}, but node2 says {0, 1, 2}.
+        let torn = [me, r(1, false, None), r(2, true, Some(&sees_0_1))];
+        assert!(!agreed(NodeId(0), &torn));
+        // node1 is dead to both: they agree on {0, 2}.
+        let clean = [me, r(1, false, None), r(2, true, Some(&sees_0))];
+        assert!(agreed(NodeId(0), &clean));
+        // A peer not heard saying whom it sees does not agree yet.
+        let unheard = [me, r(1, false, None), r(2, true, None)];
+        assert!(!agreed(NodeId(0), &unheard));
     }
 
     #[test]

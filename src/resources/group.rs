@@ -190,6 +190,9 @@ pub struct GroupCore {
     announced: Option<(Phase, bool)>,
     /// The dead nodes this core asked to fence, while they stay unclean.
     fence_asked: Vec<NodeId>,
+    /// The last view placed the group here (with quorum): a restart in
+    /// place goes on only while it does.
+    placed_here: bool,
 }
 
 impl GroupCore {
@@ -207,6 +210,7 @@ impl GroupCore {
             stop_why: String::new(),
             announced: None,
             fence_asked: Vec::new(),
+            placed_here: false,
         }
     }
 
@@ -256,6 +260,7 @@ impl GroupCore {
         let mut out = Vec::new();
         let target = placement::target(&self.s.prefs, view, quorate);
         let me = self.s.me;
+        self.placed_here = target == Some(me);
         let others: Vec<&NodeView> = view.iter().filter(|v| v.id != me && v.alive).collect();
         let other_active = others.iter().any(|v| v.phase.holds());
         let better_claim = others
@@ -568,6 +573,12 @@ impl GroupCore {
                 why,
                 out,
             ),
+            // Quorum (or the placement) went while it stopped: what is
+            // still up below goes too, instead of the restart.
+            Then::Restart(_) if !self.placed_here => {
+                let why = format!("{why}; not restarted here");
+                self.stop_all(Then::Idle, &why, now, out)
+            }
             Then::Restart(i) => self.start_from(i, now, "restarting in place", out),
         }
     }

@@ -336,6 +336,32 @@ fn a_failed_check_restarts_in_place_from_that_resource_up() {
     assert_eq!(g.failures(), &[0, 1, 0]);
 }
 
+/// Found by the whole-cluster simulation: a check failed, the stops for
+/// the restart ran, and meanwhile the node lost quorum; the restart must
+/// not start anything then, and what is still up below goes too.
+#[test]
+fn a_restart_in_place_is_dropped_when_quorum_went_meanwhile() {
+    let mut g = probed(settings(A, 3));
+    let a = g.on_view(&[view(A)], true, ms(0));
+    succeed_all(&mut g, a, ms(0));
+    let a = g.on_tick(ms(5000));
+    let (_, id, _) = op(&a);
+    let a = g.on_done(id, Ok(()), ms(5001));
+    let (_, id, _) = op(&a);
+    let a = g.on_done(id, Err("inactive".into()), ms(5002));
+    let (kind, stop2, i) = op(&a);
+    assert_eq!((kind, i), ("stop", 2));
+    // Quorum goes while resource 2 stops: the core wants it all stopped.
+    let lost = g.on_view(&[view(A)], false, ms(5003));
+    assert!(lost.iter().all(|a| !matches!(a, Action::Start { .. })), "{lost:?}");
+    let a = g.on_done(stop2, Ok(()), ms(5004));
+    let ops = succeed_all(&mut g, a, ms(5005));
+    assert!(ops.iter().all(|(k, _)| *k == "stop"), "{ops:?}");
+    assert_eq!(ops, vec![("stop", 1), ("stop", 0)]);
+    assert_eq!(g.state(), &State::Stopped);
+    assert!(g.up().iter().all(|u| !u));
+}
+
 #[test]
 fn an_operation_past_its_timeout_fails_and_a_late_result_is_ignored() {
     let mut g = probed(settings(A, 1));

@@ -287,7 +287,7 @@ impl NodePolicy {
     }
 
     /// Whether this node, just without quorum, keeps what it runs a moment
-    /// longer. With a witness, when only the link between the data nodes
+    /// longer (never more than a deadtime; it starts nothing). With a witness, when only the link between the data nodes
     /// breaks, the node the vote stays with sees its peer dead a moment
     /// before the witness's vote narrows to it; stopping and starting
     /// everything for those milliseconds would be an outage of its own.
@@ -304,8 +304,11 @@ impl NodePolicy {
         let since = *self.quorum_lost_at.get_or_insert(now);
         let until = Timestamp(since.0 + self.r.hold_on);
         self.hold_on_until = (now < until).then_some(until);
+        // Without a witness, three nodes or more: the nodes alive here are
+        // a majority but do not agree yet on who is alive (a crash seen a
+        // heartbeat apart on each): held while they settle.
         let Some(w) = m.witness() else {
-            return false;
+            return self.r.node_names.len() >= 3 && m.majority_alive() && now < until;
         };
         let fresh = m
             .view(w)

@@ -26,6 +26,7 @@ use duet::config::Config;
 use duet::membership::auth::{Auth, AuthAlgorithm};
 use duet::membership::wire::Codec;
 use duet::membership::{Action, Input, Membership, Setup};
+use duet::daemon::agents::replica::{StartStep, start_step};
 use duet::replication::core::{Event, Protocol};
 use duet::replication::states::{Connection, DiskState, Role};
 use duet::resources::group::{OpId, State};
@@ -261,6 +262,8 @@ pub struct Sim {
     /// The administrator put these in standby (a diskless Primary).
     standing_by: [bool; 2],
     split_brains_resolved: usize,
+    /// The replicas' events already in the schedule.
+    events_noted: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -313,6 +316,7 @@ impl Sim {
             reboots: Vec::new(),
             standing_by: [false; 2],
             split_brains_resolved: 0,
+            events_noted: 0,
         };
         sim.initial_sync();
         for i in 0..n {
@@ -425,7 +429,12 @@ impl Sim {
         };
         self.send(n, actions);
         if let Some(mut p) = d.p.take() {
+            let could = p.may_run();
             let decisions = p.evaluate(&d.m, t);
+            if p.may_run() != could {
+                let q = if p.may_run() { "may run groups" } else { "may not run groups" };
+                self.note(format!("node{} {q}", n + 1));
+            }
             self.decide(n, &mut d, &p, decisions);
             let actions = d.m.handle(Input::LocalState(p.announcement()), t);
             self.send(n, actions);
@@ -458,6 +467,9 @@ impl Sim {
                             n + 1,
                             NAMES[index]
                         ));
+                    }
+                    if kind != OpKind::Monitor {
+                        self.note(format!("node{}: {kind:?} {}", n + 1, NAMES[index]));
                     }
                     let took = 5 + self.rng.below(if index == MOUNT { 200 } else { 60 });
                     d.ops.push(OpRun {
@@ -670,9 +682,12 @@ impl Sim {
             .is_some_and(|s| s.1 == Connection::Connected);
         match kind {
             OpKind::Start => {
-                if peer_up && !connected {
-                    return (self.now >= deadline)
-                        .then(|| Err("not connected to a live peer".to_string()));
+                let may_run = d.p.as_ref().is_some_and(|p| p.may_run());
+                let peer = peer_up.then_some("node2");
+                match start_step("r0", connected, peer, may_run, self.now >= deadline) {
+                    StartStep::Wait => return None,
+                    StartStep::Refuse(why) => return Some(Err(why)),
+                    StartStep::Promote => {}
                 }
                 let wall = self.wall_us(n);
                 let r = self.w.nodes[n].r.as_mut()?;
@@ -787,6 +802,13 @@ impl Sim {
                 self.violation(format!("the {name} is up on node1 and node2"));
             }
         }
+        while self.events_noted < self.w.events_seen.len() {
+            let (n, e) = self.w.events_seen[self.events_noted].clone();
+            self.events_noted += 1;
+            if !matches!(e, Event::SyncStarted { .. } | Event::SyncFinished { .. }) {
+                self.note(format!("node{} r0: {e:?}", n + 1));
+            }
+        }
         if let Some(v) = self.oracle.track(&mut self.w) {
             self.violation(v);
         }
@@ -863,7 +885,16 @@ impl Sim {
         for e in due {
             self.end(e);
         }
-        if self.now >= self.next_fault && self.now < CHAOS_MS {
+        let failing = self.w.error_rate > 0
+            || (0..2).any(|n| self.w.state(n).is_some_and(|s| s.3 == DiskState::Diskless));
+        if failing && self.now % 100 == 0 {
+            self.repair_disks();
+        }
+        // A failed disk leaves one copy: no other fault until it is
+        // replaced and resynced (two at once would lose data whatever duet
+        // did).
+        let degraded = failing || self.standing_by.iter().any(|s| *s);
+        if self.now >= self.next_fault && self.now < CHAOS_MS && !degraded {
             self.stats.faults += 1;
             self.fault();
             self.next_fault = self.now + 800 + self.rng.below(3_000);
@@ -887,7 +918,10 @@ impl Sim {
             }
             End::Loss(l) => self.net.lose(l, 0, 0),
             End::Delay(l) => self.net.set_delay(l, 5),
-            End::DiskErrors => self.w.error_rate = 0,
+            End::DiskErrors => {
+                self.note("disk errors end; the administrator replaces the disk".into());
+                self.w.error_rate = 0;
+            }
             End::Standby(n) => self.standby(n, false),
         }
     }
@@ -1088,6 +1122,15 @@ impl Sim {
                     self.nodes[n].daemon = Some(d);
                 }
             }
+        }
+        self.repair_disks();
+        self.resolve_split_brain();
+    }
+
+    /// A disk that failed is replaced: its Primary is moved off (standby)
+    /// and, once Secondary, the disk attached again; it resyncs.
+    fn repair_disks(&mut self) {
+        for n in 0..2 {
             let detached = self.w.state(n).is_some_and(|s| s.3 == DiskState::Diskless);
             // A Primary serving through its peer: moved off first.
             if detached && self.role(n) == Some(Role::Primary) && !self.standing_by[n] {
@@ -1107,7 +1150,6 @@ impl Sim {
                 }
             }
         }
-        self.resolve_split_brain();
     }
 
     fn resolve_split_brain(&mut self) {

@@ -25,6 +25,8 @@ const POLL: Duration = Duration::from_millis(100);
 #[derive(Clone, Default)]
 pub struct Peers {
     up: Arc<Mutex<Vec<bool>>>,
+    /// Whether this node may run groups (the policy's last look).
+    may_run: Arc<Mutex<bool>>,
     /// Replica name -> (peer id, peer name).
     peer_of: Arc<HashMap<String, (NodeId, String)>>,
 }
@@ -47,13 +49,20 @@ impl Peers {
             .collect();
         Peers {
             up: Arc::default(),
+            may_run: Arc::default(),
             peer_of: Arc::new(peer_of),
         }
     }
 
-    /// Who is up now, by node id (from the membership).
-    pub fn set_up(&self, up: Vec<bool>) {
+    /// Who is up now, by node id (from the membership), and whether this
+    /// node may run groups.
+    pub fn set_up(&self, up: Vec<bool>, may_run: bool) {
         *self.up.lock().unwrap_or_else(PoisonError::into_inner) = up;
+        *self.may_run.lock().unwrap_or_else(PoisonError::into_inner) = may_run;
+    }
+
+    fn may_run(&self) -> bool {
+        *self.may_run.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The replica's peer, if the membership sees it up.
@@ -91,9 +100,42 @@ pub async fn run(
     .map_err(|e| format!("replica {e}"))?
 }
 
-/// Returns once the replica is connected to its peer or the peer is not
-/// up (a failover: the survivor promotes its copy); refuses if a live
-/// peer stays unconnected past `limit`.
+/// What a replica's start does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartStep {
+    Promote,
+    Wait,
+    Refuse(String),
+}
+
+/// Whether a replica's start may promote now: connected to its peer (the
+/// replicas settle who is Primary between them), or the peer is not up (a
+/// failover: the survivor promotes its copy) while this node may still
+/// run groups. A start that waited for the link may find quorum lost
+/// meanwhile: promoting then would race the side that has it. Pure, so
+/// the whole-cluster simulation takes the same steps.
+pub fn start_step(
+    name: &str,
+    connected: bool,
+    live_peer: Option<&str>,
+    may_run: bool,
+    timed_out: bool,
+) -> StartStep {
+    match live_peer {
+        _ if connected => StartStep::Promote,
+        None if may_run => StartStep::Promote,
+        None => StartStep::Refuse(format!(
+            "replica {name}: quorum lost while the start waited; not promoting"
+        )),
+        Some(peer) if timed_out => StartStep::Refuse(format!(
+            "replica {name} is not connected to {peer}, which is up: promoting it now could fork the data \
+             (check the replication link, or `duetctl connect {name}`)"
+        )),
+        Some(_) => StartStep::Wait,
+    }
+}
+
+/// Returns once the replica may be promoted (`start_step`), or refuses.
 fn wait_for_link(r: &Replicas, peers: &Peers, name: &str, limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     loop {
@@ -101,19 +143,13 @@ fn wait_for_link(r: &Replicas, peers: &Peers, name: &str, limit: Duration) -> Re
             .status()
             .iter()
             .any(|s| s.name == name && s.connection == "connected");
-        let Some(peer) = peers.live_peer(name) else {
-            return Ok(());
-        };
-        if connected {
-            return Ok(());
+        let peer = peers.live_peer(name);
+        let timed_out = Instant::now() >= deadline;
+        match start_step(name, connected, peer.as_deref(), peers.may_run(), timed_out) {
+            StartStep::Promote => return Ok(()),
+            StartStep::Refuse(why) => return Err(why),
+            StartStep::Wait => std::thread::sleep(POLL),
         }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "replica {name} is not connected to {peer}, which is up: promoting it now could fork the data \
-                 (check the replication link, or `duetctl connect {name}`)"
-            ));
-        }
-        std::thread::sleep(POLL);
     }
 }
 
@@ -140,4 +176,24 @@ fn monitor(replicas: &Replicas, name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{StartStep, start_step};
+
+    #[test]
+    fn a_start_promotes_connected_or_over_a_dead_peer_with_quorum_only() {
+        assert_eq!(start_step("r0", true, Some("node2"), false, false), StartStep::Promote);
+        assert_eq!(start_step("r0", false, None, true, false), StartStep::Promote);
+        assert_eq!(start_step("r0", false, Some("node2"), true, false), StartStep::Wait);
+        let StartStep::Refuse(why) = start_step("r0", false, None, false, false) else {
+            panic!("promoted without quorum");
+        };
+        assert!(why.contains("quorum lost"), "{why}");
+        let StartStep::Refuse(why) = start_step("r0", false, Some("node2"), true, true) else {
+            panic!("promoted while disconnected from a live peer");
+        };
+        assert!(why.contains("node2, which is up"), "{why}");
+    }
 }
