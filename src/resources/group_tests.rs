@@ -353,7 +353,10 @@ fn a_restart_in_place_is_dropped_when_quorum_went_meanwhile() {
     assert_eq!((kind, i), ("stop", 2));
     // Quorum goes while resource 2 stops: the core wants it all stopped.
     let lost = g.on_view(&[view(A)], false, ms(5003));
-    assert!(lost.iter().all(|a| !matches!(a, Action::Start { .. })), "{lost:?}");
+    assert!(
+        lost.iter().all(|a| !matches!(a, Action::Start { .. })),
+        "{lost:?}"
+    );
     let a = g.on_done(stop2, Ok(()), ms(5004));
     let ops = succeed_all(&mut g, a, ms(5005));
     assert!(ops.iter().all(|(k, _)| *k == "stop"), "{ops:?}");

@@ -23,10 +23,10 @@
 use std::path::Path;
 
 use duet::config::Config;
+use duet::daemon::agents::replica::{StartStep, start_step};
 use duet::membership::auth::{Auth, AuthAlgorithm};
 use duet::membership::wire::Codec;
 use duet::membership::{Action, Input, Membership, Setup};
-use duet::daemon::agents::replica::{StartStep, start_step};
 use duet::replication::core::{Event, Protocol};
 use duet::replication::states::{Connection, DiskState, Role};
 use duet::resources::group::{OpId, State};
@@ -264,6 +264,8 @@ pub struct Sim {
     split_brains_resolved: usize,
     /// The replicas' events already in the schedule.
     events_noted: usize,
+    /// The users stopped writing (at the end, to compare the disks).
+    quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -317,6 +319,7 @@ impl Sim {
             standing_by: [false; 2],
             split_brains_resolved: 0,
             events_noted: 0,
+            quiet: false,
         };
         sim.initial_sync();
         for i in 0..n {
@@ -432,7 +435,11 @@ impl Sim {
             let could = p.may_run();
             let decisions = p.evaluate(&d.m, t);
             if p.may_run() != could {
-                let q = if p.may_run() { "may run groups" } else { "may not run groups" };
+                let q = if p.may_run() {
+                    "may run groups"
+                } else {
+                    "may not run groups"
+                };
                 self.note(format!("node{} {q}", n + 1));
             }
             self.decide(n, &mut d, &p, decisions);
@@ -780,7 +787,8 @@ impl Sim {
     /// Primary whose daemon runs (the device is its NBD export).
     fn client(&mut self) {
         for n in 0..2 {
-            let serving = self.nodes[n].daemon.is_some()
+            let serving = !self.quiet
+                && self.nodes[n].daemon.is_some()
                 && self.nodes[n].held[MOUNT]
                 && self.role(n) == Some(Role::Primary);
             if serving && self.w.client_load(n) < 4 && self.rng.chance(30) {
@@ -1053,7 +1061,11 @@ impl Sim {
             }
             if self.settled() {
                 let since = *settled_since.get_or_insert(self.now);
-                if self.now - since > 2_000 {
+                // The users stop writing: the disks are compared at rest.
+                if self.now - since > 1_000 {
+                    self.quiet = true;
+                }
+                if self.quiet && self.w.outstanding.is_empty() && self.now - since > 2_000 {
                     return self.finish();
                 }
             } else {
@@ -1142,7 +1154,8 @@ impl Sim {
                 self.standing_by[n] = false;
                 self.standby(n, false);
             }
-            if detached && self.role(n) == Some(Role::Secondary) {
+            // The new disk goes in once the old one stopped failing.
+            if detached && self.role(n) == Some(Role::Secondary) && self.w.error_rate == 0 {
                 self.note(format!("administrator: duetctl attach r0 on node{}", n + 1));
                 let a = world::attached(&self.w.nodes[n].meta);
                 if let Some(actions) = self.w.nodes[n].r.as_mut().and_then(|r| r.attach(a).ok()) {

@@ -184,9 +184,18 @@ mod tests {
 
     #[test]
     fn a_start_promotes_connected_or_over_a_dead_peer_with_quorum_only() {
-        assert_eq!(start_step("r0", true, Some("node2"), false, false), StartStep::Promote);
-        assert_eq!(start_step("r0", false, None, true, false), StartStep::Promote);
-        assert_eq!(start_step("r0", false, Some("node2"), true, false), StartStep::Wait);
+        assert_eq!(
+            start_step("r0", true, Some("node2"), false, false),
+            StartStep::Promote
+        );
+        assert_eq!(
+            start_step("r0", false, None, true, false),
+            StartStep::Promote
+        );
+        assert_eq!(
+            start_step("r0", false, Some("node2"), true, false),
+            StartStep::Wait
+        );
         let StartStep::Refuse(why) = start_step("r0", false, None, false, false) else {
             panic!("promoted without quorum");
         };
