@@ -46,8 +46,8 @@ use std::time::Duration;
 use duet::replication::activity_log::Extent;
 use duet::replication::bitmap::DirtyBitmap;
 use duet::replication::core::{
-    AckKind, Action, Attached, Buf, Event, Input, MetaWrite, Msg, Protocol, Replica, ReqId,
-    Settings,
+    AckKind, Action, Attached, Buf, Event, Fencing, Input, MetaWrite, Msg, Protocol, Replica,
+    ReqId, Settings,
 };
 use duet::replication::generation::Generations;
 use duet::replication::split_brain::Policies;
@@ -266,6 +266,7 @@ pub fn settings(local: u16, protocol: Protocol) -> Settings {
         local_name: format!("node{}", local + 1),
         peer_name: format!("node{}", 2 - local),
         protocol,
+        fencing: Fencing::ResourceOnly,
         policies: Policies::default(),
         detach_on_error: true,
         size: SIZE,
