@@ -14,7 +14,14 @@
 //!   activity log and the bitmaps covered every block a cut left different;
 //! - when both nodes wrote while apart, the reunion reports a split brain
 //!   (never a silent sync over one side's writes), and a split brain where
-//!   only one node was ever primary is a false alarm, also a failure.
+//!   only one node was ever primary is a false alarm, also a failure;
+//! - fencing (world.rs, the membership): a Primary apart answers no write
+//!   while its peer is Secondary, apart and UpToDate, unless the
+//!   membership declared the peer dead (or it refused); a disk the relay
+//!   outdated is never promoted without force until it is whole again.
+//!   Heartbeats flow while the replication link is cut, except with
+//!   partitions, where a cut is a full partition (else the peer would be
+//!   outdated, and no split brain could happen).
 
 mod replication_sim {
     pub mod world;
@@ -58,6 +65,8 @@ struct Seen {
     split_brains: usize,
     disk_failures: u64,
     power_cuts: u64,
+    /// Writes answered apart once the peer was outdated or declared dead.
+    fenced_answers: u64,
 }
 
 struct Script {
@@ -101,12 +110,19 @@ impl Script {
     fn promote_as(&mut self, n: usize, force: bool, switchover: bool) -> bool {
         let t = self.w.t();
         let wall = self.w.now + 1;
+        let outdated = self.w.outdated_by_relay[n];
         let Some(r) = self.w.nodes[n].r.as_mut() else {
             return false;
         };
         match r.primary(force, wall, t) {
             Ok(a) => {
                 trace(&self.w, format!("promote node{n} force {force}"));
+                if outdated && !force {
+                    self.w.violations.push(format!(
+                        "node{} promoted without force though its peer had it outdated",
+                        n + 1
+                    ));
+                }
                 self.w.apply(n, a);
                 self.promotions += 1;
                 self.check_promoted(n, switchover);
@@ -292,6 +308,7 @@ impl Script {
         if self.link_back_at.is_some_and(|t| t <= now) {
             self.link_back_at = None;
             self.w.link_ok = true;
+            self.w.membership_ok = true;
         }
         let roll = self.w.rng.below(1000);
         match roll {
@@ -319,6 +336,7 @@ impl Script {
             10..=19 if self.link_back_at.is_none() => {
                 trace(&self.w, "cut".into());
                 self.w.link_ok = false;
+                self.w.membership_ok = !self.partitions;
                 self.w.cut();
                 self.link_back_at = Some(now + 20_000 + self.w.rng.below(600_000));
             }
@@ -348,6 +366,14 @@ impl Script {
             // The peer's writes it received are on its disk first (what
             // protocol B's promise is about).
             let draining = self.w.replica(n).is_some_and(|r| r.counters().unacked > 0);
+            if disk == DiskState::Outdated && !self.up(1 - n) {
+                // Its peer is gone: a group, or an administrator, may try
+                // the survivor. It must refuse (`promote_as` checks).
+                if self.promote(n, false) {
+                    return;
+                }
+                continue;
+            }
             if disk != DiskState::UpToDate || draining {
                 continue;
             }
@@ -365,6 +391,7 @@ impl Script {
 
     fn heal(&mut self) -> Result<(), String> {
         self.w.link_ok = true;
+        self.w.membership_ok = true;
         self.link_back_at = None;
         let deadline = self.w.now + HEAL_DEADLINE_US;
         let mut quiet_since = None;
@@ -621,6 +648,7 @@ fn run(seed: u64, protocol: Protocol, faults: Faults) -> Result<Seen, String> {
         split_brains: s.split_brains_seen,
         disk_failures: s.w.disk_failures,
         power_cuts: s.w.power_cuts,
+        fenced_answers: s.w.fenced_answers,
     })
 }
 
@@ -637,6 +665,7 @@ fn campaign(protocol: Protocol, faults: Faults, seeds: u64, stride: u64) -> Seen
                 total.split_brains += seen.split_brains;
                 total.disk_failures += seen.disk_failures;
                 total.power_cuts += seen.power_cuts;
+                total.fenced_answers += seen.fenced_answers;
             }
             Err(e) => failures.push(format!("seed {seed}: {e}")),
         }
@@ -656,6 +685,10 @@ fn campaign(protocol: Protocol, faults: Faults, seeds: u64, stride: u64) -> Seen
     if faults.partitions {
         assert!(total.split_brains > 0, "no split brain was ever provoked");
     }
+    assert!(
+        total.fenced_answers > 0,
+        "no write was ever answered through fencing"
+    );
     total
 }
 

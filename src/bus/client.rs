@@ -170,6 +170,8 @@ fn replica_status(props: &Props) -> Result<ReplicaStatus, ClientError> {
         replication: prop(props, "Replication")?,
         disk: prop(props, "Disk")?,
         peer_disk: prop(props, "PeerDisk")?,
+        // An older daemon has none: no fencing to show.
+        fencing: prop(props, "Fencing").unwrap_or_default(),
         out_of_sync_bytes: prop(props, "OutOfSync")?,
         sync_progress: syncing.then_some(progress),
         sync_speed: (speed > 0).then_some(speed),

@@ -275,6 +275,7 @@ impl ReplicaObject {
             replication => replication_changed,
             disk => disk_changed,
             peer_disk => peer_disk_changed,
+            fencing => fencing_changed,
             out_of_sync_bytes => out_of_sync_changed,
             sync_progress => sync_progress_changed,
             sync_speed => sync_speed_changed,
@@ -452,10 +453,19 @@ impl ReplicaObject {
         self.with(|r| r.disk.clone(), String::new())
     }
 
-    /// The peer's disk as it last said; "dunknown" while not connected.
+    /// The peer's disk as it last said; "dunknown" while not connected,
+    /// "outdated" once it confirmed so through the membership.
     #[zbus(property)]
     fn peer_disk(&self) -> String {
         self.with(|r| r.peer_disk.clone(), String::new())
+    }
+
+    /// Fencing of the peer while apart: "" (none), "fencing" (writes are
+    /// held until the peer is outdated or declared dead), "peer-outdated",
+    /// "peer-unreachable" or "peer-refused" (writes went on without it).
+    #[zbus(property)]
+    fn fencing(&self) -> String {
+        self.with(|r| r.fencing.clone(), String::new())
     }
 
     /// Bytes to resync.

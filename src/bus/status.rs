@@ -99,8 +99,15 @@ pub struct ReplicaStatus {
     /// This node's disk state: "uptodate", "inconsistent", "outdated",
     /// "diskless", ...
     pub disk: String,
-    /// The peer's disk as it reported it ("dunknown" while not connected).
+    /// The peer's disk as it reported it ("dunknown" while not connected;
+    /// "outdated" once it confirmed so through the membership).
     pub peer_disk: String,
+    /// This node's fencing of its peer (docs/replication.md, "Fencing the
+    /// peer"): "" (none), "fencing" (writes are held until the peer is
+    /// outdated or declared dead), "peer-outdated", "peer-unreachable" or
+    /// "peer-refused" (writes went on without the peer's confirmation).
+    #[serde(default)]
+    pub fencing: String,
     /// Bytes marked out of sync (to be resynced).
     pub out_of_sync_bytes: u64,
     /// Fraction done while a sync or verify runs.

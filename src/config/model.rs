@@ -223,6 +223,9 @@ pub struct Replica {
     pub protocol: Protocol,
     pub meta_disk: MetaDisk,
     pub on_io_error: OnIoError,
+    /// What a Primary that loses its peer does before it answers new
+    /// writes (docs/replication.md, "Fencing the peer").
+    pub fencing: ReplicaFencing,
     /// The replication link's shared key; the cluster's unless set.
     /// Resolved against the config file's folder when relative.
     pub key_file: PathBuf,
@@ -371,6 +374,37 @@ impl OnIoError {
 }
 
 impl fmt::Display for OnIoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Replication-level fencing, DRBD's `fencing` disk option.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReplicaFencing {
+    /// A Primary that loses its peer has it marked Outdated through the
+    /// membership before it answers new writes (or learns that the peer
+    /// is dead).
+    #[default]
+    ResourceOnly,
+    /// Nothing: writes go on at once, and the peer's copy stays
+    /// promotable though it lacks them.
+    None,
+}
+
+impl ReplicaFencing {
+    pub const ALL: [ReplicaFencing; 2] = [ReplicaFencing::ResourceOnly, ReplicaFencing::None];
+
+    /// As written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplicaFencing::ResourceOnly => "resource-only",
+            ReplicaFencing::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for ReplicaFencing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }

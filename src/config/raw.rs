@@ -115,6 +115,7 @@ pub struct RawReplica {
     pub protocol: Option<String>,
     pub meta_disk: Option<RawMetaDisk>,
     pub on_io_error: Option<String>,
+    pub fencing: Option<String>,
     pub key_file: Option<String>,
     pub verify_alg: Option<String>,
     pub after_sb_0pri: Option<String>,

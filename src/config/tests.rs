@@ -636,6 +636,7 @@ fn a_replica_gets_its_defaults_and_disks_per_node() {
     assert_eq!(r.protocol, Protocol::C);
     assert_eq!(r.meta_disk, MetaDisk::Internal);
     assert_eq!(r.on_io_error, OnIoError::Detach);
+    assert_eq!(r.fencing, ReplicaFencing::ResourceOnly);
     assert_eq!(r.key_file, Path::new("/etc/duet/duet.key"));
     assert_eq!(r.key_file, config.cluster.key_file);
     assert_eq!(r.verify_alg, VerifyAlg::Crc32c);
@@ -1044,6 +1045,7 @@ fn every_spelling_of_every_choice_is_read() {
     let protocol: Read = |r| r.protocol.to_string();
     let on_io_error: Read = |r| r.on_io_error.to_string();
     let verify_alg: Read = |r| r.verify_alg.to_string();
+    let fencing: Read = |r| r.fencing.to_string();
     let sb0: Read = |r| format!("{:?}", r.policies.after_sb_0pri);
     let sb1: Read = |r| format!("{:?}", r.policies.after_sb_1pri);
     let sb2: Read = |r| format!("{:?}", r.policies.after_sb_2pri);
@@ -1052,7 +1054,7 @@ fn every_spelling_of_every_choice_is_read() {
             .map_or("internal".into(), |p| p.display().to_string())
     };
     // (line added to the replica, what the model shows)
-    let cases: [(&str, Read, &str); 24] = [
+    let cases: [(&str, Read, &str); 26] = [
         ("protocol = \"A\"", protocol, "A"),
         ("protocol = \"B\"", protocol, "B"),
         ("protocol = \"C\"", protocol, "C"),
@@ -1067,6 +1069,8 @@ fn every_spelling_of_every_choice_is_read() {
         ("on-io-error = \"pass-on\"", on_io_error, "pass-on"),
         ("verify-alg = \"crc32c\"", verify_alg, "crc32c"),
         ("verify-alg = \"sha256\"", verify_alg, "sha256"),
+        ("fencing = \"resource-only\"", fencing, "resource-only"),
+        ("fencing = \"none\"", fencing, "none"),
         ("after-sb-0pri = \"disconnect\"", sb0, "Disconnect"),
         (
             "after-sb-0pri = \"discard-younger-primary\"",
@@ -1229,6 +1233,14 @@ fn each_bad_replication_setting_is_placed_at_its_line_and_key() {
             "replica[0].on-io-error",
             "\"panic\" is not an on-io-error policy",
             "\"detach\" or \"pass-on\" (default \"detach\")",
+        ),
+        (
+            "unknown fencing: DRBD's resource-and-stonith is not one",
+            add("fencing = \"resource-and-stonith\""),
+            "fencing = ",
+            "replica[0].fencing",
+            "\"resource-and-stonith\" is not a fencing policy",
+            "\"resource-only\" or \"none\" (default \"resource-only\")",
         ),
         (
             "empty key-file",
@@ -3052,7 +3064,40 @@ fn groups_that_would_not_fit_in_a_heartbeat_are_refused() {
         Err(e) => e.to_string(),
     };
     assert!(
-        errors.contains("40 groups do not fit in a heartbeat"),
+        errors.contains("40 groups and 0 replicas do not fit in a heartbeat"),
+        "{errors}"
+    );
+}
+
+/// Each replica's fencing notes (record 5) ride in every heartbeat too:
+/// groups that fit alone may not fit beside many replicas.
+#[test]
+fn replicas_count_toward_the_heartbeat_room_with_the_groups() {
+    let group = |i: usize| {
+        format!(
+            "\n[[group]]\nname = \"{i:02}{}\"\npreferred = \"node1\"\n\n[[group.resource]]\nunit = \"u{i}.service\"\n",
+            "g".repeat(30)
+        )
+    };
+    let replica = |i: usize| {
+        format!(
+            "\n[[replica]]\nname = \"{i:02}{}\"\ndisk = {{ node1 = \"/dev/sd{i}\", node2 = \"/dev/sd{i}\" }}\n\
+             address = {{ node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }}\n",
+            "r".repeat(30)
+        )
+    };
+    let groups: String = (0..8).map(group).collect();
+    let two: String = (0..2).map(replica).collect();
+    let text = format!("{BASE}{groups}{two}");
+    parse(&text, path()).unwrap_or_else(|e| panic!("eight groups and two replicas fit: {e}"));
+    let twelve: String = (0..12).map(replica).collect();
+    let text = format!("{BASE}{groups}{twelve}");
+    let errors = match parse(&text, path()) {
+        Ok(_) => panic!("twelve replicas of 32-byte names beside the groups cannot fit"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        errors.contains("8 groups and 12 replicas do not fit in a heartbeat"),
         "{errors}"
     );
 }

@@ -84,7 +84,7 @@ pub fn validate(raw: RawConfig, path: &Path, ocf_root: &Path) -> Result<Validate
         .map_or(Timings::default().deadtime, |t| t.deadtime);
     let self_fence = check.self_fence(raw.self_fence, deadtime, &root.key("self-fence"));
     if let Some(c) = &cluster {
-        check.heartbeat_room(c, &nodes, &groups, &root.key("group"));
+        check.heartbeat_room(c, &nodes, &groups, &replicas, &root.key("group"));
         check.takeover_means(c, &nodes, &groups, fencing.is_some(), &root.key("cluster"));
     }
     match (cluster, timings, ping) {
@@ -160,10 +160,24 @@ impl Check {
         self.warnings.push(issue);
     }
 
-    /// Every node announces each group's state and wish in its heartbeats:
-    /// they must fit in one packet, or peers would drop every heartbeat.
-    fn heartbeat_room(&mut self, c: &Cluster, nodes: &[Node], groups: &[Group], key: &KeyPath) {
+    /// Every node announces each group's state and wish in its heartbeats,
+    /// and each replica's fencing notes (record 5): they must fit in one
+    /// packet, or peers would drop every heartbeat.
+    fn heartbeat_room(
+        &mut self,
+        c: &Cluster,
+        nodes: &[Node],
+        groups: &[Group],
+        replicas: &[Replica],
+        key: &KeyPath,
+    ) {
         let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        let replica_names: Vec<&str> = replicas.iter().map(|r| r.name.as_str()).collect();
+        let fences = if replicas.is_empty() {
+            0
+        } else {
+            crate::membership::fence_records::worst_case_len(&replica_names)
+        };
         // With a witness or three nodes or more, nodes also say whom they
         // see (record 3).
         let seen = if nodes.iter().any(|n| n.witness) || nodes.len() >= 3 {
@@ -171,20 +185,23 @@ impl Check {
         } else {
             0
         };
-        let ext = crate::membership::node_state::worst_case_len(&names) + seen;
+        let ext = crate::membership::node_state::worst_case_len(&names) + seen + fences;
         let node = nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
         let len = crate::membership::wire::heartbeat_len(c.name.len(), node, ext, c.auth.tag_len());
-        if groups.is_empty() || len <= crate::membership::wire::MAX_PACKET {
+        if (groups.is_empty() && replicas.is_empty()) || len <= crate::membership::wire::MAX_PACKET
+        {
             return;
         }
         self.error(
             key.clone(),
             format!(
-                "{} groups do not fit in a heartbeat ({len} bytes, at most {})",
+                "{} groups and {} replicas do not fit in a heartbeat ({len} bytes, at most {})",
                 groups.len(),
+                replicas.len(),
                 crate::membership::wire::MAX_PACKET
             ),
-            "fewer groups or shorter group names (each group takes 2 × its name length + 19 bytes)",
+            "fewer groups or replicas, or shorter names (each group takes 2 × its name length + 19 bytes, \
+             each replica 2 × its name length + 20)",
         );
     }
 
@@ -796,6 +813,7 @@ impl Check {
             let Replication {
                 protocol,
                 on_io_error,
+                fencing,
                 key_file,
                 verify_alg,
                 policies,
@@ -814,6 +832,7 @@ impl Check {
                 protocol,
                 meta_disk,
                 on_io_error,
+                fencing,
                 key_file,
                 verify_alg,
                 policies,

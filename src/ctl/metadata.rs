@@ -4,7 +4,9 @@
 use crate::config;
 use crate::ctl::cli::LocalDisk;
 use crate::replication::md_io::{self, Backing};
-use crate::replication::metadata::{FLAG_CONSISTENT, FLAG_PEER_OUTDATED, FLAG_PRIMARY, Superblock};
+use crate::replication::metadata::{
+    FLAG_CONSISTENT, FLAG_OUTDATED, FLAG_PEER_OUTDATED, FLAG_PRIMARY, Superblock,
+};
 
 /// The replica's disk and metadata on this node, and this node's index.
 fn local_disk(replica: &str, local: &LocalDisk) -> Result<(Backing, u16), String> {
@@ -80,6 +82,9 @@ fn flag_names(flags: u32) -> Vec<&'static str> {
     }
     if flags & FLAG_PEER_OUTDATED != 0 {
         names.push("peer-outdated");
+    }
+    if flags & (FLAG_CONSISTENT | FLAG_OUTDATED) == FLAG_CONSISTENT | FLAG_OUTDATED {
+        names.push("outdated");
     }
     names
 }

@@ -165,6 +165,11 @@ pub fn replica_line(r: &ReplicaStatus) -> String {
     if r.out_of_sync_bytes > 0 {
         line.push_str(&format!(" out-of-sync {}", bytes(r.out_of_sync_bytes)));
     }
+    match r.fencing.as_str() {
+        "" => {}
+        "fencing" => line.push_str(" fencing the peer: writes held"),
+        f => line.push_str(&format!(" {f}")),
+    }
     if let Some(p) = r.sync_progress {
         let filled = (p.clamp(0.0, 1.0) * 20.0).round() as usize;
         line.push_str(&format!(

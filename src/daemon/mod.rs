@@ -253,6 +253,8 @@ impl Daemon {
                     self.step(Input::Tick, None);
                     let _ = reply.send(result);
                 }
+                // A replica's fencing changed: the relay runs at once.
+                _ = self.replicas.kicked() => self.step(Input::Tick, None),
                 _ = watchdog.tick() => notify::watchdog(),
                 _ = term.recv(), if leaving.is_none() => leaving = Some(self.leave()),
                 _ = int.recv(), if leaving.is_none() => leaving = Some(self.leave()),
@@ -266,6 +268,11 @@ impl Daemon {
         let now = self.now();
         let actions = self.core.handle(input, now);
         self.carry_out(actions, from, now);
+        if self.replicas.any() {
+            let notes = self.replicas.fence_relay(&self.core);
+            let actions = self.core.handle(Input::LocalFences(notes), now);
+            self.carry_out(actions, None, now);
+        }
         if !self.groups.is_empty() {
             self.groups.evaluate(&self.core, now);
             // Announced at once when it changed (the core sends then).
@@ -329,7 +336,7 @@ impl Daemon {
     }
 
     fn publish(&mut self) {
-        let replicas = self.replicas.status();
+        let replicas = self.replicas.status_now();
         let status = view::cluster_status(
             &self.config,
             &self.core,

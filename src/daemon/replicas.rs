@@ -2,12 +2,16 @@
 //! engine (src/daemon/replica) and an NBD export whose backend is that
 //! engine. The export is enabled and attached as a block device only while
 //! the replica is Primary, and served on TCP (when configured) only then.
+//! Beside them, the fencing relay (`fence_relay`): what the engines ask of
+//! their peers through the membership, and what comes back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
 
 use crate::bus::{ReplicaCommand, ReplicaControl, ReplicaStatus};
 use crate::config::Config;
@@ -17,6 +21,9 @@ use crate::export::attach::{Attachment, attach};
 use crate::export::server::{self, Export};
 use crate::export::tcp::{self, Limits, TcpExport};
 use crate::export::tls::{self, TlsError};
+use crate::membership::Membership;
+use crate::membership::fence_records::FenceNote;
+use crate::replication::fence;
 use crate::types::NodeId;
 
 /// A replica's TLS files could not be used: duetd does not start.
@@ -44,6 +51,9 @@ struct LocalReplica {
     tcp_setup: Option<TcpSetup>,
     /// The TCP listener, running while Primary.
     tcp: Option<TcpExport>,
+    peer_name: String,
+    /// The membership sees the peer alive (set by the fencing relay).
+    peer_alive: Arc<AtomicBool>,
 }
 
 impl LocalReplica {
@@ -77,6 +87,7 @@ impl LocalReplica {
                 "diskless".into()
             },
             peer_disk: or_unknown(snap.peer_disk.clone()),
+            fencing: snap.fencing.clone(),
             out_of_sync_bytes: snap.out_of_sync_bytes,
             sync_progress: snap.sync_progress,
             sync_speed: snap.sync_speed,
@@ -103,6 +114,7 @@ impl LocalReplica {
 
     fn make_primary(&mut self, force: bool) -> Result<(), String> {
         let handle = self.handle()?.clone();
+        self.may_promote(&handle, force)?;
         handle.admin(Admin::Primary { force })?;
         if self.attachment.is_some() {
             return Ok(());
@@ -158,6 +170,34 @@ impl LocalReplica {
             }
         }
         Ok(())
+    }
+
+    /// A Secondary apart from a peer the membership sees alive is not
+    /// promoted without --force: the peer may be Primary, or become it, and
+    /// its copy goes on without this one (the groups' replica agent waits
+    /// for the link for the same reason).
+    fn may_promote(&self, handle: &Handle, force: bool) -> Result<(), String> {
+        let snap = handle.snapshot();
+        if force
+            || snap.role == "primary"
+            || snap.connection == "connected"
+            || !self.peer_alive.load(Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        let (name, peer) = (&self.name, &self.peer_name);
+        let outdated = if snap.disk == "outdated" {
+            format!(
+                ", and its disk is Outdated: {peer} had it outdated when it wrote without this node, \
+                 and may have written since; it syncs from {peer} once they connect"
+            )
+        } else {
+            String::new()
+        };
+        Err(format!(
+            "{name} is not connected to {peer}, which is up{outdated}; promoting it now could fork the data \
+             (check the replication link, or `duetctl primary {name} --force` to promote this copy anyway)"
+        ))
     }
 
     fn make_secondary(&mut self) -> Result<(), String> {
@@ -217,6 +257,21 @@ fn or_unknown(s: String) -> String {
 #[derive(Clone)]
 pub struct Replicas {
     inner: Arc<Mutex<Vec<LocalReplica>>>,
+    /// What the fencing relay needs, apart from `inner`: a command that
+    /// holds that lock (a demotion whose device flushes writes that wait
+    /// for the peer to be outdated, say) must never stop the relay.
+    relay: Arc<Vec<RelaySlot>>,
+    /// Rung by an engine when what the relay acts on changed.
+    kick: Arc<Notify>,
+    /// The status last read, for the daemon while a command holds `inner`.
+    last_status: Arc<Mutex<Vec<ReplicaStatus>>>,
+}
+
+struct RelaySlot {
+    name: String,
+    peer: Option<NodeId>,
+    handle: Option<Handle>,
+    peer_alive: Arc<AtomicBool>,
 }
 
 impl Replicas {
@@ -241,9 +296,11 @@ impl Replicas {
             }
         }
         let mut list = Vec::new();
+        let mut relay = Vec::new();
+        let kick = Arc::new(Notify::new());
         for r in &config.replicas {
             let Some(disk) = r.disk(local) else { continue };
-            let handle = match replica::start(config, r, local) {
+            let handle = match replica::start(config, r, local, kick.clone()) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     tracing::error!(replica = %r.name, "cannot start: {e}");
@@ -253,6 +310,14 @@ impl Replicas {
             let export = handle
                 .as_ref()
                 .and_then(|h| open_export(&r.name, h, &r.nbd_socket));
+            let peer = r.peer(local);
+            let peer_alive = Arc::new(AtomicBool::new(false));
+            relay.push(RelaySlot {
+                name: r.name.clone(),
+                peer,
+                handle: handle.clone(),
+                peer_alive: peer_alive.clone(),
+            });
             list.push(LocalReplica {
                 name: r.name.clone(),
                 disk: disk.to_path_buf(),
@@ -263,10 +328,17 @@ impl Replicas {
                 attachment: None,
                 tcp_setup: setups.remove(&r.name),
                 tcp: None,
+                peer_name: peer
+                    .map(|p| config.node(p).name.clone())
+                    .unwrap_or_default(),
+                peer_alive,
             });
         }
         Ok(Replicas {
             inner: Arc::new(Mutex::new(list)),
+            relay: Arc::new(relay),
+            kick,
+            last_status: Arc::default(),
         })
     }
 
@@ -275,7 +347,59 @@ impl Replicas {
     }
 
     pub fn status(&self) -> Vec<ReplicaStatus> {
-        self.lock().iter().map(LocalReplica::status).collect()
+        let status: Vec<ReplicaStatus> = self.lock().iter().map(LocalReplica::status).collect();
+        *self.last_status.lock().unwrap_or_else(|e| e.into_inner()) = status.clone();
+        status
+    }
+
+    /// The status for the daemon's runtime, which must not wait: while a
+    /// command holds the replicas (a demotion detaching its device), the
+    /// status last read.
+    pub fn status_now(&self) -> Vec<ReplicaStatus> {
+        match self.inner.try_lock() {
+            Ok(list) => {
+                let status: Vec<ReplicaStatus> = list.iter().map(LocalReplica::status).collect();
+                drop(list);
+                *self.last_status.lock().unwrap_or_else(|e| e.into_inner()) = status.clone();
+                status
+            }
+            Err(_) => self
+                .last_status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+
+    /// This node holds a replica: it takes part in fencing.
+    pub fn any(&self) -> bool {
+        !self.relay.is_empty()
+    }
+
+    /// Resolves when an engine changed what the fencing relay acts on.
+    pub async fn kicked(&self) {
+        self.kick.notified().await;
+    }
+
+    /// The fencing relay, after each step of the membership: feeds each
+    /// engine what its peer's heartbeats brought (and whether the peer is
+    /// alive), and returns what this node is to announce. The rules are
+    /// `replication::fence`'s.
+    pub fn fence_relay(&self, m: &Membership) -> Vec<FenceNote> {
+        let mut notes = Vec::new();
+        for slot in self.relay.iter() {
+            let (Some(h), Some(peer)) = (&slot.handle, slot.peer) else {
+                continue;
+            };
+            let alive = m.view(peer).is_some_and(|v| v.state.is_alive());
+            slot.peer_alive.store(alive, Ordering::SeqCst);
+            let heard = fence::about(m.fences(peer), &slot.name);
+            for input in fence::inputs(&h.fence_view(), &heard, alive) {
+                h.fence(input);
+            }
+            notes.extend(fence::notes(&slot.name, &h.fence_view(), &heard));
+        }
+        notes
     }
 
     fn with<T>(

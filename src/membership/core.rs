@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::membership::fence_records::{FenceNote, FenceRecord};
 use crate::membership::node_state::NodeState;
 use crate::membership::quorum::{self, HeardVote, PeerReport};
 use crate::membership::quorum_records::{QuorumRecords, Seen, Vote};
@@ -96,6 +97,10 @@ pub enum Input<'a> {
     /// What this node now announces (its `seq` is ignored: the core
     /// numbers the changes).
     LocalState(NodeState),
+    /// The replication fencing notes this node now announces (record 5),
+    /// numbered by the core like the state; sent in every heartbeat from
+    /// the first on, even empty (an empty list withdraws the last one).
+    LocalFences(Vec<FenceNote>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +148,8 @@ struct Peer {
     node_state: Option<NodeState>,
     /// The newest "nodes I see" it announced in this incarnation.
     seen: Option<Seen>,
+    /// Its newest fencing notes in this incarnation.
+    fences: Option<FenceRecord>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +181,8 @@ pub struct Membership {
     drops: HashMap<DropReason, u64>,
     /// What this node announces (standby, groups), if anything yet.
     local_state: Option<NodeState>,
+    /// This node's fencing notes, once it has any to send.
+    local_fences: Option<FenceRecord>,
     quorum: QuorumState,
 }
 
@@ -223,6 +232,7 @@ impl Membership {
             ping_reachable: 0,
             node_state: None,
             seen: None,
+            fences: None,
         };
         let pinged = Pinged {
             last_reply: None,
@@ -250,6 +260,7 @@ impl Membership {
             quorate: false,
             drops: HashMap::new(),
             local_state: None,
+            local_fences: None,
             quorum: QuorumState {
                 witness,
                 heard: HeardVote::default(),
@@ -274,6 +285,7 @@ impl Membership {
             Input::LocalLink { link, up } => self.on_local_link(link, up, &mut out),
             Input::PingReply { target } => self.on_ping_reply(target, &mut out),
             Input::LocalState(state) => self.on_local_state(state),
+            Input::LocalFences(notes) => self.on_local_fences(notes),
         }
         self.advance(&mut out);
         out
@@ -295,6 +307,29 @@ impl Membership {
         state.seq = known.map_or(1, |k| k.seq + 1);
         self.local_state = Some(state);
         self.next_send = self.now;
+    }
+
+    /// A change goes out at once: a Primary holds its writes until its
+    /// peer answers, and the peer until it hears.
+    fn on_local_fences(&mut self, notes: Vec<FenceNote>) {
+        if self.local_fences.as_ref().is_some_and(|k| k.notes == notes) {
+            return;
+        }
+        let seq = self.local_fences.as_ref().map_or(1, |k| k.seq + 1);
+        self.local_fences = Some(FenceRecord { seq, notes });
+        self.next_send = self.now;
+    }
+
+    /// The fencing notes `node` announced last (in its incarnation now);
+    /// none from this node itself or one never heard.
+    pub fn fences(&self, node: NodeId) -> &[FenceNote] {
+        if node == self.local {
+            return &[];
+        }
+        self.peers
+            .get(usize::from(node.0))
+            .and_then(|p| p.fences.as_ref())
+            .map_or(&[], |f| f.notes.as_slice())
     }
 
     /// When the core next needs a `Tick`, at the latest.
@@ -465,6 +500,7 @@ impl Membership {
                 peer.incarnation = Some(hb.incarnation);
                 peer.node_state = None;
                 peer.seen = None;
+                peer.fences = None;
                 out.push(Action::Event(Event::Incarnation {
                     node,
                     previous,
@@ -499,6 +535,11 @@ impl Membership {
             && peer.seen.as_ref().is_none_or(|known| seen.seq > known.seq)
         {
             peer.seen = Some(seen.clone());
+        }
+        if let Some(f) = &hb.fences
+            && peer.fences.as_ref().is_none_or(|known| f.seq > known.seq)
+        {
+            peer.fences = Some(f.clone());
         }
         if let Some(vote) = &hb.quorum.vote
             && self.quorum.witness == Some(node)
@@ -643,6 +684,7 @@ impl Membership {
                 ping_reachable,
                 state: self.local_state.clone(),
                 quorum: quorum.clone(),
+                fences: self.local_fences.clone(),
             };
             link.next_seq += 1;
             out.push(Action::Send {

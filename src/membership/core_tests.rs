@@ -357,14 +357,22 @@ fn our_own_looped_back_broadcast_is_ignored() {
 }
 
 /// Quorum for `n` nodes of one vote each when `alive` of them (ourselves
-/// included) are up.
+/// included) are up and hear each other. Two rounds: with three nodes or
+/// more, each must also have heard whom the others see.
 fn quorate_with(n: usize, alive: usize) -> bool {
-    let mut a = node(n, 0, 1, 1, 0);
-    for peer in 1..alive {
-        let mut p = node(n, peer as u16, 1, 1, 0);
-        deliver(&mut a, &heartbeats(&mut p, MS(0)), MS(0));
+    let mut nodes: Vec<_> = (0..alive).map(|i| node(n, i as u16, 1, 1, 0)).collect();
+    for round in 0..2 {
+        let t = MS(200 * round);
+        let sent: Vec<_> = nodes.iter_mut().map(|m| heartbeats(m, t)).collect();
+        for (i, m) in nodes.iter_mut().enumerate() {
+            for (j, packets) in sent.iter().enumerate() {
+                if i != j {
+                    deliver(m, packets, t);
+                }
+            }
+        }
     }
-    a.quorate()
+    nodes[0].quorate()
 }
 
 #[test]

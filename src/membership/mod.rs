@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod core;
+pub mod fence_records;
 pub mod node_state;
 pub mod quorum;
 pub mod quorum_records;

@@ -209,11 +209,13 @@ mod tests {
 
     #[test]
     fn three_nodes_agree_on_who_is_alive_before_any_is_quorate() {
-        let r = |node: u16, alive: bool, seen: Option<&Seen>| PeerReport {
-            node: NodeId(node),
-            alive,
-            seen,
-        };
+        fn r(node: u16, alive: bool, seen: Option<&Seen>) -> PeerReport<'_> {
+            PeerReport {
+                node: NodeId(node),
+                alive,
+                seen,
+            }
+        }
         let (sees_0_2, sees_0_1, sees_0) = (seen(&[0, 2]), seen(&[0, 1]), seen(&[0]));
         let me = r(0, true, None);
         // Everyone sees everyone.

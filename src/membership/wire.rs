@@ -3,6 +3,7 @@
 //! bounds-checked cursor, and any doubt is a `DropReason`.
 
 use crate::membership::auth::{Auth, AuthAlgorithm};
+use crate::membership::fence_records::{self, FenceRecord};
 use crate::membership::node_state::{self, NodeState};
 use crate::membership::quorum_records::{self, QuorumRecords};
 use crate::types::{Incarnation, LinkId, Seq};
@@ -25,6 +26,9 @@ pub struct Heartbeat {
     /// With a witness: what a data node sees, or the witness's vote
     /// (extension records 3 and 4).
     pub quorum: QuorumRecords,
+    /// Replication-level fencing: outdate requests and their answers
+    /// (extension record 5), from a node that holds a replica.
+    pub fences: Option<FenceRecord>,
 }
 
 /// Why a datagram was dropped. Each has its own counter in the daemon.
@@ -123,6 +127,9 @@ impl Codec {
             .map(node_state::encode)
             .unwrap_or_default();
         ext.extend_from_slice(&quorum_records::encode(&hb.quorum));
+        if let Some(f) = &hb.fences {
+            ext.extend_from_slice(&fence_records::encode(f));
+        }
         p.extend_from_slice(&(ext.len() as u16).to_be_bytes());
         p.extend_from_slice(&ext);
         let tag = self.auth.sign(&p);
@@ -213,6 +220,7 @@ impl RawBody<'_> {
             // Inside the extension, any inconsistency is the sender's.
             state: node_state::decode(self.extension).map_err(|_| DropReason::Malformed)?,
             quorum: quorum_records::decode(self.extension).map_err(|_| DropReason::Malformed)?,
+            fences: fence_records::decode(self.extension).map_err(|_| DropReason::Malformed)?,
         })
     }
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::membership::auth::AuthAlgorithm;
+use crate::membership::fence_records::{FenceKind, FenceNote, FenceRecord};
 use crate::membership::node_state::{GroupIntent, GroupState, NodeState};
 use crate::membership::quorum_records::{QuorumRecords, Seen, Vote, VoteEpoch};
 use crate::resources::intent::Intent;
@@ -20,6 +21,7 @@ fn hb() -> Heartbeat {
         ping_reachable: 3,
         state: None,
         quorum: QuorumRecords::default(),
+        fences: None,
     }
 }
 
@@ -116,6 +118,7 @@ fn round_trip_for_every_algorithm_and_many_values() {
                     ping_reachable: rng.next_u64() as u16,
                     state: random_state(&mut rng),
                     quorum: random_quorum(&mut rng),
+                    fences: random_fences(&mut rng),
                 };
                 let p = c.encode(&h);
                 assert!(p.len() <= MAX_PACKET);
@@ -488,12 +491,13 @@ fn write_fuzz_corpus() {
                 intents: Vec::new(),
             }),
             quorum: QuorumRecords::default(),
+            fences: None,
         };
         let seeds = [
             ("", c.encode(&hb()), hb()),
             (
                 "-ext",
-                resign(&c, &with_extension(&c, 8, b"\x05\x00\x05later")),
+                resign(&c, &with_extension(&c, 8, b"\x09\x00\x05later")),
                 hb(),
             ),
             ("-long", c.encode(&long), long.clone()),
@@ -600,6 +604,57 @@ fn random_quorum(rng: &mut Rng) -> QuorumRecords {
             granted: set(rng),
         }),
     }
+}
+
+fn random_fences(rng: &mut Rng) -> Option<FenceRecord> {
+    let kinds = [FenceKind::Request, FenceKind::Outdated, FenceKind::Refused];
+    rng.chance(40).then(|| {
+        let mut notes: Vec<FenceNote> = (0..rng.below(4))
+            .map(|_| FenceNote {
+                replica: format!("r{}", rng.below(3)),
+                kind: kinds[rng.below(3) as usize],
+                generation: rng.next_u64(),
+            })
+            .collect();
+        notes.sort_by(|a, b| (&a.replica, a.kind).cmp(&(&b.replica, b.kind)));
+        notes.dedup_by(|a, b| (&a.replica, a.kind) == (&b.replica, b.kind));
+        FenceRecord {
+            seq: rng.next_u64(),
+            notes,
+        }
+    })
+}
+
+/// Record 5 rides beside the others, and the worst case config
+/// validation counts for replicas is what a node sends.
+#[test]
+fn the_fencing_record_rides_beside_the_others_within_its_worst_case() {
+    let c = codec(AuthAlgorithm::HmacSha256);
+    let names = ["r0", "r1"];
+    let notes = names
+        .iter()
+        .flat_map(|r| {
+            [FenceKind::Request, FenceKind::Refused].map(|kind| FenceNote {
+                replica: r.to_string(),
+                kind,
+                generation: u64::MAX,
+            })
+        })
+        .collect();
+    let plain = c.encode(&hb());
+    let h = Heartbeat {
+        fences: Some(FenceRecord {
+            seq: u64::MAX,
+            notes,
+        }),
+        ..hb()
+    };
+    let p = c.encode(&h);
+    assert_eq!(
+        p.len() - plain.len(),
+        crate::membership::fence_records::worst_case_len(&names)
+    );
+    assert_eq!(c.decode(&p), Ok(h));
 }
 
 #[test]

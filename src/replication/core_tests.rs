@@ -15,6 +15,9 @@ fn settings(protocol: Protocol) -> Settings {
         local_name: "node1".into(),
         peer_name: "node2".into(),
         protocol,
+        // Fencing has tests of its own (fence_tests.rs); here a Primary
+        // apart answers at once, as the rules under test assume.
+        fencing: Fencing::None,
         policies: Policies::default(),
         detach_on_error: true,
         size: SIZE,
@@ -382,23 +385,34 @@ struct Pair {
     ms: u64,
     /// Every action each side took, in order.
     log: [Vec<Action>; 2],
+    /// The link carries what is sent (cut: sends are lost).
+    link: bool,
 }
 
 impl Pair {
     /// Both UpToDate in generation 7, connected and established.
     fn connected() -> Pair {
-        let mut s1 = settings(Protocol::C);
+        Pair::connected_with(Fencing::None)
+    }
+
+    fn connected_with(fencing: Fencing) -> Pair {
+        let s0 = Settings {
+            fencing,
+            ..settings(Protocol::C)
+        };
+        let mut s1 = s0.clone();
         std::mem::swap(&mut s1.local, &mut s1.peer);
         std::mem::swap(&mut s1.local_name, &mut s1.peer_name);
         let attached = consistent;
         let mut p = Pair {
             r: [
-                Replica::new(settings(Protocol::C), Some(attached()), 1),
+                Replica::new(s0, Some(attached()), 1),
                 Replica::new(s1, Some(attached()), 2),
             ],
             queue: Default::default(),
             ms: 1,
             log: [Vec::new(), Vec::new()],
+            link: true,
         };
         for n in 0..2 {
             p.r[n].connect(false).expect("connect");
@@ -422,6 +436,7 @@ impl Pair {
     fn apply(&mut self, n: usize, actions: Vec<Action>) {
         for a in &actions {
             let next = match a {
+                Action::Send { .. } if !self.link => None,
                 Action::Send { msg, payload } => Some((
                     1 - n,
                     Input::Received {
@@ -458,7 +473,9 @@ impl Pair {
                         ok: true,
                     },
                 )),
-                Action::Drop { reason } => panic!("side {n} dropped the link: {reason}"),
+                Action::Drop { reason } if self.link => {
+                    panic!("side {n} dropped the link: {reason}")
+                }
                 _ => None,
             };
             self.queue.extend(next);
@@ -1146,3 +1163,6 @@ fn a_mirrored_write_queued_past_a_link_drop_starts_no_generation() {
     assert_eq!(r.generations().current, Generation(7));
     assert_eq!(r.out_of_sync_bytes(), 0);
 }
+
+#[path = "core_fence_tests.rs"]
+mod fence;

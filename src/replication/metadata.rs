@@ -24,8 +24,15 @@ pub const FLAG_CONSISTENT: u32 = 1;
 /// This node was Primary: after a crash, its activity log extents must be
 /// resynced.
 pub const FLAG_PRIMARY: u32 = 2;
-/// The peer's disk is known to be out of date (Outdated).
+/// The peer's disk is known to be out of date (Outdated): it confirmed
+/// so when this node, Primary, lost the connection to it.
 pub const FLAG_PEER_OUTDATED: u32 = 4;
+/// With `FLAG_CONSISTENT`: this disk is Outdated, consistent but known to
+/// lack the peer's newer writes (the peer, Primary, had it outdated when
+/// the connection broke). Read without `FLAG_CONSISTENT` it means nothing:
+/// the disk is Inconsistent. Metadata written before this flag existed
+/// never has it, and reads as it always did.
+pub const FLAG_OUTDATED: u32 = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MdError {

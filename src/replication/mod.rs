@@ -6,6 +6,7 @@
 pub mod activity_log;
 pub mod bitmap;
 pub mod core;
+pub mod fence;
 pub mod generation;
 pub mod md_io;
 pub mod metadata;

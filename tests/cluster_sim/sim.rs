@@ -895,7 +895,7 @@ impl Sim {
         }
         let failing = self.w.error_rate > 0
             || (0..2).any(|n| self.w.state(n).is_some_and(|s| s.3 == DiskState::Diskless));
-        if failing && self.now % 100 == 0 {
+        if failing && self.now.is_multiple_of(100) {
             self.repair_disks();
         }
         // A failed disk leaves one copy: no other fault until it is
@@ -1056,7 +1056,7 @@ impl Sim {
         let mut settled_since = None;
         while self.now < deadline && self.violations.is_empty() {
             self.tick();
-            if self.now % 100 == 0 {
+            if self.now.is_multiple_of(100) {
                 self.administrator();
             }
             if self.settled() {

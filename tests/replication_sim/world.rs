@@ -31,6 +31,13 @@
 //!   (superblock and activity log blocks are checksummed and slotted, so a
 //!   torn one reads as the previous one: not landed).
 //!
+//! The membership. Heartbeats travel apart from the replication link (on
+//! another link, as in the daemon): every `HEARTBEAT_US` each running node
+//! hears what the other announced, unless `membership_ok` is false (a full
+//! partition) or the other is down, and counts the other alive until
+//! `DEADTIME_US` after it last heard it. Each round runs the daemon's
+//! fencing relay (`duet::replication::fence`) for both nodes.
+//!
 //! The oracle. `acked` is, per sector, the newest acknowledged write the
 //! client may expect to read back; `flushed[n]` the newest write node `n`
 //! must hold durably because the client was told so (a flush or FUA write
@@ -43,12 +50,15 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
+use duet::membership::fence_records::FenceNote;
 use duet::replication::activity_log::Extent;
 use duet::replication::bitmap::DirtyBitmap;
+use duet::replication::core::FenceStatus;
 use duet::replication::core::{
-    AckKind, Action, Attached, Buf, Event, Input, MetaWrite, Msg, Protocol, Replica, ReqId,
-    Settings,
+    AckKind, Action, Attached, Buf, Event, Fencing, Input, MetaWrite, Msg, Protocol, Replica,
+    ReqId, Settings,
 };
+use duet::replication::fence as relay;
 use duet::replication::generation::Generations;
 use duet::replication::split_brain::Policies;
 use duet::replication::states::{Connection, DiskState, Replication, Role};
@@ -62,6 +72,11 @@ const GRAN: u32 = 4096;
 /// Bitmap words in one 512-byte sector: what a torn bitmap write keeps
 /// or loses together.
 const WORDS_PER_SECTOR: usize = 64;
+/// How often heartbeats go, and how long a silent node counts alive: the
+/// daemon's keepalive and deadtime, scaled like the link's timeout.
+const HEARTBEAT_US: u64 = 2_000;
+const DEADTIME_US: u64 = 300_000;
+const REPLICA: &str = "r0";
 
 #[derive(Debug, Clone, Default)]
 pub struct Meta {
@@ -135,6 +150,8 @@ enum Ev {
         node: usize,
         conn: u64,
     },
+    /// A round of heartbeats, and the fencing relay on both nodes.
+    Heartbeat,
 }
 
 /// Something a node was told it holds, not yet covered by a flush there.
@@ -234,6 +251,20 @@ pub struct World {
     pub error_rate: u64,
     pub failing_node: usize,
     pub disk_failures: u64,
+    /// Heartbeats flow (false: a full partition, or both links cut).
+    pub membership_ok: bool,
+    /// When each node last heard the other.
+    heard_at: [Option<u64>; 2],
+    /// What each node last heard the other announce (its membership's
+    /// memory of the peer's record 5), and what each announces now.
+    heard: [Vec<FenceNote>; 2],
+    announced: [Vec<FenceNote>; 2],
+    /// The relay had node `n` outdate its disk, and it confirmed so; until
+    /// it is UpToDate again, connected.
+    pub outdated_by_relay: [bool; 2],
+    /// Writes answered while fencing, its way through (counted to check
+    /// that the campaigns go through it).
+    pub fenced_answers: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -266,6 +297,7 @@ pub fn settings(local: u16, protocol: Protocol) -> Settings {
         local_name: format!("node{}", local + 1),
         peer_name: format!("node{}", 2 - local),
         protocol,
+        fencing: Fencing::ResourceOnly,
         policies: Policies::default(),
         detach_on_error: true,
         size: SIZE,
@@ -346,7 +378,7 @@ impl World {
             inflight: BTreeMap::new(),
             next_io: 0,
         };
-        World {
+        let mut w = World {
             rng: SplitMix64(seed),
             now: 0,
             nodes: [node(0), node(1)],
@@ -376,7 +408,66 @@ impl World {
             error_rate: 0,
             failing_node: 0,
             disk_failures: 0,
+            membership_ok: true,
+            heard_at: [Some(0); 2],
+            heard: Default::default(),
+            announced: Default::default(),
+            outdated_by_relay: [false; 2],
+            fenced_answers: 0,
+        };
+        w.at(HEARTBEAT_US, Ev::Heartbeat);
+        w
+    }
+
+    /// Node `n` counts its peer alive: heard within the deadtime.
+    pub fn peer_alive(&self, n: usize) -> bool {
+        self.heard_at[n].is_some_and(|t| self.now.saturating_sub(t) < DEADTIME_US)
+    }
+
+    /// A round of heartbeats: each running node hears the other (if it
+    /// runs and the membership is not cut), then its relay feeds its core
+    /// and says what it announces from now on.
+    fn heartbeat(&mut self) {
+        for n in 0..2 {
+            let m = 1 - n;
+            if self.membership_ok && self.nodes[m].r.is_some() {
+                self.heard_at[n] = Some(self.now);
+                self.heard[n] = self.announced[m].clone();
+            }
         }
+        for n in 0..2 {
+            let Some(r) = self.nodes[n].r.as_ref() else {
+                continue;
+            };
+            let heard = relay::about(&self.heard[n], REPLICA);
+            let alive = self.peer_alive(n);
+            for input in relay::inputs(&r.fence_view(), &heard, alive) {
+                self.feed(n, Input::Fence(input));
+            }
+            let Some(r) = self.nodes[n].r.as_ref() else {
+                continue;
+            };
+            let view = r.fence_view();
+            if view
+                .answer
+                .is_some_and(|(_, a)| a == duet::replication::core::Answer::Outdated)
+                && heard
+                    .iter()
+                    .any(|h| Some(h.generation) == view.answer.map(|a| a.0.0))
+            {
+                self.outdated_by_relay[n] = true;
+            }
+            self.announced[n] = relay::notes(REPLICA, &view, &heard);
+        }
+        for n in 0..2 {
+            // Whole again: connected with an UpToDate disk.
+            if self.replica(n).is_some_and(|r| {
+                r.connection() == Connection::Connected && r.disk() == DiskState::UpToDate
+            }) {
+                self.outdated_by_relay[n] = false;
+            }
+        }
+        self.at(HEARTBEAT_US, Ev::Heartbeat);
     }
 
     pub fn t(&self) -> Timestamp {
@@ -660,6 +751,7 @@ impl World {
                     .is_some_and(|r| r.connection() != Connection::Connected)
                 {
                     self.wrote_apart[n] = true;
+                    self.check_fenced(n);
                 }
                 // The primary holds it only if its own disk took it.
                 self.latest[n] = up;
@@ -728,6 +820,38 @@ impl World {
             _ => {}
         }
         self.nodes[n].bufs.remove(&Buf::App(req));
+    }
+
+    /// A write was answered by `n`, apart from its peer: the peer must not
+    /// be promotable with what it has, unless the membership declared it
+    /// dead (or it refused, itself writing apart). Promotable: up,
+    /// Secondary, apart, UpToDate.
+    fn check_fenced(&mut self, n: usize) {
+        let Some(status) = self.replica(n).map(|r| r.fence_status()) else {
+            return;
+        };
+        if matches!(
+            status,
+            FenceStatus::PeerOutdated | FenceStatus::PeerUnreachable | FenceStatus::PeerRefused
+        ) {
+            self.fenced_answers += 1;
+        }
+        let promotable = self.replica(1 - n).is_some_and(|m| {
+            m.role() == Role::Secondary
+                && m.connection() != Connection::Connected
+                && m.disk() == DiskState::UpToDate
+        });
+        let excused = matches!(
+            status,
+            FenceStatus::PeerUnreachable | FenceStatus::PeerRefused
+        );
+        if promotable && !excused {
+            self.violations.push(format!(
+                "node{} answered a write apart while node{}'s disk is UpToDate and promotable (fencing {status:?})",
+                n + 1,
+                2 - n
+            ));
+        }
     }
 
     /// The client on node `n` writes (or reads, or flushes).
@@ -874,6 +998,11 @@ impl World {
             self.cut();
         }
         self.down_pending[n] = false;
+        // A new daemon starts with nothing heard or said; its peer forgets
+        // the old incarnation's notes when it hears the new one.
+        self.heard[n].clear();
+        self.announced[n].clear();
+        self.heard_at[n] = None;
     }
 
     pub fn restart(&mut self, n: usize, seed: u64) {
@@ -1172,6 +1301,7 @@ impl World {
                     self.feed(node, Input::TransportUp);
                 }
             }
+            Ev::Heartbeat => self.heartbeat(),
         }
     }
 

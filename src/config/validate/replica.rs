@@ -14,7 +14,7 @@ use crate::config::error::Issue;
 use crate::config::locate::KeyPath;
 use crate::config::model::{
     DEFAULT_NBD_PORT, DEFAULT_REPLICA_PORT, MetaDisk, NbdTcp, NbdTls, OnIoError, Protocol,
-    ResyncRates, VerifyAlg,
+    ReplicaFencing, ResyncRates, VerifyAlg,
 };
 use crate::config::raw::{RawMetaDisk, RawNbdTls, RawNode, RawReplica, RawResync, RawSize};
 use crate::config::size::{self, SIZE_HINT, SizeError};
@@ -106,6 +106,7 @@ fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
 pub(super) struct Replication {
     pub protocol: Protocol,
     pub on_io_error: OnIoError,
+    pub fencing: ReplicaFencing,
     pub key_file: PathBuf,
     pub verify_alg: VerifyAlg,
     pub policies: Policies,
@@ -288,6 +289,13 @@ impl Check {
             &OnIoError::ALL.map(|p| (p.name(), p)),
             OnIoError::default(),
         );
+        let fencing = self.choice(
+            key.key("fencing"),
+            r.fencing.as_deref(),
+            "a fencing policy",
+            &ReplicaFencing::ALL.map(|f| (f.name(), f)),
+            ReplicaFencing::default(),
+        );
         let key_file = self.replica_key_file(
             key.key("key-file"),
             r.key_file.as_deref(),
@@ -307,6 +315,7 @@ impl Check {
         Replication {
             protocol,
             on_io_error,
+            fencing,
             key_file,
             verify_alg,
             policies,

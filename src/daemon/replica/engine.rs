@@ -16,7 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::daemon::replica::disk::{DiskIo, Done, Job};
 use crate::daemon::replica::link::Out;
 use crate::daemon::replica::status::Snapshot;
-use crate::replication::core::{Action, Buf, Event, Input, Msg, Replica, ReqId};
+use crate::replication::core::{
+    Action, Buf, Event, FenceInput, FenceView, Input, Msg, Replica, ReqId,
+};
+use crate::replication::states::{Connection, Role};
 use crate::replication::wire::Frame;
 use crate::types::Timestamp;
 
@@ -32,6 +35,9 @@ pub enum Mode {
     /// The link's reader or the timer: writes and flushes here, reads
     /// (resync, verify: many at once) go to the disk workers.
     Background,
+    /// The daemon's runtime (the fencing relay): every piece of I/O goes
+    /// to the disk workers, since a heartbeat must never wait for a disk.
+    Offload,
 }
 
 pub enum Client {
@@ -93,6 +99,16 @@ struct State {
     link: Option<Arc<Out>>,
     /// The states last logged (each change is logged once).
     logged: Option<[&'static str; 5]>,
+    /// What the fencing relay last saw (`FenceKey`): a change wakes it.
+    fence_seen: FenceKey,
+}
+
+/// What the fencing relay acts on: its view, and what decides whether
+/// this node can answer its peer's request (`Replica::fence_view`).
+type FenceKey = (FenceView, Connection, Role);
+
+fn fence_key(core: &Replica) -> FenceKey {
+    (core.fence_view(), core.connection(), core.role())
 }
 
 pub struct Engine {
@@ -109,6 +125,8 @@ pub struct Engine {
     /// The core's next wakeup as of its last input (µs, u64::MAX: none).
     wakeup: AtomicU64,
     timer: (Mutex<()>, Condvar),
+    /// Wakes the daemon's fencing relay when what it acts on changed.
+    kick: Arc<tokio::sync::Notify>,
 }
 
 /// A piece of work after the lock: I/O, or an input to feed next.
@@ -127,10 +145,13 @@ impl Engine {
         disk: Option<DiskIo>,
         origin: Origin,
         me: Weak<Engine>,
+        kick: Arc<tokio::sync::Notify>,
     ) -> Engine {
+        let fence_seen = fence_key(&core);
         Engine {
             me,
             state: Mutex::new(State {
+                fence_seen,
                 core,
                 disk: disk.map(Arc::new),
                 bufs: HashMap::new(),
@@ -147,6 +168,7 @@ impl Engine {
             planned: AtomicU64::new(u64::MAX),
             wakeup: AtomicU64::new(u64::MAX),
             timer: (Mutex::new(()), Condvar::new()),
+            kick,
         }
     }
 
@@ -160,6 +182,16 @@ impl Engine {
 
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::of(&self.lock().core)
+    }
+
+    pub fn fence_view(&self) -> FenceView {
+        self.lock().core.fence_view()
+    }
+
+    /// What the membership brought back about fencing. Fed from the
+    /// daemon's runtime: its I/O goes to the disk workers.
+    pub fn fence(&self, f: FenceInput) {
+        self.feed(Input::Fence(f), Mode::Offload);
     }
 
     /// Feeds one input and everything that follows from it.
@@ -453,6 +485,11 @@ impl Engine {
         let next = st.core.next_wakeup();
         let at = next.map_or(u64::MAX, |t| t.0.as_micros() as u64);
         self.wakeup.store(at, Ordering::SeqCst);
+        let key = fence_key(&st.core);
+        if key != st.fence_seen {
+            st.fence_seen = key;
+            self.kick.notify_one();
+        }
         steps
     }
 
@@ -525,6 +562,7 @@ impl Engine {
             // round trip waits for them, and a hop to a worker and back
             // costs more than the frames queued behind them wait.
             (Job::Write { .. } | Job::Flush { .. }, Mode::Background) => true,
+            (_, Mode::Offload) => false,
             _ => false,
         };
         if !inline {
@@ -585,6 +623,26 @@ impl Engine {
                 replica = %name,
                 "I/O error on the backing disk: detached; this node now serves through its peer if it can"
             ),
+            Event::Fencing { generation } => tracing::warn!(
+                replica = %name,
+                %generation,
+                "Primary without {peer}: asking through the membership to outdate its disk; writes are answered once it is",
+                peer = r.settings().peer_name
+            ),
+            Event::PeerOutdated { generation } => tracing::info!(
+                replica = %name,
+                %generation,
+                "{peer} outdated its disk: writes are answered again",
+                peer = r.settings().peer_name
+            ),
+            Event::FencedWithout { reason } => tracing::error!(replica = %name, "{reason}"),
+            Event::OutdatedByPeer { generation } => tracing::warn!(
+                replica = %name,
+                %generation,
+                "{peer}, Primary without this node, outdated this disk: it is not promoted without --force until it syncs",
+                peer = r.settings().peer_name
+            ),
+            Event::OutdateRefused { reason } => tracing::error!(replica = %name, "{reason}"),
         }
     }
 

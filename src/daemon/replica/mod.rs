@@ -58,6 +58,14 @@ impl Handle {
         self.engine.admin(a)
     }
 
+    pub fn fence_view(&self) -> crate::replication::core::FenceView {
+        self.engine.fence_view()
+    }
+
+    pub fn fence(&self, f: crate::replication::core::FenceInput) {
+        self.engine.fence(f);
+    }
+
     pub fn stop(&self) {
         self.engine.stop();
         self.stop_link
@@ -67,7 +75,13 @@ impl Handle {
 
 /// Opens the disk's metadata and starts everything; connects to the peer
 /// at once (`up`). A disk without metadata runs Diskless and says why.
-pub fn start(config: &Config, r: &ReplicaConfig, local: NodeId) -> Result<Handle, StartError> {
+/// `kick` wakes the daemon's fencing relay (`Engine::fence`).
+pub fn start(
+    config: &Config,
+    r: &ReplicaConfig,
+    local: NodeId,
+    kick: Arc<tokio::sync::Notify>,
+) -> Result<Handle, StartError> {
     let disk = r
         .disk(local)
         .ok_or_else(|| StartError::Config(format!("{}: no disk on this node", r.name)))?;
@@ -108,7 +122,7 @@ pub fn start(config: &Config, r: &ReplicaConfig, local: NodeId) -> Result<Handle
                 None
             }
         });
-        Engine::new(core, r.name.clone(), disk_io, origin, me.clone())
+        Engine::new(core, r.name.clone(), disk_io, origin, me.clone(), kick)
     });
     if let Some(e) = failed {
         return Err(e.into());
@@ -171,6 +185,7 @@ pub fn settings(
         local_name: config.node(local).name.clone(),
         peer_name: config.node(peer).name.clone(),
         protocol: r.protocol,
+        fencing: r.fencing,
         policies: r.policies.clone(),
         detach_on_error: r.on_io_error == OnIoError::Detach,
         size,

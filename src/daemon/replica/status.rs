@@ -10,6 +10,8 @@ pub struct Snapshot {
     pub replication: String,
     pub disk: String,
     pub peer_disk: String,
+    /// This node's fencing of its peer ("" when there is none).
+    pub fencing: String,
     pub out_of_sync_bytes: u64,
     pub sync_progress: Option<f64>,
     pub sync_speed: Option<u64>,
@@ -29,6 +31,7 @@ impl Snapshot {
             replication: r.replication().as_str().into(),
             disk: r.disk().as_str().into(),
             peer_disk: r.peer_disk().as_str().into(),
+            fencing: r.fence_status().as_str().into(),
             out_of_sync_bytes: r.out_of_sync_bytes(),
             sync_progress: r.sync_progress(),
             sync_speed: r.sync_speed(),

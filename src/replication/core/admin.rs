@@ -50,6 +50,14 @@ impl Replica {
                     return Err("the disk is receiving a sync; wait for it to finish".into());
                 }
             }
+            DiskState::Outdated => {
+                return Err(format!(
+                    "the disk is Outdated: {peer} outdated it when it wrote without this node, and may have \
+                     written since; it syncs from {peer} when they connect (--force makes this copy the good \
+                     one, and what {peer} wrote since a split brain)",
+                    peer = self.s.peer_name
+                ));
+            }
             d => {
                 return Err(format!(
                     "the disk is {d}: only an UpToDate disk can be Primary{}",
@@ -73,6 +81,11 @@ impl Replica {
         self.primary_since = wall_us.max(1);
         self.write_superblock(true, &mut out);
         self.flush_bitmap(&mut out);
+        // Promoted without its peer (a failover, or forced): the peer's
+        // disk may be UpToDate, and is to be outdated first as after a
+        // lost connection.
+        let peer_disk = self.peer_disk;
+        self.start_fencing(peer_disk, &mut out);
         if forcing && self.connected() {
             // The peer must hear the new generation to sync from it.
             let me = self.my_state();
@@ -343,6 +356,7 @@ impl Replica {
         }
         self.s = s;
         let mut out = Vec::new();
+        self.fencing_adjusted(&mut out);
         self.state_changed(&mut out);
         Ok(out)
     }

@@ -213,6 +213,7 @@ impl Replica {
             self.bitmap_durable(w.bitmap_epoch)
         };
         let protocol = self.s.protocol;
+        let holding = self.fence_holds();
         let Some(w) = self.app.get_mut(&req) else {
             return;
         };
@@ -229,6 +230,12 @@ impl Replica {
         };
         if !w.answered {
             let Some(peer_ok) = peer_done else { return };
+            // A write only this side has waits while the peer, which lacks
+            // it, may still be promoted (fence.rs). A failure is no
+            // acknowledgement: it goes at once.
+            if holding && w.peer == PeerStage::NotSent && (local_ok || peer_ok) {
+                return;
+            }
             w.answered = true;
             out.push(Action::Complete {
                 req,

@@ -47,14 +47,21 @@ impl Replica {
         ) {
             return;
         }
+        let peer_disk = self.peer_disk;
         self.connection = Connection::Connecting;
         self.replication = crate::replication::states::Replication::Off;
         self.peer_role = None;
-        self.peer_disk = DiskState::DUnknown;
+        self.peer_disk = if self.peer_known_outdated() {
+            DiskState::Outdated
+        } else {
+            DiskState::DUnknown
+        };
         self.peer = None;
         self.handshake.plan = None;
         self.sync.abort();
         self.sync_paused = false;
+        // Before the writes in flight are settled: their answers wait too.
+        self.start_fencing(peer_disk, out);
         self.peer_lost(out);
         self.state_changed(out);
     }
@@ -144,8 +151,22 @@ impl Replica {
         let me_inc = self.disk == DiskState::Inconsistent;
         let peer_inc = p.disk == DiskState::Inconsistent;
         if !dirty && !me_inc && !peer_inc {
+            // The same generation and no block marked: the same data. An
+            // Outdated disk facing an UpToDate one lacks nothing after all
+            // (its Primary wrote nothing it lacks: it crashed before its
+            // new generation reached its disk, say).
+            if self.disk == DiskState::Outdated && p.disk == DiskState::UpToDate {
+                self.disk = DiskState::UpToDate;
+                self.write_superblock(false, out);
+                self.established(out);
+                // The peer decided on the Hello that said Outdated.
+                return self.send_update(out);
+            }
             return self.established(out);
         }
+        // An Outdated disk is behind too: it never leads a sync.
+        let me_inc = me_inc || self.disk == DiskState::Outdated;
+        let peer_inc = peer_inc || p.disk == DiskState::Outdated;
         let source = match (me_inc, peer_inc) {
             (true, false) => Side::Peer,
             (false, true) => Side::Local,
@@ -216,6 +237,7 @@ impl Replica {
         self.connection = Connection::Connected;
         self.replication = Replication::Established;
         self.discard_my_data = false;
+        self.fence_reconnected(out);
         if self.has_disk()
             && self.disk != DiskState::Inconsistent
             && self.peer_disk == DiskState::UpToDate
@@ -261,6 +283,7 @@ impl Replica {
         }
         self.connection = Connection::Connected;
         self.discard_my_data = false;
+        self.fence_reconnected(out);
         self.handshake.plan = Some(Plan {
             source,
             full,
@@ -323,6 +346,16 @@ impl Replica {
             && was != DiskState::UpToDate
         {
             self.source_finished(out);
+        }
+        // An Outdated peer found in sync (`in_sync`) is UpToDate again: the
+        // pair is whole, as `established` would have found it.
+        if self.replication == Replication::Established
+            && was == DiskState::Outdated
+            && disk == DiskState::UpToDate
+            && self.disk == DiskState::UpToDate
+            && self.bitmap.dirty_blocks() == 0
+        {
+            self.joined(out);
         }
         self.state_changed(out);
     }

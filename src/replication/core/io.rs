@@ -3,7 +3,8 @@
 //! and the core says which buffer to read into, write out or send.
 
 use crate::replication::activity_log::Transaction;
-use crate::replication::generation::Generations;
+use crate::replication::core::fence::FenceInput;
+use crate::replication::generation::{Generation, Generations};
 use crate::replication::states::{DiskState, Role};
 
 /// An NBD request of the local client (the shell's handle).
@@ -200,13 +201,48 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     StateChanged,
-    SyncStarted { full: bool, bytes: u64 },
-    SyncFinished { bytes: u64 },
-    VerifyFinished { out_of_sync_bytes: u64 },
-    SplitBrain { resolved: String },
-    Refused { reason: String },
-    Declined { reason: String },
+    SyncStarted {
+        full: bool,
+        bytes: u64,
+    },
+    SyncFinished {
+        bytes: u64,
+    },
+    VerifyFinished {
+        out_of_sync_bytes: u64,
+    },
+    SplitBrain {
+        resolved: String,
+    },
+    Refused {
+        reason: String,
+    },
+    Declined {
+        reason: String,
+    },
     DiskFailed,
+    /// The connection to the peer is gone while Primary: its disk is to be
+    /// outdated, under this request, before writes are answered.
+    Fencing {
+        generation: Generation,
+    },
+    /// The peer confirmed its disk Outdated: answers go on.
+    PeerOutdated {
+        generation: Generation,
+    },
+    /// Answers go on without the peer's confirmation (why: it is dead, or
+    /// refused).
+    FencedWithout {
+        reason: String,
+    },
+    /// This disk was outdated at the peer's request.
+    OutdatedByPeer {
+        generation: Generation,
+    },
+    /// The peer's request to outdate this disk was refused.
+    OutdateRefused {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +285,8 @@ pub enum Input {
         token: u64,
         ok: bool,
     },
+    /// What the membership brought back about fencing (fence.rs).
+    Fence(FenceInput),
     /// Nothing happened; timers are due.
     Tick,
 }

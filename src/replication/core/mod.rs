@@ -19,6 +19,7 @@
 mod admin;
 mod conflicts;
 mod datapath;
+mod fence;
 mod handshake;
 pub mod io;
 mod sync;
@@ -29,17 +30,21 @@ use std::time::Duration;
 use crate::replication::activity_log::{ActivityLog, Extent, Transaction};
 use crate::replication::bitmap::DirtyBitmap;
 use crate::replication::generation::{Generation, Generations};
-use crate::replication::metadata::{AL_EXTENT, FLAG_CONSISTENT, FLAG_PRIMARY};
+use crate::replication::metadata::{
+    AL_EXTENT, FLAG_CONSISTENT, FLAG_OUTDATED, FLAG_PEER_OUTDATED, FLAG_PRIMARY,
+};
 use crate::replication::split_brain::Policies;
 use crate::replication::states::{Connection, DiskState, Replication, Role};
 use crate::types::{NodeId, Timestamp};
 
 pub use admin::Refused;
 use conflicts::Conflicts;
+pub use fence::{Answer, FenceInput, FenceStatus, FenceView};
 pub use io::{AckKind, Action, Buf, Event, Input, MetaWrite, Msg, PeerState, ReqId};
 
-/// When a write counts as done: the config's choice.
-pub use crate::config::Protocol;
+/// When a write counts as done, and whether a Primary alone fences its
+/// peer: the config's choices.
+pub use crate::config::{Protocol, ReplicaFencing as Fencing};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -48,6 +53,7 @@ pub struct Settings {
     pub local_name: String,
     pub peer_name: String,
     pub protocol: Protocol,
+    pub fencing: Fencing,
     pub policies: Policies,
     /// Detach the backing disk on an I/O error (else pass the error on).
     pub detach_on_error: bool,
@@ -217,6 +223,10 @@ pub struct Replica {
     last_recv: Timestamp,
     last_send: Timestamp,
     counters: Counters,
+    /// This node's fencing of its peer (fence.rs).
+    fence: fence::PeerFence,
+    /// The peer's request to outdate this disk, as taken here.
+    outdating: Option<fence::Outdating>,
 }
 
 /// Figures shown on D-Bus and in `duetctl status`.
@@ -310,6 +320,8 @@ impl Replica {
             last_recv: Timestamp::ZERO,
             last_send: Timestamp::ZERO,
             counters: Counters::default(),
+            fence: fence::PeerFence::Idle,
+            outdating: None,
             s,
         };
         if let Some(a) = attached {
@@ -322,11 +334,24 @@ impl Replica {
         self.gens = a.generations;
         self.bitmap = a.bitmap;
         self.al = ActivityLog::new(self.s.al_capacity, a.al_seq);
-        self.disk = if a.flags & FLAG_CONSISTENT != 0 {
-            DiskState::UpToDate
-        } else {
-            DiskState::Inconsistent
+        self.disk = match (a.flags & FLAG_CONSISTENT != 0, a.flags & FLAG_OUTDATED != 0) {
+            (true, false) => DiskState::UpToDate,
+            (true, true) => DiskState::Outdated,
+            (false, _) => DiskState::Inconsistent,
         };
+        if a.flags & FLAG_PEER_OUTDATED != 0 {
+            // The peer confirmed its disk Outdated while this node was
+            // Primary without it; true until they connect again.
+            self.fence = fence::PeerFence::Outdated {
+                generation: a.generations.current,
+            };
+            if !matches!(
+                self.connection,
+                Connection::Handshake | Connection::Connected
+            ) {
+                self.peer_disk = DiskState::Outdated;
+            }
+        }
         if a.flags & FLAG_PRIMARY != 0 {
             // Writes may have reached this disk and not the peer's: the
             // hot extents are resynced from here (or overwritten, if the
@@ -400,8 +425,14 @@ impl Replica {
         if matches!(self.disk, DiskState::UpToDate | DiskState::Outdated) {
             f |= FLAG_CONSISTENT;
         }
+        if self.disk == DiskState::Outdated {
+            f |= FLAG_OUTDATED;
+        }
         if self.role == Role::Primary || self.log_marks_pending() {
             f |= FLAG_PRIMARY;
+        }
+        if self.peer_known_outdated() {
+            f |= FLAG_PEER_OUTDATED;
         }
         f
     }
@@ -470,6 +501,7 @@ impl Replica {
             Input::Written { buf, ok } => self.written(buf, ok, &mut out),
             Input::FlushDone { token, ok } => self.flush_done(token, ok, &mut out),
             Input::MetaDone { token, ok } => self.meta_done(token, ok, &mut out),
+            Input::Fence(f) => self.fence_input(f, &mut out),
             Input::Tick => {}
         }
         self.timers(&mut out);
@@ -813,6 +845,7 @@ impl Replica {
             }
         }
         self.al_logged(token, out);
+        self.outdate_persisted(out);
     }
 
     /// Runs an operation the conflict queue released, unless metadata it
