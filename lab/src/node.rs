@@ -57,6 +57,9 @@ const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Outlet {
     power: Arc<Mutex<Power>>,
     ns: String,
+    /// The running container's mount namespace, held open by the lab
+    /// (see `hold_mounts`).
+    mounts: Arc<Mutex<Option<fs::File>>>,
 }
 
 impl Outlet {
@@ -64,7 +67,23 @@ impl Outlet {
         Outlet {
             power: Arc::new(Mutex::new(Power::Off)),
             ns: ns.to_string(),
+            mounts: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Keeps the mount namespace of the container whose init is `leader`
+    /// alive until the power is off. Without it, at a power cut the last
+    /// process of the node to exit tears the namespace down, and with it
+    /// the filesystem on the node's export: when that process is the
+    /// export's nbdfuse, the kernel unmounts before it releases its FUSE
+    /// connection (namespaces go before deferred file releases in exit),
+    /// so the unmount's writeback waits on a FUSE server that is itself
+    /// waiting for the unmount, forever. Held here, the namespace goes
+    /// once every process is gone and the connection aborted: the
+    /// writeback fails at once, as it would on a machine without power.
+    fn hold_mounts(&self, leader: i32) {
+        let ns = fs::File::open(format!("/proc/{leader}/ns/mnt")).ok();
+        *self.mounts.lock().unwrap_or_else(PoisonError::into_inner) = ns;
     }
 
     /// The state now (also after a thread panicked holding it: the state
@@ -79,6 +98,14 @@ impl Outlet {
 
     fn set(&self, power: Power) {
         *self.lock() = power;
+        if power == Power::Off {
+            let held = self
+                .mounts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            drop(held);
+        }
     }
 
     /// Cuts the power: SIGKILL to the container's init takes every process
@@ -342,6 +369,7 @@ impl Node {
             }
             *power = Power::On { nspawn, leader };
         }
+        self.outlet.hold_mounts(leader);
         let booted = poll_until(BOOT_TIMEOUT, || {
             let out = self.try_exec(&["systemctl", "is-system-running"])?;
             let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
