@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps build test demo bench-failover lab-up lab-down fuzz man clean
+.PHONY: deps build test demo bench-failover sim campaign lab-up lab-down fuzz man clean
 
 deps:
 	scripts/install-deps.sh
@@ -24,6 +24,27 @@ demo: build
 RUNS ?= 10
 bench-failover: build
 	target/release/duet-lab bench-failover $(RUNS)
+
+# The whole-cluster simulation (tests/cluster_sim.rs): SEEDS schedules,
+# ending with `schedules: N, violations: V`; non-zero exit on a violation.
+# SEED=S replays from schedule S.
+SEEDS ?= 2000
+SEED ?= 1
+sim: deps
+	@mkdir -p target
+	@DUET_SIM_SEEDS=$(SEEDS) DUET_SIM_SEED=$(SEED) $(CARGO) test --release --test cluster_sim \
+		every_schedule_keeps_every_invariant -- --nocapture > target/sim.log 2>&1; rc=$$?; \
+		grep -v '^schedules:' target/sim.log | tail -n 60; grep '^schedules:' target/sim.log; exit $$rc
+
+# The lab's fault campaign (lab/src/campaign.rs): FAULTS random faults
+# against two nodes and a witness under client reads and writes, ending
+# with `faults: K, violations: V, lost writes: W, longest outage: X.XX s`;
+# non-zero exit on a violation or a lost write. CAMPAIGN_SEED=S replays
+# a schedule (a new one from the clock otherwise).
+FAULTS ?= 200
+CAMPAIGN_SEED ?=
+campaign: build
+	target/release/duet-lab campaign $(FAULTS) $(CAMPAIGN_SEED)
 
 # The two-node lab left running for a person to explore; `make lab-down`
 # removes it. A shell on a node: target/release/duet-lab shell node1

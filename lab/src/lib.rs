@@ -10,6 +10,7 @@
 //! is printed first. docs/lab.md says more.
 
 pub mod bench;
+pub mod campaign;
 pub mod cleanup;
 pub mod cmd;
 pub mod loops;
@@ -67,6 +68,12 @@ fn project_root() -> PathBuf {
 /// The cluster config the lab writes into every node: the lab's addresses,
 /// LAN timings with a short initdead, the bridge as ping node.
 pub fn cluster_config(nodes: usize) -> String {
+    cluster_config_with(nodes, false)
+}
+
+/// As `cluster_config`; with `witness`, node3 is the cluster's witness
+/// (docs/quorum.md): it votes and holds nothing.
+pub fn cluster_config_with(nodes: usize, witness: bool) -> String {
     let crossover = if nodes == 2 { "ucast" } else { "bcast" };
     let mut c = format!(
         "[cluster]\nname = \"lab\"\nkey-file = \"duet.key\"\n\n\
@@ -82,6 +89,9 @@ pub fn cluster_config(nodes: usize) -> String {
             net::crossover_v4(n),
             net::public_v4(n)
         ));
+        if witness && n == 3 {
+            c.push_str("witness = true\n");
+        }
     }
     // The replicated disk lives on node1 and node2, which replicate over the
     // crossover; a third node only votes.
@@ -102,6 +112,8 @@ pub struct Lab {
     pub client: String,
     hub: String,
     pdu: Option<pdu::Pdu>,
+    /// node3 is the witness.
+    witness: bool,
 }
 
 impl Lab {
@@ -131,6 +143,7 @@ impl Lab {
             nodes: Vec::new(),
             namespaces: Vec::new(),
             pdu: None,
+            witness: false,
         };
         for ns in [lab.hub.clone(), lab.client.clone()] {
             lab.add_netns(&ns);
@@ -179,6 +192,21 @@ impl Lab {
         }
     }
 
+    /// Makes node3 of a three-node lab the witness (`witness = true`),
+    /// in the config of every node. Call it before the nodes boot.
+    pub fn with_witness(&mut self) {
+        assert_eq!(self.nodes.len(), 3, "the witness is node3");
+        assert!(
+            self.nodes.iter().all(|n| !n.is_running()),
+            "with_witness before the nodes boot"
+        );
+        self.witness = true;
+        let config = cluster_config_with(3, true);
+        for node in &self.nodes {
+            node.write_file("/etc/duet/duet.toml", config.as_bytes(), 0o644);
+        }
+    }
+
     /// Gives the lab a PDU (the fence device, src `pdu.rs`): its socket is
     /// bound into every node at /run/duet-lab/pdu.sock and the fence agent
     /// `/usr/local/sbin/lab-fence NODE` installed, for a config with
@@ -210,7 +238,8 @@ impl Lab {
     /// nothing over from a crashed node without it.
     pub fn group_config(&self, group: &str) -> String {
         let fencing = if self.pdu.is_some() { pdu::FENCING } else { "" };
-        format!("{}{group}{fencing}", cluster_config(self.nodes.len()))
+        let cluster = cluster_config_with(self.nodes.len(), self.witness);
+        format!("{cluster}{group}{fencing}")
     }
 
     /// The lab's PDU, if `with_pdu` gave it one.
@@ -339,6 +368,22 @@ impl Lab {
                  }}\n"
             );
             self.nft_load(name, "partition", &rules);
+        }
+    }
+
+    /// Cuts every link between `a` and `b` (nftables drops in both), the
+    /// other nodes still reaching both; `heal` removes it.
+    pub fn cut_between(&self, a: &str, b: &str) {
+        for (me, other) in [(a, b), (b, a)] {
+            let n: usize = other.trim_start_matches("node").parse().unwrap_or(0);
+            let set = format!("{}, {}", net::crossover_v4(n), net::public_v4(n));
+            let rules = format!(
+                "table inet duetlab {{\n\
+                 \tchain input {{ type filter hook input priority 0; ip saddr {{ {set} }} drop; }}\n\
+                 \tchain output {{ type filter hook output priority 0; ip daddr {{ {set} }} drop; }}\n\
+                 }}\n"
+            );
+            self.nft_load(me, "partition", &rules);
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use duet_lab::{Binaries, Lab, wait_until, web};
 
-const USAGE: &str = "usage: duet-lab up [2|3] | shell NODE | down | demo | bench-failover [RUNS]";
+const USAGE: &str = "usage: duet-lab up [2|3] | shell NODE | down | demo | bench-failover [RUNS] | campaign [FAULTS [SEED]]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +33,15 @@ fn main() -> ExitCode {
             _ => usage(),
         },
         ["shell", node] => shell(node),
+        ["campaign"] => campaign(20, None),
+        ["campaign", faults] => match faults.parse() {
+            Ok(n @ 1..=10_000) => campaign(n, None),
+            _ => usage(),
+        },
+        ["campaign", faults, seed] => match (faults.parse(), seed.parse()) {
+            (Ok(n @ 1..=10_000), Ok(seed)) => campaign(n, Some(seed)),
+            _ => usage(),
+        },
         _ => usage(),
     }
 }
@@ -85,6 +94,36 @@ fn bench_failover(runs: usize, classic_runs: usize) -> ExitCode {
     println!();
     print!("{}", duet_lab::bench::table(&series));
     ExitCode::SUCCESS
+}
+
+/// `make campaign`: random faults against two nodes and a witness under
+/// client reads and writes (lab/src/campaign.rs); exits 1 on a violation
+/// or a lost write. Without a seed, one from the clock (printed first).
+fn campaign(faults: usize, seed: Option<u64>) -> ExitCode {
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs())
+    });
+    println!(
+        "== fault campaign: {faults} faults, seed {seed} (replay: duet-lab campaign {faults} {seed})"
+    );
+    let mut lab = duet_lab::campaign::lab(&Binaries::beside_current_exe());
+    let report = duet_lab::campaign::run(&mut lab, faults, seed);
+    drop(lab);
+    println!(
+        "acknowledged writes: {}, failovers: {}, fenced: {}",
+        report.acked_writes, report.failovers, report.fences
+    );
+    for v in &report.violations {
+        println!("violation: {v}");
+    }
+    println!("{}", report.summary());
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn ms(d: Duration) -> u128 {

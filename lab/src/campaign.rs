@@ -1,0 +1,633 @@
+//! The fault campaign (issue 7): random faults against a two-node lab
+//! with a witness and the lab's PDU, running group web (examples'
+//! two-node group: r0, /mnt/shared, 198.51.100.10, apache2), under a
+//! client that keeps reading the page from the floating address and a
+//! writer that keeps writing numbered files through the replicated
+//! filesystem on whichever node holds it.
+//!
+//! Each step injects one fault (crash, SIGKILL of duetd, a cable pulled,
+//! a node partitioned, packet loss, a failing disk, standby), holds it a
+//! few seconds, heals it, and waits until the cluster has recovered: every
+//! node up, web running on one node, r0 in sync, the page served. All the
+//! while, from outside, it checks that the address, the mount and the
+//! Primary role are never on two nodes at once. After each recovery every
+//! write that was acknowledged (fsynced, file and directory) must be on
+//! the filesystem, and an online verify must find both copies equal.
+//!
+//! A node's samples are taken one after the other, so two nodes seen
+//! holding at once counts only when the first was seen holding again
+//! after the second: a hand-over between two looks is not a violation,
+//! an overlap is.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::node::{Outlet, Power, enter};
+use crate::{Binaries, Lab, web};
+
+/// The nodes holding data and running web; node3 is the witness.
+const DATA: [&str; 2] = ["node1", "node2"];
+const ALL: [&str; 3] = ["node1", "node2", "node3"];
+/// How long a step may take to recover once its fault is healed.
+const RECOVERY: Duration = Duration::from_secs(180);
+/// Between two writes of the writer.
+const WRITE_PACE: Duration = Duration::from_millis(300);
+/// A write (or a look) that takes longer is abandoned.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A lab for the campaign: node1 and node2 with r0 and group web,
+/// node3 the witness, the PDU as fence device; web running on node1.
+pub fn lab(bins: &Binaries) -> Lab {
+    let mut lab = Lab::new(3, bins);
+    lab.with_witness();
+    lab.with_pdu();
+    lab.boot_all();
+    web::start(&lab);
+    lab
+}
+
+/// One fault, as injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Power cut; booted again at the heal.
+    Crash(&'static str),
+    /// SIGKILL to duetd; systemd restarts it.
+    KillDuetd(&'static str),
+    /// A cable pulled (eth0: public, eth1: crossover).
+    Cable(&'static str, &'static str),
+    /// The node hears no other node on any link.
+    Partition(&'static str),
+    /// Percent of the packets arriving at the node dropped.
+    Loss(&'static str, u8),
+    /// Every I/O of the node's /dev/sdb fails; attached again at the heal.
+    DiskErrors(&'static str),
+    /// `duetctl standby NODE`, then `online`.
+    Standby(&'static str),
+}
+
+/// What a campaign found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub faults: usize,
+    pub violations: Vec<String>,
+    pub acked_writes: usize,
+    pub lost_writes: usize,
+    pub longest_outage: Duration,
+    pub failovers: usize,
+    pub fences: usize,
+    /// One line per step.
+    pub steps: Vec<String>,
+}
+
+impl Report {
+    /// The closing line (the contract of `make campaign`).
+    pub fn summary(&self) -> String {
+        format!(
+            "faults: {}, violations: {}, lost writes: {}, longest outage: {:.2} s",
+            self.faults,
+            self.violations.len(),
+            self.lost_writes,
+            self.longest_outage.as_secs_f64()
+        )
+    }
+
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty() && self.lost_writes == 0
+    }
+}
+
+/// Runs `faults` steps from `seed` against a lab made by `lab`; prints
+/// each step as it ends.
+pub fn run(lab: &mut Lab, faults: usize, seed: u64) -> Report {
+    let mut c = Campaign {
+        rng: Rng(seed),
+        watch: Watch::default(),
+        report: Report {
+            seed,
+            ..Report::default()
+        },
+    };
+    let writer = Writer::start(lab);
+    let load = web::Load::start(lab);
+    let mut holder = c.recover(lab);
+    for i in 1..=faults {
+        let Some(before) = holder.clone() else {
+            break;
+        };
+        let fault = c.pick(&before);
+        let started = Instant::now();
+        let fences_before = fences(lab);
+        inject(lab, fault);
+        let hold = Duration::from_millis(2_000 + c.rng.below(4_000));
+        c.watch_for(lab, hold);
+        heal(lab, fault);
+        holder = c.recover(lab);
+        c.report.faults = i;
+        let fenced = fences(lab) - fences_before;
+        c.report.fences += fenced;
+        let after = holder.clone().unwrap_or_else(|| "nobody".into());
+        if after != before {
+            c.report.failovers += 1;
+        }
+        let line = format!(
+            "step {i}: {fault:?} held {:.1} s: web {before} -> {after}, {fenced} fenced, {:.1} s, violations {}",
+            hold.as_secs_f64(),
+            started.elapsed().as_secs_f64(),
+            c.report.violations.len()
+        );
+        println!("{line}");
+        c.report.steps.push(line);
+        if holder.is_some() {
+            c.check_data(lab, &writer, &after);
+        }
+    }
+    let acked = writer.finish();
+    c.report.acked_writes = acked.len();
+    let replies = load.finish();
+    c.report.longest_outage = web::longest_gap(&replies);
+    c.report
+}
+
+struct Campaign {
+    rng: Rng,
+    watch: Watch,
+    report: Report,
+}
+
+impl Campaign {
+    /// A fault for this step; crashes and kills go to the node running
+    /// web half of the time, so that most steps make it move.
+    fn pick(&mut self, holder: &str) -> Fault {
+        let holder = DATA.into_iter().find(|n| *n == holder).unwrap_or("node1");
+        let any = |rng: &mut Rng| {
+            if rng.below(2) == 0 {
+                holder
+            } else {
+                ALL[rng.below(3) as usize]
+            }
+        };
+        let data = |rng: &mut Rng| DATA[rng.below(2) as usize];
+        let fault = match self.rng.below(8) {
+            0 | 1 => Fault::Crash(any(&mut self.rng)),
+            2 => Fault::KillDuetd(any(&mut self.rng)),
+            3 => {
+                let ifname = ["eth0", "eth1"][self.rng.below(2) as usize];
+                Fault::Cable(any(&mut self.rng), ifname)
+            }
+            4 => Fault::Partition(any(&mut self.rng)),
+            5 => Fault::Loss(any(&mut self.rng), 20 + self.rng.below(40) as u8),
+            6 => Fault::DiskErrors(data(&mut self.rng)),
+            _ => Fault::Standby(data(&mut self.rng)),
+        };
+        fault
+    }
+
+    /// Watches the invariants for `time`.
+    fn watch_for(&mut self, lab: &Lab, time: Duration) {
+        let end = Instant::now() + time;
+        while Instant::now() < end {
+            self.look(lab);
+        }
+    }
+
+    /// One look at every node, each sample checked against the others.
+    fn look(&mut self, lab: &Lab) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        for name in ALL {
+            let Some(s) = observe(lab, name) else {
+                continue;
+            };
+            for v in self.watch.add(name, &s) {
+                println!("VIOLATION: {v}");
+                self.report.violations.push(v);
+            }
+            seen.push(s);
+        }
+        seen
+    }
+
+    /// Boots nodes that are off and waits until web runs on one node with
+    /// r0 in sync and the page served; the node running web, or None
+    /// (a violation) if that does not happen within `RECOVERY`.
+    fn recover(&mut self, lab: &mut Lab) -> Option<String> {
+        let deadline = Instant::now() + RECOVERY;
+        for name in ALL {
+            if !lab.node(name).is_running() {
+                if let Err(e) = lab.try_boot(name) {
+                    self.report
+                        .violations
+                        .push(format!("{name} did not boot: {e}"));
+                }
+            }
+        }
+        loop {
+            let seen = self.look(lab);
+            if let Some(h) = recovered(&seen) {
+                if web::good_page(lab).is_some() {
+                    return Some(h);
+                }
+            }
+            if Instant::now() > deadline {
+                let state: Vec<String> = seen.iter().map(|s| format!("{s:?}")).collect();
+                let v = format!("no recovery within {RECOVERY:?}: {}", state.join("; "));
+                println!("VIOLATION: {v}");
+                self.report.violations.push(v);
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every acknowledged write is on the filesystem where web runs, and
+    /// an online verify finds the two copies equal.
+    fn check_data(&mut self, lab: &Lab, writer: &Writer, holder: &str) {
+        let acked = writer.acked();
+        let Some(out) = lab.try_execute(
+            holder,
+            "cd /mnt/shared/campaign 2>/dev/null && grep -r '' . || true",
+        ) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let found: BTreeMap<u64, String> = text
+            .lines()
+            .filter_map(|l| {
+                let (file, body) = l.strip_prefix("./")?.split_once(':')?;
+                Some((file.parse().ok()?, body.to_string()))
+            })
+            .collect();
+        let lost: Vec<u64> = acked
+            .iter()
+            .filter(|a| found.get(&a.n) != Some(&a.n.to_string()))
+            .map(|a| a.n)
+            .collect();
+        if !lost.is_empty() {
+            let v = format!(
+                "{} acknowledged writes lost on {holder}: {lost:?}",
+                lost.len()
+            );
+            println!("VIOLATION: {v}");
+            self.report.lost_writes = self.report.lost_writes.max(lost.len());
+            self.report.violations.push(v);
+        }
+        let verify = lab.try_execute(holder, "duetctl verify r0");
+        if let Some(out) = verify {
+            let said = String::from_utf8_lossy(&out.stdout).into_owned();
+            if !said.contains("verify finished: 0 bytes out of sync") {
+                let err = String::from_utf8_lossy(&out.stderr);
+                let v = format!("verify on {holder}: {} {}", said.trim(), err.trim());
+                println!("VIOLATION: {v}");
+                self.report.violations.push(v);
+            }
+        }
+    }
+}
+
+/// The node that runs web once the cluster has recovered: every node up,
+/// both data nodes agree where web runs and it runs there, r0 in sync
+/// on both, the address and the mount only there.
+fn recovered(seen: &[Seen]) -> Option<String> {
+    if seen.len() != ALL.len() {
+        return None;
+    }
+    let data: Vec<&Seen> = seen.iter().filter(|s| DATA.contains(&s.node)).collect();
+    let holder = data.iter().find(|s| s.running)?.node;
+    let agreed = data.iter().all(|s| s.web_on.as_deref() == Some(holder));
+    let synced = data.iter().all(|s| s.in_sync);
+    let only = seen
+        .iter()
+        .all(|s| (s.ip || s.mount || s.primary) == (s.node == holder));
+    (agreed && synced && only).then(|| holder.to_string())
+}
+
+/// What one look at a node saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    node: &'static str,
+    ip: bool,
+    mount: bool,
+    primary: bool,
+    /// Where this node says web runs.
+    web_on: Option<String>,
+    /// Web runs here, by this node's word.
+    running: bool,
+    in_sync: bool,
+}
+
+const LOOK: &str = "ip -4 -o addr show dev eth0 | grep -q ' 198.51.100.10/' && echo IP; \
+    findmnt -n /mnt/shared >/dev/null && echo MOUNT; duetctl status --json 2>/dev/null";
+
+fn observe(lab: &Lab, node: &'static str) -> Option<Seen> {
+    let out = lab.try_execute(node, LOOK)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = text
+        .find('{')
+        .and_then(|i| serde_json::from_str::<serde_json::Value>(&text[i..]).ok());
+    let head = text.split('{').next().unwrap_or("");
+    let r = json.as_ref().map(|j| &j["replicas"][0]);
+    let g = json.as_ref().map(|j| &j["groups"][0]);
+    let web_on = g.and_then(|g| g["node"].as_str()).map(str::to_string);
+    Some(Seen {
+        node,
+        ip: head.lines().any(|l| l == "IP"),
+        mount: head.lines().any(|l| l == "MOUNT"),
+        primary: r.is_some_and(|r| r["role"] == "primary"),
+        running: web_on.as_deref() == Some(node) && g.is_some_and(|g| g["state"] == "running"),
+        web_on,
+        in_sync: r.is_some_and(crate::replica::in_sync),
+    })
+}
+
+/// The samples so far of what each node holds, in the order taken.
+#[derive(Default)]
+struct Watch {
+    samples: Vec<(&'static str, [bool; 3])>,
+}
+
+const HELD: [&str; 3] = ["the address", "the mount", "the Primary role"];
+
+impl Watch {
+    /// Adds a node's sample; the violations it proves: another node held
+    /// the same thing at a sample taken between two of this node's that
+    /// both held it.
+    fn add(&mut self, node: &'static str, s: &Seen) -> Vec<String> {
+        let now = [s.ip, s.mount, s.primary];
+        let mut out = Vec::new();
+        let previous = self.samples.iter().rposition(|(n, _)| *n == node);
+        if let Some(p) = previous {
+            for (k, what) in HELD.iter().enumerate() {
+                if !(now[k] && self.samples[p].1[k]) {
+                    continue;
+                }
+                let others: Vec<&str> = self.samples[p + 1..]
+                    .iter()
+                    .filter(|(n, held)| *n != node && held[k])
+                    .map(|(n, _)| *n)
+                    .collect();
+                if let Some(other) = others.first() {
+                    out.push(format!("{what} on {node} and {other} at once"));
+                }
+            }
+        }
+        self.samples.push((node, now));
+        if self.samples.len() > 64 {
+            self.samples.drain(..32);
+        }
+        out
+    }
+}
+
+fn inject(lab: &mut Lab, fault: Fault) {
+    match fault {
+        Fault::Crash(n) => lab.crash(n),
+        Fault::KillDuetd(n) => {
+            let _ = lab.try_execute(
+                n,
+                "kill -KILL $(systemctl show --property MainPID --value duetd)",
+            );
+        }
+        Fault::Cable(n, ifname) => lab.set_link(n, ifname, false),
+        Fault::Partition(n) => lab.isolate(&[n]),
+        Fault::Loss(n, percent) => lab.lose(n, percent),
+        Fault::DiskErrors(n) => lab.set_disk_failing(n, true),
+        Fault::Standby(n) => {
+            let _ = lab.try_execute(n, &format!("duetctl standby {n}"));
+        }
+    }
+}
+
+fn heal(lab: &mut Lab, fault: Fault) {
+    match fault {
+        Fault::Crash(_) | Fault::KillDuetd(_) => {}
+        Fault::Cable(n, ifname) => lab.set_link(n, ifname, true),
+        Fault::Partition(_) => lab.heal(),
+        Fault::Loss(n, _) => lab.lose(n, 0),
+        Fault::DiskErrors(n) => {
+            lab.set_disk_failing(n, false);
+            reattach(lab, n);
+        }
+        Fault::Standby(n) => {
+            let _ = lab.try_execute(n, &format!("duetctl online {n}"));
+        }
+    }
+}
+
+/// A detached disk comes back by hand, as an administrator's would after
+/// replacing it. duetd refuses to give a diskless Primary a disk under its
+/// feet: the administrator first moves web off the node (standby, and
+/// waits until it has gone), attaches, and lets the node back.
+fn reattach(lab: &Lab, n: &str) {
+    let replica = |lab: &Lab| lab.status(n).map(|s| s["replicas"][0].clone());
+    let Some(r) = replica(lab) else {
+        return;
+    };
+    if r["disk"] != "diskless" {
+        return;
+    }
+    if r["role"] == "primary" {
+        let _ = lab.try_execute(n, &format!("duetctl standby {n}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && replica(lab).is_some_and(|r| r["role"] == "primary") {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let _ = lab.try_execute(n, "duetctl attach r0");
+    let _ = lab.try_execute(n, &format!("duetctl online {n}"));
+}
+
+/// Power cuts the PDU made so far.
+fn fences(lab: &Lab) -> usize {
+    lab.pdu().map_or(0, |p| {
+        p.events()
+            .iter()
+            .filter(|e| e.action == "off" && e.ok && e.was_on)
+            .count()
+    })
+}
+
+/// A write the filesystem acknowledged: file `n` holds `n`.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub n: u64,
+    pub node: &'static str,
+}
+
+/// Writes numbered files on whichever data node has /mnt/shared mounted,
+/// each made durable (the file, then the directory) before it counts as
+/// acknowledged.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<Ack>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const WRITE: &str = "mountpoint -q /mnt/shared || exit 3; d=/mnt/shared/campaign; \
+    mkdir -p $d && echo $N > $d/.$N && sync $d/.$N && mv $d/.$N $d/$N && sync $d && echo acked";
+
+impl Writer {
+    fn start(lab: &Lab) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        // The outlets live as long as the nodes: they say, across boots,
+        // which init to enter.
+        let outlets: Vec<(&'static str, Outlet)> =
+            DATA.iter().map(|n| (*n, lab.node(n).outlet())).collect();
+        let thread = {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            std::thread::spawn(move || write_loop(&stop, &acked, &outlets))
+        };
+        Writer {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    fn acked(&self) -> Vec<Ack> {
+        self.acked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn finish(mut self) -> Vec<Ack> {
+        self.halt();
+        self.acked()
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn write_loop(stop: &AtomicBool, acked: &Mutex<Vec<Ack>>, outlets: &[(&'static str, Outlet)]) {
+    let mut n: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        for (name, outlet) in outlets {
+            let Power::On { leader, .. } = outlet.state() else {
+                continue;
+            };
+            let script = WRITE.replace("$N", &n.to_string());
+            let mut cmd = enter(leader);
+            cmd.args(["env", "-i", PATH, "sh", "-c", &script]);
+            if bounded(cmd, COMMAND_TIMEOUT).is_some_and(|out| out.contains("acked")) {
+                acked
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(Ack { n, node: *name });
+                break;
+            }
+        }
+        std::thread::sleep(WRITE_PACE);
+    }
+}
+
+/// Runs `cmd`; its stdout if it exits 0 within `timeout`. One that hangs
+/// (a write stuck on a dead disk) is killed and left.
+fn bounded(mut cmd: Command, timeout: Duration) -> Option<String> {
+    let mut child: Child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let mut out = String::new();
+                child.stdout.take()?.read_to_string(&mut out).ok()?;
+                return status.success().then_some(out);
+            }
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                return None;
+            }
+        }
+    }
+}
+
+/// SplitMix64: the campaign's faults from a seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(node: &'static str, ip: bool) -> Seen {
+        Seen {
+            node,
+            ip,
+            mount: false,
+            primary: false,
+            web_on: None,
+            running: false,
+            in_sync: false,
+        }
+    }
+
+    #[test]
+    fn a_hand_over_between_two_looks_is_no_overlap_but_an_overlap_is() {
+        let mut w = Watch::default();
+        assert!(w.add("node1", &seen("node1", true)).is_empty());
+        assert!(w.add("node2", &seen("node2", true)).is_empty());
+        // node1 let go before node2 was looked at: fine.
+        assert!(w.add("node1", &seen("node1", false)).is_empty());
+        let mut w = Watch::default();
+        w.add("node1", &seen("node1", true));
+        w.add("node2", &seen("node2", true));
+        // node1 still holds after node2 was seen holding: both at once.
+        assert_eq!(
+            w.add("node1", &seen("node1", true)),
+            ["the address on node1 and node2 at once"]
+        );
+    }
+
+    #[test]
+    fn the_summary_is_the_contracts_line() {
+        let r = Report {
+            faults: 20,
+            longest_outage: Duration::from_millis(3_140),
+            ..Report::default()
+        };
+        assert_eq!(
+            r.summary(),
+            "faults: 20, violations: 0, lost writes: 0, longest outage: 3.14 s"
+        );
+        assert!(r.ok());
+    }
+}
