@@ -32,7 +32,7 @@ SEEDS ?= 2000
 SEED ?= 1
 sim: deps
 	@mkdir -p target
-	@DUET_SIM_SEEDS=$(SEEDS) DUET_SIM_SEED=$(SEED) $(CARGO) test --release --test cluster_sim \
+	@DUET_SIM_STRICT=1 DUET_SIM_SEEDS=$(SEEDS) DUET_SIM_SEED=$(SEED) $(CARGO) test --release --test cluster_sim \
 		every_schedule_keeps_every_invariant -- --nocapture > target/sim.log 2>&1; rc=$$?; \
 		grep -v '^schedules:' target/sim.log | tail -n 60; grep '^schedules:' target/sim.log; exit $$rc
 
