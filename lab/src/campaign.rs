@@ -174,7 +174,7 @@ impl Campaign {
             }
         };
         let data = |rng: &mut Rng| DATA[rng.below(2) as usize];
-        let fault = match self.rng.below(8) {
+        match self.rng.below(8) {
             0 | 1 => Fault::Crash(any(&mut self.rng)),
             2 => Fault::KillDuetd(any(&mut self.rng)),
             3 => {
@@ -185,8 +185,7 @@ impl Campaign {
             5 => Fault::Loss(any(&mut self.rng), 20 + self.rng.below(40) as u8),
             6 => Fault::DiskErrors(data(&mut self.rng)),
             _ => Fault::Standby(data(&mut self.rng)),
-        };
-        fault
+        }
     }
 
     /// Watches the invariants for `time`.
@@ -219,20 +218,20 @@ impl Campaign {
     fn recover(&mut self, lab: &mut Lab) -> Option<String> {
         let deadline = Instant::now() + RECOVERY;
         for name in ALL {
-            if !lab.node(name).is_running() {
-                if let Err(e) = lab.try_boot(name) {
-                    self.report
-                        .violations
-                        .push(format!("{name} did not boot: {e}"));
-                }
+            if !lab.node(name).is_running()
+                && let Err(e) = lab.try_boot(name)
+            {
+                self.report
+                    .violations
+                    .push(format!("{name} did not boot: {e}"));
             }
         }
         loop {
             let seen = self.look(lab);
-            if let Some(h) = recovered(&seen) {
-                if web::good_page(lab).is_some() {
-                    return Some(h);
-                }
+            if let Some(h) = recovered(&seen)
+                && web::good_page(lab).is_some()
+            {
+                return Some(h);
             }
             if Instant::now() > deadline {
                 let state: Vec<String> = seen.iter().map(|s| format!("{s:?}")).collect();
@@ -531,7 +530,7 @@ fn write_loop(stop: &AtomicBool, acked: &Mutex<Vec<Ack>>, outlets: &[(&'static s
                 acked
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .push(Ack { n, node: *name });
+                    .push(Ack { n, node: name });
                 break;
             }
         }
