@@ -95,6 +95,10 @@ fn lab_campaign_of_random_faults_breaks_no_invariant() {
     assert_eq!(report.faults, faults, "the campaign stopped early");
     assert!(report.acked_writes > faults * 10, "{report:?}");
     assert!(report.failovers > 0, "no fault moved web: {report:?}");
+    assert!(
+        report.copies_compared * 2 >= faults,
+        "the copies were compared after too few steps: {report:?}"
+    );
 }
 
 /// Both links between node1 and node2 cut, each still reaching the

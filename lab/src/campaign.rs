@@ -82,6 +82,10 @@ pub struct Report {
     pub longest_outage: Duration,
     pub failovers: usize,
     pub fences: usize,
+    /// Recoveries after which both copies were hashed and found equal.
+    pub copies_compared: usize,
+    /// Mounts unmounted by hand where the lab's systemd could not.
+    pub by_hand: usize,
     /// One line per step.
     pub steps: Vec<String>,
 }
@@ -233,6 +237,9 @@ impl Campaign {
             {
                 return Some(h);
             }
+            if Instant::now() + RECOVERY > deadline + Duration::from_secs(10) {
+                self.unmount_by_hand(lab);
+            }
             if Instant::now() > deadline {
                 let state: Vec<String> = seen.iter().map(|s| format!("{s:?}")).collect();
                 let v = format!("no recovery within {RECOVERY:?}: {}", state.join("; "));
@@ -244,8 +251,26 @@ impl Campaign {
         }
     }
 
+    /// systemd in a lab container (cgroup v1) sometimes cannot spawn
+    /// umount for a mount unit (219/CGROUP, docs/lab.md), however often
+    /// asked: duetd's stop of the mount then fails, and web stays blocked
+    /// on that node, as it must (a stop that failed is never taken for
+    /// one that worked). An administrator unmounts by hand and clears the
+    /// failure; so does the campaign, and counts it (`Report::by_hand`).
+    fn unmount_by_hand(&mut self, lab: &Lab) {
+        for n in DATA {
+            let fixed = lab
+                .try_execute(n, UNMOUNT_BY_HAND)
+                .is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains("unmounted"));
+            if fixed {
+                println!("{n}: systemd could not spawn umount (219/CGROUP): unmounted by hand");
+                self.report.by_hand += 1;
+            }
+        }
+    }
+
     /// Every acknowledged write is on the filesystem where web runs, and
-    /// an online verify finds the two copies equal.
+    /// the two copies are equal.
     fn check_data(&mut self, lab: &Lab, writer: &Writer, holder: &str) {
         let acked = writer.acked();
         let Some(out) = lab.try_execute(
@@ -276,15 +301,52 @@ impl Campaign {
             self.report.lost_writes = self.report.lost_writes.max(lost.len());
             self.report.violations.push(v);
         }
-        let verify = lab.try_execute(holder, "duetctl verify r0");
-        if let Some(out) = verify {
-            let said = String::from_utf8_lossy(&out.stdout).into_owned();
-            if !said.contains("verify finished: 0 bytes out of sync") {
-                let err = String::from_utf8_lossy(&out.stderr);
-                let v = format!("verify on {holder}: {} {}", said.trim(), err.trim());
-                println!("VIOLATION: {v}");
-                self.report.violations.push(v);
-            }
+        self.check_copies(lab, holder);
+    }
+
+    /// Both copies hold the same data: with the filesystem frozen on the
+    /// holder, every write it made is answered, so on both disks
+    /// (protocol C); the data area of each node's /dev/sdb is hashed
+    /// (direct reads), then the filesystem thawed. This checks the resync
+    /// from outside duet, without its own verify.
+    fn check_copies(&mut self, lab: &Lab, holder: &str) {
+        let size = lab
+            .try_execute(holder, "blockdev --getsize64 /dev/duet/r0")
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            });
+        let Some(size) = size else {
+            return;
+        };
+        let frozen = lab
+            .try_execute(holder, "timeout 20 fsfreeze -f /mnt/shared")
+            .is_some_and(|o| o.status.success());
+        let hash = format!(
+            "dd if=/dev/sdb iflag=direct,count_bytes count={size} bs=1M status=none | md5sum"
+        );
+        let sums: Vec<Option<String>> = DATA
+            .iter()
+            .map(|n| {
+                let out = lab.try_execute(n, &hash)?;
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                out.status.success().then(|| text.trim().to_string())
+            })
+            .collect();
+        if frozen {
+            let _ = lab.try_execute(holder, "fsfreeze -u /mnt/shared");
+        }
+        if !frozen || sums.iter().any(Option::is_none) {
+            return;
+        }
+        if sums[0] != sums[1] {
+            let v = format!("the copies differ after the resync: {sums:?}");
+            println!("VIOLATION: {v}");
+            self.report.violations.push(v);
+        } else {
+            self.report.copies_compared += 1;
         }
     }
 }
@@ -319,6 +381,11 @@ struct Seen {
     running: bool,
     in_sync: bool,
 }
+
+/// Only a mount unit that failed with 219/CGROUP and is still mounted.
+const UNMOUNT_BY_HAND: &str = "systemctl status mnt-shared.mount 2>/dev/null | grep -q 219/CGROUP \
+    && findmnt -n /mnt/shared >/dev/null && umount /mnt/shared \
+    && systemctl reset-failed mnt-shared.mount && duetctl cleanup web >/dev/null && echo unmounted";
 
 const LOOK: &str = "ip -4 -o addr show dev eth0 | grep -q ' 198.51.100.10/' && echo IP; \
     findmnt -n /mnt/shared >/dev/null && echo MOUNT; duetctl status --json 2>/dev/null";

@@ -112,8 +112,12 @@ fn campaign(faults: usize, seed: Option<u64>) -> ExitCode {
     let report = duet_lab::campaign::run(&mut lab, faults, seed);
     drop(lab);
     println!(
-        "acknowledged writes: {}, failovers: {}, fenced: {}",
-        report.acked_writes, report.failovers, report.fences
+        "acknowledged writes: {}, failovers: {}, fenced: {}, copies compared equal: {}, unmounted by hand (lab systemd): {}",
+        report.acked_writes,
+        report.failovers,
+        report.fences,
+        report.copies_compared,
+        report.by_hand
     );
     for v in &report.violations {
         println!("violation: {v}");
