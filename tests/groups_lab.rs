@@ -610,10 +610,17 @@ fn lab_groups_web_stays_on_node1_when_only_the_crossover_is_cut() {
     for n in ["node1", "node2"] {
         let r = replica_of(&lab, n).expect("replica");
         assert_ne!(r["connection"], "connected", "{n}: {r}");
-        assert_eq!(r["peer_disk"], "dunknown", "{n}: {r}");
     }
+    // Fencing resource-only (the default): node1, Primary alone, had
+    // node2 outdate its disk through the heartbeats on the public link
+    // before writing without it, and says so; node2 cannot know node1's.
     let r1 = replica_of(&lab, "node1").expect("replica on node1");
     assert_eq!(r1["role"], "primary", "{r1}");
+    assert_eq!(r1["peer_disk"], "outdated", "{r1}");
+    assert_eq!(r1["fencing"], "peer-outdated", "{r1}");
+    let r2 = replica_of(&lab, "node2").expect("replica on node2");
+    assert_eq!(r2["disk"], "outdated", "{r2}");
+    assert_eq!(r2["peer_disk"], "dunknown", "{r2}");
 
     // node1 keeps writing alone: what it writes must reach node2 later.
     lab.succeed(

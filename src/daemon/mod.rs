@@ -27,7 +27,8 @@ use crate::host::{notify, ping::Pinger};
 use crate::membership::auth::{self, Auth, AuthAlgorithm};
 use crate::membership::wire::Codec;
 use crate::membership::{Action, Input, Membership, PingTarget, Setup};
-use crate::types::{LinkId, Timestamp};
+use crate::resources::placement::Phase;
+use crate::types::{LinkId, NodeId, Timestamp};
 
 use events::EventLog;
 use groups::{Groups, Wish};
@@ -82,6 +83,10 @@ pub(crate) struct Received {
 
 struct Daemon {
     config: Config,
+    local: NodeId,
+    /// At SIGTERM: the groups that ran here, which another node is to
+    /// take up before this one goes silent.
+    moving: Vec<String>,
     core: Membership,
     links: Links,
     pinger: Option<Pinger>,
@@ -177,6 +182,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let node_name = config.node(local).name.clone();
     let mut daemon = Daemon {
         config,
+        local,
+        moving: Vec::new(),
         core,
         links,
         pinger,
@@ -221,11 +228,20 @@ impl Daemon {
         self.step(Input::Tick, None);
         // Set at SIGTERM: the groups are being stopped before leaving.
         let mut leaving: Option<tokio::time::Instant> = None;
+        // Once the groups stopped: how long to stay for their hand-over.
+        let mut handing_over: Option<tokio::time::Instant> = None;
         loop {
-            if let Some(deadline) = leaving
-                && (!self.groups.any_active() || tokio::time::Instant::now() >= deadline)
-            {
-                return Ok(());
+            if let Some(deadline) = leaving {
+                let now = tokio::time::Instant::now();
+                if !self.groups.any_active() {
+                    let until = *handing_over.get_or_insert(now + self.hand_over_bound());
+                    if self.taken_elsewhere() || now >= until {
+                        return Ok(());
+                    }
+                }
+                if now >= deadline {
+                    return Ok(());
+                }
             }
             let next = self.core.next_wakeup();
             let next = self.groups.next_wakeup().map_or(next, |g| g.min(next));
@@ -321,9 +337,55 @@ impl Daemon {
         if self.groups.any_active() {
             tracing::info!("stopping: moving the groups off this node first");
         }
+        self.moving = self.running_here();
         self.groups.set_standby(true);
         self.step(Input::Tick, None);
         tokio::time::Instant::now() + bound
+    }
+
+    /// The groups active here, as this node announces them.
+    fn running_here(&self) -> Vec<String> {
+        self.groups
+            .announcement()
+            .groups
+            .into_iter()
+            .filter(|g| g.phase != Phase::Idle)
+            .map(|g| g.name)
+            .collect()
+    }
+
+    /// Leaving, with the groups stopped here: a peer that takes one over
+    /// claims it while this node is heard alive, so this node stays (and
+    /// keeps heartbeating, its replicas connected) until every group it
+    /// ran is active on another live node that can run it, or none can.
+    /// Going silent at once would leave the peer a silent node that may
+    /// still hold the group: in a two-node cluster without fencing it
+    /// would then take nothing over.
+    fn taken_elsewhere(&self) -> bool {
+        let others: Vec<_> = self
+            .config
+            .node_ids()
+            .filter(|id| *id != self.local)
+            .filter_map(|id| self.core.view(id))
+            .filter(|v| v.state.is_alive())
+            .filter_map(|v| v.node_state)
+            .collect();
+        self.moving.iter().all(|name| {
+            let can: Vec<Phase> = others
+                .iter()
+                .filter(|s| !s.standby)
+                .filter_map(|s| s.groups.iter().find(|g| &g.name == name))
+                .filter(|g| g.eligible)
+                .map(|g| g.phase)
+                .collect();
+            can.is_empty() || can.contains(&Phase::Active)
+        })
+    }
+
+    /// At most this long after the groups stopped here: a claim, its
+    /// hold and the first start elsewhere take about a deadtime.
+    fn hand_over_bound(&self) -> Duration {
+        self.config.timings.deadtime * 2 + Duration::from_secs(2)
     }
 
     fn ping(&mut self, target: PingTarget) {
