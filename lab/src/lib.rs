@@ -360,14 +360,7 @@ impl Lab {
             if others.is_empty() {
                 continue;
             }
-            let set = others.join(", ");
-            let rules = format!(
-                "table inet duetlab {{\n\
-                 \tchain input {{ type filter hook input priority 0; ip saddr {{ {set} }} drop; }}\n\
-                 \tchain output {{ type filter hook output priority 0; ip daddr {{ {set} }} drop; }}\n\
-                 }}\n"
-            );
-            self.nft_load(name, "partition", &rules);
+            self.nft_load(name, "partition", &drop_rules(&others.join(", ")));
         }
     }
 
@@ -377,13 +370,7 @@ impl Lab {
         for (me, other) in [(a, b), (b, a)] {
             let n: usize = other.trim_start_matches("node").parse().unwrap_or(0);
             let set = format!("{}, {}", net::crossover_v4(n), net::public_v4(n));
-            let rules = format!(
-                "table inet duetlab {{\n\
-                 \tchain input {{ type filter hook input priority 0; ip saddr {{ {set} }} drop; }}\n\
-                 \tchain output {{ type filter hook output priority 0; ip daddr {{ {set} }} drop; }}\n\
-                 }}\n"
-            );
-            self.nft_load(me, "partition", &rules);
+            self.nft_load(me, "partition", &drop_rules(&set));
         }
     }
 
@@ -488,6 +475,17 @@ impl Drop for Lab {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The partition table of a node: every packet from or to the addresses
+/// of `set` (a comma-separated nftables set) dropped.
+fn drop_rules(set: &str) -> String {
+    format!(
+        "table inet duetlab {{\n\
+         \tchain input {{ type filter hook input priority 0; ip saddr {{ {set} }} drop; }}\n\
+         \tchain output {{ type filter hook output priority 0; ip daddr {{ {set} }} drop; }}\n\
+         }}\n"
+    )
 }
 
 /// How long from `since` until `probe` holds, polling every 50 ms.
