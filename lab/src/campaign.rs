@@ -131,7 +131,7 @@ pub fn run(lab: &mut Lab, faults: usize, seed: u64) -> Report {
         inject(lab, fault);
         let hold = Duration::from_millis(2_000 + c.rng.below(4_000));
         c.watch_for(lab, hold);
-        heal(lab, fault);
+        c.report.by_hand += heal(lab, fault);
         holder = c.recover(lab);
         c.report.faults = i;
         let fenced = fences(lab) - fences_before;
@@ -259,11 +259,7 @@ impl Campaign {
     /// failure; so does the campaign, and counts it (`Report::by_hand`).
     fn unmount_by_hand(&mut self, lab: &Lab) {
         for n in DATA {
-            let fixed = lab
-                .try_execute(n, UNMOUNT_BY_HAND)
-                .is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains("unmounted"));
-            if fixed {
-                println!("{n}: systemd could not spawn umount (219/CGROUP): unmounted by hand");
+            if unmounted_by_hand(lab, n) {
                 self.report.by_hand += 1;
             }
         }
@@ -469,7 +465,8 @@ fn inject(lab: &mut Lab, fault: Fault) {
     }
 }
 
-fn heal(lab: &mut Lab, fault: Fault) {
+/// Heals `fault`; the mounts unmounted by hand on the way.
+fn heal(lab: &mut Lab, fault: Fault) -> usize {
     match fault {
         Fault::Crash(_) | Fault::KillDuetd(_) => {}
         Fault::Cable(n, ifname) => lab.set_link(n, ifname, true),
@@ -477,35 +474,58 @@ fn heal(lab: &mut Lab, fault: Fault) {
         Fault::Loss(n, _) => lab.lose(n, 0),
         Fault::DiskErrors(n) => {
             lab.set_disk_failing(n, false);
-            reattach(lab, n);
+            return reattach(lab, n);
         }
         Fault::Standby(n) => {
             let _ = lab.try_execute(n, &format!("duetctl online {n}"));
         }
     }
+    0
 }
 
 /// A detached disk comes back by hand, as an administrator's would after
 /// replacing it. duetd refuses to give a diskless Primary a disk under its
 /// feet: the administrator first moves web off the node (standby, and
 /// waits until it has gone), attaches, and lets the node back.
-fn reattach(lab: &Lab, n: &str) {
+fn reattach(lab: &Lab, n: &str) -> usize {
     let replica = |lab: &Lab| lab.status(n).map(|s| s["replicas"][0].clone());
     let Some(r) = replica(lab) else {
-        return;
+        return 0;
     };
     if r["disk"] != "diskless" {
-        return;
+        return 0;
     }
+    let mut by_hand = 0;
     if r["role"] == "primary" {
         let _ = lab.try_execute(n, &format!("duetctl standby {n}"));
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline && replica(lab).is_some_and(|r| r["role"] == "primary") {
+            // web cannot leave while its mount's stop failed (the lab's
+            // systemd): unmounted by hand, as the recovery does.
+            if unmounted_by_hand(lab, n) {
+                by_hand += 1;
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    // Back online only with its disk: a node left diskless is chosen for
+    // web again, and is then promoted diskless (docs/campaign.md).
     let _ = lab.try_execute(n, "duetctl attach r0");
-    let _ = lab.try_execute(n, &format!("duetctl online {n}"));
+    if replica(lab).is_some_and(|r| r["disk"] != "diskless") {
+        let _ = lab.try_execute(n, &format!("duetctl online {n}"));
+    }
+    by_hand
+}
+
+/// `UNMOUNT_BY_HAND` on `n`: whether it unmounted.
+fn unmounted_by_hand(lab: &Lab, n: &str) -> bool {
+    let fixed = lab
+        .try_execute(n, UNMOUNT_BY_HAND)
+        .is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains("unmounted"));
+    if fixed {
+        println!("{n}: systemd could not spawn umount (219/CGROUP): unmounted by hand");
+    }
+    fixed
 }
 
 /// Power cuts the PDU made so far.
