@@ -283,15 +283,18 @@ impl Campaign {
                 Some((file.parse().ok()?, body.to_string()))
             })
             .collect();
-        let lost: Vec<u64> = acked
+        // Each with the node that acknowledged it: a write lost across a
+        // failover names the node it was written on.
+        let lost: Vec<String> = acked
             .iter()
             .filter(|a| found.get(&a.n) != Some(&a.n.to_string()))
-            .map(|a| a.n)
+            .map(|a| format!("{} (on {})", a.n, a.node))
             .collect();
         if !lost.is_empty() {
             let v = format!(
-                "{} acknowledged writes lost on {holder}: {lost:?}",
-                lost.len()
+                "{} acknowledged writes lost on {holder}: {}",
+                lost.len(),
+                lost.join(", ")
             );
             println!("VIOLATION: {v}");
             self.report.lost_writes = self.report.lost_writes.max(lost.len());
