@@ -23,10 +23,10 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::collector::Collector;
 use crate::node::{Outlet, Power, enter};
 use crate::{Binaries, Lab, web};
 
@@ -551,57 +551,28 @@ pub struct Ack {
 /// Writes numbered files on whichever data node has /mnt/shared mounted,
 /// each made durable (the file, then the directory) before it counts as
 /// acknowledged.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<Ack>>>,
-    thread: Option<JoinHandle<()>>,
-}
+struct Writer(Collector<Ack>);
 
 const WRITE: &str = "mountpoint -q /mnt/shared || exit 3; d=/mnt/shared/campaign; \
     mkdir -p $d && echo $N > $d/.$N && sync $d/.$N && mv $d/.$N $d/$N && sync $d && echo acked";
 
 impl Writer {
     fn start(lab: &Lab) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
         // The outlets live as long as the nodes: they say, across boots,
         // which init to enter.
         let outlets: Vec<(&'static str, Outlet)> =
             DATA.iter().map(|n| (*n, lab.node(n).outlet())).collect();
-        let thread = {
-            let (stop, acked) = (stop.clone(), acked.clone());
-            std::thread::spawn(move || write_loop(&stop, &acked, &outlets))
-        };
-        Writer {
-            stop,
-            acked,
-            thread: Some(thread),
-        }
+        Writer(Collector::start(move |stop, acked| {
+            write_loop(stop, acked, &outlets)
+        }))
     }
 
     fn acked(&self) -> Vec<Ack> {
-        self.acked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.items()
     }
 
-    fn finish(mut self) -> Vec<Ack> {
-        self.halt();
-        self.acked()
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.halt();
+    fn finish(self) -> Vec<Ack> {
+        self.0.finish()
     }
 }
 

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod campaign;
 pub mod cleanup;
 pub mod cmd;
+pub mod collector;
 pub mod loops;
 pub mod net;
 pub mod node;

@@ -3,11 +3,11 @@
 //! and how a client and an observer see it.
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::collector::Collector;
 use crate::{Lab, replica, wait_until};
 
 /// The floating address of the group, on the public side.
@@ -182,11 +182,7 @@ pub struct Reply {
 
 /// A client that GETs the page from the floating address over and over,
 /// from the client namespace, until dropped (also when a test fails).
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    replies: Arc<Mutex<Vec<Reply>>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct Load(Collector<Reply>);
 
 impl Load {
     /// Pause between requests: a steady stream, without a busy loop that
@@ -194,43 +190,30 @@ impl Load {
     const PACE: Duration = Duration::from_millis(20);
 
     pub fn start(lab: &Lab) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let replies = Arc::new(Mutex::new(Vec::new()));
         let path = client_ns(lab);
-        let thread = {
-            let (stop, replies) = (stop.clone(), replies.clone());
-            std::thread::spawn(move || {
-                if enter_netns(&path).is_none() {
-                    return;
-                }
-                let started = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    let good = get().is_some_and(|p| p.trim() == PAGE);
-                    let reply = Reply {
-                        at: started.elapsed(),
-                        good,
-                    };
-                    replies
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(reply);
-                    std::thread::sleep(Self::PACE);
-                }
-            })
-        };
-        Load {
-            stop,
-            replies,
-            thread: Some(thread),
-        }
+        Load(Collector::start(move |stop, replies| {
+            if enter_netns(&path).is_none() {
+                return;
+            }
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let good = get().is_some_and(|p| p.trim() == PAGE);
+                let reply = Reply {
+                    at: started.elapsed(),
+                    good,
+                };
+                replies
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(reply);
+                std::thread::sleep(Self::PACE);
+            }
+        }))
     }
 
     /// Every reply so far.
     pub fn replies(&self) -> Vec<Reply> {
-        self.replies
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.items()
     }
 
     /// How many of the latest replies in a row were good.
@@ -239,22 +222,8 @@ impl Load {
     }
 
     /// Stops the client and returns every reply.
-    pub fn finish(mut self) -> Vec<Reply> {
-        self.halt();
-        self.replies()
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.halt();
+    pub fn finish(self) -> Vec<Reply> {
+        self.0.finish()
     }
 }
 
