@@ -411,6 +411,11 @@ fn encode(msg: &Msg, b: &mut Vec<u8>) -> u8 {
             17
         }
         Msg::InvalidateRemote => 18,
+        Msg::VerifyAsk { id, offset, len } => {
+            u64s(b, &[*id, *offset]);
+            b.extend_from_slice(&len.to_le_bytes());
+            19
+        }
     }
 }
 
@@ -577,6 +582,11 @@ fn decode(kind: u8, body: &[u8]) -> Result<Msg, WireError> {
             len: r.u32()?,
         },
         18 => Msg::InvalidateRemote,
+        19 => Msg::VerifyAsk {
+            id: r.u64()?,
+            offset: r.u64()?,
+            len: r.u32()?,
+        },
         k => return Err(WireError::UnknownType(k)),
     };
     r.done()?;

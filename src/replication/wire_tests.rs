@@ -136,6 +136,14 @@ fn all_messages() -> Vec<(Msg, Option<Vec<u8>>)> {
         ),
         (Msg::VerifyDone, None),
         (
+            Msg::VerifyAsk {
+                id: 3,
+                offset: 8,
+                len: 4096,
+            },
+            None,
+        ),
+        (
             Msg::ReadRequest {
                 id: 4,
                 offset: 0,
@@ -383,7 +391,7 @@ fn random_message(rng: &mut SplitMix64) -> (Msg, Option<Vec<u8>>) {
         1 => 4096,
         _ => 1 + rng.below(2048) as u32,
     };
-    let (msg, payload_len) = match rng.below(18) {
+    let (msg, payload_len) = match rng.below(19) {
         0 => (
             Msg::Hello(PeerState {
                 generations: random_gens(rng),
@@ -499,6 +507,14 @@ fn random_message(rng: &mut SplitMix64) -> (Msg, Option<Vec<u8>>) {
             None,
         ),
         16 => (Msg::InvalidateRemote, None),
+        17 => (
+            Msg::VerifyAsk {
+                id: rng.next_u64(),
+                offset: rng.next_u64(),
+                len: rng.next_u64() as u32,
+            },
+            None,
+        ),
         _ => (Msg::PingAck, None),
     };
     let payload = payload_len.map(|n| random_bytes(rng, n as usize));
@@ -641,7 +657,7 @@ fn every_field_is_checked() {
         (15, vec![0], Invalid("trailing bytes")),
         (16, vec![1], Invalid("trailing bytes")),
         (18, vec![0], Invalid("trailing bytes")),
-        (19, vec![], UnknownType(19)),
+        (20, vec![], UnknownType(20)),
         (0, vec![], UnknownType(0)),
         (255, vec![], UnknownType(255)),
     ];
@@ -1079,6 +1095,14 @@ fn write_fuzz_corpus() {
         ("ping", Msg::Ping),
         ("ping-ack", Msg::PingAck),
         ("invalidate-remote", Msg::InvalidateRemote),
+        (
+            "verify-ask",
+            Msg::VerifyAsk {
+                id: 1,
+                offset: 0,
+                len: 4096,
+            },
+        ),
     ];
     let write = std::env::var_os("DUET_WRITE_CORPUS").is_some();
     for (name, msg) in seeds {

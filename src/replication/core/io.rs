@@ -86,6 +86,15 @@ pub enum Msg {
         equal: bool,
     },
     VerifyDone,
+    /// A verify source asks its Primary peer to read a range first and
+    /// send its digest (a VerifyRequest back): the digest then travels
+    /// with the Primary's writes, so the source compares data that both
+    /// sides hold at the same point of the write stream.
+    VerifyAsk {
+        id: u64,
+        offset: u64,
+        len: u32,
+    },
     /// A diskless primary reads through its peer.
     ReadRequest {
         id: u64,

@@ -559,6 +559,7 @@ impl Replica {
             } => self.verify_request(id, offset, len, digest, out),
             Msg::VerifyReply { id, equal } => self.verify_reply(id, equal, out),
             Msg::VerifyDone => self.verify_done_peer(out),
+            Msg::VerifyAsk { id, offset, len } => self.verify_ask(id, offset, len, out),
             Msg::ReadRequest { id, offset, len } => self.peer_read(id, offset, len, out),
             Msg::ReadReply { id, ok } => self.read_reply(id, ok, out),
             Msg::OutOfSync { offset, len } => {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::replication::core::handshake::Plan;
 use crate::replication::core::{Action, Buf, Event, Msg, Replica, SYNC_CHUNK};
 use crate::replication::generation::{Generation, Generations, Side};
-use crate::replication::states::{DiskState, Replication};
+use crate::replication::states::{DiskState, Replication, Role};
 use crate::types::Timestamp;
 
 #[derive(Debug, Default)]
@@ -22,6 +22,12 @@ pub struct SyncState {
     in_flight_bytes: u64,
     /// Target side: received ranges being written or compared.
     incoming: BTreeMap<u64, (u64, u32, u64)>,
+    /// Verify target: ranges a source asked for (`Msg::VerifyAsk`), from
+    /// the ask until the source's verdict.
+    asks: BTreeMap<u64, (u64, u32)>,
+    /// Verify source: the Primary peer's digests of asked ranges, waiting
+    /// for the local read.
+    answers: BTreeMap<u64, u64>,
     total: u64,
     done: u64,
     budget: f64,
@@ -175,12 +181,14 @@ impl Replica {
             let id = self.next_id;
             self.sync.in_flight.insert(id, (offset, len as u32));
             self.sync.in_flight_bytes += len;
-            let buf = if verifying {
-                Buf::Verify(id)
+            if !verifying {
+                self.queue_op(Buf::ResyncOut(id), offset, len as u32, out);
+            } else if self.verify_asks_peer() {
+                let len = len as u32;
+                self.send(Msg::VerifyAsk { id, offset, len }, None, out);
             } else {
-                Buf::ResyncOut(id)
-            };
-            self.queue_op(buf, offset, len as u32, out);
+                self.queue_op(Buf::Verify(id), offset, len as u32, out);
+            }
         }
         if self.sync.in_flight.is_empty() {
             self.source_walked(verifying, out);
@@ -464,8 +472,23 @@ impl Replica {
         self.finish_op(Buf::Verify(id), out);
     }
 
+    /// A source that is not Primary while its peer is reads after the
+    /// peer: its own read of a range could miss a write the Primary made
+    /// (and read) before, still on its way here, and report a difference
+    /// where there is none. Asked first, the Primary sends its digest
+    /// behind the writes it made before reading, and this side's read
+    /// waits for them.
+    fn verify_asks_peer(&self) -> bool {
+        self.peer_role == Some(Role::Primary) && self.role != Role::Primary
+    }
+
     fn verify_compare(&mut self, id: u64, digest: u64, out: &mut Vec<Action>) {
         if self.replication == Replication::VerifySource {
+            if let Some(theirs) = self.sync.answers.remove(&id) {
+                let equal = theirs == digest;
+                self.send(Msg::VerifyReply { id, equal }, None, out);
+                return self.verify_reply(id, equal, out);
+            }
             if let Some(&(offset, len)) = self.sync.in_flight.get(&id) {
                 self.send(
                     Msg::VerifyRequest {
@@ -483,6 +506,17 @@ impl Replica {
         let Some((offset, len, theirs)) = self.sync.incoming.remove(&id) else {
             return;
         };
+        if self.sync.asks.contains_key(&id) {
+            // Asked: the source compares, and says what it found.
+            self.sync.record(u64::from(len), self.now);
+            let answer = Msg::VerifyRequest {
+                id,
+                offset,
+                len,
+                digest,
+            };
+            return self.send(answer, None, out);
+        }
         let equal = theirs == digest;
         if !equal {
             self.verify_mark(offset, len);
@@ -505,11 +539,41 @@ impl Replica {
         digest: u64,
         out: &mut Vec<Action>,
     ) {
+        if self.replication == Replication::VerifySource {
+            // The Primary's answer to an ask: read here, behind its writes.
+            if self.sync.in_flight.get(&id) == Some(&(offset, len)) {
+                self.sync.answers.insert(id, digest);
+                self.queue_op(Buf::Verify(id), offset, len, out);
+            }
+            return;
+        }
+        if !self.verify_target(id, offset, len, out) {
+            return;
+        }
+        self.sync.incoming.insert(id, (offset, len, digest));
+        self.queue_op(Buf::Verify(id), offset, len, out);
+    }
+
+    /// A source asks this side (its Primary peer) to read first.
+    pub(super) fn verify_ask(&mut self, id: u64, offset: u64, len: u32, out: &mut Vec<Action>) {
+        if !self.verify_target(id, offset, len, out) {
+            return;
+        }
+        self.sync.asks.insert(id, (offset, len));
+        self.sync.incoming.insert(id, (offset, len, 0));
+        self.queue_op(Buf::Verify(id), offset, len, out);
+    }
+
+    /// Whether this side can take part as verify target in a request for
+    /// the range (it becomes VerifyTarget at the first); if not, the
+    /// source is told the range is not known equal.
+    fn verify_target(&mut self, id: u64, offset: u64, len: u32, out: &mut Vec<Action>) -> bool {
         let fits = offset
             .checked_add(u64::from(len))
             .is_some_and(|e| e <= self.s.size);
         if !fits || !self.has_disk() {
-            return self.send(Msg::VerifyReply { id, equal: false }, None, out);
+            self.send(Msg::VerifyReply { id, equal: false }, None, out);
+            return false;
         }
         if self.replication == Replication::Established {
             self.replication = Replication::VerifyTarget;
@@ -520,14 +584,20 @@ impl Replica {
             self.state_changed(out);
         }
         if self.replication != Replication::VerifyTarget {
-            return self.send(Msg::VerifyReply { id, equal: false }, None, out);
+            self.send(Msg::VerifyReply { id, equal: false }, None, out);
+            return false;
         }
-        self.sync.incoming.insert(id, (offset, len, digest));
-        self.queue_op(Buf::Verify(id), offset, len, out);
+        true
     }
 
     pub(super) fn verify_reply(&mut self, id: u64, equal: bool, out: &mut Vec<Action>) {
         let Some((offset, len)) = self.sync.in_flight.remove(&id) else {
+            // The source's verdict on a range this side was asked for.
+            if let Some((offset, len)) = self.sync.asks.remove(&id)
+                && !equal
+            {
+                self.verify_mark(offset, len);
+            }
             return;
         };
         self.sync.in_flight_bytes -= u64::from(len);
