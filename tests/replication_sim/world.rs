@@ -219,6 +219,7 @@ pub struct World {
     pub link_ok: bool,
     last_delivery: [u64; 2],
     pub settings: Settings,
+    tune: fn(&mut Settings),
     // The client and its oracle.
     next_write: u64,
     pub outstanding: HashMap<(usize, u64), ClientOp>,
@@ -362,9 +363,19 @@ fn sectors(offset: u64, len: u64) -> std::ops::Range<usize> {
 
 impl World {
     pub fn new(seed: u64, protocol: Protocol) -> World {
+        World::tuned(seed, protocol, |_| {})
+    }
+
+    /// A world whose replicas' settings `tune` changes (rates, say).
+    pub fn tuned(seed: u64, protocol: Protocol, tune: fn(&mut Settings)) -> World {
+        let tuned = |i: u16| {
+            let mut s = settings(i, protocol);
+            tune(&mut s);
+            s
+        };
         let node = |i: u16| Node {
             r: Some(Replica::new(
-                settings(i, protocol),
+                tuned(i),
                 Some(attached(&Meta::default())),
                 seed ^ u64::from(i + 1),
             )),
@@ -391,6 +402,7 @@ impl World {
             link_ok: true,
             last_delivery: [0; 2],
             settings: settings(0, protocol),
+            tune,
             next_write: 1,
             outstanding: HashMap::new(),
             acked: vec![0; SECTORS],
@@ -1019,7 +1031,8 @@ impl World {
             );
         }
         let a = attached(&self.nodes[n].meta);
-        let s = settings(n as u16, self.settings.protocol);
+        let mut s = settings(n as u16, self.settings.protocol);
+        (self.tune)(&mut s);
         self.nodes[n].r = Some(Replica::new(s, Some(a), seed));
     }
 

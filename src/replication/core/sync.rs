@@ -197,13 +197,17 @@ impl Replica {
 
     /// The cursor reached the end with nothing in flight.
     fn source_walked(&mut self, verifying: bool, out: &mut Vec<Action>) {
-        let more = if verifying {
-            self.sync.cursor < self.s.size
-        } else {
-            self.bitmap.next_dirty(0, SYNC_CHUNK).is_some()
-        };
-        if more {
-            // Blocks behind the cursor (a failed request): go round again.
+        if verifying {
+            // Not at the end: the rate controller holds the next request
+            // back. A verify never goes round again (a range that could
+            // not be compared counts as differing), or it would start
+            // over every time the budget ran out, and never end.
+            if self.sync.cursor < self.s.size {
+                return;
+            }
+        } else if self.bitmap.next_dirty(0, SYNC_CHUNK).is_some() {
+            // Blocks behind the cursor (a failed request), or ahead of it
+            // and held back by the rate: the walk goes round again.
             self.sync.cursor = 0;
             return;
         }
