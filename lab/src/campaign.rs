@@ -19,12 +19,12 @@
 //! after the second: a hand-over between two looks is not a violation,
 //! an overlap is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::collector::Collector;
 use crate::node::{Outlet, Power, enter};
@@ -113,6 +113,7 @@ pub fn run(lab: &mut Lab, faults: usize, seed: u64) -> Report {
     let mut c = Campaign {
         rng: Rng(seed),
         watch: Watch::default(),
+        reported_lost: BTreeSet::new(),
         report: Report {
             seed,
             ..Report::default()
@@ -162,6 +163,9 @@ pub fn run(lab: &mut Lab, faults: usize, seed: u64) -> Report {
 struct Campaign {
     rng: Rng,
     watch: Watch,
+    /// Lost writes already reported: each counts once, not at every
+    /// later step.
+    reported_lost: BTreeSet<u64>,
     report: Report,
 }
 
@@ -285,19 +289,24 @@ impl Campaign {
             .collect();
         // Each with the node that acknowledged it: a write lost across a
         // failover names the node it was written on.
-        let lost: Vec<String> = acked
+        let lost: Vec<&Ack> = acked
             .iter()
             .filter(|a| found.get(&a.n) != Some(&a.n.to_string()))
-            .map(|a| format!("{} (on {})", a.n, a.node))
+            .filter(|a| self.reported_lost.insert(a.n))
             .collect();
-        if !lost.is_empty() {
+        if let Some(first) = lost.first() {
+            explain_lost(lab, first, holder);
+            let lost: Vec<String> = lost
+                .iter()
+                .map(|a| format!("{} (on {})", a.n, a.node))
+                .collect();
             let v = format!(
                 "{} acknowledged writes lost on {holder}: {}",
                 lost.len(),
                 lost.join(", ")
             );
             println!("VIOLATION: {v}");
-            self.report.lost_writes = self.report.lost_writes.max(lost.len());
+            self.report.lost_writes += lost.len();
             self.report.violations.push(v);
         }
         self.check_copies(lab, holder);
@@ -541,11 +550,50 @@ fn fences(lab: &Lab) -> usize {
     })
 }
 
+/// What the holder has of a lost write, and the data nodes' journals from
+/// a little before it was written: what a report of the loss needs.
+fn explain_lost(lab: &Lab, ack: &Ack, holder: &str) {
+    let file = format!("/mnt/shared/campaign/{}", ack.n);
+    if let Some(out) = lab.try_execute(
+        holder,
+        &format!(
+            "ls -la --full-time {file} 2>&1; od -c {file} 2>&1 | head -3; findmnt /mnt/shared"
+        ),
+    ) {
+        println!(
+            "lost write {} on {holder}:\n{}",
+            ack.n,
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let since = ack
+        .started
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .saturating_sub(10);
+    for n in DATA {
+        let cmd = format!(
+            "journalctl --no-pager -o short-precise --since @{since} --until @{} | grep -v apachectl | head -400",
+            since + 40
+        );
+        if let Some(out) = lab.try_execute(n, &cmd) {
+            println!(
+                "===== {n} from 10 s before write {}:\n{}",
+                ack.n,
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+}
+
 /// A write the filesystem acknowledged: file `n` holds `n`.
 #[derive(Debug, Clone)]
 pub struct Ack {
     pub n: u64,
     pub node: &'static str,
+    /// When the write was started: a lost one is explained with the
+    /// nodes' journals from then on.
+    pub started: SystemTime,
 }
 
 /// Writes numbered files on whichever data node has /mnt/shared mounted,
@@ -553,8 +601,16 @@ pub struct Ack {
 /// acknowledged.
 struct Writer(Collector<Ack>);
 
-const WRITE: &str = "mountpoint -q /mnt/shared || exit 3; d=/mnt/shared/campaign; \
-    mkdir -p $d && echo $N > $d/.$N && sync $d/.$N && mv $d/.$N $d/$N && sync $d && echo acked";
+/// The shell's working directory is in the replicated filesystem before
+/// it writes, and stays there: a stop of the mount cannot pull it away
+/// between a check and the write (the stop kills what keeps the mount
+/// busy instead). A plain `mountpoint` check followed by writes to the
+/// path once let a write land in the empty directory under the mount,
+/// unmounted for a moment by a restart of duetd, and be hidden by the
+/// mount that came back: a lost write that duet never saw.
+const WRITE: &str = "d=/mnt/shared/campaign; mountpoint -q /mnt/shared && mkdir -p $d; \
+    cd $d || exit 3; [ \"$(stat -c %d .)\" != \"$(stat -c %d /)\" ] || exit 3; \
+    echo $N > .$N && sync .$N && mv .$N $N && sync . && echo acked";
 
 impl Writer {
     fn start(lab: &Lab) -> Writer {
@@ -585,13 +641,18 @@ fn write_loop(stop: &AtomicBool, acked: &Mutex<Vec<Ack>>, outlets: &[(&'static s
                 continue;
             };
             let script = WRITE.replace("$N", &n.to_string());
+            let started = SystemTime::now();
             let mut cmd = enter(leader);
             cmd.args(["env", "-i", PATH, "sh", "-c", &script]);
             if bounded(cmd, COMMAND_TIMEOUT).is_some_and(|out| out.contains("acked")) {
                 acked
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .push(Ack { n, node: name });
+                    .push(Ack {
+                        n,
+                        node: name,
+                        started,
+                    });
                 break;
             }
         }
