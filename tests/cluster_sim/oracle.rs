@@ -1,7 +1,8 @@
 //! What the client may expect of the replicated disk, watched from
 //! outside the cluster: at every promotion the new Primary holds every
-//! acknowledged write (protocol C; after a power cut of that node, every
-//! write answered as durable there), and a split brain is reported only
+//! acknowledged write that a node still holds (protocol C: lost only when
+//! the one node that held it lost power before a flush covered it), and
+//! a split brain is reported only
 //! when both nodes wrote apart. Built on the replication simulation's
 //! world (tests/replication_sim/world.rs), which keeps the promises.
 
@@ -150,11 +151,18 @@ fn split_brains(w: &World) -> usize {
 /// Per sector, the newest write node `n` must hold if made Primary now:
 /// protocol C promises every acknowledged write, but after a power cut of
 /// `n` only what the client was told is durable there.
-fn promised(w: &World, n: usize) -> Vec<u64> {
-    let p = &w.promise[n];
-    if p.power_cut {
-        p.flushed.clone()
-    } else {
-        w.acked.clone()
-    }
+/// Per sector, the newest acknowledged write that some node still holds:
+/// in its cache (it kept its power since), or on its media (flushed
+/// before a power cut, `World::power_cut` leaves only those). A write
+/// held only by a node that lost power before a flush covered it is gone,
+/// as from any single disk; every other one must be on the new Primary,
+/// whichever node it was written through.
+fn promised(w: &World, _n: usize) -> Vec<u64> {
+    let [a, b] = &w.promise;
+    a.holds
+        .iter()
+        .zip(&b.holds)
+        .zip(&w.acked)
+        .map(|((x, y), acked)| (*x).max(*y).min(*acked))
+        .collect()
 }

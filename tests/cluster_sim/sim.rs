@@ -37,7 +37,7 @@ use duet::types::{Incarnation, LinkId, NodeId, Timestamp};
 
 use crate::net::{LINKS, Net};
 use crate::oracle::Oracle;
-use crate::world::{self, SECTOR, SIZE, World};
+use crate::world::{self, ReplicaState, SECTOR, SIZE, World};
 
 /// Faults come until then (ms).
 const CHAOS_MS: u64 = 30_000;
@@ -264,6 +264,8 @@ pub struct Sim {
     split_brains_resolved: usize,
     /// The replicas' events already in the schedule.
     events_noted: usize,
+    /// Each replica's state as last noted (with DUET_SIM_TRACE).
+    states_noted: [Option<ReplicaState>; 2],
     /// The users stopped writing (at the end, to compare the disks).
     quiet: bool,
 }
@@ -319,8 +321,10 @@ impl Sim {
             standing_by: [false; 2],
             split_brains_resolved: 0,
             events_noted: 0,
+            states_noted: [None; 2],
             quiet: false,
         };
+        sim.w.trace_states = std::env::var_os("DUET_SIM_TRACE").is_some();
         sim.initial_sync();
         for i in 0..n {
             sim.start_daemon(i);
@@ -813,8 +817,16 @@ impl Sim {
         while self.events_noted < self.w.events_seen.len() {
             let (n, e) = self.w.events_seen[self.events_noted].clone();
             self.events_noted += 1;
-            if !matches!(e, Event::SyncStarted { .. } | Event::SyncFinished { .. }) {
-                self.note(format!("node{} r0: {e:?}", n + 1));
+            match e {
+                Event::SyncStarted { .. } | Event::SyncFinished { .. } => {}
+                Event::StateChanged => {
+                    let state = self.w.state(n);
+                    if self.states_noted[n] != state {
+                        self.states_noted[n] = state;
+                        self.note(format!("node{} r0: {state:?}", n + 1));
+                    }
+                }
+                e => self.note(format!("node{} r0: {e:?}", n + 1)),
             }
         }
         if let Some(v) = self.oracle.track(&mut self.w) {

@@ -220,6 +220,9 @@ pub struct World {
     last_delivery: [u64; 2],
     pub settings: Settings,
     tune: fn(&mut Settings),
+    /// State changes are kept in `events_seen` too (a trace's reader
+    /// wants them; the checks do not).
+    pub trace_states: bool,
     // The client and its oracle.
     next_write: u64,
     pub outstanding: HashMap<(usize, u64), ClientOp>,
@@ -290,6 +293,9 @@ pub enum ClientOp {
         in_sync: bool,
     },
 }
+
+/// A replica's role, connection, replication, disk and peer disk.
+pub type ReplicaState = (Role, Connection, Replication, DiskState, DiskState);
 
 pub fn settings(local: u16, protocol: Protocol) -> Settings {
     Settings {
@@ -403,6 +409,7 @@ impl World {
             last_delivery: [0; 2],
             settings: settings(0, protocol),
             tune,
+            trace_states: false,
             next_write: 1,
             outstanding: HashMap::new(),
             acked: vec![0; SECTORS],
@@ -612,7 +619,7 @@ impl World {
                 if e == Event::DiskFailed {
                     self.disk_failures += 1;
                 }
-                if e != Event::StateChanged {
+                if e != Event::StateChanged || self.trace_states {
                     self.events_seen.push((n, e));
                 }
             }
@@ -1318,7 +1325,7 @@ impl World {
         }
     }
 
-    pub fn state(&self, n: usize) -> Option<(Role, Connection, Replication, DiskState, DiskState)> {
+    pub fn state(&self, n: usize) -> Option<ReplicaState> {
         self.replica(n).map(|r| {
             (
                 r.role(),

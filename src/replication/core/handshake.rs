@@ -2,7 +2,7 @@
 //! generations what to do (both reach the same verdict, mirrored), and a
 //! sync starts after the two bitmaps are merged.
 
-use crate::replication::core::{Action, Event, Msg, PeerState, Replica};
+use crate::replication::core::{Action, Event, Msg, PeerState, Protocol, Replica};
 use crate::replication::generation::{Decision, Generation, Side, decide};
 use crate::replication::split_brain::{Resolution, SideFacts, resolve};
 use crate::replication::states::{Connection, DiskState, Replication, Role};
@@ -172,8 +172,8 @@ impl Replica {
             (false, true) => Side::Local,
             (true, true) => return self.established(out),
             (false, false) => match (self.crashed_primary, p.crashed_primary) {
-                (true, false) => Side::Local,
-                (false, true) => Side::Peer,
+                (true, false) => self.hot_extents_from(Side::Peer),
+                (false, true) => self.hot_extents_from(Side::Local),
                 _ => match (self.role, p.role) {
                     (Role::Primary, _) => Side::Local,
                     (_, Role::Primary) => Side::Peer,
@@ -183,6 +183,22 @@ impl Replica {
             },
         };
         self.plan_sync(source, false, None, out)
+    }
+
+    /// Which copy a crashed Primary's hot extents come from, `survivor`
+    /// being the side that did not crash. Under protocol C the survivor
+    /// was connected and wrote every write the Primary acknowledged (the
+    /// generation is the same: the Primary never wrote alone), while the
+    /// crashed Primary's own disk may have lost those its volatile cache
+    /// held when the power went: the survivor's copy leads. Under A and B
+    /// an acknowledged write may never have reached the survivor: the
+    /// crashed Primary's copy leads, as in DRBD.
+    fn hot_extents_from(&self, survivor: Side) -> Side {
+        match (self.s.protocol, survivor) {
+            (Protocol::C, side) => side,
+            (_, Side::Local) => Side::Peer,
+            (_, Side::Peer) => Side::Local,
+        }
     }
 
     fn split_brain(&mut self, p: &PeerState, out: &mut Vec<Action>) {
