@@ -1166,3 +1166,48 @@ fn a_mirrored_write_queued_past_a_link_drop_starts_no_generation() {
 
 #[path = "core_fence_tests.rs"]
 mod fence;
+
+/// A Primary crashed while connected and comes back with its hot extents
+/// marked: under protocol C the survivor wrote every acknowledged write
+/// and its copy leads (the crashed one's cache may have lost some in a
+/// power cut); under A and B the crashed Primary's copy leads, as in DRBD.
+#[test]
+fn a_crashed_primarys_hot_extents_come_from_the_survivor_under_protocol_c() {
+    for (protocol, want) in [
+        (Protocol::C, Replication::SyncSource),
+        (Protocol::B, Replication::SyncTarget),
+        (Protocol::A, Replication::SyncTarget),
+    ] {
+        let mut r = up_to_date(protocol);
+        r.connect(false).expect("connect");
+        r.on(Input::TransportUp, t(1));
+        let crashed = PeerState {
+            dirty_blocks: 1024,
+            crashed_primary: true,
+            ..peer_state(Role::Secondary, DiskState::UpToDate)
+        };
+        let msg = Msg::Hello(crashed);
+        let a = r.on(
+            Input::Received {
+                msg,
+                payload: false,
+            },
+            t(1),
+        );
+        settle(&mut r, a);
+        let marks = Msg::Bitmap {
+            first_word: 0,
+            words: vec![u64::MAX; 16],
+            last: true,
+        };
+        let a = r.on(
+            Input::Received {
+                msg: marks,
+                payload: false,
+            },
+            t(2),
+        );
+        settle(&mut r, a);
+        assert_eq!(r.replication(), want, "protocol {protocol:?}");
+    }
+}
