@@ -37,6 +37,8 @@ pub fn run(bus: BusKind, replica: &str, cmd: ReplicaCommand, timeout_secs: u64) 
     }
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let mut last = None;
+    // Since when the state has said the command cannot succeed.
+    let mut failing_since: Option<Instant> = None;
     loop {
         let r = match client::read_status(&conn) {
             Ok(s) => s.replicas.into_iter().find(|r| r.name == replica),
@@ -52,10 +54,13 @@ pub fn run(bus: BusKind, replica: &str, cmd: ReplicaCommand, timeout_secs: u64) 
                     return 0;
                 }
                 Some(Err(msg)) => {
-                    eprintln!("duetctl: {replica}: {msg}");
-                    return exit::FAILURE;
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= settle(cmd) {
+                        eprintln!("duetctl: {replica}: {msg}");
+                        return exit::FAILURE;
+                    }
                 }
-                None => {}
+                None => failing_since = None,
             }
         }
         last = r.or(last);
@@ -71,6 +76,17 @@ pub fn run(bus: BusKind, replica: &str, cmd: ReplicaCommand, timeout_secs: u64) 
             return exit::FAILURE;
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// How long a state that says the command failed must last before it is
+/// believed. StandAlone just after `connect` may be the state from before
+/// the command, still in the status the bus serves; a refused handshake
+/// leaves it StandAlone for good.
+fn settle(cmd: ReplicaCommand) -> Duration {
+    match cmd {
+        ReplicaCommand::Connect { .. } | ReplicaCommand::Up => Duration::from_secs(2),
+        _ => Duration::ZERO,
     }
 }
 
