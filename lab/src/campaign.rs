@@ -352,6 +352,10 @@ impl Campaign {
         if sums[0] != sums[1] {
             let v = format!("the copies differ after the resync: {sums:?}");
             println!("VIOLATION: {v}");
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            print_journals(lab, now.saturating_sub(40), "in the last 40 s");
             self.report.violations.push(v);
         } else {
             self.report.copies_compared += 1;
@@ -571,6 +575,12 @@ fn explain_lost(lab: &Lab, ack: &Ack, holder: &str) {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         .saturating_sub(10);
+    print_journals(lab, since, &format!("from 10 s before write {}", ack.n));
+}
+
+/// The data nodes' journals for 40 s from `since` (seconds since the
+/// epoch), for a violation's report.
+fn print_journals(lab: &Lab, since: u64, what: &str) {
     for n in DATA {
         let cmd = format!(
             "journalctl --no-pager -o short-precise --since @{since} --until @{} | grep -v apachectl | head -400",
@@ -578,8 +588,7 @@ fn explain_lost(lab: &Lab, ack: &Ack, holder: &str) {
         );
         if let Some(out) = lab.try_execute(n, &cmd) {
             println!(
-                "===== {n} from 10 s before write {}:\n{}",
-                ack.n,
+                "===== {n} {what}:\n{}",
                 String::from_utf8_lossy(&out.stdout)
             );
         }
