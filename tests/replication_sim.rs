@@ -27,7 +27,7 @@ mod replication_sim {
     pub mod world;
 }
 
-use duet::replication::core::{Event, Protocol};
+use duet::replication::core::{Event, Protocol, Settings};
 use duet::replication::states::{Connection, DiskState, Replication, Role};
 use replication_sim::world::{SECTOR, SIZE, World, sector_id};
 
@@ -91,8 +91,13 @@ struct Script {
 
 impl Script {
     fn new(seed: u64, protocol: Protocol, faults: Faults) -> Script {
+        Script::tuned(seed, protocol, faults, |_| {})
+    }
+
+    /// A script whose replicas' settings `tune` changes.
+    fn tuned(seed: u64, protocol: Protocol, faults: Faults, tune: fn(&mut Settings)) -> Script {
         let mut s = Script {
-            w: World::new(seed, protocol),
+            w: World::tuned(seed, protocol, tune),
             partitions: faults.partitions,
             power_cuts: faults.power_cuts,
             restart_at: [None; 2],
@@ -796,13 +801,15 @@ fn online_verify_under_client_writes_ends_and_finds_only_real_differences() {
 
 /// One verify; whether it found a difference.
 fn verify_run(seed: u64, source: usize, rot: bool, slow: bool) -> Result<bool, String> {
-    let mut s = Script::new(seed, Protocol::C, Faults::default());
-    if slow {
-        s.w = World::tuned(seed, Protocol::C, |s| {
+    let tune: fn(&mut Settings) = if slow {
+        |s| {
             s.rate_min = 1 << 20;
             s.rate_max = 4 << 20;
-        });
-    }
+        }
+    } else {
+        |_| {}
+    };
+    let mut s = Script::tuned(seed, Protocol::C, Faults::default(), tune);
     s.connect(0, false);
     s.connect(1, false);
     s.w.run_until(5_000);

@@ -38,7 +38,7 @@ impl Oracle {
     pub fn promoted(&mut self, w: &mut World, n: usize, how: &str) -> Result<(), String> {
         self.promotions += 1;
         self.primaries_apart[n] = true;
-        let want = promised(w, n);
+        let want = promised(w);
         // A Primary without a disk of its own serves its peer's.
         let diskless = w
             .replica(n)
@@ -64,7 +64,7 @@ impl Oracle {
     /// data is what the client may expect from now on.
     pub fn discarded(&mut self, w: &mut World, loser: usize) {
         self.resolved += 1;
-        let want = promised(w, 1 - loser);
+        let want = promised(w);
         w.rebase(1 - loser, &want);
     }
 
@@ -157,7 +157,7 @@ fn split_brains(w: &World) -> usize {
 /// held only by a node that lost power before a flush covered it is gone,
 /// as from any single disk; every other one must be on the new Primary,
 /// whichever node it was written through.
-fn promised(w: &World, _n: usize) -> Vec<u64> {
+fn promised(w: &World) -> Vec<u64> {
     let [a, b] = &w.promise;
     a.holds
         .iter()

@@ -294,7 +294,7 @@ impl Sim {
             rng: Rng(seed ^ 0x5eed),
             now: 0,
             net: Net::new(n),
-            w: World::new(seed, Protocol::C),
+            w: World::tuned(seed, Protocol::C, |_| {}),
             oracle: Oracle::new(),
             nodes: (0..n)
                 .map(|_| Node {

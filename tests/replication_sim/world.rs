@@ -368,10 +368,6 @@ fn sectors(offset: u64, len: u64) -> std::ops::Range<usize> {
 }
 
 impl World {
-    pub fn new(seed: u64, protocol: Protocol) -> World {
-        World::tuned(seed, protocol, |_| {})
-    }
-
     /// A world whose replicas' settings `tune` changes (rates, say).
     pub fn tuned(seed: u64, protocol: Protocol, tune: fn(&mut Settings)) -> World {
         let tuned = |i: u16| {
