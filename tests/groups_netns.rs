@@ -182,10 +182,18 @@ fn lab_a_group_fails_over_on_a_crash_stays_and_moves_back_on_standby() {
         "{said}"
     );
 
-    // node1 returns: without auto-failback, svc stays on node2. Watched
-    // for longer than node1's claim would take.
+    // node1 returns: it stops the copy its killed daemon left up, and
+    // without auto-failback svc stays on node2. Watched for longer than
+    // node1's claim would take.
     lab.start("node1");
     runs_on(&lab, "node1", "node2", INITDEAD * 2);
+    lab.wait_status(
+        "node1",
+        Duration::from_secs(5),
+        "node1 to stop what its killed daemon left up",
+        |s| group(s)["state"] == "stopped",
+    );
+    assert!(!up_on(&lab.dir, &ns1) && up_on(&lab.dir, &ns2));
     let watch = Instant::now();
     while watch.elapsed() < Duration::from_secs(2) {
         let s = lab.status("node1").expect("node1 status");
