@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 
 use crate::bus::GroupStatus;
-use crate::config::{Config, Fencing, SelfFence};
+use crate::config::{Config, Fencing, ResourceKind, SelfFence};
 use crate::daemon::agents::{self, Host, Op};
 use crate::daemon::{fencing, state_dir};
 use crate::membership::Membership;
@@ -87,9 +87,31 @@ impl Groups {
         let up = (0..self.node_names.len())
             .map(|n| m.view(NodeId(n as u16)).is_some_and(|v| v.state.is_alive()))
             .collect();
+        self.note_replicas_behind();
         let decisions = self.policy.evaluate(m, now);
         self.host.peers.set_up(up, self.policy.may_run());
         self.carry_out(decisions);
+    }
+
+    /// Tells the policy which groups have a replica that is not UpToDate
+    /// here (it cannot be promoted here yet).
+    fn note_replicas_behind(&mut self) {
+        let status = self.host.replicas.status_now();
+        let behind = |name: &str| {
+            status
+                .iter()
+                .find(|s| s.name == name)
+                .is_none_or(|s| s.disk != "uptodate")
+        };
+        let mut i = 0;
+        while let Some(group) = self.policy.group(i) {
+            let any = group.resources.iter().any(|r| match &r.kind {
+                ResourceKind::Replica { replica } => behind(replica),
+                _ => false,
+            });
+            self.policy.set_behind(i, any);
+            i += 1;
+        }
     }
 
     /// `duetctl start|stop|move`.

@@ -451,6 +451,7 @@ fn announced(standby: bool, phase: Phase) -> NodeState {
             phase,
             eligible: true,
             running: phase == Phase::Active,
+            behind: false,
         }],
         intents: Vec::new(),
     }

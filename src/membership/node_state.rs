@@ -17,6 +17,9 @@ const FLAG_ELIGIBLE: u8 = 1;
 /// Every resource of the group is up on the sender (a version 1 receiver
 /// ignores the bit).
 const FLAG_RUNNING: u8 = 2;
+/// A replica of the group is not UpToDate on the sender: it cannot be
+/// promoted there yet (a version 1 receiver ignores the bit).
+const FLAG_BEHIND: u8 = 4;
 const INTENT_STOPPED: u8 = 1;
 const INTENT_MOVED: u8 = 2;
 
@@ -48,6 +51,9 @@ pub struct GroupState {
     pub eligible: bool,
     /// Every resource is up there (active and no longer starting).
     pub running: bool,
+    /// A replica of the group is not UpToDate there (Inconsistent,
+    /// Outdated, diskless): placement prefers a node whose copies are.
+    pub behind: bool,
 }
 
 impl Phase {
@@ -84,7 +90,8 @@ pub fn encode(state: &NodeState) -> Vec<u8> {
         v.extend_from_slice(name);
         v.push(g.phase.wire());
         let running = if g.running { FLAG_RUNNING } else { 0 };
-        v.push(if g.eligible { FLAG_ELIGIBLE } else { 0 } | running);
+        let behind = if g.behind { FLAG_BEHIND } else { 0 };
+        v.push(if g.eligible { FLAG_ELIGIBLE } else { 0 } | running | behind);
     }
     let mut out = Vec::with_capacity(v.len() + 3);
     record(&mut out, RECORD_NODE_STATE, &v);
@@ -201,6 +208,7 @@ fn node_state(body: &[u8]) -> Result<NodeState, DropReason> {
             phase,
             eligible: gflags & FLAG_ELIGIBLE != 0,
             running: gflags & FLAG_RUNNING != 0,
+            behind: gflags & FLAG_BEHIND != 0,
         });
     }
     if r.remaining() != 0 {

@@ -61,6 +61,7 @@ fn random_state(rng: &mut Rng) -> Option<NodeState> {
             phase: phases[rng.below(4) as usize],
             eligible: rng.below(2) == 0,
             running: rng.below(2) == 0,
+            behind: rng.below(2) == 0,
         })
         .collect();
     let intents = (0..rng.below(3))
@@ -299,6 +300,7 @@ fn a_bad_extension_record_is_malformed() {
             phase: Phase::Active,
             eligible: true,
             running: false,
+            behind: false,
         }])
     );
     // A wish for web: version 9 from node 1, stopped and moved to node 0.
@@ -487,6 +489,7 @@ fn write_fuzz_corpus() {
                     phase: Phase::Active,
                     eligible: false,
                     running: false,
+                    behind: true,
                 }],
                 intents: Vec::new(),
             }),
@@ -530,6 +533,7 @@ fn the_worst_case_size_is_what_is_sent_and_decodes() {
                 phase: Phase::Active,
                 eligible: true,
                 running: true,
+                behind: false,
             })
             .collect();
         let wish = Intent::default().next(NodeId(1), true, Some(NodeId(0)));

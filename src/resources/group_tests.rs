@@ -16,6 +16,7 @@ fn view(id: NodeId) -> NodeView {
         ping_reach: 1,
         phase: Phase::Idle,
         eligible: true,
+        behind: false,
         clean: true,
     }
 }
@@ -163,6 +164,43 @@ fn the_node_that_reaches_more_ping_nodes_wins_as_in_ipfail() {
         ..prefs(false)
     };
     assert_eq!(target(&moved, &[view(A), view(B)], true), Some(B));
+}
+
+#[test]
+fn a_new_place_has_its_copies_uptodate_while_a_node_does_and_a_holder_stays() {
+    let behind = |id| NodeView {
+        behind: true,
+        ..view(id)
+    };
+    let p = prefs(false);
+    // A, first in preference, syncs: B, UpToDate, is the place.
+    assert_eq!(target(&p, &[behind(A), view(B)], true), Some(B));
+    // Behind everywhere: preference decides, as before.
+    assert_eq!(target(&p, &[behind(A), behind(B)], true), Some(A));
+    // A diskless holder keeps the group (it serves through its peer)...
+    let a_holds = NodeView {
+        phase: Phase::Active,
+        ..behind(A)
+    };
+    assert_eq!(target(&p, &[a_holds, view(B)], true), Some(A));
+    // ...but one that is leaving does not come back to it.
+    let a_leaves = NodeView {
+        phase: Phase::Stopping,
+        ..behind(A)
+    };
+    assert_eq!(target(&p, &[a_leaves, view(B)], true), Some(B));
+    // Auto-failback does not bring it back to a copy that is behind.
+    let b_holds = NodeView {
+        phase: Phase::Active,
+        ..view(B)
+    };
+    assert_eq!(target(&prefs(true), &[behind(A), b_holds], true), Some(B));
+    // A node cut off from the ping nodes is out before data counts.
+    let cut_off = NodeView {
+        ping_reach: 0,
+        ..view(B)
+    };
+    assert_eq!(target(&p, &[behind(A), cut_off], true), Some(A));
 }
 
 #[test]
@@ -571,6 +609,7 @@ impl Sim {
                     ping_reach: 1,
                     phase,
                     eligible,
+                    behind: false,
                     clean: true,
                 }
             })

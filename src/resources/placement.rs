@@ -43,6 +43,11 @@ pub struct NodeView {
     /// False once the group failed there beyond its threshold, until an
     /// administrator clears it (`duetctl cleanup`).
     pub eligible: bool,
+    /// A replica of the group is not UpToDate there (Inconsistent while
+    /// it syncs, Outdated, diskless): its start would wait or fail, so a
+    /// new place is a node whose copies are, while there is one. A holder
+    /// keeps the group (a diskless Primary serves through its peer).
+    pub behind: bool,
     /// For a dead node: known to hold nothing of the group, or fenced
     /// since it died. A dead node that may still run the group (it died
     /// claiming or holding it, or was never heard) must be fenced before
@@ -83,11 +88,13 @@ pub fn target(prefs: &Preferences, view: &[NodeView], quorate: bool) -> Option<N
     {
         return Some(to);
     }
+    let any_ready = candidates.iter().filter(connected).any(|v| !v.behind);
+    let fit = |v: &&&NodeView| connected(v) && (!v.behind || !any_ready);
     let best = prefs
         .nodes
         .iter()
         .copied()
-        .find(|id| candidates.iter().filter(connected).any(|v| v.id == *id));
+        .find(|id| candidates.iter().filter(fit).any(|v| v.id == *id));
     let holder = candidates
         .iter()
         .filter(connected)

@@ -124,6 +124,8 @@ struct Slot {
     since: Option<(Timestamp, String)>,
     /// The administrators' newest wish for it, agreed through heartbeats.
     intent: Intent,
+    /// A replica of the group is not UpToDate here (set by the shell).
+    behind: bool,
 }
 
 pub struct NodePolicy {
@@ -165,6 +167,7 @@ impl NodePolicy {
                     last: Transition::default(),
                     since: None,
                     intent,
+                    behind: false,
                 }
             })
             .collect();
@@ -213,6 +216,7 @@ impl NodePolicy {
                     phase: r.core.state().phase(),
                     eligible: r.core.eligible(),
                     running: *r.core.state() == State::Running,
+                    behind: r.behind,
                 })
                 .collect(),
             intents: self
@@ -538,6 +542,11 @@ impl NodePolicy {
                     } else {
                         g.is_none_or(|g| g.eligible)
                     },
+                    behind: if local {
+                        slot.behind
+                    } else {
+                        g.is_some_and(|g| g.behind)
+                    },
                     // Known to hold nothing of it: heard, and idle (or
                     // without the group) when last heard; or fenced.
                     clean: alive
@@ -630,6 +639,14 @@ impl NodePolicy {
             return self.wishes_changed();
         }
         Vec::new()
+    }
+
+    /// Whether a replica of group `i` is not UpToDate here: announced,
+    /// and placement prefers a node whose copies are.
+    pub fn set_behind(&mut self, i: usize, behind: bool) {
+        if let Some(slot) = self.groups.get_mut(i) {
+            slot.behind = behind;
+        }
     }
 
     pub fn set_standby(&mut self, on: bool) {

@@ -23,7 +23,7 @@
 use std::path::Path;
 
 use duet::config::Config;
-use duet::daemon::agents::replica::{StartStep, start_step};
+use duet::daemon::agents::replica::{StartLook, StartStep, start_step};
 use duet::membership::auth::{Auth, AuthAlgorithm};
 use duet::membership::wire::Codec;
 use duet::membership::{Action, Input, Membership, Setup};
@@ -437,6 +437,10 @@ impl Sim {
         self.send(n, actions);
         if let Some(mut p) = d.p.take() {
             let could = p.may_run();
+            // As the daemon's shell does (src/daemon/groups.rs).
+            let uptodate =
+                n < 2 && self.w.replica(n).map(|r| r.disk()) == Some(DiskState::UpToDate);
+            p.set_behind(0, !uptodate);
             let decisions = p.evaluate(&d.m, t);
             if p.may_run() != could {
                 let q = if p.may_run() {
@@ -672,6 +676,15 @@ impl Sim {
             .flatten()
     }
 
+    /// Node `n`'s disk is Inconsistent or Outdated, and its peer said
+    /// its own is UpToDate.
+    fn behind_an_uptodate_peer(&self, n: usize) -> bool {
+        self.w.replica(n).is_some_and(|r| {
+            matches!(r.disk(), DiskState::Inconsistent | DiskState::Outdated)
+                && r.peer_disk() == DiskState::UpToDate
+        })
+    }
+
     /// The replica agent (src/daemon/agents/replica.rs).
     fn replica_op(
         &mut self,
@@ -695,7 +708,16 @@ impl Sim {
             OpKind::Start => {
                 let may_run = d.p.as_ref().is_some_and(|p| p.may_run());
                 let peer = peer_up.then_some("node2");
-                match start_step("r0", connected, peer, may_run, self.now >= deadline) {
+                let look = StartLook {
+                    connected,
+                    live_peer: peer,
+                    may_run,
+                    peer_primary: connected
+                        && self.w.replica(n).and_then(|r| r.peer_role()) == Some(Role::Primary),
+                    syncing_in: connected && self.behind_an_uptodate_peer(n),
+                    timed_out: self.now >= deadline,
+                };
+                match start_step("r0", look) {
                     StartStep::Wait => return None,
                     StartStep::Refuse(why) => return Some(Err(why)),
                     StartStep::Promote => {}

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Op;
-use crate::bus::{ReplicaCommand, ReplicaControl};
+use crate::bus::{ReplicaCommand, ReplicaControl, ReplicaStatus};
 use crate::config::Config;
 use crate::daemon::replicas::Replicas;
 use crate::types::NodeId;
@@ -108,26 +108,49 @@ pub enum StartStep {
     Refuse(String),
 }
 
+/// What a replica's start looks at.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartLook<'a> {
+    /// Connected to its peer over the replication link.
+    pub connected: bool,
+    /// The replica's peer, if the membership sees it up.
+    pub live_peer: Option<&'a str>,
+    /// This node may run groups (the policy's last look).
+    pub may_run: bool,
+    /// The peer is still Primary: the group is leaving it (its stop
+    /// demotes it), and its word of that may come after the membership's.
+    pub peer_primary: bool,
+    /// This disk is behind its connected UpToDate peer: it becomes
+    /// UpToDate when the sync from the peer ends.
+    pub syncing_in: bool,
+    /// The start waited as long as it may.
+    pub timed_out: bool,
+}
+
 /// Whether a replica's start may promote now: connected to its peer (the
-/// replicas settle who is Primary between them), or the peer is not up (a
-/// failover: the survivor promotes its copy) while this node may still
-/// run groups. A start that waited for the link may find quorum lost
-/// meanwhile: promoting then would race the side that has it. Pure, so
-/// the whole-cluster simulation takes the same steps.
-pub fn start_step(
-    name: &str,
-    connected: bool,
-    live_peer: Option<&str>,
-    may_run: bool,
-    timed_out: bool,
-) -> StartStep {
-    match live_peer {
-        _ if connected => StartStep::Promote,
-        None if may_run => StartStep::Promote,
+/// replicas settle who is Primary between them) once the peer is no
+/// longer Primary and this disk no longer receives a sync, or the peer is
+/// not up (a failover: the survivor promotes its copy) while this node
+/// may still run groups. A start that waited for the link may find quorum
+/// lost meanwhile: promoting then would race the side that has it. The
+/// passing states are waited out, not failed on: a failure counts against
+/// the node. Pure, so the whole-cluster simulation takes the same steps.
+pub fn start_step(name: &str, l: StartLook<'_>) -> StartStep {
+    let peer = l.live_peer.unwrap_or("the peer");
+    match l.live_peer {
+        _ if l.connected && !l.peer_primary && !l.syncing_in => StartStep::Promote,
+        _ if l.connected && !l.timed_out => StartStep::Wait,
+        _ if l.connected && l.peer_primary => StartStep::Refuse(format!(
+            "replica {name}: {peer} is still Primary: never two primaries (its stop demotes it)"
+        )),
+        _ if l.connected => StartStep::Refuse(format!(
+            "replica {name}: the disk is still receiving a sync from {peer}; it can be Primary once UpToDate"
+        )),
+        None if l.may_run => StartStep::Promote,
         None => StartStep::Refuse(format!(
             "replica {name}: quorum lost while the start waited; not promoting"
         )),
-        Some(peer) if timed_out => StartStep::Refuse(format!(
+        Some(peer) if l.timed_out => StartStep::Refuse(format!(
             "replica {name} is not connected to {peer}, which is up: promoting it now could fork the data \
              (check the replication link, or `duetctl connect {name}`)"
         )),
@@ -139,18 +162,30 @@ pub fn start_step(
 fn wait_for_link(r: &Replicas, peers: &Peers, name: &str, limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     loop {
-        let connected = r
-            .status()
-            .iter()
-            .any(|s| s.name == name && s.connection == "connected");
+        let status = r.status();
+        let s = status.iter().find(|s| s.name == name);
+        let connected = s.is_some_and(|s| s.connection == "connected");
         let peer = peers.live_peer(name);
-        let timed_out = Instant::now() >= deadline;
-        match start_step(name, connected, peer.as_deref(), peers.may_run(), timed_out) {
+        let look = StartLook {
+            connected,
+            live_peer: peer.as_deref(),
+            may_run: peers.may_run(),
+            peer_primary: connected && s.is_some_and(|s| s.peer_role == "primary"),
+            syncing_in: connected && s.is_some_and(behind_an_uptodate_peer),
+            timed_out: Instant::now() >= deadline,
+        };
+        match start_step(name, look) {
             StartStep::Promote => return Ok(()),
             StartStep::Refuse(why) => return Err(why),
             StartStep::Wait => std::thread::sleep(POLL),
         }
     }
+}
+
+/// This disk is Inconsistent or Outdated and its peer UpToDate: a sync
+/// from the peer is under way or about to start.
+fn behind_an_uptodate_peer(s: &ReplicaStatus) -> bool {
+    matches!(s.disk.as_str(), "inconsistent" | "outdated") && s.peer_disk == "uptodate"
 }
 
 /// Primary, with its device attached, and a disk to serve from (its own
@@ -180,29 +215,56 @@ fn monitor(replicas: &Replicas, name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{StartStep, start_step};
+    use super::{StartLook, StartStep, start_step};
+
+    fn look(connected: bool, live_peer: Option<&str>, may_run: bool) -> StartLook<'_> {
+        StartLook {
+            connected,
+            live_peer,
+            may_run,
+            ..StartLook::default()
+        }
+    }
+
+    fn refused(l: StartLook<'_>) -> String {
+        match start_step("r0", l) {
+            StartStep::Refuse(why) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 
     #[test]
     fn a_start_promotes_connected_or_over_a_dead_peer_with_quorum_only() {
-        assert_eq!(
-            start_step("r0", true, Some("node2"), false, false),
-            StartStep::Promote
-        );
-        assert_eq!(
-            start_step("r0", false, None, true, false),
-            StartStep::Promote
-        );
-        assert_eq!(
-            start_step("r0", false, Some("node2"), true, false),
-            StartStep::Wait
-        );
-        let StartStep::Refuse(why) = start_step("r0", false, None, false, false) else {
-            panic!("promoted without quorum");
+        let step = |l| start_step("r0", l);
+        assert_eq!(step(look(true, Some("node2"), false)), StartStep::Promote);
+        assert_eq!(step(look(false, None, true)), StartStep::Promote);
+        assert_eq!(step(look(false, Some("node2"), true)), StartStep::Wait);
+        assert!(refused(look(false, None, false)).contains("quorum lost"));
+        let timed_out = StartLook {
+            timed_out: true,
+            ..look(false, Some("node2"), true)
         };
-        assert!(why.contains("quorum lost"), "{why}");
-        let StartStep::Refuse(why) = start_step("r0", false, Some("node2"), true, true) else {
-            panic!("promoted while disconnected from a live peer");
-        };
-        assert!(why.contains("node2, which is up"), "{why}");
+        assert!(refused(timed_out).contains("node2, which is up"));
+    }
+
+    #[test]
+    fn a_start_waits_out_a_peer_still_primary_and_a_sync_in_then_says_which() {
+        for (peer_primary, syncing_in, why) in [
+            (true, false, "node2 is still Primary"),
+            (false, true, "still receiving a sync from node2"),
+            (true, true, "node2 is still Primary"),
+        ] {
+            let l = StartLook {
+                peer_primary,
+                syncing_in,
+                ..look(true, Some("node2"), true)
+            };
+            assert_eq!(start_step("r0", l), StartStep::Wait);
+            let said = refused(StartLook {
+                timed_out: true,
+                ..l
+            });
+            assert!(said.contains(why), "{said}");
+        }
     }
 }
