@@ -446,7 +446,8 @@ impl ReplicaObject {
         self.with(|r| r.replication.clone(), String::new())
     }
 
-    /// This node's disk: "uptodate", "inconsistent", "outdated",
+    /// This node's disk: "uptodate", "consistent" (attached at start, not
+    /// yet compared with the peer), "inconsistent", "outdated",
     /// "diskless", "failed".
     #[zbus(property)]
     fn disk(&self) -> String {

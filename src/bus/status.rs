@@ -96,8 +96,8 @@ pub struct ReplicaStatus {
     /// "off", "established", "syncsource", "synctarget", "verifysource",
     /// "verifytarget".
     pub replication: String,
-    /// This node's disk state: "uptodate", "inconsistent", "outdated",
-    /// "diskless", ...
+    /// This node's disk state: "uptodate", "consistent", "inconsistent",
+    /// "outdated", "diskless", ...
     pub disk: String,
     /// The peer's disk as it reported it ("dunknown" while not connected;
     /// "outdated" once it confirmed so through the membership).

@@ -334,13 +334,44 @@ fn attaching_reads_the_flags_back() {
     let a = written(&mut r, 1, 3);
     assert_eq!(answered(&settle(&mut r, a)), [(1, true)]);
 
-    // Without the flags (metadata of an older duet): UpToDate, nothing
-    // known of the peer.
+    // Without the flags: Consistent, nothing known of the peer (it may
+    // have been promoted and written since this node went away).
     let r = Replica::new(fencing(), Some(consistent()), 1);
     assert_eq!(
         (r.disk(), r.peer_disk()),
-        (DiskState::UpToDate, DiskState::DUnknown)
+        (DiskState::Consistent, DiskState::DUnknown)
     );
+}
+
+/// A node that restarts without word that its peer is Outdated cannot
+/// know whether the peer was promoted and wrote meanwhile (the simulation
+/// found the group promoting such a copy after the peer, Primary alone,
+/// lost its power: the peer's acknowledged writes were gone). It is
+/// Consistent, refuses a promotion until the peers compare generations,
+/// and --force takes it as the good copy.
+#[test]
+fn a_restarted_copy_is_consistent_until_it_meets_its_peer() {
+    let mut r = Replica::new(fencing(), Some(consistent()), 1);
+    assert_eq!(r.disk(), DiskState::Consistent);
+    let why = r.primary(false, 1, t(1)).expect_err("promoted unseen data");
+    assert!(
+        why.contains("Consistent") && why.contains("--force"),
+        "{why}"
+    );
+    assert_eq!(r.role(), Role::Secondary);
+
+    // Connected: the same generations, UpToDate, and it may be Primary.
+    let mut met = connected_fencing(Role::Secondary);
+    assert_eq!(met.disk(), DiskState::UpToDate);
+    met.primary(false, 1, t(2))
+        .expect("promote after meeting the peer");
+
+    // Forced: the administrator says the peer is lost for good.
+    let a = r.primary(true, 1, t(3)).expect("forced");
+    settle(&mut r, a);
+    assert_eq!((r.role(), r.disk()), (Role::Primary, DiskState::UpToDate));
+    // Not a full sync: the generations decide when the peer comes back.
+    assert_eq!(r.out_of_sync_bytes(), 0);
 }
 
 /// Reconnected with nothing to sync (its Primary wrote nothing it lacks),
@@ -508,4 +539,34 @@ fn the_relay_releases_the_write_when_the_peer_is_dead() {
     assert_eq!(c.answered(1), Some(true));
     assert_eq!(c.p.r[0].fence_status(), FenceStatus::PeerUnreachable);
     assert_eq!(c.p.r[1].disk(), DiskState::UpToDate);
+}
+
+/// A sync target turns UpToDate on its last block; if the link goes
+/// before the source hears so, the source (Primary) still fences it: it
+/// may be promotable (the replication simulation found a Primary writing
+/// apart, unfenced, beside a peer that had just finished its sync).
+#[test]
+fn a_primary_losing_its_sync_target_fences_it() {
+    let mut r = Replica::new(fencing(), Some(consistent()), 1);
+    r.connect(false).expect("connect");
+    r.on(Input::TransportUp, t(1));
+    let hello = Msg::Hello(peer_state(Role::Secondary, DiskState::Inconsistent));
+    let a = received(&mut r, hello, false, 1);
+    settle(&mut r, a);
+    let last = Msg::Bitmap {
+        first_word: 0,
+        words: Vec::new(),
+        last: true,
+    };
+    let a = received(&mut r, last, false, 2);
+    settle(&mut r, a);
+    assert_eq!(r.replication(), Replication::SyncSource);
+    let a = r.primary(false, 1, t(2)).expect("promote");
+    settle(&mut r, a);
+    let a = r.on(Input::TransportDown, t(3));
+    settle(&mut r, a);
+    assert!(
+        r.fence_view().request.is_some(),
+        "writes go on beside a peer that may be UpToDate"
+    );
 }

@@ -48,9 +48,15 @@ fn consistent() -> Attached {
     }
 }
 
+/// Attached and known UpToDate (as after a connection since its start).
 fn up_to_date(protocol: Protocol) -> Replica {
-    let a = consistent();
-    Replica::new(settings(protocol), Some(a), 1)
+    confirmed(Replica::new(settings(protocol), Some(consistent()), 1))
+}
+
+/// As if connected since the restart: the peer's generations were seen.
+fn confirmed(mut r: Replica) -> Replica {
+    r.unconfirmed = false;
+    r
 }
 
 fn t(ms: u64) -> Timestamp {
@@ -756,7 +762,7 @@ fn a_crashed_primarys_marks_reach_the_disk_before_the_log_moves_on() {
         al_seq: 3,
         ..consistent()
     };
-    let mut r = Replica::new(settings(Protocol::C), Some(a), 1);
+    let mut r = confirmed(Replica::new(settings(Protocol::C), Some(a), 1));
     assert_eq!(r.out_of_sync_bytes(), u64::from(AL_EXTENT));
     // Promoted alone: the superblock, and the recovered marks.
     let a = r.primary(false, 1, t(2)).expect("promote");
@@ -828,8 +834,7 @@ fn written(r: &mut Replica, req: u64, ms: u64) -> Vec<Action> {
 fn writes_over_two_extents_cannot_deadlock_the_activity_log() {
     let mut s = settings(Protocol::C);
     s.al_capacity = 2;
-    let a = consistent();
-    let mut r = Replica::new(s, Some(a), 1);
+    let mut r = confirmed(Replica::new(s, Some(consistent()), 1));
     let a = r.primary(false, 1, t(2)).expect("promote");
     settle(&mut r, a);
     let extent = u64::from(AL_EXTENT);

@@ -95,6 +95,11 @@ named!(
         Failed => "failed",
         /// The peer's disk while not connected.
         DUnknown => "dunknown",
+        /// Good data, but attached after a restart and not connected to
+        /// the peer since: the peer may have written after (DRBD's
+        /// Consistent). Shown, never sent: it is UpToDate once the peers
+        /// have compared generations.
+        Consistent => "consistent",
     }
 );
 

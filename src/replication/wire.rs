@@ -463,7 +463,10 @@ impl<'a> Reader<'a> {
         Role::from_code(self.u8()?).ok_or(WireError::Invalid("unknown role"))
     }
     fn disk(&mut self) -> Result<DiskState, WireError> {
-        DiskState::from_code(self.u8()?).ok_or(WireError::Invalid("unknown disk state"))
+        // Consistent is a local state, never sent.
+        DiskState::from_code(self.u8()?)
+            .filter(|d| *d != DiskState::Consistent)
+            .ok_or(WireError::Invalid("unknown disk state"))
     }
     fn done(&self) -> Result<(), WireError> {
         if self.b.is_empty() {

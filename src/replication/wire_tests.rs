@@ -385,7 +385,13 @@ fn random_gens(rng: &mut SplitMix64) -> Generations {
 /// Any valid message, with its payload when it carries one.
 fn random_message(rng: &mut SplitMix64) -> (Msg, Option<Vec<u8>>) {
     let role = Role::ALL[rng.below(Role::ALL.len() as u64) as usize];
-    let disk = DiskState::ALL[rng.below(DiskState::ALL.len() as u64) as usize];
+    // Every state that goes on the wire (Consistent is local).
+    let sent: Vec<DiskState> = DiskState::ALL
+        .iter()
+        .copied()
+        .filter(|d| *d != DiskState::Consistent)
+        .collect();
+    let disk = sent[rng.below(sent.len() as u64) as usize];
     let data_len = match rng.below(10) {
         0 => 1,
         1 => 4096,

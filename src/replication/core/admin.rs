@@ -40,6 +40,17 @@ impl Replica {
                 self.s.peer_name
             ));
         }
+        if self.unconfirmed && !self.connected() {
+            if !force {
+                return Err(format!(
+                    "the disk is Consistent: this node restarted and has not been connected to {peer} since, and \
+                     {peer} may have been Primary and written meanwhile; it becomes UpToDate when they connect \
+                     (if {peer} is lost for good, --force makes this copy the good one)",
+                    peer = self.s.peer_name
+                ));
+            }
+            self.unconfirmed = false;
+        }
         let through_peer = self.connected() && self.peer_disk == DiskState::UpToDate;
         let forcing = self.disk != DiskState::UpToDate;
         match self.disk {

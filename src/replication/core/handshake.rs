@@ -47,9 +47,17 @@ impl Replica {
         ) {
             return;
         }
-        let peer_disk = self.peer_disk;
+        // A sync target turns UpToDate on its last block, and the word of
+        // it may be lost with the link: fenced as if it had (an
+        // Inconsistent peer confirms at once).
+        let peer_disk = match self.replication {
+            Replication::SyncSource if self.peer_disk == DiskState::Inconsistent => {
+                DiskState::UpToDate
+            }
+            _ => self.peer_disk,
+        };
         self.connection = Connection::Connecting;
-        self.replication = crate::replication::states::Replication::Off;
+        self.replication = Replication::Off;
         self.peer_role = None;
         self.peer_disk = if self.peer_known_outdated() {
             DiskState::Outdated
@@ -251,6 +259,7 @@ impl Replica {
 
     fn established(&mut self, out: &mut Vec<Action>) {
         self.connection = Connection::Connected;
+        self.unconfirmed = false;
         self.replication = Replication::Established;
         self.discard_my_data = false;
         self.fence_reconnected(out);
@@ -298,6 +307,7 @@ impl Replica {
             );
         }
         self.connection = Connection::Connected;
+        self.unconfirmed = false;
         self.discard_my_data = false;
         self.fence_reconnected(out);
         self.handshake.plan = Some(Plan {

@@ -179,6 +179,11 @@ pub struct Replica {
     sync_paused: bool,
     /// This side writes without the peer's disk in this generation.
     alone: bool,
+    /// Attached after a restart and not connected since, with no word
+    /// that the peer is Outdated: the peer may have been promoted and
+    /// written meanwhile, so this copy is only Consistent (DRBD's rule).
+    /// Promotion needs the peer's generations, or `--force`.
+    unconfirmed: bool,
     discard_my_data: bool,
     primary_since: u64,
     peer: Option<PeerState>,
@@ -287,6 +292,7 @@ impl Replica {
             crashed_primary: false,
             sync_paused: false,
             alone: false,
+            unconfirmed: false,
             discard_my_data: false,
             primary_since: 0,
             peer: None,
@@ -339,6 +345,7 @@ impl Replica {
             (true, true) => DiskState::Outdated,
             (false, _) => DiskState::Inconsistent,
         };
+        self.unconfirmed = self.disk == DiskState::UpToDate && a.flags & FLAG_PEER_OUTDATED == 0;
         if a.flags & FLAG_PEER_OUTDATED != 0 {
             // The peer confirmed its disk Outdated while this node was
             // Primary without it; true until they connect again.
@@ -390,6 +397,9 @@ impl Replica {
         self.replication
     }
     pub fn disk(&self) -> DiskState {
+        if self.unconfirmed && self.disk == DiskState::UpToDate {
+            return DiskState::Consistent;
+        }
         self.disk
     }
     pub fn peer_disk(&self) -> DiskState {
