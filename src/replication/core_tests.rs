@@ -1216,3 +1216,32 @@ fn a_crashed_primarys_hot_extents_come_from_the_survivor_under_protocol_c() {
         assert_eq!(r.replication(), want, "protocol {protocol:?}");
     }
 }
+
+/// A demotion flushes this disk before its superblock stops saying
+/// Primary: a power cut in between would otherwise lose writes still in
+/// the disk's cache, with no activity log replayed at restart to resync
+/// them from the peer (the whole-cluster simulation found the two copies
+/// different, same generation, nothing marked).
+#[test]
+fn a_demotion_says_primary_on_disk_until_its_flush_is_done() {
+    let mut r = connected(Protocol::C, Role::Secondary);
+    let a = r.primary(false, 1, t(2)).expect("promote");
+    settle(&mut r, a);
+    let a = r.secondary(t(3)).expect("demote");
+    assert_eq!(r.role(), Role::Secondary);
+    assert!(
+        superblocks(&a).is_empty(),
+        "said Secondary before the flush"
+    );
+    assert_ne!(r.flags() & FLAG_PRIMARY, 0);
+    let [token] = flush_tokens(&a)[..] else {
+        panic!("no flush of this disk: {a:?}");
+    };
+    let more = r.on(Input::FlushDone { token, ok: true }, t(4));
+    let written = superblocks(&more);
+    assert!(
+        written.iter().any(|(_, f)| f & FLAG_PRIMARY == 0),
+        "{more:?}"
+    );
+    assert_eq!(r.flags() & FLAG_PRIMARY, 0);
+}

@@ -130,7 +130,13 @@ impl Replica {
             );
         }
         self.role = Role::Secondary;
-        self.write_superblock(false, &mut out);
+        if self.has_disk() {
+            // The superblock stops saying Primary once this disk's cache
+            // is flushed (`demote_flushed`).
+            let token = self.token();
+            self.demote_flush = Some(token);
+            out.push(Action::Flush { token });
+        }
         self.send_update(&mut out);
         self.state_changed(&mut out);
         Ok(out)

@@ -496,6 +496,13 @@ impl Replica {
         if self.bitmap_preflushed(token, out) {
             return;
         }
+        if self.demote_flush == Some(token) {
+            self.demote_flush = None;
+            if ok {
+                self.write_superblock(false, out);
+            }
+            return;
+        }
         if let Some(req) = self.flush_tokens.remove(&token) {
             if let Some(f) = self.flushes.get_mut(&req) {
                 f.local = Stage::Done(ok);

@@ -179,6 +179,10 @@ pub struct Replica {
     sync_paused: bool,
     /// This side writes without the peer's disk in this generation.
     alone: bool,
+    /// A demotion's flush of this disk: until it is done the superblock
+    /// still says Primary, so that a power cut before it (the disk's cache
+    /// losing writes the peer has) replays the activity log at restart.
+    demote_flush: Option<u64>,
     /// Attached after a restart and not connected since, with no word
     /// that the peer is Outdated: the peer may have been promoted and
     /// written meanwhile, so this copy is only Consistent (DRBD's rule).
@@ -293,6 +297,7 @@ impl Replica {
             sync_paused: false,
             alone: false,
             unconfirmed: false,
+            demote_flush: None,
             discard_my_data: false,
             primary_since: 0,
             peer: None,
@@ -438,7 +443,7 @@ impl Replica {
         if self.disk == DiskState::Outdated {
             f |= FLAG_OUTDATED;
         }
-        if self.role == Role::Primary || self.log_marks_pending() {
+        if self.role == Role::Primary || self.log_marks_pending() || self.demote_flush.is_some() {
             f |= FLAG_PRIMARY;
         }
         if self.peer_known_outdated() {
