@@ -248,6 +248,7 @@ impl Campaign {
                 let state: Vec<String> = seen.iter().map(|s| format!("{s:?}")).collect();
                 let v = format!("no recovery within {RECOVERY:?}: {}", state.join("; "));
                 println!("VIOLATION: {v}");
+                print_status(lab);
                 self.report.violations.push(v);
                 return None;
             }
@@ -591,6 +592,15 @@ fn print_journals(lab: &Lab, since: u64, what: &str) {
                 "===== {n} {what}:\n{}",
                 String::from_utf8_lossy(&out.stdout)
             );
+        }
+    }
+}
+
+/// Each data node's `duetctl status`: why a group runs nowhere is in it.
+fn print_status(lab: &Lab) {
+    for n in DATA {
+        if let Some(out) = lab.try_execute(n, "duetctl status") {
+            println!("===== {n}:\n{}", String::from_utf8_lossy(&out.stdout));
         }
     }
 }

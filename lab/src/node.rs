@@ -315,6 +315,13 @@ impl Node {
             self.reap(POWER_OFF_TIMEOUT);
         }
         assert!(self.nspawn.is_none(), "{} is already booted", self.name);
+        // A machine boots with no loop device set up; a container's are
+        // the host kernel's and outlive it. Detached here, or each crash
+        // of a node exporting its replica leaks one (its nbdfuse died
+        // under it) until the node has none left.
+        for dev in &self.spare_loops {
+            quietly(Command::new("losetup").args(["-d", dev]));
+        }
         let unplugged = self
             .unplugged
             .lock()
