@@ -378,6 +378,37 @@ fn an_attached_export_is_a_block_device_that_keeps_its_files() {
     a.detach().expect("detach");
 }
 
+/// A daemon killed with its export attached leaves the loop device bound
+/// to a file whose nbdfuse is gone; the next attachment removes it (before,
+/// each SIGKILL of duetd on a Primary leaked one loop device).
+#[test]
+fn an_attachment_left_by_a_killed_daemon_is_removed_by_the_next() {
+    use duet::export::attach::attach;
+    let f = Fixture::new("leftover");
+    let work = f.dir.join("attach");
+    let device = f.dir.join("dev/duet/r0");
+    let a = attach(&f.socket, "r0", &device, &work).expect("attach");
+    let old = a.block_device.clone();
+    // As a SIGKILL leaves it: nbdfuse killed, nothing detached.
+    let pid = std::fs::read_to_string(work.join("r0.nbdfuse.pid")).expect("nbdfuse pid");
+    run(Command::new("kill").args(["-9", pid.trim()]));
+    drop(a);
+    let sys = Path::new("/sys/block")
+        .join(old.file_name().expect("loop name"))
+        .join("loop/backing_file");
+    assert!(sys.exists(), "the killed attachment's loop is not bound");
+    let mut b = attach(&f.socket, "r0", &device, &work).expect("attach again");
+    // Freed: gone, or bound again by this attachment (the lowest free).
+    let cleared = || b.block_device == old || !sys.exists();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !cleared() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let freed = cleared();
+    b.detach().expect("detach");
+    assert!(freed, "{} still bound to the dead nbdfuse", old.display());
+}
+
 #[test]
 fn the_kernel_nbd_probe_asks_the_real_kernel() {
     use duet::export::kernel::{KernelError, nbd_family};

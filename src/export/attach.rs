@@ -53,7 +53,12 @@ pub struct Attachment {
 
 enum Via {
     Kernel(KernelDevice),
-    Fuse { mountpoint: PathBuf, nbdfuse: Child },
+    Fuse {
+        mountpoint: PathBuf,
+        nbdfuse: Child,
+        /// Names the loop device until it is detached (`clear_leftovers`).
+        record: PathBuf,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AttachError + '_ {
@@ -118,6 +123,8 @@ fn attach_fuse(
     work: &Path,
 ) -> Result<Attachment, AttachError> {
     let mountpoint = work.join(name);
+    let record = work.join(format!("{name}.loop"));
+    clear_leftovers(&record, &mountpoint);
     fs::create_dir_all(&mountpoint).map_err(io(&mountpoint))?;
     let pidfile = work.join(format!("{name}.nbdfuse.pid"));
     let _ = fs::remove_file(&pidfile);
@@ -158,6 +165,8 @@ fn attach_fuse(
             return Err(e);
         }
     };
+    // Best effort: without it a restart after a crash leaks this loop.
+    let _ = fs::write(&record, loop_device.to_string_lossy().as_bytes());
     link(device, &loop_device)?;
     Ok(Attachment {
         device: device.to_path_buf(),
@@ -165,8 +174,37 @@ fn attach_fuse(
         via: Via::Fuse {
             mountpoint,
             nbdfuse,
+            record,
         },
         detached: false,
+    })
+}
+
+/// Removes what an attachment of a daemon that was killed left: its loop
+/// device, bound to a file whose nbdfuse died with the daemon (a loop is
+/// the kernel's and outlives both), and the dead FUSE mount. A machine
+/// that rebooted has neither (the record lives in /run).
+fn clear_leftovers(record: &Path, mountpoint: &Path) {
+    let Ok(dev) = fs::read_to_string(record) else {
+        return;
+    };
+    let dev = dev.trim();
+    if bound_to_a_disk_file(dev) {
+        let _ = run("losetup", &["-d", dev]);
+    }
+    let _ = run("fusermount3", &["-u", "-z", &mountpoint.to_string_lossy()]);
+    let _ = fs::remove_file(record);
+}
+
+/// The loop device is bound to a file named `disk`, as nbdfuse's are
+/// here: a stale record must not detach a loop someone else set up.
+fn bound_to_a_disk_file(dev: &str) -> bool {
+    let Some(name) = dev.strip_prefix("/dev/") else {
+        return false;
+    };
+    fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).is_ok_and(|f| {
+        let f = f.trim().trim_end_matches(" (deleted)");
+        Path::new(f).file_name() == Some("disk".as_ref())
     })
 }
 
@@ -239,8 +277,10 @@ impl Attachment {
             Via::Fuse {
                 mountpoint,
                 nbdfuse,
+                record,
             } => {
                 run("losetup", &["-d", &dev])?;
+                let _ = fs::remove_file(record);
                 let _ = run("fusermount3", &["-u", &mountpoint.to_string_lossy()]);
                 wait_or_kill(nbdfuse);
             }
