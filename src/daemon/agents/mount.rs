@@ -30,6 +30,8 @@ use crate::config::Fsck;
 
 /// Before the second try of an unmount that failed with no user found.
 const RETRY_PAUSE: Duration = Duration::from_millis(300);
+/// Unmounts tried again while no process is found using the filesystem.
+const EMPTY_SCAN_TRIES: usize = 4;
 /// How long the processes holding a busy mount get between SIGTERM and
 /// SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
@@ -371,43 +373,65 @@ async fn stop(sd: &Systemd<'_>, n: &Names) -> Result<(), String> {
         Ok(()) => return Ok(()),
         Err(e) => e,
     };
-    let Some(entry) = mounted_at(&n.target)? else {
-        // The unmount went through after all.
-        sd.reset_failed(&n.unit).await;
-        return Ok(());
-    };
-    let (held_by, hidden) = holders::scan_all(&n.target, entry.dev);
-    if held_by.is_empty() {
-        // Nothing holds it: the failure may have passed (a user that has
-        // just exited, systemd failing to spawn umount): one more try.
-        sd.reset_failed(&n.unit).await;
-        tokio::time::sleep(RETRY_PAUSE).await;
-        let Err(second) = stop_once(sd, n).await else {
+    // Busy, yet no process may be found using it at the moment of the
+    // scan: a short-lived user (a job that opens a file now and then)
+    // comes and goes between the scans and the unmounts. A few more tries,
+    // each after a fresh scan, before the stop fails and blocks the group.
+    let mut hidden = 0;
+    let mut last = first.clone();
+    for _ in 0..EMPTY_SCAN_TRIES {
+        let Some(entry) = mounted_at(&n.target)? else {
+            // The unmount went through after all.
             sd.reset_failed(&n.unit).await;
-            tracing::warn!(
-                "unmounted {} on a second try (the first: {first})",
-                n.target.display()
-            );
             return Ok(());
         };
-        let why = if hidden > 0 {
-            format!(
-                " ({hidden} processes could not be looked into: that needs \
-                 CAP_SYS_PTRACE, and ending them CAP_KILL)"
-            )
-        } else {
-            String::new()
-        };
-        return Err(format!(
-            "{first}; no process was found using it{why}; a second try: {second}"
-        ));
+        let (held_by, cannot_see) = holders::scan_all(&n.target, entry.dev);
+        if !held_by.is_empty() {
+            return end_holders(sd, n, entry.dev, &held_by).await;
+        }
+        hidden = cannot_see;
+        // Nothing holds it: the failure may have passed (a user that has
+        // just exited, systemd failing to spawn umount).
+        sd.reset_failed(&n.unit).await;
+        tokio::time::sleep(RETRY_PAUSE).await;
+        match stop_once(sd, n).await {
+            Ok(()) => {
+                sd.reset_failed(&n.unit).await;
+                tracing::warn!(
+                    "unmounted {} on a later try (the first: {first})",
+                    n.target.display()
+                );
+                return Ok(());
+            }
+            Err(e) => last = e,
+        }
     }
-    let names = holders::list(&held_by);
+    let why = if hidden > 0 {
+        format!(
+            " ({hidden} processes could not be looked into: that needs \
+             CAP_SYS_PTRACE, and ending them CAP_KILL)"
+        )
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "{first}; no process was found using it{why}; {EMPTY_SCAN_TRIES} more tries, the last: {last}"
+    ))
+}
+
+/// Ends the processes using the filesystem, then unmounts once more.
+async fn end_holders(
+    sd: &Systemd<'_>,
+    n: &Names,
+    dev: (u64, u64),
+    held_by: &[holders::Holder],
+) -> Result<(), String> {
+    let names = holders::list(held_by);
     tracing::warn!(
         "{} is busy: ending the processes using it: {names}",
         n.target.display()
     );
-    let left = holders::end(&n.target, entry.dev, TERM_GRACE, KILL_GRACE).await;
+    let left = holders::end(&n.target, dev, TERM_GRACE, KILL_GRACE).await;
     match stop_once(sd, n).await {
         Ok(()) => {
             // The failed first try left its mark (result exit-code).
