@@ -1245,3 +1245,38 @@ fn a_demotion_says_primary_on_disk_until_its_flush_is_done() {
     );
     assert_eq!(r.flags() & FLAG_PRIMARY, 0);
 }
+
+/// A node whose disk failed is promoted through its peer without
+/// deciding the connection again: its record of the peer's generations
+/// may be stale (the peer took this node's generation at the end of a
+/// sync), and deciding on it refused the connection as if the peer's
+/// disk were behind (the simulation's diskless-Primary wedge, seed 1877).
+#[test]
+fn a_diskless_promotion_keeps_the_connection() {
+    let mut r = connected(Protocol::C, Role::Secondary);
+    // After a sync from here: this node moved on to 8; the peer took 8
+    // at the sync's end, but its last Hello said 7.
+    r.gens = Generations {
+        current: Generation(8),
+        bitmap: Generation::NONE,
+        history: [Generation(7), Generation::NONE],
+    };
+    let a = r.on(
+        Input::FlushDone {
+            token: 999,
+            ok: false,
+        },
+        t(2),
+    );
+    settle(&mut r, a);
+    assert_eq!(r.disk(), DiskState::Diskless);
+    let a = r.primary(false, 1, t(3)).expect("promote through the peer");
+    let refused = a
+        .iter()
+        .any(|a| matches!(a, Action::Event(Event::Refused { .. })));
+    assert!(!refused, "{a:?}");
+    assert_eq!(
+        (r.role(), r.connection()),
+        (Role::Primary, Connection::Connected)
+    );
+}

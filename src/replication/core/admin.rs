@@ -97,7 +97,12 @@ impl Replica {
         // lost connection.
         let peer_disk = self.peer_disk;
         self.start_fencing(peer_disk, &mut out);
-        if forcing && self.connected() {
+        // Only a disk forced to be the truth has new generations to tell;
+        // a diskless node serving through its peer changes none, and its
+        // record of the peer's may be stale (the peer took this node's
+        // generation at the end of a sync): re-deciding on it refused a
+        // good connection.
+        if forcing && self.has_disk() && self.connected() {
             // The peer must hear the new generation to sync from it.
             let me = self.my_state();
             self.send(Msg::Hello(me), None, &mut out);
