@@ -396,12 +396,7 @@ async fn stop(sd: &Systemd<'_>, n: &Names) -> Result<(), String> {
         tokio::time::sleep(RETRY_PAUSE).await;
         match stop_once(sd, n).await {
             Ok(()) => {
-                sd.reset_failed(&n.unit).await;
-                tracing::warn!(
-                    "unmounted {} on a later try (the first: {first})",
-                    n.target.display()
-                );
-                return Ok(());
+                return unmounted(sd, n, format!("on a later try (the first: {first})")).await;
             }
             Err(e) => last = e,
         }
@@ -419,6 +414,13 @@ async fn stop(sd: &Systemd<'_>, n: &Names) -> Result<(), String> {
     ))
 }
 
+/// Unmounted on a retry: the failed try's mark (result exit-code) goes.
+async fn unmounted(sd: &Systemd<'_>, n: &Names, how: String) -> Result<(), String> {
+    sd.reset_failed(&n.unit).await;
+    tracing::warn!("unmounted {} {how}", n.target.display());
+    Ok(())
+}
+
 /// Ends the processes using the filesystem, then unmounts once more.
 async fn end_holders(
     sd: &Systemd<'_>,
@@ -434,13 +436,8 @@ async fn end_holders(
     let left = holders::end(&n.target, dev, TERM_GRACE, KILL_GRACE).await;
     match stop_once(sd, n).await {
         Ok(()) => {
-            // The failed first try left its mark (result exit-code).
-            sd.reset_failed(&n.unit).await;
-            tracing::warn!(
-                "unmounted {} after ending the processes using it: {names}",
-                n.target.display()
-            );
-            Ok(())
+            let how = format!("after ending the processes using it: {names}");
+            unmounted(sd, n, how).await
         }
         Err(e) if left.is_empty() => Err(format!(
             "{e}; it was held by {names} (ended, yet the unmount still failed)"
