@@ -40,7 +40,9 @@ sim: deps
 # against two nodes and a witness under client reads and writes, ending
 # with `faults: K, violations: V, lost writes: W, longest outage: X.XX s`;
 # non-zero exit on a violation or a lost write. CAMPAIGN_SEED=S replays
-# a schedule (a new one from the clock otherwise).
+# a schedule (a new one from the clock otherwise); CAMPAIGN_ONLY=KIND
+# (crash, kill-duetd, cable, partition, loss, disk-errors, standby) draws
+# faults of that kind only.
 FAULTS ?= 200
 CAMPAIGN_SEED ?=
 campaign: build

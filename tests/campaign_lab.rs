@@ -89,7 +89,7 @@ fn lab_campaign_of_random_faults_breaks_no_invariant() {
     let faults = number("DUET_CAMPAIGN_FAULTS").unwrap_or(CI_FAULTS) as usize;
     let seed = number("DUET_CAMPAIGN_SEED").unwrap_or(CI_SEED);
     let mut lab = campaign::lab(&bins());
-    let report = campaign::run(&mut lab, faults, seed);
+    let report = campaign::run(&mut lab, faults, seed, None);
     println!("{}", report.summary());
     assert!(report.ok(), "seed {seed}: {:#?}", report.violations);
     assert_eq!(report.faults, faults, "the campaign stopped early");

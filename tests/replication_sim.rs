@@ -64,6 +64,7 @@ struct Seen {
     promotions: u64,
     split_brains: usize,
     disk_failures: u64,
+    disk_deaths: u64,
     power_cuts: u64,
     /// Writes answered apart once the peer was outdated or declared dead.
     fenced_answers: u64,
@@ -114,6 +115,7 @@ impl Script {
         };
         s.w.check_data = !faults.partitions;
         s.w.error_rate = faults.error_rate;
+        s.w.disk_deaths = faults.error_rate > 0;
         s.w.failing_node = (seed % 2) as usize;
         s
     }
@@ -424,6 +426,7 @@ impl Script {
         let deadline = self.w.now + HEAL_DEADLINE_US;
         let mut quiet_since = None;
         self.w.error_rate = 0;
+        self.w.revive_disks();
         while self.w.now < deadline {
             let now = self.w.now;
             for n in 0..2 {
@@ -505,11 +508,13 @@ impl Script {
             .all(|s| s.2 != Replication::SyncTarget && s.2 != Replication::SyncSource);
         let inconsistent = states.iter().any(|s| s.3 == DiskState::Inconsistent);
         let refused = states.iter().any(|s| s.1 == Connection::StandAlone);
-        let stuck = states.len() == 2
-            && no_primary
-            && no_sync
-            && inconsistent
-            && (refused || states.iter().all(|s| s.3 == DiskState::Inconsistent));
+        // Outdated and Inconsistent: the UpToDate copy failed (a distrusted
+        // disk) after the other was outdated.
+        let none_good = states
+            .iter()
+            .all(|s| matches!(s.3, DiskState::Inconsistent | DiskState::Outdated));
+        let stuck =
+            states.len() == 2 && no_primary && no_sync && inconsistent && (refused || none_good);
         if !stuck {
             return;
         }
@@ -657,6 +662,7 @@ fn run(seed: u64, protocol: Protocol, faults: Faults) -> Result<Seen, String> {
         promotions: s.promotions,
         split_brains: s.split_brains_seen,
         disk_failures: s.w.disk_failures,
+        disk_deaths: s.w.deaths,
         power_cuts: s.w.power_cuts,
         fenced_answers: s.w.fenced_answers,
     })
@@ -674,6 +680,7 @@ fn campaign(protocol: Protocol, faults: Faults, seeds: u64, stride: u64) -> Seen
                 total.promotions += seen.promotions;
                 total.split_brains += seen.split_brains;
                 total.disk_failures += seen.disk_failures;
+                total.disk_deaths += seen.disk_deaths;
                 total.power_cuts += seen.power_cuts;
                 total.fenced_answers += seen.fenced_answers;
             }
@@ -724,6 +731,11 @@ fn disk_errors_detach_and_nothing_acknowledged_is_lost() {
         seen.disk_failures >= 20,
         "disks hardly failed: {}",
         seen.disk_failures
+    );
+    assert!(
+        seen.disk_deaths >= 5,
+        "disks hardly died: {}",
+        seen.disk_deaths
     );
 }
 

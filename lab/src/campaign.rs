@@ -109,8 +109,40 @@ impl Report {
 
 /// Runs `faults` steps from `seed` against a lab made by `lab`; prints
 /// each step as it ends.
-pub fn run(lab: &mut Lab, faults: usize, seed: u64) -> Report {
+/// The kinds of fault, by the name `CAMPAIGN_ONLY` takes, with the draw
+/// that picks each (`Campaign::pick`).
+const KINDS: [(&str, u64); 7] = [
+    ("crash", 0),
+    ("kill-duetd", 2),
+    ("cable", 3),
+    ("partition", 4),
+    ("loss", 5),
+    ("disk-errors", 6),
+    ("standby", 7),
+];
+
+/// Only faults of one kind (by its name in `KINDS`), to chase one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Only(u64);
+
+impl std::str::FromStr for Only {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Only, String> {
+        KINDS
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, draw)| Only(*draw))
+            .ok_or_else(|| {
+                let names: Vec<&str> = KINDS.iter().map(|(n, _)| *n).collect();
+                format!("no fault kind {s:?}: one of {}", names.join(", "))
+            })
+    }
+}
+
+pub fn run(lab: &mut Lab, faults: usize, seed: u64, only: Option<Only>) -> Report {
     let mut c = Campaign {
+        only,
         rng: Rng(seed),
         watch: Watch::default(),
         reported_lost: BTreeSet::new(),
@@ -161,6 +193,7 @@ pub fn run(lab: &mut Lab, faults: usize, seed: u64) -> Report {
 }
 
 struct Campaign {
+    only: Option<Only>,
     rng: Rng,
     watch: Watch,
     /// Lost writes already reported: each counts once, not at every
@@ -182,7 +215,8 @@ impl Campaign {
             }
         };
         let data = |rng: &mut Rng| DATA[rng.below(2) as usize];
-        match self.rng.below(8) {
+        let draw = self.rng.below(8);
+        match self.only.map_or(draw, |o| o.0) {
             0 | 1 => Fault::Crash(any(&mut self.rng)),
             2 => Fault::KillDuetd(any(&mut self.rng)),
             3 => {

@@ -1280,3 +1280,61 @@ fn a_diskless_promotion_keeps_the_connection() {
         (Role::Primary, Connection::Connected)
     );
 }
+
+/// A disk that failed is not trusted when attached again, whatever its
+/// metadata says: the failure kept the metadata from saying Inconsistent
+/// (a failing disk takes no writes), and writes it answered may never
+/// have reached its media (a page cache whose writeback failed: the lab
+/// campaign's copies that differed after a resync). It is synced whole,
+/// also after a restart (the daemon keeps the record: `distrust_disk`).
+#[test]
+fn a_disk_that_failed_is_synced_whole_when_attached_again() {
+    let mut r = connected(Protocol::C, Role::Primary);
+    let failed = r.on(
+        Input::FlushDone {
+            token: 999,
+            ok: false,
+        },
+        t(2),
+    );
+    for a in failed {
+        if let Action::Meta { token, .. } = a {
+            r.on(Input::MetaDone { token, ok: false }, t(2));
+        }
+    }
+    assert_eq!(r.disk(), DiskState::Diskless);
+    assert!(r.disk_distrusted());
+    // The metadata as it was before the failure: UpToDate, nothing marked.
+    r.attach(consistent()).expect("attach");
+    assert_eq!(r.disk(), DiskState::Inconsistent);
+    assert_eq!(r.bitmap.dirty_bytes(), SIZE);
+
+    let mut restarted = Replica::new(settings(Protocol::C), Some(consistent()), 1);
+    restarted.distrust_disk();
+    restarted.connect(false).expect("connect");
+    restarted.on(Input::TransportUp, t(1));
+    let msg = Msg::Hello(peer_state(Role::Primary, DiskState::UpToDate));
+    let a = restarted.on(
+        Input::Received {
+            msg,
+            payload: false,
+        },
+        t(1),
+    );
+    // Its bitmap for the sync, every block marked.
+    let words: Vec<u64> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                msg: Msg::Bitmap { words, .. },
+                ..
+            } => Some(words.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(words.len() as u64, SIZE / 4096 / 64);
+    assert!(words.iter().all(|w| *w == u64::MAX));
+    assert_eq!(restarted.disk(), DiskState::Inconsistent);
+    assert!(restarted.disk_distrusted());
+}

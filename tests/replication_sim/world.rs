@@ -31,6 +31,10 @@
 //!   (superblock and activity log blocks are checksummed and slotted, so a
 //!   torn one reads as the previous one: not landed).
 //!
+//! - A disk that dies (`disk_dies`, half of the failures when
+//!   `disk_deaths` is on) loses its cache, as a page cache whose writeback
+//!   fails, and fails every request, metadata writes too, until the heal.
+//!
 //! The membership. Heartbeats travel apart from the replication link (on
 //! another link, as in the daemon): every `HEARTBEAT_US` each running node
 //! hears what the other announced, unless `membership_ok` is false (a full
@@ -89,6 +93,9 @@ pub struct Meta {
 
 pub struct Node {
     pub r: Option<Replica>,
+    /// The daemon's record that the disk failed and was not synced since
+    /// (kept across restarts, as in its state directory).
+    distrusted: bool,
     /// What reads see: the durable image with the cache over it.
     pub disk: Vec<u8>,
     /// What the media holds for sure: all a power cut leaves.
@@ -255,6 +262,11 @@ pub struct World {
     pub error_rate: u64,
     pub failing_node: usize,
     pub disk_failures: u64,
+    /// Whether a failure may kill the disk (`disk_dies`) rather than fail
+    /// one request, and the disks dead until `revive_disks`.
+    pub disk_deaths: bool,
+    pub dead: [bool; 2],
+    pub deaths: u64,
     /// Heartbeats flow (false: a full partition, or both links cut).
     pub membership_ok: bool,
     /// When each node last heard the other.
@@ -376,6 +388,7 @@ impl World {
             s
         };
         let node = |i: u16| Node {
+            distrusted: false,
             r: Some(Replica::new(
                 tuned(i),
                 Some(attached(&Meta::default())),
@@ -423,6 +436,9 @@ impl World {
             error_rate: 0,
             failing_node: 0,
             disk_failures: 0,
+            disk_deaths: false,
+            dead: [false; 2],
+            deaths: 0,
             membership_ok: true,
             heard_at: [Some(0); 2],
             heard: Default::default(),
@@ -474,14 +490,6 @@ impl World {
             }
             self.announced[n] = relay::notes(REPLICA, &view, &heard);
         }
-        for n in 0..2 {
-            // Whole again: connected with an UpToDate disk.
-            if self.replica(n).is_some_and(|r| {
-                r.connection() == Connection::Connected && r.disk() == DiskState::UpToDate
-            }) {
-                self.outdated_by_relay[n] = false;
-            }
-        }
         self.at(HEARTBEAT_US, Ev::Heartbeat);
     }
 
@@ -513,6 +521,15 @@ impl World {
     pub fn apply(&mut self, n: usize, actions: Vec<Action>) {
         for a in actions {
             self.action(n, a);
+        }
+        // The daemon keeps this record in its state directory.
+        if let Some(r) = &self.nodes[n].r {
+            self.nodes[n].distrusted = r.disk_distrusted();
+            // Whole again (at once: a crash may follow before the next
+            // heartbeat round): connected with an UpToDate disk.
+            if r.connection() == Connection::Connected && r.disk() == DiskState::UpToDate {
+                self.outdated_by_relay[n] = false;
+            }
         }
     }
 
@@ -930,6 +947,11 @@ impl World {
     /// completed stays in the machine's cache.
     pub fn crash(&mut self, n: usize) {
         let inflight = std::mem::take(&mut self.nodes[n].inflight);
+        let inflight = if self.dead[n] {
+            BTreeMap::new()
+        } else {
+            inflight
+        };
         for (_, p) in inflight {
             if self.rng.below(2) == 0 {
                 match p {
@@ -943,11 +965,33 @@ impl World {
         self.stop(n);
     }
 
+    /// Node `n`'s disk dies (a cable, a controller): what its cache held
+    /// never reaches the media (as a page cache's writeback that fails),
+    /// and every request fails, metadata writes too, until `revive_disks`.
+    /// The daemon saw those writes complete: only the failure tells it.
+    fn disk_dies(&mut self, n: usize) {
+        self.deaths += 1;
+        self.dead[n] = true;
+        let node = &mut self.nodes[n];
+        node.cache.clear();
+        node.disk.copy_from_slice(&node.durable);
+    }
+
+    /// Dead disks work again, with what their media held.
+    pub fn revive_disks(&mut self) {
+        self.dead = [false; 2];
+    }
+
     /// The machine `n` loses power: its disk keeps the durable image and
     /// any part of what was cached or in flight (see the top comment).
     pub fn power_cut(&mut self, n: usize) {
         self.power_cuts += 1;
         let inflight = std::mem::take(&mut self.nodes[n].inflight);
+        let inflight = if self.dead[n] {
+            BTreeMap::new()
+        } else {
+            inflight
+        };
         let mut candidates: Vec<(u64, Vec<u8>, Vec<bool>)> =
             std::mem::take(&mut self.nodes[n].cache)
                 .into_iter()
@@ -1036,7 +1080,11 @@ impl World {
         let a = attached(&self.nodes[n].meta);
         let mut s = settings(n as u16, self.settings.protocol);
         (self.tune)(&mut s);
-        self.nodes[n].r = Some(Replica::new(s, Some(a), seed));
+        let mut r = Replica::new(s, Some(a), seed);
+        if self.nodes[n].distrusted {
+            r.distrust_disk();
+        }
+        self.nodes[n].r = Some(r);
     }
 
     /// The pair is in sync with a Primary: both hold what the client may
@@ -1234,7 +1282,13 @@ impl World {
                 let fails = node == self.failing_node
                     && matches!(input, Input::Written { .. } | Input::ReadDone { .. })
                     && self.rng.below(1000) < self.error_rate;
+                if fails && self.disk_deaths && !self.dead[node] && self.rng.below(2) == 0 {
+                    self.disk_dies(node);
+                }
+                let dead = self.dead[node];
+                let fails = fails || dead;
                 match self.nodes[node].inflight.remove(&io) {
+                    _ if dead => {}
                     // A failed write may have landed (in the cache) or not.
                     Some(Pending::Data { offset, data, fua })
                         if !fails || self.rng.below(2) == 0 =>
@@ -1246,6 +1300,8 @@ impl World {
                     Some(Pending::Data { .. }) | None => {}
                 }
                 let input = match input {
+                    Input::FlushDone { token, .. } if dead => Input::FlushDone { token, ok: false },
+                    Input::MetaDone { token, .. } if dead => Input::MetaDone { token, ok: false },
                     Input::Written { buf, .. } if fails => Input::Written { buf, ok: false },
                     Input::ReadDone { buf, .. } if fails => {
                         self.pending_reads.remove(&(node, buf));

@@ -108,8 +108,25 @@ fn campaign(faults: usize, seed: Option<u64>) -> ExitCode {
     println!(
         "== fault campaign: {faults} faults, seed {seed} (replay: duet-lab campaign {faults} {seed})"
     );
+    // CAMPAIGN_ONLY=KIND: faults of that kind only, to chase one.
+    let only = match std::env::var("CAMPAIGN_ONLY")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(kind) => match kind.parse::<duet_lab::campaign::Only>() {
+            Ok(o) => {
+                println!("== only faults of the kind {kind}");
+                Some(o)
+            }
+            Err(e) => {
+                eprintln!("CAMPAIGN_ONLY: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let mut lab = duet_lab::campaign::lab(&Binaries::beside_current_exe());
-    let report = duet_lab::campaign::run(&mut lab, faults, seed);
+    let report = duet_lab::campaign::run(&mut lab, faults, seed, only);
     drop(lab);
     println!(
         "acknowledged writes: {}, failovers: {}, fenced: {}, copies compared equal: {}, unmounted by hand (lab systemd): {}",

@@ -101,6 +101,8 @@ struct State {
     logged: Option<[&'static str; 5]>,
     /// What the fencing relay last saw (`FenceKey`): a change wakes it.
     fence_seen: FenceKey,
+    /// Whether the disk failed here and awaits a whole sync, on disk.
+    distrust: super::distrust::Record,
 }
 
 /// What the fencing relay acts on: its view, and what decides whether
@@ -146,12 +148,14 @@ impl Engine {
         origin: Origin,
         me: Weak<Engine>,
         kick: Arc<tokio::sync::Notify>,
+        distrust: super::distrust::Record,
     ) -> Engine {
         let fence_seen = fence_key(&core);
         Engine {
             me,
             state: Mutex::new(State {
                 fence_seen,
+                distrust,
                 core,
                 disk: disk.map(Arc::new),
                 bufs: HashMap::new(),
@@ -485,6 +489,8 @@ impl Engine {
         let next = st.core.next_wakeup();
         let at = next.map_or(u64::MAX, |t| t.0.as_micros() as u64);
         self.wakeup.store(at, Ordering::SeqCst);
+        let distrusted = st.core.disk_distrusted();
+        st.distrust.keep(distrusted, &self.name);
         let key = fence_key(&st.core);
         if key != st.fence_seen {
             st.fence_seen = key;
@@ -621,7 +627,7 @@ impl Engine {
             }
             Event::DiskFailed => tracing::error!(
                 replica = %name,
-                "I/O error on the backing disk: detached; this node now serves through its peer if it can"
+                "I/O error on the backing disk: detached; this node now serves through its peer if it can. Attached again, the disk is synced whole from the peer"
             ),
             Event::Fencing { generation } => tracing::warn!(
                 replica = %name,

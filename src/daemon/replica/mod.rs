@@ -4,6 +4,7 @@
 
 mod backend;
 mod disk;
+mod distrust;
 pub mod engine;
 mod link;
 pub mod status;
@@ -105,7 +106,12 @@ pub fn start(
     let (md, attached, size) = open_disk(&r.name, &backing);
     let settings = settings(config, r, local, peer, size);
     let seed = rand::random::<u64>();
-    let core = Replica::new(settings, attached, seed);
+    let mut core = Replica::new(settings, attached, seed);
+    let record = distrust::Record::open(&r.name);
+    if record.saved() {
+        tracing::warn!(replica = %r.name, "this disk failed here in an earlier run: it is synced whole from the peer before it counts as UpToDate");
+        core.distrust_disk();
+    }
     let origin = engine::Origin {
         config: config.path.clone(),
         local,
@@ -122,7 +128,15 @@ pub fn start(
                 None
             }
         });
-        Engine::new(core, r.name.clone(), disk_io, origin, me.clone(), kick)
+        Engine::new(
+            core,
+            r.name.clone(),
+            disk_io,
+            origin,
+            me.clone(),
+            kick,
+            record,
+        )
     });
     if let Some(e) = failed {
         return Err(e.into());

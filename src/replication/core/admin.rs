@@ -87,6 +87,8 @@ impl Replica {
             self.bitmap_blocks_changed(0, self.s.size, true);
             self.disk = DiskState::UpToDate;
             self.alone = true;
+            // An administrator declared this copy the truth.
+            self.distrusted = false;
         }
         self.role = Role::Primary;
         self.primary_since = wall_us.max(1);

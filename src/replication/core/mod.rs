@@ -188,6 +188,12 @@ pub struct Replica {
     /// written meanwhile, so this copy is only Consistent (DRBD's rule).
     /// Promotion needs the peer's generations, or `--force`.
     unconfirmed: bool,
+    /// The disk failed while attached here. Its metadata may not say so
+    /// (a failing disk takes no writes), and writes it answered may never
+    /// have reached its media (a failed flush, a page cache whose
+    /// writeback failed): the next disk attached is Inconsistent with
+    /// every block out of sync, until a sync to it ends.
+    distrusted: bool,
     discard_my_data: bool,
     primary_since: u64,
     peer: Option<PeerState>,
@@ -297,6 +303,7 @@ impl Replica {
             sync_paused: false,
             alone: false,
             unconfirmed: false,
+            distrusted: false,
             demote_flush: None,
             discard_my_data: false,
             primary_since: 0,
@@ -382,6 +389,31 @@ impl Replica {
         // Bits may be set without a generation of their own (a crash
         // between the two writes); treat them as writes made alone.
         self.alone = !self.gens.bitmap.is_none();
+        self.distrust_attached();
+    }
+
+    /// The daemon's record says the disk failed while attached here, in
+    /// an earlier run: it is distrusted as if it failed in this one.
+    pub fn distrust_disk(&mut self) {
+        self.distrusted = true;
+        self.distrust_attached();
+    }
+
+    /// Whether the disk failed here and has not been synced since (what
+    /// the daemon keeps across restarts).
+    pub fn disk_distrusted(&self) -> bool {
+        self.distrusted
+    }
+
+    fn distrust_attached(&mut self) {
+        if !self.distrusted || !self.has_disk() {
+            return;
+        }
+        // The generations stay: they tell which peer can make it whole
+        // (and a disk that was ahead is left to an administrator).
+        self.disk = DiskState::Inconsistent;
+        self.unconfirmed = false;
+        self.bitmap.mark(0, self.s.size);
     }
 
     // ---- what the shell and the bus read ----
@@ -900,6 +932,7 @@ impl Replica {
             return;
         }
         self.disk = DiskState::Failed;
+        self.distrusted = true;
         out.push(Action::Event(Event::DiskFailed));
         // Whatever this disk still holds is not to be trusted: its metadata
         // (best effort: the disk is failing) says Inconsistent with every

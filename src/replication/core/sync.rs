@@ -408,6 +408,7 @@ impl Replica {
         }
         self.gens.finish_sync_as_target(&source);
         self.disk = DiskState::UpToDate;
+        self.distrusted = false;
         self.replication = Replication::Established;
         self.crashed_primary = false;
         self.alone = false;
