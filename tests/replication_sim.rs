@@ -594,9 +594,11 @@ impl Script {
                 return;
             }
         }
-        let loser = if self.role(0) == Some(Role::Primary) {
-            1
-        } else if self.role(1) == Some(Role::Primary) {
+        // The administrator keeps the copy that ran the service last: the
+        // Primary's, else the one holding every acknowledged write.
+        let second_kept =
+            self.role(1) == Some(Role::Primary) || (self.w.latest[1] && !self.w.latest[0]);
+        let loser = if self.role(0) != Some(Role::Primary) && second_kept {
             0
         } else {
             1

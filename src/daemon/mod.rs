@@ -354,15 +354,11 @@ impl Daemon {
             .collect()
     }
 
-    /// Leaving, with the groups stopped here: a peer that takes one over
-    /// claims it while this node is heard alive, so this node stays (and
-    /// keeps heartbeating, its replicas connected) until every group it
-    /// ran is active on another live node that can run it, or none can.
-    /// Going silent at once would leave the peer a silent node that may
-    /// still hold the group: in a two-node cluster without fencing it
-    /// would then take nothing over.
+    /// Leaving, with the groups stopped here: this node stays (and keeps
+    /// heartbeating, its replicas connected) until every group it ran is
+    /// taken over (`resources::leaving`).
     fn taken_elsewhere(&self) -> bool {
-        let others: Vec<_> = self
+        let peers: Vec<_> = self
             .config
             .node_ids()
             .filter(|id| *id != self.local)
@@ -370,16 +366,7 @@ impl Daemon {
             .filter(|v| v.state.is_alive())
             .filter_map(|v| v.node_state)
             .collect();
-        self.moving.iter().all(|name| {
-            let can: Vec<Phase> = others
-                .iter()
-                .filter(|s| !s.standby)
-                .filter_map(|s| s.groups.iter().find(|g| &g.name == name))
-                .filter(|g| g.eligible)
-                .map(|g| g.phase)
-                .collect();
-            can.is_empty() || can.contains(&Phase::Active)
-        })
+        crate::resources::leaving::taken_over(&self.moving, &peers)
     }
 
     /// At most this long after the groups stopped here: a claim, its

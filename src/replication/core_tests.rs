@@ -356,13 +356,15 @@ fn a_paused_sync_sends_nothing_until_resumed() {
             .filter(|a| matches!(a, Action::Read { .. }))
             .count()
     };
-    let mut started = reads(&r.on(
+    let a = r.on(
         Input::Received {
             msg: last,
             payload: false,
         },
         t(2),
-    ));
+    );
+    // The source's own flush first (`start_sync`).
+    let mut started = reads(&settle(&mut r, a));
     assert_eq!(r.replication(), Replication::SyncSource);
     // The token bucket fills as time passes.
     for ms in 3..20 {
@@ -1096,7 +1098,8 @@ fn a_sync_source_writing_alone_after_the_last_block_starts_a_generation() {
         words: Vec::new(),
         last: true,
     };
-    let mut a = received(&mut r, last, false, 2);
+    let a = received(&mut r, last, false, 2);
+    let mut a = settle(&mut r, a);
     assert_eq!(r.replication(), Replication::SyncSource);
     for ms in 3..10 {
         a.extend(r.on(Input::Tick, t(ms)));
@@ -1337,4 +1340,38 @@ fn a_disk_that_failed_is_synced_whole_when_attached_again() {
     assert!(words.iter().all(|w| *w == u64::MAX));
     assert_eq!(restarted.disk(), DiskState::Inconsistent);
     assert!(restarted.disk_distrusted());
+}
+
+/// What a sync source sends may be only in its disk's volatile cache
+/// (writes from a Primary whose daemon died before their flush): it is
+/// flushed before the first read, or a power cut of the source after the
+/// sync would leave the copies different with no bit set on either side
+/// (the cluster simulation's seed 714).
+#[test]
+fn a_sync_source_flushes_its_disk_before_the_first_read() {
+    let mut r = Replica::new(settings(Protocol::C), Some(consistent()), 1);
+    r.connect(false).expect("connect");
+    r.on(Input::TransportUp, t(1));
+    let mut p = peer_state(Role::Secondary, DiskState::Inconsistent);
+    p.generations = Generations::fresh();
+    received(&mut r, Msg::Hello(p), false, 1);
+    let last = Msg::Bitmap {
+        first_word: 0,
+        words: Vec::new(),
+        last: true,
+    };
+    let mut a = received(&mut r, last, false, 2);
+    for ms in 3..10 {
+        a.extend(r.on(Input::Tick, t(ms)));
+    }
+    assert_eq!(r.replication(), Replication::SyncSource);
+    let flush = a.iter().find_map(|a| match a {
+        Action::Flush { token } => Some(*token),
+        _ => None,
+    });
+    let reads = |a: &[Action]| a.iter().any(|a| matches!(a, Action::Read { .. }));
+    assert!(!reads(&a), "read before the flush: {a:?}");
+    let token = flush.expect("a flush at the sync's start");
+    let a = r.on(Input::FlushDone { token, ok: true }, t(10));
+    assert!(reads(&a), "no read after the flush: {a:?}");
 }

@@ -493,12 +493,16 @@ impl GroupCore {
             return;
         }
         self.state = State::Stopped;
-        if self.up.iter().any(|u| *u) {
+        if let Some(top) = self.up.iter().rposition(|u| *u) {
             let found: Vec<&str> = (0..self.up.len())
                 .filter(|&j| self.up[j])
                 .map(|j| self.label(j))
                 .collect();
             let why = format!("found up from before: {}", found.join(", "));
+            // Resources start in order: those below one found up were
+            // started too, whatever their check said (a check can fail
+            // to tell), and stopping one that is down does no harm.
+            self.up[..top].fill(true);
             self.stop_all(Then::Idle, &why, now, out);
         }
     }

@@ -493,7 +493,7 @@ impl Replica {
             }
             return;
         }
-        if self.bitmap_preflushed(token, out) {
+        if self.bitmap_preflushed(token, out) || self.source_flush_done(token, out) {
             return;
         }
         if self.demote_flush == Some(token) {

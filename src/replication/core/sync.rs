@@ -40,6 +40,9 @@ pub struct SyncState {
     finish_token: Option<u64>,
     /// Source: all sent and acknowledged.
     sent_done: bool,
+    /// Source: the flush that puts its own copy on stable storage before
+    /// the first read (`start_sync`).
+    source_flush: Option<u64>,
     differing: u64,
     /// Target: the bitmap flush that puts the merged bitmap on disk, the
     /// ones that put blocks marked since on disk (by request), and the
@@ -109,6 +112,16 @@ impl Replica {
         match plan.source {
             Side::Local => {
                 self.replication = Replication::SyncSource;
+                // What this side sends may be only in its disk's volatile
+                // cache (writes from a Primary whose daemon died before
+                // their flush, say): on stable storage before the target
+                // takes it and both clear their bits, or a power cut here
+                // would leave the two different with nothing marked.
+                if self.has_disk() {
+                    let token = self.token();
+                    self.sync.source_flush = Some(token);
+                    out.push(Action::Flush { token });
+                }
             }
             Side::Peer => {
                 self.replication = Replication::SyncTarget;
@@ -161,6 +174,7 @@ impl Replica {
         if !(self.replication == Replication::SyncSource || verifying)
             || self.sync.sent_done
             || self.sync_paused
+            || self.sync.source_flush.is_some()
         {
             return;
         }
@@ -393,6 +407,18 @@ impl Replica {
         let token = self.token();
         self.sync.finish_token = Some(token);
         out.push(Action::Flush { token });
+    }
+
+    /// The source's own flush before its first read; true if it was.
+    pub(super) fn source_flush_done(&mut self, token: u64, out: &mut Vec<Action>) -> bool {
+        if self.sync.source_flush != Some(token) {
+            return false;
+        }
+        self.sync.source_flush = None;
+        // A failed flush detached the disk (`flush_done`), and the sync
+        // with it.
+        self.sync_pump(out);
+        true
     }
 
     pub(super) fn sync_flush_done(&mut self, token: u64, ok: bool, out: &mut Vec<Action>) {
