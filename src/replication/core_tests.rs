@@ -1071,6 +1071,36 @@ fn a_sync_target_acknowledges_a_block_only_with_its_bit_on_disk() {
     );
 }
 
+/// The same when the sync breaks before the lazy write: the bits cleared
+/// for synced blocks still wait for a flush of those blocks (before, the
+/// preflush was only made while SyncTarget, and a power cut after a cut
+/// link kept the cleared bits and lost the blocks: the cluster
+/// simulation's seed 779).
+#[test]
+fn cleared_bits_wait_for_their_blocks_after_the_sync_broke() {
+    let mut r = sync_target();
+    let last = Msg::Bitmap {
+        first_word: 0,
+        words: vec![u64::MAX],
+        last: true,
+    };
+    let start = received(&mut r, last, false, 2);
+    for token in meta_tokens(&start, false) {
+        r.on(Input::MetaDone { token, ok: true }, t(2));
+    }
+    resync_data(&mut r, 1, 0, 3);
+    resync_written(&mut r, 1, 4);
+    bitmap_done(&mut r, &start, 5);
+    r.on(Input::TransportDown, t(6));
+    assert_ne!(r.replication(), Replication::SyncTarget);
+    let a = r.on(Input::Tick, t(2000));
+    assert!(!flush_tokens(&a).is_empty(), "{a:?}");
+    assert!(
+        meta_tokens(&a, true).is_empty(),
+        "cleared bits written before the blocks they clear are flushed"
+    );
+}
+
 /// The sync source sends its last block and its generation; the target
 /// takes that generation. If the link drops before the target's answer,
 /// the source's next write made alone must start a new generation (before,

@@ -15,7 +15,8 @@ use crate::world::{SECTOR, SIZE, World, sector_id};
 pub struct Oracle {
     was_synced: bool,
     primaries_apart: [bool; 2],
-    was_connected: [bool; 2],
+    /// `World::reunions` as last seen.
+    reunions_seen: [u64; 2],
     split_brains_seen: usize,
     split_brains_checked: usize,
     pub promotions: u64,
@@ -102,13 +103,10 @@ impl Oracle {
         self.was_synced = synced.is_some();
         let mut violation = None;
         for n in 0..2 {
-            let connected = w.state(n).is_some_and(|(_, c, rep, ..)| {
-                c == Connection::Connected && rep != Replication::Off
-            });
-            if connected && !self.was_connected[n] {
+            if w.reunions[n] != self.reunions_seen[n] {
                 violation = violation.or(self.reunion(w));
             }
-            self.was_connected[n] = connected;
+            self.reunions_seen[n] = w.reunions[n];
         }
         let sb = split_brains(w);
         let one_primary = !self.primaries_apart.iter().all(|p| *p);

@@ -246,6 +246,10 @@ pub struct World {
     /// A write was answered while the node saw no peer (it started a
     /// generation of its own), since the last reunion.
     pub wrote_apart: [bool; 2],
+    /// Handshakes each node completed (connected with replication on),
+    /// and whether it is so now.
+    pub reunions: [u64; 2],
+    connected: [bool; 2],
     pub events_seen: Vec<(usize, Event)>,
     pub violations: Vec<String>,
     pending_reads: HashMap<(usize, Buf), (u64, u64)>,
@@ -428,6 +432,8 @@ impl World {
             mirrored: HashMap::new(),
             power_cuts: 0,
             wrote_apart: [false; 2],
+            reunions: [0; 2],
+            connected: [false; 2],
             events_seen: Vec::new(),
             violations: Vec::new(),
             pending_reads: HashMap::new(),
@@ -525,6 +531,14 @@ impl World {
         // The daemon keeps this record in its state directory.
         if let Some(r) = &self.nodes[n].r {
             self.nodes[n].distrusted = r.disk_distrusted();
+            // Counted at each step of the core: a checker that samples
+            // between steps misses a reconnection within one.
+            let connected =
+                r.connection() == Connection::Connected && r.replication() != Replication::Off;
+            if connected && !self.connected[n] {
+                self.reunions[n] += 1;
+            }
+            self.connected[n] = connected;
             // Whole again (at once: a crash may follow before the next
             // heartbeat round): connected with an UpToDate disk.
             if r.connection() == Connection::Connected && r.disk() == DiskState::UpToDate {

@@ -278,6 +278,8 @@ struct BitmapPersist {
     flushing: Option<(u64, BTreeSet<u64>)>,
     /// Its block writes, waiting for a data flush (its token) first.
     preflush: Option<(u64, Vec<Action>)>,
+    /// Bits cleared for synced blocks that no flush has covered yet.
+    synced_unflushed: bool,
     epoch: u64,
     done_epoch: u64,
 }
@@ -837,10 +839,12 @@ impl Replica {
             return;
         }
         self.bm.flushing = Some((self.bm.epoch, tokens));
-        if self.replication == Replication::SyncTarget {
+        if self.replication == Replication::SyncTarget || self.bm.synced_unflushed {
             // Bits cleared for synced blocks must not reach the disk before
             // those blocks do: they may still be in its volatile cache, and
             // after a power cut only the bits would say they need a sync.
+            // Also once the sync broke: the bits wait for their lazy write.
+            self.bm.synced_unflushed = false;
             let token = self.token();
             self.bm.preflush = Some((token, writes));
             out.push(Action::Flush { token });

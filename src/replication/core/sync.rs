@@ -342,6 +342,7 @@ impl Replica {
         } else if self.replication == Replication::SyncTarget {
             self.bitmap.clear(offset, u64::from(len));
             self.bitmap_blocks_changed(offset, u64::from(len), false);
+            self.bm.synced_unflushed = true;
             self.counters.resynced_bytes += u64::from(len);
             let now = self.now;
             self.sync.record(u64::from(len), now);
@@ -435,6 +436,8 @@ impl Replica {
         self.gens.finish_sync_as_target(&source);
         self.disk = DiskState::UpToDate;
         self.distrusted = false;
+        // That flush came after every synced block was written.
+        self.bm.synced_unflushed = false;
         self.replication = Replication::Established;
         self.crashed_primary = false;
         self.alone = false;
