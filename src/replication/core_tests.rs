@@ -1405,3 +1405,52 @@ fn a_sync_source_flushes_its_disk_before_the_first_read() {
     let a = r.on(Input::FlushDone { token, ok: true }, t(10));
     assert!(reads(&a), "no read after the flush: {a:?}");
 }
+
+/// A Primary that goes on without its peer starts a new generation; the
+/// writes it made with the peer are flushed before that generation is on
+/// disk, and the first write alone waits for both. Before, the superblock
+/// went first: a power cut then left this copy the newer one while its
+/// cache lost writes the peer had, and its hot extents overwrote the
+/// peer's copy at the reunion (cluster simulation, seed 1382).
+#[test]
+fn a_new_generation_is_on_disk_only_after_the_writes_made_with_the_peer() {
+    let mut r = promoted(Protocol::C);
+    r.on(Input::TransportDown, t(3));
+    let mut todo: std::collections::VecDeque<Action> = r
+        .on(
+            Input::Write {
+                req: ReqId(2),
+                offset: 8192,
+                len: 4096,
+                fua: false,
+            },
+            t(4),
+        )
+        .into();
+    // What each completion brought, in order: which one issued the new
+    // generation's superblock, and whether the write came before it.
+    let mut superblock_after = None;
+    let mut sb_done = false;
+    while let Some(a) = todo.pop_front() {
+        let (input, kind) = match a {
+            Action::Flush { token } => (Input::FlushDone { token, ok: true }, "flush"),
+            Action::Meta {
+                token,
+                write: MetaWrite::Superblock { .. },
+            } => (Input::MetaDone { token, ok: true }, "superblock"),
+            Action::Meta { token, .. } => (Input::MetaDone { token, ok: true }, "meta"),
+            Action::Write { .. } => {
+                assert!(sb_done, "the write before the new generation is on disk");
+                return assert_eq!(superblock_after, Some("flush"));
+            }
+            _ => continue,
+        };
+        let more = r.on(input, t(5));
+        if superblocks(&more).iter().any(|_| true) && superblock_after.is_none() {
+            superblock_after = Some(kind);
+        }
+        sb_done |= kind == "superblock";
+        todo.extend(more);
+    }
+    panic!("the write never went");
+}

@@ -254,26 +254,27 @@ impl NodePolicy {
             return out;
         }
         // Until every peer is heard or declared dead (initdead), a node
-        // knows too little to take anything over.
+        // knows too little to take anything over: it runs as one without
+        // quorum. It still checks what runs here and stops what it finds
+        // up from before (a daemon restarted mid-stop), and the self-fence
+        // clock runs: the others may take over trusting it.
         let settled = self
             .node_ids()
             .filter(|id| *id != self.r.local)
             .all(|id| m.view(id).is_none_or(|v| v.state != PeerState::Init));
-        if !settled {
-            self.may_run = false;
-            return out;
-        }
         let network = !self.r.ping_tie_breaker || m.ping_reachable() > 0;
-        let quorate = (m.quorate() || self.r.two_node && network) && self.all_seen(m);
-        let holding_on = self.holding_on(m, quorate, now);
+        let quorate = settled && (m.quorate() || self.r.two_node && network) && self.all_seen(m);
+        let holding_on = self.holding_on(m, quorate, now) && settled;
         self.may_run = quorate || holding_on;
         out.extend(self.self_fence_if_stuck(quorate || holding_on, now));
-        for id in self.node_ids() {
-            if alive(m, id) {
-                self.fencer.alive(id);
+        if settled {
+            for id in self.node_ids() {
+                if alive(m, id) {
+                    self.fencer.alive(id);
+                }
             }
+            out.extend(self.fencer.tick(now).into_iter().map(Decision::Fence));
         }
-        out.extend(self.fencer.tick(now).into_iter().map(Decision::Fence));
         for i in 0..self.groups.len() {
             let view = self.view(m, i);
             // Holding on keeps what runs here; it never starts anything.

@@ -162,6 +162,15 @@ impl Replica {
     fn app_start(&mut self, req: ReqId, out: &mut Vec<Action>) {
         let mirror = self.peer_takes_writes();
         let disk = self.has_disk();
+        if !mirror {
+            // The first write alone starts a generation: on disk before
+            // the write (`writing_alone`); it waits at the gate till then.
+            self.writing_alone(out);
+            if !self.gates.is_empty() {
+                self.gated.push(Buf::App(req));
+                return;
+            }
+        }
         let Some(w) = self.app.get_mut(&req) else {
             return;
         };
@@ -493,7 +502,10 @@ impl Replica {
             }
             return;
         }
-        if self.bitmap_preflushed(token, out) || self.source_flush_done(token, out) {
+        if self.bitmap_preflushed(token, out)
+            || self.source_flush_done(token, out)
+            || self.alone_flushed(token, out)
+        {
             return;
         }
         if self.demote_flush == Some(token) {

@@ -204,6 +204,8 @@ pub struct Replica {
     next_id: u64,
     /// Metadata writes data writes must wait for.
     gates: BTreeSet<u64>,
+    /// The data flush a new generation's superblock waits for.
+    alone_flush: Option<u64>,
     sb: SuperblockWrites,
     /// The failed disk's last metadata write: answers wait for it.
     failing: Option<u64>,
@@ -316,6 +318,7 @@ impl Replica {
             next_seq: 1,
             next_id: 1,
             gates: BTreeSet::new(),
+            alone_flush: None,
             sb: SuperblockWrites::default(),
             failing: None,
             failing_bitmap: BTreeSet::new(),
@@ -737,7 +740,12 @@ impl Replica {
     }
 
     /// The first write this side makes without the peer's disk starts a
-    /// new generation, on disk before the write.
+    /// new generation, on disk before the write. The writes made with the
+    /// peer are flushed first: they may be only in this disk's volatile
+    /// cache, and a power cut after the new generation is on disk would
+    /// make this copy the newer one, whose hot extents then overwrite the
+    /// peer's (which had them) with what the cut left (simulation seed
+    /// 1382). Data writes wait for both.
     fn writing_alone(&mut self, out: &mut Vec<Action>) {
         if self.alone {
             return;
@@ -745,7 +753,29 @@ impl Replica {
         self.alone = true;
         let fresh = self.fresh_generation();
         self.gens.new_generation(fresh);
+        if !self.has_disk() {
+            return;
+        }
+        let token = self.token();
+        self.alone_flush = Some(token);
+        self.gates.insert(token);
+        out.push(Action::Flush { token });
+    }
+
+    /// The flush before a new generation: its superblock goes now (and
+    /// gates the writes in its turn). True if it was that flush.
+    fn alone_flushed(&mut self, token: u64, out: &mut Vec<Action>) -> bool {
+        if self.alone_flush != Some(token) {
+            return false;
+        }
+        self.alone_flush = None;
         self.write_superblock(true, out);
+        if self.gates.remove(&token) && self.gates.is_empty() {
+            for buf in std::mem::take(&mut self.gated) {
+                self.start_op(buf, out);
+            }
+        }
+        true
     }
 
     /// Marks blocks the peer lacks; returns the bitmap epoch that makes
