@@ -570,3 +570,29 @@ fn a_primary_losing_its_sync_target_fences_it() {
         "writes go on beside a peer that may be UpToDate"
     );
 }
+
+/// A Primary that loses its peer starts a generation at once (the fence
+/// request names it), but no superblock carries it before the flush of
+/// the writes made with the peer: not even the one that records the
+/// peer's confirmation, which comes first when the flush is slow.
+#[test]
+fn the_peers_confirmation_waits_for_the_flush_before_the_generation() {
+    let mut r = fencing_primary();
+    let a = r.on(Input::TransportDown, t(3));
+    let g = r.generations().current;
+    let [token] = flush_tokens(&a)[..] else {
+        panic!("one flush before the new generation: {a:?}");
+    };
+    assert!(superblocks(&a).is_empty(), "{a:?}");
+    // The confirmation arrives while the flush runs.
+    let a = r.on(Input::Fence(FenceInput::PeerOutdated(g)), t(4));
+    assert!(
+        superblocks(&a).is_empty(),
+        "generation before the flush: {a:?}"
+    );
+    let a = r.on(Input::FlushDone { token, ok: true }, t(5));
+    let written = superblocks(&a);
+    assert_eq!(written.len(), 1, "{a:?}");
+    // Flags as of now: Primary, peer outdated.
+    assert_ne!(written[0].1 & FLAG_PEER_OUTDATED, 0, "{a:?}");
+}

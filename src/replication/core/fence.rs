@@ -344,7 +344,8 @@ impl Replica {
     /// superblock write is in flight or queued (the last one carries the
     /// newest state).
     pub(super) fn outdate_persisted(&mut self, out: &mut Vec<Action>) {
-        let idle = self.sb.writing.is_none() && self.sb.next.is_none();
+        let idle =
+            self.sb.writing.is_none() && self.sb.next.is_none() && self.alone_flush.is_none();
         let Some(o) = self.outdating.as_mut() else {
             return;
         };

@@ -662,7 +662,11 @@ impl Replica {
 
     /// Writes the superblock; data writes wait for it when `gate`.
     fn write_superblock(&mut self, gate: bool, out: &mut Vec<Action>) {
-        if !self.has_disk() {
+        // Waiting for the flush before a new generation (`writing_alone`):
+        // the superblock written after it carries this state too, and one
+        // written now would put the new generation on disk first. The
+        // writes wait at that flush's gate meanwhile.
+        if !self.has_disk() || self.alone_flush.is_some() {
             return;
         }
         let write = MetaWrite::Superblock {
@@ -756,9 +760,14 @@ impl Replica {
         if !self.has_disk() {
             return;
         }
+        // Once more before the last flush ended (the pair met and parted
+        // again): this newer flush covers the writes since, and the
+        // superblock waits for it instead.
         let token = self.token();
-        self.alone_flush = Some(token);
         self.gates.insert(token);
+        if let Some(old) = self.alone_flush.replace(token) {
+            self.gates.remove(&old);
+        }
         out.push(Action::Flush { token });
     }
 
@@ -770,6 +779,7 @@ impl Replica {
         }
         self.alone_flush = None;
         self.write_superblock(true, out);
+        self.outdate_persisted(out);
         if self.gates.remove(&token) && self.gates.is_empty() {
             for buf in std::mem::take(&mut self.gated) {
                 self.start_op(buf, out);
