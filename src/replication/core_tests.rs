@@ -1024,15 +1024,10 @@ fn resync_written(r: &mut Replica, id: u64, ms: u64) -> Vec<Action> {
     r.on(Input::Written { buf, ok: true }, t(ms))
 }
 
-/// The sync source clears a block's bit once the target acknowledges it,
-/// while the block may be only in the target's volatile cache. The target
-/// must hold the bit on its disk by then: the merged bitmap (before, only
-/// written a second later), or the bit of a block the source marked after
-/// the bitmaps were exchanged (before, never).
-#[test]
-fn a_sync_target_acknowledges_a_block_only_with_its_bit_on_disk() {
+/// A sync target given the source's bitmap (the first 64 blocks), its
+/// Inconsistent superblock written; and what the bitmap brought.
+fn sync_target_started() -> (Replica, Vec<Action>) {
     let mut r = sync_target();
-    // The source's bitmap: the first 64 blocks.
     let last = Msg::Bitmap {
         first_word: 0,
         words: vec![u64::MAX],
@@ -1040,10 +1035,21 @@ fn a_sync_target_acknowledges_a_block_only_with_its_bit_on_disk() {
     };
     let start = received(&mut r, last, false, 2);
     assert_eq!(r.replication(), Replication::SyncTarget);
-    // Inconsistent is on disk; the merged bitmap not yet.
     for token in meta_tokens(&start, false) {
         r.on(Input::MetaDone { token, ok: true }, t(2));
     }
+    (r, start)
+}
+
+/// The sync source clears a block's bit once the target acknowledges it,
+/// while the block may be only in the target's volatile cache. The target
+/// must hold the bit on its disk by then: the merged bitmap (before, only
+/// written a second later), or the bit of a block the source marked after
+/// the bitmaps were exchanged (before, never).
+#[test]
+fn a_sync_target_acknowledges_a_block_only_with_its_bit_on_disk() {
+    // Inconsistent is on disk; the merged bitmap not yet.
+    let (mut r, start) = sync_target_started();
     let a = resync_data(&mut r, 1, 0, 3);
     assert!(a.iter().any(|a| matches!(a, Action::Write { .. })));
     let a = resync_written(&mut r, 1, 4);
@@ -1078,16 +1084,7 @@ fn a_sync_target_acknowledges_a_block_only_with_its_bit_on_disk() {
 /// simulation's seed 779).
 #[test]
 fn cleared_bits_wait_for_their_blocks_after_the_sync_broke() {
-    let mut r = sync_target();
-    let last = Msg::Bitmap {
-        first_word: 0,
-        words: vec![u64::MAX],
-        last: true,
-    };
-    let start = received(&mut r, last, false, 2);
-    for token in meta_tokens(&start, false) {
-        r.on(Input::MetaDone { token, ok: true }, t(2));
-    }
+    let (mut r, start) = sync_target_started();
     resync_data(&mut r, 1, 0, 3);
     resync_written(&mut r, 1, 4);
     bitmap_done(&mut r, &start, 5);
