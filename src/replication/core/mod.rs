@@ -780,11 +780,7 @@ impl Replica {
         self.alone_flush = None;
         self.write_superblock(true, out);
         self.outdate_persisted(out);
-        if self.gates.remove(&token) && self.gates.is_empty() {
-            for buf in std::mem::take(&mut self.gated) {
-                self.start_op(buf, out);
-            }
-        }
+        self.ungate(token, out);
         true
     }
 
@@ -920,11 +916,7 @@ impl Replica {
             self.failing = None;
             self.bitmap_durable_now(out);
         }
-        if self.gates.remove(&token) && self.gates.is_empty() {
-            for buf in std::mem::take(&mut self.gated) {
-                self.start_op(buf, out);
-            }
-        }
+        self.ungate(token, out);
         let flushed = self.bm.flushing.as_mut().and_then(|(epoch, tokens)| {
             (tokens.remove(&token) && tokens.is_empty()).then_some(*epoch)
         });
@@ -938,6 +930,16 @@ impl Replica {
         }
         self.al_logged(token, out);
         self.outdate_persisted(out);
+    }
+
+    /// A gate's write or flush is done: the operations it held run once
+    /// no gate is left.
+    fn ungate(&mut self, token: u64, out: &mut Vec<Action>) {
+        if self.gates.remove(&token) && self.gates.is_empty() {
+            for buf in std::mem::take(&mut self.gated) {
+                self.start_op(buf, out);
+            }
+        }
     }
 
     /// Runs an operation the conflict queue released, unless metadata it
