@@ -1169,6 +1169,83 @@ fn a_sync_source_writing_alone_after_the_last_block_starts_a_generation() {
     assert_eq!(r.generations().bitmap, Generation(8));
 }
 
+/// Bits a sync source took from its peer's bitmap are on its disk before a
+/// write made alone on them is answered (seed 5410 of the cluster simulation:
+/// the merged bits stayed in memory, the link dropped before the block
+/// was synced, a write alone on it found its bit set and went ahead, and
+/// a power cut left neither disk's bitmap naming the block).
+#[test]
+fn bits_merged_from_the_peer_reach_the_disk_before_a_write_alone_on_them() {
+    let mut r = up_to_date(Protocol::C);
+    r.gens = Generations {
+        current: Generation(8),
+        bitmap: Generation(7),
+        history: [Generation::NONE; 2],
+    };
+    r.alone = true;
+    r.bitmap.mark(4096, 4096);
+    let a = r.primary(false, 1, t(1)).expect("promote");
+    settle(&mut r, a);
+    r.connect(false).expect("connect");
+    r.on(Input::TransportUp, t(1));
+    let hello = Msg::Hello(peer_state(Role::Secondary, DiskState::UpToDate));
+    received(&mut r, hello, false, 1);
+    // The peer's bitmap names block 0.
+    let last = Msg::Bitmap {
+        first_word: 0,
+        words: vec![1],
+        last: true,
+    };
+    let a = received(&mut r, last, false, 2);
+    settle(&mut r, a);
+    assert_eq!(r.replication(), Replication::SyncSource);
+    r.on(Input::TransportDown, t(3));
+
+    let mut queue: std::collections::VecDeque<Action> = write_at(&mut r, 1, 0, 4).into();
+    let mut marked_on_disk = false;
+    let mut steps = 0;
+    while let Some(a) = queue.pop_front() {
+        steps += 1;
+        assert!(steps < 1000, "the write never went");
+        match a {
+            Action::Meta { token, write } => {
+                if let MetaWrite::Bitmap { first_word, words } = &write
+                    && *first_word == 0
+                    && words.first().is_some_and(|w| w & 1 == 1)
+                {
+                    marked_on_disk = true;
+                }
+                queue.extend(r.on(Input::MetaDone { token, ok: true }, t(5)));
+            }
+            Action::Flush { token } => {
+                queue.extend(r.on(Input::FlushDone { token, ok: true }, t(5)));
+            }
+            Action::Write {
+                buf: Buf::App(ReqId(1)),
+                ..
+            } => {
+                queue.extend(r.on(
+                    Input::Written {
+                        buf: Buf::App(ReqId(1)),
+                        ok: true,
+                    },
+                    t(5),
+                ));
+            }
+            Action::Complete { req: ReqId(1), ok } => {
+                assert!(ok);
+                assert!(
+                    marked_on_disk,
+                    "the write was answered before block 0's bit was on disk"
+                );
+                return;
+            }
+            _ => {}
+        }
+    }
+    panic!("the write was never answered");
+}
+
 /// A mirrored write queued on the Secondary (behind an overlapping one)
 /// until after the link dropped is on the Primary's disk too, which marks
 /// it: it must not start a generation of the Secondary's own (before, it

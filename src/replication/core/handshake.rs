@@ -352,7 +352,21 @@ impl Replica {
         let Some(plan) = self.handshake.plan else {
             return;
         };
+        let before = self.bitmap.dirty_blocks();
         self.bitmap.or_words(first_word, words);
+        if self.bitmap.dirty_blocks() != before {
+            // The peer's bits are this disk's too: a set bit is taken for
+            // one on disk unless its bitmap block waits to be written, and
+            // a write made alone later on such a block would rest on a
+            // mark a power cut here forgets.
+            let g = u64::from(self.s.granularity);
+            let offset = first_word.saturating_mul(64).saturating_mul(g);
+            let len = (words.len() as u64).saturating_mul(64).saturating_mul(g);
+            if offset < self.s.size && len > 0 {
+                let len = len.min(self.s.size - offset);
+                self.bitmap_blocks_changed(offset, len, false);
+            }
+        }
         if last {
             self.handshake.plan = None;
             self.start_sync(plan, out);

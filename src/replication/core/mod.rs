@@ -419,6 +419,7 @@ impl Replica {
         self.disk = DiskState::Inconsistent;
         self.unconfirmed = false;
         self.bitmap.mark(0, self.s.size);
+        self.bitmap_blocks_changed(0, self.s.size, false);
     }
 
     // ---- what the shell and the bus read ----

@@ -101,6 +101,7 @@ impl Replica {
     pub(super) fn start_sync(&mut self, plan: Plan, out: &mut Vec<Action>) {
         if plan.full {
             self.bitmap.mark(0, self.s.size);
+            self.bitmap_blocks_changed(0, self.s.size, false);
         }
         self.sync_paused = false;
         self.sync = SyncState {
