@@ -378,9 +378,10 @@ impl Campaign {
                 out.status.success().then(|| text.trim().to_string())
             })
             .collect();
-        if frozen {
-            let _ = lab.try_execute(holder, "fsfreeze -u /mnt/shared");
-        }
+        // Thawed even when the freeze reported failure: `timeout` may have
+        // ended fsfreeze after the kernel froze the filesystem, and a
+        // frozen filesystem, even unmounted, keeps its device claimed.
+        let _ = lab.try_execute(holder, "fsfreeze -u /mnt/shared");
         if !frozen || sums.iter().any(Option::is_none) {
             return;
         }
@@ -632,11 +633,7 @@ fn print_journals(lab: &Lab, since: u64, what: &str) {
 
 /// Each data node's `duetctl status`: why a group runs nowhere is in it.
 fn print_status(lab: &Lab) {
-    for n in DATA {
-        if let Some(out) = lab.try_execute(n, "duetctl status") {
-            println!("===== {n}:\n{}", String::from_utf8_lossy(&out.stdout));
-        }
-    }
+    println!("{}", lab.stuck_report());
 }
 
 /// A write the filesystem acknowledged: file `n` holds `n`.

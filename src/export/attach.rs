@@ -243,8 +243,36 @@ fn exclusive(dev: &Path) -> Result<(), AttachError> {
         .map(drop)
         .map_err(|e| AttachError::Failed {
             program: "detach",
-            message: format!("{} is in use ({e}); unmount it first", dev.display()),
+            message: format!("{} is in use ({e}); {}", dev.display(), who_holds(dev)),
         })
+}
+
+/// What keeps `dev` claimed, for the administrator: a mount in some mount
+/// namespace, or, when no namespace shows one, the two causes that leave
+/// no mount behind.
+fn who_holds(dev: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rdev) = fs::metadata(dev).map(|m| m.rdev()) else {
+        return "unmount it first".into();
+    };
+    let number = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    let mounts = crate::host::mountinfo::mounts_of(number);
+    match mounts.first() {
+        Some(m) => format!(
+            "it is mounted at {} in the mount namespace of process {} ({}){}; unmount it there first",
+            m.target.display(),
+            m.pid,
+            m.command,
+            match mounts.len() {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            }
+        ),
+        None => "no mount namespace shows it mounted: a filesystem frozen (fsfreeze) \
+                 and then unmounted holds its device until it is thawed, or a program \
+                 has the device open exclusively (fsck, mkfs)"
+            .into(),
+    }
 }
 
 /// Points `device` at `target`, replacing an old link.

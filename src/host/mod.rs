@@ -3,6 +3,7 @@
 
 pub mod iface;
 pub mod logging;
+pub mod mountinfo;
 pub mod notify;
 pub mod ocf;
 pub mod ping;

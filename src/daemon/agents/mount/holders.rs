@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::{POLL, parse_dev};
+use super::POLL;
+use crate::host::mountinfo::parse_dev;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
