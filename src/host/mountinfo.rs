@@ -177,4 +177,18 @@ garbage line\n\
         assert_eq!(parse_dev(b"07:d1", 16), Some((7, 209)));
         assert_eq!(parse_dev(b"7-209", 10), None);
     }
+
+    /// This process's own root filesystem is found mounted at /.
+    #[test]
+    fn the_mounts_of_the_root_device_include_the_root() {
+        let text = fs::read("/proc/self/mountinfo").expect("own mountinfo");
+        let root = parse(&text)
+            .into_iter()
+            .rev()
+            .find(|e| e.target == Path::new("/"))
+            .expect("a root mount");
+        let seen = mounts_of(root.dev);
+        assert!(seen.iter().any(|m| m.target == Path::new("/")), "{seen:?}");
+        assert!(mounts_of((u64::MAX, u64::MAX)).is_empty());
+    }
 }

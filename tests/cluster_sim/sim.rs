@@ -212,6 +212,10 @@ struct Node {
     incarnation: Option<Incarnation>,
     /// Since when it has been cut off from a majority, structurally.
     minority_since: Option<u64>,
+    /// A stop hung or failed here since the machine started: without
+    /// `[self-fence]` nothing bounds how long it holds what it runs
+    /// (docs/quorum.md); its peer fences it instead.
+    stop_stuck: bool,
 }
 
 /// A fence command in the PDU: result due then.
@@ -307,6 +311,7 @@ impl Sim {
                     saved: Vec::new(),
                     incarnation: None,
                     minority_since: None,
+                    stop_stuck: false,
                 })
                 .collect(),
             config,
@@ -487,6 +492,10 @@ impl Sim {
                         self.note(format!("node{}: {kind:?} {}", n + 1, NAMES[index]));
                     }
                     let took = 5 + self.rng.below(if index == MOUNT { 200 } else { 60 });
+                    let hang = kind != OpKind::Monitor && self.rng.chance(1);
+                    if hang && kind == OpKind::Stop {
+                        self.nodes[n].stop_stuck = true;
+                    }
                     d.ops.push(OpRun {
                         group,
                         op,
@@ -494,7 +503,7 @@ impl Sim {
                         kind,
                         at: self.now + took,
                         deadline: self.now + 2_500,
-                        hang: kind != OpKind::Monitor && self.rng.chance(1),
+                        hang,
                     });
                 }
                 Decision::Fence(run) => {
@@ -592,6 +601,7 @@ impl Sim {
         node.daemon = None;
         node.daemon_at = None;
         node.held = [false; RESOURCES];
+        node.stop_stuck = false;
         node.boot_at = Some(self.now + 1_500 + self.rng.below(5_000));
         if n < 2 {
             self.w.power_cut(n);
@@ -661,6 +671,7 @@ impl Sim {
         match (kind, ok) {
             (OpKind::Start, _) => self.nodes[n].held[index] = true,
             (OpKind::Stop, true) => self.nodes[n].held[index] = false,
+            (OpKind::Stop, false) => self.nodes[n].stop_stuck = true,
             _ => {}
         }
         Some(if ok {
@@ -879,7 +890,10 @@ impl Sim {
 
     /// A data node that the network cuts off from a majority of the votes
     /// (counting only nodes whose daemon runs) must hold nothing within a
-    /// bound. Without a third node, two-node rules apply instead.
+    /// bound, which a stop that hangs or fails breaks unless the node has
+    /// `[self-fence]` (then the peer's fencing keeps the data safe, and
+    /// the other invariants check it). Without a third node, two-node
+    /// rules apply instead.
     fn minority(&mut self) {
         if self.sc.third == Third::None {
             return;
@@ -900,7 +914,8 @@ impl Sim {
             let since = *self.nodes[n].minority_since.get_or_insert(self.now);
             let holds =
                 self.nodes[n].held.iter().any(|h| *h) || self.role(n) == Some(Role::Primary);
-            if holds && self.now - since > MINORITY_BOUND_MS {
+            let unbounded = !self.sc.self_fence && self.nodes[n].stop_stuck;
+            if holds && self.now - since > MINORITY_BOUND_MS && !unbounded {
                 self.violation(format!(
                     "node{} cut off from a majority for {} ms still holds {:?} (r0 {:?})",
                     n + 1,
