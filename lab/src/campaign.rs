@@ -290,9 +290,9 @@ impl Campaign {
         }
     }
 
-    /// systemd in a lab container (cgroup v1) sometimes cannot spawn
-    /// umount for a mount unit (219/CGROUP, docs/lab.md), however often
-    /// asked: duetd's stop of the mount then fails, and web stays blocked
+    /// systemd in a lab container could not spawn umount for a mount
+    /// unit (219/CGROUP) while the nodes shared one cgroup (fixed in
+    /// lab/src/cgroup.rs; this stays as a guard, counted): duetd's stop of the mount then fails, and web stays blocked
     /// on that node, as it must (a stop that failed is never taken for
     /// one that worked). An administrator unmounts by hand and clears the
     /// failure; so does the campaign, and counts it (`Report::by_hand`).

@@ -57,6 +57,11 @@ fn remove(everything: bool) {
         kill_under(dir, "nbdfuse");
         let _ = fs::remove_dir_all(dir);
     }
+    for (name, path) in crate::cgroup::lab_cgroups() {
+        if stale(&name, everything) {
+            crate::cgroup::remove_tree(&path);
+        }
+    }
     let list = String::from_utf8_lossy(&output(Command::new("ip").args(["netns", "list"])).stdout)
         .into_owned();
     for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {

@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod campaign;
+pub mod cgroup;
 pub mod cleanup;
 pub mod cmd;
 pub mod collector;
@@ -440,7 +441,8 @@ impl Lab {
             if let Some(out) = journal {
                 all.push_str(&String::from_utf8_lossy(&out.stdout));
             } else {
-                all.push_str("(not running; console below)\n");
+                all.push_str("(not running; its stored journal, then its console)\n");
+                all.push_str(&node.stored_journal(300));
                 all.push_str(&node.console_log());
             }
         }
@@ -495,7 +497,7 @@ impl Drop for Lab {
 }
 
 /// `Lab::stuck_report` on one node.
-const STUCK_REPORT: &str = "duetctl status 2>&1; findmnt -rn -o TARGET,SOURCE,FSTYPE /mnt/shared; \
+pub(crate) const STUCK_REPORT: &str = "duetctl status 2>&1; systemctl list-jobs --no-pager 2>&1 | grep -E 'JOB|duet|mnt|apache|halt.target'; findmnt -rn -o TARGET,SOURCE,FSTYPE /mnt/shared; \
     losetup -a 2>/dev/null; \
     for p in /proc/[0-9]*; do \
       grep -q '^State:[[:space:]]*D' $p/status 2>/dev/null || continue; \

@@ -175,6 +175,7 @@ pub struct Node {
     /// Free loop devices bound in for the node's own use (the export).
     spare_loops: Vec<String>,
     mounted: bool,
+    cgroup: crate::cgroup::NodeCgroup,
 }
 
 impl Node {
@@ -217,6 +218,10 @@ impl Node {
             disk_server: Some(disk_server),
             spare_loops,
             mounted: true,
+            cgroup: crate::cgroup::NodeCgroup::new(&format!(
+                "{}-{name}",
+                lab_dir.file_name().unwrap_or_default().to_string_lossy()
+            )),
         }
     }
 
@@ -333,8 +338,15 @@ impl Node {
             }
         }
         let console = fs::File::create(self.dir.join("console.log")).expect("console log");
-        let mut cmd = Command::new("systemd-nspawn");
-        cmd.arg("-D")
+        self.cgroup.create();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "{}exec systemd-nspawn \"$@\"",
+                self.cgroup.enter_script()
+            ))
+            .arg("sh")
+            .arg("-D")
             .arg(self.root())
             .args(["--boot", "--register=no", "--keep-unit", "--console=pipe"])
             .arg(format!("--machine={}", self.name))
@@ -463,6 +475,10 @@ impl Node {
             "lab: {} did not halt within {HALT_TIMEOUT:?}; crashing it",
             self.name
         );
+        if let Some(out) = self.try_exec(&["sh", "-c", crate::STUCK_REPORT]) {
+            eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+        }
+        eprintln!("{}", self.stored_journal(40));
         self.crash();
         false
     }
@@ -481,9 +497,24 @@ impl Node {
         fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()
     }
 
+    /// The last `lines` of the journal a node kept on its disk, read from
+    /// the host while the node is down (after a crash, say).
+    pub fn stored_journal(&self, lines: usize) -> String {
+        let dir = self.root().join("var/log/journal");
+        let out = crate::cmd::output(Command::new("journalctl").arg("-D").arg(&dir).args([
+            "--no-pager",
+            "-o",
+            "short-monotonic",
+            "-n",
+            &lines.to_string(),
+        ]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Stops the node and removes its overlay and disk.
     pub fn destroy(&mut self) {
         self.shutdown();
+        self.cgroup.remove();
         if self.mounted {
             quietly(Command::new("umount").arg(self.root()));
             self.mounted = false;

@@ -15,11 +15,11 @@ const SYNC: Duration = Duration::from_secs(120);
 pub const MOUNT_UNIT: &str = "printf '[Mount]\\nWhat=/dev/duet/r0\\nWhere=/mnt/shared\\nType=ext4\\n' \
      > /run/systemd/system/mnt-shared.mount && systemctl daemon-reload";
 
-/// Stops the mount unit. systemd in a container on cgroup v1 sometimes
-/// loses the unit's cgroup while mounted and then cannot spawn umount in
-/// it (status 219/CGROUP, "Failed to attach to cgroup"), however often it
-/// is asked: a fault of systemd in nspawn, not duet's. Only on that
-/// failure the test unmounts by hand, as an administrator would.
+/// Stops the mount unit. Until each node had a cgroup of its own
+/// (lab/src/cgroup.rs), another node's systemd could remove this unit's
+/// cgroup, and umount then failed to spawn (status 219/CGROUP, "Failed to
+/// attach to cgroup"); only on that failure the test unmounts by hand. It
+/// should no longer happen; the fallback stays as a guard.
 pub const STOP_MOUNT: &str = "systemctl stop mnt-shared.mount || \
     (systemctl status mnt-shared.mount | grep -q 219/CGROUP && umount /mnt/shared \
      && systemctl reset-failed mnt-shared.mount)";
