@@ -1098,22 +1098,19 @@ fn cleared_bits_wait_for_their_blocks_after_the_sync_broke() {
     );
 }
 
-/// The sync source sends its last block and its generation; the target
-/// takes that generation. If the link drops before the target's answer,
-/// the source's next write made alone must start a new generation (before,
-/// it wrote on under the shared one: a write on the target later synced
-/// over it, a split brain unseen).
-#[test]
-fn a_sync_source_writing_alone_after_the_last_block_starts_a_generation() {
+/// A Primary that wrote alone before (generation 8, based on 7, block
+/// `marked` out of sync) connects to its UpToDate peer, which sends
+/// `peer_words` of its bitmap: it becomes SyncSource. With what it did
+/// on the way (metadata settled).
+fn primary_sync_source(marked: u64, peer_words: Vec<u64>) -> (Replica, Vec<Action>) {
     let mut r = up_to_date(Protocol::C);
-    // It wrote alone before: generation 8, based on 7, one block marked.
     r.gens = Generations {
         current: Generation(8),
         bitmap: Generation(7),
         history: [Generation::NONE; 2],
     };
     r.alone = true;
-    r.bitmap.mark(0, 4096);
+    r.bitmap.mark(marked, 4096);
     let a = r.primary(false, 1, t(1)).expect("promote");
     settle(&mut r, a);
     r.connect(false).expect("connect");
@@ -1122,12 +1119,23 @@ fn a_sync_source_writing_alone_after_the_last_block_starts_a_generation() {
     received(&mut r, hello, false, 1);
     let last = Msg::Bitmap {
         first_word: 0,
-        words: Vec::new(),
+        words: peer_words,
         last: true,
     };
     let a = received(&mut r, last, false, 2);
-    let mut a = settle(&mut r, a);
+    let a = settle(&mut r, a);
     assert_eq!(r.replication(), Replication::SyncSource);
+    (r, a)
+}
+
+/// The sync source sends its last block and its generation; the target
+/// takes that generation. If the link drops before the target's answer,
+/// the source's next write made alone must start a new generation (before,
+/// it wrote on under the shared one: a write on the target later synced
+/// over it, a split brain unseen).
+#[test]
+fn a_sync_source_writing_alone_after_the_last_block_starts_a_generation() {
+    let (mut r, mut a) = primary_sync_source(0, Vec::new());
     for ms in 3..10 {
         a.extend(r.on(Input::Tick, t(ms)));
     }
@@ -1176,29 +1184,8 @@ fn a_sync_source_writing_alone_after_the_last_block_starts_a_generation() {
 /// a power cut left neither disk's bitmap naming the block).
 #[test]
 fn bits_merged_from_the_peer_reach_the_disk_before_a_write_alone_on_them() {
-    let mut r = up_to_date(Protocol::C);
-    r.gens = Generations {
-        current: Generation(8),
-        bitmap: Generation(7),
-        history: [Generation::NONE; 2],
-    };
-    r.alone = true;
-    r.bitmap.mark(4096, 4096);
-    let a = r.primary(false, 1, t(1)).expect("promote");
-    settle(&mut r, a);
-    r.connect(false).expect("connect");
-    r.on(Input::TransportUp, t(1));
-    let hello = Msg::Hello(peer_state(Role::Secondary, DiskState::UpToDate));
-    received(&mut r, hello, false, 1);
     // The peer's bitmap names block 0.
-    let last = Msg::Bitmap {
-        first_word: 0,
-        words: vec![1],
-        last: true,
-    };
-    let a = received(&mut r, last, false, 2);
-    settle(&mut r, a);
-    assert_eq!(r.replication(), Replication::SyncSource);
+    let (mut r, _) = primary_sync_source(4096, vec![1]);
     r.on(Input::TransportDown, t(3));
 
     let mut queue: std::collections::VecDeque<Action> = write_at(&mut r, 1, 0, 4).into();
