@@ -29,44 +29,66 @@ fn hierarchies() -> Vec<PathBuf> {
         .collect()
 }
 
-/// The node's cgroup directories, one per hierarchy.
+/// A node's cgroups: one per boot (a crashed boot's may still hold a
+/// process stuck in the kernel, and the next boot must not share it),
+/// each with a directory per hierarchy.
 #[derive(Debug, Clone)]
 pub struct NodeCgroup {
+    /// Unique on the machine, with the lab's prefix and owner pid, so that
+    /// `cleanup` can remove a dead run's.
+    base: String,
+    boots: u32,
+    /// The current boot's directories (none: boot without).
     dirs: Vec<PathBuf>,
 }
 
 impl NodeCgroup {
-    /// `name` is unique on the machine and starts with the lab's prefix
-    /// and owner pid, so that `cleanup` can remove a dead run's.
-    pub fn new(name: &str) -> NodeCgroup {
+    pub fn new(base: &str) -> NodeCgroup {
         NodeCgroup {
-            dirs: hierarchies().into_iter().map(|h| h.join(name)).collect(),
+            base: base.to_string(),
+            boots: 0,
+            dirs: Vec::new(),
         }
     }
 
-    /// Creates the cgroups, empty (a crashed container's are removed).
-    pub fn create(&self) {
-        for dir in &self.dirs {
-            remove_tree(dir);
-            fs::create_dir_all(dir)
-                .unwrap_or_else(|e| panic!("create cgroup {}: {e}", dir.display()));
+    /// Removes the earlier boots' cgroups (what it can) and makes the
+    /// next boot's. If they cannot be made, the node boots in the lab's
+    /// cgroup as before, with a warning.
+    pub fn next_boot(&mut self) {
+        self.remove();
+        self.boots += 1;
+        let name = format!("{}-b{}", self.base, self.boots);
+        let dirs: Vec<PathBuf> = hierarchies().into_iter().map(|h| h.join(&name)).collect();
+        match dirs.iter().try_for_each(fs::create_dir_all) {
+            Ok(()) => self.dirs = dirs,
+            Err(e) => {
+                eprintln!("lab: no cgroup of its own for {name} ({e}); it shares the lab's");
+                self.dirs.clear();
+            }
         }
     }
 
-    /// Shell words (builtins only) that move the shell into the cgroups
-    /// before it execs nspawn.
-    pub fn enter_script(&self) -> String {
-        self.dirs
-            .iter()
-            .map(|d| format!("echo $$ > {}/cgroup.procs && ", d.display()))
+    /// Shell words (builtins only) that move the shell into the current
+    /// boot's cgroups before it execs nspawn; the paths are passed as the
+    /// script's arguments from `first` on.
+    pub fn enter_script(&self, first: usize) -> String {
+        (0..self.dirs.len())
+            .map(|i| format!("echo $$ > \"${}/cgroup.procs\" && ", first + i))
             .collect()
     }
 
-    /// Removes the cgroups once the container is gone (its own cgroups
-    /// below first); a cgroup still holding processes stays.
+    /// The current boot's directories, for `enter_script`'s arguments.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Removes every boot's cgroups whose containers are gone (their own
+    /// cgroups below first); a cgroup still holding processes stays.
     pub fn remove(&self) {
-        for dir in &self.dirs {
-            remove_tree(dir);
+        for h in hierarchies() {
+            for b in 1..=self.boots {
+                remove_tree(&h.join(format!("{}-b{b}", self.base)));
+            }
         }
     }
 }

@@ -175,6 +175,7 @@ pub struct Node {
     /// Free loop devices bound in for the node's own use (the export).
     spare_loops: Vec<String>,
     mounted: bool,
+    /// Its own cgroups (lab/src/cgroup.rs).
     cgroup: crate::cgroup::NodeCgroup,
 }
 
@@ -338,14 +339,16 @@ impl Node {
             }
         }
         let console = fs::File::create(self.dir.join("console.log")).expect("console log");
-        self.cgroup.create();
+        self.cgroup.next_boot();
+        let cgroups = self.cgroup.dirs().len();
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(format!(
-                "{}exec systemd-nspawn \"$@\"",
-                self.cgroup.enter_script()
+                "{}shift {cgroups}; exec systemd-nspawn \"$@\"",
+                self.cgroup.enter_script(1)
             ))
             .arg("sh")
+            .args(self.cgroup.dirs())
             .arg("-D")
             .arg(self.root())
             .args(["--boot", "--register=no", "--keep-unit", "--console=pipe"])

@@ -241,9 +241,16 @@ fn exclusive(dev: &Path) -> Result<(), AttachError> {
         .custom_flags(nix::libc::O_EXCL)
         .open(dev)
         .map(drop)
-        .map_err(|e| AttachError::Failed {
-            program: "detach",
-            message: format!("{} is in use ({e}); {}", dev.display(), who_holds(dev)),
+        .map_err(|e| {
+            let message = if e.raw_os_error() == Some(nix::libc::EBUSY) {
+                format!("{} is in use ({e}); {}", dev.display(), who_holds(dev))
+            } else {
+                format!("cannot open {}: {e}", dev.display())
+            };
+            AttachError::Failed {
+                program: "detach",
+                message,
+            }
         })
 }
 
@@ -251,8 +258,12 @@ fn exclusive(dev: &Path) -> Result<(), AttachError> {
 /// namespace, or, when no namespace shows one, the two causes that leave
 /// no mount behind.
 fn who_holds(dev: &Path) -> String {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(rdev) = fs::metadata(dev).map(|m| m.rdev()) else {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Some(rdev) = fs::metadata(dev)
+        .ok()
+        .filter(|m| m.file_type().is_block_device())
+        .map(|m| m.rdev())
+    else {
         return "unmount it first".into();
     };
     let number = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
@@ -265,7 +276,7 @@ fn who_holds(dev: &Path) -> String {
             m.command,
             match mounts.len() {
                 1 => String::new(),
-                n => format!(" and {} more", n - 1),
+                n => format!(" (and {} more mounts)", n - 1),
             }
         ),
         None => "no mount namespace shows it mounted: a filesystem frozen (fsfreeze) \

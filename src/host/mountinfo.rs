@@ -71,14 +71,21 @@ pub fn mounts_of(dev: (u64, u64)) -> Vec<SeenMount> {
         let Ok(ns) = fs::read_link(dir.join("ns/mnt")) else {
             continue;
         };
-        if !namespaces.insert(ns) {
+        if namespaces.contains(&ns) {
             continue;
         }
+        // A process that exits now, or one this process may not look
+        // into, leaves its namespace to the next process in it.
         let Ok(text) = fs::read(dir.join("mountinfo")) else {
             continue;
         };
-        for m in parse(&text).into_iter().filter(|m| m.dev == dev) {
-            let command = fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        namespaces.insert(ns);
+        let mounts: Vec<MountEntry> = parse(&text).into_iter().filter(|m| m.dev == dev).collect();
+        if mounts.is_empty() {
+            continue;
+        }
+        let command = fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        for m in mounts {
             found.push(SeenMount {
                 pid,
                 command: command.trim().to_string(),

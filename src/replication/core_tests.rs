@@ -1515,3 +1515,28 @@ fn a_new_generation_is_on_disk_only_after_the_writes_made_with_the_peer() {
     }
     panic!("the write never went");
 }
+
+/// A diskless Primary (its disk failed) whose link drops with a write in
+/// flight answers it (as failed: no copy took it); it never waits for a
+/// bitmap that has no disk to go to.
+#[test]
+fn a_diskless_primary_answers_a_write_its_link_dropped() {
+    let mut r = connected(Protocol::C, Role::Secondary);
+    let a = r.on(
+        Input::FlushDone {
+            token: 999,
+            ok: false,
+        },
+        t(2),
+    );
+    settle(&mut r, a);
+    assert_eq!(r.disk(), DiskState::Diskless);
+    let a = r.primary(false, 1, t(3)).expect("promote through the peer");
+    settle(&mut r, a);
+    let a = write_at(&mut r, 1, 8192, 4);
+    let a = settle(&mut r, a);
+    assert!(sent_seq(&a) > 0, "the write goes to the peer: {a:?}");
+    let a = r.on(Input::TransportDown, t(5));
+    let a = settle(&mut r, a);
+    assert_eq!(completed(&a), Some(false), "{a:?}");
+}

@@ -212,10 +212,10 @@ struct Node {
     incarnation: Option<Incarnation>,
     /// Since when it has been cut off from a majority, structurally.
     minority_since: Option<u64>,
-    /// A stop hung or failed here since the machine started: without
-    /// `[self-fence]` nothing bounds how long it holds what it runs
+    /// Per resource of web: its last stop here hung or failed. Without
+    /// `[self-fence]` nothing bounds how long the node then holds it
     /// (docs/quorum.md); its peer fences it instead.
-    stop_stuck: bool,
+    stop_stuck: [bool; RESOURCES],
 }
 
 /// A fence command in the PDU: result due then.
@@ -311,7 +311,7 @@ impl Sim {
                     saved: Vec::new(),
                     incarnation: None,
                     minority_since: None,
-                    stop_stuck: false,
+                    stop_stuck: [false; RESOURCES],
                 })
                 .collect(),
             config,
@@ -494,7 +494,7 @@ impl Sim {
                     let took = 5 + self.rng.below(if index == MOUNT { 200 } else { 60 });
                     let hang = kind != OpKind::Monitor && self.rng.chance(1);
                     if hang && kind == OpKind::Stop {
-                        self.nodes[n].stop_stuck = true;
+                        self.nodes[n].stop_stuck[index] = true;
                     }
                     d.ops.push(OpRun {
                         group,
@@ -601,7 +601,7 @@ impl Sim {
         node.daemon = None;
         node.daemon_at = None;
         node.held = [false; RESOURCES];
-        node.stop_stuck = false;
+        node.stop_stuck = [false; RESOURCES];
         node.boot_at = Some(self.now + 1_500 + self.rng.below(5_000));
         if n < 2 {
             self.w.power_cut(n);
@@ -670,8 +670,11 @@ impl Sim {
         };
         match (kind, ok) {
             (OpKind::Start, _) => self.nodes[n].held[index] = true,
-            (OpKind::Stop, true) => self.nodes[n].held[index] = false,
-            (OpKind::Stop, false) => self.nodes[n].stop_stuck = true,
+            (OpKind::Stop, true) => {
+                self.nodes[n].held[index] = false;
+                self.nodes[n].stop_stuck[index] = false;
+            }
+            (OpKind::Stop, false) => self.nodes[n].stop_stuck[index] = true,
             _ => {}
         }
         Some(if ok {
@@ -890,7 +893,8 @@ impl Sim {
 
     /// A data node that the network cuts off from a majority of the votes
     /// (counting only nodes whose daemon runs) must hold nothing within a
-    /// bound, which a stop that hangs or fails breaks unless the node has
+    /// bound, which a stop that hangs or fails (of a resource it still
+    /// holds) breaks unless the node has
     /// `[self-fence]` (then the peer's fencing keeps the data safe, and
     /// the other invariants check it). Without a third node, two-node
     /// rules apply instead.
@@ -914,7 +918,9 @@ impl Sim {
             let since = *self.nodes[n].minority_since.get_or_insert(self.now);
             let holds =
                 self.nodes[n].held.iter().any(|h| *h) || self.role(n) == Some(Role::Primary);
-            let unbounded = !self.sc.self_fence && self.nodes[n].stop_stuck;
+            let node = &self.nodes[n];
+            let stuck = (0..RESOURCES).any(|i| node.held[i] && node.stop_stuck[i]);
+            let unbounded = !self.sc.self_fence && stuck;
             if holds && self.now - since > MINORITY_BOUND_MS && !unbounded {
                 self.violation(format!(
                     "node{} cut off from a majority for {} ms still holds {:?} (r0 {:?})",
