@@ -364,9 +364,23 @@ fn an_attached_export_is_a_block_device_that_keeps_its_files() {
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&device));
     run(Command::new("mount").arg(&device).arg(&mnt));
     std::fs::write(mnt.join("hello.txt"), b"kept across attachments\n").expect("write");
-    // Busy: detach refuses and leaves the device attached.
-    let err = a.detach().expect_err("detached while mounted");
-    assert!(err.to_string().contains("in use"), "{err}");
+    // Busy: detach refuses, says where it is mounted, and leaves the
+    // device attached.
+    let err = a.detach().expect_err("detached while mounted").to_string();
+    assert!(err.contains("in use"), "{err}");
+    assert!(
+        err.contains(&format!("mounted at {}", mnt.display())),
+        "{err}"
+    );
+    // Frozen, then unmounted: no mount is left, yet the filesystem holds
+    // the device until thawed (mounting it again reaches it).
+    run(Command::new("fsfreeze").arg("-f").arg(&mnt));
+    run(Command::new("umount").arg(&mnt));
+    let frozen = a.detach().map_err(|e| e.to_string());
+    run(Command::new("mount").arg(&device).arg(&mnt));
+    run(Command::new("fsfreeze").arg("-u").arg(&mnt));
+    let err = frozen.expect_err("detached under a frozen filesystem");
+    assert!(err.contains("frozen"), "{err}");
     run(Command::new("umount").arg(&mnt));
     a.detach().expect("detach");
     assert!(!device.exists(), "stable path left behind");

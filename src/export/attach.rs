@@ -279,11 +279,27 @@ fn who_holds(dev: &Path) -> String {
                 n => format!(" (and {} more mounts)", n - 1),
             }
         ),
-        None => "no mount namespace shows it mounted: a filesystem frozen (fsfreeze) \
-                 and then unmounted holds its device until it is thawed, or a program \
-                 has the device open exclusively (fsck, mkfs)"
-            .into(),
+        None => match stacked_on(number) {
+            Some(holders) => format!(
+                "{holders} is built on it (device-mapper, md or the like): remove that first"
+            ),
+            None => "no mount namespace shows it mounted: a filesystem frozen (fsfreeze) \
+                     and then unmounted holds its device until it is thawed, or a program \
+                     has the device open exclusively (fsck, mkfs)"
+                .into(),
+        },
     }
+}
+
+/// The block devices built on device `number` (the kernel's holders).
+fn stacked_on(number: (u64, u64)) -> Option<String> {
+    let dir = format!("/sys/dev/block/{}:{}/holders", number.0, number.1);
+    let names: Vec<String> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// Points `device` at `target`, replacing an old link.
