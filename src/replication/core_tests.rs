@@ -1340,6 +1340,19 @@ fn a_demotion_says_primary_on_disk_until_its_flush_is_done() {
     assert_eq!(r.flags() & FLAG_PRIMARY, 0);
 }
 
+/// A flush fails: the disk is detached (Diskless), the metadata settled.
+fn fail_disk(r: &mut Replica) {
+    let a = r.on(
+        Input::FlushDone {
+            token: 999,
+            ok: false,
+        },
+        t(2),
+    );
+    settle(r, a);
+    assert_eq!(r.disk(), DiskState::Diskless);
+}
+
 /// A node whose disk failed is promoted through its peer without
 /// deciding the connection again: its record of the peer's generations
 /// may be stale (the peer took this node's generation at the end of a
@@ -1355,15 +1368,7 @@ fn a_diskless_promotion_keeps_the_connection() {
         bitmap: Generation::NONE,
         history: [Generation(7), Generation::NONE],
     };
-    let a = r.on(
-        Input::FlushDone {
-            token: 999,
-            ok: false,
-        },
-        t(2),
-    );
-    settle(&mut r, a);
-    assert_eq!(r.disk(), DiskState::Diskless);
+    fail_disk(&mut r);
     let a = r.primary(false, 1, t(3)).expect("promote through the peer");
     let refused = a
         .iter()
@@ -1522,15 +1527,7 @@ fn a_new_generation_is_on_disk_only_after_the_writes_made_with_the_peer() {
 #[test]
 fn a_diskless_primary_answers_a_write_its_link_dropped() {
     let mut r = connected(Protocol::C, Role::Secondary);
-    let a = r.on(
-        Input::FlushDone {
-            token: 999,
-            ok: false,
-        },
-        t(2),
-    );
-    settle(&mut r, a);
-    assert_eq!(r.disk(), DiskState::Diskless);
+    fail_disk(&mut r);
     let a = r.primary(false, 1, t(3)).expect("promote through the peer");
     settle(&mut r, a);
     let a = write_at(&mut r, 1, 8192, 4);
