@@ -292,8 +292,8 @@ impl Campaign {
 
     /// systemd in a lab container could not spawn umount for a mount
     /// unit (219/CGROUP) while the nodes shared one cgroup (fixed in
-    /// lab/src/cgroup.rs; this stays as a guard, counted): duetd's stop of the mount then fails, and web stays blocked
-    /// on that node, as it must (a stop that failed is never taken for
+    /// lab/src/cgroup.rs; this stays as a guard, counted): duetd's stop
+    /// of the mount then fails, and web stays blocked on that node, as it must (a stop that failed is never taken for
     /// one that worked). An administrator unmounts by hand and clears the
     /// failure; so does the campaign, and counts it (`Report::by_hand`).
     fn unmount_by_hand(&mut self, lab: &Lab) {

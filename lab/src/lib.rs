@@ -449,17 +449,13 @@ impl Lab {
         all
     }
 
-    /// What a hang leaves behind on every running node, short enough to
-    /// be read before the journals: duet's status, the mounts of the
-    /// replicated filesystem, and each process stuck in the kernel (state
-    /// D) with its kernel stack.
+    /// `Node::state_report` of every running node, printed before the
+    /// journals.
     pub fn stuck_report(&self) -> String {
         let mut all = String::new();
         for node in self.nodes.iter().filter(|n| n.is_running()) {
             all.push_str(&format!("===== state of {} =====\n", node.name));
-            if let Some(out) = node.try_exec(&["sh", "-c", STUCK_REPORT]) {
-                all.push_str(&String::from_utf8_lossy(&out.stdout));
-            }
+            all.push_str(&node.state_report());
         }
         all
     }
@@ -495,14 +491,6 @@ impl Drop for Lab {
         }
     }
 }
-
-/// `Lab::stuck_report` on one node.
-pub(crate) const STUCK_REPORT: &str = "duetctl status 2>&1; systemctl list-jobs --no-pager 2>&1 | grep -E 'JOB|duet|mnt|apache|halt.target'; findmnt -rn -o TARGET,SOURCE,FSTYPE /mnt/shared; \
-    losetup -a 2>/dev/null; \
-    for p in /proc/[0-9]*; do \
-      grep -q '^State:[[:space:]]*D' $p/status 2>/dev/null || continue; \
-      echo \"stuck: ${p#/proc/} $(tr '\\0' ' ' < $p/cmdline)\"; cat $p/stack 2>/dev/null | head -12; \
-    done";
 
 /// The partition table of a node: every packet from or to the addresses
 /// of `set` (a comma-separated nftables set) dropped.

@@ -478,9 +478,7 @@ impl Node {
             "lab: {} did not halt within {HALT_TIMEOUT:?}; crashing it",
             self.name
         );
-        if let Some(out) = self.try_exec(&["sh", "-c", crate::STUCK_REPORT]) {
-            eprintln!("{}", String::from_utf8_lossy(&out.stdout));
-        }
+        eprintln!("{}", self.state_report());
         eprintln!("{}", self.stored_journal(40));
         self.crash();
         false
@@ -500,8 +498,18 @@ impl Node {
         fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()
     }
 
-    /// The last `lines` of the journal a node kept on its disk, read from
-    /// the host while the node is down (after a crash, say).
+    /// What a hang leaves behind on the running node, short enough to be
+    /// read before its journal: duet's status, systemd's jobs, the mounts
+    /// of the replicated filesystem, and each process stuck in the kernel
+    /// (state D) with its kernel stack. Empty when it is not running.
+    pub fn state_report(&self) -> String {
+        self.try_exec(&["sh", "-c", STATE_REPORT])
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The last `lines` of the journal a node keeps on its disk, read from
+    /// the host (so also while the node is down, after a crash say).
     pub fn stored_journal(&self, lines: usize) -> String {
         let dir = self.root().join("var/log/journal");
         let out = crate::cmd::output(Command::new("journalctl").arg("-D").arg(&dir).args([
@@ -539,6 +547,14 @@ impl Node {
         }
     }
 }
+
+/// `Node::state_report`.
+const STATE_REPORT: &str = "duetctl status 2>&1; systemctl list-jobs --no-pager 2>&1 | grep -E 'JOB|duet|mnt|apache|halt.target'; findmnt -rn -o TARGET,SOURCE,FSTYPE /mnt/shared; \
+    losetup -a 2>/dev/null; \
+    for p in /proc/[0-9]*; do \
+      grep -q '^State:[[:space:]]*D' $p/status 2>/dev/null || continue; \
+      echo \"stuck: ${p#/proc/} $(tr '\\0' ' ' < $p/cmdline)\"; cat $p/stack 2>/dev/null | head -12; \
+    done";
 
 /// Polls `probe` every 20 ms until it returns Some, or None after
 /// `timeout`.
