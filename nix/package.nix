@@ -1,6 +1,5 @@
 # duetd and duetctl, built from this repository with the committed Cargo.lock.
-# The NixOS module and the flake come with the NixOS work; this derivation is
-# what they will build on.
+# Used by flake.nix and nix/module.nix (services.duet.package).
 {
   lib,
   rustPlatform,
@@ -11,7 +10,11 @@ rustPlatform.buildRustPackage {
   pname = "duet";
   version = "0.1.0";
 
-  src = lib.cleanSource ../.;
+  # The sources without build output (a local target/ would be copied).
+  src = lib.cleanSourceWith {
+    src = lib.cleanSource ../.;
+    filter = path: type: !(type == "directory" && baseNameOf path == "target");
+  };
   cargoLock.lockFile = ../Cargo.lock;
 
   nativeBuildInputs = [ installShellFiles ];

@@ -20,6 +20,7 @@ PACKAGES=(
   qemu-utils      # qemu-io and qemu-img: NBD clients the export is tested with
   openssl         # the test CA and certificates for the NBD TLS listener
   resource-agents # OCF agents (ocf:heartbeat:Dummy, IPaddr2) the ocf resource kind is tested with
+  nix-bin         # nix-instantiate: the Nix files parse, the module's TOML renderer (tests/nix_files.rs)
 )
 
 missing=()
