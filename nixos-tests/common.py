@@ -7,8 +7,8 @@ import time
 
 ADDRESS = "198.51.100.10"
 PAGE = "hello from the duet VM test"
-DATA = (node1, node2)  # noqa: F821 (the test driver defines the machines)
-MEMBERS = (node1, node2, witness)  # noqa: F821
+DATA = (node1, node2)
+MEMBERS = (node1, node2, witness)
 PREPARE = "/run/current-system/specialisation/prepare/bin/switch-to-configuration test"
 FULL = "/run/booted-system/bin/switch-to-configuration test"
 
@@ -46,24 +46,24 @@ def watch_one_holder(seconds):
 
 
 def page_from_client(timeout=60):
-    client.wait_until_succeeds(  # noqa: F821
+    client.wait_until_succeeds(
         f"curl -sf --max-time 2 http://{ADDRESS}/ | grep -q '{PAGE}'", timeout=timeout
     )
 
 
 def prepare_cluster():
-    start_all()  # noqa: F821
+    start_all()
     for m in MEMBERS:
         m.wait_for_unit("multi-user.target")
         m.succeed(PREPARE)
 
-    with subtest("the key, made once and copied to every node"):  # noqa: F821
-        node1.succeed("duetctl keygen /etc/duet/duet.key")  # noqa: F821
-        key = node1.succeed("base64 -w0 /etc/duet/duet.key").strip()  # noqa: F821
-        for m in (node2, witness):  # noqa: F821
+    with subtest("the key, made once and copied to every node"):
+        node1.succeed("duetctl keygen /etc/duet/duet.key")
+        key = node1.succeed("base64 -w0 /etc/duet/duet.key").strip()
+        for m in (node2, witness):
             m.succeed(f"(umask 077; echo {key} | base64 -d > /etc/duet/duet.key)")
 
-    with subtest("metadata on /dev/sdb of both data nodes"):  # noqa: F821
+    with subtest("metadata on /dev/sdb of both data nodes"):
         for m in DATA:
             m.succeed("duetctl check-config /etc/duet/duet.toml")
             m.succeed("duetctl create-md r0")
@@ -71,17 +71,17 @@ def prepare_cluster():
             m.systemctl("start duetd.service")
         for m in MEMBERS:
             m.wait_for_unit("duetd.service")
-        until(node1, '[.nodes[] | .state] | all(. == "up")', "every node up")  # noqa: F821
-        until(node1, '.replicas[0].connection == "connected"', "r0 connected")  # noqa: F821
+        until(node1, '[.nodes[] | .state] | all(. == "up")', "every node up")
+        until(node1, '.replicas[0].connection == "connected"', "r0 connected")
 
-    with subtest("node1 the good copy: the initial full sync"):  # noqa: F821
+    with subtest("node1 the good copy: the initial full sync"):
         t = time.monotonic()
-        node1.succeed("duetctl primary r0 --force")  # noqa: F821
-        until(node2, '.replicas[0].disk == "uptodate"', "the initial sync", timeout=300)  # noqa: F821
+        node1.succeed("duetctl primary r0 --force")
+        until(node2, '.replicas[0].disk == "uptodate"', "the initial sync", timeout=300)
         print(f"initial sync done in {time.monotonic() - t:.1f} s")
 
-    with subtest("the filesystem and the page, then r0 back to Secondary"):  # noqa: F821
-        node1.succeed(  # noqa: F821
+    with subtest("the filesystem and the page, then r0 back to Secondary"):
+        node1.succeed(
             "mkfs.ext4 -q -F /dev/duet/r0",
             "mkdir -p /mnt/shared && mount /dev/duet/r0 /mnt/shared",
             f"mkdir -p /mnt/shared/www && echo '{PAGE}' > /mnt/shared/www/index.html",
@@ -89,15 +89,15 @@ def prepare_cluster():
             "duetctl secondary r0",
         )
         # Node2 must never mount it while node1 is Primary: it has no device.
-        node2.fail("test -e /dev/duet/r0")  # noqa: F821
+        node2.fail("test -e /dev/duet/r0")
 
-    with subtest("the disk handed to the cluster: the group web"):  # noqa: F821
+    with subtest("the disk handed to the cluster: the group web"):
         for m in MEMBERS:
             m.succeed(FULL)
         for m in MEMBERS:
             m.succeed("systemctl restart duetd.service")
         t = time.monotonic()
-        until(node1, '.groups[0].node == "node1" and .groups[0].state == "running"', "web on node1")  # noqa: F821
+        until(node1, '.groups[0].node == "node1" and .groups[0].state == "running"', "web on node1")
         page_from_client()
         print(f"web running and the page served {time.monotonic() - t:.1f} s after duetd restarted")
-        until(node2, '.replicas[0].disk == "uptodate" and .replicas[0].replication == "established"', "r0 in sync")  # noqa: F821
+        until(node2, '.replicas[0].disk == "uptodate" and .replicas[0].replication == "established"', "r0 in sync")

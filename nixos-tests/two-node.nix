@@ -4,7 +4,7 @@
 # crash of the active node (the client still gets the page), the crashed
 # node back and resynced, and failback by standby. The same steps as the
 # lab's `duet-lab demo` and tests/groups_lab.rs.
-{ lib, ... }:
+{ ... }:
 let
   node = import ./node.nix;
 in

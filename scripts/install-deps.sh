@@ -21,6 +21,7 @@ PACKAGES=(
   openssl         # the test CA and certificates for the NBD TLS listener
   resource-agents # OCF agents (ocf:heartbeat:Dummy, IPaddr2) the ocf resource kind is tested with
   nix-bin         # nix-instantiate: the Nix files parse, the module's TOML renderer (tests/nix_files.rs)
+  pyflakes3       # the NixOS VM tests' Python scripts checked (tests/nix_files.rs)
 )
 
 missing=()

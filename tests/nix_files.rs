@@ -150,6 +150,38 @@ fn the_renderer_refuses_what_toml_cannot_hold() {
     }
 }
 
+/// The VM tests' Python scripts (nixos-tests/common.py and each test's
+/// own part) have no syntax error and use no undefined name, the test
+/// driver's globals aside.
+#[test]
+fn the_vm_test_scripts_pass_pyflakes() {
+    const DRIVER: &str = "start_all = subtest = node1 = node2 = witness = client = None\n";
+    for test in ["two-node", "split-brain"] {
+        let script = eval_json(&format!(
+            "(import ./nixos-tests/{test}.nix {{ }}).testScript"
+        ));
+        let script = script.as_str().expect("testScript is a string");
+        assert!(script.contains("prepare_cluster()"), "{test}: {script}");
+        let dir = std::env::temp_dir().join(format!("duet-pyflakes-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("script.py");
+        std::fs::write(&file, format!("{DRIVER}{script}")).expect("write script");
+        let out = Command::new("pyflakes3")
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run pyflakes3 ({e}): install pyflakes3 (scripts/install-deps.sh)")
+            });
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            out.status.success(),
+            "{test}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// The VM tests' cluster as the module writes it: the key as the
 /// credential of services.duet.keyFile (the module's default key-file).
 #[test]
