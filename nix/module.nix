@@ -76,10 +76,15 @@ let
     in
     if ls == [ ] then null else (builtins.head ls).interface;
 
-  replicaFirewall = imap0 (i: r: {
-    interface = linkInterfaceOf ((r.address or { }).${localName} or null);
-    port = replicaPort i r;
-  }) (filter (r: (r.disk or { }) ? ${localName}) replicas);
+  # Numbered in the whole list first: the default port counts every
+  # replica, not only this node's.
+  replicaFirewall = filter (x: x.here) (
+    imap0 (i: r: {
+      here = (r.disk or { }) ? ${localName};
+      interface = linkInterfaceOf ((r.address or { }).${localName} or null);
+      port = replicaPort i r;
+    }) replicas
+  );
 
   # Files that must not be world-readable in the store.
   secretPaths =

@@ -59,9 +59,10 @@
   replica = [
     {
       name = "r0";
+      # The VMs' second disk (virtio).
       disk = {
-        node1 = "/dev/sdb";
-        node2 = "/dev/sdb";
+        node1 = "/dev/vdb";
+        node2 = "/dev/vdb";
       };
       address = {
         node1 = "203.0.113.1";

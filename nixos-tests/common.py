@@ -43,6 +43,21 @@ def watch_one_holder(seconds):
         if time.monotonic() > end:
             print(f"{looks} looks in {seconds} s: ip on {ip}, mount on {mount}")
             return ip, mount
+        time.sleep(0.2)
+
+
+def wait_one_holder(timeout, on=None):
+    """Waits until exactly one data node (`on`, if named) has both the
+    address and the mount, asserting at every look that never both do.
+    Returns it."""
+    end = time.monotonic() + timeout
+    while True:
+        ip, mount = holders()
+        assert len(ip) <= 1 and len(mount) <= 1, f"web on both nodes: ip {ip}, mount {mount}"
+        if len(ip) == 1 and ip == mount and on in (None, ip[0]):
+            return ip[0]
+        assert time.monotonic() < end, f"web not on one node within {timeout} s: ip {ip}, mount {mount}"
+        time.sleep(0.2)
 
 
 def page_from_client(timeout=60):
@@ -63,12 +78,12 @@ def prepare_cluster():
         for m in (node2, witness):
             m.succeed(f"(umask 077; echo {key} | base64 -d > /etc/duet/duet.key)")
 
-    with subtest("metadata on /dev/sdb of both data nodes"):
+    with subtest("metadata on /dev/vdb of both data nodes"):
         for m in DATA:
             m.succeed("duetctl check-config /etc/duet/duet.toml")
             m.succeed("duetctl create-md r0")
         for m in MEMBERS:
-            m.systemctl("start duetd.service")
+            m.succeed("systemctl start duetd.service")
         for m in MEMBERS:
             m.wait_for_unit("duetd.service")
         until(node1, '[.nodes[] | .state] | all(. == "up")', "every node up")

@@ -1,7 +1,8 @@
 # One machine of the VM tests' cluster (cluster.nix): `number` 1 and 2 are
 # the data nodes, 3 the witness. Two VLANs: 1 is the crossover (eth1), 2
 # the public network (eth2) that the client shares. Data nodes get a
-# second, empty disk, /dev/sdb, for the replica r0.
+# second, empty disk, /dev/vdb (virtio, as nixpkgs' drbd test), for the
+# replica r0.
 #
 # Boots in the full cluster config (the group web included). The
 # specialisation `prepare` is the same config without the group, for the
@@ -20,8 +21,6 @@ in
     2
   ];
   virtualisation.memorySize = 1024;
-  # SCSI disks: the root is /dev/sda, the empty one /dev/sdb.
-  virtualisation.qemu.diskInterface = "scsi";
   virtualisation.emptyDiskImages = lib.optional data 512;
 
   networking.useDHCP = false;
