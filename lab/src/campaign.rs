@@ -351,7 +351,12 @@ impl Campaign {
     /// holder, every write it made is answered, so on both disks
     /// (protocol C); the data area of each node's /dev/sdb is hashed
     /// (direct reads), then the filesystem thawed. This checks the resync
-    /// from outside duet, without its own verify.
+    /// from outside duet, without its own verify. The copies count as
+    /// settled only if both nodes say they are in sync after the freeze
+    /// and still the same after the hashes: a replication link stalled by
+    /// a fault looks established until its timeout, and the freeze then
+    /// waits for the writes it holds; the resync that follows is not over
+    /// yet, and the check is tried again once it is.
     fn check_copies(&mut self, lab: &Lab, holder: &str) {
         let size = lab
             .try_execute(holder, "blockdev --getsize64 /dev/duet/r0")
@@ -364,37 +369,162 @@ impl Campaign {
         let Some(size) = size else {
             return;
         };
-        let frozen = lab
-            .try_execute(holder, "timeout 20 fsfreeze -f /mnt/shared")
-            .is_some_and(|o| o.status.success());
-        let hash = format!(
-            "dd if=/dev/sdb iflag=direct,count_bytes count={size} bs=1M status=none | md5sum"
-        );
-        let sums: Vec<Option<String>> = DATA
-            .iter()
-            .map(|n| {
-                let out = lab.try_execute(n, &hash)?;
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                out.status.success().then(|| text.trim().to_string())
-            })
-            .collect();
-        // Thawed even when the freeze reported failure: `timeout` may have
-        // ended fsfreeze after the kernel froze the filesystem, and a
-        // frozen filesystem, even unmounted, keeps its device claimed.
-        let _ = lab.try_execute(holder, "fsfreeze -u /mnt/shared");
-        if !frozen || sums.iter().any(Option::is_none) {
-            return;
+        for attempt in 1..=COPY_TRIES {
+            match compare_frozen(lab, holder, size) {
+                Compared::Skipped => return,
+                Compared::Unsettled(why) => {
+                    println!("copies not compared (try {attempt} of {COPY_TRIES}): {why}");
+                    let deadline = Instant::now() + RECOVERY;
+                    while Instant::now() < deadline && settled(lab).is_none() {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+                Compared::Equal => {
+                    self.report.copies_compared += 1;
+                    return;
+                }
+                Compared::Differ(sums) => {
+                    let v = format!("the copies differ after the resync: {sums:?}");
+                    println!("VIOLATION: {v}");
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    print_journals(lab, now.saturating_sub(40), "in the last 40 s");
+                    self.report.violations.push(v);
+                    return;
+                }
+            }
         }
-        if sums[0] != sums[1] {
-            let v = format!("the copies differ after the resync: {sums:?}");
-            println!("VIOLATION: {v}");
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            print_journals(lab, now.saturating_sub(40), "in the last 40 s");
-            self.report.violations.push(v);
-        } else {
-            self.report.copies_compared += 1;
+        let v = format!("r0 did not stay in sync for a comparison in {COPY_TRIES} tries");
+        println!("VIOLATION: {v}");
+        self.report.violations.push(v);
+    }
+}
+
+/// Times the copies are frozen and compared before the campaign gives up.
+const COPY_TRIES: u32 = 3;
+
+enum Compared {
+    /// No freeze, no hash (the node went away): nothing to say.
+    Skipped,
+    Unsettled(String),
+    Equal,
+    Differ(Vec<String>),
+}
+
+/// r0 as both data nodes see it, if both say it is in sync with nothing
+/// out of sync or unanswered: a fingerprint that changes with any sync
+/// or new generation.
+fn settled(lab: &Lab) -> Option<Vec<String>> {
+    DATA.iter()
+        .map(|n| {
+            let s = lab.status(n)?;
+            let r = &s["replicas"][0];
+            let c = &r["counters"];
+            let quiet =
+                crate::replica::in_sync(r) && r["out_of_sync_bytes"] == 0 && c["unacked"] == 0;
+            quiet.then(|| format!("{} {} {}", r["generation"], c["resynced"], c["received"]))
+        })
+        .collect()
+}
+
+/// Freezes the holder's filesystem, hashes both copies if r0 is settled
+/// before and after, thaws.
+fn compare_frozen(lab: &Lab, holder: &str, size: u64) -> Compared {
+    let frozen = lab
+        .try_execute(holder, "timeout 20 fsfreeze -f /mnt/shared")
+        .is_some_and(|o| o.status.success());
+    let result = if frozen {
+        hash_settled(lab, size)
+    } else {
+        Compared::Skipped
+    };
+    // Thawed even when the freeze reported failure: `timeout` may have
+    // ended fsfreeze after the kernel froze the filesystem, and a frozen
+    // filesystem, even unmounted, keeps its device claimed.
+    let _ = lab.try_execute(holder, "fsfreeze -u /mnt/shared");
+    result
+}
+
+fn hash_settled(lab: &Lab, size: u64) -> Compared {
+    let Some(before) = settled(lab) else {
+        return Compared::Unsettled("r0 not in sync once the filesystem was frozen".into());
+    };
+    let hash =
+        format!("dd if=/dev/sdb iflag=direct,count_bytes count={size} bs=1M status=none | md5sum");
+    let sums: Option<Vec<String>> = DATA
+        .iter()
+        .map(|n| {
+            let out = lab.try_execute(n, &hash)?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            out.status.success().then(|| text.trim().to_string())
+        })
+        .collect();
+    let Some(sums) = sums else {
+        return Compared::Skipped;
+    };
+    if sums[0] == sums[1] {
+        return Compared::Equal;
+    }
+    // Different, and claimed so only if nothing moved meanwhile: writes
+    // can still reach r0 under the frozen filesystem (seen: some KiB in
+    // a few seconds after a full sync, their source not found; they left
+    // the copies equal in every comparison so far), and a link that a
+    // fault stalled may drop and resync now.
+    let after = settled(lab);
+    if after.as_ref() != Some(&before) {
+        return Compared::Unsettled(format!("r0 changed while hashed: {before:?} -> {after:?}"));
+    }
+    print_differences(lab, size);
+    Compared::Differ(sums)
+}
+
+/// Where two copies differ, found while the filesystem is still frozen:
+/// the MiBs, then the 4 KiB blocks in the first few, with what each node
+/// has there (printable bytes), to tell a stale block from a torn one.
+fn print_differences(lab: &Lab, size: u64) {
+    let chunks = |n: &str, cmd: &str| -> Vec<String> {
+        lab.try_execute(n, cmd)
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mib = format!(
+        "dd if=/dev/sdb iflag=direct,count_bytes count={size} bs=1M status=none \
+         | split -b 1M --filter='md5sum' -"
+    );
+    let (a, b) = (chunks(DATA[0], &mib), chunks(DATA[1], &mib));
+    let differ: Vec<usize> = (0..a.len().min(b.len()))
+        .filter(|&i| a[i] != b[i])
+        .collect();
+    println!(
+        "differing MiBs ({} of {} and {}): {differ:?}",
+        differ.len(),
+        a.len(),
+        b.len()
+    );
+    for &m in differ.iter().take(4) {
+        let blocks = format!(
+            "dd if=/dev/sdb iflag=direct bs=1M skip={m} count=1 status=none \
+             | split -b 4096 --filter='md5sum' -"
+        );
+        let (x, y) = (chunks(DATA[0], &blocks), chunks(DATA[1], &blocks));
+        for k in (0..x.len().min(y.len())).filter(|&k| x[k] != y[k]).take(4) {
+            let offset = m as u64 * (1 << 20) + k as u64 * 4096;
+            println!("  block at byte {offset}:");
+            let show = format!(
+                "dd if=/dev/sdb iflag=direct bs=4096 skip={} count=1 status=none \
+                 | tr -c '[:print:]' '.' | tr -s '.' | head -c 300",
+                offset / 4096
+            );
+            for n in DATA {
+                let text = chunks(n, &show).join(" ");
+                println!("    {n}: {text}");
+            }
         }
     }
 }

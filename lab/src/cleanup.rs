@@ -183,7 +183,7 @@ fn detach_loops_under(dir: &Path) {
         if let (Some(dev), Some(file)) = (parts.next(), parts.next())
             && file.starts_with(&needle)
         {
-            quietly(Command::new("losetup").args(["-d", dev]));
+            crate::loops::detach(dev);
         }
     }
 }

@@ -88,6 +88,42 @@ fn create(dir: &Path, i: u32) {
 pub fn release_recorded(dir: &Path) {
     let text = fs::read_to_string(dir.join("spare-loops")).unwrap_or_default();
     for dev in text.lines() {
-        crate::cmd::quietly(Command::new("losetup").args(["-d", dev.trim()]));
+        detach(dev.trim());
+    }
+}
+
+/// Detaches `dev`. A filesystem on it that a killed run left frozen (the
+/// campaign's copy check) is thawed first: a process blocked on it keeps
+/// its mount namespace, and the device, alive.
+pub fn detach(dev: &str) {
+    if let Some(n) = number(dev) {
+        thaw_mounts_of(n);
+    }
+    crate::cmd::quietly(Command::new("losetup").args(["-d", dev]));
+}
+
+/// `fsfreeze -u` on every mount of loop device `n`, in whichever mount
+/// namespace a process has it.
+fn thaw_mounts_of(n: u32) {
+    let ours = format!("{LOOP_MAJOR}:{n}");
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if pid.parse::<u32>().is_err() {
+            continue;
+        }
+        let info = fs::read_to_string(e.path().join("mountinfo")).unwrap_or_default();
+        for line in info.lines() {
+            // ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ...
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let (Some(&devno), Some(point)) = (fields.get(2), fields.get(4))
+                && devno == ours
+            {
+                crate::cmd::quietly(
+                    Command::new("nsenter")
+                        .args(["-t", &pid, "-m", "fsfreeze", "-u"])
+                        .arg(point),
+                );
+            }
+        }
     }
 }

@@ -326,7 +326,7 @@ impl Node {
         // of a node exporting its replica leaks one (its nbdfuse died
         // under it) until the node has none left.
         for dev in &self.spare_loops {
-            quietly(Command::new("losetup").args(["-d", dev]));
+            crate::loops::detach(dev);
         }
         let unplugged = self
             .unplugged
@@ -531,10 +531,10 @@ impl Node {
             self.mounted = false;
         }
         if let Some(dev) = self.loopdev.take() {
-            quietly(Command::new("losetup").args(["-d", &dev]));
+            crate::loops::detach(&dev);
         }
         for dev in self.spare_loops.drain(..) {
-            quietly(Command::new("losetup").args(["-d", &dev]));
+            crate::loops::detach(&dev);
         }
         if let Some(mut server) = self.disk_server.take() {
             quietly(
