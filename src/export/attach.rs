@@ -232,6 +232,14 @@ fn bind_loop(file: &Path) -> Result<PathBuf, AttachError> {
     run("losetup", &["--find", "--show", "--direct-io=on", &file]).map(PathBuf::from)
 }
 
+/// The file a loop device is bound to, if it is bound.
+fn backing_file(dev: &Path) -> Option<PathBuf> {
+    let name = fs::canonicalize(dev).ok()?;
+    let name = name.file_name()?.to_string_lossy().into_owned();
+    let text = fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).ok()?;
+    Some(PathBuf::from(text.trim_end_matches('\n')))
+}
+
 /// Opening a block device with O_EXCL fails with EBUSY while it is
 /// mounted or otherwise claimed.
 fn exclusive(dev: &Path) -> Result<(), AttachError> {
@@ -326,15 +334,30 @@ impl Attachment {
         // Detaching a mounted device would only schedule it; refuse
         // instead, so the caller knows the device is still in use.
         exclusive(&self.block_device)?;
-        run("blockdev", &["--flushbufs", &dev])?;
         match &mut self.via {
-            Via::Kernel(k) => k.disconnect().map_err(AttachError::Kernel)?,
+            Via::Kernel(k) => {
+                run("blockdev", &["--flushbufs", &dev])?;
+                k.disconnect().map_err(AttachError::Kernel)?
+            }
             Via::Fuse {
                 mountpoint,
                 nbdfuse,
                 record,
             } => {
-                run("losetup", &["-d", &dev])?;
+                let file = mountpoint.join("disk");
+                // Gone already (an earlier `losetup -d` while it was in use
+                // set autoclear, and the last close detached it), or
+                // taken by another attachment since: not ours to detach.
+                if backing_file(&self.block_device).as_deref() == Some(file.as_path()) {
+                    run("blockdev", &["--flushbufs", &dev])?;
+                    run("losetup", &["-d", &dev])?;
+                } else {
+                    tracing::warn!(
+                        device = %dev,
+                        "the loop device was no longer bound to {}; nothing to detach",
+                        file.display()
+                    );
+                }
                 let _ = fs::remove_file(record);
                 let _ = run("fusermount3", &["-u", &mountpoint.to_string_lossy()]);
                 wait_or_kill(nbdfuse);
