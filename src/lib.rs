@@ -4,8 +4,8 @@
 //! (heartbeats, who is alive, quorum), `replication` and `export` (the
 //! replicated disk and its block device), `resources` (groups and where
 //! they run), `bus` (the D-Bus API), `host` (systemd, journald, sockets),
-//! `daemon` (the shell that runs the pure cores) and `ctl` (the `duetctl`
-//! client).
+//! `daemon` (the shell that runs the pure cores), `ctl` (the `duetctl`
+//! client) and `import` (classic Heartbeat and DRBD files into a config).
 
 pub mod bus;
 pub mod config;
@@ -13,6 +13,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod export;
 pub mod host;
+pub mod import;
 pub mod membership;
 pub mod replication;
 pub mod resources;

@@ -186,6 +186,12 @@ pub enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Import a classic setup into a duet config, checked as check-config
+    /// checks it (docs/migrating.md).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Write a new random cluster key (mode 0600; never overwrites).
     Keygen {
         /// Where to write the key.
@@ -261,6 +267,41 @@ pub enum AgentOp {
 pub enum FsckArg {
     Auto,
     Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// Heartbeat's ha.cf, haresources and authkeys, and DRBD's drbd.conf
+    /// (with its include lines): writes the config and its key file(s)
+    /// beside it, never over existing files unless --force.
+    Heartbeat(HeartbeatImport),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HeartbeatImport {
+    #[arg(long, default_value = "/etc/ha.d/ha.cf")]
+    pub ha_cf: PathBuf,
+    #[arg(long, default_value = "/etc/ha.d/haresources")]
+    pub haresources: PathBuf,
+    /// Its key becomes duet's key (a crc one: a new key).
+    #[arg(long, default_value = "/etc/ha.d/authkeys")]
+    pub authkeys: PathBuf,
+    /// Left out when the default is absent (no replicated disks).
+    #[arg(long, default_value = "/etc/drbd.conf")]
+    pub drbd_conf: PathBuf,
+    /// The config to write; the key is written beside it as duet.key.
+    #[arg(long, default_value = "/etc/duet/duet.toml")]
+    pub out: PathBuf,
+    /// The cluster's name (Heartbeat clusters have none).
+    #[arg(long, default_value = "ha")]
+    pub name: String,
+    /// A node's address the files do not give (ucast peers), e.g.
+    /// node2=203.0.113.2; repeatable.
+    #[arg(long = "node-address", value_name = "NODE=IP")]
+    pub node_address: Vec<String>,
+    /// Overwrite an existing config or key file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Which config and node find the replica's local disk.

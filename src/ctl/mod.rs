@@ -2,6 +2,7 @@
 
 pub mod cli;
 mod groups;
+mod import;
 pub mod metadata;
 pub mod render;
 mod replica;
@@ -38,6 +39,9 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::ConfirmOff { node } => groups::run(cli.bus, GroupCommand::ConfirmOff { node }),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Import {
+            from: cli::ImportFrom::Heartbeat(args),
+        } => import::heartbeat(&args),
         Command::CreateMd {
             replica,
             local,

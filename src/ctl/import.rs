@@ -1,0 +1,310 @@
+//! `duetctl import heartbeat`: the files read, the host's routes, the
+//! pure import (crate::import), then the config written beside its keys
+//! and checked as check-config checks it. Nothing existing is overwritten
+//! without --force, and a config that does not check is not written.
+
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::cli::{HeartbeatImport, exit};
+use crate::config;
+use crate::import::convert::{self, Classic, Key, Options, Route};
+use crate::import::{ImportError, authkeys, drbdconf, hacf, haresources};
+
+pub fn heartbeat(args: &HeartbeatImport) -> u8 {
+    match run(args) {
+        Ok(()) => 0,
+        Err(lines) => {
+            for l in lines {
+                eprintln!("{l}");
+            }
+            exit::FAILURE
+        }
+    }
+}
+
+fn run(args: &HeartbeatImport) -> Result<(), Vec<String>> {
+    let addresses = hints(&args.node_address)?;
+    let ha_cf_text = read(&args.ha_cf)?;
+    let haresources_text = read(&args.haresources)?;
+    let authkeys_text = read(&args.authkeys)?;
+    let mode = fs::metadata(&args.authkeys)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777);
+    let drbd_text = match read(&args.drbd_conf) {
+        Ok(t) => Some(t),
+        // The default path absent: a cluster without replicated disks.
+        Err(_) if args.drbd_conf == Path::new("/etc/drbd.conf") && !args.drbd_conf.exists() => None,
+        Err(e) => return Err(e),
+    };
+    let names = [
+        &args.ha_cf,
+        &args.haresources,
+        &args.authkeys,
+        &args.drbd_conf,
+    ]
+    .map(|p| p.display().to_string());
+    let mut errors: Vec<ImportError> = Vec::new();
+    let ha = hacf::parse(&ha_cf_text, &names[0])
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let groups = haresources::parse(&haresources_text, &names[1])
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let keys = authkeys::parse(&authkeys_text, &names[2], mode)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let drbd = drbd_text.and_then(|t| {
+        let base = args
+            .drbd_conf
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_path_buf();
+        let mut include = |pattern: &str| includes(&base, pattern);
+        drbdconf::parse(&t, &names[3], &mut include)
+            .map_err(|e| errors.extend(e))
+            .ok()
+    });
+    let (Some(ha), Some(groups), Some(keys)) = (ha, groups, keys) else {
+        return Err(errors.iter().map(ToString::to_string).collect());
+    };
+    if !errors.is_empty() {
+        return Err(errors.iter().map(ToString::to_string).collect());
+    }
+    let routes = routes();
+    let classic = Classic {
+        ha_cf: &ha,
+        ha_cf_name: &names[0],
+        authkeys: Some(&keys),
+        groups: &groups,
+        haresources_name: &names[1],
+        drbd: drbd.as_ref(),
+        drbd_name: &names[3],
+    };
+    let options = Options {
+        cluster_name: &args.name,
+        key_file: "duet.key",
+        routes: &routes,
+        addresses: &addresses,
+    };
+    let imported = convert::convert(&classic, &options)
+        .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let mut notes: Vec<String> = ha.notes.iter().map(ToString::to_string).collect();
+    notes.extend(keys.notes.iter().map(ToString::to_string));
+    notes.extend(
+        drbd.iter()
+            .flat_map(|d| d.notes.iter().map(ToString::to_string)),
+    );
+    notes.extend(imported.notes.iter().map(ToString::to_string));
+    write_all(args, &imported)?;
+    for n in &notes {
+        println!("note: {n}");
+    }
+    Ok(())
+}
+
+fn hints(list: &[String]) -> Result<Vec<(String, IpAddr)>, Vec<String>> {
+    list.iter()
+        .map(|h| {
+            let (node, ip) = h
+                .split_once('=')
+                .ok_or_else(|| vec![format!("--node-address {h}: expected NODE=IP")])?;
+            let ip = ip
+                .parse()
+                .map_err(|_| vec![format!("--node-address {h}: \"{ip}\" is not an IP address")])?;
+            Ok((node.to_string(), ip))
+        })
+        .collect()
+}
+
+fn read(path: &Path) -> Result<String, Vec<String>> {
+    fs::read_to_string(path).map_err(|e| vec![format!("cannot read {}: {e}", path.display())])
+}
+
+/// drbd.conf's `include "PATTERN";`: `*` and `?` in the file name, a
+/// relative pattern from drbd.conf's folder, in name order.
+fn includes(base: &Path, pattern: &str) -> Result<Vec<(String, String)>, String> {
+    let path = base.join(pattern);
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !name.contains(['*', '?']) {
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(vec![(path.display().to_string(), text)]);
+    }
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .is_some_and(|n| matches(&name, &n.to_string_lossy()))
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            fs::read_to_string(&p)
+                .map(|t| (p.display().to_string(), t))
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
+/// Shell-style `*` and `?` matching of a whole name.
+fn matches(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// This host's connected IPv4 routes (/proc/net/route): where IPaddr
+/// would put an address given without prefix or interface.
+fn routes() -> Vec<Route> {
+    let text = fs::read_to_string("/proc/net/route").unwrap_or_default();
+    text.lines().skip(1).filter_map(route).collect()
+}
+
+fn route(line: &str) -> Option<Route> {
+    // Iface Destination Gateway Flags RefCnt Use Metric Mask ...; hex in
+    // the host's byte order.
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let (iface, dest, gateway, mask) = (f.first()?, f.get(1)?, f.get(2)?, f.get(7)?);
+    if *gateway != "00000000" {
+        return None;
+    }
+    let dest = u32::from_str_radix(dest, 16).ok()?;
+    let prefix = u32::from_str_radix(mask, 16).ok()?.count_ones();
+    (prefix > 0).then(|| Route {
+        network: IpAddr::V4(std::net::Ipv4Addr::from(dest.to_ne_bytes())),
+        prefix: prefix as u8,
+        interface: iface.to_string(),
+    })
+}
+
+/// The keys first, then the config through a temporary file that must
+/// pass check-config before it takes the config's name.
+fn write_all(args: &HeartbeatImport, imported: &convert::Imported) -> Result<(), Vec<String>> {
+    let dir = args
+        .out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let key_path = dir.join("duet.key");
+    let mut planned = vec![args.out.clone(), key_path.clone()];
+    planned.extend(imported.replica_keys.iter().map(|(n, _)| dir.join(n)));
+    if !args.force {
+        let existing: Vec<String> = planned
+            .iter()
+            .filter(|p| p.exists())
+            .map(|p| {
+                format!(
+                    "{} exists: not overwritten (--force to replace it)",
+                    p.display()
+                )
+            })
+            .collect();
+        if !existing.is_empty() {
+            return Err(existing);
+        }
+    }
+    fs::create_dir_all(&dir).map_err(|e| vec![format!("cannot create {}: {e}", dir.display())])?;
+    let tmp = dir.join(format!(".duet-import-{}.toml", std::process::id()));
+    write_file(&tmp, imported.toml.as_bytes(), 0o644)?;
+    if let Err(e) = config::load(&tmp) {
+        let _ = fs::remove_file(&tmp);
+        return Err(vec![format!(
+            "the imported config does not check (nothing written):\n{e}\n{}",
+            imported.toml
+        )]);
+    }
+    match &imported.key {
+        Key::Imported(bytes) => write_file(&key_path, &[bytes.as_slice(), b"\n"].concat(), 0o600)?,
+        Key::Generate => {
+            let _ = fs::remove_file(&key_path);
+            crate::membership::auth::generate_key_file(&key_path)
+                .map_err(|e| vec![e.to_string()])?;
+        }
+    }
+    for (name, bytes) in &imported.replica_keys {
+        write_file(&dir.join(name), &[bytes.as_slice(), b"\n"].concat(), 0o600)?;
+    }
+    fs::rename(&tmp, &args.out)
+        .map_err(|e| vec![format!("cannot write {}: {e}", args.out.display())])?;
+    let c = config::load(&args.out).map_err(|e| vec![e.to_string()])?;
+    println!(
+        "{}: imported and valid: cluster {}, {} node(s), {} link(s), {} replica(s), {} group(s); key in {}",
+        args.out.display(),
+        c.config.cluster.name,
+        c.config.nodes.len(),
+        c.config.links.len(),
+        c.config.replicas.len(),
+        c.config.groups.len(),
+        key_path.display()
+    );
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Vec<String>> {
+    let _ = fs::remove_file(path);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .map_err(|e| vec![format!("cannot write {}: {e}", path.display())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_patterns_match_whole_names() {
+        assert!(matches("*.res", "r0.res"));
+        assert!(matches("global_common.conf", "global_common.conf"));
+        assert!(matches("r?.res", "r1.res"));
+        assert!(!matches("*.res", "r0.res.bak"));
+        assert!(!matches("r?.res", "r10.res"));
+        assert!(matches("*", ""));
+    }
+
+    #[test]
+    fn proc_net_route_lines_are_connected_routes() {
+        // 198.51.100.0/24 on eth0 (host byte order, as /proc writes it),
+        // and a default route through a gateway.
+        let net = u32::from_ne_bytes([198, 51, 100, 0]);
+        let mask = u32::from_ne_bytes([255, 255, 255, 0]);
+        let line = format!("eth0\t{net:08X}\t00000000\t0001\t0\t0\t0\t{mask:08X}\t0\t0\t0");
+        let r = route(&line).expect("route");
+        assert_eq!(r.network, "198.51.100.0".parse::<IpAddr>().expect("ip"));
+        assert_eq!((r.prefix, r.interface.as_str()), (24, "eth0"));
+        assert!(route("eth0\t00000000\t0100330A\t0003\t0\t0\t0\t00000000\t0\t0\t0").is_none());
+        assert!(route("garbage").is_none());
+    }
+}

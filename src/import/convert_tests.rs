@@ -1,0 +1,272 @@
+use super::*;
+use crate::import::{authkeys, drbdconf, hacf, haresources};
+
+const HA_CF: &str = "autojoin none\nbcast eth1\nwarntime 5\ndeadtime 10\ninitdead 30\nkeepalive 2\nlogfacility local0\nnode node1.example.org\nnode node2.example.org\nping 198.51.100.254\nrespawn hacluster /usr/lib/heartbeat/ipfail\nauto_failback off\n";
+const HARESOURCES: &str = "node1.example.org drbddisk::r0 \\\n    Filesystem::/dev/drbd1::/mnt/shared::ext3 \\\n    IPaddr::198.51.100.10/24/eth0 apache2\n";
+const AUTHKEYS: &str = "auth 2\n1 crc\n2 sha1 thisisasecretsha1key\n3 md5 thisisasecretmd5key\n";
+const DRBD: &str = "global {\n    usage-count no;\n}\ncommon {\n    protocol C;\n}\nresource r0 {\n    on node1.example.org {\n        device    /dev/drbd1;\n        disk      /dev/sdb1;\n        address   203.0.113.1:7789;\n        meta-disk internal;\n    }\n    on node2.example.org {\n        device    /dev/drbd1;\n        disk      /dev/sdb1;\n        address   203.0.113.2:7789;\n        meta-disk internal;\n    }\n    net {\n        after-sb-0pri discard-younger-primary;\n        after-sb-1pri consensus;\n        after-sb-2pri disconnect;\n    }\n}\n";
+
+struct Files {
+    ha: hacf::HaCf,
+    keys: authkeys::AuthKeys,
+    groups: Vec<haresources::Group>,
+    drbd: drbdconf::DrbdConf,
+}
+
+fn files(ha_cf: &str, haresources: &str, drbd: &str) -> Files {
+    let mut no_include =
+        |p: &str| -> Result<Vec<(String, String)>, String> { Err(format!("no include here: {p}")) };
+    Files {
+        ha: hacf::parse(ha_cf, "ha.cf").expect("ha.cf"),
+        keys: authkeys::parse(AUTHKEYS, "authkeys", Some(0o600)).expect("authkeys"),
+        groups: haresources::parse(haresources, "haresources").expect("haresources"),
+        drbd: drbdconf::parse(drbd, "drbd.conf", &mut no_include).expect("drbd.conf"),
+    }
+}
+
+fn run(
+    f: &Files,
+    routes: &[Route],
+    addresses: &[(String, IpAddr)],
+) -> Result<Imported, Vec<ImportError>> {
+    let c = Classic {
+        ha_cf: &f.ha,
+        ha_cf_name: "ha.cf",
+        authkeys: Some(&f.keys),
+        groups: &f.groups,
+        haresources_name: "haresources",
+        drbd: Some(&f.drbd),
+        drbd_name: "drbd.conf",
+    };
+    let o = Options {
+        cluster_name: "ha",
+        key_file: "duet.key",
+        routes,
+        addresses,
+    };
+    convert(&c, &o)
+}
+
+/// The imported text, loaded by duet's own config parser (with the key
+/// beside it), so the test checks what check-config would.
+fn load(i: &Imported) -> crate::config::Config {
+    let dir = std::env::temp_dir().join(format!(
+        "duet-import-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("duet.toml");
+    std::fs::write(&path, &i.toml).expect("write");
+    let loaded = crate::config::load(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+    match loaded {
+        Ok(l) => l.config,
+        Err(e) => panic!("{e}\n{}", i.toml),
+    }
+}
+
+#[test]
+fn the_classic_files_import_into_a_config_duet_accepts() {
+    let f = files(HA_CF, HARESOURCES, DRBD);
+    let i = run(&f, &[], &[]).expect("converts");
+    let c = load(&i);
+    assert_eq!(c.cluster.name, "ha");
+    assert_eq!(i.key, Key::Imported(b"thisisasecretsha1key".to_vec()));
+    let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["node1.example.org", "node2.example.org"]);
+    assert_eq!(c.links.len(), 1);
+    assert_eq!(c.replicas.len(), 1);
+    assert_eq!(c.groups.len(), 1);
+    assert!(i.toml.contains("auth = \"hmac-sha1\""), "{}", i.toml);
+    assert!(i.toml.contains("deadtime = \"10s\""), "{}", i.toml);
+    assert!(i.toml.contains("device = \"/dev/drbd1\""), "{}", i.toml);
+    assert!(i.toml.contains("port = 7789"), "{}", i.toml);
+    assert!(i.toml.contains("name = \"apache2\""), "{}", i.toml);
+    assert!(i.toml.contains("unit = \"apache2.service\""), "{}", i.toml);
+    // The mount names the replica, which stands for /dev/drbd1.
+    assert!(
+        i.toml.contains("device = \"r0\"\nfstype = \"ext3\""),
+        "{}",
+        i.toml
+    );
+    // The notes head the file as comments.
+    assert!(i.toml.starts_with("# Imported by"), "{}", i.toml);
+}
+
+#[test]
+fn the_short_form_finds_the_prefix_and_interface_in_the_routes() {
+    let f = files(HA_CF, "node1.example.org 198.51.100.10 apache2\n", DRBD);
+    let routes = [
+        Route {
+            network: "198.51.100.0".parse().expect("net"),
+            prefix: 24,
+            interface: "eth0".into(),
+        },
+        Route {
+            network: "198.51.100.0".parse().expect("net"),
+            prefix: 25,
+            interface: "eth3".into(),
+        },
+        Route {
+            network: "203.0.113.0".parse().expect("net"),
+            prefix: 24,
+            interface: "eth1".into(),
+        },
+    ];
+    let i = run(&f, &routes, &[]).expect("converts");
+    assert!(
+        i.toml
+            .contains("ip = \"198.51.100.10/25\"\ninterface = \"eth3\""),
+        "the narrowest route: {}",
+        i.toml
+    );
+    load(&i);
+    let e = run(&f, &routes[2..], &[]).expect_err("no route");
+    assert!(
+        e[0].message
+            .contains("IPaddr::198.51.100.10/PREFIX/INTERFACE"),
+        "{e:?}"
+    );
+    assert_eq!((e[0].file.as_str(), e[0].line), ("haresources", 1));
+}
+
+#[test]
+fn ucast_addresses_belong_to_nodes_through_drbd_or_hints() {
+    let ha = HA_CF.replace(
+        "bcast eth1",
+        "ucast eth1 203.0.113.1\nucast eth1 203.0.113.2\nucast eth0 198.51.100.2",
+    );
+    let f = files(&ha, HARESOURCES, DRBD);
+    let e = run(&f, &[], &[]).expect_err("198.51.100.2 has no owner");
+    assert!(
+        e.iter()
+            .any(|e| e.message.contains("--node-address NODE=198.51.100.2")),
+        "{e:?}"
+    );
+    let hints = [(
+        "node2.example.org".to_string(),
+        "198.51.100.2".parse().expect("ip"),
+    )];
+    let e = run(&f, &[], &hints).expect_err("node1 lacks an address on eth0");
+    assert!(
+        e.iter().any(|e| e
+            .message
+            .contains("node1.example.org has no address on the ucast link eth0")),
+        "{e:?}"
+    );
+    let hints = [
+        (
+            "node2.example.org".to_string(),
+            "198.51.100.2".parse().expect("ip"),
+        ),
+        (
+            "node1.example.org".to_string(),
+            "198.51.100.1".parse().expect("ip"),
+        ),
+    ];
+    let ha = format!("{ha}\nucast eth0 198.51.100.1\n");
+    let f = files(&ha, HARESOURCES, DRBD);
+    let i = run(&f, &[], &hints).expect("converts");
+    let c = load(&i);
+    assert_eq!(c.links.len(), 2);
+    assert!(
+        i.toml
+            .contains("address = { eth0 = \"198.51.100.1\", eth1 = \"203.0.113.1\" }"),
+        "{}",
+        i.toml
+    );
+}
+
+#[test]
+fn drbd_policies_rates_keys_and_meta_disks_carry_over_or_are_noted() {
+    let drbd = DRBD
+        .replace("after-sb-1pri consensus;", "after-sb-1pri call-pri-lost-after-sb;\n        shared-secret \"s3cret\";\n        cram-hmac-alg sha1;\n        verify-alg md5;")
+        .replace("common {\n    protocol C;\n}", "common {\n    protocol B;\n    disk { on-io-error pass_on; }\n    syncer { rate 33M; }\n}");
+    let f = files(HA_CF, HARESOURCES, &drbd);
+    let i = run(&f, &[], &[]).expect("converts");
+    let c = load(&i);
+    assert_eq!(c.replicas.len(), 1);
+    assert!(i.toml.contains("protocol = \"B\""), "{}", i.toml);
+    assert!(i.toml.contains("on-io-error = \"pass-on\""), "{}", i.toml);
+    assert!(i.toml.contains("rate-max = \"33M\""), "{}", i.toml);
+    assert!(i.toml.contains("key-file = \"r0.key\""), "{}", i.toml);
+    assert_eq!(
+        i.replica_keys,
+        vec![("r0.key".to_string(), b"s3cret".to_vec())]
+    );
+    let notes: Vec<String> = i.notes.iter().map(|n| n.message.clone()).collect();
+    for want in [
+        "call-pri-lost-after-sb has no equivalent",
+        "verify-alg md5",
+        "cram-hmac-alg sha1",
+        "rate-max of duet's dynamic controller",
+    ] {
+        assert!(notes.iter().any(|n| n.contains(want)), "{want}: {notes:?}");
+    }
+    let indexed = DRBD.replace(
+        "meta-disk internal;\n    }\n    on node2",
+        "meta-disk /dev/sdc1 [0];\n    }\n    on node2",
+    );
+    let f = files(HA_CF, HARESOURCES, &indexed);
+    let e = run(&f, &[], &[]).expect_err("indexed meta-disk");
+    assert!(
+        e[0].message.contains("one replica's metadata per device"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn names_that_are_not_nodes_are_errors_with_their_line() {
+    let f = files(HA_CF, "node3.example.org apache2\n", DRBD);
+    let e = run(&f, &[], &[]).expect_err("node3");
+    assert_eq!((e[0].file.as_str(), e[0].line), ("haresources", 1));
+    assert!(
+        e[0].message.contains("node3.example.org is not a node"),
+        "{e:?}"
+    );
+    let f = files(
+        HA_CF,
+        HARESOURCES,
+        &DRBD.replace("on node2.example.org", "on other"),
+    );
+    let e = run(&f, &[], &[]).expect_err("other");
+    assert!(
+        e.iter()
+            .any(|e| e.file == "drbd.conf" && e.message.contains("host other is not a node")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn stonith_becomes_fencing_through_the_stonith_command() {
+    let ha = format!("{HA_CF}stonith_host * baytech 10.0.0.3 mylogin mysecret\n");
+    let f = files(&ha, HARESOURCES, DRBD);
+    let i = run(&f, &[], &[]).expect("converts");
+    let c = load(&i);
+    assert!(c.fencing.is_some());
+    assert!(
+        i.toml.contains(
+            "args = [\"-t\", \"baytech\", \"-p\", \"10.0.0.3 mylogin mysecret\", \"-T\", \"reset\"]"
+        ),
+        "{}",
+        i.toml
+    );
+}
+
+#[test]
+fn short_names_match_and_group_names_stay_unique() {
+    let two = "node1 IPaddr::198.51.100.10/24/eth0 apache2\nnode2 IPaddr::198.51.100.11/24/eth0 mysql\nnode1 Delay::5\n";
+    let f = files(HA_CF, two, DRBD);
+    let i = run(&f, &[], &[]).expect("converts");
+    let c = load(&i);
+    let names: Vec<&str> = c.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["apache2", "mysql", "group3"]);
+    assert!(
+        i.toml.contains("preferred = \"node2.example.org\""),
+        "{}",
+        i.toml
+    );
+    let g = &f.groups[1];
+    assert_eq!(group_name(g, 1, &["mysql".to_string()]), "mysql-2");
+}

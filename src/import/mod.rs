@@ -1,0 +1,71 @@
+//! Import of a classic Heartbeat + DRBD setup (`duetctl import heartbeat`):
+//! ha.cf, haresources, authkeys and drbd.conf are each parsed by a pure
+//! module of their own into what they say, with a note for every
+//! directive duet carries over differently or not at all; `convert`
+//! builds duet's config from the four. Nothing here reads files itself
+//! (the caller gives the text, and for drbd.conf's `include` a reader),
+//! so every form is unit-tested on strings.
+
+pub mod authkeys;
+pub mod convert;
+pub mod drbdconf;
+pub mod hacf;
+pub mod haresources;
+
+use std::fmt;
+
+/// A line of a classic file that cannot be imported: said with its file
+/// and line, never a panic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", at(file, *line))]
+pub struct ImportError {
+    pub file: String,
+    /// 1-based; 0 when the problem is the whole file.
+    pub line: usize,
+    pub message: String,
+}
+
+impl ImportError {
+    pub fn new(file: &str, line: usize, message: impl Into<String>) -> ImportError {
+        ImportError {
+            file: file.to_string(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// A directive that was read and is carried over differently, or not at
+/// all, and why: shown to the user and written as a comment into the
+/// imported config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl Note {
+    pub fn new(file: &str, line: usize, message: impl Into<String>) -> Note {
+        Note {
+            file: file.to_string(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", at(&self.file, self.line), self.message)
+    }
+}
+
+/// `file:line`, or the file alone for what concerns all of it.
+fn at(file: &str, line: usize) -> String {
+    if line == 0 {
+        file.to_string()
+    } else {
+        format!("{file}:{line}")
+    }
+}

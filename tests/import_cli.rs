@@ -1,0 +1,169 @@
+//! `duetctl import heartbeat` on the classic files (tests/classic/, the
+//! set every migrating user has): a config check-config accepts, the key
+//! beside it, nothing existing overwritten, and bad input refused with
+//! its file and line before anything is written.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Dir {
+        let d = std::env::temp_dir().join(format!(
+            "duet-import-cli-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        for f in [
+            "ha.cf",
+            "haresources",
+            "haresources.short",
+            "haresources.script",
+            "authkeys",
+            "drbd.conf",
+        ] {
+            let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/classic")
+                .join(f);
+            std::fs::copy(&from, d.join(f)).expect("copy classic file");
+        }
+        std::fs::set_permissions(d.join("authkeys"), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        Dir(d)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn import(d: &Dir, haresources: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_duetctl"))
+        .args(["import", "heartbeat", "--ha-cf"])
+        .arg(d.0.join("ha.cf"))
+        .arg("--haresources")
+        .arg(d.0.join(haresources))
+        .arg("--authkeys")
+        .arg(d.0.join("authkeys"))
+        .arg("--drbd-conf")
+        .arg(d.0.join("drbd.conf"))
+        .arg("--out")
+        .arg(d.0.join("out/duet.toml"))
+        .args(extra)
+        .output()
+        .expect("run duetctl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn the_classic_files_import_into_a_checked_config_with_the_key_beside_it() {
+    let d = Dir::new();
+    let out = import(&d, "haresources", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains(
+            "imported and valid: cluster ha, 2 node(s), 1 link(s), 1 replica(s), 1 group(s)"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("note: "), "the notes are shown: {said}");
+    let check = Command::new(env!("CARGO_BIN_EXE_duetctl"))
+        .arg("check-config")
+        .arg(d.0.join("out/duet.toml"))
+        .output()
+        .expect("check-config");
+    assert!(check.status.success(), "{}", text(&check));
+    let key = d.0.join("out/duet.key");
+    assert_eq!(
+        std::fs::read_to_string(&key).expect("key"),
+        "thisisasecretsha1key\n"
+    );
+    let mode = std::fs::metadata(&key)
+        .expect("key metadata")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let config = std::fs::read_to_string(d.0.join("out/duet.toml")).expect("config");
+    assert!(
+        config.contains("# Carried over differently, or not at all:"),
+        "{config}"
+    );
+
+    // Again: nothing is overwritten without --force.
+    std::fs::write(&key, "changed\n").expect("edit key");
+    let out = import(&d, "haresources", &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("exists: not overwritten (--force to replace it)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&key).expect("key"), "changed\n");
+    let out = import(&d, "haresources", &["--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&key).expect("key"),
+        "thisisasecretsha1key\n"
+    );
+}
+
+#[test]
+fn an_address_without_prefix_and_no_route_for_it_is_refused_and_nothing_written() {
+    // 198.51.100.0/24 is a documentation range: no route of the test host
+    // holds it, so the short form cannot be placed.
+    let d = Dir::new();
+    let out = import(&d, "haresources.short", &[]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(
+        said.contains("haresources.short:1: 198.51.100.10: no route of this host contains it"),
+        "{said}"
+    );
+    assert!(
+        said.contains("IPaddr::198.51.100.10/PREFIX/INTERFACE"),
+        "{said}"
+    );
+    assert!(!d.0.join("out").join("duet.toml").exists());
+    assert!(!d.0.join("out").join("duet.key").exists());
+}
+
+#[test]
+fn bad_lines_are_reported_with_file_and_line_for_every_file_at_once() {
+    let d = Dir::new();
+    std::fs::write(
+        d.0.join("ha.cf"),
+        "node node1\nkeepalive soon\nbcast eth1\n",
+    )
+    .expect("ha.cf");
+    std::fs::write(
+        d.0.join("haresources"),
+        "node1 IPaddr::198.51.100.300/24/eth0\n",
+    )
+    .expect("haresources");
+    let out = import(&d, "haresources", &[]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(said.contains("ha.cf:2: "), "{said}");
+    assert!(said.contains("haresources:1: "), "{said}");
+    assert!(!d.0.join("out").exists(), "nothing written");
+    let out = import(&d, "haresources", &["--node-address", "node2"]);
+    assert!(
+        text(&out).contains("--node-address node2: expected NODE=IP"),
+        "{}",
+        text(&out)
+    );
+}
