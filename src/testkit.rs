@@ -24,6 +24,33 @@ impl SplitMix64 {
     }
 }
 
+/// `count` variants of `base`, each with one to three characters dropped,
+/// doubled, or replaced by one of `tricky`, for tests that a parser of
+/// outside text never panics. Seeded: the same texts on every run.
+pub fn mutations(base: &str, tricky: &[char], seed: u64, count: usize) -> Vec<String> {
+    let chars: Vec<char> = base.chars().collect();
+    let mut rng = SplitMix64(seed);
+    (0..count)
+        .map(|_| {
+            let mut text = chars.clone();
+            for _ in 0..=rng.below(3) {
+                if text.is_empty() {
+                    break;
+                }
+                let at = rng.below(text.len() as u64) as usize;
+                match rng.below(3) {
+                    0 => {
+                        text.remove(at);
+                    }
+                    1 => text.insert(at, text[at]),
+                    _ => text[at] = tricky[rng.below(tricky.len() as u64) as usize],
+                }
+            }
+            text.into_iter().collect()
+        })
+        .collect()
+}
+
 /// The bytes of the first ```hexdump block of a document (lines of
 /// "offset: hex bytes | ascii"), for tests that check a doc's example
 /// against the encoder.

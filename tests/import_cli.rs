@@ -102,6 +102,21 @@ fn the_classic_files_import_into_a_checked_config_with_the_key_beside_it() {
         config.contains("# Carried over differently, or not at all:"),
         "{config}"
     );
+    // docs/migrating.md shows this very output.
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/migrating.md"))
+            .expect("doc");
+    let shown = doc
+        .split("makes of them (its notes first):\n\n```\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the imported config in docs/migrating.md");
+    let body = |t: &str| t[t.find("[cluster]").unwrap_or(0)..].to_string();
+    assert_eq!(
+        body(shown),
+        body(&config),
+        "docs/migrating.md shows another import"
+    );
 
     // Again: nothing is overwritten without --force.
     std::fs::write(&key, "changed\n").expect("edit key");

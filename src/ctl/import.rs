@@ -75,10 +75,13 @@ fn run(args: &HeartbeatImport) -> Result<(), Vec<String>> {
         return Err(errors.iter().map(ToString::to_string).collect());
     }
     let routes = routes();
+    let resource_d = names_in(Path::new("/etc/ha.d/resource.d"));
+    let init_d = names_in(Path::new("/etc/init.d"));
     let classic = Classic {
         ha_cf: &ha,
         ha_cf_name: &names[0],
         authkeys: Some(&keys),
+        authkeys_name: &names[2],
         groups: &groups,
         haresources_name: &names[1],
         drbd: drbd.as_ref(),
@@ -89,18 +92,13 @@ fn run(args: &HeartbeatImport) -> Result<(), Vec<String>> {
         key_file: "duet.key",
         routes: &routes,
         addresses: &addresses,
+        resource_d: &resource_d,
+        init_d: &init_d,
     };
     let imported = convert::convert(&classic, &options)
         .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let mut notes: Vec<String> = ha.notes.iter().map(ToString::to_string).collect();
-    notes.extend(keys.notes.iter().map(ToString::to_string));
-    notes.extend(
-        drbd.iter()
-            .flat_map(|d| d.notes.iter().map(ToString::to_string)),
-    );
-    notes.extend(imported.notes.iter().map(ToString::to_string));
     write_all(args, &imported)?;
-    for n in &notes {
+    for n in &imported.notes {
         println!("note: {n}");
     }
     Ok(())
@@ -117,6 +115,16 @@ fn hints(list: &[String]) -> Result<Vec<(String, IpAddr)>, Vec<String>> {
                 .map_err(|_| vec![format!("--node-address {h}: \"{ip}\" is not an IP address")])?;
             Ok((node.to_string(), ip))
         })
+        .collect()
+}
+
+/// The file names in `dir` (none when it does not exist).
+fn names_in(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }
 
@@ -205,8 +213,9 @@ fn route(line: &str) -> Option<Route> {
     })
 }
 
-/// The keys first, then the config through a temporary file that must
-/// pass check-config before it takes the config's name.
+/// Every file is written under a temporary name first; the config must
+/// pass check-config; then the keys take their names and the config last.
+/// On any failure the temporary files go and nothing existing changes.
 fn write_all(args: &HeartbeatImport, imported: &convert::Imported) -> Result<(), Vec<String>> {
     let dir = args
         .out
@@ -215,10 +224,23 @@ fn write_all(args: &HeartbeatImport, imported: &convert::Imported) -> Result<(),
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let key_path = dir.join("duet.key");
-    let mut planned = vec![args.out.clone(), key_path.clone()];
-    planned.extend(imported.replica_keys.iter().map(|(n, _)| dir.join(n)));
+    let mut keys: Vec<(PathBuf, Option<&[u8]>)> = vec![(
+        key_path.clone(),
+        match &imported.key {
+            Key::Imported(bytes) => Some(bytes.as_slice()),
+            Key::Generate => None,
+        },
+    )];
+    keys.extend(
+        imported
+            .replica_keys
+            .iter()
+            .map(|(n, b)| (dir.join(n), Some(b.as_slice()))),
+    );
+    let mut finals: Vec<PathBuf> = keys.iter().map(|(p, _)| p.clone()).collect();
+    finals.push(args.out.clone());
     if !args.force {
-        let existing: Vec<String> = planned
+        let existing: Vec<String> = finals
             .iter()
             .filter(|p| p.exists())
             .map(|p| {
@@ -233,28 +255,23 @@ fn write_all(args: &HeartbeatImport, imported: &convert::Imported) -> Result<(),
         }
     }
     fs::create_dir_all(&dir).map_err(|e| vec![format!("cannot create {}: {e}", dir.display())])?;
-    let tmp = dir.join(format!(".duet-import-{}.toml", std::process::id()));
-    write_file(&tmp, imported.toml.as_bytes(), 0o644)?;
-    if let Err(e) = config::load(&tmp) {
-        let _ = fs::remove_file(&tmp);
-        return Err(vec![format!(
-            "the imported config does not check (nothing written):\n{e}\n{}",
-            imported.toml
-        )]);
+    let temp = |p: &Path| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        dir.join(format!(".{name}.import-{}", std::process::id()))
+    };
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let result = stage(imported, &keys, &args.out, &temp, &mut staged).and_then(|()| {
+        staged.iter().try_for_each(|(t, f)| {
+            fs::rename(t, f).map_err(|e| vec![format!("cannot write {}: {e}", f.display())])
+        })
+    });
+    for (t, _) in &staged {
+        let _ = fs::remove_file(t);
     }
-    match &imported.key {
-        Key::Imported(bytes) => write_file(&key_path, &[bytes.as_slice(), b"\n"].concat(), 0o600)?,
-        Key::Generate => {
-            let _ = fs::remove_file(&key_path);
-            crate::membership::auth::generate_key_file(&key_path)
-                .map_err(|e| vec![e.to_string()])?;
-        }
-    }
-    for (name, bytes) in &imported.replica_keys {
-        write_file(&dir.join(name), &[bytes.as_slice(), b"\n"].concat(), 0o600)?;
-    }
-    fs::rename(&tmp, &args.out)
-        .map_err(|e| vec![format!("cannot write {}: {e}", args.out.display())])?;
+    result?;
     let c = config::load(&args.out).map_err(|e| vec![e.to_string()])?;
     println!(
         "{}: imported and valid: cluster {}, {} node(s), {} link(s), {} replica(s), {} group(s); key in {}",
@@ -269,15 +286,56 @@ fn write_all(args: &HeartbeatImport, imported: &convert::Imported) -> Result<(),
     Ok(())
 }
 
+/// Writes the keys and the config under temporary names (recorded in
+/// `staged`, the config last) and checks the config.
+fn stage(
+    imported: &convert::Imported,
+    keys: &[(PathBuf, Option<&[u8]>)],
+    out: &Path,
+    temp: &dyn Fn(&Path) -> PathBuf,
+    staged: &mut Vec<(PathBuf, PathBuf)>,
+) -> Result<(), Vec<String>> {
+    for (path, bytes) in keys {
+        let t = temp(path);
+        staged.push((t.clone(), path.clone()));
+        match bytes {
+            Some(b) => write_file(&t, &[b, b"\n".as_slice()].concat(), 0o600)?,
+            None => {
+                let _ = fs::remove_file(&t);
+                crate::membership::auth::generate_key_file(&t).map_err(|e| vec![e.to_string()])?;
+            }
+        }
+    }
+    let t = temp(out);
+    staged.push((t.clone(), out.to_path_buf()));
+    // A [fencing] section may hold a power switch's password.
+    let mode = if imported.toml.contains("\n[fencing]\n") {
+        0o600
+    } else {
+        0o644
+    };
+    write_file(&t, imported.toml.as_bytes(), mode)?;
+    // The temporary config names the final key file, which need not exist
+    // for the check.
+    config::load(&t).map(|_| ()).map_err(|e| {
+        vec![format!(
+            "the imported config does not check, nothing was written:\n{e}"
+        )]
+    })
+}
+
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Vec<String>> {
     let _ = fs::remove_file(path);
-    fs::OpenOptions::new()
+    let written = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(path)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .map_err(|e| vec![format!("cannot write {}: {e}", path.display())])
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    written.map_err(|e| {
+        let _ = fs::remove_file(path);
+        vec![format!("cannot write {}: {e}", path.display())]
+    })
 }
 
 #[cfg(test)]

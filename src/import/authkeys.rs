@@ -218,8 +218,8 @@ impl<'a> Parser<'a> {
                 self.file,
                 selected.line,
                 format!(
-                    "key {} is crc, which authenticates nothing: duet runs with it only with allow-insecure-crc = true; \
-                     better make a new key with `duetctl keygen` and copy it to every node",
+                    "key {} is crc, which authenticates nothing: the import makes a new key (hmac-sha256) \
+                     instead; copy duet.key to every node",
                     selected.index
                 ),
             ));

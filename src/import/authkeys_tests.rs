@@ -1,5 +1,5 @@
 use super::*;
-use crate::testkit::SplitMix64;
+use crate::testkit::mutations;
 
 const FILE: &str = "/etc/ha.d/authkeys";
 
@@ -76,8 +76,7 @@ fn crc_is_noted_as_insecure() {
     let keys = ok("auth 1\n1 crc\n");
     let n = notes(&keys);
     assert!(n.contains("authenticates nothing"), "{n}");
-    assert!(n.contains("allow-insecure-crc = true"), "{n}");
-    assert!(n.contains("duetctl keygen"), "{n}");
+    assert!(n.contains("makes a new key"), "{n}");
     assert_eq!(keys.notes[0].line, 2);
 }
 
@@ -226,22 +225,9 @@ fn all_errors_are_reported_at_once() {
 /// sample: the parser answers without panicking, with the file named.
 #[test]
 fn mutated_files_never_panic() {
-    let base: Vec<char> = format!("# keys\n{SAMPLE}\t4 md5 a#b c\n").chars().collect();
+    let base = format!("# keys\n{SAMPLE}\t4 md5 a#b c\n");
     let tricky = ['#', ' ', '\t', '\n', 'a', '9', '-', 'é', '\r', '\\'];
-    let mut rng = SplitMix64(0xa07b);
-    for _ in 0..500 {
-        let mut text = base.clone();
-        for _ in 0..=rng.below(3) {
-            let at = rng.below(text.len() as u64) as usize;
-            match rng.below(3) {
-                0 => {
-                    text.remove(at);
-                }
-                1 => text.insert(at, text[at]),
-                _ => text[at] = tricky[rng.below(tricky.len() as u64) as usize],
-            }
-        }
-        let text: String = text.into_iter().collect();
+    for text in mutations(&base, &tricky, 0xa07b, 500) {
         let lines = text.lines().count();
         match parse(&text, FILE, Some(0o600)) {
             Ok(keys) => assert!(keys.line >= 1 && keys.line <= lines),

@@ -19,6 +19,7 @@ pub struct Classic<'a> {
     pub ha_cf: &'a HaCf,
     pub ha_cf_name: &'a str,
     pub authkeys: Option<&'a AuthKeys>,
+    pub authkeys_name: &'a str,
     pub groups: &'a [Group],
     pub haresources_name: &'a str,
     pub drbd: Option<&'a DrbdConf>,
@@ -35,6 +36,10 @@ pub struct Options<'a> {
     pub routes: &'a [Route],
     /// Node addresses the files do not give (`--node-address NODE=IP`).
     pub addresses: &'a [(String, IpAddr)],
+    /// The scripts in /etc/ha.d/resource.d and /etc/init.d of this host:
+    /// where a resource's script is (Heartbeat looks in that order).
+    pub resource_d: &'a [String],
+    pub init_d: &'a [String],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +78,9 @@ pub fn convert(c: &Classic, o: &Options) -> Result<Imported, Vec<ImportError>> {
     };
     let key = b.cluster();
     b.timings();
-    let links = b.links();
+    b.check_hints();
+    let mut links = b.links();
+    b.fill_from_hints(&mut links);
     b.nodes(&links);
     b.ping();
     b.fencing();
@@ -126,6 +133,14 @@ struct Link {
 struct ReplicaRef {
     name: String,
     device: Option<String>,
+}
+
+impl ReplicaRef {
+    /// The device, or the paths udev gives every DRBD resource.
+    fn names_device(&self, path: &str) -> bool {
+        let by_res = format!("/dev/drbd/by-res/{}", self.name);
+        self.device.as_deref() == Some(path) || path == by_res || path == format!("{by_res}/0")
+    }
 }
 
 struct Builder<'a> {
@@ -195,15 +210,24 @@ impl Builder<'_> {
                     Key::Imported(a.key.clone().into_bytes())
                 }
                 AuthMethod::Crc => {
-                    self.line("auth = \"crc\"");
-                    self.line("allow-insecure-crc = true");
+                    // crc authenticates nothing, and duet does not talk to
+                    // Heartbeat on the wire: a new key does the job.
                     Key::Generate
                 }
             },
             None => Key::Generate,
         };
-        if let Some(on) = ha.auto_failback {
-            self.line(&format!("auto-failback = {on}"));
+        match ha.auto_failback {
+            Some(on) => self.line(&format!("auto-failback = {on}")),
+            None => {
+                // Heartbeat's default is "legacy": fail back.
+                self.line("auto-failback = true");
+                self.note(
+                    self.c.ha_cf_name,
+                    0,
+                    "no auto_failback: Heartbeat's default (legacy) fails back, so auto-failback = true",
+                );
+            }
         }
         self.line("");
         key
@@ -211,10 +235,6 @@ impl Builder<'_> {
 
     fn timings(&mut self) {
         let ha = self.c.ha_cf;
-        let given = [ha.keepalive, ha.warntime, ha.deadtime, ha.initdead];
-        if given.iter().all(Option::is_none) {
-            return;
-        }
         // Heartbeat's own defaults fill the gaps, so the four keep
         // duet's order (keepalive < warntime < deadtime <= initdead).
         let keepalive = ha.keepalive.unwrap_or(Duration::from_secs(2));
@@ -280,7 +300,10 @@ impl Builder<'_> {
                     interface, peer, ..
                 } => (interface, "ucast", String::new(), Some(*peer), port),
             };
-            let id = format!("{mode}:{iface}");
+            let id = match l {
+                HbLink::Mcast { group, port, .. } => format!("{mode}:{iface}:{group}:{port}"),
+                _ => format!("{mode}:{iface}"),
+            };
             let index = match seen.get(&id) {
                 Some(&i) => i,
                 None => {
@@ -337,9 +360,41 @@ impl Builder<'_> {
         }
     }
 
+    /// `--node-address` hints name nodes of ha.cf (in full or short).
+    fn check_hints(&mut self) {
+        for (n, ip) in self.o.addresses {
+            if self.node_named(n).is_none() {
+                self.error(
+                    "--node-address",
+                    0,
+                    format!(
+                        "{n}={ip}: {n} is not a node of ha.cf ({})",
+                        self.node_names().join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A node without an address on a ucast link gets its hinted address
+    /// when that is in the subnet of the link's others (/24, /64).
+    fn fill_from_hints(&self, links: &mut [Link]) {
+        for l in links.iter_mut().filter(|l| l.ucast) {
+            for (n, ip) in self.o.addresses {
+                let Some(node) = self.node_named(n) else {
+                    continue;
+                };
+                let near = l.addresses.values().any(|a| same_subnet(*a, *ip));
+                if near && !l.addresses.contains_key(&node) {
+                    l.addresses.insert(node, *ip);
+                }
+            }
+        }
+    }
+
     fn owner_of(&self, ip: IpAddr) -> Option<String> {
         if let Some((n, _)) = self.o.addresses.iter().find(|(_, a)| *a == ip) {
-            return Some(n.clone());
+            return self.node_named(n);
         }
         let drbd = self.c.drbd?;
         drbd.resources
@@ -428,6 +483,21 @@ impl Builder<'_> {
         let Some(s) = ha.stonith.first() else {
             return;
         };
+        // One [fencing] command fences every node: per-node devices
+        // (stonith_host node1 ... / stonith_host node2 ...) need a script
+        // that picks the device by the name it is given.
+        if let Some(other) = ha
+            .stonith
+            .iter()
+            .find(|o| o.params != s.params || o.device_type != s.device_type)
+        {
+            self.error(
+                self.c.ha_cf_name,
+                other.line,
+                "stonith lines with different devices: duet runs one [fencing] command with the node's name; write a script that picks the device by that name and name it in [fencing]",
+            );
+            return;
+        }
         // cluster-glue's stonith(8) runs any of Heartbeat's STONITH
         // plugins: `stonith -t TYPE -p "PARAMS" -T reset NODE`.
         let mut args = vec![q("-t"), q(&s.device_type)];
@@ -446,13 +516,6 @@ impl Builder<'_> {
             s.line,
             "stonith becomes [fencing] through cluster-glue's stonith command (install it on every node); duet appends the node's name",
         );
-        for other in ha.stonith.iter().skip(1) {
-            self.note(
-                self.c.ha_cf_name,
-                other.line,
-                "more than one stonith line: duet has one [fencing] command, the first is used",
-            );
-        }
     }
 
     fn replicas(&mut self) -> Vec<ReplicaRef> {
@@ -538,6 +601,16 @@ impl Builder<'_> {
             }
         }
         let device = common(hosts.iter().map(|(h, _)| h.device.clone()));
+        if device.is_none() {
+            self.note(
+                self.c.drbd_name,
+                r.line,
+                format!(
+                    "resource {}: the hosts name different devices; duet's is /dev/duet/{} on both",
+                    r.name, r.name
+                ),
+            );
+        }
         self.line("[[replica]]");
         self.line(&format!("name = {}", q(&r.name)));
         if let Some(Some(d)) = &device {
@@ -593,15 +666,20 @@ impl Builder<'_> {
         }
         if !external.is_empty() {
             self.line(&format!("meta-disk = {}", inline(&external)));
-            self.note(
-                self.c.drbd_name,
-                r.line,
-                format!(
-                    "resource {}: duet's metadata format is its own: run `duetctl create-md {}` on both nodes (the data stays; a sync follows)",
-                    r.name, r.name
-                ),
-            );
         }
+        let room = if external.is_empty() {
+            " Internal metadata: duet's takes more room at the end of the disk than DRBD's (docs/metadata.md), so shrink the filesystem first (by what `duetctl create-md` says the device loses, e.g. with resize2fs) or use an external meta-disk."
+        } else {
+            ""
+        };
+        self.note(
+            self.c.drbd_name,
+            r.line,
+            format!(
+                "resource {}: duet's metadata format is its own: run `duetctl create-md {}` on both nodes before the first start, then `duetctl primary {} --force` on the node with the good data (a full sync follows).{room}",
+                r.name, r.name, r.name
+            ),
+        );
     }
 
     fn policies(&mut self, r: &DrbdResource) {
@@ -634,7 +712,13 @@ impl Builder<'_> {
             ),
         ];
         for (name, value, known) in supported {
-            let Some(v) = value else { continue };
+            // DRBD's default for all three is disconnect; duet's defaults
+            // discard data on their own, so a policy drbd.conf does not
+            // give stays DRBD's.
+            let Some(v) = value else {
+                self.line(&format!("{name} = \"disconnect\""));
+                continue;
+            };
             if known.contains(&v.as_str()) {
                 self.line(&format!("{name} = {}", q(v)));
             } else if name == "after-sb-0pri" && v.starts_with("discard-node-") {
@@ -648,10 +732,11 @@ impl Builder<'_> {
                     ),
                 }
             } else {
+                self.line(&format!("{name} = \"disconnect\""));
                 self.note(
                     self.c.drbd_name,
                     r.line,
-                    format!("resource {}: {name} {v} has no equivalent in duet; its default applies (docs/config.md)", r.name),
+                    format!("resource {}: {name} {v} has no equivalent in duet: disconnect (an administrator decides)", r.name),
                 );
             }
         }
@@ -689,7 +774,8 @@ impl Builder<'_> {
         let Some(secret) = &r.shared_secret else {
             return;
         };
-        let name = format!("{}.key", r.name);
+        // Not NAME.key: a resource named like the cluster key would take it.
+        let name = format!("{}-link.key", r.name);
         self.line(&format!("key-file = {}", q(&name)));
         self.replica_keys.push((name, secret.clone().into_bytes()));
         if let Some(alg) = &r.cram_hmac_alg {
@@ -702,10 +788,41 @@ impl Builder<'_> {
     }
 
     fn resync(&mut self, r: &DrbdResource) {
-        let rate = |s: &Option<String>| s.as_deref().map(drbd_rate);
-        let max = rate(&r.c_max_rate).or(rate(&r.rate));
-        let min = rate(&r.c_min_rate);
-        let fill = rate(&r.c_fill_target);
+        let mut rate = |name: &str, s: &Option<String>, unit: u64| -> Option<u64> {
+            let v = s.as_deref()?;
+            match drbd_size(v, unit) {
+                Some(0) => {
+                    self.notes.push(Note::new(
+                        self.c.drbd_name,
+                        r.line,
+                        format!(
+                            "resource {}: {name} 0 (off in DRBD) left to duet's default",
+                            r.name
+                        ),
+                    ));
+                    None
+                }
+                Some(bytes) => Some(bytes),
+                None => {
+                    self.errors.push(ImportError::new(
+                        self.c.drbd_name,
+                        r.line,
+                        format!("resource {}: {name} {v} is not a size", r.name),
+                    ));
+                    None
+                }
+            }
+        };
+        // DRBD: rates in KiB/s and c-fill-target in sectors without a unit.
+        let max = rate("c-max-rate", &r.c_max_rate, 1024).or(rate("rate", &r.rate, 1024));
+        let min = rate("c-min-rate", &r.c_min_rate, 1024);
+        let fill = rate("c-fill-target", &r.c_fill_target, 512);
+        // duet's rate-min (default 1M) may not exceed rate-max.
+        let min = match (min, max) {
+            (Some(lo), Some(hi)) => Some(lo.min(hi)),
+            (None, Some(hi)) if hi < 1 << 20 => Some(hi),
+            (lo, _) => lo,
+        };
         if max.is_none() && min.is_none() && fill.is_none() {
             return;
         }
@@ -713,7 +830,7 @@ impl Builder<'_> {
         self.line("[replica.resync]");
         for (k, v) in [("rate-max", max), ("rate-min", min), ("fill-target", fill)] {
             if let Some(v) = v {
-                self.line(&format!("{k} = {}", q(&v)));
+                self.line(&format!("{k} = {}", q(&size_text(v))));
             }
         }
         if r.rate.is_some() && r.c_max_rate.is_none() {
@@ -786,10 +903,20 @@ impl Builder<'_> {
                 fstype,
                 options,
             } => {
-                let dev = replicas
-                    .iter()
-                    .find(|x| x.device.as_deref() == Some(device.as_str()))
-                    .map_or(device.clone(), |x| x.name.clone());
+                let dev = match replicas.iter().find(|x| x.names_device(device)) {
+                    Some(x) => x.name.clone(),
+                    None if device.starts_with("/dev/drbd") => {
+                        self.error(
+                            file,
+                            g.line,
+                            format!(
+                                "Filesystem on {device}: no resource of drbd.conf has that device"
+                            ),
+                        );
+                        return;
+                    }
+                    None => device.clone(),
+                };
                 let mut s = format!(
                     "mount = {}\ndevice = {}\nfstype = {}",
                     q(mountpoint),
@@ -825,12 +952,30 @@ impl Builder<'_> {
                     q(&interface)
                 )
             }
+            Resource::Unit { name } if self.o.resource_d.contains(name) => {
+                // Heartbeat looks in resource.d before init.d.
+                format!(
+                    "script = {}\nargs = []",
+                    q(&format!("/etc/ha.d/resource.d/{name}"))
+                )
+            }
+            Resource::Unit { name } if UNIT_TYPES.iter().any(|t| name.ends_with(t)) => {
+                format!("unit = {}", q(name))
+            }
             Resource::Unit { name } => format!("unit = {}", q(&format!("{name}.service"))),
             Resource::Script { name, args } => {
                 let list: Vec<String> = args.iter().map(|a| q(a)).collect();
+                let dir = if !self.o.resource_d.contains(name) && self.o.init_d.contains(name) {
+                    "/etc/init.d"
+                } else {
+                    "/etc/ha.d/resource.d"
+                };
+                if !self.o.resource_d.contains(name) && !self.o.init_d.contains(name) {
+                    self.note(file, g.line, format!("{name}: not in /etc/ha.d/resource.d or /etc/init.d on this host: install it on every node"));
+                }
                 format!(
                     "script = {}\nargs = [{}]",
-                    q(&format!("/etc/ha.d/resource.d/{name}")),
+                    q(&format!("{dir}/{name}")),
                     list.join(", ")
                 )
             }
@@ -884,10 +1029,27 @@ impl Builder<'_> {
     }
 }
 
+/// Unit names that already say their type.
+const UNIT_TYPES: [&str; 6] = [
+    ".service", ".socket", ".target", ".mount", ".timer", ".path",
+];
+
 /// The one value all give, if they agree.
 fn common<T: PartialEq>(mut values: impl Iterator<Item = T>) -> Option<T> {
     let first = values.next()?;
     values.all(|v| v == first).then_some(first)
+}
+
+fn same_subnet(a: IpAddr, b: IpAddr) -> bool {
+    let prefix = if a.is_ipv4() { 24 } else { 64 };
+    contains(
+        &Route {
+            network: a,
+            prefix,
+            interface: String::new(),
+        },
+        b,
+    )
 }
 
 fn contains(r: &Route, a: IpAddr) -> bool {
@@ -910,24 +1072,8 @@ fn contains(r: &Route, a: IpAddr) -> bool {
 
 /// A link name from its interface, unique among `links`.
 fn link_name(interface: &str, links: &[Link]) -> String {
-    let base: String = interface
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(28)
-        .collect();
-    let mut name = base.clone();
-    let mut n = 2;
-    while links.iter().any(|l| l.name == name) {
-        name = format!("{base}-{n}");
-        n += 1;
-    }
-    name
+    let taken: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+    unique_name(interface, &taken)
 }
 
 /// A group's name: its last service's, else `groupN`; unique.
@@ -936,8 +1082,15 @@ fn group_name(g: &Group, index: usize, taken: &[String]) -> String {
         Resource::Unit { name } => Some(name.clone()),
         _ => None,
     });
-    let base: String = from_unit
-        .unwrap_or_else(|| format!("group{}", index + 1))
+    let base = from_unit.unwrap_or_else(|| format!("group{}", index + 1));
+    let taken: Vec<&str> = taken.iter().map(String::as_str).collect();
+    unique_name(&base, &taken)
+}
+
+/// `base` in the characters names may have (`A-Z a-z 0-9 _ -`), made
+/// unique among `taken` with `-2`, `-3` ...
+fn unique_name(base: &str, taken: &[&str]) -> String {
+    let base: String = base
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -950,21 +1103,40 @@ fn group_name(g: &Group, index: usize, taken: &[String]) -> String {
         .collect();
     let mut name = base.clone();
     let mut n = 2;
-    while taken.contains(&name) {
+    while taken.contains(&name.as_str()) {
         name = format!("{base}-{n}");
         n += 1;
     }
     name
 }
 
-/// DRBD's rates are KiB/s without a unit; K, M and G with one.
-fn drbd_rate(s: &str) -> String {
-    let t = s.trim();
-    if t.chars().all(|c| c.is_ascii_digit()) {
-        format!("{t}K")
-    } else {
-        t.to_ascii_uppercase()
+/// Bytes with the largest binary suffix that says them exactly.
+fn size_text(bytes: u64) -> String {
+    for (suffix, unit) in [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+        if bytes.is_multiple_of(unit) {
+            return format!("{}{suffix}", bytes / unit);
+        }
     }
+    bytes.to_string()
+}
+
+/// A DRBD size in bytes: a bare number counts in `unit` bytes (KiB for
+/// rates, 512-byte sectors for c-fill-target); `s` is sectors, K, M and G
+/// binary.
+fn drbd_size(text: &str, unit: u64) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, suffix) = t.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let scale = match suffix.to_ascii_lowercase().as_str() {
+        "" => unit,
+        "s" => 512,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale)
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ fn run(
         ha_cf: &f.ha,
         ha_cf_name: "ha.cf",
         authkeys: Some(&f.keys),
+        authkeys_name: "authkeys",
         groups: &f.groups,
         haresources_name: "haresources",
         drbd: Some(&f.drbd),
@@ -43,6 +44,8 @@ fn run(
         key_file: "duet.key",
         routes,
         addresses,
+        resource_d: &[],
+        init_d: &[],
     };
     convert(&c, &o)
 }
@@ -190,10 +193,10 @@ fn drbd_policies_rates_keys_and_meta_disks_carry_over_or_are_noted() {
     assert!(i.toml.contains("protocol = \"B\""), "{}", i.toml);
     assert!(i.toml.contains("on-io-error = \"pass-on\""), "{}", i.toml);
     assert!(i.toml.contains("rate-max = \"33M\""), "{}", i.toml);
-    assert!(i.toml.contains("key-file = \"r0.key\""), "{}", i.toml);
+    assert!(i.toml.contains("key-file = \"r0-link.key\""), "{}", i.toml);
     assert_eq!(
         i.replica_keys,
-        vec![("r0.key".to_string(), b"s3cret".to_vec())]
+        vec![("r0-link.key".to_string(), b"s3cret".to_vec())]
     );
     let notes: Vec<String> = i.notes.iter().map(|n| n.message.clone()).collect();
     for want in [
@@ -269,4 +272,110 @@ fn short_names_match_and_group_names_stay_unique() {
     );
     let g = &f.groups[1];
     assert_eq!(group_name(g, 1, &["mysql".to_string()]), "mysql-2");
+}
+
+#[test]
+fn what_the_files_leave_out_gets_the_classic_defaults_not_duets() {
+    // No after-sb lines: DRBD's disconnect, never an automatic discard.
+    let drbd = DRBD.replace("        after-sb-0pri discard-younger-primary;\n        after-sb-1pri consensus;\n        after-sb-2pri disconnect;\n", "");
+    let ha = "bcast eth1\nnode node1.example.org\nnode node2.example.org\n";
+    let f = files(ha, HARESOURCES, &drbd);
+    let i = run(&f, &[], &[]).expect("converts");
+    load(&i);
+    for p in ["after-sb-0pri", "after-sb-1pri", "after-sb-2pri"] {
+        assert!(
+            i.toml.contains(&format!("{p} = \"disconnect\"")),
+            "{p}: {}",
+            i.toml
+        );
+    }
+    // No timings: Heartbeat's (keepalive 2s, deadtime 30s), not duet's 1s.
+    assert!(i.toml.contains("keepalive = \"2s\""), "{}", i.toml);
+    assert!(i.toml.contains("deadtime = \"30s\""), "{}", i.toml);
+    // No auto_failback: Heartbeat's legacy default fails back.
+    assert!(i.toml.contains("auto-failback = true"), "{}", i.toml);
+}
+
+#[test]
+fn drbd_units_rates_below_the_default_minimum_and_zero_rates() {
+    let drbd = DRBD.replace(
+        "common {\n    protocol C;\n}",
+        "common {\n    protocol C;\n    syncer { rate 500K; }\n    disk { c-min-rate 0; c-fill-target 100; }\n}",
+    );
+    let f = files(HA_CF, HARESOURCES, &drbd);
+    let i = run(&f, &[], &[]).expect("converts");
+    load(&i);
+    assert!(
+        i.toml.contains("rate-max = \"500K\"\nrate-min = \"500K\""),
+        "{}",
+        i.toml
+    );
+    assert!(
+        i.toml.contains("fill-target = \"50K\""),
+        "100 sectors: {}",
+        i.toml
+    );
+    assert!(
+        i.notes.iter().any(|n| n.message.contains("c-min-rate 0")),
+        "{:?}",
+        i.notes
+    );
+}
+
+#[test]
+fn a_crc_key_gives_way_to_a_new_one_and_hints_fill_ucast_addresses() {
+    let mut f = files(
+        &HA_CF.replace("bcast eth1", "ucast eth0 198.51.100.2"),
+        HARESOURCES,
+        DRBD,
+    );
+    f.keys = authkeys::parse("auth 1\n1 crc\n", "authkeys", Some(0o600)).expect("authkeys");
+    let hints = [
+        ("node2".to_string(), "198.51.100.2".parse().expect("ip")),
+        ("node1".to_string(), "198.51.100.1".parse().expect("ip")),
+    ];
+    let i = run(&f, &[], &hints).expect("converts");
+    load(&i);
+    assert_eq!(i.key, Key::Generate);
+    assert!(
+        !i.toml.contains("auth = "),
+        "hmac-sha256, the default: {}",
+        i.toml
+    );
+    assert!(
+        i.toml.contains("address = { eth0 = \"198.51.100.1\" }"),
+        "{}",
+        i.toml
+    );
+    let bad = [("node9".to_string(), "198.51.100.9".parse().expect("ip"))];
+    let e = run(&f, &[], &bad).expect_err("node9");
+    assert!(
+        e.iter().any(|e| e.message.contains("node9 is not a node")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn mounts_name_their_replica_by_any_drbd_path_and_stonith_per_node_is_refused() {
+    let hr = HARESOURCES.replace("/dev/drbd1", "/dev/drbd/by-res/r0/0");
+    let f = files(HA_CF, &hr, DRBD);
+    let i = run(&f, &[], &[]).expect("converts");
+    assert!(i.toml.contains("device = \"r0\"\nfstype"), "{}", i.toml);
+    let f = files(
+        HA_CF,
+        &HARESOURCES.replace("/dev/drbd1", "/dev/drbd7"),
+        DRBD,
+    );
+    let e = run(&f, &[], &[]).expect_err("drbd7");
+    assert!(e[0].message.contains("/dev/drbd7: no resource"), "{e:?}");
+    let ha = format!(
+        "{HA_CF}stonith_host node1 external/ipmi node2 10.0.0.12 admin pw\nstonith_host node2 external/ipmi node1 10.0.0.11 admin pw\n"
+    );
+    let f = files(&ha, HARESOURCES, DRBD);
+    let e = run(&f, &[], &[]).expect_err("two devices");
+    assert!(
+        e[0].message
+            .contains("stonith lines with different devices"),
+        "{e:?}"
+    );
 }

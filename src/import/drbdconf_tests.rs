@@ -837,32 +837,12 @@ fn skip_sections_and_module_version_requirements_are_notes() {
     assert!(has_note(&conf, 3, &["skip"]), "{:#?}", conf.notes);
 }
 
-/// xorshift64*: enough randomness to mutate a file, without a crate.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
-}
-
+/// Seeded mutations of the sample: errors or a result, never a panic.
 #[test]
 fn the_sample_with_a_character_dropped_never_panics() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let chars: Vec<char> = CLASSIC.chars().collect();
+    let tricky = ['{', '}', ';', '"', '#', ' ', '\n', ':', '[', 'x'];
     let mut refused = 0;
-    for _ in 0..500 {
-        let mut mutated = chars.clone();
-        mutated.remove(rng.below(mutated.len()));
-        // A second mutation now and then: a duplicated character.
-        if rng.below(4) == 0 {
-            let at = rng.below(mutated.len());
-            mutated.insert(at, mutated[at]);
-        }
-        let text: String = mutated.into_iter().collect();
+    for text in crate::testkit::mutations(CLASSIC, &tricky, 0x9e37_79b9_7f4a_7c15, 500) {
         if let Err(errors) = parse(&text, "drbd.conf", &mut no_includes) {
             refused += 1;
             let lines = text.lines().count() + 1;

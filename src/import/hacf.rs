@@ -226,7 +226,7 @@ fn is_space(c: char) -> bool {
 }
 
 fn directives(text: &str) -> Vec<Directive> {
-    logical_lines(text)
+    super::logical_lines(text)
         .into_iter()
         .filter_map(|(line, body)| {
             let body = body.trim_start_matches(is_space);
@@ -242,30 +242,6 @@ fn directives(text: &str) -> Vec<Directive> {
             })
         })
         .collect()
-}
-
-/// The lines with comments removed and continuations joined, with the
-/// number of the line each starts on.
-fn logical_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut pending: Option<(usize, String)> = None;
-    for (i, raw) in text.lines().enumerate() {
-        // Heartbeat cuts at the first '#' wherever it is, even inside a word.
-        let content = raw.split('#').next().unwrap_or("");
-        let trimmed = content.trim_end_matches(is_space);
-        let (body, continues) = match trimmed.strip_suffix('\\') {
-            Some(b) => (b, true),
-            None => (trimmed, false),
-        };
-        let entry = pending.get_or_insert_with(|| (i + 1, String::new()));
-        entry.1.push(' ');
-        entry.1.push_str(body);
-        if !continues && let Some(done) = pending.take() {
-            out.push(done);
-        }
-    }
-    out.extend(pending);
-    out
 }
 
 struct Parser<'a> {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::testkit::SplitMix64;
+use crate::testkit::mutations;
 
 const FILE: &str = "/etc/ha.d/ha.cf";
 
@@ -768,29 +768,14 @@ fn heartbeat_sample_ha_cf_directives() {
 /// every error names the file and a line of it.
 #[test]
 fn mutated_files_never_panic() {
-    let base: Vec<char> = format!(
+    let base = format!(
         "{SAMPLE}mcast eth0 239.0.0.1 694 1 0\nucast6 eth1 fe80::1%eth1\nstonith_host * ipmi 10.0.0.9 admin pw\n\
          ping_group g 10.0.0.1 10.0.0.2\nnode a \\\n b\nkeepalive 1.5ms\n"
-    )
-    .chars()
-    .collect();
+    );
     let tricky = [
         '#', '\\', ',', '=', '.', '%', '\t', '\n', '-', ':', 'é', '\r',
     ];
-    let mut rng = SplitMix64(0x4a_2e_cf);
-    for _ in 0..500 {
-        let mut text = base.clone();
-        for _ in 0..=rng.below(3) {
-            let at = rng.below(text.len() as u64) as usize;
-            match rng.below(3) {
-                0 => {
-                    text.remove(at);
-                }
-                1 => text.insert(at, text[at]),
-                _ => text[at] = tricky[rng.below(tricky.len() as u64) as usize],
-            }
-        }
-        let text: String = text.into_iter().collect();
+    for text in mutations(&base, &tricky, 0x4a_2e_cf, 500) {
         let lines = text.lines().count();
         if let Err(errors) = parse(&text, FILE) {
             for e in errors {

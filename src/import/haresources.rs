@@ -106,35 +106,18 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Group>, Vec<ImportError>> {
     }
 }
 
-/// The lines with their continuations joined, comments removed, split
-/// into words; with the number of the line each starts on.
+/// The logical lines split into words, with the line each starts on.
 fn logical_lines(text: &str) -> Vec<(usize, Vec<String>)> {
-    let mut out = Vec::new();
-    let mut pending: Option<(usize, String)> = None;
-    for (i, raw) in text.lines().enumerate() {
-        let content = raw.split('#').next().unwrap_or("");
-        let trimmed = content.trim_end();
-        let (body, continues) = match trimmed.strip_suffix('\\') {
-            Some(b) => (b, true),
-            None => (trimmed, false),
-        };
-        let entry = pending.get_or_insert_with(|| (i + 1, String::new()));
-        entry.1.push(' ');
-        entry.1.push_str(body);
-        if !continues && let Some((start, joined)) = pending.take() {
-            let words: Vec<String> = joined.split_whitespace().map(String::from).collect();
-            if !words.is_empty() {
-                out.push((start, words));
-            }
-        }
-    }
-    if let Some((start, joined)) = pending {
-        let words: Vec<String> = joined.split_whitespace().map(String::from).collect();
-        if !words.is_empty() {
-            out.push((start, words));
-        }
-    }
-    out
+    super::logical_lines(text)
+        .into_iter()
+        .map(|(n, l)| {
+            (
+                n,
+                l.split_whitespace().map(String::from).collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, words)| !words.is_empty())
+        .collect()
 }
 
 /// One resource word.

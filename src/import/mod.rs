@@ -69,3 +69,27 @@ fn at(file: &str, line: usize) -> String {
         format!("{file}:{line}")
     }
 }
+
+/// The lines of a Heartbeat file with comments removed and backslash
+/// continuations joined, with the number of the line each starts on.
+pub(crate) fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        // Heartbeat cuts at the first '#' wherever it is, even inside a word.
+        let content = raw.split('#').next().unwrap_or("");
+        let trimmed = content.trim_end_matches(|c: char| c.is_ascii_whitespace());
+        let (body, continues) = match trimmed.strip_suffix('\\') {
+            Some(b) => (b, true),
+            None => (trimmed, false),
+        };
+        let entry = pending.get_or_insert_with(|| (i + 1, String::new()));
+        entry.1.push(' ');
+        entry.1.push_str(body);
+        if !continues && let Some(done) = pending.take() {
+            out.push(done);
+        }
+    }
+    out.extend(pending);
+    out
+}
