@@ -372,6 +372,14 @@ impl Campaign {
         for attempt in 1..=COPY_TRIES {
             match compare_frozen(lab, holder, size) {
                 Compared::Skipped => return,
+                Compared::Unsettled(why) if attempt == COPY_TRIES => {
+                    let v = format!(
+                        "r0 did not stay in sync for a comparison in {COPY_TRIES} tries (the copies differed each time); last: {why}"
+                    );
+                    println!("VIOLATION: {v}");
+                    self.report.violations.push(v);
+                    return;
+                }
                 Compared::Unsettled(why) => {
                     println!("copies not compared (try {attempt} of {COPY_TRIES}): {why}");
                     let deadline = Instant::now() + RECOVERY;
@@ -395,9 +403,6 @@ impl Campaign {
                 }
             }
         }
-        let v = format!("r0 did not stay in sync for a comparison in {COPY_TRIES} tries");
-        println!("VIOLATION: {v}");
-        self.report.violations.push(v);
     }
 }
 
@@ -421,9 +426,16 @@ fn settled(lab: &Lab) -> Option<Vec<String>> {
             let s = lab.status(n)?;
             let r = &s["replicas"][0];
             let c = &r["counters"];
-            let quiet =
-                crate::replica::in_sync(r) && r["out_of_sync_bytes"] == 0 && c["unacked"] == 0;
-            quiet.then(|| format!("{} {} {}", r["generation"], c["resynced"], c["received"]))
+            let quiet = crate::replica::in_sync(r)
+                && r["out_of_sync_bytes"] == 0
+                && c["unacked"] == 0
+                && c["pending"] == 0;
+            quiet.then(|| {
+                format!(
+                    "{} {} {} {}",
+                    r["generation"], c["resynced"], c["received"], c["written"]
+                )
+            })
         })
         .collect()
 }

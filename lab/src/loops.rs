@@ -93,8 +93,10 @@ pub fn release_recorded(dir: &Path) {
 }
 
 /// Detaches `dev`. A filesystem on it that a killed run left frozen (the
-/// campaign's copy check) is thawed first: a process blocked on it keeps
-/// its mount namespace, and the device, alive.
+/// campaign's copy check) is thawed first, through a process that still
+/// has it mounted: one blocked on it keeps its mount namespace, and the
+/// device, alive. (A frozen filesystem no process has mounted any more
+/// is not reached: `losetup -d` then only sets autoclear.)
 pub fn detach(dev: &str) {
     if let Some(n) = number(dev) {
         thaw_mounts_of(n);
@@ -102,10 +104,13 @@ pub fn detach(dev: &str) {
     crate::cmd::quietly(Command::new("losetup").args(["-d", dev]));
 }
 
-/// `fsfreeze -u` on every mount of loop device `n`, in whichever mount
-/// namespace a process has it.
+/// `fsfreeze -u` on every mount of loop device `n`, reached through the
+/// mounting process's root (/proc/PID/root), and only where that path
+/// is still on the device (the PID may have gone and been reused).
 fn thaw_mounts_of(n: u32) {
+    use std::os::unix::fs::MetadataExt;
     let ours = format!("{LOOP_MAJOR}:{n}");
+    let device = nix::sys::stat::makedev(u64::from(LOOP_MAJOR), u64::from(n));
     for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
         let pid = e.file_name().to_string_lossy().into_owned();
         if pid.parse::<u32>().is_err() {
@@ -113,17 +118,52 @@ fn thaw_mounts_of(n: u32) {
         }
         let info = fs::read_to_string(e.path().join("mountinfo")).unwrap_or_default();
         for line in info.lines() {
-            // ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ...
+            // ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ...; octal escapes.
             let fields: Vec<&str> = line.split_whitespace().collect();
-            if let (Some(&devno), Some(point)) = (fields.get(2), fields.get(4))
-                && devno == ours
-            {
-                crate::cmd::quietly(
-                    Command::new("nsenter")
-                        .args(["-t", &pid, "-m", "fsfreeze", "-u"])
-                        .arg(point),
-                );
+            let (Some(&devno), Some(point)) = (fields.get(2), fields.get(4)) else {
+                continue;
+            };
+            if devno != ours {
+                continue;
+            }
+            let path = format!("/proc/{pid}/root{}", unescape(point));
+            if fs::metadata(&path).is_ok_and(|m| m.dev() == device) {
+                crate::cmd::quietly(Command::new("fsfreeze").args(["-u", &path]));
             }
         }
+    }
+}
+
+/// mountinfo's `\040`-style escapes undone.
+fn unescape(field: &str) -> String {
+    let mut out = String::new();
+    let mut rest = field;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let code = rest
+            .get(at + 1..at + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(b) => {
+                out.push(char::from(b));
+                rest = &rest[at + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(super::unescape("/mnt/with\\040space"), "/mnt/with space");
+        assert_eq!(super::unescape("/plain"), "/plain");
+        assert_eq!(super::unescape("/odd\\x"), "/odd\\x");
     }
 }

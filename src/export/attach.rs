@@ -58,6 +58,9 @@ enum Via {
         nbdfuse: Child,
         /// Names the loop device until it is detached (`clear_leftovers`).
         record: PathBuf,
+        /// The loop device's backing file as the kernel showed it when it
+        /// was bound: what it must still show for the detach to be ours.
+        bound_to: Option<String>,
     },
 }
 
@@ -167,6 +170,7 @@ fn attach_fuse(
     };
     // Best effort: without it a restart after a crash leaks this loop.
     let _ = fs::write(&record, loop_device.to_string_lossy().as_bytes());
+    let bound_to = backing_file(&loop_device).ok().flatten();
     link(device, &loop_device)?;
     Ok(Attachment {
         device: device.to_path_buf(),
@@ -175,6 +179,7 @@ fn attach_fuse(
             mountpoint,
             nbdfuse,
             record,
+            bound_to,
         },
         detached: false,
     })
@@ -232,12 +237,22 @@ fn bind_loop(file: &Path) -> Result<PathBuf, AttachError> {
     run("losetup", &["--find", "--show", "--direct-io=on", &file]).map(PathBuf::from)
 }
 
-/// The file a loop device is bound to, if it is bound.
-fn backing_file(dev: &Path) -> Option<PathBuf> {
-    let name = fs::canonicalize(dev).ok()?;
-    let name = name.file_name()?.to_string_lossy().into_owned();
-    let text = fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).ok()?;
-    Some(PathBuf::from(text.trim_end_matches('\n')))
+/// The file a loop device is bound to as the kernel shows it (None: not
+/// bound); an error when that cannot be read.
+fn backing_file(dev: &Path) -> std::io::Result<Option<String>> {
+    let name = dev
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")) {
+        Ok(text) => Ok(Some(
+            text.trim_end_matches('\n')
+                .trim_end_matches(" (deleted)")
+                .to_string(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Opening a block device with O_EXCL fails with EBUSY while it is
@@ -331,11 +346,11 @@ impl Attachment {
             return Ok(());
         }
         let dev = self.block_device.to_string_lossy().into_owned();
-        // Detaching a mounted device would only schedule it; refuse
-        // instead, so the caller knows the device is still in use.
-        exclusive(&self.block_device)?;
         match &mut self.via {
             Via::Kernel(k) => {
+                // Detaching a mounted device would only schedule it;
+                // refuse instead, so the caller knows it is still in use.
+                exclusive(&self.block_device)?;
                 run("blockdev", &["--flushbufs", &dev])?;
                 k.disconnect().map_err(AttachError::Kernel)?
             }
@@ -343,19 +358,26 @@ impl Attachment {
                 mountpoint,
                 nbdfuse,
                 record,
+                bound_to,
             } => {
-                let file = mountpoint.join("disk");
                 // Gone already (an earlier `losetup -d` while it was in use
                 // set autoclear, and the last close detached it), or
                 // taken by another attachment since: not ours to detach.
-                if backing_file(&self.block_device).as_deref() == Some(file.as_path()) {
+                // Unreadable: tried as ours, as before this check.
+                let ours = match backing_file(&self.block_device) {
+                    Ok(Some(now)) => bound_to.as_ref().is_none_or(|b| *b == now),
+                    Ok(None) => false,
+                    Err(_) => true,
+                };
+                if ours {
+                    exclusive(&self.block_device)?;
                     run("blockdev", &["--flushbufs", &dev])?;
                     run("losetup", &["-d", &dev])?;
                 } else {
                     tracing::warn!(
                         device = %dev,
-                        "the loop device was no longer bound to {}; nothing to detach",
-                        file.display()
+                        "the loop device is no longer bound to {}; nothing to detach",
+                        mountpoint.join("disk").display()
                     );
                 }
                 let _ = fs::remove_file(record);
