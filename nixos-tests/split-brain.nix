@@ -5,18 +5,10 @@
 # exactly one side keeps web, never both; then the same cut without the
 # witness, and neither side runs web (duet says why: no quorum).
 { ... }:
-let
-  node = import ./node.nix;
-in
 {
   name = "duet-split-brain";
 
-  nodes = {
-    node1 = node 1;
-    node2 = node 2;
-    witness = node 3;
-    client = import ./client.nix;
-  };
+  nodes = import ./machines.nix;
 
   testScript =
     builtins.readFile ./common.py

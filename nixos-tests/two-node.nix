@@ -5,18 +5,10 @@
 # node back and resynced, and failback by standby. The same steps as the
 # lab's `duet-lab demo` and tests/groups_lab.rs.
 { ... }:
-let
-  node = import ./node.nix;
-in
 {
   name = "duet-two-node";
 
-  nodes = {
-    node1 = node 1;
-    node2 = node 2;
-    witness = node 3;
-    client = import ./client.nix;
-  };
+  nodes = import ./machines.nix;
 
   testScript =
     builtins.readFile ./common.py
