@@ -3,7 +3,7 @@ use crate::testkit::mutations;
 
 const FILE: &str = "/etc/ha.d/authkeys";
 
-/// /work/shared/classic/authkeys.
+/// tests/classic/authkeys.
 const SAMPLE: &str = "\
 auth 2
 1 crc

@@ -1,6 +1,6 @@
 use super::*;
 
-/// /work/shared/classic/drbd.conf, the sample a classic setup ships.
+/// tests/classic/drbd.conf, the sample a classic setup ships.
 const CLASSIC: &str = "global {
     usage-count no;
 }

@@ -3,7 +3,7 @@ use crate::testkit::mutations;
 
 const FILE: &str = "/etc/ha.d/ha.cf";
 
-/// /work/shared/classic/ha.cf, a two-node active/passive cluster.
+/// tests/classic/ha.cf, a two-node active/passive cluster.
 const SAMPLE: &str = "\
 # Classic Heartbeat cluster definition, as a two-node active/passive
 # cluster would have it. eth1 is the private crossover link.
