@@ -453,7 +453,6 @@ in
     environment.etc."duet/duet.toml".source = configFile;
 
     services.dbus.packages = [ cfg.package ];
-    systemd.packages = [ cfg.package ];
 
     # The kernel's NBD client shows a replica as a block device on the
     # Primary; the witness holds no data.
@@ -462,49 +461,46 @@ in
     # groups mount: NixOS adds them only for filesystems it mounts itself.
     boot.supportedFilesystems = mkIf (!isWitness) (unique (map (r: r.fstype) (filter (r: r ? fstype) mounts)));
 
-    systemd.services = {
-      duetd = {
-        wantedBy = [ "multi-user.target" ];
-        # Restarting duetd moves every group it runs to another node, so a
-        # rebuild does not do it: restart node by node when the config or
-        # the package changed (`systemctl restart duetd`).
-        restartIfChanged = false;
-        # blkid (create-md's check), losetup and nbdfuse (the export where
-        # the kernel has no NBD), mkfs for the administrator's shell.
-        path = [
-          pkgs.util-linux
-          pkgs.fuse3
-          pkgs.libnbd
-        ];
-        serviceConfig = {
-          ExecStart = [
-            ""
-            "${lib.getExe' cfg.package "duetd"} --config /etc/duet/duet.toml${
-              lib.optionalString (cfg.nodeName != null) " --node ${cfg.nodeName}"
-            }"
-          ];
-          LoadCredential =
-            optional (cfg.keyFile != null) "cluster.key:${cfg.keyFile}"
-            ++ lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials;
-        };
-      };
-    }
-    # duet starts these on the node that runs their group: never at boot.
-    // lib.genAttrs (managedUnits "service") (_: {
-      wantedBy = lib.mkForce [ ];
-    });
-    systemd.sockets = lib.genAttrs (managedUnits "socket") (_: {
-      wantedBy = lib.mkForce [ ];
-    });
-    systemd.timers = lib.genAttrs (managedUnits "timer") (_: {
-      wantedBy = lib.mkForce [ ];
-    });
-    systemd.targets = lib.genAttrs (managedUnits "target") (_: {
-      wantedBy = lib.mkForce [ ];
-    });
-    systemd.paths = lib.genAttrs (managedUnits "path") (_: {
-      wantedBy = lib.mkForce [ ];
-    });
+    systemd = mkMerge (
+      [
+        {
+          packages = [ cfg.package ];
+          services = {
+            duetd = {
+              wantedBy = [ "multi-user.target" ];
+              # Restarting duetd moves every group it runs to another node, so a
+              # rebuild does not do it: restart node by node when the config or
+              # the package changed (`systemctl restart duetd`).
+              restartIfChanged = false;
+              # blkid (create-md's check), losetup and nbdfuse (the export where
+              # the kernel has no NBD), mkfs for the administrator's shell.
+              path = [
+                pkgs.util-linux
+                pkgs.fuse3
+                pkgs.libnbd
+              ];
+              serviceConfig = {
+                ExecStart = [
+                  ""
+                  "${lib.getExe' cfg.package "duetd"} --config /etc/duet/duet.toml${
+                    lib.optionalString (cfg.nodeName != null) " --node ${cfg.nodeName}"
+                  }"
+                ];
+                LoadCredential =
+                  optional (cfg.keyFile != null) "cluster.key:${cfg.keyFile}"
+                  ++ lib.mapAttrsToList (name: path: "${name}:${path}") cfg.credentials;
+              };
+            };
+          };
+        }
+      ]
+      # duet starts these on the node that runs their group: never at boot.
+      ++ lib.mapAttrsToList (kind: option: {
+        ${option} = lib.genAttrs (managedUnits kind) (_: {
+          wantedBy = lib.mkForce [ ];
+        });
+      }) unitKinds
+    );
 
     networking.firewall = mkIf cfg.openFirewall {
       interfaces = mkMerge (

@@ -263,16 +263,16 @@ fn write_all(args: &HeartbeatImport, imported: &convert::Imported) -> Result<(),
         dir.join(format!(".{name}.import-{}", std::process::id()))
     };
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let result = stage(imported, &keys, &args.out, &temp, &mut staged).and_then(|()| {
+    let result = stage(imported, &keys, &args.out, &temp, &mut staged).and_then(|checked| {
         staged.iter().try_for_each(|(t, f)| {
             fs::rename(t, f).map_err(|e| vec![format!("cannot write {}: {e}", f.display())])
-        })
+        })?;
+        Ok(checked)
     });
     for (t, _) in &staged {
         let _ = fs::remove_file(t);
     }
-    result?;
-    let c = config::load(&args.out).map_err(|e| vec![e.to_string()])?;
+    let c = result?;
     println!(
         "{}: imported and valid: cluster {}, {} node(s), {} link(s), {} replica(s), {} group(s); key in {}",
         args.out.display(),
@@ -287,14 +287,14 @@ fn write_all(args: &HeartbeatImport, imported: &convert::Imported) -> Result<(),
 }
 
 /// Writes the keys and the config under temporary names (recorded in
-/// `staged`, the config last) and checks the config.
+/// `staged`, the config last) and checks the config: what it loaded.
 fn stage(
     imported: &convert::Imported,
     keys: &[(PathBuf, Option<&[u8]>)],
     out: &Path,
     temp: &dyn Fn(&Path) -> PathBuf,
     staged: &mut Vec<(PathBuf, PathBuf)>,
-) -> Result<(), Vec<String>> {
+) -> Result<config::Loaded, Vec<String>> {
     for (path, bytes) in keys {
         let t = temp(path);
         staged.push((t.clone(), path.clone()));
@@ -317,7 +317,7 @@ fn stage(
     write_file(&t, imported.toml.as_bytes(), mode)?;
     // The temporary config names the final key file, which need not exist
     // for the check.
-    config::load(&t).map(|_| ()).map_err(|e| {
+    config::load(&t).map_err(|e| {
         vec![format!(
             "the imported config does not check, nothing was written:\n{e}"
         )]

@@ -204,13 +204,9 @@ fn clear_leftovers(record: &Path, mountpoint: &Path) {
 /// The loop device is bound to a file named `disk`, as nbdfuse's are
 /// here: a stale record must not detach a loop someone else set up.
 fn bound_to_a_disk_file(dev: &str) -> bool {
-    let Some(name) = dev.strip_prefix("/dev/") else {
-        return false;
-    };
-    fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).is_ok_and(|f| {
-        let f = f.trim().trim_end_matches(" (deleted)");
-        Path::new(f).file_name() == Some("disk".as_ref())
-    })
+    dev.starts_with("/dev/")
+        && backing_file(Path::new(dev))
+            .is_ok_and(|f| f.is_some_and(|f| Path::new(&f).file_name() == Some("disk".as_ref())))
 }
 
 /// Puts a loop device (direct I/O) on `file`. The loop nodes that exist in
