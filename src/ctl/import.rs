@@ -189,11 +189,32 @@ fn matches(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// This host's connected IPv4 routes (/proc/net/route): where IPaddr
-/// would put an address given without prefix or interface.
+/// This host's connected routes (/proc/net/route, /proc/net/ipv6_route):
+/// where IPaddr or IPv6addr would put an address given without prefix or
+/// interface.
 fn routes() -> Vec<Route> {
-    let text = fs::read_to_string("/proc/net/route").unwrap_or_default();
-    text.lines().skip(1).filter_map(route).collect()
+    let v4 = fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let v6 = fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    let mut all: Vec<Route> = v4.lines().skip(1).filter_map(route).collect();
+    all.extend(v6.lines().filter_map(route_v6));
+    all
+}
+
+/// Destination, its prefix length, source and its length, next hop,
+/// metric, refcount, use, flags, interface; hex, no header. A connected
+/// route has no next hop; the /128 ones are the host's own addresses.
+fn route_v6(line: &str) -> Option<Route> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let (dest, prefix, next_hop, iface) = (f.first()?, f.get(1)?, f.get(4)?, f.get(9)?);
+    let prefix = u8::from_str_radix(prefix, 16).ok()?;
+    let dest = u128::from_str_radix(dest, 16).ok()?;
+    let multicast = dest >> 120 == 0xff;
+    let connected = next_hop.bytes().all(|b| b == b'0') && next_hop.len() == 32;
+    (connected && (1..128).contains(&prefix) && !multicast && *iface != "lo").then(|| Route {
+        network: IpAddr::V6(std::net::Ipv6Addr::from(dest)),
+        prefix,
+        interface: iface.to_string(),
+    })
 }
 
 fn route(line: &str) -> Option<Route> {
@@ -273,6 +294,17 @@ fn write_all(args: &HeartbeatImport, imported: &convert::Imported) -> Result<(),
         let _ = fs::remove_file(t);
     }
     let c = result?;
+    // check-config's warnings, naming the file as written.
+    let (staged_name, final_name) = (
+        temp(&args.out).display().to_string(),
+        args.out.display().to_string(),
+    );
+    for w in &c.warnings {
+        eprintln!(
+            "warning: {}",
+            w.to_string().replace(&staged_name, &final_name)
+        );
+    }
     println!(
         "{}: imported and valid: cluster {}, {} node(s), {} link(s), {} replica(s), {} group(s); key in {}",
         args.out.display(),
@@ -364,5 +396,45 @@ mod tests {
         assert_eq!((r.prefix, r.interface.as_str()), (24, "eth0"));
         assert!(route("eth0\t00000000\t0100330A\t0003\t0\t0\t0\t00000000\t0\t0\t0").is_none());
         assert!(route("garbage").is_none());
+    }
+
+    #[test]
+    fn proc_net_ipv6_route_lines_are_connected_routes() {
+        let zero = "0".repeat(32);
+        let line = |dest: &str, len: &str, hop: &str, iface: &str| {
+            format!("{dest} {len} {zero} 00 {hop} 00000100 00000001 00000000 00000001 {iface}")
+        };
+        let r = route_v6(&line(
+            "20010db8000100000000000000000000",
+            "40",
+            &zero,
+            "eth0",
+        ))
+        .expect("route");
+        assert_eq!(r.network, "2001:db8:1::".parse::<IpAddr>().expect("ip"));
+        assert_eq!((r.prefix, r.interface.as_str()), (64, "eth0"));
+        // A default route through a router, a host's own /128, multicast, lo.
+        let router = format!("fe80{}", "0".repeat(27) + "1");
+        assert!(route_v6(&line(&zero, "00", &router, "eth0")).is_none());
+        assert!(
+            route_v6(&line(
+                "20010db8000100000000000000000001",
+                "80",
+                &zero,
+                "eth0"
+            ))
+            .is_none()
+        );
+        assert!(
+            route_v6(&line(
+                "ff000000000000000000000000000000",
+                "08",
+                &zero,
+                "eth0"
+            ))
+            .is_none()
+        );
+        assert!(route_v6(&line("20010db8000200000000000000000000", "40", &zero, "lo")).is_none());
+        assert!(route_v6("garbage").is_none());
     }
 }

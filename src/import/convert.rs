@@ -229,8 +229,28 @@ impl Builder<'_> {
                 );
             }
         }
+        self.takeover_without_stonith();
         self.line("");
         key
+    }
+
+    /// Heartbeat without stonith took the resources of a silent peer over
+    /// after deadtime; duet's two-node default waits for a fence. Keeping
+    /// the old behaviour keeps failover working after the migration, and
+    /// the note and check-config's warning say what it costs.
+    fn takeover_without_stonith(&mut self) {
+        let ha = self.c.ha_cf;
+        if !ha.stonith.is_empty() || ha.nodes.len() != 2 || self.c.groups.is_empty() {
+            return;
+        }
+        self.line("unfenced-takeover = true");
+        self.note(
+            self.c.ha_cf_name,
+            0,
+            "no stonith: Heartbeat took a silent peer's resources over without fencing it, and so does this config (unfenced-takeover = true); \
+             when only the links between the two nodes break, both then run the groups and both write the replicas (a split brain). \
+             Add [fencing] or a witness node (docs/quorum.md) and remove unfenced-takeover",
+        );
     }
 
     fn timings(&mut self) {

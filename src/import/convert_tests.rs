@@ -379,3 +379,27 @@ fn mounts_name_their_replica_by_any_drbd_path_and_stonith_per_node_is_refused() 
         "{e:?}"
     );
 }
+
+#[test]
+fn without_stonith_a_silent_peer_is_taken_over_as_heartbeat_did_and_said_so() {
+    let f = files(HA_CF, HARESOURCES, DRBD);
+    let i = run(&f, &[], &[]).expect("converts");
+    assert!(load(&i).cluster.unfenced_takeover, "{}", i.toml);
+    assert!(
+        i.notes
+            .iter()
+            .any(|n| n.to_string().contains("no stonith") && n.to_string().contains("split brain")),
+        "{:?}",
+        i.notes
+    );
+    // With stonith the fence decides, as in Heartbeat.
+    let ha = format!("{HA_CF}stonith_host * baytech 10.0.0.3 mylogin mysecret\n");
+    let f = files(&ha, HARESOURCES, DRBD);
+    let i = run(&f, &[], &[]).expect("converts");
+    assert!(!load(&i).cluster.unfenced_takeover, "{}", i.toml);
+    // Three nodes have quorum: nothing to carry over.
+    let ha = format!("{HA_CF}node node3.example.org\n");
+    let f = files(&ha, HARESOURCES, DRBD);
+    let i = run(&f, &[], &[]).expect("converts");
+    assert!(!i.toml.contains("unfenced-takeover"), "{}", i.toml);
+}

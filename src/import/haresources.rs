@@ -134,6 +134,20 @@ fn resource(word: &str) -> Result<Resource, String> {
         "IPaddr" | "IPaddr2" => Err(format!(
             "{word}: {name} takes one argument, IP[/PREFIX[/NIC[/BROADCAST]]]"
         )),
+        // resource.d/IPv6addr: IPV6[/PREFIX[/NIC]], split at its "::" too.
+        "IPv6addr" if !args.is_empty() => {
+            let r = ip(&args.join("::"))?;
+            match &r {
+                Resource::Ip {
+                    address: IpAddr::V6(_),
+                    broadcast: None,
+                    ..
+                } => Ok(r),
+                _ => Err(format!(
+                    "{word}: IPv6addr takes one IPv6 address, IPV6[/PREFIX[/NIC]]"
+                )),
+            }
+        }
         "Filesystem" => filesystem(word, &args),
         "drbddisk" => match args.as_slice() {
             [] => Ok(Resource::Replica { name: None }),

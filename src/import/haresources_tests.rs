@@ -116,6 +116,29 @@ fn ip_forms_prefix_netmask_nic_broadcast_ipv6_and_ipaddr2() {
 }
 
 #[test]
+fn ipv6addr_is_a_native_ipv6_address_and_nothing_else() {
+    let g = one("n1 IPv6addr::2001:db8::10/64/eth0 IPv6addr::2001:db8:1::5\n");
+    assert_eq!(g.resources[0], ip("2001:db8::10", Some(64), Some("eth0")));
+    assert_eq!(g.resources[1], ip("2001:db8:1::5", None, None));
+    for bad in [
+        "n1 IPv6addr::198.51.100.10/24/eth0\n",
+        "n1 IPv6addr::2001:db8::10/64/eth0/2001:db8::ff\n",
+        "n1 IPv6addr::2001:db8::10/129\n",
+    ] {
+        let e = err(bad);
+        assert!(
+            e.message.contains("IPv6") || e.message.contains("prefix"),
+            "{bad}: {e}"
+        );
+    }
+    // Without an argument it stays heartbeat's script, as before.
+    assert!(matches!(
+        &one("n1 IPv6addr\n").resources[0],
+        Resource::Script { .. }
+    ));
+}
+
+#[test]
 fn filesystem_options_lose_a_leading_dash_o() {
     for form in ["noatime,nodev", "-onoatime,nodev"] {
         let g = one(&format!("n1 Filesystem::/dev/drbd1::/data::ext4::{form}\n"));
