@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps build test demo bench-failover sim campaign lab-up lab-down fuzz man clean
+.PHONY: deps build test demo bench bench-failover sim campaign lab-up lab-down fuzz man clean
 
 deps:
 	scripts/install-deps.sh
@@ -18,6 +18,13 @@ test: deps
 
 demo: build
 	target/release/duet-lab demo
+
+# The benchmark suite (docs/performance.md): each bench prints its table
+# and merges its figures into target/bench/results.json (and results.svg).
+bench: build
+	$(CARGO) bench --bench datapath
+	$(CARGO) bench --bench replication
+	$(CARGO) bench --bench export
 
 # Group web's failover timed over 10 crashes (and 4 with the classic
 # deadtime of 10 s as the reference line); RUNS=N for another count.

@@ -20,6 +20,7 @@
 mod netns;
 
 mod common;
+mod pair;
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -28,88 +29,13 @@ use std::time::{Duration, Instant};
 
 use common::{Row, latency, latency_with, median, report};
 use duet::testkit::SplitMix64;
-use netns::{Lab, config};
+use netns::Lab;
+use pair::fresh_pair;
 
 const SIZE: u64 = 256 << 20;
 const RUNS: usize = 3;
 const LATENCY_WRITES: usize = 1000;
 const MIB: f64 = (1 << 20) as f64;
-
-fn replica_config(lab: &Lab, node: usize) -> String {
-    format!(
-        "{}\n[[replica]]\nname = \"r0\"\n\
-         disk = {{ node1 = \"{d}/node1.img\", node2 = \"{d}/node2.img\" }}\n\
-         address = {{ node1 = \"203.0.113.1\", node2 = \"203.0.113.2\" }}\n\
-         port = 7789\ndevice = \"{d}/node{node}-r0\"\nnbd-socket = \"{d}/node{node}-r0.sock\"\n",
-        config(2, "ucast", "ucast", "duet.key"),
-        d = lab.dir.display()
-    )
-}
-
-fn duetctl_local(lab: &Lab, node: &str, args: &[&str]) {
-    let out = Command::new(netns::DUETCTL)
-        .args(args)
-        .arg("--config")
-        .arg(lab.path(&format!("{node}.toml")))
-        .args(["--node", node])
-        .output()
-        .expect("duetctl");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn ctl(lab: &Lab, node: &str, args: &[&str]) {
-    let out = lab.duetctl(node, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn r0_is(lab: &Lab, node: &str, key: &str, want: &str) -> bool {
-    lab.status(node)
-        .is_some_and(|s| s["replicas"][0][key] == want)
-}
-
-/// How long until `ok`; None past the timeout.
-fn wait(timeout: Duration, ok: impl Fn() -> bool) -> Option<Duration> {
-    let t = Instant::now();
-    while !ok() {
-        if t.elapsed() > timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(t.elapsed())
-}
-
-/// Fresh metadata on both, daemons up, connected, node1 forced primary:
-/// the time of the initial full sync.
-fn fresh_pair(lab: &mut Lab) -> Duration {
-    for n in ["node1", "node2"] {
-        lab.kill(n);
-        duetctl_local(lab, n, &["create-md", "r0", "--force"]);
-    }
-    for n in ["node1", "node2"] {
-        let cfg = lab.path(&format!("{n}.toml"));
-        lab.start_with(n, &cfg, &[]);
-    }
-    wait(Duration::from_secs(30), || {
-        r0_is(lab, "node1", "connection", "connected")
-    })
-    .unwrap_or_else(|| panic!("not connected: {:?}", lab.try_status("node1")));
-    let t = Instant::now();
-    ctl(lab, "node1", &["primary", "r0", "--force"]);
-    wait(Duration::from_secs(300), || {
-        r0_is(lab, "node2", "disk", "uptodate")
-    })
-    .unwrap_or_else(|| panic!("no full sync: {:?}", lab.try_status("node2")));
-    t.elapsed()
-}
 
 fn nbdcopy(from: &Path, to: &str) -> Duration {
     let t = Instant::now();
@@ -261,15 +187,7 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn main() {
-    let mut lab = Lab::nodes(2, &config(2, "ucast", "ucast", "duet.key"));
-    for n in 1..=2 {
-        let img = lab.dir.join(format!("node{n}.img"));
-        std::fs::File::create(&img)
-            .and_then(|f| f.set_len(SIZE + (4 << 20)))
-            .expect("disk file");
-        let text = replica_config(&lab, n);
-        lab.write(&format!("node{n}.toml"), &text);
-    }
+    let mut lab = pair::lab(SIZE);
     let source = lab.dir.join("source.bin");
     let mut rng = SplitMix64(1);
     let data: Vec<u8> = (0..SIZE / 8)
@@ -277,7 +195,7 @@ fn main() {
         .collect();
     std::fs::write(&source, data).expect("source");
     let backing: PathBuf = lab.dir.join("node1.img");
-    let socket = lab.dir.join("node1-r0.sock");
+    let socket = pair::socket(&lab);
     let uri = format!("nbd+unix:///r0?socket={}", socket.display());
     let copy = lab.dir.join("copy.img");
 
@@ -347,4 +265,12 @@ fn main() {
         &rows,
     );
     print_targets(&rows);
+    common::results::merge(&[common::results::Entry {
+        name: "full_sync",
+        value: median(&rows[3].duet),
+        unit: "MiB/s",
+        peer: "dd of the same bytes".into(),
+        peer_value: median(&rows[3].peer),
+        higher_is_better: true,
+    }]);
 }

@@ -14,6 +14,7 @@ PACKAGES=(
   systemd-container # systemd-nspawn: the lab's booted nodes
   mmdebstrap      # builds the lab nodes' Debian rootfs (cached)
   nftables        # nft: partitions and packet loss between lab nodes
+  fio             # the benchmarks' client (nbd engine): benches/datapath.rs
   nbdkit          # the lab nodes' /dev/sdb, with an error filter for disk faults
   libnbd-bin      # nbdfuse: shows nbdkit's disk as a file for a loop device
   fuse3
