@@ -349,9 +349,12 @@ fn stage(
     write_file(&t, imported.toml.as_bytes(), mode)?;
     // The temporary config names the final key file, which need not exist
     // for the check.
+    // Its errors name the file as it would have been written.
+    let (staged_name, final_name) = (t.display().to_string(), out.display().to_string());
     config::load(&t).map_err(|e| {
         vec![format!(
-            "the imported config does not check, nothing was written:\n{e}"
+            "the imported config does not check, nothing was written:\n{}",
+            e.to_string().replace(&staged_name, &final_name)
         )]
     })
 }

@@ -263,6 +263,22 @@ impl Builder<'_> {
             .unwrap_or(Duration::from_secs(30).max(keepalive * 3));
         let warntime = ha.warntime.unwrap_or((keepalive + deadtime) / 2);
         let initdead = ha.initdead.unwrap_or(deadtime * 2).max(deadtime);
+        if !(keepalive < warntime && warntime < deadtime) {
+            let said = |d: Duration, given: bool| {
+                let how = if given { "" } else { " (not in the file)" };
+                format!("{}{how}", duration::format(d))
+            };
+            self.error(
+                self.c.ha_cf_name,
+                0,
+                format!(
+                    "keepalive {}, warntime {}, deadtime {}: duet needs keepalive < warntime < deadtime (a peer is late before it is dead, and a heartbeat comes before either); fix these lines",
+                    said(keepalive, ha.keepalive.is_some()),
+                    said(warntime, ha.warntime.is_some()),
+                    said(deadtime, ha.deadtime.is_some()),
+                ),
+            );
+        }
         if ha.initdead.is_some_and(|i| i < deadtime) {
             self.note(
                 self.c.ha_cf_name,
@@ -515,6 +531,19 @@ impl Builder<'_> {
                 self.c.ha_cf_name,
                 other.line,
                 "stonith lines with different devices: duet runs one [fencing] command with the node's name; write a script that picks the device by that name and name it in [fencing]",
+            );
+            return;
+        }
+        // stonith_host's first field is the node the device is reached
+        // from: run from any other node, the line's device would reset
+        // the wrong machine or none.
+        if let Some(from) = &s.host {
+            self.error(
+                self.c.ha_cf_name,
+                s.line,
+                format!(
+                    "stonith_host {from} ...: this device is reached from {from} only, but duet runs one [fencing] command on whichever node fences; use `stonith_host *` for a device every node reaches, or write a script that picks the device by the node's name it is given and name it in [fencing]"
+                ),
             );
             return;
         }

@@ -403,3 +403,37 @@ fn without_stonith_a_silent_peer_is_taken_over_as_heartbeat_did_and_said_so() {
     let i = run(&f, &[], &[]).expect("converts");
     assert!(!i.toml.contains("unfenced-takeover"), "{}", i.toml);
 }
+
+#[test]
+fn a_stonith_device_reached_from_one_node_only_is_refused() {
+    let ha = format!(
+        "{HA_CF}stonith_host node1.example.org external/ipmi node2.example.org 10.0.0.12 admin pw lan\n"
+    );
+    let f = files(&ha, HARESOURCES, DRBD);
+    let e = run(&f, &[], &[]).expect_err("refused");
+    assert!(
+        e.iter().any(|e| e
+            .to_string()
+            .contains("reached from node1.example.org only")
+            && e.to_string().contains("ha.cf:13")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn timings_out_of_order_are_refused_naming_what_the_file_said() {
+    let ha = HA_CF
+        .replace("deadtime 10\n", "deadtime 1\n")
+        .replace("warntime 5\n", "");
+    let f = files(&ha, HARESOURCES, DRBD);
+    let e = run(&f, &[], &[]).expect_err("refused");
+    let said = e
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        said.contains("ha.cf: keepalive 2s, warntime 1500ms (not in the file), deadtime 1s"),
+        "{said}"
+    );
+}
