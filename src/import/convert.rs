@@ -578,7 +578,7 @@ impl Builder<'_> {
     }
 
     fn replica(&mut self, r: &DrbdResource) -> Option<ReplicaRef> {
-        let file = self.c.drbd_name;
+        let file = r.file.as_str();
         let hosts: Vec<(&DrbdHost, String)> = r
             .hosts
             .iter()
@@ -652,7 +652,7 @@ impl Builder<'_> {
         let device = common(hosts.iter().map(|(h, _)| h.device.clone()));
         if device.is_none() {
             self.note(
-                self.c.drbd_name,
+                &r.file,
                 r.line,
                 format!(
                     "resource {}: the hosts name different devices; duet's is /dev/duet/{} on both",
@@ -701,7 +701,7 @@ impl Builder<'_> {
                 Some(MetaDisk::External { path, index }) => {
                     if let Some(i) = index {
                         self.error(
-                            self.c.drbd_name,
+                            &r.file,
                             h.line,
                             format!(
                                 "resource {}: meta-disk {path} [{i}]: an indexed metadata device holds several resources; duet keeps one replica's metadata per device or file: give it its own",
@@ -722,7 +722,7 @@ impl Builder<'_> {
             ""
         };
         self.note(
-            self.c.drbd_name,
+            &r.file,
             r.line,
             format!(
                 "resource {}: duet's metadata format is its own: run `duetctl create-md {}` on both nodes before the first start, then `duetctl primary {} --force` on the node with the good data (a full sync follows).{room}",
@@ -775,7 +775,7 @@ impl Builder<'_> {
                 match self.node_named(node) {
                     Some(n) => self.line(&format!("{name} = {}", q(&format!("discard-node-{n}")))),
                     None => self.error(
-                        self.c.drbd_name,
+                        &r.file,
                         r.line,
                         format!("resource {}: {name} {v}: {node} is not a node", r.name),
                     ),
@@ -783,7 +783,7 @@ impl Builder<'_> {
             } else {
                 self.line(&format!("{name} = \"disconnect\""));
                 self.note(
-                    self.c.drbd_name,
+                    &r.file,
                     r.line,
                     format!("resource {}: {name} {v} has no equivalent in duet: disconnect (an administrator decides)", r.name),
                 );
@@ -793,7 +793,7 @@ impl Builder<'_> {
             None | Some("detach") => {}
             Some("pass_on") | Some("pass-on") => self.line("on-io-error = \"pass-on\""),
             Some(other) => self.note(
-                self.c.drbd_name,
+                &r.file,
                 r.line,
                 format!(
                     "resource {}: on-io-error {other}: duet detaches (its default)",
@@ -805,14 +805,14 @@ impl Builder<'_> {
             None => {}
             Some(a @ ("crc32c" | "sha256")) => self.line(&format!("verify-alg = \"{a}\"")),
             Some(other) => self.note(
-                self.c.drbd_name,
+                &r.file,
                 r.line,
                 format!("resource {}: verify-alg {other}: duet verifies with crc32c (default) or sha256", r.name),
             ),
         }
         if let Some(c) = &r.csums_alg {
             self.note(
-                self.c.drbd_name,
+                &r.file,
                 r.line,
                 format!("resource {}: csums-alg {c}: duet resyncs what its bitmap marks, without checksums", r.name),
             );
@@ -829,7 +829,7 @@ impl Builder<'_> {
         self.replica_keys.push((name, secret.clone().into_bytes()));
         if let Some(alg) = &r.cram_hmac_alg {
             self.note(
-                self.c.drbd_name,
+                &r.file,
                 r.line,
                 format!("resource {}: shared-secret kept as the link's key file; cram-hmac-alg {alg} replaced by duet's own link authentication", r.name),
             );
@@ -842,7 +842,7 @@ impl Builder<'_> {
             match drbd_size(v, unit) {
                 Some(0) => {
                     self.notes.push(Note::new(
-                        self.c.drbd_name,
+                        &r.file,
                         r.line,
                         format!(
                             "resource {}: {name} 0 (off in DRBD) left to duet's default",
@@ -854,7 +854,7 @@ impl Builder<'_> {
                 Some(bytes) => Some(bytes),
                 None => {
                     self.errors.push(ImportError::new(
-                        self.c.drbd_name,
+                        &r.file,
                         r.line,
                         format!("resource {}: {name} {v} is not a size", r.name),
                     ));
@@ -884,7 +884,7 @@ impl Builder<'_> {
         }
         if r.rate.is_some() && r.c_max_rate.is_none() {
             self.note(
-                self.c.drbd_name,
+                &r.file,
                 r.line,
                 format!("resource {}: the fixed resync rate becomes rate-max of duet's dynamic controller, which yields to application writes", r.name),
             );

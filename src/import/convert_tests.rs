@@ -437,3 +437,22 @@ fn timings_out_of_order_are_refused_naming_what_the_file_said() {
         "{said}"
     );
 }
+
+#[test]
+fn what_is_said_of_an_included_resource_names_its_own_file() {
+    let res = DRBD[DRBD.find("resource r0").expect("resource")..]
+        .replace("203.0.113.2:7789", "203.0.113.2:7790");
+    let mut include = |_: &str| -> Result<Vec<(String, String)>, String> {
+        Ok(vec![("drbd.d/r0.res".to_string(), res.clone())])
+    };
+    let drbd = drbdconf::parse("include \"drbd.d/*.res\";\n", "drbd.conf", &mut include)
+        .expect("drbd.conf");
+    let mut f = files(HA_CF, HARESOURCES, DRBD);
+    f.drbd = drbd;
+    let e = run(&f, &[], &[]).expect_err("different ports");
+    assert!(
+        e.iter()
+            .any(|e| e.to_string().starts_with("drbd.d/r0.res:1:")),
+        "{e:?}"
+    );
+}

@@ -26,6 +26,8 @@ pub struct DrbdConf {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DrbdResource {
     pub name: String,
+    /// The file `resource NAME {` is in (drbd.conf or an included one).
+    pub file: String,
     /// Where `resource NAME {` is.
     pub line: usize,
     /// 'A', 'B' or 'C', from the resource, its net section, or common.
@@ -1140,6 +1142,7 @@ impl Reader {
         let get = |s: Setting| settings.get(&s).cloned();
         DrbdResource {
             name,
+            file: place.file.to_string(),
             line: place.line,
             protocol: get(Setting::Protocol).and_then(|p| p.chars().next()),
             hosts,
