@@ -19,11 +19,10 @@ mod common;
 mod pair;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::results::{self, Entry};
-use common::{latency, median, spread};
+use common::{latency, median, spread, start_nbdkit};
 
 const SIZE: u64 = 256 << 20;
 const RUNS: usize = 3;
@@ -116,26 +115,6 @@ fn fio(target: &Target, job: &Job) -> Fio {
         mibs: r["bw"].as_f64().unwrap_or(0.0) / 1024.0,
         iops: r["iops"].as_f64().unwrap_or(0.0),
     }
-}
-
-fn start_nbdkit(socket: &Path, image: &Path) -> Child {
-    let child = Command::new("nbdkit")
-        .args(["-f", "-U"])
-        .arg(socket)
-        .args(["-e", "r0", "file"])
-        .arg(image)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("nbdkit");
-    let t = Instant::now();
-    while !socket.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "nbdkit did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
 }
 
 fn uri(socket: &Path) -> String {

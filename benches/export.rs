@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use duet::export::server::{self, Export};
 use duet::testkit::SplitMix64;
 
 mod common;
-use common::{Row, latency, report};
+use common::{Row, latency, report, start_nbdkit};
 
 const SIZE: u64 = 256 << 20;
 const RUNS: usize = 5;
@@ -46,26 +46,6 @@ fn sequential(socket: &Path, source: &Path) -> (f64, f64) {
     let w = nbdcopy(&source.to_string_lossy(), &uri(socket));
     let r = nbdcopy(&uri(socket), "null:");
     (mib_per_s(w), mib_per_s(r))
-}
-
-fn start_nbdkit(socket: &Path, image: &Path) -> Child {
-    let child = Command::new("nbdkit")
-        .args(["-f", "-U"])
-        .arg(socket)
-        .args(["-e", "r0", "file"])
-        .arg(image)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("nbdkit");
-    let t = Instant::now();
-    while !socket.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "nbdkit did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
 }
 
 fn main() {

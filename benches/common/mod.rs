@@ -9,6 +9,8 @@ pub mod results;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 use std::time::Instant;
 
 use duet::export::proto;
@@ -103,4 +105,25 @@ pub fn report(name: &str, title: &str, peer: &str, rows: &[Row]) {
             format!("[{}]\n", json.join(",")),
         );
     }
+}
+
+/// nbdkit's file plugin serving `image` as export r0 on a unix socket.
+pub fn start_nbdkit(socket: &Path, image: &Path) -> Child {
+    let child = Command::new("nbdkit")
+        .args(["-f", "-U"])
+        .arg(socket)
+        .args(["-e", "r0", "file"])
+        .arg(image)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nbdkit");
+    let t = Instant::now();
+    while !socket.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "nbdkit did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
