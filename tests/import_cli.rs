@@ -182,3 +182,25 @@ fn bad_lines_are_reported_with_file_and_line_for_every_file_at_once() {
         text(&out)
     );
 }
+
+#[test]
+fn latin1_comments_and_a_byte_order_mark_import_but_a_latin1_key_is_refused() {
+    let d = Dir::new();
+    let mut ha = b"# \xdcberwachung der Knoten\n".to_vec();
+    ha.extend(std::fs::read(d.0.join("ha.cf")).expect("ha.cf"));
+    std::fs::write(d.0.join("ha.cf"), ha).expect("write");
+    let mut hr = "\u{feff}".as_bytes().to_vec();
+    hr.extend(std::fs::read(d.0.join("haresources")).expect("haresources"));
+    std::fs::write(d.0.join("haresources"), hr).expect("write");
+    let out = import(&d, "haresources", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    std::fs::write(d.0.join("authkeys"), b"auth 1\n1 sha1 geheim\xdf\n").expect("write");
+    let out = import(&d, "haresources", &["--force"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("authkeys:2: not UTF-8 text"),
+        "{}",
+        text(&out)
+    );
+}

@@ -30,7 +30,7 @@ fn run(args: &HeartbeatImport) -> Result<(), Vec<String>> {
     let addresses = hints(&args.node_address)?;
     let ha_cf_text = read(&args.ha_cf)?;
     let haresources_text = read(&args.haresources)?;
-    let authkeys_text = read(&args.authkeys)?;
+    let authkeys_text = read_strict(&args.authkeys)?;
     let mode = fs::metadata(&args.authkeys)
         .ok()
         .map(|m| m.permissions().mode() & 0o777);
@@ -129,7 +129,29 @@ fn names_in(dir: &Path) -> Vec<String> {
 }
 
 fn read(path: &Path) -> Result<String, Vec<String>> {
-    fs::read_to_string(path).map_err(|e| vec![format!("cannot read {}: {e}", path.display())])
+    text_of(path).map_err(|e| vec![e])
+}
+
+/// A classic file as text. Heartbeat and drbdadm read bytes: a comment in
+/// Latin-1 is fine there, so bytes that are not UTF-8 are replaced (only
+/// comments hold such), and a byte-order mark is dropped.
+fn text_of(path: &Path) -> Result<String, String> {
+    let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(&text).to_string())
+}
+
+/// authkeys holds the key itself, which a replaced byte would change.
+fn read_strict(path: &Path) -> Result<String, Vec<String>> {
+    let text = read(path)?;
+    match text.lines().position(|l| l.contains('\u{fffd}')) {
+        Some(i) => Err(vec![format!(
+            "{}:{}: not UTF-8 text: write the key in ASCII (or UTF-8)",
+            path.display(),
+            i + 1
+        )]),
+        None => Ok(text),
+    }
 }
 
 /// drbd.conf's `include "PATTERN";`: `*` and `?` in the file name, a
@@ -142,7 +164,7 @@ fn includes(base: &Path, pattern: &str) -> Result<Vec<(String, String)>, String>
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if !name.contains(['*', '?']) {
-        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = text_of(&path)?;
         return Ok(vec![(path.display().to_string(), text)]);
     }
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
@@ -158,11 +180,7 @@ fn includes(base: &Path, pattern: &str) -> Result<Vec<(String, String)>, String>
     files.sort();
     files
         .into_iter()
-        .map(|p| {
-            fs::read_to_string(&p)
-                .map(|t| (p.display().to_string(), t))
-                .map_err(|e| format!("{}: {e}", p.display()))
-        })
+        .map(|p| text_of(&p).map(|t| (p.display().to_string(), t)))
         .collect()
 }
 

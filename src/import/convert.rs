@@ -84,7 +84,7 @@ pub fn convert(c: &Classic, o: &Options) -> Result<Imported, Vec<ImportError>> {
     b.nodes(&links);
     b.ping();
     b.fencing();
-    let replicas = b.replicas();
+    let replicas = b.replicas(&links);
     b.groups(&replicas);
     if !b.errors.is_empty() {
         return Err(b.errors);
@@ -567,49 +567,75 @@ impl Builder<'_> {
         );
     }
 
-    fn replicas(&mut self) -> Vec<ReplicaRef> {
+    fn replicas(&mut self, links: &[Link]) -> Vec<ReplicaRef> {
         let Some(drbd) = self.c.drbd else {
             return Vec::new();
         };
         drbd.resources
             .iter()
-            .filter_map(|r| self.replica(r))
+            .filter_map(|r| self.replica(r, links))
             .collect()
     }
 
-    fn replica(&mut self, r: &DrbdResource) -> Option<ReplicaRef> {
+    /// The node an `on HOST` section names, or whose address a `floating`
+    /// section has (DRBD picks the section by the host's own addresses):
+    /// from --node-address or the ucast lines of ha.cf.
+    fn host_node(&mut self, r: &DrbdResource, h: &DrbdHost, links: &[Link]) -> Option<String> {
+        let found = match (&h.name, h.address) {
+            (Some(name), _) => self.node_named(name),
+            (None, Some(a)) => self
+                .o
+                .addresses
+                .iter()
+                .filter(|(_, ip)| *ip == a.ip())
+                .find_map(|(n, _)| self.node_named(n))
+                .or_else(|| {
+                    links.iter().find_map(|l| {
+                        l.addresses
+                            .iter()
+                            .find(|(_, ip)| **ip == a.ip())
+                            .map(|(n, _)| n.clone())
+                    })
+                }),
+            (None, None) => None,
+        };
+        if found.is_none() {
+            let message = match (&h.name, h.address) {
+                (Some(name), _) => format!(
+                    "resource {}: host {name} is not a node of ha.cf ({})",
+                    r.name,
+                    self.node_names().join(", ")
+                ),
+                (None, a) => format!(
+                    "resource {}: floating {}: no node is known to have this address; give it with --node-address NODE={}",
+                    r.name,
+                    a.map_or("?".to_string(), |a| a.to_string()),
+                    a.map_or("IP".to_string(), |a| a.ip().to_string()),
+                ),
+            };
+            self.errors.push(ImportError::new(&r.file, h.line, message));
+        }
+        found
+    }
+
+    fn replica(&mut self, r: &DrbdResource, links: &[Link]) -> Option<ReplicaRef> {
         let file = r.file.as_str();
         let hosts: Vec<(&DrbdHost, String)> = r
             .hosts
             .iter()
-            .filter_map(|h| {
-                let name = h.name.as_deref()?;
-                match self.node_named(name) {
-                    Some(n) => Some((h, n)),
-                    None => {
-                        self.errors.push(ImportError::new(
-                            file,
-                            h.line,
-                            format!(
-                                "resource {}: host {name} is not a node of ha.cf ({})",
-                                r.name,
-                                self.node_names().join(", ")
-                            ),
-                        ));
-                        None
-                    }
-                }
-            })
+            .filter_map(|h| self.host_node(r, h, links).map(|n| (h, n)))
             .collect();
-        if r.hosts.iter().any(|h| h.name.is_none()) {
+        if let Some(twice) = hosts
+            .iter()
+            .enumerate()
+            .find(|(i, (_, n))| hosts[..*i].iter().any(|(_, m)| m == n))
+        {
             self.error(
                 file,
-                r.line,
-                format!(
-                    "resource {}: floating sections are not imported: name each host with `on HOST`",
-                    r.name
-                ),
+                twice.1.0.line,
+                format!("resource {}: {} has two host sections", r.name, twice.1.1),
             );
+            return None;
         }
         if hosts.len() != 2 {
             self.error(
@@ -713,7 +739,19 @@ impl Builder<'_> {
                 }
             }
         }
-        if !external.is_empty() {
+        if let Some((h, node)) = hosts
+            .iter()
+            .find(|(_, n)| !external.is_empty() && !external.contains_key(n))
+        {
+            self.error(
+                &r.file,
+                h.line,
+                format!(
+                    "resource {}: {node} keeps its metadata internal and the other node on a meta-disk of its own: duet's two copies must be the same size, so both internal or both external (give {node} a meta-disk too)",
+                    r.name
+                ),
+            );
+        } else if !external.is_empty() {
             self.line(&format!("meta-disk = {}", inline(&external)));
         }
         let room = if external.is_empty() {

@@ -456,3 +456,65 @@ fn what_is_said_of_an_included_resource_names_its_own_file() {
         "{e:?}"
     );
 }
+
+#[test]
+fn floating_sections_are_the_nodes_that_have_their_addresses() {
+    let drbd = "resource r0 {\n  device /dev/drbd1;\n  disk /dev/sdb1;\n  meta-disk internal;\n  floating 203.0.113.1:7789;\n  floating ipv4 203.0.113.2:7789 { disk /dev/sdc1; }\n}\n";
+    let f = files(HA_CF, HARESOURCES, drbd);
+    // Nothing says which node has which address: refused, with the way out.
+    let e = run(&f, &[], &[]).expect_err("unknown addresses");
+    let said = e
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        said.contains("drbd.conf:5: resource r0: floating 203.0.113.1:7789: no node is known to have this address; give it with --node-address NODE=203.0.113.1"),
+        "{said}"
+    );
+    let hints = [
+        (
+            "node1.example.org".to_string(),
+            "203.0.113.1".parse().expect("ip"),
+        ),
+        ("node2".to_string(), "203.0.113.2".parse().expect("ip")),
+    ];
+    let i = run(&f, &[], &hints).expect("converts");
+    let c = load(&i);
+    let r = &c.replicas[0];
+    assert!(
+        i.toml.contains("disk = { \"node1.example.org\" = \"/dev/sdb1\", \"node2.example.org\" = \"/dev/sdc1\" }"),
+        "{}",
+        i.toml
+    );
+    assert_eq!(r.name, "r0");
+    // Two sections for one node: refused.
+    let e = run(
+        &f,
+        &[],
+        &[
+            hints[0].clone(),
+            ("node1".to_string(), "203.0.113.2".parse().expect("ip")),
+        ],
+    )
+    .expect_err("one node twice");
+    assert!(
+        e.iter().any(|e| e
+            .to_string()
+            .contains("node1.example.org has two host sections")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn internal_metadata_on_one_node_only_is_refused_at_its_host() {
+    let drbd = DRBD.replacen("meta-disk internal;", "flexible-meta-disk /dev/sdc1;", 1);
+    let f = files(HA_CF, HARESOURCES, &drbd);
+    let e = run(&f, &[], &[]).expect_err("mixed");
+    assert!(
+        e.iter().any(|e| e.to_string().starts_with(
+            "drbd.conf:14: resource r0: node2.example.org keeps its metadata internal"
+        )),
+        "{e:?}"
+    );
+}
