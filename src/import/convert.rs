@@ -1002,7 +1002,13 @@ impl Builder<'_> {
                         );
                         return;
                     }
-                    None => device.clone(),
+                    None => match filesystem_source(device) {
+                        Ok(path) => path,
+                        Err(why) => {
+                            self.error(file, g.line, format!("Filesystem on {device}: {why}"));
+                            return;
+                        }
+                    },
                 };
                 let mut s = format!(
                     "mount = {}\ndevice = {}\nfstype = {}",
@@ -1224,6 +1230,29 @@ fn drbd_size(text: &str, unit: u64) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(scale)
+}
+
+/// Heartbeat's Filesystem device forms as a device path: `-LLABEL` and
+/// `-UUUID` (mount's own) as udev's links. A network source (NFS's
+/// host:/export) is not a block device duet's mount resource takes.
+fn filesystem_source(device: &str) -> Result<String, String> {
+    let link = |dir: &str, name: &str| {
+        if name.is_empty() || name.contains('/') {
+            Err(format!("\"{name}\" is not a filesystem {dir}"))
+        } else {
+            Ok(format!("/dev/disk/by-{dir}/{name}"))
+        }
+    };
+    match device {
+        d if d.starts_with("-L") => link("label", &d[2..]),
+        d if d.starts_with("-U") => link("uuid", &d[2..]),
+        d if d.starts_with('/') => Ok(d.to_string()),
+        d if d.contains(':') => Err(
+            "a network filesystem is not a mount duet manages: write a systemd mount unit for it and name that unit in the group (unit = \"NAME.mount\")"
+                .to_string(),
+        ),
+        _ => Err("not a device path, -LLABEL or -UUUID".to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -518,3 +518,25 @@ fn internal_metadata_on_one_node_only_is_refused_at_its_host() {
         "{e:?}"
     );
 }
+
+#[test]
+fn filesystem_labels_and_uuids_are_udev_links_and_nfs_is_refused() {
+    let hr = "node1.example.org Filesystem::-LDATA::/srv::ext4 Filesystem::-U0b7c-11ee::/var/www::xfs apache2\n";
+    let f = files(HA_CF, hr, DRBD);
+    let i = run(&f, &[], &[]).expect("converts");
+    load(&i);
+    assert!(i.toml.contains("device = \"/dev/disk/by-label/DATA\""), "{}", i.toml);
+    assert!(i.toml.contains("device = \"/dev/disk/by-uuid/0b7c-11ee\""), "{}", i.toml);
+    for (hr, says) in [
+        ("node1.example.org Filesystem::nfs1:/export::/home::nfs\n", "network filesystem"),
+        ("node1.example.org Filesystem::sdc1::/data::ext4\n", "not a device path"),
+        ("node1.example.org Filesystem::-L::/data::ext4\n", "not a filesystem label"),
+    ] {
+        let f = files(HA_CF, hr, DRBD);
+        let e = run(&f, &[], &[]).expect_err(hr);
+        assert!(
+            e.iter().any(|e| e.to_string().starts_with("haresources:1: Filesystem on") && e.to_string().contains(says)),
+            "{hr}: {e:?}"
+        );
+    }
+}
