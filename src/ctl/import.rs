@@ -99,7 +99,11 @@ fn run(args: &HeartbeatImport) -> Result<(), Vec<String>> {
         .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     write_all(args, &imported)?;
     for n in &imported.notes {
-        println!("note: {n}");
+        if n.warning {
+            eprintln!("warning: {n}");
+        } else {
+            println!("note: {n}");
+        }
     }
     Ok(())
 }

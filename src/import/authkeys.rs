@@ -290,12 +290,13 @@ fn leading_number(text: &str) -> Option<u32> {
 fn mode_note(file: &str, mode: Option<u32>) -> Option<Note> {
     let mode = mode? & 0o7777;
     (mode & 0o044 != 0).then(|| {
-        Note::new(
+        Note::warning(
             file,
             0,
             format!(
                 "authkeys is readable by others (mode {mode:04o}): Heartbeat refuses that; \
-                 the key imported into duet's key file gets mode 0600"
+                 the key imported into duet's key file gets mode 0600, but others may have read it: \
+                 consider a new key (`duetctl keygen`, then copy it to every node)"
             ),
         )
     })

@@ -143,6 +143,16 @@ fn file_mode() {
         Err(e) => panic!("{e:#?}"),
     };
     assert!(notes(&keys).contains("(mode 0644): Heartbeat refuses that"));
+    // Something to act on: printed as a warning, not among the notes.
+    let readable = |n: &&crate::import::Note| n.message.contains("readable by others");
+    assert!(keys.notes.iter().filter(readable).all(|n| n.warning));
+    assert!(
+        !keys
+            .notes
+            .iter()
+            .filter(|n| !readable(n))
+            .any(|n| n.warning)
+    );
     assert!(notes(&keys).contains("gets mode 0600"));
     let unknown = match parse(SAMPLE, FILE, None) {
         Ok(keys) => keys,

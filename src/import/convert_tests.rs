@@ -525,17 +525,37 @@ fn filesystem_labels_and_uuids_are_udev_links_and_nfs_is_refused() {
     let f = files(HA_CF, hr, DRBD);
     let i = run(&f, &[], &[]).expect("converts");
     load(&i);
-    assert!(i.toml.contains("device = \"/dev/disk/by-label/DATA\""), "{}", i.toml);
-    assert!(i.toml.contains("device = \"/dev/disk/by-uuid/0b7c-11ee\""), "{}", i.toml);
+    assert!(
+        i.toml.contains("device = \"/dev/disk/by-label/DATA\""),
+        "{}",
+        i.toml
+    );
+    assert!(
+        i.toml.contains("device = \"/dev/disk/by-uuid/0b7c-11ee\""),
+        "{}",
+        i.toml
+    );
     for (hr, says) in [
-        ("node1.example.org Filesystem::nfs1:/export::/home::nfs\n", "network filesystem"),
-        ("node1.example.org Filesystem::sdc1::/data::ext4\n", "not a device path"),
-        ("node1.example.org Filesystem::-L::/data::ext4\n", "not a filesystem label"),
+        (
+            "node1.example.org Filesystem::nfs1:/export::/home::nfs\n",
+            "network filesystem",
+        ),
+        (
+            "node1.example.org Filesystem::sdc1::/data::ext4\n",
+            "not a device path",
+        ),
+        (
+            "node1.example.org Filesystem::-L::/data::ext4\n",
+            "not a filesystem label",
+        ),
     ] {
         let f = files(HA_CF, hr, DRBD);
         let e = run(&f, &[], &[]).expect_err(hr);
         assert!(
-            e.iter().any(|e| e.to_string().starts_with("haresources:1: Filesystem on") && e.to_string().contains(says)),
+            e.iter().any(
+                |e| e.to_string().starts_with("haresources:1: Filesystem on")
+                    && e.to_string().contains(says)
+            ),
             "{hr}: {e:?}"
         );
     }

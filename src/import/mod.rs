@@ -43,6 +43,8 @@ pub struct Note {
     pub file: String,
     pub line: usize,
     pub message: String,
+    /// Something to act on (printed as a warning), not only a difference.
+    pub warning: bool,
 }
 
 impl Note {
@@ -51,6 +53,14 @@ impl Note {
             file: file.to_string(),
             line,
             message: message.into(),
+            warning: false,
+        }
+    }
+
+    pub fn warning(file: &str, line: usize, message: impl Into<String>) -> Note {
+        Note {
+            warning: true,
+            ..Note::new(file, line, message)
         }
     }
 }
