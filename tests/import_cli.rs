@@ -204,3 +204,26 @@ fn latin1_comments_and_a_byte_order_mark_import_but_a_latin1_key_is_refused() {
         text(&out)
     );
 }
+
+#[test]
+fn includes_are_found_from_the_folder_of_the_file_that_includes_them() {
+    let d = Dir::new();
+    let drbd = std::fs::read_to_string(d.0.join("drbd.conf")).expect("drbd.conf");
+    let at = drbd.find("resource r0").expect("resource");
+    let inc = d.0.join("drbd.d");
+    std::fs::create_dir_all(&inc).expect("drbd.d");
+    // drbd.d/global_common.conf includes common.inc from drbd.d itself.
+    std::fs::write(inc.join("global_common.conf"), "include \"common.inc\";\n").expect("write");
+    std::fs::write(inc.join("common.inc"), "common { protocol C; }\n").expect("write");
+    std::fs::write(inc.join("r0.res"), &drbd[at..]).expect("write");
+    std::fs::write(inc.join("r0.res.bak"), "garbage {").expect("write");
+    std::fs::write(
+        d.0.join("drbd.conf"),
+        "include \"drbd.d/global_common.conf\";\ninclude \"drbd.d/r[0-9].res\";\n",
+    )
+    .expect("write");
+    let out = import(&d, "haresources", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let config = std::fs::read_to_string(d.0.join("out/duet.toml")).expect("config");
+    assert!(config.contains("name = \"r0\""), "{config}");
+}

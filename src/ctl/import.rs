@@ -58,12 +58,8 @@ fn run(args: &HeartbeatImport) -> Result<(), Vec<String>> {
         .map_err(|e| errors.extend(e))
         .ok();
     let drbd = drbd_text.and_then(|t| {
-        let base = args
-            .drbd_conf
-            .parent()
-            .unwrap_or(Path::new("/"))
-            .to_path_buf();
-        let mut include = |pattern: &str| includes(&base, pattern);
+        // The parser gives each pattern from its including file's folder.
+        let mut include = |pattern: &str| includes(pattern);
         drbdconf::parse(&t, &names[3], &mut include)
             .map_err(|e| errors.extend(e))
             .ok()
@@ -158,17 +154,20 @@ fn read_strict(path: &Path) -> Result<String, Vec<String>> {
     }
 }
 
-/// drbd.conf's `include "PATTERN";`: `*` and `?` in the file name, a
-/// relative pattern from drbd.conf's folder, in name order.
-fn includes(base: &Path, pattern: &str) -> Result<Vec<(String, String)>, String> {
-    let path = base.join(pattern);
-    let dir = path.parent().unwrap_or(Path::new("/"));
+/// drbd.conf's `include "PATTERN";`: `*`, `?` and `[...]` in the file
+/// name, in name order.
+fn includes(pattern: &str) -> Result<Vec<(String, String)>, String> {
+    let path = Path::new(pattern);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if !name.contains(['*', '?']) {
-        let text = text_of(&path)?;
+    if !name.contains(['*', '?', '[']) {
+        let text = text_of(path)?;
         return Ok(vec![(path.display().to_string(), text)]);
     }
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
@@ -188,13 +187,19 @@ fn includes(base: &Path, pattern: &str) -> Result<Vec<(String, String)>, String>
         .collect()
 }
 
-/// Shell-style `*` and `?` matching of a whole name.
+/// Shell-style `*`, `?` and `[...]` matching of a whole name.
 fn matches(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
     let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
+        let one = match p.get(pi) {
+            Some('?') => Some(pi + 1),
+            Some('[') => class(&p, pi, n[ni]),
+            Some(c) if *c == n[ni] => Some(pi + 1),
+            _ => None,
+        };
+        if let Some(next) = one {
+            pi = next;
             ni += 1;
         } else if pi < p.len() && p[pi] == '*' {
             star = Some(pi);
@@ -209,6 +214,29 @@ fn matches(pattern: &str, name: &str) -> bool {
         }
     }
     p[pi..].iter().all(|c| *c == '*')
+}
+
+/// `[abc]`, `[a-z]`, `[!...]` or `[^...]` at `p[at]` against `c`: where
+/// the pattern goes on if `c` is in it. A `[` without its `]` matches
+/// nothing.
+fn class(p: &[char], at: usize, c: char) -> Option<usize> {
+    let negated = matches!(p.get(at + 1), Some('!' | '^'));
+    let first = at + 1 + usize::from(negated);
+    // A `]` right after the opening is one of the set.
+    let close = (first + 1..p.len()).find(|&i| p[i] == ']')?;
+    let set = &p[first..close];
+    let mut hit = false;
+    let mut i = 0;
+    while i < set.len() {
+        if i + 2 < set.len() && set[i + 1] == '-' {
+            hit |= (set[i]..=set[i + 2]).contains(&c);
+            i += 3;
+        } else {
+            hit |= set[i] == c;
+            i += 1;
+        }
+    }
+    (hit != negated).then_some(close + 1)
 }
 
 /// This host's connected routes (/proc/net/route, /proc/net/ipv6_route):
@@ -407,6 +435,11 @@ mod tests {
         assert!(!matches("*.res", "r0.res.bak"));
         assert!(!matches("r?.res", "r10.res"));
         assert!(matches("*", ""));
+        assert!(matches("r[0-9].res", "r7.res"));
+        assert!(matches("r[!0-9].res", "rx.res"));
+        assert!(!matches("r[!0-9].res", "r7.res"));
+        assert!(matches("[ab]*", "b.res"));
+        assert!(!matches("[ab]*", "c.res"));
     }
 
     #[test]

@@ -292,12 +292,20 @@ impl Builder<'_> {
     }
 
     fn word(&mut self, word: Word) {
-        // Every DRBD statement fits on one line, so a word on a new line
-        // starts a new statement: the `;` before it was forgotten.
-        if self
-            .pending
-            .last()
-            .is_some_and(|last| last.line != word.line)
+        // drbdadm reads newlines as spaces, yet a statement rarely spans
+        // lines: a word on a new line after a keyword and its value starts
+        // a new statement (the `;` before it was forgotten), and only a
+        // keyword alone, or with an address family, continues there.
+        let continues = match self.pending.as_slice() {
+            [_] => true,
+            [.., af] => matches!(af.text.as_str(), "ipv4" | "ipv6" | "ssocks" | "sdp" | "sci"),
+            [] => true,
+        };
+        if !continues
+            && self
+                .pending
+                .last()
+                .is_some_and(|last| last.line != word.line)
         {
             self.missing_semicolon();
         }
@@ -466,7 +474,13 @@ impl<'r> Loader<'r> {
             self.error(stmt, message);
             return Vec::new();
         }
-        let files = match (self.include)(&pattern) {
+        // As drbdadm: a relative pattern is found from the folder of the
+        // file that includes it.
+        let resolved = match std::path::Path::new(&*stmt.file).parent() {
+            Some(dir) if !pattern.starts_with('/') => dir.join(&pattern).display().to_string(),
+            _ => pattern.clone(),
+        };
+        let files = match (self.include)(&resolved) {
             Ok(files) => files,
             Err(e) => {
                 self.error(stmt, format!("include \"{pattern}\": {e}"));

@@ -854,3 +854,23 @@ fn the_sample_with_a_character_dropped_never_panics() {
     }
     assert!(refused > 0, "some mutations must be refused");
 }
+
+#[test]
+fn a_keyword_may_have_its_value_on_the_next_line() {
+    let r = one(
+        "resource r0 {\n  on a {\n    device /dev/drbd1; disk /dev/sdb1; meta-disk internal;\n    address\n      10.1.1.1:7788;\n  }\n  on b {\n    device /dev/drbd1; disk /dev/sdb1; meta-disk internal;\n    address ipv4\n      10.1.1.2:7788;\n  }\n}\n",
+    );
+    let addresses: Vec<String> = r
+        .hosts
+        .iter()
+        .map(|h| h.address.map(|a| a.to_string()).unwrap_or_default())
+        .collect();
+    assert_eq!(addresses, ["10.1.1.1:7788", "10.1.1.2:7788"]);
+    // A keyword and its value, then a new line: the `;` was forgotten.
+    let e = errors("resource r0 {\n  protocol C\n  on a { disk /dev/sdb1; }\n}\n");
+    assert!(
+        error_at(&e, 2)
+            .message
+            .contains("missing `;` after `protocol C`")
+    );
+}
