@@ -496,6 +496,13 @@ impl Builder<'_> {
     fn ping(&mut self) {
         let ha = self.c.ha_cf;
         if ha.ping.is_empty() {
+            if ha.deadping.is_some() {
+                self.note(
+                    self.c.ha_cf_name,
+                    0,
+                    "deadping without ping nodes does nothing, in Heartbeat as here: not carried over",
+                );
+            }
             return;
         }
         let list: Vec<String> = ha.ping.iter().map(|a| q(&a.to_string())).collect();
@@ -1027,8 +1034,22 @@ impl Builder<'_> {
                 interface,
                 broadcast,
             } => {
-                let Some((prefix, interface)) =
-                    self.place_ip(g, *address, *prefix, interface.clone())
+                // IPaddr's eth0:0 is an alias label of eth0; duet adds the
+                // address to eth0 itself (`ip addr` shows it there).
+                let interface = interface.as_ref().map(|i| match i.split_once(':') {
+                    Some((base, _)) => {
+                        self.note(
+                            file,
+                            g.line,
+                            format!(
+                                "{address} on {i}: the alias label goes, the address goes on {base}"
+                            ),
+                        );
+                        base.to_string()
+                    }
+                    None => i.clone(),
+                });
+                let Some((prefix, interface)) = self.place_ip(g, *address, *prefix, interface)
                 else {
                     return;
                 };

@@ -560,3 +560,19 @@ fn filesystem_labels_and_uuids_are_udev_links_and_nfs_is_refused() {
         );
     }
 }
+
+#[test]
+fn an_alias_label_becomes_its_interface_with_a_note() {
+    let hr = "node1.example.org IPaddr::198.51.100.10/24/eth0:0 apache2\n";
+    let f = files(HA_CF, hr, DRBD);
+    let i = run(&f, &[], &[]).expect("converts");
+    load(&i);
+    assert!(i.toml.contains("interface = \"eth0\"\n"), "{}", i.toml);
+    assert!(
+        i.notes
+            .iter()
+            .any(|n| n.to_string().contains("the alias label goes")),
+        "{:?}",
+        i.notes
+    );
+}

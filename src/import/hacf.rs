@@ -573,6 +573,16 @@ impl<'a> Parser<'a> {
             );
             return;
         }
+        // dopd answers DRBD's fence-peer handler over Heartbeat's own
+        // API: nothing to run without Heartbeat. duet's replicas fence
+        // their peer themselves (resource-level fencing).
+        if program.rsplit('/').next() == Some("dopd") {
+            self.note(
+                d.line,
+                "dopd is not carried over: duet's replicas mark an unreachable peer Outdated themselves, as DRBD's resource-only fencing with dopd did (docs/replication.md)",
+            );
+            return;
+        }
         let restart = if d.name == "failfast" {
             " with FailureAction=reboot, as failfast rebooted"
         } else {

@@ -197,7 +197,7 @@ fn ip(arg: &str) -> Result<Resource, String> {
     let head = parts.next().unwrap_or("");
     let address: IpAddr = head
         .parse()
-        .map_err(|_| format!("{arg}: \"{head}\" is not an IP address"))?;
+        .map_err(|_| format!("IP address \"{arg}\": \"{head}\" is not an IP address"))?;
     let prefix = match parts.next() {
         None | Some("") => None,
         Some(p) => Some(prefix_of(address, p).ok_or_else(|| {

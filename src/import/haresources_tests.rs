@@ -212,3 +212,14 @@ fn mutated_files_never_panic() {
         let _ = parse(&text, "haresources");
     }
 }
+
+#[test]
+fn a_comment_line_inside_a_continued_group_is_skipped() {
+    let groups = parse(
+        "n1 drbddisk::r0 \\\n# the filesystem next\n    Filesystem::/dev/drbd1::/mnt/shared::ext3 \\\n   apache2\n",
+        "haresources",
+    )
+    .expect("parses");
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].resources.len(), 3, "{:?}", groups[0]);
+}

@@ -86,6 +86,11 @@ pub(crate) fn logical_lines(text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut pending: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {
+        // A comment line between continued lines comments itself out,
+        // not the rest of the entry.
+        if pending.is_some() && raw.trim_start().starts_with('#') {
+            continue;
+        }
         // Heartbeat cuts at the first '#' wherever it is, even inside a word.
         let content = raw.split('#').next().unwrap_or("");
         let trimmed = content.trim_end_matches(|c: char| c.is_ascii_whitespace());

@@ -157,6 +157,24 @@ mod tests {
     use crate::membership::quorum_records::{self, QuorumRecords, Seen};
     use crate::testkit::SplitMix64 as Rng;
 
+    #[test]
+    fn the_example_of_docs_wire_md_is_what_encodes() {
+        let r = FenceRecord {
+            seq: 1,
+            notes: vec![note("r0", FenceKind::Request, 16)],
+        };
+        let hex: Vec<String> = encode(&r).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex.join(" "),
+            "05 00 15 00 00 00 00 00 00 00 01 01 02 72 30 01 00 00 00 00 00 00 00 10"
+        );
+        let doc = include_str!("../../docs/wire.md");
+        assert!(
+            doc.contains(&hex.join(" ")),
+            "docs/wire.md shows another encoding"
+        );
+    }
+
     fn note(replica: &str, kind: FenceKind, generation: u64) -> FenceNote {
         FenceNote {
             replica: replica.into(),
