@@ -25,6 +25,8 @@ bench: build
 	$(CARGO) bench --bench datapath
 	$(CARGO) bench --bench replication
 	$(CARGO) bench --bench export
+	$(CARGO) bench --bench overhead
+	target/release/duet-lab bench-failover $(RUNS)
 
 # Group web's failover timed over 10 crashes (and 4 with the classic
 # deadtime of 10 s as the reference line); RUNS=N for another count.

@@ -21,8 +21,8 @@ mod pair;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::results::{self, Entry};
 use common::{latency, median, spread, start_nbdkit};
+use duet_lab::results::{self, Entry};
 
 const SIZE: u64 = 256 << 20;
 const RUNS: usize = 3;

@@ -4,8 +4,6 @@
 
 #![allow(dead_code)]
 
-pub mod results;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,9 @@
 //! (protocol C, files as disks), node1 Primary after a full sync: what the
 //! replication and data-path benchmarks measure through.
 
+// Each bench uses its own part.
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -154,6 +154,22 @@ pub fn table(series: &[Series]) -> String {
     t
 }
 
+/// results.json's `failover`: duet's median crash-to-page time against
+/// the classic timings' (when both series ran).
+pub fn entries(series: &[Series]) -> Vec<crate::results::Entry> {
+    let [duet, classic] = series else {
+        return Vec::new();
+    };
+    vec![crate::results::Entry {
+        name: "failover",
+        value: spread(&duet.failover).0,
+        unit: "s, crash to first good reply (deadtime 1 s)",
+        peer: "Heartbeat's timings (deadtime 10 s)".into(),
+        peer_value: spread(&classic.failover).0,
+        higher_is_better: false,
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ pub mod net;
 pub mod node;
 pub mod pdu;
 pub mod replica;
+pub mod results;
 pub mod rootfs;
 pub mod status;
 pub mod web;

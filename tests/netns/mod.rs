@@ -278,6 +278,12 @@ impl Lab {
             .unwrap_or_else(|| panic!("no node {name} in the lab"))
     }
 
+    /// The process id of `name`'s duetd while it runs (`ip netns exec`
+    /// and `env` exec it in place, so the child is duetd itself).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.node(name).duetd.as_ref().map(Child::id)
+    }
+
     fn node_mut(&mut self, name: &str) -> &mut Node {
         self.nodes
             .iter_mut()

@@ -93,6 +93,7 @@ fn bench_failover(runs: usize, classic_runs: usize) -> ExitCode {
     drop(lab);
     println!();
     print!("{}", duet_lab::bench::table(&series));
+    duet_lab::results::merge(&duet_lab::bench::entries(&series));
     ExitCode::SUCCESS
 }
 

@@ -46,7 +46,7 @@ fn round(v: f64) -> f64 {
 }
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench")
+    crate::project_root().join("target/bench")
 }
 
 /// Replaces the entries of the same names in results.json (others stay)
