@@ -227,3 +227,70 @@ fn includes_are_found_from_the_folder_of_the_file_that_includes_them() {
     let config = std::fs::read_to_string(d.0.join("out/duet.toml")).expect("config");
     assert!(config.contains("name = \"r0\""), "{config}");
 }
+
+#[test]
+fn an_out_that_is_a_folder_or_an_input_and_a_device_to_read_are_refused_before_anything_is_written()
+{
+    let d = Dir::new();
+    let run = |out: &Path, drbd: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_duetctl"))
+            .args(["import", "heartbeat", "--force", "--ha-cf"])
+            .arg(d.0.join("ha.cf"))
+            .arg("--haresources")
+            .arg(d.0.join("haresources"))
+            .arg("--authkeys")
+            .arg(d.0.join("authkeys"))
+            .arg("--drbd-conf")
+            .arg(drbd)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("run duetctl")
+    };
+    let drbd = d.0.join("drbd.conf");
+    std::fs::create_dir_all(d.0.join("etc/duet")).expect("dir");
+    std::fs::write(d.0.join("etc/duet.key"), "old\n").expect("key");
+    for (out, says) in [
+        (d.0.join("etc/duet"), "a folder"),
+        (d.0.join("ha.cf"), "one of the files being imported"),
+    ] {
+        let o = run(&out, &drbd);
+        assert!(!o.status.success());
+        assert!(text(&o).contains(says), "{}", text(&o));
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.0.join("etc/duet.key")).expect("key"),
+        "old\n"
+    );
+    assert!(
+        std::fs::read_to_string(d.0.join("ha.cf"))
+            .expect("ha.cf")
+            .contains("keepalive")
+    );
+    // Nothing read to the end that is not a file.
+    std::fs::write(&drbd, "include \"/dev/zero\";\n").expect("drbd.conf");
+    let o = run(&d.0.join("out/duet.toml"), &drbd);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not a regular file"), "{}", text(&o));
+}
+
+#[test]
+fn a_node_given_two_addresses_of_one_family_is_refused() {
+    let d = Dir::new();
+    let out = import(
+        &d,
+        "haresources",
+        &[
+            "--node-address",
+            "node1=203.0.113.1",
+            "--node-address",
+            "node1=203.0.113.2",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("node1 has an address of this family already"),
+        "{}",
+        text(&out)
+    );
+}

@@ -27,6 +27,7 @@ pub fn heartbeat(args: &HeartbeatImport) -> u8 {
 }
 
 fn run(args: &HeartbeatImport) -> Result<(), Vec<String>> {
+    check_out(args)?;
     let addresses = hints(&args.node_address)?;
     let ha_cf_text = read(&args.ha_cf)?;
     let haresources_text = read(&args.haresources)?;
@@ -104,8 +105,35 @@ fn run(args: &HeartbeatImport) -> Result<(), Vec<String>> {
     Ok(())
 }
 
+/// --out names the config file to write: not a folder, not one of the
+/// files read. Checked first, since the keys go beside it.
+fn check_out(args: &HeartbeatImport) -> Result<(), Vec<String>> {
+    let out = &args.out;
+    let refuse = |why: &str| Err(vec![format!("--out {}: {why}", out.display())]);
+    if out.as_os_str().to_string_lossy().ends_with('/') || out.is_dir() {
+        return refuse("a folder; name the config file (e.g. /etc/duet/duet.toml)");
+    }
+    let same = |input: &Path| match (fs::canonicalize(input), fs::canonicalize(out)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => input == out.as_path(),
+    };
+    if [
+        &args.ha_cf,
+        &args.haresources,
+        &args.authkeys,
+        &args.drbd_conf,
+    ]
+    .into_iter()
+    .any(|p| same(p))
+    {
+        return refuse("that is one of the files being imported");
+    }
+    Ok(())
+}
+
 fn hints(list: &[String]) -> Result<Vec<(String, IpAddr)>, Vec<String>> {
-    list.iter()
+    let parsed: Vec<(String, IpAddr)> = list
+        .iter()
         .map(|h| {
             let (node, ip) = h
                 .split_once('=')
@@ -115,7 +143,18 @@ fn hints(list: &[String]) -> Result<Vec<(String, IpAddr)>, Vec<String>> {
                 .map_err(|_| vec![format!("--node-address {h}: \"{ip}\" is not an IP address")])?;
             Ok((node.to_string(), ip))
         })
-        .collect()
+        .collect::<Result<_, Vec<String>>>()?;
+    for (i, (node, ip)) in parsed.iter().enumerate() {
+        if parsed[..i]
+            .iter()
+            .any(|(n, a)| n == node && a.is_ipv4() == ip.is_ipv4())
+        {
+            return Err(vec![format!(
+                "--node-address {node}={ip}: {node} has an address of this family already"
+            )]);
+        }
+    }
+    Ok(parsed)
 }
 
 /// The file names in `dir` (none when it does not exist).
@@ -136,10 +175,27 @@ fn read(path: &Path) -> Result<String, Vec<String>> {
 /// Latin-1 is fine there, so bytes that are not UTF-8 are replaced (only
 /// comments hold such), and a byte-order mark is dropped.
 fn text_of(path: &Path) -> Result<String, String> {
-    let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", path.display());
+    // A classic config file is a regular file of some KiB: a device, a
+    // FIFO or a giant is a mistake, not something to read to the end.
+    let meta = fs::metadata(path).map_err(|e| cannot(&e))?;
+    if !meta.is_file() {
+        return Err(cannot(&"not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| cannot(&e))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(cannot(&format!("larger than {} MiB", MAX_FILE >> 20)));
+    }
     let text = String::from_utf8_lossy(&bytes);
     Ok(text.strip_prefix('\u{feff}').unwrap_or(&text).to_string())
 }
+
+/// The largest classic file read (Heartbeat's and DRBD's are KiB).
+const MAX_FILE: u64 = 64 << 20;
 
 /// authkeys holds the key itself, which a replaced byte would change.
 fn read_strict(path: &Path) -> Result<String, Vec<String>> {
@@ -402,11 +458,32 @@ fn stage(
     // Its errors name the file as it would have been written.
     let (staged_name, final_name) = (t.display().to_string(), out.display().to_string());
     config::load(&t).map_err(|e| {
+        let said = e.to_string().replace(&staged_name, &final_name);
         vec![format!(
-            "the imported config does not check, nothing was written:\n{}",
-            e.to_string().replace(&staged_name, &final_name)
+            "the imported config does not check, nothing was written (each line it names is shown as it would have been):\n{}",
+            with_lines(&said, &final_name, &imported.toml)
         )]
     })
+}
+
+/// After each `FILE:LINE:...` of check-config's errors, that line of the
+/// config that was not written, so the reader sees what it was about.
+fn with_lines(said: &str, file: &str, toml: &str) -> String {
+    let lines: Vec<&str> = toml.lines().collect();
+    let prefix = format!("{file}:");
+    said.lines()
+        .map(|l| {
+            let number = l
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            match number.and_then(|n| Some((n, lines.get(n.checked_sub(1)?)?))) {
+                Some((n, text)) => format!("{l}\n    {n} | {text}"),
+                None => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Vec<String>> {
@@ -454,6 +531,16 @@ mod tests {
         assert_eq!((r.prefix, r.interface.as_str()), (24, "eth0"));
         assert!(route("eth0\t00000000\t0100330A\t0003\t0\t0\t0\t00000000\t0\t0\t0").is_none());
         assert!(route("garbage").is_none());
+    }
+
+    #[test]
+    fn check_errors_show_the_line_they_name() {
+        let toml = "[cluster]\nname = \"ha\"\n";
+        let said = "out/duet.toml:2:1: cluster.name: bad\nout/duet.toml:9:1: past the end\nother";
+        assert_eq!(
+            with_lines(said, "out/duet.toml", toml),
+            "out/duet.toml:2:1: cluster.name: bad\n    2 | name = \"ha\"\nout/duet.toml:9:1: past the end\nother"
+        );
     }
 
     #[test]

@@ -640,7 +640,6 @@ impl<'a> Parser<'a> {
             from_file: true,
             line: d.line,
         });
-        self.stonith_note(d.line);
     }
 
     fn stonith_host(&mut self, d: &Directive) {
@@ -659,14 +658,6 @@ impl<'a> Parser<'a> {
             from_file: false,
             line: d.line,
         });
-        self.stonith_note(d.line);
-    }
-
-    fn stonith_note(&mut self, line: usize) {
-        self.note(
-            line,
-            "STONITH becomes duet's [fencing], which runs Heartbeat's `stonith` command with this device",
-        );
     }
 
     fn cluster(&mut self, d: &Directive) {
