@@ -70,6 +70,13 @@ pub fn merge(entries: &[Entry]) {
     let _ = std::fs::write(dir().join("results.svg"), svg(&all));
 }
 
+/// Draws results.svg again from results.json as it is (`duet-lab plot`).
+pub fn redraw() -> std::io::Result<PathBuf> {
+    merge(&[]);
+    let svg = dir().join("results.svg");
+    std::fs::metadata(&svg).map(|_| svg)
+}
+
 /// How many times better than its peer duet is on each entry (above 1:
 /// better), as horizontal bars on a log scale around 1.
 fn svg(all: &[Value]) -> String {
@@ -84,7 +91,7 @@ fn svg(all: &[Value]) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"{LEFT}\" y=\"18\">duet against its peer (log scale, right of the line: duet better)</text>\n",
-        w = LEFT + WIDTH + 160.0
+        w = LEFT + WIDTH + 300.0
     );
     for (i, v) in all.iter().enumerate() {
         let y = 34.0 + ROW * i as f64;
@@ -121,5 +128,5 @@ fn svg(all: &[Value]) -> String {
 }
 
 fn short(peer: &str) -> String {
-    peer.chars().take(22).collect()
+    peer.chars().take(40).collect()
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use duet_lab::{Binaries, Lab, wait_until, web};
 
-const USAGE: &str = "usage: duet-lab up [2|3] | shell NODE | down | demo | bench-failover [RUNS] | campaign [FAULTS [SEED]]";
+const USAGE: &str = "usage: duet-lab up [2|3] | shell NODE | down | demo | bench-failover [RUNS] | plot | campaign [FAULTS [SEED]]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +27,16 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["demo"] => demo(),
+        ["plot"] => match duet_lab::results::redraw() {
+            Ok(svg) => {
+                println!("{}", svg.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("target/bench/results.svg: {e}");
+                ExitCode::FAILURE
+            }
+        },
         ["bench-failover"] => bench_failover(10, 3),
         ["bench-failover", runs] => match runs.parse() {
             Ok(n @ 1..=100) => bench_failover(n, n.div_ceil(3)),
