@@ -294,3 +294,21 @@ fn a_node_given_two_addresses_of_one_family_is_refused() {
         text(&out)
     );
 }
+
+#[test]
+fn a_dangling_link_an_include_pattern_matches_is_named_not_skipped() {
+    let d = Dir::new();
+    let drbd = std::fs::read_to_string(d.0.join("drbd.conf")).expect("drbd.conf");
+    let inc = d.0.join("drbd.d");
+    std::fs::create_dir_all(&inc).expect("drbd.d");
+    std::fs::write(
+        inc.join("r0.res"),
+        &drbd[drbd.find("resource r0").expect("r0")..],
+    )
+    .expect("write");
+    std::os::unix::fs::symlink(inc.join("gone.res"), inc.join("r1.res")).expect("symlink");
+    std::fs::write(d.0.join("drbd.conf"), "include \"drbd.d/*.res\";\n").expect("write");
+    let out = import(&d, "haresources", &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("r1.res"), "{}", text(&out));
+}

@@ -230,8 +230,10 @@ fn includes(pattern: &str) -> Result<Vec<(String, String)>, String> {
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .flatten()
         .map(|e| e.path())
+        // Folders aside, whatever matches is read: a dangling or looping
+        // link or a device says why it cannot be, rather than vanish.
         .filter(|p| {
-            p.is_file()
+            !p.is_dir()
                 && p.file_name()
                     .is_some_and(|n| matches(&name, &n.to_string_lossy()))
         })
