@@ -50,6 +50,14 @@ fn run(
     convert(&c, &o)
 }
 
+/// The error that starts with `start` (file:line and the first words).
+fn said_line(e: &[ImportError], start: &str) -> String {
+    e.iter()
+        .map(ToString::to_string)
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no error starting {start:?}: {e:#?}"))
+}
+
 /// The imported text, loaded by duet's own config parser (with the key
 /// beside it), so the test checks what check-config would.
 fn load(i: &Imported) -> crate::config::Config {
@@ -412,11 +420,8 @@ fn a_stonith_device_reached_from_one_node_only_is_refused() {
     let f = files(&ha, HARESOURCES, DRBD);
     let e = run(&f, &[], &[]).expect_err("refused");
     assert!(
-        e.iter().any(|e| e
-            .to_string()
+        said_line(&e, "ha.cf:13: stonith_host node1.example.org")
             .contains("reached from node1.example.org only")
-            && e.to_string().contains("ha.cf:13")),
-        "{e:?}"
     );
 }
 
@@ -450,10 +455,9 @@ fn what_is_said_of_an_included_resource_names_its_own_file() {
     let mut f = files(HA_CF, HARESOURCES, DRBD);
     f.drbd = drbd;
     let e = run(&f, &[], &[]).expect_err("different ports");
-    assert!(
-        e.iter()
-            .any(|e| e.to_string().starts_with("drbd.d/r0.res:1:")),
-        "{e:?}"
+    said_line(
+        &e,
+        "drbd.d/r0.res:1: resource r0: the hosts use different ports",
     );
 }
 
@@ -498,11 +502,9 @@ fn floating_sections_are_the_nodes_that_have_their_addresses() {
         ],
     )
     .expect_err("one node twice");
-    assert!(
-        e.iter().any(|e| e
-            .to_string()
-            .contains("node1.example.org has two host sections")),
-        "{e:?}"
+    said_line(
+        &e,
+        "drbd.conf:6: resource r0: node1.example.org has two host sections",
     );
 }
 
@@ -511,11 +513,9 @@ fn internal_metadata_on_one_node_only_is_refused_at_its_host() {
     let drbd = DRBD.replacen("meta-disk internal;", "flexible-meta-disk /dev/sdc1;", 1);
     let f = files(HA_CF, HARESOURCES, &drbd);
     let e = run(&f, &[], &[]).expect_err("mixed");
-    assert!(
-        e.iter().any(|e| e.to_string().starts_with(
-            "drbd.conf:14: resource r0: node2.example.org keeps its metadata internal"
-        )),
-        "{e:?}"
+    said_line(
+        &e,
+        "drbd.conf:14: resource r0: node2.example.org keeps its metadata internal",
     );
 }
 
@@ -552,11 +552,8 @@ fn filesystem_labels_and_uuids_are_udev_links_and_nfs_is_refused() {
         let f = files(HA_CF, hr, DRBD);
         let e = run(&f, &[], &[]).expect_err(hr);
         assert!(
-            e.iter().any(
-                |e| e.to_string().starts_with("haresources:1: Filesystem on")
-                    && e.to_string().contains(says)
-            ),
-            "{hr}: {e:?}"
+            said_line(&e, "haresources:1: Filesystem on").contains(says),
+            "{hr}"
         );
     }
 }
