@@ -58,6 +58,12 @@ fn said_line(e: &[ImportError], start: &str) -> String {
         .unwrap_or_else(|| panic!("no error starting {start:?}: {e:#?}"))
 }
 
+/// These files refused, with an error starting `start`: that error.
+fn refused(ha_cf: &str, haresources: &str, drbd: &str, start: &str) -> String {
+    let e = run(&files(ha_cf, haresources, drbd), &[], &[]).expect_err(start);
+    said_line(&e, start)
+}
+
 /// The imported text, loaded by duet's own config parser (with the key
 /// beside it), so the test checks what check-config would.
 fn load(i: &Imported) -> crate::config::Config {
@@ -417,11 +423,15 @@ fn a_stonith_device_reached_from_one_node_only_is_refused() {
     let ha = format!(
         "{HA_CF}stonith_host node1.example.org external/ipmi node2.example.org 10.0.0.12 admin pw lan\n"
     );
-    let f = files(&ha, HARESOURCES, DRBD);
-    let e = run(&f, &[], &[]).expect_err("refused");
+    let said = refused(
+        &ha,
+        HARESOURCES,
+        DRBD,
+        "ha.cf:13: stonith_host node1.example.org",
+    );
     assert!(
-        said_line(&e, "ha.cf:13: stonith_host node1.example.org")
-            .contains("reached from node1.example.org only")
+        said.contains("reached from node1.example.org only"),
+        "{said}"
     );
 }
 
@@ -511,10 +521,10 @@ fn floating_sections_are_the_nodes_that_have_their_addresses() {
 #[test]
 fn internal_metadata_on_one_node_only_is_refused_at_its_host() {
     let drbd = DRBD.replacen("meta-disk internal;", "flexible-meta-disk /dev/sdc1;", 1);
-    let f = files(HA_CF, HARESOURCES, &drbd);
-    let e = run(&f, &[], &[]).expect_err("mixed");
-    said_line(
-        &e,
+    refused(
+        HA_CF,
+        HARESOURCES,
+        &drbd,
         "drbd.conf:14: resource r0: node2.example.org keeps its metadata internal",
     );
 }
