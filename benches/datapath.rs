@@ -230,6 +230,7 @@ fn main() {
         rows[4].figures[0].push(latency(&pair::socket(&lab), SIZE, LATENCY_WRITES).1);
         rows[4].figures[1].push(latency(&kit_sock, SIZE, LATENCY_WRITES).1);
     }
+    pair::stop_both(&mut lab);
     let _ = nbdkit.kill();
     let _ = nbdkit.wait();
     print(&rows);

@@ -132,7 +132,7 @@ fn memory(size: u64) -> (f64, f64) {
     let socket = pair::socket(&lab);
     write_some(&format!("nbd+unix:///r0?socket={}", socket.display()), &lab);
     let duet = rss_kib(lab.pid("node1").expect("duetd runs")) / 1024.0;
-    lab.kill("node1");
+    lab.stop("node1");
 
     let image = lab.dir.join("node1.img");
     let kit_sock = lab.dir.join("nbdkit.sock");

@@ -239,8 +239,7 @@ fn main() {
         rows[2].duet.push(p99);
         // The same client and file, straight to the backing file (the
         // daemon is stopped first so nothing else writes it).
-        lab.kill("node1");
-        lab.kill("node2");
+        pair::stop_both(&mut lab);
         let w = nbdcopy(&source, &backing.to_string_lossy());
         // nbdcopy sizes a file destination like its source: give the disk
         // its length back (create-md rewrites the metadata next run).
@@ -315,5 +314,7 @@ fn bitmap_resync(lab: &mut Lab, socket: &Path) -> (u64, u64) {
             && pair::r0_is(lab, "node1", "replication", "established")
     })
     .unwrap_or_else(|| panic!("no resync: {:?}", lab.try_status("node2")));
-    (resynced(lab) - before, dirty)
+    let moved = resynced(lab) - before;
+    pair::stop_both(lab);
+    (moved, dirty)
 }

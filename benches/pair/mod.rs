@@ -87,7 +87,7 @@ pub fn wait(timeout: Duration, ok: impl Fn() -> bool) -> Option<Duration> {
 /// the time of the initial full sync.
 pub fn fresh_pair(lab: &mut Lab) -> Duration {
     for n in ["node1", "node2"] {
-        lab.kill(n);
+        lab.stop(n);
         duetctl_local(lab, n, &["create-md", "r0", "--force"]);
     }
     for n in ["node1", "node2"] {
@@ -105,4 +105,12 @@ pub fn fresh_pair(lab: &mut Lab) -> Duration {
     })
     .unwrap_or_else(|| panic!("no full sync: {:?}", lab.try_status("node2")));
     t.elapsed()
+}
+
+/// Both daemons stopped as systemd stops them, so the Primary lets go of
+/// its device (the lab's Drop SIGKILLs, which leaves the loop device).
+pub fn stop_both(lab: &mut Lab) {
+    for n in ["node1", "node2"] {
+        lab.stop(n);
+    }
 }

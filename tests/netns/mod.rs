@@ -320,6 +320,26 @@ impl Lab {
         node.duetd = Some(cmd.spawn().expect("spawn duetd"));
     }
 
+    /// SIGTERM, as systemd stops duetd: it stops what runs there and lets
+    /// go of its replicas' devices (a SIGKILLed Primary leaves its loop
+    /// device behind). SIGKILL after 5 s if it has not exited.
+    pub fn stop(&mut self, name: &str) {
+        let Some(mut child) = self.node_mut(name).duetd.take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// SIGKILL: the node dies without a word, as in a crash.
     pub fn kill(&mut self, name: &str) {
         if let Some(mut child) = self.node_mut(name).duetd.take() {
