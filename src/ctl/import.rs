@@ -402,16 +402,8 @@ fn write_all(args: &HeartbeatImport, imported: &convert::Imported) -> Result<(),
         let _ = fs::remove_file(t);
     }
     let c = result?;
-    // check-config's warnings, naming the file as written.
-    let (staged_name, final_name) = (
-        temp(&args.out).display().to_string(),
-        args.out.display().to_string(),
-    );
     for w in &c.warnings {
-        eprintln!(
-            "warning: {}",
-            w.to_string().replace(&staged_name, &final_name)
-        );
+        eprintln!("warning: {w}");
     }
     println!(
         "{}: imported and valid: cluster {}, {} node(s), {} link(s), {} replica(s), {} group(s); key in {}",
@@ -455,15 +447,12 @@ fn stage(
         0o644
     };
     write_file(&t, imported.toml.as_bytes(), mode)?;
-    // The temporary config names the final key file, which need not exist
-    // for the check.
-    // Its errors name the file as it would have been written.
-    let (staged_name, final_name) = (t.display().to_string(), out.display().to_string());
-    config::load(&t).map_err(|e| {
-        let said = e.to_string().replace(&staged_name, &final_name);
+    // Checked under its final name, so that what check-config says names
+    // it; the key file beside it need not exist yet.
+    config::parse(&imported.toml, out).map_err(|e| {
         vec![format!(
             "the imported config does not check, nothing was written (each line it names is shown as it would have been):\n{}",
-            with_lines(&said, &final_name, &imported.toml)
+            with_lines(&e.to_string(), &out.display().to_string(), &imported.toml)
         )]
     })
 }

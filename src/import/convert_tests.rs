@@ -440,16 +440,11 @@ fn timings_out_of_order_are_refused_naming_what_the_file_said() {
     let ha = HA_CF
         .replace("deadtime 10\n", "deadtime 1\n")
         .replace("warntime 5\n", "");
-    let f = files(&ha, HARESOURCES, DRBD);
-    let e = run(&f, &[], &[]).expect_err("refused");
-    let said = e
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(
-        said.contains("ha.cf: keepalive 2s, warntime 1500ms (not in the file), deadtime 1s"),
-        "{said}"
+    refused(
+        &ha,
+        HARESOURCES,
+        DRBD,
+        "ha.cf: keepalive 2s, warntime 1500ms (not in the file), deadtime 1s",
     );
 }
 
@@ -477,14 +472,9 @@ fn floating_sections_are_the_nodes_that_have_their_addresses() {
     let f = files(HA_CF, HARESOURCES, drbd);
     // Nothing says which node has which address: refused, with the way out.
     let e = run(&f, &[], &[]).expect_err("unknown addresses");
-    let said = e
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(
-        said.contains("drbd.conf:5: resource r0: floating 203.0.113.1:7789: no node is known to have this address; give it with --node-address NODE=203.0.113.1"),
-        "{said}"
+    said_line(
+        &e,
+        "drbd.conf:5: resource r0: floating 203.0.113.1:7789: no node is known to have this address; give it with --node-address NODE=203.0.113.1",
     );
     let hints = [
         (
