@@ -15,6 +15,7 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=2
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 demo: build
 	target/release/duet-lab demo
@@ -65,10 +66,12 @@ lab-up: build
 lab-down:
 	target/release/duet-lab down
 
-# A short fuzzing run of the heartbeat decoder (needs cargo-fuzz).
+# Every fuzz target (fuzz/README.md) for FUZZ_SECONDS each, from its
+# committed corpus; `make test` runs the same. A crash fails it and leaves
+# the input in target/fuzz-artifacts.
+FUZZ_SECONDS ?= 20
 fuzz:
-	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
-	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run heartbeat_decode -- -max_total_time=60
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Completions and the man page, generated from the CLI definition.
 man: build

@@ -51,7 +51,10 @@ impl Backend for Memory {
 
 fuzz_target!(|data: &[u8]| {
     let backend = Arc::new(Memory(Mutex::new(vec![0; SIZE])));
-    let exports = Arc::new(HashMap::from([("r0".to_string(), Export::new("r0", backend))]));
+    let exports = Arc::new(HashMap::from([(
+        "r0".to_string(),
+        Export::new("r0", backend),
+    )]));
     let Ok((mut client, server)) = UnixStream::pair() else {
         return;
     };

@@ -114,10 +114,24 @@ fn header(notes: &[Note]) -> String {
     if !notes.is_empty() {
         s.push_str("#\n# Carried over differently, or not at all:\n");
         for n in notes {
-            s.push_str(&format!("# - {n}\n"));
+            s.push_str(&format!("# - {}\n", commented(&n.to_string())));
         }
     }
     s
+}
+
+/// A note's text as one comment line. Notes quote the classic files, and
+/// a line break or control character from them would end the comment
+/// (the rest read as config) or make the file unreadable: those are
+/// written as escapes.
+fn commented(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' => c.to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// A link as the config will have it, with each node's address on it.

@@ -573,3 +573,20 @@ fn an_alias_label_becomes_its_interface_with_a_note() {
         i.notes
     );
 }
+
+#[test]
+fn notes_quoting_the_files_stay_inside_their_comment() {
+    // A control character before a statement the notes quote: TOML
+    // allows none in a comment (found by fuzz target import_convert).
+    let drbd = DRBD.replacen("meta-disk internal;", "\u{1d}meta-disk internal;", 1);
+    let i = run(&files(HA_CF, HARESOURCES, &drbd), &[], &[]).expect("converts");
+    let note = i
+        .toml
+        .lines()
+        .find(|l| l.contains("meta-disk"))
+        .unwrap_or_else(|| panic!("no note on meta-disk:\n{}", i.toml));
+    assert!(note.contains("`\\u{1d}meta-disk internal`"), "{note}");
+    let header = i.toml.lines().take_while(|l| !l.starts_with('['));
+    assert!(header.into_iter().all(|l| l.starts_with('#')), "{}", i.toml);
+    assert_eq!(load(&i).cluster.name, "ha");
+}
