@@ -147,9 +147,11 @@ fn verify<M: Mac + KeyInit>(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
 /// spaces trimmed (editors add them; nobody means them as key material).
 /// Like Heartbeat's authkeys, a file group or others can read or write is
 /// refused: a readable key lets anyone on the link join the cluster, a
-/// writable one lets them replace it.
+/// writable one lets them replace it. So is a file another user owns
+/// (root's, for duetd): its owner can change its mode or content at will.
 pub fn load_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
-    let mut key = read_private_file(path, None)?;
+    let me = nix::unistd::geteuid().as_raw();
+    let mut key = read_private_file(path, Some(me))?;
     while key
         .last()
         .is_some_and(|b| matches!(b, b'\n' | b'\r' | b' '))
@@ -375,6 +377,20 @@ mod tests {
             err.to_string().contains(&missing.display().to_string()),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_key_file_another_user_owns_is_refused() {
+        let dir = TempDir::new("keyowner");
+        let path = dir.0.join("duet.key");
+        generate_key_file(&path).expect("keygen");
+        assert!(load_key_file(&path).is_ok(), "own key refused");
+        // Tests run as root (the lab needs it); a file of nobody's:
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        nix::unistd::chown(&path, Some(nobody), None).expect("chown (tests run as root)");
+        let err = load_key_file(&path).expect_err("a key nobody owns was accepted");
+        assert!(matches!(err, KeyError::Owner { owner: 65534, .. }), "{err}");
+        assert!(err.to_string().contains("chown 0 "), "{err}");
     }
 
     #[test]
