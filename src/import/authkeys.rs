@@ -286,20 +286,26 @@ fn leading_number(text: &str) -> Option<u32> {
     text.get(..end)?.parse().ok()
 }
 
-/// Heartbeat refuses an authkeys that group or others may read.
+/// Heartbeat refuses an authkeys that group or others may read; one they
+/// may write is as bad for duet, which takes the key over: it may be
+/// theirs.
 fn mode_note(file: &str, mode: Option<u32>) -> Option<Note> {
     let mode = mode? & 0o7777;
-    (mode & 0o044 != 0).then(|| {
-        Note::warning(
-            file,
-            0,
-            format!(
-                "authkeys is readable by others (mode {mode:04o}): Heartbeat refuses that; \
-                 the key imported into duet's key file gets mode 0600, but others may have read it: \
-                 consider a new key (`duetctl keygen`, then copy it to every node)"
-            ),
+    let message = if mode & 0o044 != 0 {
+        format!(
+            "authkeys is readable by others (mode {mode:04o}): Heartbeat refuses that; \
+             the key imported into duet's key file gets mode 0600, but others may have read it: \
+             consider a new key (`duetctl keygen`, then copy it to every node)"
         )
-    })
+    } else if mode & 0o022 != 0 {
+        format!(
+            "authkeys is writable by others (mode {mode:04o}): the key imported may be one they put there; \
+             duet's key file gets mode 0600, but consider a new key (`duetctl keygen`, then copy it to every node)"
+        )
+    } else {
+        return None;
+    };
+    Some(Note::warning(file, 0, message))
 }
 
 #[cfg(test)]

@@ -125,7 +125,8 @@ fn file_mode() {
         (0o600, false),
         (0o400, false),
         (0o100600, false),
-        (0o602, false),
+        (0o602, true),
+        (0o620, true),
         (0o640, true),
         (0o604, true),
         (0o644, true),
@@ -136,13 +137,21 @@ fn file_mode() {
             Err(e) => panic!("{e:#?}"),
         };
         let n = notes(&keys);
-        assert_eq!(n.contains("readable by others"), noted, "{mode:o}: {n}");
+        let said = n.contains("readable by others") || n.contains("writable by others");
+        assert_eq!(said, noted, "{mode:o}: {n}");
     }
     let keys = match parse(SAMPLE, FILE, Some(0o644)) {
         Ok(keys) => keys,
         Err(e) => panic!("{e:#?}"),
     };
     assert!(notes(&keys).contains("(mode 0644): Heartbeat refuses that"));
+    let writable = parse(SAMPLE, FILE, Some(0o602)).map(|k| notes(&k));
+    assert!(
+        writable.as_deref().is_ok_and(|n| n.contains(
+            "writable by others (mode 0602): the key imported may be one they put there"
+        )),
+        "{writable:?}"
+    );
     // Something to act on: printed as a warning, not among the notes.
     let readable = |n: &&crate::import::Note| n.message.contains("readable by others");
     assert!(keys.notes.iter().filter(readable).all(|n| n.warning));
