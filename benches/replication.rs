@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use common::{Row, latency, latency_with, median, report};
 use duet::testkit::SplitMix64;
-use netns::Lab;
+use netns::{Lab, in_netns};
 use pair::fresh_pair;
 
 const SIZE: u64 = 256 << 20;
@@ -82,27 +82,6 @@ fn dd_copy(from: &Path, to: &Path, bytes: u64) -> Duration {
         .expect("dd");
     assert!(st.success());
     t.elapsed()
-}
-
-/// Runs `f` on a thread inside network namespace `ns` (setns moves only
-/// the calling thread).
-fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let netns = std::fs::File::open(&path).expect("netns");
-        // SAFETY: setns on a descriptor we own; it changes only this thread.
-        let r = unsafe {
-            nix::libc::setns(
-                std::os::fd::AsRawFd::as_raw_fd(&netns),
-                nix::libc::CLONE_NEWNET,
-            )
-        };
-        assert_eq!(r, 0, "setns {path}");
-        f()
-    })
 }
 
 /// The link itself, between the same namespaces and addresses: one TCP

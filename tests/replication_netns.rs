@@ -646,3 +646,94 @@ fn lab_duetd_does_not_start_with_a_tls_key_others_may_read() {
     }
     assert!(lab.try_status("node1").is_err(), "node1 answers");
 }
+
+/// `n` TCP connections to `to`, one after another, each from `from` (an
+/// address of namespace `ns`), sending `junk` and closing. Connections the
+/// peer refuses or resets count as made: the point is to knock.
+fn knock(ns: &str, from: &str, to: &str, n: usize, junk: &'static [u8]) {
+    use std::io::Write;
+    let (from, to): (std::net::SocketAddr, std::net::SocketAddr) = (
+        format!("{from}:0").parse().expect("from"),
+        to.parse().expect("to"),
+    );
+    let t = netns::in_netns(ns, move || {
+        for _ in 0..n {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            s.bind(&from.into()).expect("bind");
+            if s.connect_timeout(&to.into(), Duration::from_secs(2))
+                .is_ok()
+            {
+                let _ = (&s).write_all(junk);
+            }
+        }
+    });
+    t.join().expect("knocking thread");
+}
+
+#[test]
+fn lab_a_flood_on_the_replication_port_is_refused_counted_and_quiet() {
+    let lab = pair("100M", "");
+    wait_r0(&lab, "node1", "connected", |r| r["connection"] == "connected");
+    ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
+    established(&lab, "node2");
+    let lines = |node: &str, what: &str| lab.log(node).matches(what).count();
+    let ups = lines("node2", "replication link up");
+    // node2 listens (the higher id); a stranger beside node1 knocks 300
+    // times, and node1's own address sends junk in place of a handshake.
+    netns::ip(&[
+        "-n",
+        &lab.node("node1").ns,
+        "addr",
+        "add",
+        "203.0.113.99/24",
+        "dev",
+        "eth1",
+    ]);
+    let t = std::time::Instant::now();
+    knock(
+        &lab.node("node1").ns,
+        "203.0.113.99",
+        "203.0.113.2:7789",
+        300,
+        b"GET / HTTP/1.0\r\n\r\n",
+    );
+    knock(
+        &lab.node("node1").ns,
+        "203.0.113.1",
+        "203.0.113.2:7789",
+        20,
+        &[0xff; 64],
+    );
+    let (s, _) = lab.wait_status("node2", SYNC, "300 refusals counted", |s| {
+        counter(s, "refused-connections") >= 300
+    });
+    // The replica kept its connection and still mirrors.
+    assert_eq!(states(&s), states(&lab.status("node2").expect("status")));
+    let received = counter(&s, "received");
+    nbd_write(&lab, "node1", 0x5a, 0, MIB);
+    wait_r0(&lab, "node2", "the write mirrored after the flood", |r| {
+        r["counters"]["received"].as_u64().unwrap_or(0) >= received + MIB
+    });
+    established(&lab, "node2");
+    assert_eq!(
+        lines("node2", "replication link up"),
+        ups,
+        "{}",
+        lab.log("node2")
+    );
+    assert_eq!(
+        lines("node2", "replication link down"),
+        0,
+        "{}",
+        lab.log("node2")
+    );
+    // Logged at most once per 10 s: every refusal is in the counter.
+    let bound = 1 + t.elapsed().as_secs() as usize / 10 + 1;
+    let said = lines("node2", "replication connection from a stranger refused");
+    assert!(
+        (1..=bound).contains(&said),
+        "{said} lines in {:?}",
+        t.elapsed()
+    );
+}

@@ -43,6 +43,42 @@ impl<K: Hash + Eq> RateLimit<K> {
     }
 }
 
+/// Refusals of one listener (kinds such as "stranger" or "handshake"),
+/// shared by its threads: each counted, and logged at most once per
+/// interval and kind, so a flood neither fills the journal nor goes unseen.
+pub struct Refusals {
+    start: std::time::Instant,
+    limit: std::sync::Mutex<RateLimit<&'static str>>,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl Refusals {
+    pub fn new(interval: Duration) -> Refusals {
+        Refusals {
+            start: std::time::Instant::now(),
+            limit: std::sync::Mutex::new(RateLimit::new(interval)),
+            count: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one refusal of `kind`: `Some(held back)` when it may be
+    /// logged, with the number of that kind not logged since the last.
+    pub fn refuse(&self, kind: &'static str) -> Option<u64> {
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = Timestamp(self.start.elapsed());
+        self.limit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow(kind, now)
+    }
+
+    /// Refusals so far, of every kind.
+    pub fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +93,16 @@ mod tests {
         assert_eq!(r.allow("other", t(5)), Some(0));
         assert_eq!(r.allow("bad", t(10_000)), Some(2));
         assert_eq!(r.allow("bad", t(10_001)), None);
+    }
+
+    #[test]
+    fn refusals_are_all_counted_and_logged_once_per_interval() {
+        let r = Refusals::new(Duration::from_secs(3600));
+        assert_eq!(r.refuse("stranger"), Some(0));
+        assert_eq!(r.refuse("handshake"), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(r.refuse("stranger"), None);
+        }
+        assert_eq!(r.count(), 1002);
     }
 }

@@ -74,6 +74,10 @@ impl LocalReplica {
             ("bitmap-writes".to_string(), c.bitmap_writes),
             ("pending".to_string(), c.pending),
             ("unacked".to_string(), c.unacked),
+            (
+                "refused-connections".to_string(),
+                self.handle.as_ref().map_or(0, Handle::refused_connections),
+            ),
         ]);
         ReplicaStatus {
             name: self.name.clone(),

@@ -22,7 +22,7 @@ use std::fmt::Display;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -34,10 +34,9 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::daemon::ratelimit::RateLimit;
+use crate::daemon::ratelimit::Refusals;
 use crate::export::proto::{self, BeforeTls};
 use crate::export::server::{self, Exports};
-use crate::types::Timestamp;
 
 /// Bounds on what clients may hold, per listener (one export each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,28 +171,16 @@ struct Shared {
     stop: watch::Receiver<bool>,
 }
 
-/// Refusals, logged at a bounded rate per kind.
-struct Log {
-    start: std::time::Instant,
-    limit: Mutex<RateLimit<&'static str>>,
-}
+/// Refusals, counted and logged at a bounded rate per kind.
+struct Log(Refusals);
 
 impl Log {
     fn new() -> Log {
-        Log {
-            start: std::time::Instant::now(),
-            limit: Mutex::new(RateLimit::new(LOG_INTERVAL)),
-        }
+        Log(Refusals::new(LOG_INTERVAL))
     }
 
     fn note(&self, kind: &'static str, peer: SocketAddr, what: impl Display) {
-        let now = Timestamp(self.start.elapsed());
-        let allowed = self
-            .limit
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .allow(kind, now);
-        if let Some(held_back) = allowed {
+        if let Some(held_back) = self.0.refuse(kind) {
             tracing::warn!(%peer, held_back, "NBD TCP: {what}");
         }
     }

@@ -73,6 +73,27 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs `f` on a thread inside network namespace `ns` (setns moves only
+/// the calling thread).
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let netns = std::fs::File::open(&path).expect("netns");
+        // SAFETY: setns on a descriptor we own; it changes only this thread.
+        let r = unsafe {
+            nix::libc::setns(
+                std::os::fd::AsRawFd::as_raw_fd(&netns),
+                nix::libc::CLONE_NEWNET,
+            )
+        };
+        assert_eq!(r, 0, "setns {path}");
+        f()
+    })
+}
+
 pub fn ip(args: &[&str]) {
     run(Command::new("ip").args(args));
 }

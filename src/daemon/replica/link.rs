@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use nix::sys::socket::{MsgFlags, send};
 
+use crate::daemon::ratelimit::Refusals;
 use crate::daemon::replica::engine::Engine;
 use crate::replication::core::Msg;
 use crate::replication::wire::{self, HEADER_LEN, MAC_LEN, Opener, Sealer};
@@ -35,6 +36,8 @@ pub struct Shared {
     pub engine: Weak<Engine>,
     pub wants: Arc<AtomicBool>,
     pub stop: Arc<AtomicBool>,
+    /// Connections refused: from strangers, or failing the handshake.
+    pub refusals: Arc<Refusals>,
 }
 
 /// Frames queued in the core's order, not yet sealed.
@@ -228,17 +231,25 @@ static CONN: AtomicU64 = AtomicU64::new(0);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn spawn(cfg: LinkConfig, shared: Shared) -> std::io::Result<()> {
-    let listener = if cfg.local > cfg.peer {
-        Some(TcpListener::bind(cfg.listen)?)
-    } else {
-        None
-    };
+    let name = format!("duet-link-{}", cfg.replica);
+    if cfg.local < cfg.peer {
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || dial_loop(&cfg, &shared))?;
+        return Ok(());
+    }
+    let listener = TcpListener::bind(cfg.listen)?;
+    let next = Arc::new(Next::default());
+    let (cfg, shared) = (Arc::new(cfg), Arc::new(shared));
+    {
+        let (cfg, shared, next) = (cfg.clone(), shared.clone(), next.clone());
+        std::thread::Builder::new()
+            .name(format!("{name}-accept"))
+            .spawn(move || accept_loop(&cfg, &shared, &listener, &next))?;
+    }
     std::thread::Builder::new()
-        .name(format!("duet-link-{}", cfg.replica))
-        .spawn(move || match listener {
-            Some(l) => accept_loop(&cfg, &shared, &l),
-            None => dial_loop(&cfg, &shared),
-        })?;
+        .name(name)
+        .spawn(move || serve_loop(&cfg, &shared, &next))?;
     Ok(())
 }
 
@@ -276,21 +287,61 @@ fn dial(cfg: &LinkConfig) -> std::io::Result<TcpStream> {
     Ok(s.into())
 }
 
-fn accept_loop(cfg: &LinkConfig, shared: &Shared, l: &TcpListener) {
+/// The connection from the peer's address the serving thread takes next:
+/// the newest one (the peer gave up on any older).
+#[derive(Default)]
+struct Next {
+    conn: Mutex<Option<TcpStream>>,
+    ready: Condvar,
+}
+
+/// Accepts all the time, so that a flood is refused (and counted) as it
+/// comes rather than piling up behind a served connection; a connection
+/// from the peer's address waits for the serving thread.
+fn accept_loop(cfg: &LinkConfig, shared: &Shared, l: &TcpListener, next: &Next) {
     for s in l.incoming() {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(s) = s else { continue };
+        let Ok(s) = s else {
+            // Out of file descriptors, say: wait rather than spin.
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
         let from = s.peer_addr().ok();
         if from.map(|a| a.ip()) != Some(cfg.peer_addr.ip()) {
-            tracing::warn!(replica = %cfg.replica, from = ?from, "replication connection from a stranger refused");
+            if let Some(held_back) = shared.refusals.refuse("stranger") {
+                tracing::warn!(replica = %cfg.replica, from = ?from, held_back, "replication connection from a stranger refused");
+            }
             continue;
         }
         if !shared.wants.load(Ordering::SeqCst) {
             continue;
         }
-        serve(cfg, shared, s, false);
+        *next.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+        next.ready.notify_one();
+    }
+}
+
+/// Serves the peer's connections one at a time, as they come.
+fn serve_loop(cfg: &LinkConfig, shared: &Shared, next: &Next) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let conn = {
+            let mut slot = next.conn.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                // Bounded, so a stop is seen without a connection.
+                slot = next
+                    .ready
+                    .wait_timeout(slot, Duration::from_millis(200))
+                    .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+            }
+            slot.take()
+        };
+        if let Some(s) = conn
+            && shared.wants.load(Ordering::SeqCst)
+        {
+            serve(cfg, shared, s, false);
+        }
     }
 }
 
@@ -313,7 +364,9 @@ fn serve(cfg: &LinkConfig, shared: &Shared, mut s: TcpStream, initiator: bool) {
     ) {
         Ok(session) => session,
         Err(e) => {
-            tracing::warn!(replica = %cfg.replica, peer = %cfg.peer_addr, "replication handshake failed: {e}");
+            if let Some(held_back) = shared.refusals.refuse("handshake") {
+                tracing::warn!(replica = %cfg.replica, peer = %cfg.peer_addr, held_back, "replication handshake failed: {e}");
+            }
             return;
         }
     };

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::config::{Config, OnIoError, Replica as ReplicaConfig};
+use crate::daemon::ratelimit::Refusals;
 use crate::membership::auth::load_key_file;
 use crate::replication::activity_log::CAPACITY;
 use crate::replication::bitmap::DirtyBitmap;
@@ -31,7 +32,12 @@ pub struct Handle {
     pub name: String,
     engine: Arc<Engine>,
     stop_link: Arc<AtomicBool>,
+    refusals: Arc<Refusals>,
 }
+
+/// At most one log line per this long and kind about refused replication
+/// connections (the rest are counted).
+const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -46,6 +52,12 @@ pub enum StartError {
 impl Handle {
     pub fn snapshot(&self) -> Snapshot {
         self.engine.snapshot()
+    }
+
+    /// Connections to the replication port refused so far (strangers,
+    /// failed handshakes).
+    pub fn refused_connections(&self) -> u64 {
+        self.refusals.count()
     }
 
     pub fn backend(&self) -> ReplicaBackend {
@@ -142,10 +154,12 @@ pub fn start(
         return Err(e.into());
     }
     let stop_link = Arc::new(AtomicBool::new(false));
+    let refusals = Arc::new(Refusals::new(REFUSAL_LOG_INTERVAL));
     let shared = link::Shared {
         engine: Arc::downgrade(&engine),
         wants: engine.wants_link.clone(),
         stop: stop_link.clone(),
+        refusals: refusals.clone(),
     };
     link::spawn(
         link::LinkConfig {
@@ -176,6 +190,7 @@ pub fn start(
         name: r.name.clone(),
         engine,
         stop_link,
+        refusals,
     };
     handle
         .admin(Admin::Connect {
