@@ -674,7 +674,9 @@ fn knock(ns: &str, from: &str, to: &str, n: usize, junk: &'static [u8]) {
 #[test]
 fn lab_a_flood_on_the_replication_port_is_refused_counted_and_quiet() {
     let lab = pair("100M", "");
-    wait_r0(&lab, "node1", "connected", |r| r["connection"] == "connected");
+    wait_r0(&lab, "node1", "connected", |r| {
+        r["connection"] == "connected"
+    });
     ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
     established(&lab, "node2");
     let lines = |node: &str, what: &str| lab.log(node).matches(what).count();
