@@ -455,9 +455,26 @@ fn lab_down_up_resyncs_what_was_missed_and_adjust_applies_the_config() {
     assert!(!refused.status.success());
     ctl_ok(&lab, "node1", &["secondary", "r0"]);
 
-    // Protocol A from the config file, live.
+    // A config with an error is refused whole, the running replica
+    // untouched: an unknown protocol, then a file that is not TOML.
     let cfg = lab.path("node2.toml");
     let text = std::fs::read_to_string(&cfg).expect("config");
+    let before = states(&lab.status("node2").expect("status"));
+    for (broken, said) in [
+        ("port = 7789\nprotocol = \"Z\"\n", "protocol"),
+        ("port = 7789\nprotocol = \"A\"\n[[[\n", "node2.toml:"),
+    ] {
+        std::fs::write(&cfg, text.replace("port = 7789\n", broken)).expect("config");
+        let out = lab.duetctl("node2", &["adjust", "r0"]);
+        let printed = printed(&out);
+        assert!(!out.status.success(), "a broken config applied: {printed}");
+        assert!(printed.contains(said), "{printed}");
+        let s = lab.status("node2").expect("status");
+        assert_eq!(r0(&s)["protocol"], "C", "{s}");
+        assert_eq!(states(&s), before);
+    }
+
+    // Protocol A from the config file, live.
     std::fs::write(
         &cfg,
         text.replace("port = 7789\n", "port = 7789\nprotocol = \"A\"\n"),

@@ -3230,3 +3230,19 @@ fn self_fence_defaults_to_one_and_a_half_deadtimes_and_warns_when_too_late() {
         "{errors}"
     );
 }
+
+#[test]
+fn crc_is_taken_with_the_opt_in_and_only_then() {
+    let crc = BASE.replacen(
+        "key-file = \"duet.key\"",
+        "key-file = \"duet.key\"\nauth = \"crc\"\nallow-insecure-crc = true",
+        1,
+    );
+    let loaded = parse(&crc, path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        loaded.config.cluster.auth,
+        crate::membership::auth::AuthAlgorithm::Crc
+    );
+    let refused = crc.replacen("allow-insecure-crc = true", "allow-insecure-crc = false", 1);
+    assert_eq!(errors_of(&refused)[0].key, "cluster.auth");
+}

@@ -380,6 +380,18 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_the_key() {
+        for alg in AuthAlgorithm::ALL {
+            let auth = Auth::new(alg, b"s3cr3t-k3y".to_vec()).expect("auth");
+            let shown = format!("{auth:?} {auth:#?}");
+            assert!(shown.contains("algorithm"), "{shown}");
+            for leak in ["s3cr3t", "73 33 63", "115, 51, 99", "7333637233"] {
+                assert!(!shown.contains(leak), "{shown}");
+            }
+        }
+    }
+
+    #[test]
     fn a_key_file_another_user_owns_is_refused() {
         let dir = TempDir::new("keyowner");
         let path = dir.0.join("duet.key");
