@@ -22,6 +22,7 @@ rustPlatform.buildRustPackage {
       ../benches
       ../systemd
       ../dbus
+      ../polkit
     ];
   };
   cargoLock.lockFile = ../Cargo.lock;
@@ -39,6 +40,7 @@ rustPlatform.buildRustPackage {
       --replace-fail /usr/bin/duetd $out/bin/duetd
     install -Dm644 dbus/org.duet.Duet1.conf -t $out/share/dbus-1/system.d
     install -Dm644 dbus/org.duet.Duet1.*.xml -t $out/share/dbus-1/interfaces
+    install -Dm644 polkit/org.duet.Duet1.policy -t $out/share/polkit-1/actions
     installShellCompletion --cmd duetctl \
       --bash <($out/bin/duetctl completions bash) \
       --zsh <($out/bin/duetctl completions zsh) \

@@ -23,6 +23,7 @@ PACKAGES=(
   resource-agents # OCF agents (ocf:heartbeat:Dummy, IPaddr2) the ocf resource kind is tested with
   nix-bin         # nix-instantiate: the Nix files parse, the module's TOML renderer (tests/nix_files.rs)
   pyflakes3       # the NixOS VM tests' Python scripts checked (tests/nix_files.rs)
+  polkitd         # who else than root may act over D-Bus (tests/packaging_netns.rs)
 )
 
 missing=()

@@ -5,6 +5,7 @@
 use tokio::sync::{mpsc, oneshot};
 use zbus::object_server::SignalEmitter;
 
+use crate::bus::authorize::{Action, Gate, authorize};
 use crate::bus::server::{Shared, lock};
 use crate::bus::status::GroupStatus;
 
@@ -55,6 +56,7 @@ pub struct GroupObject {
     pub(crate) shared: Shared,
     pub(crate) index: usize,
     pub(crate) control: GroupControl,
+    pub(crate) gate: Gate,
 }
 
 impl GroupObject {
@@ -105,21 +107,36 @@ impl GroupObject {
 #[zbus::interface(name = "org.duet.Duet1.Group")]
 impl GroupObject {
     /// Forget this group's failures on this node (`duetctl cleanup`).
-    async fn cleanup(&self) -> zbus::fdo::Result<()> {
+    async fn cleanup(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+    ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::Manage).await?;
         let group = self.with(|g| g.name.clone(), String::new());
         self.control.ask(GroupCommand::Cleanup { group }).await
     }
 
     /// Run the group again after Stop, where its preferences say (every
     /// node hears it; `duetctl start`).
-    async fn start(&self) -> zbus::fdo::Result<()> {
+    async fn start(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+    ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::Manage).await?;
         let group = self.with(|g| g.name.clone(), String::new());
         self.control.ask(GroupCommand::Start { group }).await
     }
 
     /// Stop the group wherever it runs; it stays stopped on every node,
     /// across restarts, until Start (`duetctl stop`).
-    async fn stop(&self) -> zbus::fdo::Result<()> {
+    async fn stop(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+    ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::Manage).await?;
         let group = self.with(|g| g.name.clone(), String::new());
         self.control.ask(GroupCommand::Stop { group }).await
     }
@@ -127,7 +144,13 @@ impl GroupObject {
     /// Move the group to `node`: stopped where it runs, then started
     /// there; it stays there while that node can run it (`duetctl move`).
     #[zbus(name = "Move")]
-    async fn move_to(&self, node: String) -> zbus::fdo::Result<()> {
+    async fn move_to(
+        &self,
+        node: String,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+    ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::Manage).await?;
         let group = self.with(|g| g.name.clone(), String::new());
         self.control.ask(GroupCommand::Move { group, node }).await
     }

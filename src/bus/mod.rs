@@ -1,6 +1,7 @@
 //! The D-Bus API: the cluster and node objects on the system bus, and the
 //! client side `duetctl` uses. docs/dbus.md describes it for users.
 
+pub mod authorize;
 pub mod client;
 pub mod group;
 pub mod server;

@@ -10,6 +10,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedObjectPath;
 
 use crate::bus::BusKind;
+use crate::bus::authorize::{Action, Gate, authorize};
 use crate::bus::group::{GroupCommand, GroupControl, GroupObject};
 use crate::bus::status::{
     ClusterStatus, GroupStatus, NodeStatus, ReplicaStatus, group_path, node_path, replica_path,
@@ -28,6 +29,7 @@ pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, ClusterStatus> {
 pub struct ClusterObject {
     shared: Shared,
     groups: GroupControl,
+    gate: Gate,
 }
 
 #[zbus::interface(name = "org.duet.Duet1.Cluster")]
@@ -145,13 +147,25 @@ impl ClusterObject {
 
     /// Moves every group off this node (true), or lets it run groups
     /// again (`duetctl standby` / `duetctl online`).
-    async fn set_standby(&self, on: bool) -> zbus::fdo::Result<()> {
+    async fn set_standby(
+        &self,
+        on: bool,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+    ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::Manage).await?;
         self.groups.ask(GroupCommand::Standby(on)).await
     }
 
     /// Stops acting (true): nothing is started or stopped on this node,
     /// resources stay as they are; false acts again.
-    async fn set_maintenance(&self, on: bool) -> zbus::fdo::Result<()> {
+    async fn set_maintenance(
+        &self,
+        on: bool,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+    ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::Manage).await?;
         self.groups.ask(GroupCommand::Maintenance(on)).await
     }
 
@@ -160,7 +174,13 @@ impl ClusterObject {
     /// can be taken over without a fence (`duetctl confirm-off`). Refused
     /// for a node that is up. Saying so of a node that still runs its
     /// groups makes two nodes run them.
-    async fn confirm_off(&self, node: String) -> zbus::fdo::Result<()> {
+    async fn confirm_off(
+        &self,
+        node: String,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+    ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::Manage).await?;
         self.groups.ask(GroupCommand::ConfirmOff { node }).await
     }
 
@@ -214,6 +234,7 @@ pub struct ReplicaObject {
     shared: Shared,
     index: usize,
     control: Arc<dyn ReplicaControl>,
+    gate: Gate,
 }
 
 impl ReplicaObject {
@@ -299,7 +320,10 @@ impl ReplicaObject {
         &self,
         force: bool,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::Primary { force }, &emitter).await
     }
 
@@ -308,7 +332,10 @@ impl ReplicaObject {
     async fn secondary(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::Secondary, &emitter).await
     }
 
@@ -318,7 +345,10 @@ impl ReplicaObject {
         &self,
         discard_my_data: bool,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::Connect { discard_my_data }, &emitter)
             .await
     }
@@ -327,7 +357,10 @@ impl ReplicaObject {
     async fn disconnect(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::Disconnect, &emitter).await
     }
 
@@ -336,7 +369,10 @@ impl ReplicaObject {
     async fn verify(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::Verify, &emitter).await
     }
 
@@ -344,7 +380,10 @@ impl ReplicaObject {
     async fn invalidate(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::Invalidate, &emitter).await
     }
 
@@ -355,7 +394,10 @@ impl ReplicaObject {
     async fn invalidate_remote(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::InvalidateRemote, &emitter).await
     }
 
@@ -363,7 +405,10 @@ impl ReplicaObject {
     async fn up(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::Up, &emitter).await
     }
 
@@ -371,7 +416,10 @@ impl ReplicaObject {
     async fn down(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::Down, &emitter).await
     }
 
@@ -379,7 +427,10 @@ impl ReplicaObject {
     async fn attach(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::Attach, &emitter).await
     }
 
@@ -388,7 +439,10 @@ impl ReplicaObject {
     async fn adjust(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::Adjust, &emitter).await
     }
 
@@ -397,14 +451,20 @@ impl ReplicaObject {
     async fn pause_sync(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::PauseSync, &emitter).await
     }
 
     async fn resume_sync(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::ResumeSync, &emitter).await
     }
 
@@ -412,7 +472,10 @@ impl ReplicaObject {
     async fn detach(
         &self,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> zbus::fdo::Result<()> {
+        authorize(self.gate, conn, &header, Action::ManageReplicas).await?;
         self.run(ReplicaCommand::Detach, &emitter).await
     }
 
@@ -636,9 +699,9 @@ impl Bus {
         groups: GroupControl,
     ) -> zbus::Result<Bus> {
         let shared = Arc::new(Mutex::new(initial.clone()));
-        let builder = match kind {
-            BusKind::System => zbus::connection::Builder::system()?,
-            BusKind::Session => zbus::connection::Builder::session()?,
+        let (builder, gate) = match kind {
+            BusKind::System => (zbus::connection::Builder::system()?, Gate::Polkit),
+            BusKind::Session => (zbus::connection::Builder::session()?, Gate::Open),
         };
         let mut builder = builder
             .serve_at(ROOT_PATH, zbus::fdo::ObjectManager)?
@@ -647,6 +710,7 @@ impl Bus {
                 ClusterObject {
                     shared: shared.clone(),
                     groups: groups.clone(),
+                    gate,
                 },
             )?;
         for (index, node) in initial.nodes.iter().enumerate() {
@@ -661,6 +725,7 @@ impl Bus {
                 shared: shared.clone(),
                 index,
                 control: control.clone(),
+                gate,
             };
             builder = builder.serve_at(replica_path(&replica.name), object)?;
         }
@@ -669,6 +734,7 @@ impl Bus {
                 shared: shared.clone(),
                 index,
                 control: groups.clone(),
+                gate,
             };
             builder = builder.serve_at(group_path(&group.name), object)?;
         }
@@ -796,6 +862,7 @@ pub fn introspection() -> Vec<(&'static str, String)> {
     ClusterObject {
         shared: shared.clone(),
         groups: groups.clone(),
+        gate: Gate::Polkit,
     }
     .introspect_to_writer(&mut cluster, 2);
     let mut group = String::new();
@@ -803,6 +870,7 @@ pub fn introspection() -> Vec<(&'static str, String)> {
         shared: shared.clone(),
         index: 0,
         control: groups,
+        gate: Gate::Polkit,
     }
     .introspect_to_writer(&mut group, 2);
     let mut node = String::new();
@@ -825,6 +893,7 @@ pub fn introspection() -> Vec<(&'static str, String)> {
         shared,
         index: 0,
         control: Arc::new(NoControl),
+        gate: Gate::Polkit,
     }
     .introspect_to_writer(&mut replica, 2);
     vec![

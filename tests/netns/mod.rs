@@ -239,6 +239,15 @@ impl Lab {
     /// A bus with the defaults of a real system bus (method calls denied
     /// unless a policy file allows them) plus the policy file `include`.
     pub fn system_bus(&mut self, name: &str, include: &Path) -> String {
+        self.system_bus_with(name, &[include])
+    }
+
+    /// `system_bus` with several policy files.
+    pub fn system_bus_with(&mut self, name: &str, includes: &[&Path]) -> String {
+        let includes: String = includes
+            .iter()
+            .map(|p| format!("<include>{}</include>", p.display()))
+            .collect();
         let policy = format!(
             r#"<policy context="default">
     <allow user="*"/>
@@ -255,8 +264,7 @@ impl Lab {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
   </policy>
-  <include>{}</include>"#,
-            include.display()
+  {includes}"#
         );
         self.start_bus(name, &policy)
     }
