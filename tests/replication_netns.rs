@@ -756,3 +756,83 @@ fn lab_a_flood_on_the_replication_port_is_refused_counted_and_quiet() {
         t.elapsed()
     );
 }
+
+/// Waits for `node`'s r0 to be SyncTarget between `from` and 90% done:
+/// its out-of-sync bytes then.
+fn mid_sync(lab: &Lab, node: &str, from: f64) -> u64 {
+    let s = wait_r0(lab, node, "a sync under way", |r| {
+        r["replication"] == "synctarget"
+            && r["sync_progress"]
+                .as_f64()
+                .is_some_and(|p| (from..0.9).contains(&p))
+    });
+    r0(&s)["out_of_sync_bytes"].as_u64().unwrap_or(u64::MAX)
+}
+
+/// node2 disconnected, `len` written on node1 (Primary), node1 back to
+/// Secondary and node2 connected: a bitmap resync starts.
+fn apart_then_resync(lab: &Lab, pattern: u8, len: u64) {
+    ctl_ok(lab, "node1", &["primary", "r0"]);
+    ctl_ok(lab, "node2", &["disconnect", "r0"]);
+    nbd_write(lab, "node1", pattern, 0, len);
+    ctl_ok(lab, "node1", &["secondary", "r0"]);
+    ctl_ok(lab, "node2", &["connect", "r0"]);
+}
+
+#[test]
+fn lab_duetd_killed_mid_resync_resumes_it_and_loses_nothing() {
+    // 64 MiB at 16 MiB/s: about 4 s of sync to kill into.
+    let mut lab = pair("16M", "");
+    wait_r0(&lab, "node1", "connected", |r| {
+        r["connection"] == "connected"
+    });
+    ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
+    nbd_write(&lab, "node1", 0x77, 10 * MIB, 2 * MIB);
+    // A Secondary SyncSource: killing it leaves no device behind.
+    ctl_ok(&lab, "node1", &["secondary", "r0"]);
+    let size = usable(&lab);
+    let (cfg1, cfg2) = (lab.path("node1.toml"), lab.path("node2.toml"));
+
+    // The initial full sync's target, SIGKILLed: restarted, it syncs
+    // again (a full sync starts over) and ends equal.
+    let left = mid_sync(&lab, "node2", 0.05);
+    lab.kill("node2");
+    lab.start_with("node2", &cfg2, &[]);
+    established(&lab, "node2");
+    println!("full sync: target killed with {left} of {size} bytes left");
+    assert!(
+        same_data(&lab, size),
+        "the disks differ after the full sync"
+    );
+
+    // A bitmap resync's target, SIGKILLed past its first lazy bitmap
+    // write (1 s): restarted, it goes on from what its metadata kept.
+    const APART: u64 = 48 * MIB;
+    apart_then_resync(&lab, 0x3c, APART);
+    let left = mid_sync(&lab, "node2", 0.75);
+    lab.kill("node2");
+    lab.start_with("node2", &cfg2, &[]);
+    let s = wait_r0(&lab, "node2", "syncing again", |r| {
+        r["replication"] == "synctarget" || r["disk"] == "uptodate"
+    });
+    let again = r0(&s)["out_of_sync_bytes"].as_u64().unwrap_or(u64::MAX);
+    println!(
+        "bitmap resync of {APART}: target killed with {left} bytes left, restarted with {again}"
+    );
+    assert!(again < APART, "the resync started over: {again} of {APART}");
+    established(&lab, "node2");
+    assert!(same_data(&lab, size), "the disks differ after the resync");
+
+    // A bitmap resync's source, SIGKILLed: restarted, it syncs the rest.
+    apart_then_resync(&lab, 0xc3, APART);
+    let left = mid_sync(&lab, "node2", 0.05);
+    lab.kill("node1");
+    lab.start_with("node1", &cfg1, &[]);
+    println!("bitmap resync: source killed with {left} bytes left");
+    established(&lab, "node1");
+    established(&lab, "node2");
+    assert!(
+        same_data(&lab, size),
+        "the disks differ after the resumed resync"
+    );
+}
