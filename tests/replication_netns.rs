@@ -779,6 +779,14 @@ fn apart_then_resync(lab: &Lab, pattern: u8, len: u64) {
     ctl_ok(lab, "node2", &["connect", "r0"]);
 }
 
+/// node2's out-of-sync bytes once its restarted daemon syncs again.
+fn syncing_again(lab: &Lab) -> u64 {
+    let s = wait_r0(lab, "node2", "syncing again", |r| {
+        r["replication"] == "synctarget" || r["disk"] == "uptodate"
+    });
+    r0(&s)["out_of_sync_bytes"].as_u64().unwrap_or(u64::MAX)
+}
+
 #[test]
 fn lab_duetd_killed_mid_resync_resumes_it_and_loses_nothing() {
     // 64 MiB at 16 MiB/s: about 4 s of sync to kill into.
@@ -793,29 +801,31 @@ fn lab_duetd_killed_mid_resync_resumes_it_and_loses_nothing() {
     let size = usable(&lab);
     let (cfg1, cfg2) = (lab.path("node1.toml"), lab.path("node2.toml"));
 
-    // The initial full sync's target, SIGKILLed: restarted, it syncs
-    // again (a full sync starts over) and ends equal.
-    let left = mid_sync(&lab, "node2", 0.05);
+    // Each target SIGKILLed past its first lazy bitmap write (1 s):
+    // restarted, it goes on from what its metadata kept.
+    // The initial full sync's target.
+    let left = mid_sync(&lab, "node2", 0.4);
     lab.kill("node2");
     lab.start_with("node2", &cfg2, &[]);
+    let again = syncing_again(&lab);
+    println!("full sync of {size}: target killed with {left} bytes left, restarted with {again}");
+    assert!(
+        again < size,
+        "the full sync started over: {again} of {size}"
+    );
     established(&lab, "node2");
-    println!("full sync: target killed with {left} of {size} bytes left");
     assert!(
         same_data(&lab, size),
         "the disks differ after the full sync"
     );
 
-    // A bitmap resync's target, SIGKILLed past its first lazy bitmap
-    // write (1 s): restarted, it goes on from what its metadata kept.
+    // A bitmap resync's target.
     const APART: u64 = 48 * MIB;
     apart_then_resync(&lab, 0x3c, APART);
     let left = mid_sync(&lab, "node2", 0.75);
     lab.kill("node2");
     lab.start_with("node2", &cfg2, &[]);
-    let s = wait_r0(&lab, "node2", "syncing again", |r| {
-        r["replication"] == "synctarget" || r["disk"] == "uptodate"
-    });
-    let again = r0(&s)["out_of_sync_bytes"].as_u64().unwrap_or(u64::MAX);
+    let again = syncing_again(&lab);
     println!(
         "bitmap resync of {APART}: target killed with {left} bytes left, restarted with {again}"
     );

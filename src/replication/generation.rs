@@ -119,12 +119,44 @@ impl Generations {
     }
 }
 
+/// What a full sync's target keeps as its bitmap's base (its current
+/// generation stays none until the sync ends): derived from the source's
+/// generation `from`, so both sides know it without a message. Met again
+/// after the sync broke off (a crash, a cut link), it lets the sync go on
+/// from the target's bitmap, which its lazy writes keep clearing, instead
+/// of starting over.
+pub fn full_sync_base(from: Generation) -> Generation {
+    if from.is_none() {
+        return Generation::NONE;
+    }
+    let g = from.0.rotate_left(29) ^ 0x6475_6574_5f66_756c;
+    Generation(if g == 0 { 1 } else { g })
+}
+
+/// A target `t` that broke off a full sync from `s`'s data as it is
+/// now (`s.current`), or as it was when `s`'s bitmap started (`s`
+/// wrote alone since, all in that bitmap): the two bitmaps together
+/// cover what `t` lacks.
+fn resumes_full_sync(t: &Generations, s: &Generations) -> bool {
+    t.current.is_none()
+        && !t.bitmap.is_none()
+        && (t.bitmap == full_sync_base(s.current) || t.bitmap == full_sync_base(s.bitmap))
+}
+
 /// Compares the two sides, in the order DRBD does.
 pub fn decide(local: &Generations, peer: &Generations) -> Decision {
     let (l, p) = (local, peer);
     match (l.current.is_none(), p.current.is_none()) {
         (true, true) => return Decision::BothFresh,
+        (true, false) if resumes_full_sync(l, p) => {
+            return Decision::BitmapSync { source: Side::Peer };
+        }
         (true, false) => return Decision::FullSync { source: Side::Peer },
+        (false, true) if resumes_full_sync(p, l) => {
+            return Decision::BitmapSync {
+                source: Side::Local,
+            };
+        }
         (false, true) => {
             return Decision::FullSync {
                 source: Side::Local,

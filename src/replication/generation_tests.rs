@@ -292,3 +292,44 @@ fn random_histories_always_decide_what_the_data_says() {
         "split brains {splits}, syncs {syncs}, full syncs {full}"
     );
 }
+
+#[test]
+fn a_full_sync_broken_off_goes_on_from_the_bitmaps() {
+    let base = |n: u64| full_sync_base(g(n)).0;
+    // The target of a full sync from generation 7: nothing current yet.
+    let target = gens(0, base(7), 0, 0);
+    let peer = Side::Peer;
+    let local = Side::Local;
+    // The source as it was: the bitmaps together cover what is missing.
+    assert_eq!(
+        decide(&target, &gens(7, 0, 0, 0)),
+        Decision::BitmapSync { source: peer }
+    );
+    assert_eq!(
+        decide(&gens(7, 0, 0, 0), &target),
+        Decision::BitmapSync { source: local }
+    );
+    // The source wrote alone since (a new generation over bitmap 7).
+    assert_eq!(
+        decide(&target, &gens(9, 7, 0, 0)),
+        Decision::BitmapSync { source: peer }
+    );
+    // Its bitmap no longer starts at 7: only a whole copy is sure.
+    assert_eq!(
+        decide(&target, &gens(11, 9, 7, 0)),
+        Decision::FullSync { source: peer }
+    );
+    // Another source altogether, or a fresh target: the whole device.
+    assert_eq!(
+        decide(&target, &gens(8, 0, 0, 0)),
+        Decision::FullSync { source: peer }
+    );
+    assert_eq!(
+        decide(&gens(0, 0, 0, 0), &gens(7, 0, 0, 0)),
+        Decision::FullSync { source: peer }
+    );
+    // The base is never "none", and differs from the generation itself.
+    assert!(!full_sync_base(g(7)).is_none());
+    assert_ne!(full_sync_base(g(7)), g(7));
+    assert!(full_sync_base(Generation::NONE).is_none());
+}

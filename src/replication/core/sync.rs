@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::replication::core::handshake::Plan;
 use crate::replication::core::{Action, Buf, Event, Msg, Replica, SYNC_CHUNK};
-use crate::replication::generation::{Generation, Generations, Side};
+use crate::replication::generation::{Generation, Generations, Side, full_sync_base};
 use crate::replication::states::{DiskState, Replication, Role};
 use crate::types::Timestamp;
 
@@ -133,7 +133,11 @@ impl Replica {
                     self.gens.bitmap = Generation::NONE;
                     self.gens.history = [mine, self.gens.history[0]];
                 } else if plan.full {
+                    // Kept on disk with the bitmap: a sync broken off
+                    // goes on from what is left (`full_sync_base`).
+                    let from = self.peer.as_ref().map(|p| p.generations.current);
                     self.gens = Generations::fresh();
+                    self.gens.bitmap = full_sync_base(from.unwrap_or(Generation::NONE));
                 }
                 self.alone = false;
                 // Inconsistent is on disk before the first block changes.
