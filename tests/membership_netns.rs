@@ -324,3 +324,36 @@ fn lab_the_session_bus_serves_too() {
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(s["local_node"], "node1");
 }
+
+#[test]
+fn lab_a_restarted_bus_finds_duetd_serving_again() {
+    let mut lab = two_nodes();
+    wait_all_up(&lab, "node1", "node2");
+    wait_all_up(&lab, "node2", "node1");
+    let pid = lab.pid("node1");
+    let seen_by_peer = incarnation(&lab, "node2", "node1");
+
+    // dbus-daemon restarted under node1's duetd: every connection is cut.
+    lab.restart_bus("node1");
+    let (s, took) = lab.wait_status(
+        "node1",
+        Duration::from_secs(10),
+        "duetd back on the bus",
+        |s| state_of(s, "node2").as_deref() == Some("up"),
+    );
+    println!("served again {} ms after the bus restart", took.as_millis());
+    assert_eq!(s["local_node"], "node1", "{s}");
+    assert!(
+        lab.log("node1").contains("serving on D-Bus again"),
+        "{}",
+        lab.log("node1")
+    );
+    // The same run, which its peer never lost.
+    assert_eq!(lab.pid("node1"), pid);
+    assert_eq!(incarnation(&lab, "node2", "node1"), seen_by_peer);
+    assert!(
+        !lab.log("node2").contains("node1 is dead"),
+        "{}",
+        lab.log("node2")
+    );
+}

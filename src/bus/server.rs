@@ -742,6 +742,19 @@ impl Bus {
         Ok(Bus { connection, shared })
     }
 
+    /// Whether the bus still answers (a restarted dbus-daemon cut every
+    /// connection it had).
+    pub async fn alive(&self) -> bool {
+        let ask = async {
+            let dbus = zbus::fdo::DBusProxy::new(&self.connection).await?;
+            dbus.get_id().await
+        };
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), ask).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// Replaces the status and emits PropertiesChanged for what differs.
     pub async fn publish(&self, new: ClusterStatus) -> zbus::Result<()> {
         let old = std::mem::replace(&mut *lock(&self.shared), new.clone());

@@ -169,7 +169,18 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let status = view::cluster_status(&config, &core, epoch_us, replicas.status(), &groups);
     let summary = status.summary();
     let (control, control_rx) = GroupControl::channel();
-    let bus = Bus::start(options.bus, status, Arc::new(replicas.clone()), control).await?;
+    let setup = BusSetup {
+        kind: options.bus,
+        replicas: Arc::new(replicas.clone()),
+        groups: control,
+    };
+    let bus = Bus::start(
+        setup.kind,
+        status,
+        setup.replicas.clone(),
+        setup.groups.clone(),
+    )
+    .await?;
     tracing::info!(
         node = %config.node(local).name,
         cluster = %config.cluster.name,
@@ -189,7 +200,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         pinger,
         replicas: replicas.clone(),
         groups,
-        published: spawn_publisher(bus, node_name.clone()),
+        published: spawn_publisher(bus, setup, node_name.clone()),
         log,
         start,
         epoch_us,
@@ -420,18 +431,85 @@ fn protect_io() {
     }
 }
 
+/// What serving the objects again takes, on a new connection.
+struct BusSetup {
+    kind: BusKind,
+    replicas: Arc<dyn crate::bus::ReplicaControl>,
+    groups: GroupControl,
+}
+
+/// How often the publisher checks that the bus still answers.
+const BUS_CHECK: Duration = Duration::from_secs(1);
+
 /// D-Bus runs in a task of its own, fed the latest status: a slow or stuck
 /// bus must never delay a heartbeat. Intermediate states may be skipped
-/// when the bus lags; the last one always arrives.
-fn spawn_publisher(bus: Bus, node: String) -> watch::Sender<ClusterStatus> {
+/// when the bus lags; the last one always arrives. A bus that stops
+/// answering (dbus-daemon restarted) is left, and the objects are served
+/// again, name and all, as soon as a new connection can be made.
+fn spawn_publisher(bus: Bus, setup: BusSetup, node: String) -> watch::Sender<ClusterStatus> {
     let (tx, mut rx) = watch::channel(ClusterStatus::default());
     tokio::spawn(async move {
-        while rx.changed().await.is_ok() {
-            let status = rx.borrow_and_update().clone();
-            if let Err(e) = bus.publish(status).await {
-                tracing::warn!(error = %e, node, "cannot publish state on D-Bus");
+        let mut bus = Some(bus);
+        let mut check = tokio::time::interval(BUS_CHECK);
+        loop {
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let status = rx.borrow_and_update().clone();
+                    if let Some(b) = &bus
+                        && let Err(e) = b.publish(status).await
+                    {
+                        tracing::warn!(error = %e, node, "cannot publish state on D-Bus");
+                    }
+                }
+                _ = check.tick() => {
+                    let alive = match &bus {
+                        Some(b) => b.alive().await,
+                        None => false,
+                    };
+                    if !alive {
+                        let status = rx.borrow().clone();
+                        bus = serve_again(bus.take(), &setup, status, &node).await;
+                    }
+                }
             }
         }
     });
     tx
+}
+
+/// After the bus stopped answering: a new connection serving `status`, or
+/// None to try again at the next check.
+async fn serve_again(
+    lost: Option<Bus>,
+    setup: &BusSetup,
+    status: ClusterStatus,
+    node: &str,
+) -> Option<Bus> {
+    if lost.is_some() {
+        tracing::warn!(
+            node,
+            "D-Bus stopped answering: serving again once it is back"
+        );
+    }
+    drop(lost);
+    match Bus::start(
+        setup.kind,
+        status,
+        setup.replicas.clone(),
+        setup.groups.clone(),
+    )
+    .await
+    {
+        Ok(b) => {
+            tracing::info!(node, "serving on D-Bus again");
+            Some(b)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, node, "D-Bus not back yet");
+            None
+        }
+    }
 }

@@ -58,6 +58,8 @@ pub struct Lab {
     prefix: String,
     namespaces: Vec<String>,
     children: Vec<Child>,
+    /// The private dbus-daemons, by name.
+    buses: Vec<(String, Child)>,
     pub nodes: Vec<Node>,
 }
 
@@ -115,6 +117,7 @@ impl Lab {
             prefix,
             namespaces: Vec::new(),
             children: Vec::new(),
+            buses: Vec::new(),
             nodes: Vec::new(),
         }
     }
@@ -286,6 +289,11 @@ impl Lab {
                 socket.display()
             ),
         );
+        self.spawn_bus(name, &conf, &socket);
+        format!("unix:path={}", socket.display())
+    }
+
+    fn spawn_bus(&mut self, name: &str, conf: &Path, socket: &Path) {
         let child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", conf.display()))
             .arg("--nofork")
@@ -293,11 +301,27 @@ impl Lab {
             .stderr(fs::File::create(self.path(&format!("{name}-bus.log"))).expect("bus log"))
             .spawn()
             .expect("dbus-daemon (scripts/install-deps.sh installs it)");
-        self.children.push(child);
+        self.buses.push((name.to_string(), child));
         wait_until(Duration::from_secs(5), "the private bus to listen", || {
             socket.exists().then_some(())
         });
-        format!("unix:path={}", socket.display())
+    }
+
+    /// Stops bus `name`'s dbus-daemon and starts a new one on the same
+    /// address, as `systemctl restart dbus` would: every client is cut off.
+    pub fn restart_bus(&mut self, name: &str) {
+        let at = self
+            .buses
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no bus {name} in the lab"));
+        let (_, mut old) = self.buses.remove(at);
+        let _ = old.kill();
+        let _ = old.wait();
+        let socket = self.path(&format!("{name}.bus"));
+        let _ = fs::remove_file(&socket);
+        let conf = self.path(&format!("{name}-bus.conf"));
+        self.spawn_bus(name, &conf, &socket);
     }
 
     pub fn node(&self, name: &str) -> &Node {
@@ -456,7 +480,8 @@ impl Drop for Lab {
         for name in names {
             self.kill(&name);
         }
-        for child in &mut self.children {
+        let buses = self.buses.iter_mut().map(|(_, c)| c);
+        for child in self.children.iter_mut().chain(buses) {
             let _ = child.kill();
             let _ = child.wait();
         }
