@@ -474,12 +474,35 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Every daemon still running stopped as systemd would, all at once:
+    /// SIGTERM, SIGKILL for those not gone after 5 s. A SIGKILLed Primary
+    /// would leave its export's loop device behind.
+    fn stop_all(&mut self) {
+        let mut running: Vec<Child> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.duetd.take())
+            .collect();
+        for child in &running {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !running.is_empty() && Instant::now() < deadline {
+            running.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for mut child in running {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
-        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
-        for name in names {
-            self.kill(&name);
-        }
+        self.stop_all();
         let buses = self.buses.iter_mut().map(|(_, c)| c);
         for child in self.children.iter_mut().chain(buses) {
             let _ = child.kill();
