@@ -846,3 +846,72 @@ fn lab_duetd_killed_mid_resync_resumes_it_and_loses_nothing() {
         "the disks differ after the resumed resync"
     );
 }
+
+/// A tmpfs of `mib` MiB at `dir`, unmounted when dropped.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn mount(dir: PathBuf, mib: u64) -> SmallFs {
+        std::fs::create_dir_all(&dir).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .expect("mount");
+        assert!(out.status.success(), "mount tmpfs: {}", printed(&out));
+        SmallFs(dir)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn lab_a_full_backing_disk_detaches_and_the_primary_writes_through_its_peer() {
+    // node1's disk file lives on a 16 MiB filesystem: sparse at first,
+    // full once 16 MiB of it are written.
+    let small = std::cell::RefCell::new(None);
+    let lab = pair_with(
+        "100M",
+        |_| String::new(),
+        |lab| {
+            let fs = SmallFs::mount(lab.dir.join("small"), 16);
+            std::os::unix::fs::symlink(fs.0.join("node1.img"), lab.dir.join("node1.img"))
+                .expect("symlink");
+            *small.borrow_mut() = Some(fs);
+        },
+        false,
+    );
+    let _small = small.into_inner();
+    wait_r0(&lab, "node1", "connected", |r| {
+        r["connection"] == "connected"
+    });
+    ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
+    established(&lab, "node2");
+
+    // 24 MiB through node1's export: the disk fills on the way, node1
+    // detaches it, and the rest goes to node2 alone.
+    nbd_write(&lab, "node1", 0x42, 0, 24 * MIB);
+    let s = wait_r0(&lab, "node1", "node1 without its disk", |r| {
+        r["disk"] == "diskless"
+    });
+    assert_eq!(r0(&s)["role"], "primary", "{s}");
+    assert!(
+        lab.log("node1").contains("I/O error on the backing disk"),
+        "{}",
+        lab.log("node1")
+    );
+    let mut on_node2 = vec![0u8; (24 * MIB) as usize];
+    use std::io::Read;
+    std::fs::File::open(disk(&lab, "node2"))
+        .and_then(|mut f| f.read_exact(&mut on_node2))
+        .expect("node2's disk");
+    assert!(
+        on_node2.iter().all(|b| *b == 0x42),
+        "node2 lacks what node1 acknowledged"
+    );
+    ctl_ok(&lab, "node1", &["secondary", "r0"]);
+}
