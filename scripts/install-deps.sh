@@ -24,6 +24,7 @@ PACKAGES=(
   nix-bin         # nix-instantiate: the Nix files parse, the module's TOML renderer (tests/nix_files.rs)
   pyflakes3       # the NixOS VM tests' Python scripts checked (tests/nix_files.rs)
   polkitd         # who else than root may act over D-Bus (tests/packaging_netns.rs)
+  faketime        # libfaketime: a daemon's wall clock stepped alone (tests/membership_netns.rs)
 )
 
 missing=()

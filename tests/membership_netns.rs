@@ -433,3 +433,66 @@ fn lab_replayed_tampered_and_junk_heartbeats_are_dropped_counted_and_quiet() {
         t.elapsed()
     );
 }
+
+/// libfaketime (package faketime): moves a process's wall clock alone.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// For `DEADTIME * 3`, every poll shows `a` and `b` up for each other.
+fn stay_up(lab: &Lab, a: &str, b: &str, when: &str) {
+    let until = Instant::now() + DEADTIME * 3;
+    while Instant::now() < until {
+        for (observer, peer) in [(a, b), (b, a)] {
+            let s = lab.status(observer).expect("status");
+            let state = state_of(&s, peer);
+            assert_eq!(
+                state.as_deref(),
+                Some("up"),
+                "{when}: {observer} sees {peer} {state:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn lab_a_wall_clock_stepped_back_and_forth_changes_nothing() {
+    let mut lab = Lab::nodes(2, &config(2, "ucast", "ucast", "duet.key"));
+    let clock = lab.write("node1-clock", "+0");
+    let state = lab.dir.join("node1-state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let (clock, state) = (clock.display().to_string(), state.display().to_string());
+    let env = [
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME_TIMESTAMP_FILE", clock.as_str()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ("STATE_DIRECTORY", state.as_str()),
+    ];
+    let cfg = lab.path("duet.toml");
+    lab.start_with("node1", &cfg, &env);
+    lab.start("node2");
+    wait_all_up(&lab, "node1", "node2");
+    wait_all_up(&lab, "node2", "node1");
+    let run = incarnation(&lab, "node2", "node1");
+
+    // node1's wall clock a day back, a day ahead, then right: its timers
+    // run on the monotonic clock, so neither node sees the other falter.
+    for step in ["-1d", "+1d", "+0"] {
+        std::fs::write(&clock, step).expect("clock");
+        stay_up(&lab, "node1", "node2", &format!("clock {step}"));
+    }
+    assert_eq!(incarnation(&lab, "node2", "node1"), run);
+
+    // Restarted with its clock a day back, node1 still starts a run its
+    // peer takes as newer (the last one is kept in its state directory).
+    std::fs::write(&clock, "-1d").expect("clock");
+    lab.stop("node1");
+    lab.start_with("node1", &cfg, &env);
+    lab.wait_status("node2", INITDEAD, "node2 to take node1's new run", |s| {
+        let node1 = netns::node_of(s, "node1");
+        node1
+            .and_then(|n| n["incarnation"].as_u64())
+            .is_some_and(|i| i > run)
+            && state_of(s, "node1").as_deref() == Some("up")
+    });
+}
