@@ -496,3 +496,49 @@ fn lab_a_wall_clock_stepped_back_and_forth_changes_nothing() {
             && state_of(s, "node1").as_deref() == Some("up")
     });
 }
+
+#[test]
+fn lab_duetd_does_not_start_on_a_config_others_may_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::nodes(2, &config(2, "ucast", "ucast", "duet.key"));
+    let cfg = lab.path("duet.toml");
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.node("node1").ns,
+            netns::DUETD,
+            "--node",
+            "node1",
+        ])
+        .arg("--config")
+        .arg(&cfg)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &lab.node("node1").bus)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("duetd");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("duetd runs on a config anyone may change");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(!status.success());
+    assert!(
+        err.contains("may be changed by group or others (mode 0666)"),
+        "{err}"
+    );
+    assert!(err.contains("chmod go-w"), "{err}");
+}

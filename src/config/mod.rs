@@ -10,6 +10,7 @@ mod locate;
 pub mod model;
 mod raw;
 pub mod size;
+mod trust;
 mod validate;
 
 #[cfg(test)]
@@ -24,6 +25,7 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigErrors};
 pub use local::{LocalNodeError, by_hostname, local_node};
 pub use model::*;
+pub use trust::{TrustError, check as check_trusted};
 
 use error::Issue;
 use locate::Locator;

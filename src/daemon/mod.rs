@@ -51,6 +51,8 @@ pub enum DaemonError {
     #[error("{0}")]
     Config(#[from] config::ConfigErrors),
     #[error("{0}")]
+    Untrusted(#[from] config::TrustError),
+    #[error("{0}")]
     LocalNode(#[from] config::LocalNodeError),
     #[error("{0}")]
     Key(#[from] auth::KeyError),
@@ -102,6 +104,7 @@ struct Daemon {
 
 /// Runs the node until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<(), DaemonError> {
+    config::check_trusted(&options.config, nix::unistd::geteuid().as_raw())?;
     let loaded = config::load(&options.config)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
