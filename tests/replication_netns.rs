@@ -915,3 +915,40 @@ fn lab_a_full_backing_disk_detaches_and_the_primary_writes_through_its_peer() {
     );
     ctl_ok(&lab, "node1", &["secondary", "r0"]);
 }
+
+#[test]
+fn lab_a_peer_with_the_wrong_replication_key_never_connects() {
+    // node2's replica has a key of its own; node1 keeps the cluster's.
+    let lab = pair_with(
+        "100M",
+        |n| {
+            if n == 2 {
+                "key-file = \"other.key\"\n".to_string()
+            } else {
+                String::new()
+            }
+        },
+        |lab| {
+            lab.keygen("other.key");
+        },
+        false,
+    );
+    // Membership is fine (the cluster key), the replica never connects:
+    // node1 dials every 200 ms, node2 refuses and counts each.
+    let (s, _) = lab.wait_status("node2", SYNC, "10 refused handshakes", |s| {
+        counter(s, "refused-connections") >= 10
+    });
+    assert_ne!(r0(&s)["connection"], "connected", "{s}");
+    let s1 = lab.status("node1").expect("status");
+    assert_ne!(r0(&s1)["connection"], "connected", "{s1}");
+    assert_eq!(netns::state_of(&s, "node1").as_deref(), Some("up"), "{s}");
+    let said = lab
+        .log("node2")
+        .matches("replication handshake failed")
+        .count();
+    assert!(
+        (1..=2).contains(&said),
+        "{said} lines:\n{}",
+        lab.log("node2")
+    );
+}
