@@ -492,3 +492,82 @@ fn lab_wait_for_all_runs_nothing_until_every_node_was_seen() {
     let s = lab.status("node1").expect("node1 status");
     assert_eq!(group(&s)["state"], "running", "{s}");
 }
+
+/// Two resources of one script: `fast`, and `slow`, whose start takes
+/// two seconds (a service that is slow to come up).
+const TWO_STEP: &str = r#"#!/bin/sh
+dir="$1"
+name="$2"
+me=$(ip netns identify $$)
+case "$3" in
+start) [ "$name" = slow ] && sleep 2; touch "$dir/up-$name-$me"; echo "start $name $me" >> "$dir/log" ;;
+stop) rm -f "$dir/up-$name-$me"; echo "stop $name $me" >> "$dir/log" ;;
+status) [ -e "$dir/up-$name-$me" ] || exit 3 ;;
+*) exit 2 ;;
+esac
+"#;
+
+#[test]
+fn lab_duetd_killed_mid_takeover_finishes_it_after_its_restart() {
+    let mut lab = fenced_lab();
+    let script = lab.dir.join("two-step");
+    std::fs::write(&script, TWO_STEP).expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let fence = lab.dir.join("fence");
+    let text = format!(
+        "{}\n[[group]]\nname = \"svc\"\nnodes = [\"node1\", \"node2\"]\nauto-failback = false\n\
+         monitor-interval = \"500ms\"\n\n\
+         [[group.resource]]\nscript = \"{s}\"\nargs = [\"{d}\", \"fast\"]\n\n\
+         [[group.resource]]\nscript = \"{s}\"\nargs = [\"{d}\", \"slow\"]\n\n\
+         [fencing]\ncommand = \"{f}\"\nargs = [\"{d}\"]\ntimeout = \"5s\"\nretry-delay = \"300ms\"\n",
+        config(2, "ucast", "ucast", "duet.key"),
+        s = script.display(),
+        d = lab.dir.display(),
+        f = fence.display(),
+    );
+    lab.write("duet.toml", &text);
+    let dir = lab.dir.clone();
+    let up = |name: &str, ns: &str| dir.join(format!("up-{name}-{ns}")).exists();
+    lab.start("node1");
+    lab.start("node2");
+    let (ns1, ns2) = (ns(&lab, "node1"), ns(&lab, "node2"));
+    lab.wait_status("node2", INITDEAD * 3, "svc running on node1", |s| {
+        group(s)["node"] == "node1" && group(s)["running"] == true
+    });
+
+    // node1 crashes; node2 fences it and takes over: `fast` is up, `slow`
+    // on its way, when node2's daemon is SIGKILLed too.
+    lab.kill("node1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let under_way = |ns: &str| up("fast", ns) && !up("slow", ns);
+    while !under_way(&ns2) {
+        assert!(
+            Instant::now() < deadline,
+            "no takeover under way: {:?}",
+            log(&lab)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    lab.kill("node2");
+
+    // Restarted, node2 finishes the takeover; node1, back, stops what
+    // its killed daemon left up: svc whole on node2, nowhere else.
+    lab.start("node2");
+    lab.wait_status("node2", INITDEAD * 3, "node2 to run svc whole", |s| {
+        group(s)["state"] == "running" && group(s)["node"] == "node2"
+    });
+    lab.start("node1");
+    lab.wait_status("node1", INITDEAD * 3, "node1 to stop its leftovers", |s| {
+        group(s)["node"] == "node2" && group(s)["state"] == "stopped"
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while up("fast", &ns1) || up("slow", &ns1) {
+        assert!(
+            Instant::now() < deadline,
+            "node1 kept its leftovers: {:?}",
+            log(&lab)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(up("fast", &ns2) && up("slow", &ns2), "{:?}", log(&lab));
+}
