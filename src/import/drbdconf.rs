@@ -163,6 +163,12 @@ fn join(words: &[Word], separator: &str) -> String {
 /// stops a file that includes itself under ever new names.
 const MAX_INCLUDE_DEPTH: usize = 8;
 
+/// Files read in all, the main one included: a real drbd.conf has a few
+/// dozen. Each file including a few others under ever new names (relative
+/// patterns resolved from ever deeper folders) would otherwise read
+/// few^8 files (found by fuzz target import_files).
+const MAX_FILES: usize = 256;
+
 /// DRBD's deepest section is four levels down (resource, connection,
 /// volume, disk): anything far deeper is garbage, and the limit keeps
 /// the recursive second pass off the end of the stack.
@@ -507,6 +513,17 @@ impl<'r> Loader<'r> {
             return Vec::new();
         }
         if self.seen.contains(&name) {
+            return Vec::new();
+        }
+        if self.seen.len() >= MAX_FILES {
+            // Said once: the includes after it are skipped alike.
+            if self.seen.len() == MAX_FILES {
+                let message = format!(
+                    "include \"{pattern}\": more than {MAX_FILES} files included in all (the same files under other paths?)"
+                );
+                self.error(stmt, message);
+                self.seen.push(name);
+            }
             return Vec::new();
         }
         self.seen.push(name.clone());

@@ -823,6 +823,26 @@ fn includes_nested_too_deep_are_an_error() {
 }
 
 #[test]
+fn includes_that_multiply_are_cut_off_with_one_error() {
+    // Every file includes four new ones, eight deep: 4^8 files unbounded.
+    let mut count = 0;
+    let mut reader = |_: &str| -> Result<Vec<(String, String)>, String> {
+        count += 1;
+        Ok(vec![(
+            format!("f{count}.conf"),
+            "include \"a\";\ninclude \"b\";\ninclude \"c\";\ninclude \"d\";\n".to_string(),
+        )])
+    };
+    let e = parse("include \"next\";\n", "drbd.conf", &mut reader).expect_err("refused");
+    let cut: Vec<_> = e
+        .iter()
+        .filter(|e| e.message.contains("more than 256 files"))
+        .collect();
+    assert_eq!(cut.len(), 1, "{e:#?}");
+    assert!(count <= 4 * 256 + 1, "{count} files asked for");
+}
+
+#[test]
 fn skip_sections_and_module_version_requirements_are_notes() {
     let conf = conf(
         "skip resource old { on x { } }\nrequire-drbd-module-version-ge 9.0.0;\nresource r0 { skip { anything; } }\n",
