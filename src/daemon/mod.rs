@@ -177,13 +177,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         replicas: Arc::new(replicas.clone()),
         groups: control,
     };
-    let bus = Bus::start(
-        setup.kind,
-        status,
-        setup.replicas.clone(),
-        setup.groups.clone(),
-    )
-    .await?;
+    let bus = setup.serve(status).await?;
     tracing::info!(
         node = %config.node(local).name,
         cluster = %config.cluster.name,
@@ -441,6 +435,19 @@ struct BusSetup {
     groups: GroupControl,
 }
 
+impl BusSetup {
+    /// The objects served for `status` on a new connection, name taken.
+    async fn serve(&self, status: ClusterStatus) -> zbus::Result<Bus> {
+        Bus::start(
+            self.kind,
+            status,
+            self.replicas.clone(),
+            self.groups.clone(),
+        )
+        .await
+    }
+}
+
 /// How often the publisher checks that the bus still answers.
 const BUS_CHECK: Duration = Duration::from_secs(1);
 
@@ -498,14 +505,7 @@ async fn serve_again(
         );
     }
     drop(lost);
-    match Bus::start(
-        setup.kind,
-        status,
-        setup.replicas.clone(),
-        setup.groups.clone(),
-    )
-    .await
-    {
+    match setup.serve(status).await {
         Ok(b) => {
             tracing::info!(node, "serving on D-Bus again");
             Some(b)

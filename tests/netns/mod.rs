@@ -377,20 +377,8 @@ impl Lab {
     /// go of its replicas' devices (a SIGKILLed Primary leaves its loop
     /// device behind). SIGKILL after 5 s if it has not exited.
     pub fn stop(&mut self, name: &str) {
-        let Some(mut child) = self.node_mut(name).duetd.take() else {
-            return;
-        };
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        let child = self.node_mut(name).duetd.take();
+        terminate(child.into_iter().collect());
     }
 
     /// SIGKILL: the node dies without a word, as in a crash.
@@ -475,28 +463,32 @@ impl Lab {
 }
 
 impl Lab {
-    /// Every daemon still running stopped as systemd would, all at once:
-    /// SIGTERM, SIGKILL for those not gone after 5 s. A SIGKILLed Primary
-    /// would leave its export's loop device behind.
+    /// Every daemon still running stopped as systemd would, all at once.
     fn stop_all(&mut self) {
-        let mut running: Vec<Child> = self
-            .nodes
-            .iter_mut()
-            .filter_map(|n| n.duetd.take())
-            .collect();
-        for child in &running {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !running.is_empty() && Instant::now() < deadline {
-            running.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        for mut child in running {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        terminate(
+            self.nodes
+                .iter_mut()
+                .filter_map(|n| n.duetd.take())
+                .collect(),
+        );
+    }
+}
+
+/// SIGTERM to each, SIGKILL for those not gone after 5 s. A SIGKILLed
+/// Primary would leave its export's loop device behind.
+fn terminate(mut running: Vec<Child>) {
+    for child in &running {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !running.is_empty() && Instant::now() < deadline {
+        running.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for mut child in running {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
