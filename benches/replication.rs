@@ -13,6 +13,9 @@
 //!   this run: throughput >= 90% of the slower of disk and link, sync
 //!   write latency <= disk + one round trip + 10%.
 //!
+//! - with `[replica.tls]`: the sequential write and the full resync over
+//!   TLS, against the same without TLS, alternating in the same run.
+//!
 //! `cargo bench --bench replication` (root: namespaces). Writes
 //! target/bench/replication.json.
 
@@ -21,6 +24,8 @@ mod netns;
 
 mod common;
 mod pair;
+#[path = "../tests/pki/mod.rs"]
+mod pki;
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -243,6 +248,7 @@ fn main() {
         &rows,
     );
     print_targets(&rows);
+    tls_cost(&mut lab, &source, &uri);
     let (moved, dirty) = bitmap_resync(&mut lab, &socket);
     println!(
         "bitmap resync after 1% written apart in 4 KiB blocks: {moved} bytes moved for {dirty} bytes written ({:.3}x)",
@@ -296,4 +302,58 @@ fn bitmap_resync(lab: &mut Lab, socket: &Path) -> (u64, u64) {
     let moved = resynced(lab) - before;
     pair::stop_both(lab);
     (moved, dirty)
+}
+
+/// The link with `[replica.tls]` against without, alternating: sequential
+/// write and full resync.
+fn tls_cost(lab: &mut Lab, source: &Path, uri: &str) {
+    let dir = lab.dir.join("pki");
+    std::fs::create_dir_all(&dir).expect("pki");
+    pki::new_ca(&dir, "ca");
+    for n in 1..=2 {
+        let ext = format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
+             extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:node{n}\n"
+        );
+        pki::signed(&dir, &format!("node{n}"), "ca", &ext);
+    }
+    let tls = "[replica.tls]\ncert = \"pki/node{n}-cert.pem\"\n\
+               key = \"pki/node{n}-key.pem\"\nca = \"pki/ca-cert.pem\"\n";
+    let mut rows =
+        [("sequential write", "MiB/s"), ("full resync", "MiB/s")].map(|(name, unit)| Row {
+            name,
+            unit,
+            duet: vec![],
+            peer: vec![],
+        });
+    for _ in 0..RUNS {
+        for (extra, with_tls) in [(tls, true), ("", false)] {
+            pair::write_configs(lab, extra);
+            let sync = fresh_pair(lab);
+            let w = nbdcopy(source, uri);
+            let figures = [
+                SIZE as f64 / MIB / w.as_secs_f64(),
+                SIZE as f64 / MIB / sync.as_secs_f64(),
+            ];
+            for (row, figure) in rows.iter_mut().zip(figures) {
+                let column = if with_tls {
+                    &mut row.duet
+                } else {
+                    &mut row.peer
+                };
+                column.push(figure);
+            }
+        }
+    }
+    pair::stop_both(lab);
+    pair::write_configs(lab, "");
+    report(
+        "replication_tls",
+        &format!(
+            "replication over TLS: {} MiB, protocol C, {RUNS} runs",
+            SIZE >> 20
+        ),
+        "without TLS",
+        &rows,
+    );
 }

@@ -19,4 +19,5 @@ pub mod replication;
 pub mod resources;
 #[doc(hidden)]
 pub mod testkit;
+pub mod tls;
 pub mod types;

@@ -455,7 +455,7 @@ fn the_client_handshake_reports_unknown_exports() {
 /// (ca-cert.pem, client-cert.pem, client-key.pem).
 struct Certs {
     /// The server's files.
-    server: duet::config::NbdTls,
+    server: duet::config::TlsFiles,
     /// A client with a certificate from the server's CA.
     good: PathBuf,
     /// A client with a certificate from another CA.
@@ -484,7 +484,7 @@ impl Certs {
             d
         };
         Certs {
-            server: duet::config::NbdTls {
+            server: duet::config::TlsFiles {
                 cert: pki.join("server-cert.pem"),
                 key: pki.join("server-key.pem"),
                 ca: pki.join("ca-cert.pem"),
@@ -820,7 +820,7 @@ fn tls_files_are_checked_before_anything_is_served() {
     let certs = Certs::new(&f.dir);
     let good = certs.server.clone();
     server_config(&good).expect("the good files");
-    let error = |files: &duet::config::NbdTls| match server_config(files) {
+    let error = |files: &duet::config::TlsFiles| match server_config(files) {
         Ok(_) => panic!("accepted: {files:?}"),
         Err(e) => e.to_string(),
     };
@@ -835,26 +835,26 @@ fn tls_files_are_checked_before_anything_is_served() {
     let theirs = f.dir.join("theirs-key.pem");
     std::fs::copy(&good.key, &theirs).expect("copy");
     std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown (needs root)");
-    let e = error(&duet::config::NbdTls {
+    let e = error(&duet::config::TlsFiles {
         key: theirs,
         ..good.clone()
     });
     assert!(e.contains("belongs to uid 65534"), "{e}");
     // A key of another certificate.
     let pki = good.cert.parent().expect("pki");
-    let e = error(&duet::config::NbdTls {
+    let e = error(&duet::config::TlsFiles {
         key: pki.join("client-key.pem"),
         ..good.clone()
     });
     assert!(e.contains("do not go together"), "{e}");
     // A CA file without a certificate, a missing certificate.
-    let e = error(&duet::config::NbdTls {
+    let e = error(&duet::config::TlsFiles {
         ca: pki.join("server.ext"),
         ..good.clone()
     });
     assert!(e.contains("no certificate in it"), "{e}");
     let missing = f.dir.join("missing.pem");
-    let e = error(&duet::config::NbdTls {
+    let e = error(&duet::config::TlsFiles {
         cert: missing.clone(),
         ..good.clone()
     });

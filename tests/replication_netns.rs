@@ -954,3 +954,178 @@ fn lab_a_peer_with_the_wrong_replication_key_never_connects() {
         lab.log("node2")
     );
 }
+
+/// Certificates for the replication link's TLS in `lab.dir/pki`: a CA,
+/// and per node a certificate naming `names[i]` (node i+1's), usable
+/// both ways (the dialling node is the TLS client).
+fn link_pki(lab: &Lab, ca: &str, names: [&str; 2]) {
+    let dir = lab.dir.join("pki");
+    std::fs::create_dir_all(&dir).expect("pki");
+    if !dir.join(format!("{ca}-cert.pem")).exists() {
+        pki::new_ca(&dir, ca);
+    }
+    for (i, name) in names.iter().enumerate() {
+        let ext = format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
+             extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:{name}\n"
+        );
+        pki::signed(&dir, &format!("node{}", i + 1), ca, &ext);
+    }
+}
+
+/// node N's `[replica.tls]`, its files in `pki/`.
+fn link_tls(n: usize) -> String {
+    format!(
+        "[replica.tls]\ncert = \"pki/node{n}-cert.pem\"\n\
+         key = \"pki/node{n}-key.pem\"\nca = \"pki/ca-cert.pem\"\n"
+    )
+}
+
+/// Every frame crossing namespace `ns` while `during` runs, concatenated
+/// (at most 256 MiB).
+fn captured(ns: &str, during: impl FnOnce()) -> Vec<u8> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const ETH_P_ALL: u16 = 0x0003;
+    // Made inside the namespace, the socket sees its frames from any thread.
+    let socket = netns::in_netns(ns, || {
+        Socket::new(
+            Domain::PACKET,
+            Type::RAW,
+            Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+        )
+        .expect("packet socket")
+    })
+    .join()
+    .expect("capture socket");
+    let _ = socket.set_recv_buffer_size(16 << 20);
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 1 << 16];
+            while !stop.load(Ordering::SeqCst) && all.len() < 256 << 20 {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    // SAFETY: recv initialised the first n bytes.
+                    all.extend(buf[..n].iter().map(|b| unsafe { b.assume_init() }));
+                }
+            }
+            all
+        })
+    };
+    during();
+    stop.store(true, Ordering::SeqCst);
+    reader.join().expect("capture thread")
+}
+
+/// The longest run of `byte` in `bytes`.
+fn longest_run(bytes: &[u8], byte: u8) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for &b in bytes {
+        run = if b == byte { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
+}
+
+#[test]
+fn lab_the_replication_link_over_tls_mirrors_resyncs_and_hides_the_data() {
+    let lab = pair_with(
+        "1G",
+        link_tls,
+        |lab| link_pki(lab, "ca", ["node1", "node2"]),
+        false,
+    );
+    wait_r0(&lab, "node2", "connected over TLS", |r| {
+        r["connection"] == "connected"
+    });
+    ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
+    established(&lab, "node2");
+    let size = usable(&lab);
+    // 4 MiB of one byte cross the link: in the clear it would show as
+    // runs of thousands.
+    let wire = captured(&lab.node("node2").ns, || {
+        nbd_write(&lab, "node1", 0x5a, 0, 4 * MIB);
+    });
+    println!(
+        "captured {} bytes on node2, longest run of the data byte {}",
+        wire.len(),
+        longest_run(&wire, 0x5a)
+    );
+    assert!(wire.len() as u64 > 2 * MIB, "the data was not captured");
+    assert!(
+        longest_run(&wire, 0x5a) < 64,
+        "the data crossed the link in the clear"
+    );
+    // Apart and back: the TLS connection closes and another one resyncs.
+    ctl_ok(&lab, "node2", &["disconnect", "r0"]);
+    nbd_write(&lab, "node1", 0x33, 16 * MIB, MIB);
+    ctl_ok(&lab, "node2", &["connect", "r0"]);
+    established(&lab, "node1");
+    let s = lab.status("node1").expect("status");
+    assert_eq!(counter(&s, "refused-connections"), 0, "{s}");
+    assert!(
+        lab.log("node2").contains("tls=true"),
+        "{}",
+        lab.log("node2")
+    );
+    ctl_ok(&lab, "node1", &["secondary", "r0"]);
+    assert!(same_data(&lab, size), "the disks differ");
+}
+
+/// A pair whose link TLS cannot pass: node2 counts refused handshakes,
+/// says `why` in its log, and the replica never connects while the
+/// cluster stays up.
+fn tls_refused(prepare: impl FnOnce(&Lab), extra: impl Fn(usize) -> String, why: &str) {
+    let lab = pair_with("100M", extra, prepare, false);
+    let (s, _) = lab.wait_status("node2", SYNC, "5 refused connections", |s| {
+        counter(s, "refused-connections") >= 5
+    });
+    assert_ne!(r0(&s)["connection"], "connected", "{s}");
+    assert_eq!(netns::state_of(&s, "node1").as_deref(), Some("up"), "{s}");
+    let log = lab.log("node2");
+    assert!(log.contains(why), "no {why:?} in node2's log:\n{log}");
+    let s1 = lab.status("node1").expect("status");
+    assert_ne!(r0(&s1)["connection"], "connected", "{s1}");
+}
+
+#[test]
+fn lab_a_peer_without_a_certificate_of_the_clusters_ca_never_connects() {
+    // node1's certificate comes from a CA of its own, named right.
+    tls_refused(
+        |lab| {
+            link_pki(lab, "ca", ["node1", "node2"]);
+            let dir = lab.dir.join("pki");
+            pki::new_ca(&dir, "rogue");
+            pki::signed(
+                &dir,
+                "node1",
+                "rogue",
+                "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:node1\n",
+            );
+        },
+        link_tls,
+        "replication TLS handshake failed",
+    );
+}
+
+#[test]
+fn lab_a_certificate_naming_another_node_or_no_tls_never_connects() {
+    // Signed by the cluster's CA, but node1 shows node2's name.
+    tls_refused(
+        |lab| link_pki(lab, "ca", ["node2", "node2"]),
+        link_tls,
+        "does not name",
+    );
+    // node1 dials without TLS: node2 sees no TLS handshake.
+    tls_refused(
+        |lab| link_pki(lab, "ca", ["node1", "node2"]),
+        |n| if n == 2 { link_tls(n) } else { String::new() },
+        "replication TLS handshake failed",
+    );
+}

@@ -20,10 +20,18 @@ pub fn lab(size: u64) -> Lab {
         std::fs::File::create(&img)
             .and_then(|f| f.set_len(size + (4 << 20)))
             .expect("disk file");
-        let text = replica_config(&lab, n);
+    }
+    write_configs(&lab, "");
+    lab
+}
+
+/// Both nodes' configs, `extra` (with `{n}` for the node's number)
+/// appended to the replica section; takes effect at the next start.
+pub fn write_configs(lab: &Lab, extra: &str) {
+    for n in 1..=2 {
+        let text = replica_config(lab, n) + &extra.replace("{n}", &n.to_string());
         lab.write(&format!("node{n}.toml"), &text);
     }
-    lab
 }
 
 /// node1's export socket.

@@ -226,6 +226,9 @@ pub struct Replica {
     /// What a Primary that loses its peer does before it answers new
     /// writes (docs/replication.md, "Fencing the peer").
     pub fencing: ReplicaFencing,
+    /// TLS on the replication link (`[replica.tls]`); `None`, the
+    /// default, for the shared-key link alone.
+    pub tls: Option<TlsFiles>,
     /// The replication link's shared key; the cluster's unless set.
     /// Resolved against the config file's folder when relative.
     pub key_file: PathBuf,
@@ -256,7 +259,7 @@ impl Replica {
 
     /// Where the node serves the export over TCP while it is Primary, and
     /// with which TLS files; `None` if it does not.
-    pub fn nbd_listen(&self, node: NodeId) -> Option<(SocketAddr, &NbdTls)> {
+    pub fn nbd_listen(&self, node: NodeId) -> Option<(SocketAddr, &TlsFiles)> {
         let tcp = self.nbd_tcp.as_ref()?;
         let addr = tcp.listen.get(node.0 as usize).copied().flatten()?;
         Some((addr, &tcp.tls))
@@ -293,19 +296,19 @@ pub struct NbdTcp {
     /// Listen address per node, indexed like `Config::nodes`; `None` where
     /// the node does not listen. Only nodes with a disk have one.
     pub listen: Vec<Option<SocketAddr>>,
-    pub tls: NbdTls,
+    pub tls: TlsFiles,
 }
 
-/// `[replica.nbd-tls]`: PEM files, at these paths on every node that
-/// listens (each node's own certificate and key), resolved against the
-/// config file's folder when relative.
+/// `[replica.nbd-tls]` or `[replica.tls]`: PEM files, at these paths on
+/// every node that uses them (each node's own certificate and key),
+/// resolved against the config file's folder when relative.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NbdTls {
-    /// The server's certificate chain, its own certificate first.
+pub struct TlsFiles {
+    /// This node's certificate chain, its own certificate first.
     pub cert: PathBuf,
-    /// The server's private key: mode 0600 or stricter, owned by root.
+    /// This node's private key: mode 0600 or stricter, owned by root.
     pub key: PathBuf,
-    /// The CA certificates a client's certificate must chain to.
+    /// The CA certificates the other side's certificate must chain to.
     pub ca: PathBuf,
 }
 

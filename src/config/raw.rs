@@ -107,7 +107,9 @@ pub struct RawReplica {
     /// that node is Primary. Empty: no TCP listener (the default).
     #[serde(default)]
     pub nbd_listen: BTreeMap<String, String>,
-    pub nbd_tls: Option<RawNbdTls>,
+    pub nbd_tls: Option<RawTlsFiles>,
+    /// TLS on the replication link: off unless given.
+    pub tls: Option<RawTlsFiles>,
     /// Node name -> replication address of that node.
     #[serde(default)]
     pub address: BTreeMap<String, String>,
@@ -126,10 +128,11 @@ pub struct RawReplica {
     pub resync: Option<RawResync>,
 }
 
-/// `[replica.nbd-tls]`: files on each node, at the same paths.
+/// `[replica.nbd-tls]` or `[replica.tls]`: files on each node, at the
+/// same paths.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawNbdTls {
+pub struct RawTlsFiles {
     pub cert: Option<String>,
     pub key: Option<String>,
     pub ca: Option<String>,

@@ -1764,7 +1764,7 @@ fn the_tcp_listener_is_off_by_default_and_per_node_when_written() {
     let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let r = &loaded.config.replicas[0];
-    let tls = NbdTls {
+    let tls = TlsFiles {
         // Relative to the config file's folder, like the key files.
         cert: "/etc/duet/nbd/server-cert.pem".into(),
         key: "/etc/duet/nbd/server-key.pem".into(),
@@ -1884,6 +1884,58 @@ fn each_broken_tcp_listener_is_placed_at_its_line_and_key() {
         let replica = tcp_replica().replacen(from, to, 1);
         assert_ne!(replica, tcp_replica(), "{what}: the edit did not apply");
         let text = format!("{BASE}{replica}");
+        assert_one_error(what, &text, line_with, key, message, hint);
+    }
+}
+
+const LINK_TLS_TABLE: &str = "\n[replica.tls]\ncert = \"tls/node-cert.pem\"\n\
+    key = \"/etc/duet/tls/node-key.pem\"\nca = \"tls/ca-cert.pem\"\n";
+
+#[test]
+fn link_tls_is_off_by_default_and_its_files_resolve_like_the_keys() {
+    let plain = parse(&format!("{BASE}{REPLICA}"), path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plain.config.replicas[0].tls, None);
+    let text = format!("{BASE}{REPLICA}{LINK_TLS_TABLE}");
+    let loaded = parse(&text, path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.config.replicas[0].tls,
+        Some(TlsFiles {
+            cert: "/etc/duet/tls/node-cert.pem".into(),
+            key: "/etc/duet/tls/node-key.pem".into(),
+            ca: "/etc/duet/tls/ca-cert.pem".into(),
+        })
+    );
+    let cases = [
+        (
+            "no cert",
+            ("cert = \"tls/node-cert.pem\"\n", ""),
+            "[replica.tls]",
+            "replica[0].tls.cert",
+            "missing",
+            "subjectAltName DNS:NODE",
+        ),
+        (
+            "an empty key",
+            ("key = \"/etc/duet/tls/node-key.pem\"", "key = \"\""),
+            "key = \"\"",
+            "replica[0].tls.key",
+            "an empty key names no file",
+            "mode 0600",
+        ),
+        (
+            "an unknown field",
+            ("ca = ", "verify = \"none\"\nca = "),
+            "verify = ",
+            "replica[0].tls.verify",
+            "unknown field `verify`",
+            "`cert`, `key`",
+        ),
+    ];
+    for (what, (from, to), line_with, key, message, hint) in cases {
+        let table = LINK_TLS_TABLE.replacen(from, to, 1);
+        assert_ne!(table, LINK_TLS_TABLE, "{what}: the edit did not apply");
+        let text = format!("{BASE}{REPLICA}{table}");
         assert_one_error(what, &text, line_with, key, message, hint);
     }
 }

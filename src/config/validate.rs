@@ -22,7 +22,7 @@ mod group;
 mod replica;
 mod witness;
 
-use replica::{Endpoints, Listeners, MetaSeen, Replication};
+use replica::{Endpoints, LINK_TLS_FILES, Listeners, MetaSeen, Replication};
 
 /// Longest cluster or node name; the wire format carries at most this many
 /// bytes (`membership::wire::MAX_NAME`).
@@ -822,6 +822,10 @@ impl Check {
                 resync,
             } = self.replication(r, &node_names, &disk_nodes, cluster_key, path, &key);
             let nbd_tcp = self.nbd_tcp(r, nodes, &disk_nodes, path, &key, &mut listeners);
+            let tls = r
+                .tls
+                .as_ref()
+                .and_then(|t| self.tls_files(t, path, &key.key("tls"), LINK_TLS_FILES));
             replicas.push(Replica {
                 name,
                 device: device.unwrap_or_default(),
@@ -829,6 +833,7 @@ impl Check {
                 nbd_socket: nbd_socket.unwrap_or_default(),
                 nbd_tcp,
                 addresses,
+                tls,
                 protocol,
                 meta_disk,
                 on_io_error,

@@ -57,7 +57,7 @@ pub enum DaemonError {
     #[error("{0}")]
     Key(#[from] auth::KeyError),
     #[error("{0}")]
-    NbdTls(#[from] replicas::NbdTlsError),
+    Tls(#[from] replicas::TlsSetupError),
     #[error("cannot open the ICMP sockets for ping nodes: {0}")]
     Ping(std::io::Error),
     #[error("D-Bus: {0}")]

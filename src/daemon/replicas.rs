@@ -16,11 +16,12 @@ use tokio::sync::Notify;
 use crate::bus::{ReplicaCommand, ReplicaControl, ReplicaStatus};
 use crate::config::Config;
 use crate::daemon::replica::engine::Admin;
+use crate::daemon::replica::tls::LinkTls;
 use crate::daemon::replica::{self, Handle};
 use crate::export::attach::{Attachment, attach};
 use crate::export::server::{self, Export};
 use crate::export::tcp::{self, Limits, TcpExport};
-use crate::export::tls::{self, TlsError};
+use crate::export::tls;
 use crate::membership::Membership;
 use crate::membership::fence_records::FenceNote;
 use crate::replication::fence;
@@ -28,10 +29,12 @@ use crate::types::NodeId;
 
 /// A replica's TLS files could not be used: duetd does not start.
 #[derive(Debug, thiserror::Error)]
-#[error("replica {replica}: nbd-tls: {source}")]
-pub struct NbdTlsError {
+#[error("replica {replica}: {table}: {detail}")]
+pub struct TlsSetupError {
     pub replica: String,
-    pub source: TlsError,
+    /// "nbd-tls" or "tls", the config table the files are named in.
+    pub table: &'static str,
+    pub detail: String,
 }
 
 /// Where this node serves a replica over TCP while Primary, and its TLS.
@@ -284,19 +287,30 @@ impl Replicas {
     /// others still work. TLS files that cannot be used (a key others may
     /// read, say) are an error: better no daemon than a listener that is
     /// not what the config asks for.
-    pub fn open(config: &Config, local: NodeId) -> Result<Replicas, NbdTlsError> {
+    pub fn open(config: &Config, local: NodeId) -> Result<Replicas, TlsSetupError> {
         // Every TLS file is read before any engine starts.
         let mut setups = HashMap::new();
+        let mut link_tls = HashMap::new();
         for r in &config.replicas {
             if r.disk(local).is_none() {
                 continue;
             }
+            let refused = |table, detail: String| TlsSetupError {
+                replica: r.name.clone(),
+                table,
+                detail,
+            };
             if let Some((addr, files)) = r.nbd_listen(local) {
-                let tls = tls::server_config(files).map_err(|source| NbdTlsError {
-                    replica: r.name.clone(),
-                    source,
-                })?;
+                let tls =
+                    tls::server_config(files).map_err(|e| refused("nbd-tls", e.to_string()))?;
                 setups.insert(r.name.clone(), TcpSetup { addr, tls });
+            }
+            if let (Some(files), Some(peer)) = (&r.tls, r.peer(local)) {
+                let peer_name = &config.node(peer).name;
+                // The lower node id dials (link.rs): the TLS client.
+                let link = LinkTls::new(files, local < peer, peer_name)
+                    .map_err(|e| refused("tls", e.to_string()))?;
+                link_tls.insert(r.name.clone(), Arc::new(link));
             }
         }
         let mut list = Vec::new();
@@ -304,7 +318,13 @@ impl Replicas {
         let kick = Arc::new(Notify::new());
         for r in &config.replicas {
             let Some(disk) = r.disk(local) else { continue };
-            let handle = match replica::start(config, r, local, kick.clone()) {
+            let handle = match replica::start(
+                config,
+                r,
+                local,
+                kick.clone(),
+                link_tls.get(&r.name).cloned(),
+            ) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     tracing::error!(replica = %r.name, "cannot start: {e}");

@@ -13,10 +13,10 @@ use crate::config::duration;
 use crate::config::error::Issue;
 use crate::config::locate::KeyPath;
 use crate::config::model::{
-    DEFAULT_NBD_PORT, DEFAULT_REPLICA_PORT, MetaDisk, NbdTcp, NbdTls, OnIoError, Protocol,
-    ReplicaFencing, ResyncRates, VerifyAlg,
+    DEFAULT_NBD_PORT, DEFAULT_REPLICA_PORT, MetaDisk, NbdTcp, OnIoError, Protocol, ReplicaFencing,
+    ResyncRates, TlsFiles, VerifyAlg,
 };
-use crate::config::raw::{RawMetaDisk, RawNbdTls, RawNode, RawReplica, RawResync, RawSize};
+use crate::config::raw::{RawMetaDisk, RawNode, RawReplica, RawResync, RawSize, RawTlsFiles};
 use crate::config::size::{self, SIZE_HINT, SizeError};
 use crate::replication::split_brain::{After0Pri, After1Pri, After2Pri, Policies};
 
@@ -59,6 +59,20 @@ const KEY_FILE_HINT: &str = "a path to the replication key, e.g. \"repl.key\" (c
 
 const NBD_LISTEN_HINT: &str = "the node's IP address and a TCP port for NBD clients, e.g. \
      \"198.51.100.1:10809\" or \"[2001:db8::1]:10809\" (port 10809 when left out)";
+/// What each file of `[replica.nbd-tls]` is: cert, key, ca.
+const NBD_TLS_FILES: [&str; 3] = [
+    "the server's certificate (PEM), e.g. \"nbd/server-cert.pem\"",
+    "the server's private key (PEM, mode 0600, owned by root), e.g. \"nbd/server-key.pem\"",
+    "the CA certificate (PEM) that signs the clients' certificates, e.g. \"nbd/ca-cert.pem\"",
+];
+
+/// What each file of `[replica.tls]` is: cert, key, ca.
+pub(super) const LINK_TLS_FILES: [&str; 3] = [
+    "this node's certificate (PEM), naming the node (subjectAltName DNS:NODE), e.g. \"tls/node-cert.pem\"",
+    "this node's private key (PEM, mode 0600, owned by root), e.g. \"tls/node-key.pem\"",
+    "the CA certificate (PEM) that signs both nodes' certificates, e.g. \"tls/ca-cert.pem\"",
+];
+
 const NBD_TLS_HINT: &str = "a [replica.nbd-tls] table with cert, key and ca (PEM files): \
      clients then need a certificate signed by that CA";
 
@@ -378,7 +392,10 @@ impl Check {
             });
         }
         let tls_key = key.key("nbd-tls");
-        let tls = r.nbd_tls.as_ref().map(|t| self.nbd_tls(t, path, &tls_key));
+        let tls = r
+            .nbd_tls
+            .as_ref()
+            .map(|t| self.tls_files(t, path, &tls_key, NBD_TLS_FILES));
         match (r.nbd_listen.is_empty(), tls) {
             (true, None) => None,
             (true, Some(_)) => {
@@ -432,25 +449,21 @@ impl Check {
         Some(at)
     }
 
-    /// `[replica.nbd-tls]`, each file resolved like the key file; `None`
-    /// when one is missing (then there are errors). `key` is the table's.
-    fn nbd_tls(&mut self, raw: &RawNbdTls, path: &Path, key: &KeyPath) -> Option<NbdTls> {
+    /// `[replica.nbd-tls]` or `[replica.tls]`, each file resolved like
+    /// the key file; `None` when one is missing (then there are errors).
+    /// `key` is the table's, `hints` say what each file is.
+    pub(super) fn tls_files(
+        &mut self,
+        raw: &RawTlsFiles,
+        path: &Path,
+        key: &KeyPath,
+        hints: [&str; 3],
+    ) -> Option<TlsFiles> {
+        let [cert, tls_key, ca] = hints;
         let files = [
-            (
-                "cert",
-                &raw.cert,
-                "the server's certificate (PEM), e.g. \"nbd/server-cert.pem\"",
-            ),
-            (
-                "key",
-                &raw.key,
-                "the server's private key (PEM, mode 0600, owned by root), e.g. \"nbd/server-key.pem\"",
-            ),
-            (
-                "ca",
-                &raw.ca,
-                "the CA certificate (PEM) that signs the clients' certificates, e.g. \"nbd/ca-cert.pem\"",
-            ),
+            ("cert", &raw.cert, cert),
+            ("key", &raw.key, tls_key),
+            ("ca", &raw.ca, ca),
         ];
         let mut found = Vec::with_capacity(files.len());
         for (name, written, hint) in files {
@@ -465,7 +478,7 @@ impl Check {
             }
         }
         let [cert, tls_key, ca] = <[PathBuf; 3]>::try_from(found).ok()?;
-        Some(NbdTls {
+        Some(TlsFiles {
             cert,
             key: tls_key,
             ca,

@@ -5,6 +5,9 @@
 //! engine's lock (so they leave in the core's order) and written by
 //! whichever thread queued them, without waiting; only when the socket is
 //! full does a writer thread take over and wait.
+//!
+//! With `[replica.tls]`, the TCP connection carries TLS (`tls.rs`) and
+//! the threads here use the plaintext end of its pump instead.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -14,9 +17,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use nix::sys::socket::{MsgFlags, send};
+use socket2::Socket;
 
 use crate::daemon::ratelimit::Refusals;
 use crate::daemon::replica::engine::Engine;
+use crate::daemon::replica::tls::{self, LinkTls};
 use crate::replication::core::Msg;
 use crate::replication::wire::{self, HEADER_LEN, MAC_LEN, Opener, Sealer};
 
@@ -30,6 +35,7 @@ pub struct LinkConfig {
     pub peer_addr: SocketAddr,
     pub key: Vec<u8>,
     pub retry: Duration,
+    pub tls: Option<Arc<LinkTls>>,
 }
 
 pub struct Shared {
@@ -52,7 +58,8 @@ struct Queue {
 /// What only the thread sending holds: sealing happens here, outside the
 /// engine's lock (a MAC over a large write takes a while).
 struct Sending {
-    sock: TcpStream,
+    /// The TCP connection, or the plaintext end of its TLS pump.
+    sock: Socket,
     sealer: Sealer,
     /// Sealed bytes the socket did not take yet.
     unsent: Vec<u8>,
@@ -73,11 +80,11 @@ pub struct Out {
     sending: Mutex<Sending>,
     /// For shutting down or timing out the reader without waiting for a
     /// sender.
-    ctl: TcpStream,
+    ctl: Socket,
 }
 
 impl Out {
-    fn new(conn: u64, sealer: Sealer, sock: TcpStream, ctl: TcpStream) -> Out {
+    fn new(conn: u64, sealer: Sealer, sock: Socket, ctl: Socket) -> Out {
         Out {
             ctl,
             conn,
@@ -213,7 +220,7 @@ impl Out {
 }
 
 /// As much of `bytes` as the socket takes without waiting.
-fn send_some(sock: &TcpStream, bytes: &[u8]) -> std::io::Result<usize> {
+fn send_some(sock: &Socket, bytes: &[u8]) -> std::io::Result<usize> {
     let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
     let mut at = 0;
     while at < bytes.len() {
@@ -350,8 +357,13 @@ fn serve_loop(cfg: &LinkConfig, shared: &Shared, next: &Next) {
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs one connection until it breaks.
-fn serve(cfg: &LinkConfig, shared: &Shared, mut s: TcpStream, initiator: bool) {
-    let _ = s.set_nodelay(true);
+fn serve(cfg: &LinkConfig, shared: &Shared, tcp: TcpStream, initiator: bool) {
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let _ = tcp.set_write_timeout(Some(HANDSHAKE_TIMEOUT));
+    let Some(mut s) = secure(cfg, shared, tcp) else {
+        return;
+    };
     let _ = s.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
     let _ = s.set_write_timeout(Some(HANDSHAKE_TIMEOUT));
     let session = match wire::handshake(
@@ -381,7 +393,7 @@ fn serve(cfg: &LinkConfig, shared: &Shared, mut s: TcpStream, initiator: bool) {
         let out = out.clone();
         std::thread::spawn(move || out.write_loop(WRITE_TIMEOUT))
     };
-    tracing::info!(replica = %cfg.replica, peer = %cfg.peer_addr, conn, "replication link up");
+    tracing::info!(replica = %cfg.replica, peer = %cfg.peer_addr, conn, tls = cfg.tls.is_some(), "replication link up");
     let why = match shared.engine.upgrade() {
         Some(engine) => {
             engine.link_up(out.clone());
@@ -399,7 +411,29 @@ fn serve(cfg: &LinkConfig, shared: &Shared, mut s: TcpStream, initiator: bool) {
     let _ = writer.join();
 }
 
-fn read_loop(s: &mut TcpStream, opener: &mut Opener, conn: u64, engine: &Weak<Engine>) -> String {
+/// The connection as the link's threads use it: the TCP socket itself,
+/// or with TLS, the plaintext end of its pump once the TLS handshake
+/// passed. `None` when it did not (refused, counted).
+fn secure(cfg: &LinkConfig, shared: &Shared, mut tcp: TcpStream) -> Option<Socket> {
+    let Some(link_tls) = &cfg.tls else {
+        return Some(Socket::from(tcp));
+    };
+    let pumped = link_tls.handshake(&mut tcp).and_then(|conn| {
+        let name = format!("duet-tls-{}", cfg.replica);
+        tls::tunnel(tcp, conn, name).map_err(|e| e.to_string())
+    });
+    match pumped {
+        Ok(plain) => Some(Socket::from(plain)),
+        Err(e) => {
+            if let Some(held_back) = shared.refusals.refuse("tls") {
+                tracing::warn!(replica = %cfg.replica, peer = %cfg.peer_addr, held_back, "replication TLS handshake failed: {e}");
+            }
+            None
+        }
+    }
+}
+
+fn read_loop(s: &mut Socket, opener: &mut Opener, conn: u64, engine: &Weak<Engine>) -> String {
     let mut header = [0u8; HEADER_LEN];
     let mut body = Vec::new();
     let mut tag = [0u8; MAC_LEN];

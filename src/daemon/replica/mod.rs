@@ -8,6 +8,7 @@ mod distrust;
 pub mod engine;
 mod link;
 pub mod status;
+pub mod tls;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -94,6 +95,7 @@ pub fn start(
     r: &ReplicaConfig,
     local: NodeId,
     kick: Arc<tokio::sync::Notify>,
+    tls: Option<Arc<tls::LinkTls>>,
 ) -> Result<Handle, StartError> {
     let disk = r
         .disk(local)
@@ -170,6 +172,7 @@ pub fn start(
             peer_addr,
             key,
             retry: r.connect_retry,
+            tls,
         },
         shared,
     )?;
