@@ -571,3 +571,128 @@ fn lab_duetd_killed_mid_takeover_finishes_it_after_its_restart() {
     }
     assert!(up("fast", &ns2) && up("slow", &ns2), "{:?}", log(&lab));
 }
+
+/// `duetctl events --json` on `node`, its lines gathered by a thread; the
+/// process is the lab's, killed at its end.
+fn events(lab: &mut Lab, node: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(netns::DUETCTL)
+        .args(["events", "--json"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &lab.node(node).bus)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("duetctl events");
+    let out = child.stdout.take().expect("stdout");
+    lab.adopt(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            let v =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if tx.send(v).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Lines from `rx` until one for which `last` holds (included), at most
+/// `within`.
+fn lines_until(
+    rx: &std::sync::mpsc::Receiver<serde_json::Value>,
+    within: Duration,
+    what: &str,
+    last: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) => {
+                let done = last(&v);
+                seen.push(v);
+                if done {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("no {what} within {within:?}; lines: {seen:#?}"),
+        }
+    }
+}
+
+fn is(v: &serde_json::Value, object: &str, name: &str, key: &str, value: &str) -> bool {
+    v["object"] == object && v["name"] == name && v["values"][key] == value
+}
+
+#[test]
+fn lab_events_record_a_failover_in_order_with_timings() {
+    let mut lab = fenced_lab();
+    lab.start("node1");
+    lab.start("node2");
+    lab.wait_status("node2", INITDEAD * 2, "svc running on node1", |s| {
+        group(s)["node"] == "node1" && group(s)["running"] == true
+    });
+    let rx = events(&mut lab, "node2");
+    // The state first, as it is: ends with `exists -`.
+    let now = lines_until(&rx, Duration::from_secs(10), "exists -", |v| {
+        v["object"] == "-"
+    });
+    assert!(now.iter().all(|v| v["event"] == "exists"), "{now:#?}");
+    let find = |kind: &str, name: &str| {
+        now.iter()
+            .find(|v| v["object"] == kind && v["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in {now:#?}"))
+    };
+    assert_eq!(find("node", "node1")["values"]["state"], "up");
+    assert_eq!(find("group", "svc")["values"]["node"], "node1");
+    assert_eq!(find("cluster", "lab")["values"]["quorate"], true);
+
+    // node1 crashes: node2 sees it late, then dead, fences it and starts
+    // svc; the stream has it in that order.
+    lab.kill("node1");
+    let changes = lines_until(&rx, Duration::from_secs(20), "svc running on node2", |v| {
+        v["object"] == "group" && v["name"] == "svc" && v["values"]["state"] == "running"
+    });
+    for v in &changes {
+        println!("{v}");
+    }
+    let at = |what: &str, ok: &dyn Fn(&serde_json::Value) -> bool| {
+        changes
+            .iter()
+            .position(ok)
+            .unwrap_or_else(|| panic!("no {what} in {changes:#?}"))
+    };
+    let dead = at("node1 dead", &|v| is(v, "node", "node1", "state", "dead"));
+    let starting = at("svc starting", &|v| {
+        is(v, "group", "svc", "state", "starting")
+    });
+    let running = changes.len() - 1;
+    assert!(dead < starting && starting < running, "{changes:#?}");
+    assert!(changes.iter().all(|v| v["event"] == "change"));
+    let times: Vec<u64> = changes
+        .iter()
+        .map(|v| v["time_us"].as_u64().expect("time_us"))
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    // Each change says what it replaced, and how long that held.
+    assert_eq!(
+        changes[dead]["was"]["state"]["value"], "late",
+        "{changes:#?}"
+    );
+    let start_took = changes[running]["was"]["state"]["held_s"]
+        .as_f64()
+        .expect("how long svc was starting");
+    let secs = |from: usize, to: usize| (times[to] - times[from]) as f64 / 1e6;
+    assert!(
+        (start_took - secs(starting, running)).abs() < 0.01,
+        "{changes:#?}"
+    );
+    println!(
+        "events: node1 dead -> svc starting {:.3} s -> running {:.3} s",
+        secs(dead, starting),
+        secs(starting, running)
+    );
+}

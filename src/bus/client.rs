@@ -295,7 +295,7 @@ fn call_error(e: zbus::Error) -> ClientError {
     }
 }
 
-fn get_all(conn: &Connection, path: &str, iface: &str) -> Result<Props, ClientError> {
+pub(crate) fn get_all(conn: &Connection, path: &str, iface: &str) -> Result<Props, ClientError> {
     let reply = conn
         .call_method(
             Some(BUS_NAME),
@@ -308,9 +308,9 @@ fn get_all(conn: &Connection, path: &str, iface: &str) -> Result<Props, ClientEr
     reply.body().deserialize().map_err(ClientError::Call)
 }
 
-type Managed = HashMap<OwnedObjectPath, HashMap<String, Props>>;
+pub(crate) type Managed = HashMap<OwnedObjectPath, HashMap<String, Props>>;
 
-fn managed_objects(conn: &Connection) -> Result<Managed, ClientError> {
+pub(crate) fn managed_objects(conn: &Connection) -> Result<Managed, ClientError> {
     let reply = conn
         .call_method(
             Some(BUS_NAME),

@@ -33,6 +33,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print every state change as it happens, one line each: first each
+    /// object as it is (`exists`, ending with `exists -`), then `change`
+    /// lines with the value replaced and how long it held. Runs until
+    /// interrupted; follows duetd across restarts.
+    Events {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Move every group off this node, in order (heartbeat's hb_standby).
     /// NODE must be the node duetctl runs on.
     Standby { node: String },

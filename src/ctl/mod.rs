@@ -1,6 +1,7 @@
 //! duetctl: the command-line client. `run` returns the process exit code.
 
 pub mod cli;
+mod events;
 mod groups;
 mod import;
 pub mod metadata;
@@ -20,6 +21,7 @@ use cli::{Cli, Command, exit};
 pub fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Status { json } => status(cli.bus, json),
+        Command::Events { json } => events::run(cli.bus, json),
         Command::Standby { node } => groups::standby(cli.bus, &node, true),
         Command::Online { node } => groups::standby(cli.bus, &node, false),
         Command::Cleanup { group } => groups::run(cli.bus, GroupCommand::Cleanup { group }),
