@@ -696,3 +696,37 @@ fn lab_events_record_a_failover_in_order_with_timings() {
         secs(starting, running)
     );
 }
+
+#[test]
+fn lab_status_watch_draws_each_change_and_nothing_while_none_comes() {
+    let mut lab = fenced_lab();
+    lab.start("node1");
+    lab.start("node2");
+    lab.wait_status("node2", INITDEAD * 2, "svc running on node1", |s| {
+        group(s)["node"] == "node1" && group(s)["running"] == true
+    });
+    let rx = lab.watch("node2");
+    netns::views_until(&rx, Duration::from_secs(10), "svc on node1", |v| {
+        v.contains("group svc on node1")
+    });
+    // Quiet: no change, no view (drawn on signals, not on a timer).
+    let drain_until = Instant::now() + Duration::from_millis(500);
+    while rx
+        .recv_timeout(drain_until.saturating_duration_since(Instant::now()))
+        .is_ok()
+    {}
+    assert!(
+        rx.recv_timeout(Duration::from_secs(2)).is_err(),
+        "a view was drawn with nothing changed"
+    );
+    lab.kill("node1");
+    let views = netns::views_until(&rx, Duration::from_secs(20), "svc running on node2", |v| {
+        v.contains("group svc on node2: running here")
+    });
+    for v in &views {
+        println!("{v}");
+    }
+    let last = views.last().map(String::as_str).unwrap_or_default();
+    assert!(last.contains("node1") && last.contains(" dead "), "{last}");
+    assert!(last.lines().all(|l| l.chars().count() <= 80), "{last}");
+}

@@ -1129,3 +1129,45 @@ fn lab_a_certificate_naming_another_node_or_no_tls_never_connects() {
         "replication TLS handshake failed",
     );
 }
+
+/// The percentage in a view's progress bar, if it has one.
+fn progress(view: &str) -> Option<f64> {
+    let after = view.split("] ").nth(1)?;
+    after.split('%').next()?.trim().parse().ok()
+}
+
+#[test]
+fn lab_status_watch_follows_a_sync_with_its_progress_to_the_end() {
+    let mut lab = pair("16M", "");
+    wait_r0(&lab, "node2", "connected", |r| {
+        r["connection"] == "connected"
+    });
+    lab.wait_status("node2", SYNC, "node1's links up", |s| {
+        s["nodes"][0]["links"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|l| l["state"] == "up"))
+    });
+    let rx = lab.watch("node2");
+    netns::views_until(&rx, SYNC, "r0 connected", |v| v.contains(" connected "));
+    ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
+    let views = netns::views_until(&rx, SYNC, "r0 synced", |v| v.contains("uptodate/uptodate"));
+    for v in &views {
+        println!("{v}");
+    }
+    let seen: Vec<f64> = views.iter().filter_map(|v| progress(v)).collect();
+    // 64 MiB at 16 MiB/s, a signal a second: the bar moves forward.
+    assert!(seen.len() >= 2, "{views:#?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(
+        views
+            .iter()
+            .any(|v| v.contains("synctarget") && v.contains(" eta ")),
+        "{views:#?}"
+    );
+    assert!(
+        views
+            .iter()
+            .flat_map(|v| v.lines())
+            .all(|l| l.chars().count() <= 80)
+    );
+}

@@ -30,8 +30,13 @@ pub enum Command {
     /// Show the cluster: quorum, every node with its state and links.
     Status {
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// Draw the view again at each change duetd signals, until
+        /// interrupted (on a terminal: in place, in colour unless NO_COLOR
+        /// is set; otherwise one view after another, each with its time).
+        #[arg(long)]
+        watch: bool,
     },
     /// Print every state change as it happens, one line each: first each
     /// object as it is (`exists`, ending with `exists -`), then `change`
@@ -454,7 +459,7 @@ mod tests {
     #[test]
     fn status_takes_json_and_bad_args_are_refused() {
         let cli = Cli::try_parse_from(["duetctl", "status", "--json"]).expect("parse");
-        assert!(matches!(cli.command, Command::Status { json: true }));
+        assert!(matches!(cli.command, Command::Status { json: true, .. }));
         assert!(Cli::try_parse_from(["duetctl", "status", "--jsn"]).is_err());
         assert!(Cli::try_parse_from(["duetctl", "check-config"]).is_err());
     }

@@ -420,11 +420,12 @@ impl Stream {
     }
 }
 
-fn stream(bus: crate::bus::BusKind, as_json: bool) -> Result<(), ClientError> {
-    let conn = client::connect(bus)?;
-    // The iterator first, then the matches: no signal falls in between.
+/// The connection's messages, with duetd's PropertiesChanged signals and
+/// its name's changes of owner subscribed. The iterator is made before
+/// the matches, so no signal falls in between.
+pub fn subscribe(conn: &Connection) -> Result<MessageIterator, ClientError> {
     let messages = MessageIterator::from(conn.clone());
-    let dbus = zbus::blocking::fdo::DBusProxy::new(&conn).map_err(ClientError::Call)?;
+    let dbus = zbus::blocking::fdo::DBusProxy::new(conn).map_err(ClientError::Call)?;
     let rules = [
         format!(
             "type='signal',sender='{BUS_NAME}',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path_namespace='{ROOT_PATH}'"
@@ -438,6 +439,12 @@ fn stream(bus: crate::bus::BusKind, as_json: bool) -> Result<(), ClientError> {
         dbus.add_match_rule(rule)
             .map_err(|e| ClientError::Call(e.into()))?;
     }
+    Ok(messages)
+}
+
+fn stream(bus: crate::bus::BusKind, as_json: bool) -> Result<(), ClientError> {
+    let conn = client::connect(bus)?;
+    let messages = subscribe(&conn)?;
     let mut s = Stream {
         tracker: Tracker::default(),
         objects: HashMap::new(),

@@ -8,6 +8,7 @@ pub mod metadata;
 pub mod render;
 mod replica;
 mod resource;
+mod watch;
 
 use std::io::Write;
 
@@ -20,7 +21,8 @@ use cli::{Cli, Command, exit};
 
 pub fn run(cli: Cli) -> u8 {
     match cli.command {
-        Command::Status { json } => status(cli.bus, json),
+        Command::Status { watch: true, .. } => watch::run(cli.bus),
+        Command::Status { json, .. } => status(cli.bus, json),
         Command::Events { json } => events::run(cli.bus, json),
         Command::Standby { node } => groups::standby(cli.bus, &node, true),
         Command::Online { node } => groups::standby(cli.bus, &node, false),

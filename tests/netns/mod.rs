@@ -460,6 +460,63 @@ impl Lab {
     pub fn adopt(&mut self, child: Child) {
         self.children.push(child);
     }
+
+    /// `duetctl status --watch` on the node, not on a terminal: each view
+    /// it prints (its time line first) comes out of the receiver whole.
+    /// The process is the lab's, killed at its end.
+    pub fn watch(&mut self, name: &str) -> std::sync::mpsc::Receiver<String> {
+        use std::io::BufRead;
+        let mut child = Command::new(DUETCTL)
+            .args(["status", "--watch"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.node(name).bus)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("duetctl status --watch");
+        let out = child.stdout.take().expect("stdout");
+        self.adopt(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut view = String::new();
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if !line.is_empty() {
+                    view.push_str(&line);
+                    view.push('\n');
+                } else if tx.send(std::mem::take(&mut view)).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// Views from `rx` until one for which `last` holds (returned with all
+/// before it), at most `within`.
+pub fn views_until(
+    rx: &std::sync::mpsc::Receiver<String>,
+    within: Duration,
+    what: &str,
+    last: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(view) => {
+                let done = last(&view);
+                seen.push(view);
+                if done {
+                    return seen;
+                }
+            }
+            Err(_) => panic!(
+                "no view with {what} within {within:?}; views:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
 }
 
 impl Lab {
