@@ -25,6 +25,9 @@ PACKAGES=(
   pyflakes3       # the NixOS VM tests' Python scripts checked (tests/nix_files.rs)
   polkitd         # who else than root may act over D-Bus (tests/packaging_netns.rs)
   faketime        # libfaketime: a daemon's wall clock stepped alone (tests/membership_netns.rs)
+  curl            # scrapes the metrics endpoint (tests/replication_netns.rs)
+  python3-prometheus-client # the Prometheus project's parser of the metrics text
+  prometheus      # promtool check metrics: the metric names follow the conventions
 )
 
 missing=()

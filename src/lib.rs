@@ -5,7 +5,8 @@
 //! replicated disk and its block device), `resources` (groups and where
 //! they run), `bus` (the D-Bus API), `host` (systemd, journald, sockets),
 //! `daemon` (the shell that runs the pure cores), `ctl` (the `duetctl`
-//! client) and `import` (classic Heartbeat and DRBD files into a config).
+//! client), `import` (classic Heartbeat and DRBD files into a config) and
+//! `metrics` (the Prometheus endpoint).
 
 pub mod bus;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod export;
 pub mod host;
 pub mod import;
 pub mod membership;
+pub mod metrics;
 pub mod replication;
 pub mod resources;
 #[doc(hidden)]

@@ -1171,3 +1171,163 @@ fn lab_status_watch_follows_a_sync_with_its_progress_to_the_end() {
             .all(|l| l.chars().count() <= 80)
     );
 }
+
+/// Prints each sample of a Prometheus text exposition as JSON, parsed by
+/// the Prometheus project's own Python client (Debian's).
+const PARSE: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        out.append({"name": s.name, "labels": s.labels, "value": s.value, "type": family.type})
+print(json.dumps(out))
+"#;
+
+/// The node's /metrics, fetched from inside its namespace.
+fn scrape(lab: &Lab, node: &str) -> String {
+    let out = in_ns(
+        lab,
+        node,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:9649/metrics",
+        ],
+    );
+    assert!(out.status.success(), "curl: {}", printed(&out));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// Pipes `text` through a command and returns its output.
+fn through(cmd: &str, args: &[&str], text: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd} (scripts/install-deps.sh installs it): {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn lab_the_metrics_endpoint_parses_and_matches_the_status() {
+    let lab = pair_with(
+        "1G",
+        |_| "[metrics]\nlisten = \"127.0.0.1:9649\"\n".to_string(),
+        |_| {},
+        false,
+    );
+    wait_r0(&lab, "node2", "connected", |r| {
+        r["connection"] == "connected"
+    });
+    ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
+    established(&lab, "node1");
+    established(&lab, "node2");
+    nbd_write(&lab, "node1", 0x42, 0, 2 * MIB);
+    // Idle now: the counters hold still between the two reads.
+    let status = wait_r0(&lab, "node1", "nothing pending", |r| {
+        r["counters"]["pending"] == 0 && r["counters"]["unacked"] == 0
+    });
+    let status = lab.status("node1").unwrap_or(status);
+    let text = scrape(&lab, "node1");
+    let lint = through("promtool", &["check", "metrics"], &text);
+    assert!(
+        lint.status.success(),
+        "promtool: {}\n{text}",
+        printed(&lint)
+    );
+    let parsed = through("/usr/bin/python3", &["-c", PARSE], &text);
+    assert!(parsed.status.success(), "parser: {}", printed(&parsed));
+    let samples: Vec<Value> = serde_json::from_slice(&parsed.stdout).expect("parser's JSON");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        samples
+            .iter()
+            .find(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+            .and_then(|s| s["value"].as_f64())
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"))
+    };
+    let r = r0(&status);
+    assert_eq!(value("duet_quorate", &[]), 1.0);
+    assert_eq!(status["quorate"], true);
+    for n in status["nodes"].as_array().expect("nodes") {
+        let (name, state) = (
+            n["name"].as_str().unwrap_or(""),
+            n["state"].as_str().unwrap_or(""),
+        );
+        assert_eq!(
+            value("duet_node_state", &[("node", name), ("state", state)]),
+            1.0
+        );
+    }
+    for (metric, key) in [
+        ("duet_replica_role", "role"),
+        ("duet_replica_peer_role", "peer_role"),
+        ("duet_replica_connection", "connection"),
+        ("duet_replica_replication", "replication"),
+        ("duet_replica_disk", "disk"),
+        ("duet_replica_peer_disk", "peer_disk"),
+    ] {
+        let state = r[key].as_str().expect("state");
+        assert_eq!(
+            value(metric, &[("replica", "r0"), ("state", state)]),
+            1.0,
+            "{metric}"
+        );
+    }
+    assert_eq!(
+        value(
+            "duet_replica_role",
+            &[("replica", "r0"), ("state", "secondary")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value("duet_replica_out_of_sync_bytes", &[("replica", "r0")]),
+        r["out_of_sync_bytes"].as_f64().expect("out of sync")
+    );
+    // Counters: the parser names them without _total, as the format says.
+    for (metric, key) in [
+        ("duet_replica_sent_bytes", "sent"),
+        ("duet_replica_written_bytes", "written"),
+        ("duet_replica_resynced_bytes", "resynced"),
+    ] {
+        assert_eq!(
+            value(&format!("{metric}_total"), &[("replica", "r0")]),
+            r["counters"][key].as_f64().expect("counter"),
+            "{metric}"
+        );
+        let family = samples
+            .iter()
+            .find(|s| s["name"] == format!("{metric}_total"));
+        assert_eq!(
+            family.map(|s| s["type"].clone()),
+            Some(Value::from("counter"))
+        );
+    }
+    // The 2 MiB written went to the peer.
+    assert!(value("duet_replica_sent_bytes_total", &[("replica", "r0")]) >= (2 * MIB) as f64);
+    // Bound to the loopback: not reachable on the node's own address.
+    let out = in_ns(
+        &lab,
+        "node2",
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "2",
+            "http://203.0.113.1:9649/metrics",
+        ],
+    );
+    assert!(!out.status.success(), "served beyond the loopback");
+}

@@ -39,7 +39,13 @@ pub struct Config {
     /// What this node does to itself when it lost quorum and cannot stop
     /// its groups in time.
     pub self_fence: Option<SelfFence>,
+    /// Where the Prometheus endpoint listens (`[metrics] listen`), a
+    /// loopback address; `None`, the default, for no endpoint.
+    pub metrics: Option<SocketAddr>,
 }
+
+/// The metrics endpoint's port when `[metrics] listen` gives none.
+pub const DEFAULT_METRICS_PORT: u16 = 9649;
 
 /// `[self-fence]`: run when this node has been without quorum for `after`
 /// and its groups are still not stopped (a hung stop): the command makes

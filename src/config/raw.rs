@@ -29,6 +29,14 @@ pub struct RawConfig {
     pub group: Vec<RawGroup>,
     pub fencing: Option<RawFencing>,
     pub self_fence: Option<RawSelfFence>,
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 /// `[self-fence]`.

@@ -3298,3 +3298,30 @@ fn crc_is_taken_with_the_opt_in_and_only_then() {
     let refused = crc.replacen("allow-insecure-crc = true", "allow-insecure-crc = false", 1);
     assert_eq!(errors_of(&refused)[0].key, "cluster.auth");
 }
+
+#[test]
+fn metrics_are_off_by_default_and_on_the_loopback_only() {
+    let plain = parse(BASE, path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plain.config.metrics, None);
+    for (table, at) in [
+        ("[metrics]\n", "127.0.0.1:9649"),
+        ("[metrics]\nlisten = \"::1\"\n", "[::1]:9649"),
+        ("[metrics]\nlisten = \"127.0.0.2:9100\"\n", "127.0.0.2:9100"),
+    ] {
+        let loaded = parse(&format!("{BASE}\n{table}"), path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.config.metrics, socket(at), "{table}");
+    }
+    let cases = [
+        (
+            "listen = \"198.51.100.1:9649\"",
+            "is not a loopback address",
+        ),
+        ("listen = \"0.0.0.0\"", "is not a loopback address"),
+        ("listen = \"localhost:9649\"", "is not an IP address"),
+        ("listen = \"127.0.0.1:0\"", "port 0 is not a port"),
+    ];
+    for (line, message) in cases {
+        let text = format!("{BASE}\n[metrics]\n{line}\n");
+        assert_one_error(line, &text, line, "metrics.listen", message, "SSH tunnel");
+    }
+}

@@ -19,6 +19,7 @@ use crate::membership::auth::AuthAlgorithm;
 
 mod fencing;
 mod group;
+mod metrics;
 mod replica;
 mod witness;
 
@@ -83,6 +84,9 @@ pub fn validate(raw: RawConfig, path: &Path, ocf_root: &Path) -> Result<Validate
         .as_ref()
         .map_or(Timings::default().deadtime, |t| t.deadtime);
     let self_fence = check.self_fence(raw.self_fence, deadtime, &root.key("self-fence"));
+    let metrics = raw
+        .metrics
+        .and_then(|m| check.metrics(m, &root.key("metrics")));
     if let Some(c) = &cluster {
         check.heartbeat_room(c, &nodes, &groups, &replicas, &root.key("group"));
         check.takeover_means(c, &nodes, &groups, fencing.is_some(), &root.key("cluster"));
@@ -100,6 +104,7 @@ pub fn validate(raw: RawConfig, path: &Path, ocf_root: &Path) -> Result<Validate
                 groups,
                 fencing,
                 self_fence,
+                metrics,
             },
             warnings: check.warnings,
         }),

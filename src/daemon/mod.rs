@@ -203,6 +203,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         epoch_us,
         summary,
     };
+    if let Some(at) = daemon.config.metrics {
+        crate::metrics::http::spawn(at, daemon.published.subscribe());
+    }
     let result = daemon.main_loop(rx, ping_rx, done_rx, control_rx).await;
     notify::stopping();
     let _ = tokio::task::spawn_blocking(move || replicas.shutdown()).await;
