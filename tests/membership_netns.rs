@@ -375,6 +375,7 @@ fn forged(key: &[u8], incarnation: u64) -> Vec<u8> {
         state: None,
         quorum: Default::default(),
         fences: None,
+        config: None,
     })
 }
 
@@ -541,4 +542,72 @@ fn lab_duetd_does_not_start_on_a_config_others_may_change() {
         "{err}"
     );
     assert!(err.contains("chmod go-w"), "{err}");
+}
+
+#[test]
+fn lab_a_config_that_differs_between_nodes_is_reported_and_layout_is_not() {
+    let mut lab = Lab::nodes(2, &config(2, "ucast", "ucast", "duet.key"));
+    let same = lab.path("duet.toml");
+    let text = std::fs::read_to_string(&same).expect("config");
+    // node2's file: the same settings, another layout and a comment.
+    let relaid = lab.write(
+        "node2-same.toml",
+        &format!(
+            "# node2's copy, edited by hand\n{}",
+            text.replace(" = ", "   =   ")
+        ),
+    );
+    lab.start("node1");
+    lab.start_with("node2", &relaid, &[]);
+    wait_all_up(&lab, "node1", "node2");
+    let (s, _) = lab.wait_status("node1", Duration::from_secs(5), "node2's digest", |s| {
+        s["nodes"][1]["config_digest"]
+            .as_str()
+            .is_some_and(|d| d.len() == 16)
+    });
+    assert_eq!(
+        s["nodes"][0]["config_digest"], s["nodes"][1]["config_digest"],
+        "{s}"
+    );
+    assert_eq!(s["config_differs"], serde_json::json!([]), "{s}");
+
+    // node2 restarts with another deadtime: both say whose file differs.
+    lab.stop("node2");
+    let other = lab.write(
+        "node2-other.toml",
+        &text.replace("deadtime = \"1s\"", "deadtime = \"2s\""),
+    );
+    lab.start_with("node2", &other, &[]);
+    for (observer, peer) in [("node1", "node2"), ("node2", "node1")] {
+        lab.wait_status(
+            observer,
+            Duration::from_secs(10),
+            "a config mismatch",
+            |s| s["config_differs"] == serde_json::json!([peer]),
+        );
+    }
+    let out = lab.duetctl("node1", &["status"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("CONFIG DIFFERS: node2 run(s) another config than this node"),
+        "{shown}"
+    );
+    let said = lab.log("node1");
+    assert_eq!(
+        said.matches("node2 runs another config than this node")
+            .count(),
+        1,
+        "{said}"
+    );
+    // Back to the same file: the mismatch clears, and the log says so.
+    lab.stop("node2");
+    lab.start_with("node2", &same, &[]);
+    lab.wait_status("node1", Duration::from_secs(10), "the mismatch gone", |s| {
+        s["config_differs"] == serde_json::json!([])
+            && netns::state_of(s, "node2").as_deref() == Some("up")
+    });
+    assert!(
+        lab.log("node1")
+            .contains("node2 runs the same config as this node again")
+    );
 }

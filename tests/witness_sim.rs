@@ -70,6 +70,7 @@ fn new_node(id: usize, incarnation: u64, now: u64) -> Membership {
         links: LINKS,
         ping_targets: 0,
         witness: Some(NodeId(WITNESS as u16)),
+        config_digest: None,
     };
     Membership::new(setup, codec(), ms(now))
 }

@@ -128,6 +128,7 @@ fn read_once(conn: &Connection) -> Result<ClusterStatus, ClientError> {
         witness_vote: prop(&cluster, "WitnessVote")?,
         witness_votes_for: prop(&cluster, "WitnessVotesFor")?,
         partition: prop(&cluster, "Partition")?,
+        config_differs: prop(&cluster, "ConfigDiffers")?,
     })
 }
 
@@ -268,6 +269,7 @@ fn node_status(props: &Props) -> Result<NodeStatus, ClientError> {
         ping_reachable: prop(props, "PingReachable")?,
         local: prop(props, "Local")?,
         votes: prop(props, "Votes")?,
+        config_digest: prop(props, "ConfigDigest")?,
     })
 }
 

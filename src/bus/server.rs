@@ -145,6 +145,13 @@ impl ClusterObject {
         lock(&self.shared).partition.clone()
     }
 
+    /// The nodes that announce another config than this node's: their
+    /// files differ from this one's. Empty when all agree.
+    #[zbus(property)]
+    fn config_differs(&self) -> Vec<String> {
+        lock(&self.shared).config_differs.clone()
+    }
+
     /// Moves every group off this node (true), or lets it run groups
     /// again (`duetctl standby` / `duetctl online`).
     async fn set_standby(
@@ -681,6 +688,13 @@ impl NodeObject {
     fn votes(&self) -> u32 {
         self.with(|n| n.votes, 0)
     }
+
+    /// The digest of the node's config as it announced it (16 hex
+    /// digits); "" until heard.
+    #[zbus(property)]
+    fn config_digest(&self) -> String {
+        self.with(|n| n.config_digest.clone(), String::new())
+    }
 }
 
 /// The daemon's handle on its D-Bus objects.
@@ -832,6 +846,9 @@ impl Bus {
         if old.partition != new.partition {
             object.partition_changed(emitter).await?;
         }
+        if old.config_differs != new.config_differs {
+            object.config_differs_changed(emitter).await?;
+        }
         Ok(())
     }
 
@@ -860,6 +877,9 @@ impl Bus {
         }
         if old.ping_reachable != new.ping_reachable {
             object.ping_reachable_changed(e).await?;
+        }
+        if old.config_digest != new.config_digest {
+            object.config_digest_changed(e).await?;
         }
         Ok(())
     }

@@ -43,6 +43,10 @@ pub struct ClusterStatus {
     /// witness and without one (quorum then counts every node seen alive).
     #[serde(default)]
     pub partition: Vec<String>,
+    /// The nodes that announce another config than this node's (by its
+    /// digest): the files differ.
+    #[serde(default)]
+    pub config_differs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -154,6 +158,10 @@ pub struct NodeStatus {
     pub ping_reachable: u16,
     pub local: bool,
     pub votes: u32,
+    /// The digest of the node's config as it announced it (16 hex
+    /// digits); "" until heard, or from a node that announces none.
+    #[serde(default)]
+    pub config_digest: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

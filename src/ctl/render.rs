@@ -37,6 +37,13 @@ pub fn status_table(s: &ClusterStatus) -> String {
     for g in &s.groups {
         let _ = writeln!(out, "{}", group_line(g));
     }
+    if !s.config_differs.is_empty() {
+        let _ = writeln!(
+            out,
+            "CONFIG DIFFERS: {} run(s) another config than this node: make the files the same on every node",
+            s.config_differs.join(", ")
+        );
+    }
     if s.standby {
         let _ = writeln!(out, "this node is in standby (`duetctl online` to undo)");
     }

@@ -151,7 +151,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         .unwrap_or_default();
     let epoch_us = u64::try_from(epoch.as_micros()).unwrap_or(u64::MAX);
     let incarnation = state_dir::incarnation(epoch_us);
-    let setup = Setup::from_config(&config, local, incarnation);
+    let mut setup = Setup::from_config(&config, local, incarnation);
+    setup.config_digest = config::digest::of_file(&config.path);
     let core = Membership::new(setup, codec, Timestamp::ZERO);
     let replicas = Replicas::open(&config, local)?;
     if !config.replicas.is_empty() {
@@ -395,6 +396,23 @@ impl Daemon {
         }
     }
 
+    /// Says so once when a node starts or stops announcing another config
+    /// than this node's.
+    fn log_config_differs(&self, now: &[String]) {
+        let before = &self.published.borrow().config_differs;
+        let node = &self.config.node(self.local).name;
+        for peer in now.iter().filter(|p| !before.contains(p)) {
+            tracing::warn!(
+                node,
+                peer,
+                "{peer} runs another config than this node: make the files the same on every node"
+            );
+        }
+        for peer in before.iter().filter(|p| !now.contains(p)) {
+            tracing::info!(node, peer, "{peer} runs the same config as this node again");
+        }
+    }
+
     fn publish(&mut self) {
         let replicas = self.replicas.status_now();
         let status = view::cluster_status(
@@ -404,6 +422,7 @@ impl Daemon {
             replicas,
             &self.groups,
         );
+        self.log_config_differs(&status.config_differs);
         let summary = status.summary();
         if summary != self.summary {
             notify::status(&summary);

@@ -15,7 +15,7 @@ pub fn cluster_status(
     replicas: Vec<ReplicaStatus>,
     groups: &Groups,
 ) -> ClusterStatus {
-    let nodes = config
+    let nodes: Vec<NodeStatus> = config
         .node_ids()
         .map(|id| {
             let node = config.node(id);
@@ -48,9 +48,15 @@ pub fn cluster_status(
                 ping_reachable: view.as_ref().map_or(0, |v| v.ping_reachable),
                 local: id == core.local(),
                 votes: node.votes,
+                config_digest: view
+                    .as_ref()
+                    .and_then(|v| v.config_digest)
+                    .map(|d| format!("{d:016x}"))
+                    .unwrap_or_default(),
             }
         })
         .collect();
+    let config_differs = differing(&nodes, &config.node(core.local()).name);
     let ping_nodes = config
         .ping
         .nodes
@@ -76,6 +82,7 @@ pub fn cluster_status(
         nodes,
         ping_nodes,
         dropped,
+        config_differs,
         replicas,
         groups: groups.status(core),
         standby: groups.standby(),
@@ -94,6 +101,20 @@ pub fn cluster_status(
             Vec::new()
         },
     }
+}
+
+/// The nodes whose announced config digest is not the local node's (a node
+/// not heard, or announcing none, is not counted).
+fn differing(nodes: &[NodeStatus], local: &str) -> Vec<String> {
+    let Some(mine) = nodes.iter().find(|n| n.name == local) else {
+        return Vec::new();
+    };
+    nodes
+        .iter()
+        .filter(|n| n.name != local && !n.config_digest.is_empty())
+        .filter(|n| n.config_digest != mine.config_digest)
+        .map(|n| n.name.clone())
+        .collect()
 }
 
 fn wall_clock(epoch_us: u64, t: Timestamp) -> u64 {

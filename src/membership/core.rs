@@ -62,6 +62,9 @@ pub struct Setup {
     pub ping_targets: usize,
     /// The witness node, if the cluster has one (docs/quorum.md).
     pub witness: Option<NodeId>,
+    /// The digest of this node's config, announced in every heartbeat
+    /// (the daemon sets it; `None` announces none).
+    pub config_digest: Option<u64>,
 }
 
 impl Setup {
@@ -81,6 +84,7 @@ impl Setup {
             links: config.links.len(),
             ping_targets: config.ping.nodes.len(),
             witness: config.witness(),
+            config_digest: None,
         }
     }
 }
@@ -127,6 +131,9 @@ pub struct NodeView {
     pub ping_reachable: u16,
     /// What it announced last (standby, groups).
     pub node_state: Option<NodeState>,
+    /// The digest of its config, as it announced it (this node's own for
+    /// the local node).
+    pub config_digest: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +157,8 @@ struct Peer {
     seen: Option<Seen>,
     /// Its newest fencing notes in this incarnation.
     fences: Option<FenceRecord>,
+    /// Its config's digest, as last heard in this incarnation.
+    config: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +192,7 @@ pub struct Membership {
     local_state: Option<NodeState>,
     /// This node's fencing notes, once it has any to send.
     local_fences: Option<FenceRecord>,
+    config_digest: Option<u64>,
     quorum: QuorumState,
 }
 
@@ -212,6 +222,7 @@ impl Membership {
             links,
             ping_targets,
             witness,
+            config_digest,
         } = setup;
         let witness_core = (witness == Some(local)).then(|| {
             let votes = members.iter().map(|m| m.votes).collect();
@@ -233,6 +244,7 @@ impl Membership {
             node_state: None,
             seen: None,
             fences: None,
+            config: None,
         };
         let pinged = Pinged {
             last_reply: None,
@@ -261,6 +273,7 @@ impl Membership {
             drops: HashMap::new(),
             local_state: None,
             local_fences: None,
+            config_digest,
             quorum: QuorumState {
                 witness,
                 heard: HeardVote::default(),
@@ -437,6 +450,7 @@ impl Membership {
                     .collect(),
                 ping_reachable: self.ping_reachable(),
                 node_state: self.local_state.clone(),
+                config_digest: self.config_digest,
             });
         }
         let peer = self.peers.get(node.0 as usize)?;
@@ -447,6 +461,7 @@ impl Membership {
             links: peer.links.iter().map(|l| l.state).collect(),
             ping_reachable: peer.ping_reachable,
             node_state: peer.node_state.clone(),
+            config_digest: peer.config,
         })
     }
 
@@ -501,6 +516,7 @@ impl Membership {
                 peer.node_state = None;
                 peer.seen = None;
                 peer.fences = None;
+                peer.config = None;
                 out.push(Action::Event(Event::Incarnation {
                     node,
                     previous,
@@ -515,6 +531,9 @@ impl Membership {
         let now = self.now;
         let peer = &mut self.peers[node.0 as usize];
         peer.last_seen = Some(now);
+        if hb.config.is_some() {
+            peer.config = hb.config;
+        }
         if peer.ping_reachable != hb.ping_reachable {
             peer.ping_reachable = hb.ping_reachable;
             out.push(Action::Event(Event::PeerPing {
@@ -685,6 +704,7 @@ impl Membership {
                 state: self.local_state.clone(),
                 quorum: quorum.clone(),
                 fences: self.local_fences.clone(),
+                config: self.config_digest,
             };
             link.next_seq += 1;
             out.push(Action::Send {

@@ -44,6 +44,7 @@ fn node(nodes: usize, local: u16, incarnation: u64, links: usize, pings: usize) 
         links,
         ping_targets: pings,
         witness: None,
+        config_digest: None,
     };
     Membership::new(setup, codec(), Timestamp::ZERO)
 }
@@ -327,6 +328,7 @@ fn garbage_and_foreign_packets_are_dropped_with_their_reason() {
         links: 1,
         ping_targets: 0,
         witness: None,
+        config_digest: None,
     };
     let mut wrong = Membership::new(setup, Codec::new("test".into(), other_key), MS(0));
     let events = deliver(&mut a, &heartbeats(&mut wrong, MS(0)), MS(0));

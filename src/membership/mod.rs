@@ -3,6 +3,7 @@
 //! shell feeds it datagrams and time and carries out what it returns.
 
 pub mod auth;
+pub mod config_digest;
 pub mod core;
 pub mod fence_records;
 pub mod node_state;

@@ -3,6 +3,7 @@
 //! bounds-checked cursor, and any doubt is a `DropReason`.
 
 use crate::membership::auth::{Auth, AuthAlgorithm};
+use crate::membership::config_digest;
 use crate::membership::fence_records::{self, FenceRecord};
 use crate::membership::node_state::{self, NodeState};
 use crate::membership::quorum_records::{self, QuorumRecords};
@@ -29,6 +30,8 @@ pub struct Heartbeat {
     /// Replication-level fencing: outdate requests and their answers
     /// (extension record 5), from a node that holds a replica.
     pub fences: Option<FenceRecord>,
+    /// The digest of the sender's config (extension record 6).
+    pub config: Option<u64>,
 }
 
 /// Why a datagram was dropped. Each has its own counter in the daemon.
@@ -130,6 +133,9 @@ impl Codec {
         if let Some(f) = &hb.fences {
             ext.extend_from_slice(&fence_records::encode(f));
         }
+        if let Some(d) = hb.config {
+            ext.extend_from_slice(&config_digest::encode(d));
+        }
         p.extend_from_slice(&(ext.len() as u16).to_be_bytes());
         p.extend_from_slice(&ext);
         let tag = self.auth.sign(&p);
@@ -221,6 +227,7 @@ impl RawBody<'_> {
             state: node_state::decode(self.extension).map_err(|_| DropReason::Malformed)?,
             quorum: quorum_records::decode(self.extension).map_err(|_| DropReason::Malformed)?,
             fences: fence_records::decode(self.extension).map_err(|_| DropReason::Malformed)?,
+            config: config_digest::decode(self.extension).map_err(|_| DropReason::Malformed)?,
         })
     }
 }

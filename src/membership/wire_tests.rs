@@ -22,6 +22,7 @@ fn hb() -> Heartbeat {
         state: None,
         quorum: QuorumRecords::default(),
         fences: None,
+        config: None,
     }
 }
 
@@ -120,6 +121,11 @@ fn round_trip_for_every_algorithm_and_many_values() {
                     state: random_state(&mut rng),
                     quorum: random_quorum(&mut rng),
                     fences: random_fences(&mut rng),
+                    config: rng
+                        .next_u64()
+                        .checked_rem(3)
+                        .filter(|r| *r == 0)
+                        .map(|_| rng.next_u64()),
                 };
                 let p = c.encode(&h);
                 assert!(p.len() <= MAX_PACKET);
@@ -495,6 +501,7 @@ fn write_fuzz_corpus() {
             }),
             quorum: QuorumRecords::default(),
             fences: None,
+            config: None,
         };
         let seeds = [
             ("", c.encode(&hb()), hb()),

@@ -34,6 +34,7 @@ fn node(local: u16) -> Membership {
         links: 1,
         ping_targets: 0,
         witness: Some(NodeId(W as u16)),
+        config_digest: None,
     };
     let auth = Auth::new(AuthAlgorithm::HmacSha256, b"k".to_vec()).expect("key");
     Membership::new(setup, Codec::new("t".into(), auth), Timestamp::ZERO)

@@ -234,6 +234,20 @@ fn nodes(out: &mut String, s: &ClusterStatus) {
     for n in &s.nodes {
         f.sample(name, &[("node", &n.name)], f64::from(n.votes));
     }
+    let name = "duet_node_config_differs";
+    let mut f = Family::new(
+        out,
+        name,
+        "gauge",
+        "Whether the node announces another config than this node's.",
+    );
+    for n in &s.nodes {
+        f.sample(
+            name,
+            &[("node", &n.name)],
+            flag(s.config_differs.contains(&n.name)),
+        );
+    }
     let name = "duet_link_up";
     let mut f = Family::new(out, name, "gauge", "Whether each node's link is up.");
     for n in &s.nodes {
