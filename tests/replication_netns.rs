@@ -1331,3 +1331,53 @@ fn lab_the_metrics_endpoint_parses_and_matches_the_status() {
     );
     assert!(!out.status.success(), "served beyond the loopback");
 }
+
+#[test]
+fn lab_reload_applies_what_it_can_and_names_what_needs_a_restart() {
+    let lab = pair("100M", "");
+    wait_r0(&lab, "node1", "connected", |r| {
+        r["connection"] == "connected"
+    });
+    let path = lab.path("node1.toml");
+    let original = std::fs::read_to_string(&path).expect("config");
+    assert!(ctl_ok(&lab, "node1", &["reload"]).contains("no change"));
+
+    let edited = original
+        .replace(
+            "connect-retry = \"200ms\"",
+            "connect-retry = \"300ms\"\nprotocol = \"A\"",
+        )
+        .replace("rate-max = \"100M\"", "rate-max = \"50M\"");
+    assert_ne!(edited, original);
+    std::fs::write(&path, &edited).expect("edit");
+    let said = ctl_ok(&lab, "node1", &["reload"]);
+    assert!(
+        said.contains("applied: replica.r0.protocol, replica.r0.resync.rate-max"),
+        "{said}"
+    );
+    assert!(
+        said.contains("needs a restart of duetd") && said.contains("replica.r0.connect-retry"),
+        "{said}"
+    );
+    wait_r0(&lab, "node1", "protocol A", |r| r["protocol"] == "A");
+
+    // A file with an error: refused, named, nothing changes.
+    std::fs::write(
+        &path,
+        edited.replace("protocol = \"A\"", "protocol = \"Z\""),
+    )
+    .expect("edit");
+    let out = lab.duetctl("node1", &["reload"]);
+    assert!(!out.status.success());
+    assert!(printed(&out).contains("protocol"), "{}", printed(&out));
+    let s = lab.status("node1").expect("status");
+    assert_eq!(r0(&s)["protocol"], "A", "{s}");
+
+    // Back to the file duetd started with: applied, nothing to restart.
+    std::fs::write(&path, &original).expect("restore");
+    let said = ctl_ok(&lab, "node1", &["reload"]);
+    assert!(said.contains("applied: replica.r0.protocol"), "{said}");
+    assert!(!said.contains("restart"), "{said}");
+    wait_r0(&lab, "node1", "protocol C", |r| r["protocol"] == "C");
+    assert!(ctl_ok(&lab, "node1", &["reload"]).contains("no change"));
+}

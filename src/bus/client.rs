@@ -234,6 +234,7 @@ pub fn group_command(conn: &Connection, cmd: &crate::bus::GroupCommand) -> Resul
         C::ConfirmOff { node } => {
             conn.call_method(dest, ROOT_PATH, cluster, "ConfirmOff", &(node,))
         }
+        C::Reload => return reload(conn).map(|_| ()),
         C::Cleanup { group: g } => {
             let path = crate::bus::group_path(g);
             conn.call_method(dest, path.as_str(), group, "Cleanup", &())
@@ -252,6 +253,21 @@ pub fn group_command(conn: &Connection, cmd: &crate::bus::GroupCommand) -> Resul
         }
     };
     reply.map(|_| ()).map_err(call_error)
+}
+
+/// `duetctl reload`: the daemon's account of what it applied and what
+/// needs a restart.
+pub fn reload(conn: &Connection) -> Result<String, ClientError> {
+    let reply = conn
+        .call_method(
+            Some(BUS_NAME),
+            ROOT_PATH,
+            Some("org.duet.Duet1.Cluster"),
+            "Reload",
+            &(),
+        )
+        .map_err(call_error)?;
+    reply.body().deserialize().map_err(ClientError::Call)
 }
 
 fn node_status(props: &Props) -> Result<NodeStatus, ClientError> {

@@ -27,9 +27,12 @@ pub enum GroupCommand {
     /// An administrator made sure this dead node is off: what it ran may
     /// be taken over without a fence.
     ConfirmOff { node: String },
+    /// Read the config file again: apply what can be applied live and say
+    /// what needs a restart (the answer's text).
+    Reload,
 }
 
-type Request = (GroupCommand, oneshot::Sender<Result<(), String>>);
+type Request = (GroupCommand, oneshot::Sender<Result<String, String>>);
 
 /// The bus side of the channel to the daemon's main loop.
 #[derive(Clone)]
@@ -42,6 +45,11 @@ impl GroupControl {
     }
 
     pub async fn ask(&self, cmd: GroupCommand) -> zbus::fdo::Result<()> {
+        self.ask_text(cmd).await.map(|_| ())
+    }
+
+    /// As `ask`, with the daemon's answer.
+    pub async fn ask_text(&self, cmd: GroupCommand) -> zbus::fdo::Result<String> {
         let (tx, rx) = oneshot::channel();
         self.0
             .send((cmd, tx))

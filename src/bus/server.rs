@@ -191,6 +191,19 @@ impl ClusterObject {
         self.groups.ask(GroupCommand::ConfirmOff { node }).await
     }
 
+    /// Reads the config file again (`duetctl reload`): applies the changes
+    /// that can be applied live and answers, one line each, what was
+    /// applied and what needs a restart of duetd. A file with errors
+    /// changes nothing; the error lists them.
+    async fn reload(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(self.gate, conn, &header, Action::Manage).await?;
+        self.groups.ask_text(GroupCommand::Reload).await
+    }
+
     /// One line, e.g. "2/2 nodes up, quorate".
     #[zbus(property)]
     fn status(&self) -> String {

@@ -3,6 +3,7 @@
 //! `load` reads and validates it; every error names the file, the line, the
 //! key and what would be valid (`ConfigError`'s Display).
 
+pub mod diff;
 pub mod digest;
 pub mod duration;
 mod error;

@@ -38,6 +38,11 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Read the config file again: apply what can change live (a
+    /// replica's protocol, split-brain policies, timeout, resync rates)
+    /// and name each changed setting that needs a restart of duetd. A file
+    /// with errors changes nothing.
+    Reload,
     /// Print every state change as it happens, one line each: first each
     /// object as it is (`exists`, ending with `exists -`), then `change`
     /// lines with the value replaced and how long it held. Runs until

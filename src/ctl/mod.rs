@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Status { watch: true, .. } => watch::run(cli.bus),
         Command::Status { json, .. } => status(cli.bus, json),
         Command::Events { json } => events::run(cli.bus, json),
+        Command::Reload => reload(cli.bus),
         Command::Standby { node } => groups::standby(cli.bus, &node, true),
         Command::Online { node } => groups::standby(cli.bus, &node, false),
         Command::Cleanup { group } => groups::run(cli.bus, GroupCommand::Cleanup { group }),
@@ -123,6 +124,24 @@ pub fn run(cli: Cli) -> u8 {
             let _ = std::io::stdout().write_all(&out);
             0
         }
+    }
+}
+
+fn reload(bus: crate::bus::BusKind) -> u8 {
+    let conn = match client::connect(bus) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string()),
+    };
+    match client::reload(&conn) {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(client::ClientError::NotRunning) => {
+            eprintln!("duetctl: {}", client::ClientError::NotRunning);
+            exit::NO_DAEMON
+        }
+        Err(e) => fail(&e.to_string()),
     }
 }
 

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
-use crate::bus::{Bus, BusKind, ClusterStatus, GroupCommand, GroupControl};
+use crate::bus::{
+    Bus, BusKind, ClusterStatus, GroupCommand, GroupControl, ReplicaCommand, ReplicaControl,
+};
 use crate::config::{self, Config};
 use crate::host::{notify, ping::Pinger};
 use crate::membership::auth::{self, Auth, AuthAlgorithm};
@@ -73,7 +75,7 @@ pub enum DaemonError {
 /// An administrator's command for the groups, with where to answer.
 type GroupRequest = (
     GroupCommand,
-    tokio::sync::oneshot::Sender<Result<(), String>>,
+    tokio::sync::oneshot::Sender<Result<String, String>>,
 );
 
 /// A datagram from one of the link sockets.
@@ -100,6 +102,12 @@ struct Daemon {
     start: Instant,
     epoch_us: u64,
     summary: String,
+    /// The config file's text duetd started with: settings that only a
+    /// restart applies are compared with it.
+    started_text: String,
+    /// The text of the last reload (at first the same): the live settings
+    /// are compared with it.
+    applied_text: String,
 }
 
 /// Runs the node until SIGTERM or SIGINT.
@@ -152,7 +160,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let epoch_us = u64::try_from(epoch.as_micros()).unwrap_or(u64::MAX);
     let incarnation = state_dir::incarnation(epoch_us);
     let mut setup = Setup::from_config(&config, local, incarnation);
-    setup.config_digest = config::digest::of_file(&config.path);
+    // What `duetctl reload` compares the file with, and the digest the
+    // heartbeats announce.
+    let running_text = std::fs::read_to_string(&config.path).unwrap_or_default();
+    setup.config_digest = config::digest::of_text(&running_text);
     let core = Membership::new(setup, codec, Timestamp::ZERO);
     let replicas = Replicas::open(&config, local)?;
     if !config.replicas.is_empty() {
@@ -203,6 +214,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         start,
         epoch_us,
         summary,
+        applied_text: running_text.clone(),
+        started_text: running_text,
     };
     if let Some(at) = daemon.config.metrics {
         crate::metrics::http::spawn(at, daemon.published.subscribe());
@@ -321,9 +334,9 @@ impl Daemon {
         }
     }
 
-    fn group_command(&mut self, cmd: GroupCommand) -> Result<(), String> {
+    fn group_command(&mut self, cmd: GroupCommand) -> Result<String, String> {
         let now = self.now();
-        match cmd {
+        let done = match cmd {
             GroupCommand::Cleanup { group } => self.groups.cleanup(&group, now),
             GroupCommand::Start { group } => self.groups.wish(&group, Wish::Start, &self.core),
             GroupCommand::Stop { group } => self.groups.wish(&group, Wish::Stop, &self.core),
@@ -339,7 +352,66 @@ impl Daemon {
                 self.groups.set_maintenance(on);
                 Ok(())
             }
+            GroupCommand::Reload => return self.reload(),
+        };
+        done.map(|()| String::new())
+    }
+
+    /// `duetctl reload`: the file against the config this daemon runs
+    /// with, key by key. Replica settings the engines adjust are applied
+    /// (Adjust); the rest is named as needing a restart. Once nothing
+    /// needs one, the file is the running config, and its digest is
+    /// announced.
+    fn reload(&mut self) -> Result<String, String> {
+        let path = self.config.path.clone();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        config::parse(&text, &path).map_err(|e| e.to_string())?;
+        // Live settings: what changed since the last reload; the others:
+        // what differs from the config duetd started with.
+        let live: Vec<String> = config::diff::changed_keys(&self.applied_text, &text)?
+            .into_iter()
+            .filter(|k| config::diff::live_replica(k).is_some())
+            .collect();
+        let restart: Vec<String> = config::diff::changed_keys(&self.started_text, &text)?
+            .into_iter()
+            .filter(|k| config::diff::live_replica(k).is_none())
+            .collect();
+        if live.is_empty() && restart.is_empty() {
+            return Ok(format!("{}: no change", path.display()));
         }
+        let mut adjusted: Vec<&str> = live
+            .iter()
+            .filter_map(|k| config::diff::live_replica(k))
+            .collect();
+        adjusted.dedup();
+        for name in adjusted {
+            self.replicas
+                .command(name, ReplicaCommand::Adjust)
+                .map_err(|e| format!("replica {name}: {e}"))?;
+        }
+        let node = self.config.node(self.local).name.clone();
+        let mut lines = Vec::new();
+        if !live.is_empty() {
+            tracing::info!(node, "reload applied {}", live.join(", "));
+            lines.push(format!("applied: {}", live.join(", ")));
+        }
+        if restart.is_empty() {
+            self.core.set_config_digest(config::digest::of_text(&text));
+        }
+        self.applied_text = text;
+        if !restart.is_empty() {
+            tracing::warn!(
+                node,
+                "reload: {} need a restart of duetd",
+                restart.join(", ")
+            );
+            lines.push(format!(
+                "needs a restart of duetd (systemctl restart duetd, one node at a time): {}",
+                restart.join(", ")
+            ));
+        }
+        Ok(lines.join("\n"))
     }
 
     /// At SIGTERM: the groups running here stop in order first (the peer

@@ -410,6 +410,12 @@ impl Membership {
         })
     }
 
+    /// The digest announced from the next heartbeat on (after a reload
+    /// made the file the running config).
+    pub fn set_config_digest(&mut self, digest: Option<u64>) {
+        self.config_digest = digest;
+    }
+
     pub fn local(&self) -> NodeId {
         self.local
     }
