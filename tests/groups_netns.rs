@@ -572,22 +572,12 @@ fn lab_duetd_killed_mid_takeover_finishes_it_after_its_restart() {
     assert!(up("fast", &ns2) && up("slow", &ns2), "{:?}", log(&lab));
 }
 
-/// `duetctl events --json` on `node`, its lines gathered by a thread; the
-/// process is the lab's, killed at its end.
+/// `duetctl events --json` on `node`, each line parsed.
 fn events(lab: &mut Lab, node: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(netns::DUETCTL)
-        .args(["events", "--json"])
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &lab.node(node).bus)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("duetctl events");
-    let out = child.stdout.take().expect("stdout");
-    lab.adopt(child);
+    let lines = lab.duetctl_lines(node, &["events", "--json"]);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
+        for line in lines {
             let v =
                 serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             if tx.send(v).is_err() {
@@ -598,29 +588,14 @@ fn events(lab: &mut Lab, node: &str) -> std::sync::mpsc::Receiver<serde_json::Va
     rx
 }
 
-/// Lines from `rx` until one for which `last` holds (included), at most
-/// `within`.
+/// Lines from `rx` until one for which `last` holds (included).
 fn lines_until(
     rx: &std::sync::mpsc::Receiver<serde_json::Value>,
     within: Duration,
     what: &str,
     last: impl Fn(&serde_json::Value) -> bool,
 ) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + within;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(v) => {
-                let done = last(&v);
-                seen.push(v);
-                if done {
-                    return seen;
-                }
-            }
-            Err(_) => panic!("no {what} within {within:?}; lines: {seen:#?}"),
-        }
-    }
+    netns::recv_until(rx, within, what, last)
 }
 
 fn is(v: &serde_json::Value, object: &str, name: &str, key: &str, value: &str) -> bool {
@@ -706,7 +681,7 @@ fn lab_status_watch_draws_each_change_and_nothing_while_none_comes() {
         group(s)["node"] == "node1" && group(s)["running"] == true
     });
     let rx = lab.watch("node2");
-    netns::views_until(&rx, Duration::from_secs(10), "svc on node1", |v| {
+    netns::recv_until(&rx, Duration::from_secs(10), "svc on node1", |v| {
         v.contains("group svc on node1")
     });
     // Quiet: no change, no view (drawn on signals, not on a timer).
@@ -720,7 +695,7 @@ fn lab_status_watch_draws_each_change_and_nothing_while_none_comes() {
         "a view was drawn with nothing changed"
     );
     lab.kill("node1");
-    let views = netns::views_until(&rx, Duration::from_secs(20), "svc running on node2", |v| {
+    let views = netns::recv_until(&rx, Duration::from_secs(20), "svc running on node2", |v| {
         v.contains("group svc on node2: running here")
     });
     for v in &views {

@@ -1148,9 +1148,9 @@ fn lab_status_watch_follows_a_sync_with_its_progress_to_the_end() {
             .is_some_and(|l| l.iter().all(|l| l["state"] == "up"))
     });
     let rx = lab.watch("node2");
-    netns::views_until(&rx, SYNC, "r0 connected", |v| v.contains(" connected "));
+    netns::recv_until(&rx, SYNC, "r0 connected", |v| v.contains(" connected "));
     ctl_ok(&lab, "node1", &["primary", "r0", "--force"]);
-    let views = netns::views_until(&rx, SYNC, "r0 synced", |v| v.contains("uptodate/uptodate"));
+    let views = netns::recv_until(&rx, SYNC, "r0 synced", |v| v.contains("uptodate/uptodate"));
     for v in &views {
         println!("{v}");
     }

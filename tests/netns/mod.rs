@@ -461,24 +461,42 @@ impl Lab {
         self.children.push(child);
     }
 
-    /// `duetctl status --watch` on the node, not on a terminal: each view
-    /// it prints (its time line first) comes out of the receiver whole.
-    /// The process is the lab's, killed at its end.
-    pub fn watch(&mut self, name: &str) -> std::sync::mpsc::Receiver<String> {
+    /// `duetctl ARGS` on the node, running on: each line it prints comes
+    /// out of the receiver. The process is the lab's, killed at its end.
+    pub fn duetctl_lines(
+        &mut self,
+        name: &str,
+        args: &[&str],
+    ) -> std::sync::mpsc::Receiver<String> {
         use std::io::BufRead;
         let mut child = Command::new(DUETCTL)
-            .args(["status", "--watch"])
+            .args(args)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.node(name).bus)
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .expect("duetctl status --watch");
+            .expect("duetctl");
         let out = child.stdout.take().expect("stdout");
         self.adopt(child);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut view = String::new();
             for line in std::io::BufReader::new(out).lines() {
                 let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    /// `duetctl status --watch` on the node, not on a terminal: each view
+    /// it prints (its time line first) comes out of the receiver whole.
+    pub fn watch(&mut self, name: &str) -> std::sync::mpsc::Receiver<String> {
+        let lines = self.duetctl_lines(name, &["status", "--watch"]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut view = String::new();
+            for line in lines {
                 if !line.is_empty() {
                     view.push_str(&line);
                     view.push('\n');
@@ -491,30 +509,27 @@ impl Lab {
     }
 }
 
-/// Views from `rx` until one for which `last` holds (returned with all
-/// before it), at most `within`.
-pub fn views_until(
-    rx: &std::sync::mpsc::Receiver<String>,
+/// Items from `rx` until one for which `last` holds (returned with all
+/// before it), at most `within`; panics with `what` and what came.
+pub fn recv_until<T: std::fmt::Debug>(
+    rx: &std::sync::mpsc::Receiver<T>,
     within: Duration,
     what: &str,
-    last: impl Fn(&str) -> bool,
-) -> Vec<String> {
+    last: impl Fn(&T) -> bool,
+) -> Vec<T> {
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(view) => {
-                let done = last(&view);
-                seen.push(view);
+            Ok(item) => {
+                let done = last(&item);
+                seen.push(item);
                 if done {
                     return seen;
                 }
             }
-            Err(_) => panic!(
-                "no view with {what} within {within:?}; views:\n{}",
-                seen.join("\n")
-            ),
+            Err(_) => panic!("no {what} within {within:?}; got: {seen:#?}"),
         }
     }
 }
