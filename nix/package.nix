@@ -36,6 +36,7 @@ rustPlatform.buildRustPackage {
 
   postInstall = ''
     install -Dm644 systemd/duetd.service -t $out/lib/systemd/system
+    install -Dm644 systemd/duet.catalog -t $out/lib/systemd/catalog
     substituteInPlace $out/lib/systemd/system/duetd.service \
       --replace-fail /usr/bin/duetd $out/bin/duetd
     install -Dm644 dbus/org.duet.Duet1.conf -t $out/share/dbus-1/system.d

@@ -102,6 +102,19 @@ fn lab_cluster_a_crashed_node_is_dead_within_deadtime() {
     assert!(took <= DEADTIME + KEEPALIVE + PROBE_MARGIN, "took {took:?}");
     let log = lab.succeed("node2", "journalctl -u duetd --no-pager -o cat");
     assert!(log.contains("node1 is dead"), "{log}");
+    // The event log has it, and journalctl -x explains it from the
+    // catalog, with the node's name from the entry's fields.
+    let events = lab.succeed("node2", "duetctl log");
+    assert!(events.contains("node1 is dead"), "{events}");
+    let explained = lab.succeed(
+        "node2",
+        "journalctl --update-catalog && journalctl -x --no-pager -u duetd MESSAGE_ID=dd511fa1a4c54fbea5d5060d7bd06a89",
+    );
+    assert!(
+        explained.contains("Subject: Cluster node node1 is dead"),
+        "{explained}"
+    );
+    assert!(explained.contains("duetctl confirm-off"), "{explained}");
     // The node boots again and is seen as a new incarnation.
     lab.boot("node1");
     wait_until(START, "node2 to see node1 back", || {

@@ -188,6 +188,8 @@ impl Lab {
             let link = wants.join("duetd.service");
             let _ = fs::remove_file(&link);
             std::os::unix::fs::symlink("../duetd.service", &link).expect("enable duetd");
+            let catalog = read(&root.join("systemd/duet.catalog"));
+            node.write_file("/usr/lib/systemd/catalog/duet.catalog", &catalog, 0o644);
             let policy = read(&root.join("dbus/org.duet.Duet1.conf"));
             node.write_file("/etc/dbus-1/system.d/org.duet.Duet1.conf", &policy, 0o644);
             node.write_file("/etc/duet/duet.toml", config.as_bytes(), 0o644);

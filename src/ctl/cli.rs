@@ -38,6 +38,21 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// The cluster's notable events from this node's journal (nodes up,
+    /// late and dead, links down, quorum, groups running or failed, syncs,
+    /// split brains, disk failures, config mismatches), oldest first;
+    /// `journalctl -x` explains each.
+    Log {
+        /// How many of the latest events.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: u32,
+        /// Go on printing new events as they come.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events since this time (journalctl's syntax, e.g. "1 hour ago").
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Read the config file again: apply what can change live (a
     /// replica's protocol, split-brain policies, timeout, resync rates)
     /// and name each changed setting that needs a restart of duetd. A file

@@ -25,6 +25,11 @@ pub fn run(cli: Cli) -> u8 {
         Command::Status { json, .. } => status(cli.bus, json),
         Command::Events { json } => events::run(cli.bus, json),
         Command::Reload => reload(cli.bus),
+        Command::Log {
+            lines,
+            follow,
+            since,
+        } => log(lines, follow, since.as_deref()),
         Command::Standby { node } => groups::standby(cli.bus, &node, true),
         Command::Online { node } => groups::standby(cli.bus, &node, false),
         Command::Cleanup { group } => groups::run(cli.bus, GroupCommand::Cleanup { group }),
@@ -127,6 +132,39 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
+/// journalctl's arguments for `duetctl log`: duet's notable events by
+/// their MESSAGE_IDs (one field matched several times: any of them).
+pub fn log_args(lines: u32, follow: bool, since: Option<&str>) -> Vec<String> {
+    let mut args = vec![
+        "--no-pager".to_string(),
+        "--output=short-iso".to_string(),
+        format!("--lines={lines}"),
+    ];
+    if follow {
+        args.push("--follow".into());
+    }
+    if let Some(s) = since {
+        args.push(format!("--since={s}"));
+    }
+    args.extend(
+        crate::host::message_ids::ALL
+            .iter()
+            .map(|id| format!("MESSAGE_ID={id}")),
+    );
+    args
+}
+
+fn log(lines: u32, follow: bool, since: Option<&str>) -> u8 {
+    let status = std::process::Command::new("journalctl")
+        .args(log_args(lines, follow, since))
+        .status();
+    match status {
+        Ok(s) if s.success() => 0,
+        Ok(s) => fail(&format!("journalctl exited with {s}")),
+        Err(e) => fail(&format!("cannot run journalctl: {e}")),
+    }
+}
+
 fn reload(bus: crate::bus::BusKind) -> u8 {
     let conn = match client::connect(bus) {
         Ok(c) => c,
@@ -212,5 +250,21 @@ fn check_config(file: &std::path::Path) -> u8 {
             }
             exit::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn log_asks_journalctl_for_every_notable_event() {
+        let args = log_args(20, true, Some("1 hour ago"));
+        assert!(args.contains(&"--lines=20".to_string()));
+        assert!(args.contains(&"--follow".to_string()));
+        assert!(args.contains(&"--since=1 hour ago".to_string()));
+        let ids = args.iter().filter(|a| a.starts_with("MESSAGE_ID=")).count();
+        assert_eq!(ids, crate::host::message_ids::ALL.len());
+        assert!(!log_args(5, false, None).contains(&"--follow".to_string()));
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::daemon::ratelimit::RateLimit;
+use crate::host::message_ids as ids;
 use crate::membership::wire::DropReason;
 use crate::membership::{Event, LinkState, PeerState};
 use crate::types::{LinkId, NodeId, Timestamp};
@@ -58,7 +59,13 @@ impl EventLog {
                         tracing::info!(node, peer, link, "link to {peer} over {link} is up")
                     }
                     LinkState::Down => {
-                        tracing::warn!(node, peer, link, "link to {peer} over {link} is down")
+                        tracing::warn!(
+                            message_id = ids::LINK_DOWN,
+                            node,
+                            peer,
+                            link,
+                            "link to {peer} over {link} is down"
+                        )
                     }
                     LinkState::Init => {}
                 }
@@ -105,8 +112,12 @@ impl EventLog {
                 granted,
                 withdrawn,
             } => self.witness_vote(epoch.0, granted, *withdrawn),
-            Event::Quorum { quorate: true } => tracing::info!(node, "quorum gained"),
-            Event::Quorum { quorate: false } => tracing::warn!(node, "quorum lost"),
+            Event::Quorum { quorate: true } => {
+                tracing::info!(message_id = ids::QUORUM_GAINED, node, "quorum gained")
+            }
+            Event::Quorum { quorate: false } => {
+                tracing::warn!(message_id = ids::QUORUM_LOST, node, "quorum lost")
+            }
             Event::Ping { target, reachable } => {
                 let ping_node = self.pings.get(target.0).map_or("?", String::as_str);
                 if *reachable {
@@ -143,8 +154,11 @@ impl EventLog {
         let (node, peer) = (self.node.as_str(), self.peer(id));
         let t = self.timings;
         match to {
-            PeerState::Up => tracing::info!(node, peer, from = %from, "{peer} is up"),
+            PeerState::Up => {
+                tracing::info!(message_id = ids::NODE_UP, node, peer, from = %from, "{peer} is up")
+            }
             PeerState::Late => tracing::warn!(
+                message_id = ids::NODE_LATE,
                 node,
                 peer,
                 "late heartbeat from {peer}: nothing for {:?} (warntime)",
@@ -152,6 +166,7 @@ impl EventLog {
             ),
             PeerState::Dead if from == PeerState::Init => {
                 tracing::warn!(
+                    message_id = ids::NODE_DEAD,
                     node,
                     peer,
                     "{peer} is dead: never heard within initdead ({:?})",
@@ -159,6 +174,7 @@ impl EventLog {
                 )
             }
             PeerState::Dead => tracing::warn!(
+                message_id = ids::NODE_DEAD,
                 node,
                 peer,
                 "{peer} is dead: nothing for {:?} (deadtime)",

@@ -475,6 +475,7 @@ impl Daemon {
         let node = &self.config.node(self.local).name;
         for peer in now.iter().filter(|p| !before.contains(p)) {
             tracing::warn!(
+                message_id = crate::host::message_ids::CONFIG_DIFFERS,
                 node,
                 peer,
                 "{peer} runs another config than this node: make the files the same on every node"

@@ -24,7 +24,12 @@ pub fn init() {
     if stderr_is_journal()
         && let Ok(journal) = tracing_journald::layer()
     {
-        let journal = journal.with_syslog_identifier("duetd".into());
+        // Fields as they are named (NODE, GROUP, REPLICA, MESSAGE_ID), not
+        // behind tracing-journald's default "F_" prefix: journalctl
+        // matches and the catalog's @NODE@ use them.
+        let journal = journal
+            .with_syslog_identifier("duetd".into())
+            .with_field_prefix(None);
         tracing_subscriber::registry()
             .with(filter)
             .with(journal)

@@ -3,6 +3,7 @@
 
 pub mod iface;
 pub mod logging;
+pub mod message_ids;
 pub mod mountinfo;
 pub mod notify;
 pub mod ocf;

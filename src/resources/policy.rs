@@ -11,6 +11,7 @@
 //! clean (fence.rs), the administrators' wishes agreed through heartbeats
 //! (intent.rs), and self-fencing.
 
+use crate::host::message_ids as ids;
 use std::time::Duration;
 
 use crate::bus::{GroupStatus, ResourceStatus};
@@ -609,6 +610,7 @@ impl NodePolicy {
             Some((t, why)) if to == "running" => {
                 let up: Vec<String> = r.group.resources.iter().map(|x| x.label()).collect();
                 tracing::info!(
+                    message_id = ids::GROUP_RUNNING,
                     group = %name, node = %node, from, to,
                     "group {name}: running on {node} ({why}): {}; {:.2} s",
                     up.join(", "),
@@ -624,7 +626,7 @@ impl NodePolicy {
             }
         }
         if to == "failed" {
-            tracing::error!(group = %name, node = %node, "group {name} failed on {node}: {reason}");
+            tracing::error!(message_id = ids::GROUP_FAILED, group = %name, node = %node, "group {name} failed on {node}: {reason}");
         }
         r.last = Transition {
             to: to.to_string(),

@@ -7,6 +7,7 @@
 //! possible: on a busy two-core machine each crossing costs tens of µs,
 //! more than the work it hands over.
 
+use crate::host::message_ids as ids;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -608,16 +609,16 @@ impl Engine {
                 }
             }
             Event::SyncStarted { full, bytes } => {
-                tracing::info!(replica = %name, full, bytes, "sync started")
+                tracing::info!(message_id = ids::SYNC_STARTED, replica = %name, full, bytes, "sync started")
             }
             Event::SyncFinished { bytes } => {
-                tracing::info!(replica = %name, bytes, "sync finished")
+                tracing::info!(message_id = ids::SYNC_FINISHED, replica = %name, bytes, "sync finished")
             }
             Event::VerifyFinished { out_of_sync_bytes } => {
                 tracing::info!(replica = %name, out_of_sync_bytes, "verify finished")
             }
             Event::SplitBrain { resolved } => {
-                tracing::error!(replica = %name, "split brain detected: {resolved}")
+                tracing::error!(message_id = ids::SPLIT_BRAIN, replica = %name, "split brain detected: {resolved}")
             }
             Event::Refused { reason } => {
                 tracing::error!(replica = %name, "connection refused: {reason}")
@@ -626,6 +627,7 @@ impl Engine {
                 tracing::warn!(replica = %name, "declined: {reason}")
             }
             Event::DiskFailed => tracing::error!(
+                message_id = ids::DISK_FAILED,
                 replica = %name,
                 "I/O error on the backing disk: detached; this node now serves through its peer if it can. Attached again, the disk is synced whole from the peer"
             ),
