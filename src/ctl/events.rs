@@ -445,6 +445,17 @@ pub fn subscribe(conn: &Connection) -> Result<MessageIterator, ClientError> {
 fn stream(bus: crate::bus::BusKind, as_json: bool) -> Result<(), ClientError> {
     let conn = client::connect(bus)?;
     let messages = subscribe(&conn)?;
+    // Drained on a thread of its own: zbus stops reading the connection
+    // while the iterator's queue is full, and the snapshot after a restart
+    // waits for replies on the same connection.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for m in messages {
+            if tx.send(m).is_err() {
+                return;
+            }
+        }
+    });
     let mut s = Stream {
         tracker: Tracker::default(),
         objects: HashMap::new(),
@@ -453,7 +464,7 @@ fn stream(bus: crate::bus::BusKind, as_json: bool) -> Result<(), ClientError> {
     if !s.snapshot(&conn)? {
         return Ok(());
     }
-    for msg in messages {
+    for msg in rx {
         let msg = msg.map_err(ClientError::Bus)?;
         if msg.message_type() != MessageType::Signal {
             continue;

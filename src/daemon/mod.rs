@@ -287,13 +287,16 @@ impl Daemon {
                     self.groups.done(d, self.now());
                     self.step(Input::Tick, None);
                 }
-                Some((cmd, reply)) = control_rx.recv() => {
-                    // Answered once the change is published, so that a
-                    // client reading status next sees it.
-                    let result = self.group_command(cmd);
-                    self.step(Input::Tick, None);
-                    let _ = reply.send(result);
-                }
+                Some((cmd, reply)) = control_rx.recv() => match cmd {
+                    GroupCommand::Reload => self.reload(reply),
+                    cmd => {
+                        // Answered once the change is published, so that
+                        // a client reading status next sees it.
+                        let result = self.group_command(cmd);
+                        self.step(Input::Tick, None);
+                        let _ = reply.send(result);
+                    }
+                },
                 // A replica's fencing changed: the relay runs at once.
                 _ = self.replicas.kicked() => self.step(Input::Tick, None),
                 _ = watchdog.tick() => notify::watchdog(),
@@ -352,66 +355,106 @@ impl Daemon {
                 self.groups.set_maintenance(on);
                 Ok(())
             }
-            GroupCommand::Reload => return self.reload(),
+            // Answered by `reload`, off this loop.
+            GroupCommand::Reload => Err("reload is not a group command".into()),
         };
         done.map(|()| String::new())
     }
 
     /// `duetctl reload`: the file against the config this daemon runs
     /// with, key by key. Replica settings the engines adjust are applied
-    /// (Adjust); the rest is named as needing a restart. Once nothing
-    /// needs one, the file is the running config, and its digest is
-    /// announced.
-    fn reload(&mut self) -> Result<String, String> {
-        let path = self.config.path.clone();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        config::parse(&text, &path).map_err(|e| e.to_string())?;
-        // Live settings: what changed since the last reload; the others:
-        // what differs from the config duetd started with.
-        let live: Vec<String> = config::diff::changed_keys(&self.applied_text, &text)?
-            .into_iter()
-            .filter(|k| config::diff::live_replica(k).is_some())
-            .collect();
-        let restart: Vec<String> = config::diff::changed_keys(&self.started_text, &text)?
-            .into_iter()
-            .filter(|k| config::diff::live_replica(k).is_none())
-            .collect();
-        if live.is_empty() && restart.is_empty() {
-            return Ok(format!("{}: no change", path.display()));
-        }
-        let mut adjusted: Vec<&str> = live
-            .iter()
-            .filter_map(|k| config::diff::live_replica(k))
-            .collect();
-        adjusted.dedup();
-        for name in adjusted {
-            self.replicas
-                .command(name, ReplicaCommand::Adjust)
-                .map_err(|e| format!("replica {name}: {e}"))?;
-        }
-        let node = self.config.node(self.local).name.clone();
-        let mut lines = Vec::new();
-        if !live.is_empty() {
-            tracing::info!(node, "reload applied {}", live.join(", "));
-            lines.push(format!("applied: {}", live.join(", ")));
-        }
+    /// (Adjust, on a blocking thread: a replica's lock can be held by a
+    /// demotion that waits for this loop's fencing relay); the rest is
+    /// named as needing a restart. Once nothing needs one, the file's
+    /// digest is announced.
+    fn reload(&mut self, reply: tokio::sync::oneshot::Sender<Result<String, String>>) {
+        let (text, live, restart) = match self.reload_plan() {
+            Ok(plan) => plan,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
         if restart.is_empty() {
             self.core.set_config_digest(config::digest::of_text(&text));
         }
         self.applied_text = text;
-        if !restart.is_empty() {
-            tracing::warn!(
-                node,
-                "reload: {} need a restart of duetd",
-                restart.join(", ")
-            );
-            lines.push(format!(
-                "needs a restart of duetd (systemctl restart duetd, one node at a time): {}",
-                restart.join(", ")
-            ));
+        let path = self.config.path.display().to_string();
+        if live.is_empty() && restart.is_empty() {
+            let _ = reply.send(Ok(format!("{path}: no change")));
+            return;
         }
-        Ok(lines.join("\n"))
+        // Only the replicas this node holds; the others' changes are
+        // their nodes' to apply.
+        let mut here: Vec<String> = live
+            .iter()
+            .filter_map(|k| config::diff::live_replica(k))
+            .filter(|name| {
+                self.config
+                    .replica(name)
+                    .is_some_and(|r| r.disk(self.local).is_some())
+            })
+            .map(str::to_string)
+            .collect();
+        here.dedup();
+        let node = self.config.node(self.local).name.clone();
+        let replicas = self.replicas.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut lines = Vec::new();
+            let failed: Vec<String> = here
+                .iter()
+                .filter_map(|name| {
+                    replicas
+                        .command(name, ReplicaCommand::Adjust)
+                        .err()
+                        .map(|e| format!("replica {name}: {e}"))
+                })
+                .collect();
+            if !live.is_empty() {
+                tracing::info!(node, "reload applied {}", live.join(", "));
+                lines.push(format!("applied: {}", live.join(", ")));
+            }
+            if !failed.is_empty() {
+                lines.push(format!("not applied: {}", failed.join("; ")));
+            }
+            if !restart.is_empty() {
+                tracing::warn!(
+                    node,
+                    "reload: {} need a restart of duetd",
+                    restart.join(", ")
+                );
+                lines.push(format!(
+                    "needs a restart of duetd (systemctl restart duetd, one node at a time): {}",
+                    restart.join(", ")
+                ));
+            }
+            let answer = if failed.is_empty() {
+                Ok(lines.join("\n"))
+            } else {
+                Err(lines.join("\n"))
+            };
+            let _ = reply.send(answer);
+        });
+    }
+
+    /// The file's text, the live settings changed since the last reload
+    /// and the settings that differ from the config duetd started with
+    /// and only a restart applies; an error for a file that cannot be
+    /// read or has errors.
+    fn reload_plan(&self) -> Result<(String, Vec<String>, Vec<String>), String> {
+        let path = &self.config.path;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        config::parse(&text, path).map_err(|e| e.to_string())?;
+        let live = config::diff::changed_keys(&self.applied_text, &text)?
+            .into_iter()
+            .filter(|k| config::diff::live_replica(k).is_some())
+            .collect();
+        let restart = config::diff::changed_keys(&self.started_text, &text)?
+            .into_iter()
+            .filter(|k| config::diff::live_replica(k).is_none())
+            .collect();
+        Ok((text, live, restart))
     }
 
     /// At SIGTERM: the groups running here stop in order first (the peer

@@ -111,6 +111,8 @@ pub fn spawn(at: SocketAddr, status: watch::Receiver<ClusterStatus>) {
                 return;
             };
             let Ok((conn, _)) = listener.accept().await else {
+                // Out of file descriptors, say: wait rather than spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             if status.has_changed().is_err() {

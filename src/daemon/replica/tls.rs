@@ -198,6 +198,8 @@ impl Pump {
     }
 
     fn run(&mut self) -> Result<(), String> {
+        // The handshake's last read may have brought the first records.
+        self.take_plaintext()?;
         loop {
             self.flush_tcp()?;
             self.flush_plain()?;
@@ -315,6 +317,11 @@ impl Pump {
             let _ = self.tls.write_tls(&mut self.tcp);
             return Err(format!("TLS: {e}"));
         }
+        self.take_plaintext()
+    }
+
+    /// What rustls decrypted, into the queue for the link.
+    fn take_plaintext(&mut self) -> Result<(), String> {
         loop {
             match self.tls.reader().read(&mut self.buf) {
                 Ok(0) => {
