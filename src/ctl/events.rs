@@ -262,7 +262,7 @@ fn civil(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn now_us() -> u64 {
+pub(super) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
@@ -420,10 +420,14 @@ impl Stream {
     }
 }
 
-/// The connection's messages, with duetd's PropertiesChanged signals and
-/// its name's changes of owner subscribed. The iterator is made before
-/// the matches, so no signal falls in between.
-pub fn subscribe(conn: &Connection) -> Result<MessageIterator, ClientError> {
+/// duetd's PropertiesChanged signals and its name's changes of owner, as
+/// they come (no other message). The iterator is made before the matches, so no signal falls
+/// in between, and drained on a thread of its own: zbus stops reading the
+/// connection while the iterator's queue is full, and the caller waits
+/// for replies on the same connection (a status read, a snapshot).
+pub fn subscribe(
+    conn: &Connection,
+) -> Result<std::sync::mpsc::Receiver<zbus::Result<zbus::Message>>, ClientError> {
     let messages = MessageIterator::from(conn.clone());
     let dbus = zbus::blocking::fdo::DBusProxy::new(conn).map_err(ClientError::Call)?;
     let rules = [
@@ -439,23 +443,25 @@ pub fn subscribe(conn: &Connection) -> Result<MessageIterator, ClientError> {
         dbus.add_match_rule(rule)
             .map_err(|e| ClientError::Call(e.into()))?;
     }
-    Ok(messages)
-}
-
-fn stream(bus: crate::bus::BusKind, as_json: bool) -> Result<(), ClientError> {
-    let conn = client::connect(bus)?;
-    let messages = subscribe(&conn)?;
-    // Drained on a thread of its own: zbus stops reading the connection
-    // while the iterator's queue is full, and the snapshot after a restart
-    // waits for replies on the same connection.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for m in messages {
-            if tx.send(m).is_err() {
+            // Replies to the caller's own calls come here too: signals
+            // only (and the error that ends the connection).
+            let signal = m
+                .as_ref()
+                .map_or(true, |m| m.message_type() == MessageType::Signal);
+            if signal && tx.send(m).is_err() {
                 return;
             }
         }
     });
+    Ok(rx)
+}
+
+fn stream(bus: crate::bus::BusKind, as_json: bool) -> Result<(), ClientError> {
+    let conn = client::connect(bus)?;
+    let rx = subscribe(&conn)?;
     let mut s = Stream {
         tracker: Tracker::default(),
         objects: HashMap::new(),
@@ -466,9 +472,6 @@ fn stream(bus: crate::bus::BusKind, as_json: bool) -> Result<(), ClientError> {
     }
     for msg in rx {
         let msg = msg.map_err(ClientError::Bus)?;
-        if msg.message_type() != MessageType::Signal {
-            continue;
-        }
         let header = msg.header();
         let member = header.member().map(|m| m.to_string()).unwrap_or_default();
         let going = match member.as_str() {

@@ -5,11 +5,9 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use zbus::message::Type as MessageType;
-
-use super::events::{rfc3339, subscribe};
+use super::events::{now_us, rfc3339, subscribe};
 use super::render;
 use crate::bus::client::{self, ClientError};
 
@@ -67,16 +65,7 @@ pub fn run(bus: crate::bus::BusKind) -> u8 {
 
 fn watch(bus: crate::bus::BusKind) -> Result<(), ClientError> {
     let conn = client::connect(bus)?;
-    let messages = subscribe(&conn)?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for msg in messages {
-            let Ok(msg) = msg else { return };
-            if msg.message_type() == MessageType::Signal && tx.send(()).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = subscribe(&conn)?;
     let tty = std::io::stdout().is_terminal();
     let colour = tty && std::env::var_os("NO_COLOR").is_none();
     loop {
@@ -88,7 +77,7 @@ fn watch(bus: crate::bus::BusKind) -> Result<(), ClientError> {
             return Ok(());
         }
         // The bus connection ended: nothing will come any more.
-        if rx.recv().is_err() {
+        if !matches!(rx.recv(), Ok(Ok(_))) {
             return Ok(());
         }
         settle(&rx);
@@ -96,7 +85,7 @@ fn watch(bus: crate::bus::BusKind) -> Result<(), ClientError> {
 }
 
 /// Waits until the signals stop coming for SETTLE, at most MAX_SETTLE.
-fn settle(rx: &mpsc::Receiver<()>) {
+fn settle<T>(rx: &mpsc::Receiver<T>) {
     let first = Instant::now();
     while first.elapsed() < MAX_SETTLE {
         if rx.recv_timeout(SETTLE).is_err() {
@@ -108,9 +97,7 @@ fn settle(rx: &mpsc::Receiver<()>) {
 /// One view; false once stdout is gone.
 fn draw(view: &str, tty: bool, colour: bool) -> bool {
     let width = if tty { columns() } else { 80 };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
+    let now = now_us();
     let mut out = String::new();
     if tty {
         // Home, then clear: the view replaces the last one.
