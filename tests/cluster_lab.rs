@@ -420,3 +420,152 @@ fn lab_group_web_fails_over_with_its_disk_filesystem_address_and_page() {
     let page = web::fetch(&lab);
     assert_eq!(page.as_deref().map(str::trim), Some(web::PAGE));
 }
+
+/// Where a node's duetd is told to speak as another build: a drop-in in
+/// /run, so it is gone when the node boots again (upgraded).
+const AS_BUILD: &str = "/run/systemd/system/duetd.service.d/protocol.conf";
+
+/// Makes `node`'s duetd speak `versions` ("1": the first build) from its
+/// next restart on; `None` makes it this build again.
+fn speak_as(lab: &Lab, node: &str, versions: Option<&str>) {
+    let script = match versions {
+        Some(v) => format!(
+            "mkdir -p {dir} && printf '[Service]\\nEnvironment=DUET_PROTOCOL_VERSIONS={v}\\n' > {AS_BUILD} && systemctl daemon-reload",
+            dir = AS_BUILD.trim_end_matches("/protocol.conf")
+        ),
+        None => format!("rm -f {AS_BUILD} && systemctl daemon-reload"),
+    };
+    lab.succeed(node, &script);
+}
+
+/// What `observer` says `node` speaks, and the version r0's link uses.
+fn speaks(lab: &Lab, observer: &str, node: &str) -> Option<(String, u64)> {
+    let s = lab.status(observer)?;
+    let protocol = peer(&s, node)?["protocol"].as_str()?.to_string();
+    let link = s["replicas"][0]["link_version"].as_u64()?;
+    Some((protocol, link))
+}
+
+/// The client's replies from `load` since `from`: all good, and how many.
+fn all_good_since(load: &web::Load, from: usize, what: &str) -> usize {
+    let replies = load.replies();
+    let during = &replies[from.min(replies.len())..];
+    let bad = during.iter().filter(|r| !r.good).count();
+    assert_eq!(bad, 0, "{bad} of {} replies failed {what}", during.len());
+    during.len()
+}
+
+/// Issue 12's rolling upgrade: both nodes start as builds of protocol 1,
+/// web on node1. node2 is upgraded while the client reads the page; the
+/// mixed cluster replicates at version 1 and fails web over to node2 when
+/// node1 crashes; node1 boots as the new build and the link goes to
+/// version 2, web untouched. A node too new for its peer is named, its
+/// replica never connects, and web stays up.
+#[test]
+fn lab_cluster_a_rolling_upgrade_keeps_web_up_and_an_incompatible_peer_is_refused() {
+    let mut lab = Lab::new(2, &bins());
+    lab.with_pdu();
+    lab.boot_all();
+    for n in ["node1", "node2"] {
+        lab.wait_for_unit(n, "duetd.service", START);
+        speak_as(&lab, n, Some("1"));
+    }
+    web::start(&lab);
+    let both_first = Some(("1".to_string(), 1));
+    wait_until(START, "both nodes speaking protocol 1", || {
+        (speaks(&lab, "node1", "node2") == both_first
+            && speaks(&lab, "node2", "node1") == both_first)
+            .then_some(())
+    });
+
+    // node2 upgraded while node1 serves.
+    let load = web::Load::start(&lab);
+    let from = load.replies().len();
+    speak_as(&lab, "node2", None);
+    lab.succeed("node2", "systemctl restart duetd");
+    lab.wait_for_unit("node2", "duetd.service", START);
+    wait_until(
+        START,
+        "node2 to see node1 speak 1 over a version-1 link",
+        || (speaks(&lab, "node2", "node1")? == ("1".into(), 1)).then_some(()),
+    );
+    wait_until(START, "node1 to see node2 speak 1-2", || {
+        (speaks(&lab, "node1", "node2")?.0 == "1-2").then_some(())
+    });
+    wait_replica(&lab, "node2", "node2 UpToDate again", in_sync);
+    let status = lab.succeed("node2", "duetctl status");
+    assert!(
+        status.contains("protocols: node1 1, node2 1-2 (duet "),
+        "{status}"
+    );
+    let served = all_good_since(&load, from, "while node2 was upgraded");
+    let log = lab.succeed("node2", "journalctl -u duetd --no-pager -o cat");
+    assert!(
+        log.contains("node1 speaks protocol 1 (a build before version announcements); this node 1-2: they use version 1"),
+        "{log}"
+    );
+
+    // Failover across the mix: node1 (old) crashes, node2 (new) takes web.
+    let crashed = Instant::now();
+    lab.crash("node1");
+    let failover = duet_lab::measure(
+        Duration::from_secs(30),
+        "the page from node2",
+        crashed,
+        || web::good_page(&lab),
+    );
+    wait_until(Duration::from_secs(10), "web running on node2", || {
+        web::on(&lab, "node2", "node2")
+    });
+
+    // node1 boots as the new build: the link goes to version 2.
+    let from = load.replies().len();
+    lab.boot("node1");
+    lab.wait_for_unit("node1", "duetd.service", START);
+    let both_new = Some(("1-2".to_string(), 2));
+    wait_until(Duration::from_secs(60), "both on a version-2 link", || {
+        (speaks(&lab, "node1", "node2") == both_new && speaks(&lab, "node2", "node1") == both_new)
+            .then_some(())
+    });
+    wait_replica(&lab, "node1", "node1 UpToDate", in_sync);
+    let rejoined = all_good_since(&load, from, "while node1 rejoined upgraded");
+    assert!(
+        lab.succeed("node2", "duetctl status")
+            .lines()
+            .all(|l| !l.starts_with("protocols:"))
+    );
+
+    // A node too new for this one: named, never connected, web stays.
+    let from = load.replies().len();
+    speak_as(&lab, "node1", Some("3"));
+    lab.succeed("node1", "systemctl restart duetd");
+    lab.wait_for_unit("node1", "duetd.service", START);
+    wait_until(START, "node2 to call node1 incompatible", || {
+        let s = lab.status("node2")?;
+        (peer(&s, "node1")?["incompatible"] == true).then_some(())
+    });
+    let status = lab.succeed("node2", "duetctl status");
+    assert!(
+        status
+            .contains("INCOMPATIBLE: node1 speaks protocol 3, no version in common with this node"),
+        "{status}"
+    );
+    wait_until(START, "node1's refusal in its journal", || {
+        let log = lab.succeed("node1", "journalctl -u duetd --no-pager -o cat");
+        log.contains("replication handshake refused: the peer offers replication protocol version 2 at most; this node speaks 3: upgrade the older node")
+            .then_some(())
+    });
+    let s = lab.status("node2").expect("status");
+    assert_ne!(s["replicas"][0]["connection"], "connected", "{s}");
+    assert_eq!(peer(&s, "node1").expect("node1")["state"], "up", "{s}");
+    assert!(web::on(&lab, "node2", "node2").is_some(), "{s}");
+    let refused = all_good_since(&load, from, "while node1 was incompatible");
+    let replies = load.finish();
+    println!(
+        "rolling upgrade: {served} good replies while node2 was upgraded, failover across the mix \
+         {:.2} s, {rejoined} good replies while node1 rejoined upgraded, {refused} while it was \
+         incompatible; {} replies in all",
+        failover.as_secs_f64(),
+        replies.len()
+    );
+}

@@ -376,6 +376,8 @@ fn forged(key: &[u8], incarnation: u64) -> Vec<u8> {
         quorum: Default::default(),
         fences: None,
         config: None,
+        protocol: None,
+        echoes: Vec::new(),
     })
 }
 

@@ -52,6 +52,7 @@ fn new_node(n: usize, id: usize, links: usize, incarnation: u64, now: u64) -> Me
         ping_targets: 0,
         witness: None,
         config_digest: None,
+        protocol: duet::membership::protocol::Announcement::of_build(),
     };
     let auth = Auth::new(AuthAlgorithm::HmacSha256, b"sim key".to_vec()).expect("key");
     Membership::new(setup, Codec::new("sim".into(), auth), ms(now))

@@ -1239,6 +1239,16 @@ fn lab_the_metrics_endpoint_parses_and_matches_the_status() {
     let status = wait_r0(&lab, "node1", "nothing pending", |r| {
         r["counters"]["pending"] == 0 && r["counters"]["unacked"] == 0
     });
+    // The status is published at the daemon's next step after the writes.
+    let write_count = "duet_export_request_duration_seconds_count{replica=\"r0\",kind=\"write\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !scrape(&lab, "node1").contains(write_count) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write in the histogram"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let status = lab.status("node1").unwrap_or(status);
     let text = scrape(&lab, "node1");
     let lint = through("promtool", &["check", "metrics"], &text);
@@ -1317,6 +1327,43 @@ fn lab_the_metrics_endpoint_parses_and_matches_the_status() {
     }
     // The 2 MiB written went to the peer.
     assert!(value("duet_replica_sent_bytes_total", &[("replica", "r0")]) >= (2 * MIB) as f64);
+    assert_eq!(r["link_version"], 2, "{r}");
+    assert_eq!(
+        value("duet_replica_link_version", &[("replica", "r0")]),
+        2.0
+    );
+    // node2 echoes node1's heartbeats: a round trip on each link, as the
+    // status has one too (each read at its own heartbeat).
+    let node2 = netns::node_of(&status, "node2").expect("node2");
+    for l in node2["links"].as_array().expect("links") {
+        let link = l["name"].as_str().expect("link name");
+        let us = l["rtt_us"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no round trip: {l}"));
+        let rtt = value(
+            "duet_heartbeat_rtt_seconds",
+            &[("node", "node2"), ("link", link)],
+        );
+        assert!(us > 0 && rtt > 0.0 && rtt < 1.0, "{us} µs, {rtt} s");
+    }
+    // Read later than the status: never fewer.
+    let lost = node2["lost_heartbeats"].as_f64().expect("lost heartbeats");
+    assert!(value("duet_heartbeats_lost_total", &[("node", "node2")]) >= lost);
+    assert_eq!(
+        value("duet_node_protocol_incompatible", &[("node", "node2")]),
+        0.0
+    );
+    // The writes through the export, in its latency histogram.
+    let write = [("replica", "r0"), ("kind", "write")];
+    let count = value("duet_export_request_duration_seconds_count", &write);
+    assert!(count >= 1.0, "{count}");
+    let mut all = write.to_vec();
+    all.push(("le", "+Inf"));
+    assert_eq!(
+        value("duet_export_request_duration_seconds_bucket", &all),
+        count
+    );
+    assert!(value("duet_export_request_duration_seconds_sum", &write) > 0.0);
     // Bound to the loopback: not reachable on the node's own address.
     let out = in_ns(
         &lab,

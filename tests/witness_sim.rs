@@ -71,6 +71,7 @@ fn new_node(id: usize, incarnation: u64, now: u64) -> Membership {
         ping_targets: 0,
         witness: Some(NodeId(WITNESS as u16)),
         config_digest: None,
+        protocol: duet::membership::protocol::Announcement::of_build(),
     };
     Membership::new(setup, codec(), ms(now))
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use duet::membership::protocol::ProtocolRange;
 
 /// The duet cluster daemon: heartbeats, membership and the D-Bus API of one node.
 #[derive(Parser)]
@@ -24,6 +25,11 @@ struct Args {
     /// node `witness = true` (which alone is enough).
     #[arg(long)]
     witness: bool,
+    /// Speak these protocol versions ("1" or "1-2") instead of this
+    /// build's, as an older or newer build would: for tests of rolling
+    /// upgrades only (docs/wire.md).
+    #[arg(long, hide = true, env = "DUET_PROTOCOL_VERSIONS", value_parser = ProtocolRange::parse)]
+    protocol_versions: Option<ProtocolRange>,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +51,7 @@ fn main() -> ExitCode {
         node: args.node,
         bus: args.bus,
         witness: args.witness,
+        protocol: args.protocol_versions.unwrap_or(ProtocolRange::BUILD),
     };
     match runtime.block_on(duet::daemon::run(options)) {
         Ok(()) => ExitCode::SUCCESS,

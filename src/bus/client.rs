@@ -135,6 +135,8 @@ fn read_once(conn: &Connection) -> Result<ClusterStatus, ClientError> {
 fn group_status(props: &Props) -> Result<GroupStatus, ClientError> {
     let resources: Vec<(String, String, u32)> = prop(props, "Resources")?;
     let (to, reason, took): (String, String, f64) = prop(props, "LastTransition")?;
+    // An older daemon has none.
+    let failovers: (u64, f64) = prop(props, "Failovers").unwrap_or_default();
     Ok(GroupStatus {
         name: prop(props, "Name")?,
         node: prop(props, "Node")?,
@@ -154,6 +156,8 @@ fn group_status(props: &Props) -> Result<GroupStatus, ClientError> {
         last_reason: reason,
         last_duration: (took >= 0.0).then_some(took),
         waiting: prop(props, "Waiting")?,
+        failovers: failovers.0,
+        failover_seconds: failovers.1,
     })
 }
 
@@ -185,6 +189,9 @@ fn replica_status(props: &Props) -> Result<ReplicaStatus, ClientError> {
         attached: prop(props, "Attached")?,
         clients: prop(props, "Clients")?,
         nbd_socket: prop(props, "NbdSocket")?,
+        // Older daemons have none of these.
+        link_version: prop(props, "LinkVersion").unwrap_or_default(),
+        export_latency: Vec::new(),
     })
 }
 
@@ -272,6 +279,10 @@ pub fn reload(conn: &Connection) -> Result<String, ClientError> {
 
 fn node_status(props: &Props) -> Result<NodeStatus, ClientError> {
     let links: Vec<(String, String)> = prop(props, "Links")?;
+    let rtts: HashMap<String, u64> = prop::<Vec<(String, u64)>>(props, "LinkRoundTrips")
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
 
     Ok(NodeStatus {
         name: prop(props, "Name")?,
@@ -280,12 +291,21 @@ fn node_status(props: &Props) -> Result<NodeStatus, ClientError> {
         last_seen: prop(props, "LastSeen")?,
         links: links
             .into_iter()
-            .map(|(name, state)| LinkStatus { name, state })
+            .map(|(name, state)| LinkStatus {
+                rtt_us: rtts.get(&name).copied().filter(|us| *us > 0),
+                name,
+                state,
+            })
             .collect(),
         ping_reachable: prop(props, "PingReachable")?,
         local: prop(props, "Local")?,
         votes: prop(props, "Votes")?,
         config_digest: prop(props, "ConfigDigest")?,
+        protocol: prop(props, "Protocol").unwrap_or_default(),
+        software: prop(props, "Software").unwrap_or_default(),
+        incompatible: prop(props, "Incompatible").unwrap_or_default(),
+        lost_heartbeats: prop(props, "LostHeartbeats").unwrap_or_default(),
+        late_count: prop(props, "LateCount").unwrap_or_default(),
     })
 }
 

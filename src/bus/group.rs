@@ -108,6 +108,9 @@ impl GroupObject {
         {
             self.last_transition_changed(e).await?;
         }
+        if (old.failovers, old.failover_seconds) != (new.failovers, new.failover_seconds) {
+            self.failovers_changed(e).await?;
+        }
         Ok(())
     }
 }
@@ -236,5 +239,12 @@ impl GroupObject {
             },
             (String::new(), String::new(), -1.0),
         )
+    }
+
+    /// Takeovers of the group here from a dead node since duetd started,
+    /// and the seconds their starts took in all.
+    #[zbus(property)]
+    fn failovers(&self) -> (u64, f64) {
+        self.with(|g| (g.failovers, g.failover_seconds), (0, 0.0))
     }
 }

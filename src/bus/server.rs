@@ -325,6 +325,7 @@ impl ReplicaObject {
             counters => counters_changed,
             attached => attached_changed,
             clients => clients_changed,
+            link_version => link_version_changed,
         );
         Ok(())
     }
@@ -627,6 +628,13 @@ impl ReplicaObject {
     fn nbd_socket(&self) -> String {
         self.with(|r| r.nbd_socket.clone(), String::new())
     }
+
+    /// The replication protocol version the link settled on with the
+    /// peer; 0 while no link is up.
+    #[zbus(property)]
+    fn link_version(&self) -> u16 {
+        self.with(|r| r.link_version, 0)
+    }
 }
 
 pub struct NodeObject {
@@ -707,6 +715,55 @@ impl NodeObject {
     #[zbus(property)]
     fn config_digest(&self) -> String {
         self.with(|n| n.config_digest.clone(), String::new())
+    }
+
+    /// The protocol versions the node speaks ("1-2"; "1" for a build
+    /// before announcements); "" until heard.
+    #[zbus(property)]
+    fn protocol(&self) -> String {
+        self.with(|n| n.protocol.clone(), String::new())
+    }
+
+    /// Its software version as it announced it; "" until heard or from a
+    /// build before announcements.
+    #[zbus(property)]
+    fn software(&self) -> String {
+        self.with(|n| n.software.clone(), String::new())
+    }
+
+    /// No protocol version in common with this node: its replicas do not
+    /// connect (docs/wire.md, Rolling upgrade).
+    #[zbus(property)]
+    fn incompatible(&self) -> bool {
+        self.with(|n| n.incompatible, false)
+    }
+
+    /// Its heartbeats that never arrived (gaps in its sequence numbers),
+    /// since this daemon started. Read, not signalled.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn lost_heartbeats(&self) -> u64 {
+        self.with(|n| n.lost_heartbeats, 0)
+    }
+
+    /// How often it went late (warntime) since this daemon started.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn late_count(&self) -> u64 {
+        self.with(|n| n.late_count, 0)
+    }
+
+    /// Per link: (link name, last heartbeat round trip in microseconds;
+    /// 0 while unknown). Read, not signalled.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn link_round_trips(&self) -> Vec<(String, u64)> {
+        self.with(
+            |n| {
+                n.links
+                    .iter()
+                    .map(|l| (l.name.clone(), l.rtt_us.unwrap_or(0)))
+                    .collect()
+            },
+            Vec::new(),
+        )
     }
 }
 
@@ -885,8 +942,22 @@ impl Bus {
         if old.incarnation != new.incarnation {
             object.incarnation_changed(e).await?;
         }
-        if old.links != new.links {
+        // Round trips change with every heartbeat: read, not signalled.
+        let states = |n: &NodeStatus| {
+            n.links
+                .iter()
+                .map(|l| (l.name.clone(), l.state.clone()))
+                .collect::<Vec<_>>()
+        };
+        if states(old) != states(new) {
             object.links_changed(e).await?;
+        }
+        if (&old.protocol, &old.software, old.incompatible)
+            != (&new.protocol, &new.software, new.incompatible)
+        {
+            object.protocol_changed(e).await?;
+            object.software_changed(e).await?;
+            object.incompatible_changed(e).await?;
         }
         if old.ping_reachable != new.ping_reachable {
             object.ping_reachable_changed(e).await?;

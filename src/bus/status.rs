@@ -76,6 +76,12 @@ pub struct GroupStatus {
     /// (a fence under way, or nothing that can fence it); "" otherwise.
     #[serde(default)]
     pub waiting: String,
+    /// Takeovers of it here from a dead node since the daemon started,
+    /// and the seconds their starts took in all.
+    #[serde(default)]
+    pub failovers: u64,
+    #[serde(default)]
+    pub failover_seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -135,6 +141,14 @@ pub struct ReplicaStatus {
     /// NBD clients connected to the export now.
     pub clients: u32,
     pub nbd_socket: String,
+    /// The replication protocol version the link up now settled on; 0
+    /// while none is up.
+    #[serde(default)]
+    pub link_version: u16,
+    /// How long the export's requests took, by kind (for metrics; not on
+    /// D-Bus).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub export_latency: Vec<crate::export::latency::Histogram>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -162,6 +176,21 @@ pub struct NodeStatus {
     /// digits); "" until heard, or from a node that announces none.
     #[serde(default)]
     pub config_digest: String,
+    /// The protocol versions it speaks ("1-2"; "" until heard), and its
+    /// software version ("" from a build before announcements).
+    #[serde(default)]
+    pub protocol: String,
+    #[serde(default)]
+    pub software: String,
+    /// No protocol version in common with this node.
+    #[serde(default)]
+    pub incompatible: bool,
+    /// Heartbeats of it that never arrived, and how often it went late,
+    /// since this daemon started.
+    #[serde(default)]
+    pub lost_heartbeats: u64,
+    #[serde(default)]
+    pub late_count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -169,6 +198,10 @@ pub struct LinkStatus {
     pub name: String,
     /// "init", "up" or "down".
     pub state: String,
+    /// The last heartbeat round trip over it, in microseconds, where the
+    /// node echoes this one's (protocol 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_us: Option<u64>,
 }
 
 impl ClusterStatus {

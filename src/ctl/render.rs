@@ -4,6 +4,34 @@ use std::fmt::Write;
 
 use crate::bus::{ClusterStatus, GroupStatus, ReplicaStatus};
 
+/// Nothing while every node heard speaks the same; during a rolling
+/// upgrade, what each speaks; and loudly, a node with no version in common.
+fn protocol_lines(s: &ClusterStatus) -> Vec<String> {
+    let heard: Vec<_> = s.nodes.iter().filter(|n| !n.protocol.is_empty()).collect();
+    let mixed = heard.windows(2).any(|w| w[0].protocol != w[1].protocol);
+    let mut lines = Vec::new();
+    if mixed {
+        let each: Vec<String> = heard
+            .iter()
+            .map(|n| match n.software.as_str() {
+                "" => format!("{} {}", n.name, n.protocol),
+                v => format!("{} {} (duet {v})", n.name, n.protocol),
+            })
+            .collect();
+        lines.push(format!(
+            "protocols: {} (mixed: an upgrade in progress)",
+            each.join(", ")
+        ));
+    }
+    for n in s.nodes.iter().filter(|n| n.incompatible) {
+        lines.push(format!(
+            "INCOMPATIBLE: {} speaks protocol {}, no version in common with this node: its replicas do not connect",
+            n.name, n.protocol
+        ));
+    }
+    lines
+}
+
 pub fn status_table(s: &ClusterStatus) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "cluster {}: {}", s.cluster, s.summary());
@@ -29,6 +57,9 @@ pub fn status_table(s: &ClusterStatus) -> String {
         );
     }
     if let Some(line) = witness_line(s) {
+        let _ = writeln!(out, "{line}");
+    }
+    for line in protocol_lines(s) {
         let _ = writeln!(out, "{line}");
     }
     for r in &s.replicas {
@@ -216,10 +247,38 @@ mod tests {
     use crate::bus::{LinkStatus, NodeStatus};
 
     #[test]
+    fn protocols_show_only_while_mixed_and_incompatible_loudly() {
+        let node = |name: &str, protocol: &str, software: &str| NodeStatus {
+            name: name.into(),
+            protocol: protocol.into(),
+            software: software.into(),
+            ..Default::default()
+        };
+        let mut s = ClusterStatus {
+            nodes: vec![node("node1", "1-2", "0.1.0"), node("node2", "1-2", "0.1.0")],
+            ..Default::default()
+        };
+        assert!(protocol_lines(&s).is_empty());
+        s.nodes[1] = node("node2", "1", "");
+        assert_eq!(
+            protocol_lines(&s),
+            ["protocols: node1 1-2 (duet 0.1.0), node2 1 (mixed: an upgrade in progress)"]
+        );
+        s.nodes[1].protocol = "3".into();
+        s.nodes[1].incompatible = true;
+        let lines = protocol_lines(&s);
+        assert!(
+            lines[1].starts_with("INCOMPATIBLE: node2 speaks protocol 3"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
     fn table_shows_each_node_and_link() {
         let link = |name: &str, state: &str| LinkStatus {
             name: name.into(),
             state: state.into(),
+            rtt_us: None,
         };
         let s = ClusterStatus {
             cluster: "lab".into(),
@@ -288,6 +347,7 @@ mod tests {
                 wanted: "started".into(),
                 moved_to: "node1".into(),
                 waiting: String::new(),
+                ..Default::default()
             }],
             standby: true,
             maintenance: false,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::daemon::ratelimit::RateLimit;
 use crate::host::message_ids as ids;
+use crate::membership::protocol::{Announcement, ProtocolRange};
 use crate::membership::wire::DropReason;
 use crate::membership::{Event, LinkState, PeerState};
 use crate::types::{LinkId, NodeId, Timestamp};
@@ -20,10 +21,11 @@ pub(crate) struct EventLog {
     pings: Vec<String>,
     timings: crate::config::Timings,
     drops: RateLimit<(DropReason, LinkId)>,
+    protocol: ProtocolRange,
 }
 
 impl EventLog {
-    pub fn new(config: &Config, local: NodeId) -> Self {
+    pub fn new(config: &Config, local: NodeId, protocol: ProtocolRange) -> Self {
         EventLog {
             node: config.node(local).name.clone(),
             nodes: config.nodes.iter().map(|n| n.name.clone()).collect(),
@@ -31,6 +33,7 @@ impl EventLog {
             pings: config.ping.nodes.iter().map(|a| a.to_string()).collect(),
             timings: config.timings,
             drops: RateLimit::new(DROP_LOG_INTERVAL),
+            protocol,
         }
     }
 
@@ -107,6 +110,11 @@ impl EventLog {
                 let peer = self.peer(*id);
                 tracing::debug!(node, peer, "{peer} announced a new state");
             }
+            Event::Protocol {
+                node: id,
+                announced,
+                common,
+            } => self.protocol(*id, announced, *common),
             Event::WitnessVote {
                 epoch,
                 granted,
@@ -147,6 +155,34 @@ impl EventLog {
             ),
             (true, true) => tracing::warn!(node, epoch, "witness vote withdrawn"),
             (false, _) => tracing::info!(node, epoch, "witness vote goes to {names}"),
+        }
+    }
+
+    fn protocol(&self, id: NodeId, announced: &Announcement, common: Option<u16>) {
+        let (node, peer) = (self.node.as_str(), self.peer(id));
+        let speaks = announced.range.to_string();
+        let software = match announced.software.as_str() {
+            "" => "a build before version announcements".to_string(),
+            v => format!("duet {v}"),
+        };
+        let ours = self.protocol;
+        match common {
+            Some(v) => tracing::info!(
+                message_id = ids::PEER_PROTOCOL,
+                node,
+                peer,
+                speaks,
+                common = v,
+                "{peer} speaks protocol {speaks} ({software}); this node {ours}: they use version {v}"
+            ),
+            None => tracing::error!(
+                message_id = ids::PROTOCOL_INCOMPATIBLE,
+                node,
+                peer,
+                speaks,
+                "{peer} speaks protocol {speaks} ({software}), none of the versions {ours} this node speaks: \
+                 it stays a member, but no replica connects to it; upgrade the older of the two"
+            ),
         }
     }
 

@@ -27,8 +27,9 @@ use crate::bus::{
 use crate::config::{self, Config};
 use crate::host::{notify, ping::Pinger};
 use crate::membership::auth::{self, Auth, AuthAlgorithm};
+use crate::membership::protocol::ProtocolRange;
 use crate::membership::wire::Codec;
-use crate::membership::{Action, Input, Membership, PingTarget, Setup};
+use crate::membership::{Action, Event, Input, Membership, PingTarget, Setup};
 use crate::resources::placement::Phase;
 use crate::types::{LinkId, NodeId, Timestamp};
 
@@ -46,6 +47,9 @@ pub struct Options {
     /// Insist that this node is the config's witness (`duetd --witness`);
     /// the witness runs as one anyway when the config says so.
     pub witness: bool,
+    /// The protocol versions to speak: this build's, unless a test of
+    /// rolling upgrades makes it speak as an older or newer build.
+    pub protocol: ProtocolRange,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,8 +168,12 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     // heartbeats announce.
     let running_text = std::fs::read_to_string(&config.path).unwrap_or_default();
     setup.config_digest = config::digest::of_text(&running_text);
+    setup.protocol.range = options.protocol;
+    if options.protocol != ProtocolRange::BUILD {
+        tracing::warn!(speaks = %options.protocol, "speaking protocol versions {} instead of this build's {}", options.protocol, ProtocolRange::BUILD);
+    }
     let core = Membership::new(setup, codec, Timestamp::ZERO);
-    let replicas = Replicas::open(&config, local)?;
+    let replicas = Replicas::open(&config, local, options.protocol)?;
     if !config.replicas.is_empty() {
         protect_io();
     }
@@ -198,7 +206,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     );
     notify::ready(&summary);
 
-    let log = EventLog::new(&config, local);
+    let log = EventLog::new(&config, local, options.protocol);
     let node_name = config.node(local).name.clone();
     let mut daemon = Daemon {
         config,
@@ -332,7 +340,15 @@ impl Daemon {
             match action {
                 Action::Send { link, bytes } => self.links.send(link, &bytes),
                 Action::Ping { target } => self.ping(target),
-                Action::Event(e) => self.log.event(&e, from, now),
+                Action::Event(e) => {
+                    if let Event::Protocol {
+                        node, announced, ..
+                    } = &e
+                    {
+                        self.replicas.peer_speaks(*node, announced.range.max);
+                    }
+                    self.log.event(&e, from, now)
+                }
             }
         }
     }

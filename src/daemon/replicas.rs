@@ -24,6 +24,7 @@ use crate::export::tcp::{self, Limits, TcpExport};
 use crate::export::tls;
 use crate::membership::Membership;
 use crate::membership::fence_records::FenceNote;
+use crate::membership::protocol::ProtocolRange;
 use crate::replication::fence;
 use crate::types::NodeId;
 
@@ -110,6 +111,12 @@ impl LocalReplica {
                 .as_ref()
                 .map_or(0, |e| e.clients.load(Ordering::SeqCst) as u32),
             nbd_socket: self.socket.display().to_string(),
+            link_version: self.handle.as_ref().map_or(0, |h| h.versions.in_use()),
+            export_latency: self
+                .export
+                .as_ref()
+                .map(|e| e.latency.snapshot())
+                .unwrap_or_default(),
         }
     }
 
@@ -287,7 +294,11 @@ impl Replicas {
     /// others still work. TLS files that cannot be used (a key others may
     /// read, say) are an error: better no daemon than a listener that is
     /// not what the config asks for.
-    pub fn open(config: &Config, local: NodeId) -> Result<Replicas, TlsSetupError> {
+    pub fn open(
+        config: &Config,
+        local: NodeId,
+        speaks: ProtocolRange,
+    ) -> Result<Replicas, TlsSetupError> {
         // Every TLS file is read before any engine starts.
         let mut setups = HashMap::new();
         let mut link_tls = HashMap::new();
@@ -324,6 +335,7 @@ impl Replicas {
                 local,
                 kick.clone(),
                 link_tls.get(&r.name).cloned(),
+                speaks,
             ) {
                 Ok(h) => Some(h),
                 Err(e) => {
@@ -392,6 +404,16 @@ impl Replicas {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+        }
+    }
+
+    /// `node` speaks protocol versions up to `max`: its replicas' links
+    /// offer it no newer one.
+    pub fn peer_speaks(&self, node: NodeId, max: u16) {
+        for slot in self.relay.iter().filter(|s| s.peer == Some(node)) {
+            if let Some(h) = &slot.handle {
+                h.versions.peer_speaks(max);
+            }
         }
     }
 

@@ -31,8 +31,13 @@ pub fn cluster_status(
                         .and_then(|v| v.links.get(i))
                         .map_or("init", |s| s.as_str())
                         .to_string(),
+                    rtt_us: view
+                        .as_ref()
+                        .and_then(|v| v.rtt.get(i).copied().flatten())
+                        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
                 })
                 .collect();
+            let announced = view.as_ref().and_then(|v| v.protocol.as_ref());
             NodeStatus {
                 name: node.name.clone(),
                 state: view
@@ -53,6 +58,11 @@ pub fn cluster_status(
                     .and_then(|v| v.config_digest)
                     .map(|d| format!("{d:016x}"))
                     .unwrap_or_default(),
+                protocol: announced.map(|a| a.range.to_string()).unwrap_or_default(),
+                software: announced.map(|a| a.software.clone()).unwrap_or_default(),
+                incompatible: announced.is_some_and(|a| core.speaks().common(a.range).is_none()),
+                lost_heartbeats: view.as_ref().map_or(0, |v| v.lost),
+                late_count: view.as_ref().map_or(0, |v| v.late),
             }
         })
         .collect();

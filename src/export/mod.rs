@@ -10,6 +10,7 @@ pub mod attach;
 pub mod backend;
 pub mod client;
 pub mod kernel;
+pub mod latency;
 pub mod netlink;
 pub mod proto;
 pub mod server;

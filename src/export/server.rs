@@ -17,8 +17,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::export::backend::Backend;
+use crate::export::latency::{Kind, Latency};
 use crate::export::proto::{self, Command, Request};
 
 /// One export: a name (the replica's) and what it reads and writes.
@@ -28,6 +30,8 @@ pub struct Export {
     pub backend: Arc<dyn Backend>,
     /// Connected clients right now (for D-Bus and status).
     pub clients: Arc<AtomicUsize>,
+    /// How long its requests take, by kind (for metrics).
+    pub latency: Arc<Latency>,
     /// Only an enabled export is offered: the daemon enables it on the
     /// Primary only.
     enabled: Arc<AtomicBool>,
@@ -39,6 +43,7 @@ impl Export {
             name: name.to_string(),
             backend,
             clients: Arc::new(AtomicUsize::new(0)),
+            latency: Arc::default(),
             enabled: Arc::new(AtomicBool::new(true)),
         }
     }
@@ -359,10 +364,18 @@ fn worker(
         else {
             return;
         };
+        let began = Instant::now();
         let (code, data) = match error {
             Some(e) => (e, 0),
             None => run(export, &req, &mut buf),
         };
+        let kind = match req.command {
+            Command::Read => Kind::Read,
+            Command::Write => Kind::Write,
+            Command::Flush => Kind::Flush,
+            _ => Kind::Other,
+        };
+        export.latency.record(kind, began.elapsed());
         buf[..16].copy_from_slice(&proto::simple_reply(code, req.cookie));
         let sent = writer
             .lock()

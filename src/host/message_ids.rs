@@ -15,6 +15,8 @@ pub const SYNC_FINISHED: &str = "800099441d3e45c283730b9498f059cf";
 pub const SPLIT_BRAIN: &str = "7dc3b62b92a2440383f2bdaa7ecdc4c3";
 pub const DISK_FAILED: &str = "73fbddd7bac04b5596653b93fc812ce7";
 pub const CONFIG_DIFFERS: &str = "160a13ca82604686b8c09af36fee2d43";
+pub const PEER_PROTOCOL: &str = "8fe1ca0743d14018b76b0c413fe81e1c";
+pub const PROTOCOL_INCOMPATIBLE: &str = "c0f110d0809c47faa46f274aa2986082";
 
 /// Every ID, for `duetctl log` and the test that keeps the catalog in step.
 pub const ALL: &[&str] = &[
@@ -31,6 +33,8 @@ pub const ALL: &[&str] = &[
     SPLIT_BRAIN,
     DISK_FAILED,
     CONFIG_DIFFERS,
+    PEER_PROTOCOL,
+    PROTOCOL_INCOMPATIBLE,
 ];
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! runs with, so that every node can say whose file differs from its own.
 //! It rides in every heartbeat; other decoders skip it and it skips them.
 
-use crate::membership::wire::{DropReason, Reader};
+use crate::membership::wire::{DropReason, Reader, records};
 
 /// Record type of the config digest.
 pub const RECORD_CONFIG: u8 = 6;
@@ -19,12 +19,9 @@ pub fn encode(digest: u64) -> Vec<u8> {
 /// The digest in extension bytes, if they hold one; two, or one of
 /// another length, are malformed.
 pub fn decode(ext: &[u8]) -> Result<Option<u64>, DropReason> {
-    let mut r = Reader::new(ext);
     let mut found = None;
-    while r.remaining() > 0 {
-        let kind = r.u8()?;
-        let len = usize::from(r.u16()?);
-        let body = r.take(len)?;
+    for record in records(ext) {
+        let (kind, body) = record?;
         if kind != RECORD_CONFIG {
             continue;
         }

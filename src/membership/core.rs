@@ -3,12 +3,14 @@
 //! out the actions returned (send bytes, send a ping, report an event). It
 //! asks `next_wakeup` when to call again with `Input::Tick`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::membership::echo_records::Echo;
 use crate::membership::fence_records::{FenceNote, FenceRecord};
 use crate::membership::node_state::NodeState;
+use crate::membership::protocol::{Announcement, ProtocolRange};
 use crate::membership::quorum::{self, HeardVote, PeerReport};
 use crate::membership::quorum_records::{QuorumRecords, Seen, Vote};
 use crate::membership::replay::ReplayWindow;
@@ -65,6 +67,9 @@ pub struct Setup {
     /// The digest of this node's config, announced in every heartbeat
     /// (the daemon sets it; `None` announces none).
     pub config_digest: Option<u64>,
+    /// What this node announces it speaks. A node of version 1 alone
+    /// sends exactly what builds of version 1 sent: no record 7 or 8.
+    pub protocol: Announcement,
 }
 
 impl Setup {
@@ -85,6 +90,7 @@ impl Setup {
             ping_targets: config.ping.nodes.len(),
             witness: config.witness(),
             config_digest: None,
+            protocol: Announcement::of_build(),
         }
     }
 }
@@ -134,6 +140,15 @@ pub struct NodeView {
     /// The digest of its config, as it announced it (this node's own for
     /// the local node).
     pub config_digest: Option<u64>,
+    /// What it speaks, once heard (version 1 alone if it announces none).
+    pub protocol: Option<Announcement>,
+    /// Per link: the last heartbeat round trip, where it echoes ours.
+    pub rtt: Vec<Option<Duration>>,
+    /// Heartbeats it sent that never arrived (gaps in its sequence
+    /// numbers, on every link), since this daemon started.
+    pub lost: u64,
+    /// How often it went late (warntime) since this daemon started.
+    pub late: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +157,13 @@ struct PeerLink {
     last_seen: Option<Timestamp>,
     /// Keyed by the link the sender says it used (its sequence counter).
     replay: ReplayWindow,
+    /// The newest sequence number taken on it, for the lost count.
+    highest: Option<Seq>,
+    /// By our link index: the newest heartbeat taken from the peer on it
+    /// (its link index, its seq, when), echoed in our next heartbeat.
+    taken: Option<(LinkId, Seq, Timestamp)>,
+    /// By our link index: the last round trip the peer's echo gave.
+    rtt: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,13 +181,23 @@ struct Peer {
     fences: Option<FenceRecord>,
     /// Its config's digest, as last heard in this incarnation.
     config: Option<u64>,
+    /// What it speaks, as last heard.
+    protocol: Option<Announcement>,
+    lost: u64,
+    late: u64,
 }
 
 #[derive(Debug, Clone)]
 struct LocalLink {
     up: bool,
     next_seq: u64,
+    /// The newest heartbeats sent on it and when, to time their echoes.
+    sent: VecDeque<(Seq, Timestamp)>,
 }
+
+/// How many sent heartbeats per link wait for an echo: a peer echoes the
+/// newest it took within one of its own keepalives.
+const SENT_KEPT: usize = 16;
 
 #[derive(Debug, Clone)]
 struct Pinged {
@@ -193,6 +225,7 @@ pub struct Membership {
     /// This node's fencing notes, once it has any to send.
     local_fences: Option<FenceRecord>,
     config_digest: Option<u64>,
+    protocol: Announcement,
     quorum: QuorumState,
 }
 
@@ -223,6 +256,7 @@ impl Membership {
             ping_targets,
             witness,
             config_digest,
+            protocol,
         } = setup;
         let witness_core = (witness == Some(local)).then(|| {
             let votes = members.iter().map(|m| m.votes).collect();
@@ -237,6 +271,9 @@ impl Membership {
                     state: LinkState::Init,
                     last_seen: None,
                     replay: ReplayWindow::default(),
+                    highest: None,
+                    taken: None,
+                    rtt: None,
                 };
                 links
             ],
@@ -245,6 +282,9 @@ impl Membership {
             seen: None,
             fences: None,
             config: None,
+            protocol: None,
+            lost: 0,
+            late: 0,
         };
         let pinged = Pinged {
             last_reply: None,
@@ -263,7 +303,8 @@ impl Membership {
             links: vec![
                 LocalLink {
                     up: true,
-                    next_seq: 1
+                    next_seq: 1,
+                    sent: VecDeque::new(),
                 };
                 links
             ],
@@ -274,6 +315,7 @@ impl Membership {
             local_state: None,
             local_fences: None,
             config_digest,
+            protocol,
             quorum: QuorumState {
                 witness,
                 heard: HeardVote::default(),
@@ -416,6 +458,11 @@ impl Membership {
         self.config_digest = digest;
     }
 
+    /// The protocol versions this node speaks.
+    pub fn speaks(&self) -> ProtocolRange {
+        self.protocol.range
+    }
+
     pub fn local(&self) -> NodeId {
         self.local
     }
@@ -457,6 +504,10 @@ impl Membership {
                 ping_reachable: self.ping_reachable(),
                 node_state: self.local_state.clone(),
                 config_digest: self.config_digest,
+                protocol: Some(self.protocol.clone()),
+                rtt: vec![None; self.links.len()],
+                lost: 0,
+                late: 0,
             });
         }
         let peer = self.peers.get(node.0 as usize)?;
@@ -468,6 +519,10 @@ impl Membership {
             ping_reachable: peer.ping_reachable,
             node_state: peer.node_state.clone(),
             config_digest: peer.config,
+            protocol: peer.protocol.clone(),
+            rtt: peer.links.iter().map(|l| l.rtt).collect(),
+            lost: peer.lost,
+            late: peer.late,
         })
     }
 
@@ -517,6 +572,7 @@ impl Membership {
             previous => {
                 for l in &mut peer.links {
                     l.replay = ReplayWindow::default();
+                    l.highest = None;
                 }
                 peer.incarnation = Some(hb.incarnation);
                 peer.node_state = None;
@@ -530,13 +586,24 @@ impl Membership {
                 }));
             }
         }
-        peer.links[hb.link.0 as usize].replay.accept(hb.seq)
+        let pl = &mut peer.links[hb.link.0 as usize];
+        if !pl.replay.accept(hb.seq) {
+            return false;
+        }
+        if let Some(h) = pl.highest {
+            peer.lost += hb.seq.0.saturating_sub(h.0 + 1);
+        }
+        pl.highest = Some(pl.highest.map_or(hb.seq, |h| h.max(hb.seq)));
+        true
     }
 
     fn record_alive(&mut self, node: NodeId, link: LinkId, hb: &Heartbeat, out: &mut Vec<Action>) {
         let now = self.now;
+        self.time_echoes(node, &hb.echoes);
+        self.note_protocol(node, hb.protocol.as_ref(), out);
         let peer = &mut self.peers[node.0 as usize];
         peer.last_seen = Some(now);
+        peer.links[link.0 as usize].taken = Some((hb.link, hb.seq, now));
         if hb.config.is_some() {
             peer.config = hb.config;
         }
@@ -584,6 +651,48 @@ impl Membership {
         let pl = &mut peer.links[link.0 as usize];
         pl.last_seen = Some(now);
         set_link_state(node, link, pl, LinkState::Up, out);
+    }
+
+    /// The round trip of each of our heartbeats the peer echoes, by the
+    /// link we sent it on.
+    fn time_echoes(&mut self, node: NodeId, echoes: &[Echo]) {
+        let now = self.now;
+        for e in echoes.iter().filter(|e| e.node == self.local) {
+            let Some(sent) = self.links.get(e.link.0 as usize).and_then(|l| {
+                l.sent
+                    .iter()
+                    .find(|(seq, _)| *seq == e.seq)
+                    .map(|(_, at)| *at)
+            }) else {
+                continue;
+            };
+            let rtt = now.since(sent).saturating_sub(e.held);
+            self.peers[node.0 as usize].links[e.link.0 as usize].rtt = Some(rtt);
+        }
+    }
+
+    /// A peer that announces nothing is a build of version 1.
+    fn note_protocol(
+        &mut self,
+        node: NodeId,
+        announced: Option<&Announcement>,
+        out: &mut Vec<Action>,
+    ) {
+        let announced = announced.cloned().unwrap_or(Announcement {
+            range: ProtocolRange::FIRST,
+            software: String::new(),
+        });
+        let peer = &mut self.peers[node.0 as usize];
+        if peer.protocol.as_ref() == Some(&announced) {
+            return;
+        }
+        let common = self.protocol.range.common(announced.range);
+        peer.protocol = Some(announced.clone());
+        out.push(Action::Event(Event::Protocol {
+            node,
+            announced,
+            common,
+        }));
     }
 
     fn on_local_link(&mut self, link: LinkId, up: bool, out: &mut Vec<Action>) {
@@ -658,6 +767,7 @@ impl Membership {
                 Some(_) => PeerState::Up,
             };
             if to != peer.state {
+                peer.late += u64::from(to == PeerState::Late);
                 out.push(Action::Event(Event::Peer {
                     node,
                     from: peer.state,
@@ -700,7 +810,15 @@ impl Membership {
         // down: the flag can lag the carrier (a veth just brought up), and
         // a heartbeat sent in vain costs nothing while one not sent can
         // make a live node look dead.
-        for (i, link) in self.links.iter_mut().enumerate() {
+        let speaks_2 = self.protocol.range.max >= 2;
+        let protocol = speaks_2.then(|| self.protocol.clone());
+        for i in 0..self.links.len() {
+            let echoes = if speaks_2 {
+                self.echoes(LinkId(i as u8))
+            } else {
+                Vec::new()
+            };
+            let (now, link) = (self.now, &mut self.links[i]);
             let hb = Heartbeat {
                 node: name.clone(),
                 incarnation: self.incarnation,
@@ -711,13 +829,38 @@ impl Membership {
                 quorum: quorum.clone(),
                 fences: self.local_fences.clone(),
                 config: self.config_digest,
+                protocol: protocol.clone(),
+                echoes,
             };
+            if link.sent.len() == SENT_KEPT {
+                link.sent.pop_front();
+            }
+            link.sent.push_back((Seq(link.next_seq), now));
             link.next_seq += 1;
             out.push(Action::Send {
                 link: LinkId(i as u8),
                 bytes: self.codec.encode(&hb),
             });
         }
+    }
+
+    /// The newest heartbeat taken from each peer on our `link`, for the
+    /// echo record.
+    fn echoes(&self, link: LinkId) -> Vec<Echo> {
+        let now = self.now;
+        self.peers
+            .iter()
+            .enumerate()
+            .filter_map(|(id, p)| {
+                let (their_link, seq, at) = p.links.get(link.0 as usize)?.taken?;
+                Some(Echo {
+                    node: NodeId(id as u16),
+                    link: their_link,
+                    seq,
+                    held: now.since(at),
+                })
+            })
+            .collect()
     }
 
     /// On the witness: looks again where its vote goes. A change goes out

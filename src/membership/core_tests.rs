@@ -45,6 +45,7 @@ fn node(nodes: usize, local: u16, incarnation: u64, links: usize, pings: usize) 
         ping_targets: pings,
         witness: None,
         config_digest: None,
+        protocol: crate::membership::protocol::Announcement::of_build(),
     };
     Membership::new(setup, codec(), Timestamp::ZERO)
 }
@@ -329,6 +330,7 @@ fn garbage_and_foreign_packets_are_dropped_with_their_reason() {
         ping_targets: 0,
         witness: None,
         config_digest: None,
+        protocol: crate::membership::protocol::Announcement::of_build(),
     };
     let mut wrong = Membership::new(setup, Codec::new("test".into(), other_key), MS(0));
     let events = deliver(&mut a, &heartbeats(&mut wrong, MS(0)), MS(0));

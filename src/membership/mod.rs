@@ -5,8 +5,10 @@
 pub mod auth;
 pub mod config_digest;
 pub mod core;
+pub mod echo_records;
 pub mod fence_records;
 pub mod node_state;
+pub mod protocol;
 pub mod quorum;
 pub mod quorum_records;
 pub mod replay;
@@ -19,5 +21,7 @@ pub use state::{Event, LinkState, PeerState, PingTarget};
 
 #[cfg(test)]
 mod core_tests;
+#[cfg(test)]
+mod version_core_tests;
 #[cfg(test)]
 mod witness_core_tests;

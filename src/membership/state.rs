@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::membership::protocol::Announcement;
 use crate::membership::quorum_records::VoteEpoch;
 use crate::membership::wire::DropReason;
 use crate::types::{Incarnation, LinkId, NodeId};
@@ -97,6 +98,14 @@ pub enum Event {
     /// A peer announced a new state (standby, groups).
     PeerState {
         node: NodeId,
+    },
+    /// What a peer says it speaks changed (or was first heard): its
+    /// protocol versions (version 1 alone when it announces none) and
+    /// software version; `common` is the highest version both speak.
+    Protocol {
+        node: NodeId,
+        announced: Announcement,
+        common: Option<u16>,
     },
     Quorum {
         quorate: bool,

@@ -4,8 +4,10 @@
 
 use crate::membership::auth::{Auth, AuthAlgorithm};
 use crate::membership::config_digest;
+use crate::membership::echo_records::{self, Echo};
 use crate::membership::fence_records::{self, FenceRecord};
 use crate::membership::node_state::{self, NodeState};
+use crate::membership::protocol::{self, Announcement};
 use crate::membership::quorum_records::{self, QuorumRecords};
 use crate::types::{Incarnation, LinkId, Seq};
 
@@ -32,6 +34,12 @@ pub struct Heartbeat {
     pub fences: Option<FenceRecord>,
     /// The digest of the sender's config (extension record 6).
     pub config: Option<u64>,
+    /// The protocol versions the sender speaks (record 7; none from a
+    /// build of version 1).
+    pub protocol: Option<Announcement>,
+    /// The newest heartbeats the sender took from its peers on this link
+    /// (record 8), for round-trip times.
+    pub echoes: Vec<Echo>,
 }
 
 /// Why a datagram was dropped. Each has its own counter in the daemon.
@@ -43,7 +51,9 @@ pub enum DropReason {
     Oversized,
     #[error("not a duet packet (bad magic)")]
     BadMagic,
-    #[error("unsupported wire version")]
+    #[error(
+        "unsupported wire version (a layout newer than this build reads: see docs/wire.md, Rolling upgrade)"
+    )]
     UnsupportedVersion,
     #[error("packet of another cluster")]
     WrongCluster,
@@ -136,6 +146,10 @@ impl Codec {
         if let Some(d) = hb.config {
             ext.extend_from_slice(&config_digest::encode(d));
         }
+        if let Some(a) = &hb.protocol {
+            ext.extend_from_slice(&protocol::encode(a));
+        }
+        ext.extend_from_slice(&echo_records::encode(&hb.echoes));
         p.extend_from_slice(&(ext.len() as u16).to_be_bytes());
         p.extend_from_slice(&ext);
         let tag = self.auth.sign(&p);
@@ -228,6 +242,8 @@ impl RawBody<'_> {
             quorum: quorum_records::decode(self.extension).map_err(|_| DropReason::Malformed)?,
             fences: fence_records::decode(self.extension).map_err(|_| DropReason::Malformed)?,
             config: config_digest::decode(self.extension).map_err(|_| DropReason::Malformed)?,
+            protocol: protocol::decode(self.extension).map_err(|_| DropReason::Malformed)?,
+            echoes: echo_records::decode(self.extension).map_err(|_| DropReason::Malformed)?,
         })
     }
 }
@@ -252,6 +268,26 @@ fn read_body(mut r: Reader<'_>) -> Result<RawBody<'_>, DropReason> {
         seq,
         ping_reachable,
         extension,
+    })
+}
+
+/// The extension records in `ext`, as (type, value): each record's own
+/// decoder picks its type and skips the rest. A record that runs past
+/// the end yields `Truncated` and ends the walk.
+pub(crate) fn records(ext: &[u8]) -> impl Iterator<Item = Result<(u8, &[u8]), DropReason>> {
+    let mut r = Reader::new(ext);
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || r.remaining() == 0 {
+            return None;
+        }
+        let next = (|| {
+            let kind = r.u8()?;
+            let len = usize::from(r.u16()?);
+            Ok((kind, r.take(len)?))
+        })();
+        failed = next.is_err();
+        Some(next)
     })
 }
 
@@ -284,6 +320,11 @@ impl<'a> Reader<'a> {
     pub(crate) fn u16(&mut self) -> Result<u16, DropReason> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, DropReason> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     pub(crate) fn u64(&mut self) -> Result<u64, DropReason> {

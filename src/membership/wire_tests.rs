@@ -1,12 +1,15 @@
 use super::*;
 use crate::membership::auth::AuthAlgorithm;
+use crate::membership::echo_records::Echo;
 use crate::membership::fence_records::{FenceKind, FenceNote, FenceRecord};
 use crate::membership::node_state::{GroupIntent, GroupState, NodeState};
+use crate::membership::protocol::ProtocolRange;
 use crate::membership::quorum_records::{QuorumRecords, Seen, Vote, VoteEpoch};
 use crate::resources::intent::Intent;
 use crate::resources::placement::Phase;
 use crate::testkit::SplitMix64 as Rng;
 use crate::types::NodeId;
+use std::time::Duration;
 
 fn codec(alg: AuthAlgorithm) -> Codec {
     Codec::new("lab".into(), Auth::new(alg, b"k3y".to_vec()).expect("key"))
@@ -23,6 +26,8 @@ fn hb() -> Heartbeat {
         quorum: QuorumRecords::default(),
         fences: None,
         config: None,
+        protocol: None,
+        echoes: Vec::new(),
     }
 }
 
@@ -126,6 +131,27 @@ fn round_trip_for_every_algorithm_and_many_values() {
                         .checked_rem(3)
                         .filter(|r| *r == 0)
                         .map(|_| rng.next_u64()),
+                    protocol: rng.chance(50).then(|| Announcement {
+                        range: ProtocolRange {
+                            min: 1 + rng.below(3) as u16,
+                            max: 4 + rng.below(3) as u16,
+                        },
+                        software: random_name(&mut rng)
+                            .chars()
+                            .scan(0, |len, c| {
+                                *len += c.len_utf8();
+                                (*len <= crate::membership::protocol::MAX_SOFTWARE).then_some(c)
+                            })
+                            .collect(),
+                    }),
+                    echoes: (0..rng.below(4))
+                        .map(|_| Echo {
+                            node: NodeId(rng.below(8) as u16),
+                            link: LinkId(rng.below(4) as u8),
+                            seq: Seq(rng.next_u64()),
+                            held: Duration::from_micros(rng.next_u64() % u64::from(u32::MAX)),
+                        })
+                        .collect(),
                 };
                 let p = c.encode(&h);
                 assert!(p.len() <= MAX_PACKET);
@@ -391,7 +417,7 @@ fn the_size_limit_is_exactly_max_packet() {
     let c = codec(AuthAlgorithm::HmacSha256);
     let base = body_of(&c, &hb()).len() + c.auth.tag_len();
     let fill = MAX_PACKET - base;
-    let mut record = vec![7; fill];
+    let mut record = vec![99; fill];
     record[1..3].copy_from_slice(&(fill as u16 - 3).to_be_bytes());
     let body = with_extension(&c, fill as u16, &record);
     let p = resign(&c, &body);
@@ -502,6 +528,13 @@ fn write_fuzz_corpus() {
             quorum: QuorumRecords::default(),
             fences: None,
             config: None,
+            protocol: Some(Announcement::of_build()),
+            echoes: vec![Echo {
+                node: NodeId(1),
+                link: LinkId(0),
+                seq: Seq(7),
+                held: Duration::from_millis(150),
+            }],
         };
         let seeds = [
             ("", c.encode(&hb()), hb()),

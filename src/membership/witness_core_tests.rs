@@ -35,6 +35,7 @@ fn node(local: u16) -> Membership {
         ping_targets: 0,
         witness: Some(NodeId(W as u16)),
         config_digest: None,
+        protocol: crate::membership::protocol::Announcement::of_build(),
     };
     let auth = Auth::new(AuthAlgorithm::HmacSha256, b"k".to_vec()).expect("key");
     Membership::new(setup, Codec::new("t".into(), auth), Timestamp::ZERO)

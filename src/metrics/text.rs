@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use crate::bus::{ClusterStatus, GroupStatus, ReplicaStatus};
+use crate::export::latency::BOUNDS_US;
 
 const NODE_STATES: &[&str] = &["init", "up", "late", "dead"];
 const GROUP_STATES: &[&str] = &[
@@ -259,6 +260,73 @@ fn nodes(out: &mut String, s: &ClusterStatus) {
             );
         }
     }
+    heartbeats(out, s);
+}
+
+/// Round trips, losses and late spells of each peer's heartbeats, and
+/// what each node speaks.
+fn heartbeats(out: &mut String, s: &ClusterStatus) {
+    let name = "duet_heartbeat_rtt_seconds";
+    let mut f = Family::new(
+        out,
+        name,
+        "gauge",
+        "The last heartbeat round trip to each node over each link (nodes of protocol 2 echo).",
+    );
+    for n in &s.nodes {
+        for l in &n.links {
+            if let Some(us) = l.rtt_us {
+                let labels = [("node", n.name.as_str()), ("link", l.name.as_str())];
+                f.sample(name, &labels, us as f64 / 1e6);
+            }
+        }
+    }
+    let peers = || s.nodes.iter().filter(|n| !n.local);
+    let name = "duet_heartbeats_lost_total";
+    let mut f = Family::new(
+        out,
+        name,
+        "counter",
+        "Each node's heartbeats that never arrived (gaps in its sequence numbers).",
+    );
+    for n in peers() {
+        f.sample(name, &[("node", &n.name)], n.lost_heartbeats as f64);
+    }
+    let name = "duet_node_late_total";
+    let mut f = Family::new(
+        out,
+        name,
+        "counter",
+        "How often each node went late (warntime).",
+    );
+    for n in peers() {
+        f.sample(name, &[("node", &n.name)], n.late_count as f64);
+    }
+    let name = "duet_node_protocol_info";
+    let mut f = Family::new(
+        out,
+        name,
+        "gauge",
+        "The protocol versions and software each node announced (1).",
+    );
+    for n in s.nodes.iter().filter(|n| !n.protocol.is_empty()) {
+        let labels = [
+            ("node", n.name.as_str()),
+            ("protocol", n.protocol.as_str()),
+            ("software", n.software.as_str()),
+        ];
+        f.sample(name, &labels, 1.0);
+    }
+    let name = "duet_node_protocol_incompatible";
+    let mut f = Family::new(
+        out,
+        name,
+        "gauge",
+        "Whether the node speaks no protocol version in common with this one.",
+    );
+    for n in peers() {
+        f.sample(name, &[("node", &n.name)], flag(n.incompatible));
+    }
 }
 
 fn groups(out: &mut String, groups: &[GroupStatus]) {
@@ -299,6 +367,26 @@ fn groups(out: &mut String, groups: &[GroupStatus]) {
             let to = g.last_transition.as_str();
             f.sample(name, &[("group", &g.name), ("transition", to)], d);
         }
+    }
+    let name = "duet_group_failovers_total";
+    let mut f = Family::new(
+        out,
+        name,
+        "counter",
+        "Takeovers of the group here from a dead node.",
+    );
+    for g in groups {
+        f.sample(name, &[("group", &g.name)], g.failovers as f64);
+    }
+    let name = "duet_group_failover_seconds_total";
+    let mut f = Family::new(
+        out,
+        name,
+        "counter",
+        "Seconds the starts of those takeovers took in all (divide by the count for the mean).",
+    );
+    for g in groups {
+        f.sample(name, &[("group", &g.name)], g.failover_seconds);
     }
     let name = "duet_group_resource_failures";
     let mut f = Family::new(
@@ -355,7 +443,7 @@ fn replicas(out: &mut String, replicas: &[ReplicaStatus]) {
         }
     }
     type Value = fn(&ReplicaStatus) -> Option<f64>;
-    let gauges: [(&str, &str, Value); 6] = [
+    let gauges: [(&str, &str, Value); 7] = [
         (
             "duet_replica_out_of_sync_bytes",
             "Bytes marked out of sync.",
@@ -386,6 +474,11 @@ fn replicas(out: &mut String, replicas: &[ReplicaStatus]) {
             "Whether the block device is attached here.",
             |r| Some(flag(r.attached)),
         ),
+        (
+            "duet_replica_link_version",
+            "The replication protocol version the link up now uses (0: none up).",
+            |r| Some(f64::from(r.link_version)),
+        ),
     ];
     for (name, help, value) in gauges {
         let mut f = Family::new(out, name, "gauge", help);
@@ -395,6 +488,7 @@ fn replicas(out: &mut String, replicas: &[ReplicaStatus]) {
             }
         }
     }
+    export_latency(out, replicas);
     for (key, name, kind, help) in COUNTERS {
         let mut f = Family::new(out, name, kind, help);
         for r in replicas {
@@ -403,6 +497,33 @@ fn replicas(out: &mut String, replicas: &[ReplicaStatus]) {
                 &[("replica", &r.name)],
                 r.counters.get(*key).copied().unwrap_or(0) as f64,
             );
+        }
+    }
+}
+
+/// One histogram per replica and kind of request; bounds in seconds.
+fn export_latency(out: &mut String, replicas: &[ReplicaStatus]) {
+    let name = "duet_export_request_duration_seconds";
+    let mut f = Family::new(
+        out,
+        name,
+        "histogram",
+        "How long the export's NBD requests took to answer, by kind.",
+    );
+    for r in replicas {
+        for h in &r.export_latency {
+            let labels = [("replica", r.name.as_str()), ("kind", h.kind.as_str())];
+            for (bound, n) in BOUNDS_US.iter().zip(&h.cumulative) {
+                let le = number(*bound as f64 / 1e6);
+                let mut l = labels.to_vec();
+                l.push(("le", &le));
+                f.sample(&format!("{name}_bucket"), &l, *n as f64);
+            }
+            let mut l = labels.to_vec();
+            l.push(("le", "+Inf"));
+            f.sample(&format!("{name}_bucket"), &l, h.count as f64);
+            f.sample(&format!("{name}_sum"), &labels, h.sum_seconds);
+            f.sample(&format!("{name}_count"), &labels, h.count as f64);
         }
     }
 }
@@ -422,6 +543,7 @@ mod tests {
                 links: vec![LinkStatus {
                     name: "cross\"over".into(),
                     state: "up".into(),
+                    rtt_us: None,
                 }],
                 ..Default::default()
             }],
@@ -441,6 +563,58 @@ mod tests {
         let n = names.len();
         names.dedup();
         assert_eq!(names.len(), n);
+    }
+
+    #[test]
+    fn heartbeats_failovers_and_export_latency_show_as_counted() {
+        let latency = crate::export::latency::Latency::default();
+        latency.record(
+            crate::export::latency::Kind::Write,
+            std::time::Duration::from_micros(700),
+        );
+        let s = ClusterStatus {
+            nodes: vec![NodeStatus {
+                name: "node2".into(),
+                links: vec![LinkStatus {
+                    name: "crossover".into(),
+                    state: "up".into(),
+                    rtt_us: Some(250),
+                }],
+                lost_heartbeats: 3,
+                late_count: 1,
+                protocol: "1".into(),
+                ..Default::default()
+            }],
+            groups: vec![GroupStatus {
+                name: "web".into(),
+                failovers: 2,
+                failover_seconds: 3.5,
+                ..Default::default()
+            }],
+            replicas: vec![ReplicaStatus {
+                name: "r0".into(),
+                link_version: 2,
+                export_latency: latency.snapshot(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = render(&s);
+        for line in [
+            "duet_heartbeat_rtt_seconds{node=\"node2\",link=\"crossover\"} 0.00025\n",
+            "duet_heartbeats_lost_total{node=\"node2\"} 3\n",
+            "duet_node_late_total{node=\"node2\"} 1\n",
+            "duet_node_protocol_info{node=\"node2\",protocol=\"1\",software=\"\"} 1\n",
+            "duet_group_failovers_total{group=\"web\"} 2\n",
+            "duet_group_failover_seconds_total{group=\"web\"} 3.5\n",
+            "duet_replica_link_version{replica=\"r0\"} 2\n",
+            "duet_export_request_duration_seconds_bucket{replica=\"r0\",kind=\"write\",le=\"0.0005\"} 0\n",
+            "duet_export_request_duration_seconds_bucket{replica=\"r0\",kind=\"write\",le=\"0.001\"} 1\n",
+            "duet_export_request_duration_seconds_bucket{replica=\"r0\",kind=\"write\",le=\"+Inf\"} 1\n",
+            "duet_export_request_duration_seconds_count{replica=\"r0\",kind=\"write\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
     }
 
     #[test]

@@ -1,4 +1,8 @@
-//! The replication link's wire format, version 1 (docs/replication-wire.md).
+//! The replication link's wire format (docs/replication-wire.md): versions
+//! 1 and 2, which differ in the handshake alone. Version 2 negotiates the
+//! version (each side greets with the one it offers and both use the lower)
+//! and binds both offers into the proofs and session keys, so that no one
+//! in the middle can talk the two down to an older version.
 //!
 //! A connection starts with a handshake: both send a greeting (magic,
 //! version, node, replica, a fresh nonce), then a proof that they hold the
@@ -17,7 +21,11 @@ use crate::replication::core::{AckKind, Msg, PeerState};
 use crate::replication::generation::{Generation, Generations};
 use crate::replication::states::{DiskState, Role};
 
-pub const VERSION: u16 = 1;
+use crate::membership::protocol::ProtocolRange;
+
+/// The newest version of the link; `ProtocolRange::BUILD` is what this
+/// build speaks.
+pub const VERSION: u16 = 2;
 /// Largest payload: an NBD request is at most 32 MiB.
 pub const MAX_PAYLOAD: usize = 32 << 20;
 /// Largest bitmap chunk, in words.
@@ -55,8 +63,19 @@ pub enum HandshakeError {
     Io(#[from] std::io::Error),
     #[error("the peer does not speak duet's replication protocol")]
     NotDuet,
-    #[error("the peer speaks replication protocol version {0}, this node {VERSION}")]
+    /// As a build of version 1 answers any other greeting.
+    #[error("the peer greets with replication protocol version {0}; this node speaks 1 only")]
     Version(u16),
+    #[error(
+        "the peer offers replication protocol version {theirs} at most; this node speaks {ours}: upgrade the older node"
+    )]
+    Incompatible { theirs: u16, ours: ProtocolRange },
+    #[error(
+        "the peer greeted with replication protocol version {theirs} and hung up on this node's {offered}: {}",
+        if theirs < offered { "an older build takes its own version only; the next attempt offers it" }
+        else { "it no longer speaks this node's version; upgrade this node" }
+    )]
+    HungUp { theirs: u16, offered: u16 },
     #[error("the peer serves replica {got:?}, not {expected:?}")]
     WrongReplica { expected: String, got: String },
     #[error("the peer says it is node #{got}, not node #{expected}")]
@@ -77,6 +96,8 @@ pub struct Session {
     recv_key: [u8; 32],
     send_ctr: u64,
     recv_ctr: u64,
+    /// The version the two settled on.
+    pub version: u16,
 }
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
@@ -604,11 +625,11 @@ struct Greeting {
     nonce: [u8; NONCE_LEN],
 }
 
-fn write_greeting<S: Write>(s: &mut S, g: &Greeting) -> std::io::Result<()> {
+fn write_greeting<S: Write>(s: &mut S, g: &Greeting, version: u16) -> std::io::Result<()> {
     let name = g.replica.as_bytes();
     let mut b = Vec::with_capacity(8 + 2 + 2 + 1 + name.len() + NONCE_LEN);
     b.extend_from_slice(GREETING_MAGIC);
-    b.extend_from_slice(&VERSION.to_le_bytes());
+    b.extend_from_slice(&version.to_le_bytes());
     b.extend_from_slice(&g.node.to_le_bytes());
     b.push(name.len().min(MAX_NAME) as u8);
     b.extend_from_slice(&name[..name.len().min(MAX_NAME)]);
@@ -617,16 +638,14 @@ fn write_greeting<S: Write>(s: &mut S, g: &Greeting) -> std::io::Result<()> {
     s.flush()
 }
 
-fn read_greeting<S: Read>(s: &mut S) -> Result<Greeting, HandshakeError> {
+/// The peer's greeting and the version it offers.
+fn read_greeting<S: Read>(s: &mut S) -> Result<(Greeting, u16), HandshakeError> {
     let mut head = [0u8; 13];
     s.read_exact(&mut head)?;
     if &head[..8] != GREETING_MAGIC {
         return Err(HandshakeError::NotDuet);
     }
     let version = u16::from_le_bytes([head[8], head[9]]);
-    if version != VERSION {
-        return Err(HandshakeError::Version(version));
-    }
     let node = u16::from_le_bytes([head[10], head[11]]);
     let len = usize::from(head[12]);
     if len > MAX_NAME {
@@ -636,28 +655,81 @@ fn read_greeting<S: Read>(s: &mut S) -> Result<Greeting, HandshakeError> {
     s.read_exact(&mut name)?;
     let mut nonce = [0u8; NONCE_LEN];
     s.read_exact(&mut nonce)?;
-    Ok(Greeting {
+    let greeting = Greeting {
         node,
         replica: String::from_utf8_lossy(&name).into_owned(),
         nonce,
-    })
+    };
+    Ok((greeting, version))
 }
 
-fn proof(key: &[u8], nonces: (&[u8], &[u8]), sender: u16, replica: &str) -> [u8; 32] {
-    hmac(
-        key,
-        &[
-            b"duet-repl-v1 proof",
-            nonces.0,
-            nonces.1,
-            &sender.to_le_bytes(),
-            replica.as_bytes(),
-        ],
-    )
+/// What a side offers: the versions it speaks and the one it greets
+/// with (its newest, or lower when the peer is known to be older).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    pub speaks: ProtocolRange,
+    pub version: u16,
 }
 
-/// Greets, checks the peer's greeting, exchanges proofs of the key and
-/// derives the session keys. `initiator`: this side dialled.
+impl Offer {
+    pub const BUILD: Offer = Offer {
+        speaks: ProtocolRange::BUILD,
+        version: ProtocolRange::BUILD.max,
+    };
+
+    /// Greets with what this node and the peer both speak, as far as
+    /// known (`peer_max`: the newest version the peer announced).
+    pub fn towards(speaks: ProtocolRange, peer_max: u16) -> Offer {
+        Offer {
+            speaks,
+            version: peer_max.clamp(speaks.min, speaks.max),
+        }
+    }
+
+    /// The version both use once this side read the peer's offer. A
+    /// build of version 1 alone takes nothing but its own, as the first
+    /// builds did.
+    fn settle(self, theirs: u16) -> Result<u16, HandshakeError> {
+        if self.speaks.max < 2 {
+            return match theirs {
+                1 => Ok(1),
+                v => Err(HandshakeError::Version(v)),
+            };
+        }
+        let v = self.version.min(theirs);
+        if v < self.speaks.min {
+            return Err(HandshakeError::Incompatible {
+                theirs,
+                ours: self.speaks,
+            });
+        }
+        Ok(v)
+    }
+}
+
+/// The labels of the proofs and keys: version 1's as they were; from
+/// version 2 on, the version and both offers (initiator's first) too.
+fn labels(version: u16, offers: (u16, u16)) -> (String, Vec<u8>) {
+    if version == 1 {
+        return ("duet-repl-v1".into(), Vec::new());
+    }
+    let mut bound = version.to_le_bytes().to_vec();
+    bound.extend_from_slice(&offers.0.to_le_bytes());
+    bound.extend_from_slice(&offers.1.to_le_bytes());
+    (format!("duet-repl-v{version}"), bound)
+}
+
+fn proof_parts<'a>(
+    label: &'a [u8],
+    nonces: (&'a [u8], &'a [u8]),
+    sender: &'a [u8; 2],
+    replica: &'a str,
+    bound: &'a [u8],
+) -> [&'a [u8]; 6] {
+    [label, nonces.0, nonces.1, sender, replica.as_bytes(), bound]
+}
+
+/// `handshake_offering` with this build's offer.
 pub fn handshake<S: Read + Write>(
     s: &mut S,
     key: &[u8],
@@ -666,13 +738,29 @@ pub fn handshake<S: Read + Write>(
     peer: u16,
     initiator: bool,
 ) -> Result<Session, HandshakeError> {
+    handshake_offering(s, key, replica, local, peer, initiator, Offer::BUILD)
+}
+
+/// Greets, checks the peer's greeting, settles the version, exchanges
+/// proofs of the key and derives the session keys. `initiator`: this
+/// side dialled.
+pub fn handshake_offering<S: Read + Write>(
+    s: &mut S,
+    key: &[u8],
+    replica: &str,
+    local: u16,
+    peer: u16,
+    initiator: bool,
+    offer: Offer,
+) -> Result<Session, HandshakeError> {
     let mine = Greeting {
         node: local,
         replica: replica.to_string(),
         nonce: rand::random(),
     };
-    write_greeting(s, &mine)?;
-    let theirs = read_greeting(s)?;
+    write_greeting(s, &mine, offer.version)?;
+    let (theirs, their_offer) = read_greeting(s)?;
+    let version = offer.settle(their_offer)?;
     if theirs.replica != replica {
         return Err(HandshakeError::WrongReplica {
             expected: replica.into(),
@@ -690,28 +778,49 @@ pub fn handshake<S: Read + Write>(
     } else {
         (&theirs.nonce[..], &mine.nonce[..])
     };
-    s.write_all(&proof(key, nonces, local, replica))?;
-    s.flush()?;
+    let offers = if initiator {
+        (offer.version, their_offer)
+    } else {
+        (their_offer, offer.version)
+    };
+    let (label, bound) = labels(version, offers);
+    let proof_label = format!("{label} proof");
+    let local_id = local.to_le_bytes();
+    let mine = proof_parts(proof_label.as_bytes(), nonces, &local_id, replica, &bound);
     let mut got = [0u8; MAC_LEN];
-    s.read_exact(&mut got)?;
-    let parts: [&[u8]; 5] = [
-        b"duet-repl-v1 proof",
-        nonces.0,
-        nonces.1,
-        &peer.to_le_bytes(),
-        replica.as_bytes(),
-    ];
+    let proofs = s
+        .write_all(&hmac(key, &mine))
+        .and_then(|_| s.flush())
+        .and_then(|_| s.read_exact(&mut got));
+    if let Err(e) = proofs {
+        // After greetings of two versions, a hang-up is the peer's
+        // refusal of this node's.
+        return Err(if their_offer != offer.version {
+            HandshakeError::HungUp {
+                theirs: their_offer,
+                offered: offer.version,
+            }
+        } else {
+            e.into()
+        });
+    }
+    let peer_id = peer.to_le_bytes();
+    let parts = proof_parts(proof_label.as_bytes(), nonces, &peer_id, replica, &bound);
     if !mac_ok(key, &parts, &got) {
         return Err(HandshakeError::BadProof);
     }
-    let i2a = hmac(key, &[b"duet-repl-v1 i2a", nonces.0, nonces.1]);
-    let a2i = hmac(key, &[b"duet-repl-v1 a2i", nonces.0, nonces.1]);
+    let key_of = |dir: &str| {
+        let label = format!("{label} {dir}");
+        hmac(key, &[label.as_bytes(), nonces.0, nonces.1, &bound])
+    };
+    let (i2a, a2i) = (key_of("i2a"), key_of("a2i"));
     let (send_key, recv_key) = if initiator { (i2a, a2i) } else { (a2i, i2a) };
     Ok(Session {
         send_key,
         recv_key,
         send_ctr: 0,
         recv_ctr: 0,
+        version,
     })
 }
 

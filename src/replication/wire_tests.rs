@@ -823,10 +823,26 @@ fn a_bad_greeting_is_named() {
     use HandshakeError::*;
     let r = against(b"k", true, b"SSH-2.0-OpenSSH_9.6\r\n\r\n.....".to_vec());
     assert!(matches!(r, Err(NotDuet)), "{:?}", r.err());
-    let r = against(b"k", true, greeting(GREETING_MAGIC, 2, 2, b"r0"));
-    assert!(matches!(r, Err(Version(2))), "{:?}", r.err());
+    // A newer peer that hangs up on this node's version, and an offer
+    // below every version there is.
+    let r = against(b"k", true, greeting(GREETING_MAGIC, 3, 2, b"r0"));
+    assert!(
+        matches!(
+            r,
+            Err(HungUp {
+                theirs: 3,
+                offered: 2
+            })
+        ),
+        "{:?}",
+        r.err()
+    );
     let r = against(b"k", false, greeting(GREETING_MAGIC, 0, 2, b"r0"));
-    assert!(matches!(r, Err(Version(0))), "{:?}", r.err());
+    assert!(
+        matches!(r, Err(Incompatible { theirs: 0, .. })),
+        "{:?}",
+        r.err()
+    );
     let r = against(b"k", true, greeting(GREETING_MAGIC, 1, 2, &[b'r'; 65]));
     assert!(matches!(r, Err(NotDuet)), "{:?}", r.err());
     let r = against(
@@ -854,9 +870,22 @@ fn a_bad_greeting_is_named() {
     stranger.extend_from_slice(&[0; MAC_LEN]);
     let r = against(b"k", true, stranger);
     assert!(matches!(r, Err(BadProof)), "{:?}", r.err());
-    // The greeting closes before the proof.
-    let r = against(b"k", true, greeting(GREETING_MAGIC, 1, 2, b"r0"));
+    // The greeting closes before the proof: with the same version, an
+    // I/O error; with an older one, an old build that hung up.
+    let r = against(b"k", true, greeting(GREETING_MAGIC, 2, 2, b"r0"));
     assert!(matches!(r, Err(Io(_))), "{:?}", r.err());
+    let r = against(b"k", true, greeting(GREETING_MAGIC, 1, 2, b"r0"));
+    assert!(
+        matches!(
+            r,
+            Err(HungUp {
+                theirs: 1,
+                offered: 2
+            })
+        ),
+        "{:?}",
+        r.err()
+    );
 }
 
 /// A stream that keeps a copy of what its owner writes.
@@ -968,12 +997,14 @@ fn example() -> (Session, Session, Msg, Vec<u8>) {
         recv_key: [0; 32],
         send_ctr: 0,
         recv_ctr: 0,
+        version: 1,
     };
     let rx = Session {
         send_key: [0; 32],
         recv_key: key,
         send_ctr: 0,
         recv_ctr: 0,
+        version: 1,
     };
     let msg = Msg::Data {
         seq: 1,
@@ -1139,4 +1170,174 @@ fn write_fuzz_corpus() {
         "{}",
         path.display()
     );
+}
+
+// ---- version negotiation ----
+
+const FIRST_BUILD: Offer = Offer {
+    speaks: ProtocolRange::FIRST,
+    version: 1,
+};
+
+/// One handshake between node 1 (initiator, offering `i`) and node 2
+/// (offering `a`); each side hangs up when it returns, as the link does.
+fn offered(
+    i: Offer,
+    a: Offer,
+) -> (
+    Result<Session, HandshakeError>,
+    Result<Session, HandshakeError>,
+) {
+    let (mut x, mut y) = UnixStream::pair().expect("pair");
+    let t = std::thread::spawn(move || handshake_offering(&mut y, b"k", "r0", 2, 1, false, a));
+    let r = handshake_offering(&mut x, b"k", "r0", 1, 2, true, i);
+    drop(x);
+    (r, t.join().expect("thread"))
+}
+
+#[test]
+fn two_builds_settle_on_the_newest_version_both_speak() {
+    let (i, a) = offered(Offer::BUILD, Offer::BUILD);
+    let (mut i, mut a) = (i.expect("initiator"), a.expect("acceptor"));
+    assert_eq!((i.version, a.version), (2, 2));
+    let f = through(&mut i, &mut a, &Msg::Ping, None).expect("a frame passes");
+    assert_eq!(f.msg, Msg::Ping);
+
+    // A newer build meets this one: both use 2.
+    let newer = Offer {
+        speaks: ProtocolRange { min: 2, max: 3 },
+        version: 3,
+    };
+    let (i, a) = offered(newer, Offer::BUILD);
+    assert_eq!((i.expect("i").version, a.expect("a").version), (2, 2));
+
+    // Offered version 1 (the peer known to be old) by a build that speaks
+    // 2: both use 1, and the frames pass.
+    let (i, a) = offered(Offer::towards(ProtocolRange::BUILD, 1), Offer::BUILD);
+    let (mut i, mut a) = (i.expect("initiator"), a.expect("acceptor"));
+    assert_eq!((i.version, a.version), (1, 1));
+    through(&mut a, &mut i, &Msg::PingAck, None).expect("a frame passes");
+}
+
+#[test]
+fn a_first_build_hangs_up_on_a_newer_greeting_which_then_offers_its_version() {
+    let (i, a) = offered(Offer::BUILD, FIRST_BUILD);
+    assert!(
+        matches!(
+            i,
+            Err(HandshakeError::HungUp {
+                theirs: 1,
+                offered: 2
+            })
+        ),
+        "{:?}",
+        i.err()
+    );
+    assert!(
+        matches!(a, Err(HandshakeError::Version(2))),
+        "{:?}",
+        a.err()
+    );
+    let (i, a) = offered(Offer::towards(ProtocolRange::BUILD, 1), FIRST_BUILD);
+    assert_eq!((i.expect("i").version, a.expect("a").version), (1, 1));
+}
+
+#[test]
+fn versions_with_nothing_in_common_are_refused_with_both_named() {
+    let newer = Offer {
+        speaks: ProtocolRange { min: 2, max: 3 },
+        version: 3,
+    };
+    let (i, a) = offered(newer, FIRST_BUILD);
+    let i = i.err().expect("refused");
+    assert!(
+        matches!(i, HandshakeError::Incompatible { theirs: 1, .. }),
+        "{i:?}"
+    );
+    assert_eq!(
+        i.to_string(),
+        "the peer offers replication protocol version 1 at most; this node speaks 2-3: upgrade the older node"
+    );
+    assert!(
+        matches!(a, Err(HandshakeError::Version(3))),
+        "{:?}",
+        a.err()
+    );
+}
+
+/// Version 1 as the first builds spoke it: the same proof, byte for
+/// byte, so a build of today and one of then connect.
+#[test]
+fn version_1_proofs_are_those_of_the_first_builds() {
+    let (x, y) = UnixStream::pair().expect("pair");
+    let t = std::thread::spawn(move || {
+        let mut tap = Tap {
+            inner: y,
+            written: Vec::new(),
+        };
+        handshake_offering(&mut tap, b"key", "r0", 2, 1, false, FIRST_BUILD).expect("acceptor");
+        tap.written
+    });
+    let mut tap = Tap {
+        inner: x,
+        written: Vec::new(),
+    };
+    let offer = Offer::towards(ProtocolRange::BUILD, 1);
+    handshake_offering(&mut tap, b"key", "r0", 1, 2, true, offer).expect("initiator");
+    let (i_said, a_said) = (tap.written, t.join().expect("thread"));
+    let greeting_len = 8 + 2 + 2 + 1 + 2 + NONCE_LEN;
+    let nonce = |said: &[u8]| said[greeting_len - NONCE_LEN..greeting_len].to_vec();
+    let (ni, na) = (nonce(&i_said), nonce(&a_said));
+    let first_proof = |sender: u16| {
+        hmac(
+            b"key",
+            &[
+                b"duet-repl-v1 proof",
+                &ni,
+                &na,
+                &sender.to_le_bytes(),
+                b"r0",
+            ],
+        )
+    };
+    assert_eq!(&i_said[greeting_len..], &first_proof(1));
+    assert_eq!(&a_said[greeting_len..], &first_proof(2));
+    assert_eq!(&i_said[8..10], &1u16.to_le_bytes());
+}
+
+/// Someone in the middle who lowers both offers (3 to 2) gets two nodes
+/// that settle on 2 but bind different offers: the proofs fail.
+#[test]
+fn a_lowered_offer_fails_the_proofs() {
+    struct Lower<S>(S);
+    impl<S: Read> Read for Lower<S> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+    impl<S: Write> Write for Lower<S> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut b = buf.to_vec();
+            if b.starts_with(GREETING_MAGIC) && b.len() > 10 {
+                b[8..10].copy_from_slice(&2u16.to_le_bytes());
+            }
+            self.0.write_all(&b)?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+    let newer = Offer {
+        speaks: ProtocolRange { min: 2, max: 3 },
+        version: 3,
+    };
+    let (x, y) = UnixStream::pair().expect("pair");
+    let t = std::thread::spawn(move || {
+        handshake_offering(&mut Lower(y), b"k", "r0", 2, 1, false, newer)
+    });
+    let r = handshake_offering(&mut Lower(x), b"k", "r0", 1, 2, true, newer);
+    let a = t.join().expect("thread");
+    assert!(matches!(r, Err(HandshakeError::BadProof)), "{:?}", r.err());
+    assert!(matches!(a, Err(HandshakeError::BadProof)), "{:?}", a.err());
 }

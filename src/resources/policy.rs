@@ -127,6 +127,10 @@ struct Slot {
     intent: Intent,
     /// A replica of the group is not UpToDate here (set by the shell).
     behind: bool,
+    /// Takeovers from a dead node here since the daemon started, and the
+    /// seconds their starts took in all.
+    failovers: u64,
+    failover_seconds: f64,
 }
 
 pub struct NodePolicy {
@@ -169,6 +173,8 @@ impl NodePolicy {
                     since: None,
                     intent,
                     behind: false,
+                    failovers: 0,
+                    failover_seconds: 0.0,
                 }
             })
             .collect();
@@ -608,6 +614,10 @@ impl NodePolicy {
             // In one line what an administrator wants after a takeover:
             // why, what is up now, how long it took.
             Some((t, why)) if to == "running" => {
+                if why.starts_with("taking over from") {
+                    r.failovers += 1;
+                    r.failover_seconds += now.since(t).as_secs_f64();
+                }
                 let up: Vec<String> = r.group.resources.iter().map(|x| x.label()).collect();
                 tracing::info!(
                     message_id = ids::GROUP_RUNNING,
@@ -771,6 +781,8 @@ impl NodePolicy {
                     last_reason: r.last.reason.clone(),
                     last_duration: r.last.took.map(|d| d.as_secs_f64()),
                     waiting: self.waiting(m, i),
+                    failovers: r.failovers,
+                    failover_seconds: r.failover_seconds,
                 }
             })
             .collect()

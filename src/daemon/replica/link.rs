@@ -12,7 +12,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -22,8 +22,10 @@ use socket2::Socket;
 use crate::daemon::ratelimit::Refusals;
 use crate::daemon::replica::engine::Engine;
 use crate::daemon::replica::tls::{self, LinkTls};
+use crate::host::message_ids as ids;
+use crate::membership::protocol::ProtocolRange;
 use crate::replication::core::Msg;
-use crate::replication::wire::{self, HEADER_LEN, MAC_LEN, Opener, Sealer};
+use crate::replication::wire::{self, HEADER_LEN, HandshakeError, MAC_LEN, Offer, Opener, Sealer};
 
 #[derive(Clone)]
 pub struct LinkConfig {
@@ -36,6 +38,41 @@ pub struct LinkConfig {
     pub key: Vec<u8>,
     pub retry: Duration,
     pub tls: Option<Arc<LinkTls>>,
+    pub versions: Arc<LinkVersions>,
+}
+
+/// The link's protocol versions: what this node speaks, the newest the
+/// peer is known to speak (from its heartbeats, or a greeting it hung up
+/// on), and what the connection up now settled on (0: none up).
+#[derive(Debug)]
+pub struct LinkVersions {
+    pub speaks: ProtocolRange,
+    peer_max: AtomicU16,
+    in_use: AtomicU16,
+}
+
+impl LinkVersions {
+    /// Until the peer is heard, it is offered this node's newest.
+    pub fn new(speaks: ProtocolRange) -> LinkVersions {
+        LinkVersions {
+            speaks,
+            peer_max: AtomicU16::new(speaks.max),
+            in_use: AtomicU16::new(0),
+        }
+    }
+
+    /// From the peer's heartbeats: the newest version it speaks.
+    pub fn peer_speaks(&self, max: u16) {
+        self.peer_max.store(max, Ordering::SeqCst);
+    }
+
+    pub fn in_use(&self) -> u16 {
+        self.in_use.load(Ordering::SeqCst)
+    }
+
+    fn offer(&self) -> Offer {
+        Offer::towards(self.speaks, self.peer_max.load(Ordering::SeqCst))
+    }
 }
 
 pub struct Shared {
@@ -366,22 +403,19 @@ fn serve(cfg: &LinkConfig, shared: &Shared, tcp: TcpStream, initiator: bool) {
     };
     let _ = s.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
     let _ = s.set_write_timeout(Some(HANDSHAKE_TIMEOUT));
-    let session = match wire::handshake(
+    let session = match wire::handshake_offering(
         &mut s,
         &cfg.key,
         &cfg.replica,
         cfg.local,
         cfg.peer,
         initiator,
+        cfg.versions.offer(),
     ) {
         Ok(session) => session,
-        Err(e) => {
-            if let Some(held_back) = shared.refusals.refuse("handshake") {
-                tracing::warn!(replica = %cfg.replica, peer = %cfg.peer_addr, held_back, "replication handshake failed: {e}");
-            }
-            return;
-        }
+        Err(e) => return refused_handshake(cfg, shared, &e),
     };
+    let version = session.version;
     let _ = s.set_read_timeout(None);
     let conn = CONN.fetch_add(1, Ordering::SeqCst) + 1;
     let (Ok(w), Ok(ctl)) = (s.try_clone(), s.try_clone()) else {
@@ -393,7 +427,8 @@ fn serve(cfg: &LinkConfig, shared: &Shared, tcp: TcpStream, initiator: bool) {
         let out = out.clone();
         std::thread::spawn(move || out.write_loop(WRITE_TIMEOUT))
     };
-    tracing::info!(replica = %cfg.replica, peer = %cfg.peer_addr, conn, tls = cfg.tls.is_some(), "replication link up");
+    cfg.versions.in_use.store(version, Ordering::SeqCst);
+    tracing::info!(replica = %cfg.replica, peer = %cfg.peer_addr, conn, tls = cfg.tls.is_some(), version, "replication link up (protocol version {version})");
     let why = match shared.engine.upgrade() {
         Some(engine) => {
             engine.link_up(out.clone());
@@ -402,6 +437,7 @@ fn serve(cfg: &LinkConfig, shared: &Shared, tcp: TcpStream, initiator: bool) {
         }
         None => "engine stopped".into(),
     };
+    cfg.versions.in_use.store(0, Ordering::SeqCst);
     tracing::info!(replica = %cfg.replica, peer = %cfg.peer_addr, conn, "replication link down: {why}");
     let _ = s.shutdown(Shutdown::Both);
     if let Some(engine) = shared.engine.upgrade() {
@@ -409,6 +445,32 @@ fn serve(cfg: &LinkConfig, shared: &Shared, tcp: TcpStream, initiator: bool) {
     }
     out.close(Duration::ZERO);
     let _ = writer.join();
+}
+
+/// Counts and logs a failed handshake. An older peer that hung up on a
+/// newer greeting is offered its own version next time; versions with
+/// nothing in common are an error an administrator must see.
+fn refused_handshake(cfg: &LinkConfig, shared: &Shared, e: &HandshakeError) {
+    if let HandshakeError::HungUp { theirs, offered } = e
+        && theirs < offered
+    {
+        cfg.versions.peer_speaks(*theirs);
+    }
+    let Some(held_back) = shared.refusals.refuse("handshake") else {
+        return;
+    };
+    match e {
+        HandshakeError::Incompatible { .. } => tracing::error!(
+            message_id = ids::PROTOCOL_INCOMPATIBLE,
+            replica = %cfg.replica,
+            peer = %cfg.peer_addr,
+            held_back,
+            "replication handshake refused: {e}"
+        ),
+        _ => {
+            tracing::warn!(replica = %cfg.replica, peer = %cfg.peer_addr, held_back, "replication handshake failed: {e}")
+        }
+    }
 }
 
 /// The connection as the link's threads use it: the TCP socket itself,

@@ -17,6 +17,7 @@ use std::sync::atomic::AtomicBool;
 use crate::config::{Config, OnIoError, Replica as ReplicaConfig};
 use crate::daemon::ratelimit::Refusals;
 use crate::membership::auth::load_key_file;
+use crate::membership::protocol::ProtocolRange;
 use crate::replication::activity_log::CAPACITY;
 use crate::replication::bitmap::DirtyBitmap;
 use crate::replication::core::{Attached, Replica, Settings};
@@ -34,6 +35,7 @@ pub struct Handle {
     engine: Arc<Engine>,
     stop_link: Arc<AtomicBool>,
     refusals: Arc<Refusals>,
+    pub versions: Arc<link::LinkVersions>,
 }
 
 /// At most one log line per this long and kind about refused replication
@@ -96,6 +98,7 @@ pub fn start(
     local: NodeId,
     kick: Arc<tokio::sync::Notify>,
     tls: Option<Arc<tls::LinkTls>>,
+    speaks: ProtocolRange,
 ) -> Result<Handle, StartError> {
     let disk = r
         .disk(local)
@@ -157,6 +160,7 @@ pub fn start(
     }
     let stop_link = Arc::new(AtomicBool::new(false));
     let refusals = Arc::new(Refusals::new(REFUSAL_LOG_INTERVAL));
+    let versions = Arc::new(link::LinkVersions::new(speaks));
     let shared = link::Shared {
         engine: Arc::downgrade(&engine),
         wants: engine.wants_link.clone(),
@@ -173,6 +177,7 @@ pub fn start(
             key,
             retry: r.connect_retry,
             tls,
+            versions: versions.clone(),
         },
         shared,
     )?;
@@ -194,6 +199,7 @@ pub fn start(
         engine,
         stop_link,
         refusals,
+        versions,
     };
     handle
         .admin(Admin::Connect {
