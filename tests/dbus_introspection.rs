@@ -36,3 +36,40 @@ fn dbus_introspection_files_match_the_code() {
         );
     }
 }
+
+/// The names of `kind` ("property", "method" or "signal") an interface's
+/// XML declares.
+fn declared<'a>(xml: &'a str, kind: &str) -> Vec<&'a str> {
+    let open = format!("<{kind} name=\"");
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect()
+}
+
+/// docs/dbus.md, the reference administrators read, names every
+/// property and method the daemon serves on duet's interfaces.
+#[test]
+fn docs_dbus_md_names_every_property_and_method() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dbus.md"))
+        .expect("docs/dbus.md");
+    let mut missing = Vec::new();
+    for (interface, xml) in duet::bus::server::introspection() {
+        let names = declared(&xml, "property")
+            .into_iter()
+            .chain(declared(&xml, "method"));
+        for name in names {
+            let forms = [
+                format!("| {name} |"),
+                format!("| {name},"),
+                format!(", {name} |"),
+                format!(", {name},"),
+                format!("{name}("),
+            ];
+            if !forms.iter().any(|f| docs.contains(f.as_str())) {
+                missing.push(format!("{interface}.{name}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not in docs/dbus.md: {missing:?}");
+}

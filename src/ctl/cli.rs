@@ -54,7 +54,8 @@ pub enum Command {
         since: Option<String>,
     },
     /// Read the config file again: apply what can change live (a
-    /// replica's protocol, split-brain policies, timeout, resync rates)
+    /// replica's protocol, fencing, split-brain policies, on-io-error,
+    /// timeout, resync rates)
     /// and name each changed setting that needs a restart of duetd. A file
     /// with errors changes nothing.
     Reload,
@@ -69,18 +70,29 @@ pub enum Command {
     },
     /// Move every group off this node, in order (heartbeat's hb_standby).
     /// NODE must be the node duetctl runs on.
-    Standby { node: String },
+    Standby {
+        /// This node's name.
+        node: String,
+    },
     /// Let this node run groups again after a standby.
-    Online { node: String },
+    Online {
+        /// This node's name.
+        node: String,
+    },
     /// Forget a group's failures on this node; a group blocked by a failed
     /// stop tries the stop again.
-    Cleanup { group: String },
+    Cleanup {
+        /// The group, as named in the config.
+        group: String,
+    },
     /// Move a group to NODE: stopped where it runs, then started there (no
     /// overlap). It stays on NODE while NODE can run it; if NODE fails, the
     /// group goes where its preferences say and the move is spent. Waits
     /// until the group runs on NODE.
     Move {
+        /// The group, as named in the config.
         group: String,
+        /// Where it goes.
         node: String,
         /// Seconds to wait for the group to run there.
         #[arg(long, default_value_t = 120)]
@@ -89,6 +101,7 @@ pub enum Command {
     /// Start a group stopped with `duetctl stop`, where its preferences say
     /// (every node hears it). Waits until it runs.
     Start {
+        /// The group, as named in the config.
         group: String,
         /// Seconds to wait for the group to run.
         #[arg(long, default_value_t = 120)]
@@ -98,6 +111,7 @@ pub enum Command {
     /// also across restarts, until `duetctl start`. Waits until it is
     /// stopped everywhere.
     Stop {
+        /// The group, as named in the config.
         group: String,
         /// Seconds to wait for the group to stop.
         #[arg(long, default_value_t = 120)]
@@ -106,6 +120,7 @@ pub enum Command {
     /// `on`: duet keeps watching but starts and stops nothing on this node
     /// (for work on the resources by hand); `off`: it acts again.
     Maintenance {
+        /// on or off.
         #[arg(value_parser = ["on", "off"])]
         mode: String,
     },
@@ -114,7 +129,10 @@ pub enum Command {
     /// are taken over without a fence. Needed in a two-node cluster
     /// without a witness or [fencing], where a silent peer may only be cut
     /// off. Wrong, it makes both nodes run the groups.
-    ConfirmOff { node: String },
+    ConfirmOff {
+        /// The dead node that is off.
+        node: String,
+    },
     /// Make this node the replica's Primary: its block device appears at
     /// the replica's device path (e.g. /dev/duet/r0). Refused unless the
     /// disk is UpToDate and the peer is not Primary.
@@ -136,6 +154,7 @@ pub enum Command {
     /// Connect to the peer (waits until connected, or fails with the state
     /// it is stuck in).
     Connect {
+        /// The replica, e.g. r0.
         replica: String,
         /// After a split brain: this node's changes are the ones thrown
         /// away; it syncs from the peer.
@@ -146,40 +165,71 @@ pub enum Command {
         timeout: u64,
     },
     /// Drop the connection to the peer and stop trying (StandAlone).
-    Disconnect { replica: String },
+    Disconnect {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
     /// Compare both disks by checksums (online, while in use); waits for
     /// the end and prints the bytes found different (marked out of sync:
     /// `duetctl disconnect R && duetctl connect R` resyncs them).
     Verify {
+        /// The replica, e.g. r0.
         replica: String,
         /// Seconds to wait for the end.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
     },
     /// Declare this node's data bad: a full sync from the peer follows.
-    Invalidate { replica: String },
+    Invalidate {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
     /// Declare the peer's data bad: a full sync from this node follows
     /// (this node SyncSource, the peer SyncTarget). Needs a connection,
     /// this disk UpToDate and the peer not Primary; waits until the sync
     /// starts.
-    InvalidateRemote { replica: String },
+    InvalidateRemote {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
     /// Let go of the backing disk (Diskless).
-    Detach { replica: String },
+    Detach {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
     /// Take the backing disk again (reads its metadata; a connected peer
     /// handshakes again).
-    Attach { replica: String },
+    Attach {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
     /// Attach and connect (what duetd does for every replica at start).
-    Up { replica: String },
+    Up {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
     /// Disconnect and detach (the replica must be Secondary).
-    Down { replica: String },
+    Down {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
     /// Re-read the config file and apply the replica's changed settings
-    /// live: protocol, split-brain policies, resync rates, timeout,
-    /// on-io-error.
-    Adjust { replica: String },
+    /// live: protocol, fencing, split-brain policies, resync rates,
+    /// timeout, on-io-error.
+    Adjust {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
     /// Pause the sync (or verify) this node sends; in-flight blocks finish.
-    PauseSync { replica: String },
+    PauseSync {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
     /// Resume a paused sync.
-    ResumeSync { replica: String },
+    ResumeSync {
+        /// The replica, e.g. r0.
+        replica: String,
+    },
     /// Write fresh metadata for a replica on this node's disk (no daemon
     /// needed). Refuses a disk with metadata or a filesystem unless --force.
     CreateMd {
@@ -248,6 +298,7 @@ pub enum ResourceArgs {
     Unit {
         /// The full unit name, e.g. apache2.service.
         unit: String,
+        /// The operation to run.
         op: AgentOp,
     },
     /// A filesystem, mounted by a transient systemd mount unit (e.g.
@@ -269,6 +320,7 @@ pub enum ResourceArgs {
         /// Check the filesystem (systemd-fsck) before mounting.
         #[arg(long, value_enum, default_value = "auto")]
         fsck: FsckArg,
+        /// The operation to run.
         op: AgentOp,
     },
     /// An OCF resource agent, found under OCF_ROOT (default /usr/lib/ocf),
@@ -285,6 +337,7 @@ pub enum ResourceArgs {
         /// group gives it (GROUP-TYPE) reaches the same state files.
         #[arg(long)]
         instance: Option<String>,
+        /// The operation to run.
         op: AgentOp,
     },
 }
@@ -313,8 +366,10 @@ pub enum ImportFrom {
 
 #[derive(Debug, clap::Args)]
 pub struct HeartbeatImport {
+    /// Heartbeat's ha.cf: nodes, links, timings, ping nodes.
     #[arg(long, default_value = "/etc/ha.d/ha.cf")]
     pub ha_cf: PathBuf,
+    /// Heartbeat's haresources: the groups.
     #[arg(long, default_value = "/etc/ha.d/haresources")]
     pub haresources: PathBuf,
     /// Its key becomes duet's key (a crc one: a new key).

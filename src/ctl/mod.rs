@@ -5,6 +5,7 @@ mod events;
 mod groups;
 mod import;
 pub mod metadata;
+pub mod reference;
 pub mod render;
 mod replica;
 mod resource;
