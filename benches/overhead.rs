@@ -2,7 +2,11 @@
 //! - membership: CPU of each duetd and heartbeat packets a node sends per
 //!   second, with 2, 3 and 8 nodes at keepalive 200 ms (two links each,
 //!   as in the lab: crossover by broadcast, public by unicast), against
-//!   the 2-node figure (what a peer adds);
+//!   the 2-node figure (what a peer adds), and against corosync 3 (knet,
+//!   the membership under Pacemaker) on the same namespaces and links,
+//!   with token 1000 ms (a lost node noticed after about a second, as
+//!   deadtime 1 s) and knet pings every 200 ms, signed with SHA-256 as
+//!   duet's heartbeats (no encryption on either);
 //! - memory: duetd's resident set as Primary of one replica of 1 GiB and
 //!   of 100 GiB (sparse files) after the same 64 MiB of writes, against
 //!   nbdkit's file plugin serving the same file after the same writes.
@@ -68,6 +72,109 @@ fn tx_packets(lab: &Lab) -> u64 {
         .sum()
 }
 
+/// CPU % of one daemon (the mean over `pids`) and packets/s node1 sends,
+/// counted over `WATCH`.
+fn watch(lab: &Lab, pids: &[u32]) -> (f64, f64) {
+    let cpu0: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    let tx0 = tx_packets(lab);
+    let t = Instant::now();
+    // Counting over a fixed window is the measurement itself, not a wait
+    // for a condition.
+    std::thread::sleep(WATCH);
+    let secs = t.elapsed().as_secs_f64();
+    let cpu1: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    let tx1 = tx_packets(lab);
+    let cpu = (cpu1 - cpu0) as f64 / ticks_per_second() / secs * 100.0 / pids.len() as f64;
+    (cpu, (tx1 - tx0) as f64 / secs)
+}
+
+/// corosync.conf for `n` nodes on the lab's two links.
+fn corosync_conf(n: usize, key: &std::path::Path) -> String {
+    let mut c = format!(
+        "totem {{\n  version: 2\n  cluster_name: lab\n  transport: knet\n  token: 1000\n  \
+         crypto_cipher: none\n  crypto_hash: sha256\n  keyfile: {}\n  \
+         interface {{\n    linknumber: 0\n    knet_ping_interval: 200\n    knet_ping_timeout: 1000\n  }}\n  \
+         interface {{\n    linknumber: 1\n    knet_ping_interval: 200\n    knet_ping_timeout: 1000\n  }}\n}}\n\
+         logging {{\n  to_stderr: yes\n  to_syslog: no\n  to_logfile: no\n  timestamp: on\n}}\n\
+         quorum {{\n  provider: corosync_votequorum\n{}}}\nnodelist {{\n",
+        key.display(),
+        if n == 2 { "  two_node: 1\n" } else { "" }
+    );
+    for i in 1..=n {
+        c.push_str(&format!(
+            "  node {{\n    name: node{i}\n    nodeid: {i}\n    ring0_addr: 203.0.113.{i}\n    ring1_addr: 198.51.100.{i}\n  }}\n"
+        ));
+    }
+    c.push_str("}\n");
+    c
+}
+
+/// The votes node1's corosync (`pid`) counts, from corosync-quorumtool
+/// in its namespaces.
+fn corosync_members(pid: u32) -> usize {
+    let out = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-m", "-n"])
+        .args(["corosync-quorumtool", "-s"])
+        .output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    text.unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Total votes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The same figures for corosync on `n` nodes; `None` when corosync is
+/// not installed (scripts/install-deps.sh installs it) or never formed
+/// the membership.
+fn corosync(n: usize) -> Option<(f64, f64)> {
+    let bin = "/usr/sbin/corosync";
+    if !std::path::Path::new(bin).exists() {
+        return None;
+    }
+    let mut lab = Lab::nodes(n, &config(n, "ucast", "ucast", "duet.key"));
+    let key = lab.dir.join("corosync.key");
+    std::fs::write(
+        &key,
+        (0..256).map(|_| rand::random::<u8>()).collect::<Vec<u8>>(),
+    )
+    .ok()?;
+    let conf = lab.write("corosync.conf", &corosync_conf(n, &key));
+    let mut pids = Vec::new();
+    for i in 1..=n {
+        let ns = lab.node(&format!("node{i}")).ns.clone();
+        let log = std::fs::File::create(lab.dir.join(format!("corosync{i}.log"))).ok()?;
+        // corosync keeps one pid file and its IPC files at fixed paths: each
+        // gets its own /run, /dev/shm and state (a mount namespace), and
+        // `exec`s, so the pid is corosync's.
+        let script = format!(
+            "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /dev/shm && \
+             mount -t tmpfs tmpfs /var/lib/corosync && exec {bin} -f -c {}",
+            conf.display()
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns, "unshare", "-m", "sh", "-c", &script])
+            .stdout(log.try_clone().ok()?)
+            .stderr(log)
+            .spawn()
+            .ok()?;
+        pids.push(child.id());
+        lab.adopt(child);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while corosync_members(pids[0]) < n {
+        if Instant::now() > deadline {
+            eprintln!(
+                "corosync with {n} nodes never formed (logs in {})",
+                lab.dir.display()
+            );
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Some(watch(&lab, &pids))
+}
+
 /// CPU % of one duetd (mean over the nodes) and packets/s node1 sends.
 fn membership(n: usize) -> (f64, f64) {
     let crossover = if n == 2 { "ucast" } else { "bcast" };
@@ -82,17 +189,7 @@ fn membership(n: usize) -> (f64, f64) {
             .all(|p| state_of(s, p).as_deref() == Some("up"))
     });
     let pids: Vec<u32> = names.iter().filter_map(|n| lab.pid(n)).collect();
-    let cpu0: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-    let tx0 = tx_packets(&lab);
-    let t = Instant::now();
-    // Counting over a fixed window is the measurement itself, not a wait
-    // for a condition.
-    std::thread::sleep(WATCH);
-    let secs = t.elapsed().as_secs_f64();
-    let cpu1: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-    let tx1 = tx_packets(&lab);
-    let cpu = (cpu1 - cpu0) as f64 / ticks_per_second() / secs * 100.0 / pids.len() as f64;
-    (cpu, (tx1 - tx0) as f64 / secs)
+    watch(&lab, &pids)
 }
 
 fn rss_kib(pid: u32) -> f64 {
@@ -150,14 +247,24 @@ fn memory(size: u64) -> (f64, f64) {
 fn main() {
     println!("membership at keepalive 200 ms, two links, {WATCH:?} counted");
     println!(
-        "{:<8} {:>16} {:>24}",
-        "nodes", "CPU per duetd", "packets/s sent by one"
+        "{:<8} {:>16} {:>24} {:>18} {:>24}",
+        "nodes",
+        "CPU per duetd",
+        "packets/s sent by one",
+        "CPU per corosync",
+        "packets/s sent by one"
     );
     let mut figures = Vec::new();
+    let mut peers = Vec::new();
     for n in [2, 3, 8] {
         let (cpu, pps) = membership(n);
-        println!("{n:<8} {cpu:>15.2}% {pps:>24.1}");
+        let peer = corosync(n);
+        let (pcpu, ppps) = peer.map_or(("-".into(), "-".into()), |(c, p)| {
+            (format!("{c:.2}%"), format!("{p:.1}"))
+        });
+        println!("{n:<8} {cpu:>15.2}% {pps:>24.1} {pcpu:>18} {ppps:>24}");
         figures.push((cpu, pps));
+        peers.push(peer);
     }
     println!("\nresident memory after {} MiB of writes", WRITTEN >> 20);
     println!(
@@ -174,6 +281,26 @@ fn main() {
         rss.push((duet, kit));
     }
     let two = "the same with 2 nodes".to_string();
+    if let Some((cpu, pps)) = peers[2] {
+        results::merge(&[
+            Entry {
+                name: "membership_cpu_corosync",
+                value: figures[2].0,
+                unit: "% of a core per daemon, 8 nodes",
+                peer: "corosync 3 (knet, token 1000 ms)".into(),
+                peer_value: cpu,
+                higher_is_better: false,
+            },
+            Entry {
+                name: "membership_packets_corosync",
+                value: figures[2].1,
+                unit: "packets/s sent per node, 8 nodes",
+                peer: "corosync 3 (knet, token 1000 ms)".into(),
+                peer_value: pps,
+                higher_is_better: false,
+            },
+        ]);
+    }
     results::merge(&[
         Entry {
             name: "membership_cpu",

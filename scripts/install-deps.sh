@@ -28,6 +28,7 @@ PACKAGES=(
   curl            # scrapes the metrics endpoint (tests/replication_netns.rs)
   python3-prometheus-client # the Prometheus project's parser of the metrics text
   prometheus      # promtool check metrics: the metric names follow the conventions
+  corosync        # the membership benchmark's peer (benches/overhead.rs)
 )
 
 missing=()

@@ -23,6 +23,9 @@ pub const PACKAGES: &[&str] = &[
     "libnbd-bin",
     "curl",
     "apache2",
+    // The failover benchmark's peer (lab/src/bench.rs); enabled, it starts
+    // only on a node given a config.
+    "keepalived",
 ];
 
 const SUITE: &str = "bookworm";

@@ -190,7 +190,11 @@ impl Check {
         } else {
             0
         };
-        let ext = crate::membership::node_state::worst_case_len(&names) + seen + fences;
+        // The config digest (record 6) rides in every heartbeat; the
+        // protocol and echo records (7, 8) are left out of a heartbeat
+        // they would make too long (membership::core).
+        let digest = crate::membership::config_digest::encode(0).len();
+        let ext = crate::membership::node_state::worst_case_len(&names) + seen + fences + digest;
         let node = nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
         let len = crate::membership::wire::heartbeat_len(c.name.len(), node, ext, c.auth.tag_len());
         if (groups.is_empty() && replicas.is_empty()) || len <= crate::membership::wire::MAX_PACKET

@@ -23,14 +23,24 @@ pub fn markdown(root: &Command) -> String {
     let root = &root;
     let mut out = String::from(HEADER);
     let _ = writeln!(out, "\n## Options of every command\n");
-    options(&mut out, root);
+    options(&mut out, root, &[]);
+    let inherited = globals(root);
     for sub in root.get_subcommands().filter(|c| listed(c)) {
-        command(&mut out, sub, root.get_name());
+        command(&mut out, sub, root.get_name(), &inherited);
     }
     out
 }
 
-fn command(out: &mut String, cmd: &Command, parent: &str) {
+/// The ids of the global arguments `cmd` declares or inherits: clap
+/// repeats them in every subcommand, where they are documented once.
+fn globals(cmd: &Command) -> Vec<String> {
+    cmd.get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().to_string())
+        .collect()
+}
+
+fn command(out: &mut String, cmd: &Command, parent: &str, inherited: &[String]) {
     let path = format!("{parent} {}", cmd.get_name());
     let _ = writeln!(out, "\n## `{path}`\n");
     if let Some(about) = cmd.get_long_about().or(cmd.get_about()) {
@@ -43,12 +53,13 @@ fn command(out: &mut String, cmd: &Command, parent: &str) {
         .to_string()
         .replace("Usage: ", "");
     let _ = writeln!(out, "```\n{}\n```", usage.trim());
-    if cmd.get_arguments().any(shown) {
+    if cmd.get_arguments().any(|a| shown(a, inherited)) {
         out.push('\n');
-        options(out, cmd);
+        options(out, cmd, inherited);
     }
+    let inherited = globals(cmd);
     for sub in cmd.get_subcommands().filter(|c| listed(c)) {
-        command(out, sub, &path);
+        command(out, sub, &path, &inherited);
     }
 }
 
@@ -59,18 +70,15 @@ fn listed(c: &Command) -> bool {
 }
 
 /// An argument a user sees: not hidden, not clap's own help and version,
-/// not a global one repeated from the root.
-fn shown(a: &Arg) -> bool {
+/// not a global one documented with the command that declares it.
+fn shown(a: &Arg, inherited: &[String]) -> bool {
     let id = a.get_id().as_str();
-    !a.is_hide_set() && !a.is_global_set() && id != "help" && id != "version"
+    !a.is_hide_set() && id != "help" && id != "version" && !inherited.iter().any(|g| g == id)
 }
 
-fn options(out: &mut String, cmd: &Command) {
+fn options(out: &mut String, cmd: &Command, inherited: &[String]) {
     let _ = writeln!(out, "| argument | meaning |\n|---|---|");
-    for a in cmd
-        .get_arguments()
-        .filter(|a| shown(a) || (cmd.get_name() == "duetctl" && a.is_global_set()))
-    {
+    for a in cmd.get_arguments().filter(|a| shown(a, inherited)) {
         let _ = writeln!(out, "| `{}` | {} |", name(a), meaning(a));
     }
 }
@@ -161,27 +169,41 @@ mod tests {
         );
     }
 
+    /// Each command's own section has each of its arguments, with help.
     #[test]
-    fn every_command_and_option_is_in_the_reference() {
-        let root = Cli::command();
+    fn every_command_and_option_is_in_its_section() {
+        let mut root = Cli::command();
+        root.build();
         let text = markdown(&root);
-        for sub in root.get_subcommands().filter(|c| listed(c)) {
-            assert!(
-                text.contains(&format!("## `duetctl {}`", sub.get_name())),
-                "{}",
-                sub.get_name()
-            );
-            for a in sub.get_arguments().filter(|a| shown(a)) {
+        fn check(text: &str, cmd: &Command, path: &str, inherited: &[String]) {
+            let path = format!("{path} {}", cmd.get_name());
+            let head = format!("## `{path}`\n");
+            let start = text
+                .find(&head)
+                .unwrap_or_else(|| panic!("no section {path}"));
+            let rest = &text[start + head.len()..];
+            let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+            for a in cmd.get_arguments().filter(|a| shown(a, inherited)) {
                 assert!(
                     a.get_help().is_some(),
-                    "{} {} has no help text",
-                    sub.get_name(),
+                    "{path} {} has no help text",
                     a.get_id()
                 );
-                if let Some(long) = a.get_long() {
-                    assert!(text.contains(&format!("--{long}")), "--{long}");
-                }
+                let row = format!("| `{}` |", name(a));
+                assert!(section.contains(&row), "{path}: no {row}");
+            }
+            let inherited = globals(cmd);
+            for sub in cmd.get_subcommands().filter(|c| listed(c)) {
+                check(text, sub, &path, &inherited);
             }
         }
+        let inherited = globals(&root);
+        for sub in root.get_subcommands().filter(|c| listed(c)) {
+            check(&text, sub, "duetctl", &inherited);
+        }
+        assert!(
+            text.contains("| `--timeout TIMEOUT` |"),
+            "resource-op's global --timeout"
+        );
     }
 }

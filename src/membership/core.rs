@@ -15,7 +15,7 @@ use crate::membership::quorum::{self, HeardVote, PeerReport};
 use crate::membership::quorum_records::{QuorumRecords, Seen, Vote};
 use crate::membership::replay::ReplayWindow;
 use crate::membership::state::{Event, LinkState, PeerState, PingTarget};
-use crate::membership::wire::{Codec, DropReason, Heartbeat};
+use crate::membership::wire::{Codec, DropReason, Heartbeat, MAX_PACKET};
 use crate::membership::witness::{self, Report, VoteChange, WitnessCore};
 use crate::types::{Incarnation, LinkId, NodeId, Seq, Timestamp};
 
@@ -573,6 +573,10 @@ impl Membership {
                 for l in &mut peer.links {
                     l.replay = ReplayWindow::default();
                     l.highest = None;
+                    // Its sequence numbers start again: an old one echoed
+                    // or timed would match the wrong heartbeat.
+                    l.taken = None;
+                    l.rtt = None;
                 }
                 peer.incarnation = Some(hb.incarnation);
                 peer.node_state = None;
@@ -590,8 +594,15 @@ impl Membership {
         if !pl.replay.accept(hb.seq) {
             return false;
         }
-        if let Some(h) = pl.highest {
-            peer.lost += hb.seq.0.saturating_sub(h.0 + 1);
+        // A gap counts as lost when a newer number arrives; one of it
+        // arriving late (the window takes each number once) is found again.
+        match pl.highest {
+            Some(h) if hb.seq > h => {
+                let gap = hb.seq.0.saturating_sub(h.0).saturating_sub(1);
+                peer.lost = peer.lost.saturating_add(gap);
+            }
+            Some(_) => peer.lost = peer.lost.saturating_sub(1),
+            None => {}
         }
         pl.highest = Some(pl.highest.map_or(hb.seq, |h| h.max(hb.seq)));
         true
@@ -839,7 +850,7 @@ impl Membership {
             link.next_seq += 1;
             out.push(Action::Send {
                 link: LinkId(i as u8),
-                bytes: self.codec.encode(&hb),
+                bytes: encode_within_limit(&self.codec, hb),
             });
         }
     }
@@ -1001,6 +1012,24 @@ impl Membership {
     }
 }
 
+/// Config validation keeps what must be said within `MAX_PACKET`; the
+/// echoes and then the protocol announcement, which only add to it, are
+/// left out of a heartbeat they would make too long (a receiver would drop
+/// it whole and take a live node for dead).
+pub(crate) fn encode_within_limit(codec: &Codec, mut hb: Heartbeat) -> Vec<u8> {
+    let bytes = codec.encode(&hb);
+    if bytes.len() <= MAX_PACKET {
+        return bytes;
+    }
+    hb.echoes.clear();
+    let bytes = codec.encode(&hb);
+    if bytes.len() <= MAX_PACKET {
+        return bytes;
+    }
+    hb.protocol = None;
+    codec.encode(&hb)
+}
+
 fn set_link_state(
     node: NodeId,
     link: LinkId,
@@ -1016,5 +1045,10 @@ fn set_link_state(
             to,
         }));
         pl.state = to;
+    }
+    if to == LinkState::Down {
+        // A round trip of a link that is down would be a lie on a graph.
+        pl.rtt = None;
+        pl.taken = None;
     }
 }

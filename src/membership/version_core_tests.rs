@@ -200,3 +200,40 @@ fn gaps_in_the_sequence_count_as_lost_and_each_late_spell_once() {
     let view = a.view(1);
     assert_eq!((view.lost, view.late), (3, 1));
 }
+
+#[test]
+fn a_heartbeat_arriving_late_is_not_lost_after_all() {
+    let mut a = Node::new(0, ProtocolRange::BUILD);
+    let mut b = Node::new(1, ProtocolRange::BUILD);
+    b.tick(MS(0));
+    a.take(&mut b, MS(0));
+    b.tick(MS(200));
+    let late = b.outbox.pop().expect("heartbeat 2");
+    b.tick(MS(400));
+    a.take(&mut b, MS(400));
+    assert_eq!(a.view(1).lost, 1);
+    a.step(
+        Input::Datagram {
+            link: LinkId(0),
+            bytes: &late,
+        },
+        MS(401),
+    );
+    assert_eq!(a.view(1).lost, 0);
+}
+
+#[test]
+fn a_round_trip_goes_with_its_link() {
+    let mut a = Node::new(0, ProtocolRange::BUILD);
+    let mut b = Node::new(1, ProtocolRange::BUILD);
+    b.tick(MS(0));
+    b.outbox.clear();
+    a.tick(MS(50));
+    b.take(&mut a, MS(53));
+    b.tick(MS(200));
+    a.take(&mut b, MS(204));
+    assert!(a.view(1).rtt[0].is_some());
+    // Nothing from b for deadtime: the link is down, its round trip gone.
+    a.tick(MS(1300));
+    assert_eq!(a.view(1).rtt, vec![None]);
+}

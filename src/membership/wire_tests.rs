@@ -745,3 +745,63 @@ fn a_witness_grant_to_every_node_of_a_big_cluster_fits() {
     assert!(p.len() <= MAX_PACKET, "{} bytes", p.len());
     assert_eq!(c.decode(&p), Ok(h));
 }
+
+/// A heartbeat that only fits without its echoes goes out without them,
+/// and one that fits with nothing optional goes out without the protocol
+/// announcement too: never over the limit.
+#[test]
+fn echoes_and_the_announcement_give_way_to_what_must_be_said() {
+    let c = codec(AuthAlgorithm::HmacSha256);
+    let names: Vec<String> = (0..5)
+        .map(|i| format!("{i:02}{}", "g".repeat(MAX_NAME - 2)))
+        .collect();
+    let groups = names
+        .iter()
+        .map(|n| GroupState {
+            name: n.clone(),
+            phase: Phase::Active,
+            eligible: true,
+            running: true,
+            behind: false,
+        })
+        .collect();
+    let echo = Echo {
+        node: NodeId(1),
+        link: LinkId(0),
+        seq: Seq(1),
+        held: Duration::ZERO,
+    };
+    let full = Heartbeat {
+        state: Some(NodeState {
+            seq: 1,
+            standby: false,
+            groups,
+            intents: Vec::new(),
+        }),
+        protocol: Some(Announcement::of_build()),
+        echoes: Vec::new(),
+        ..hb()
+    };
+    // As many echoes as overflow what the rest leaves.
+    let spare = MAX_PACKET - c.encode(&full).len();
+    let full = Heartbeat {
+        echoes: vec![echo; spare / 15 + 1],
+        ..full
+    };
+    assert!(c.encode(&full).len() > MAX_PACKET);
+    let sent = crate::membership::core::encode_within_limit(&c, full.clone());
+    assert!(sent.len() <= MAX_PACKET, "{}", sent.len());
+    let got = c.decode(&sent).expect("decodes");
+    assert!(got.echoes.is_empty(), "{got:?}");
+    assert_eq!(got.protocol, Some(Announcement::of_build()));
+    // Small enough: everything goes.
+    let small = Heartbeat {
+        echoes: vec![echo],
+        ..hb()
+    };
+    let got = c.decode(&crate::membership::core::encode_within_limit(
+        &c,
+        small.clone(),
+    ));
+    assert_eq!(got, Ok(small));
+}

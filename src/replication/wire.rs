@@ -1,8 +1,9 @@
 //! The replication link's wire format (docs/replication-wire.md): versions
-//! 1 and 2, which differ in the handshake alone. Version 2 negotiates the
-//! version (each side greets with the one it offers and both use the lower)
-//! and binds both offers into the proofs and session keys, so that no one
-//! in the middle can talk the two down to an older version.
+//! 1 and 2, which differ in the handshake alone. Each side greets with the
+//! version it offers and both use the lower; version 2 binds both offers
+//! into the proofs and session keys, and a side that knows from the
+//! peer's authenticated heartbeats what it speaks refuses to settle lower,
+//! so no one in the middle can talk the two down to an older version.
 //!
 //! A connection starts with a handshake: both send a greeting (magic,
 //! version, node, replica, a fresh nonce), then a proof that they hold the
@@ -73,9 +74,19 @@ pub enum HandshakeError {
     #[error(
         "the peer greeted with replication protocol version {theirs} and hung up on this node's {offered}: {}",
         if theirs < offered { "an older build takes its own version only; the next attempt offers it" }
+        else if offered < newest { "its heartbeats announced an older version; the next attempt follows its newer ones" }
         else { "it no longer speaks this node's version; upgrade this node" }
     )]
-    HungUp { theirs: u16, offered: u16 },
+    HungUp {
+        theirs: u16,
+        offered: u16,
+        /// The newest version this node speaks.
+        newest: u16,
+    },
+    #[error(
+        "the two offers settle on replication protocol version {settled}, below the {floor} the peer's heartbeats announced: refused (a greeting changed on the way, or the peer just changed builds)"
+    )]
+    Downgraded { settled: u16, floor: u16 },
     #[error("the peer serves replica {got:?}, not {expected:?}")]
     WrongReplica { expected: String, got: String },
     #[error("the peer says it is node #{got}, not node #{expected}")]
@@ -663,26 +674,42 @@ fn read_greeting<S: Read>(s: &mut S) -> Result<(Greeting, u16), HandshakeError> 
     Ok((greeting, version))
 }
 
-/// What a side offers: the versions it speaks and the one it greets
-/// with (its newest, or lower when the peer is known to be older).
+/// What a side offers: the versions it speaks, the one it greets with
+/// (its newest, or lower when the peer is known to be older), and the
+/// lowest it settles on (above its oldest when the peer's heartbeats
+/// announced a newer one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offer {
     pub speaks: ProtocolRange,
     pub version: u16,
+    pub floor: u16,
 }
 
 impl Offer {
     pub const BUILD: Offer = Offer {
         speaks: ProtocolRange::BUILD,
         version: ProtocolRange::BUILD.max,
+        floor: ProtocolRange::BUILD.min,
     };
 
     /// Greets with what this node and the peer both speak, as far as
-    /// known (`peer_max`: the newest version the peer announced).
+    /// known (`peer_max`: the newest version the peer announced), with
+    /// no floor.
     pub fn towards(speaks: ProtocolRange, peer_max: u16) -> Offer {
         Offer {
             speaks,
             version: peer_max.clamp(speaks.min, speaks.max),
+            floor: speaks.min,
+        }
+    }
+
+    /// As `towards`, from what the peer's authenticated heartbeats
+    /// announced: nothing lower than that is settled on.
+    pub fn announced(speaks: ProtocolRange, peer_max: u16) -> Offer {
+        let o = Offer::towards(speaks, peer_max);
+        Offer {
+            floor: o.version,
+            ..o
         }
     }
 
@@ -701,6 +728,12 @@ impl Offer {
             return Err(HandshakeError::Incompatible {
                 theirs,
                 ours: self.speaks,
+            });
+        }
+        if v < self.floor {
+            return Err(HandshakeError::Downgraded {
+                settled: v,
+                floor: self.floor,
             });
         }
         Ok(v)
@@ -799,6 +832,7 @@ pub fn handshake_offering<S: Read + Write>(
             HandshakeError::HungUp {
                 theirs: their_offer,
                 offered: offer.version,
+                newest: offer.speaks.max,
             }
         } else {
             e.into()

@@ -831,7 +831,8 @@ fn a_bad_greeting_is_named() {
             r,
             Err(HungUp {
                 theirs: 3,
-                offered: 2
+                offered: 2,
+                ..
             })
         ),
         "{:?}",
@@ -880,7 +881,8 @@ fn a_bad_greeting_is_named() {
             r,
             Err(HungUp {
                 theirs: 1,
-                offered: 2
+                offered: 2,
+                ..
             })
         ),
         "{:?}",
@@ -1177,6 +1179,7 @@ fn write_fuzz_corpus() {
 const FIRST_BUILD: Offer = Offer {
     speaks: ProtocolRange::FIRST,
     version: 1,
+    floor: 1,
 };
 
 /// One handshake between node 1 (initiator, offering `i`) and node 2
@@ -1207,6 +1210,7 @@ fn two_builds_settle_on_the_newest_version_both_speak() {
     let newer = Offer {
         speaks: ProtocolRange { min: 2, max: 3 },
         version: 3,
+        floor: 2,
     };
     let (i, a) = offered(newer, Offer::BUILD);
     assert_eq!((i.expect("i").version, a.expect("a").version), (2, 2));
@@ -1227,7 +1231,8 @@ fn a_first_build_hangs_up_on_a_newer_greeting_which_then_offers_its_version() {
             i,
             Err(HandshakeError::HungUp {
                 theirs: 1,
-                offered: 2
+                offered: 2,
+                ..
             })
         ),
         "{:?}",
@@ -1247,6 +1252,7 @@ fn versions_with_nothing_in_common_are_refused_with_both_named() {
     let newer = Offer {
         speaks: ProtocolRange { min: 2, max: 3 },
         version: 3,
+        floor: 2,
     };
     let (i, a) = offered(newer, FIRST_BUILD);
     let i = i.err().expect("refused");
@@ -1283,7 +1289,7 @@ fn version_1_proofs_are_those_of_the_first_builds() {
         written: Vec::new(),
     };
     let offer = Offer::towards(ProtocolRange::BUILD, 1);
-    handshake_offering(&mut tap, b"key", "r0", 1, 2, true, offer).expect("initiator");
+    let session = handshake_offering(&mut tap, b"key", "r0", 1, 2, true, offer);
     let (i_said, a_said) = (tap.written, t.join().expect("thread"));
     let greeting_len = 8 + 2 + 2 + 1 + 2 + NONCE_LEN;
     let nonce = |said: &[u8]| said[greeting_len - NONCE_LEN..greeting_len].to_vec();
@@ -1303,13 +1309,18 @@ fn version_1_proofs_are_those_of_the_first_builds() {
     assert_eq!(&i_said[greeting_len..], &first_proof(1));
     assert_eq!(&a_said[greeting_len..], &first_proof(2));
     assert_eq!(&i_said[8..10], &1u16.to_le_bytes());
+    // And the session keys of then.
+    let session = session.expect("initiator");
+    let first_key = |dir: &[u8]| hmac(b"key", &[dir, &ni, &na]);
+    assert_eq!(session.send_key, first_key(b"duet-repl-v1 i2a"));
+    assert_eq!(session.recv_key, first_key(b"duet-repl-v1 a2i"));
 }
 
 /// Someone in the middle who lowers both offers (3 to 2) gets two nodes
 /// that settle on 2 but bind different offers: the proofs fail.
 #[test]
 fn a_lowered_offer_fails_the_proofs() {
-    struct Lower<S>(S);
+    struct Lower<S>(S, u16);
     impl<S: Read> Read for Lower<S> {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             self.0.read(buf)
@@ -1319,7 +1330,7 @@ fn a_lowered_offer_fails_the_proofs() {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             let mut b = buf.to_vec();
             if b.starts_with(GREETING_MAGIC) && b.len() > 10 {
-                b[8..10].copy_from_slice(&2u16.to_le_bytes());
+                b[8..10].copy_from_slice(&self.1.to_le_bytes());
             }
             self.0.write_all(&b)?;
             Ok(buf.len())
@@ -1331,13 +1342,39 @@ fn a_lowered_offer_fails_the_proofs() {
     let newer = Offer {
         speaks: ProtocolRange { min: 2, max: 3 },
         version: 3,
+        floor: 2,
     };
     let (x, y) = UnixStream::pair().expect("pair");
     let t = std::thread::spawn(move || {
-        handshake_offering(&mut Lower(y), b"k", "r0", 2, 1, false, newer)
+        handshake_offering(&mut Lower(y, 2), b"k", "r0", 2, 1, false, newer)
     });
-    let r = handshake_offering(&mut Lower(x), b"k", "r0", 1, 2, true, newer);
+    let r = handshake_offering(&mut Lower(x, 2), b"k", "r0", 1, 2, true, newer);
     let a = t.join().expect("thread");
     assert!(matches!(r, Err(HandshakeError::BadProof)), "{:?}", r.err());
     assert!(matches!(a, Err(HandshakeError::BadProof)), "{:?}", a.err());
+}
+
+/// Lowered to version 1, nothing is bound; a side that heard the peer
+/// announce version 2 in its heartbeats refuses to settle below it.
+#[test]
+fn a_side_that_heard_the_peers_version_does_not_settle_below_it() {
+    let announced = Offer::announced(ProtocolRange::BUILD, 2);
+    assert_eq!(announced.floor, 2);
+    let lowered = Offer::towards(ProtocolRange::BUILD, 1);
+    let (i, a) = offered(lowered, announced);
+    assert!(
+        matches!(
+            a,
+            Err(HandshakeError::Downgraded {
+                settled: 1,
+                floor: 2
+            })
+        ),
+        "{:?}",
+        a.err()
+    );
+    assert!(i.is_err());
+    // Without the heartbeats' word, version 1 is what it is.
+    let (i, a) = offered(lowered, Offer::BUILD);
+    assert_eq!((i.expect("i").version, a.expect("a").version), (1, 1));
 }

@@ -42,36 +42,69 @@ pub struct LinkConfig {
 }
 
 /// The link's protocol versions: what this node speaks, the newest the
-/// peer is known to speak (from its heartbeats, or a greeting it hung up
-/// on), and what the connection up now settled on (0: none up).
+/// peer announced in its heartbeats (0 until heard), a version to offer
+/// on the next attempt only (an older peer's, which hung up on a newer
+/// greeting before its heartbeats were heard), and what the connection
+/// up now settled on (0: none up).
 #[derive(Debug)]
 pub struct LinkVersions {
     pub speaks: ProtocolRange,
-    peer_max: AtomicU16,
+    replica: String,
+    announced: AtomicU16,
+    fallback: AtomicU16,
     in_use: AtomicU16,
+    /// The connection up now, dropped when the peer announces a newer
+    /// version both speak, so that the next one settles on it.
+    current: Mutex<Option<Socket>>,
 }
 
 impl LinkVersions {
-    /// Until the peer is heard, it is offered this node's newest.
-    pub fn new(speaks: ProtocolRange) -> LinkVersions {
+    pub fn new(speaks: ProtocolRange, replica: &str) -> LinkVersions {
         LinkVersions {
             speaks,
-            peer_max: AtomicU16::new(speaks.max),
+            replica: replica.to_string(),
+            announced: AtomicU16::new(0),
+            fallback: AtomicU16::new(0),
             in_use: AtomicU16::new(0),
+            current: Mutex::new(None),
         }
     }
 
-    /// From the peer's heartbeats: the newest version it speaks.
+    /// From the peer's heartbeats: the newest version it speaks. A link
+    /// up on an older version both no longer need is dropped (it comes
+    /// back at once, on the newer one).
     pub fn peer_speaks(&self, max: u16) {
-        self.peer_max.store(max, Ordering::SeqCst);
+        self.announced.store(max, Ordering::SeqCst);
+        let common = max.min(self.speaks.max);
+        let in_use = self.in_use();
+        if in_use != 0 && in_use < common {
+            let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = current.as_ref() {
+                tracing::info!(replica = %self.replica, in_use, common, "replication link reconnects to use protocol version {common}");
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
     }
 
     pub fn in_use(&self) -> u16 {
         self.in_use.load(Ordering::SeqCst)
     }
 
+    /// What the peer's heartbeats announced, with no settling below it;
+    /// before they were heard, this node's newest (or the one-time
+    /// fallback).
     fn offer(&self) -> Offer {
-        Offer::towards(self.speaks, self.peer_max.load(Ordering::SeqCst))
+        let fallback = self.fallback.swap(0, Ordering::SeqCst);
+        match self.announced.load(Ordering::SeqCst) {
+            0 if fallback != 0 => Offer::towards(self.speaks, fallback),
+            0 => Offer::towards(self.speaks, self.speaks.max),
+            announced => Offer::announced(self.speaks, announced),
+        }
+    }
+
+    fn up(&self, version: u16, s: Option<Socket>) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        self.in_use.store(version, Ordering::SeqCst);
     }
 }
 
@@ -427,7 +460,7 @@ fn serve(cfg: &LinkConfig, shared: &Shared, tcp: TcpStream, initiator: bool) {
         let out = out.clone();
         std::thread::spawn(move || out.write_loop(WRITE_TIMEOUT))
     };
-    cfg.versions.in_use.store(version, Ordering::SeqCst);
+    cfg.versions.up(version, s.try_clone().ok());
     tracing::info!(replica = %cfg.replica, peer = %cfg.peer_addr, conn, tls = cfg.tls.is_some(), version, "replication link up (protocol version {version})");
     let why = match shared.engine.upgrade() {
         Some(engine) => {
@@ -437,7 +470,7 @@ fn serve(cfg: &LinkConfig, shared: &Shared, tcp: TcpStream, initiator: bool) {
         }
         None => "engine stopped".into(),
     };
-    cfg.versions.in_use.store(0, Ordering::SeqCst);
+    cfg.versions.up(0, None);
     tracing::info!(replica = %cfg.replica, peer = %cfg.peer_addr, conn, "replication link down: {why}");
     let _ = s.shutdown(Shutdown::Both);
     if let Some(engine) = shared.engine.upgrade() {
@@ -451,16 +484,18 @@ fn serve(cfg: &LinkConfig, shared: &Shared, tcp: TcpStream, initiator: bool) {
 /// newer greeting is offered its own version next time; versions with
 /// nothing in common are an error an administrator must see.
 fn refused_handshake(cfg: &LinkConfig, shared: &Shared, e: &HandshakeError) {
-    if let HandshakeError::HungUp { theirs, offered } = e
+    if let HandshakeError::HungUp {
+        theirs, offered, ..
+    } = e
         && theirs < offered
     {
-        cfg.versions.peer_speaks(*theirs);
+        cfg.versions.fallback.store(*theirs, Ordering::SeqCst);
     }
     let Some(held_back) = shared.refusals.refuse("handshake") else {
         return;
     };
     match e {
-        HandshakeError::Incompatible { .. } => tracing::error!(
+        HandshakeError::Incompatible { .. } | HandshakeError::Downgraded { .. } => tracing::error!(
             message_id = ids::PROTOCOL_INCOMPATIBLE,
             replica = %cfg.replica,
             peer = %cfg.peer_addr,

@@ -160,7 +160,7 @@ pub fn start(
     }
     let stop_link = Arc::new(AtomicBool::new(false));
     let refusals = Arc::new(Refusals::new(REFUSAL_LOG_INTERVAL));
-    let versions = Arc::new(link::LinkVersions::new(speaks));
+    let versions = Arc::new(link::LinkVersions::new(speaks, &r.name));
     let shared = link::Shared {
         engine: Arc::downgrade(&engine),
         wants: engine.wants_link.clone(),
