@@ -13,7 +13,7 @@ use crate::types::{Incarnation, LinkId, NodeId, Timestamp};
 
 const MS: fn(u64) -> Timestamp = Timestamp::from_millis;
 
-fn params() -> Params {
+pub(super) fn params() -> Params {
     Params {
         keepalive: Duration::from_millis(200),
         warntime: Duration::from_millis(600),

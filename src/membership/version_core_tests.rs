@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::auth::{Auth, AuthAlgorithm};
-use super::core::{Action, Input, Member, Membership, Params, Setup};
+use super::core::{Action, Input, Member, Membership, Setup};
 use super::protocol::{Announcement, ProtocolRange};
 use super::state::Event;
 use super::wire::Codec;
@@ -14,14 +14,7 @@ const MS: fn(u64) -> Timestamp = Timestamp::from_millis;
 
 fn node(local: u16, speaks: ProtocolRange) -> Membership {
     let setup = Setup {
-        params: Params {
-            keepalive: Duration::from_millis(200),
-            warntime: Duration::from_millis(600),
-            deadtime: Duration::from_millis(1000),
-            initdead: Duration::from_millis(3000),
-            ping_interval: Duration::from_millis(500),
-            ping_deadtime: Duration::from_millis(2000),
-        },
+        params: super::core_tests::params(),
         members: (1..=2)
             .map(|i| Member {
                 name: format!("node{i}"),
@@ -156,30 +149,29 @@ fn no_version_in_common_is_reported_and_the_node_still_counts_alive() {
     assert!(new.view(1).state.is_alive());
 }
 
-#[test]
-fn echoes_give_the_round_trip_less_the_time_the_peer_held_it() {
+/// a (this build) and b (speaking `b_speaks`): a's heartbeat takes 3 ms
+/// to b; b's next, 200 ms after its first, takes 4 ms back, so a's round
+/// trip is 7 ms where b echoes.
+fn round_trip(b_speaks: ProtocolRange) -> (Node, Node) {
     let mut a = Node::new(0, ProtocolRange::BUILD);
-    let mut b = Node::new(1, ProtocolRange::BUILD);
+    let mut b = Node::new(1, b_speaks);
     b.tick(MS(0));
     b.outbox.clear();
-    // a's heartbeat takes 3 ms to b; b's next, 200 ms after its first,
-    // takes 4 ms back: a's round trip is 7 ms.
     a.tick(MS(50));
     b.take(&mut a, MS(53));
     b.tick(MS(200));
     a.take(&mut b, MS(204));
+    (a, b)
+}
+
+#[test]
+fn echoes_give_the_round_trip_less_the_time_the_peer_held_it() {
+    let (a, b) = round_trip(ProtocolRange::BUILD);
     assert_eq!(a.view(1).rtt, vec![Some(Duration::from_millis(7))]);
     // b heard nothing echoed yet.
     assert_eq!(b.view(0).rtt, vec![None]);
     // A first build echoes nothing: no round trip, no error.
-    let mut c = Node::new(0, ProtocolRange::BUILD);
-    let mut old = Node::new(1, ProtocolRange::FIRST);
-    old.tick(MS(0));
-    old.outbox.clear();
-    c.tick(MS(50));
-    old.take(&mut c, MS(53));
-    old.tick(MS(200));
-    c.take(&mut old, MS(204));
+    let (c, _) = round_trip(ProtocolRange::FIRST);
     assert_eq!(c.view(1).rtt, vec![None]);
 }
 
@@ -224,14 +216,7 @@ fn a_heartbeat_arriving_late_is_not_lost_after_all() {
 
 #[test]
 fn a_round_trip_goes_with_its_link() {
-    let mut a = Node::new(0, ProtocolRange::BUILD);
-    let mut b = Node::new(1, ProtocolRange::BUILD);
-    b.tick(MS(0));
-    b.outbox.clear();
-    a.tick(MS(50));
-    b.take(&mut a, MS(53));
-    b.tick(MS(200));
-    a.take(&mut b, MS(204));
+    let (mut a, _) = round_trip(ProtocolRange::BUILD);
     assert!(a.view(1).rtt[0].is_some());
     // Nothing from b for deadtime: the link is down, its round trip gone.
     a.tick(MS(1300));

@@ -556,6 +556,24 @@ fn write_fuzz_corpus() {
     }
 }
 
+/// `count` groups with the longest names, active and running.
+fn longest_groups(count: usize) -> (Vec<String>, Vec<GroupState>) {
+    let names: Vec<String> = (0..count)
+        .map(|i| format!("{i:02}{}", "g".repeat(MAX_NAME - 2)))
+        .collect();
+    let groups = names
+        .iter()
+        .map(|n| GroupState {
+            name: n.clone(),
+            phase: Phase::Active,
+            eligible: true,
+            running: true,
+            behind: false,
+        })
+        .collect();
+    (names, groups)
+}
+
 /// The size config validation computes is the size sent: groups with a
 /// state and a wish each, at the longest names.
 #[test]
@@ -563,19 +581,7 @@ fn the_worst_case_size_is_what_is_sent_and_decodes() {
     let c = codec(AuthAlgorithm::HmacSha256);
     let name = |c: char| c.to_string().repeat(MAX_NAME);
     for count in [1, 5, 6] {
-        let names: Vec<String> = (0..count)
-            .map(|i| format!("{i:02}{}", "g".repeat(MAX_NAME - 2)))
-            .collect();
-        let groups = names
-            .iter()
-            .map(|n| GroupState {
-                name: n.clone(),
-                phase: Phase::Active,
-                eligible: true,
-                running: true,
-                behind: false,
-            })
-            .collect();
+        let (names, groups) = longest_groups(count);
         let wish = Intent::default().next(NodeId(1), true, Some(NodeId(0)));
         let intents = names
             .iter()
@@ -752,19 +758,7 @@ fn a_witness_grant_to_every_node_of_a_big_cluster_fits() {
 #[test]
 fn echoes_and_the_announcement_give_way_to_what_must_be_said() {
     let c = codec(AuthAlgorithm::HmacSha256);
-    let names: Vec<String> = (0..5)
-        .map(|i| format!("{i:02}{}", "g".repeat(MAX_NAME - 2)))
-        .collect();
-    let groups = names
-        .iter()
-        .map(|n| GroupState {
-            name: n.clone(),
-            phase: Phase::Active,
-            eligible: true,
-            running: true,
-            behind: false,
-        })
-        .collect();
+    let (_, groups) = longest_groups(5);
     let echo = Echo {
         node: NodeId(1),
         link: LinkId(0),
