@@ -25,6 +25,36 @@ const DUET: &str =
 const CLASSIC: &str =
     "keepalive = \"1s\"\nwarntime = \"5s\"\ndeadtime = \"10s\"\ninitdead = \"20s\"";
 
+impl Series {
+    /// `runs` crashes by `one` (detection, first good reply), each
+    /// printed as it comes; `detected` says what the detection is.
+    fn run(
+        name: &'static str,
+        timings: &'static str,
+        runs: usize,
+        detected: &str,
+        mut one: impl FnMut() -> (Duration, Duration),
+    ) -> Series {
+        let mut s = Series {
+            name,
+            timings,
+            detect: Vec::new(),
+            failover: Vec::new(),
+        };
+        for i in 1..=runs {
+            let (detect, failover) = one();
+            println!(
+                "   {name} run {i}/{runs}: {detected} after {:.2} s, page again after {:.2} s",
+                detect.as_secs_f64(),
+                failover.as_secs_f64()
+            );
+            s.detect.push(detect);
+            s.failover.push(failover);
+        }
+        s
+    }
+}
+
 /// Runs `runs` failovers with duet's timings, `classic_runs` with the
 /// classic ones and `runs` with keepalived, printing each as it comes.
 pub fn failover(lab: &mut Lab, runs: usize, classic_runs: usize) -> Vec<Series> {
@@ -38,23 +68,7 @@ pub fn failover(lab: &mut Lab, runs: usize, classic_runs: usize) -> Vec<Series> 
             continue;
         }
         configure(lab, timings);
-        let mut s = Series {
-            name,
-            timings,
-            detect: Vec::new(),
-            failover: Vec::new(),
-        };
-        for i in 1..=n {
-            let (detect, failover) = one(lab);
-            println!(
-                "   {name} run {i}/{n}: dead after {:.2} s, page again after {:.2} s",
-                detect.as_secs_f64(),
-                failover.as_secs_f64()
-            );
-            s.detect.push(detect);
-            s.failover.push(failover);
-        }
-        out.push(s);
+        out.push(Series::run(name, timings, n, "dead", || one(lab)));
     }
     if runs > 0 {
         out.push(keepalived::series(lab, runs));
@@ -253,23 +267,13 @@ mod keepalived {
             "the page through keepalived",
             || web::good_page(lab),
         );
-        let mut s = Series {
-            name: "keepalived (advert 0.3 s)",
-            timings: "advert_int 0.3 (VRRPv3)",
-            detect: Vec::new(),
-            failover: Vec::new(),
-        };
-        for i in 1..=runs {
-            let (detect, failover) = one(lab);
-            println!(
-                "   keepalived run {i}/{runs}: address moved after {:.2} s, page again after {:.2} s",
-                detect.as_secs_f64(),
-                failover.as_secs_f64()
-            );
-            s.detect.push(detect);
-            s.failover.push(failover);
-        }
-        s
+        Series::run(
+            "keepalived (advert 0.3 s)",
+            "advert_int 0.3 (VRRPv3)",
+            runs,
+            "address moved",
+            || one(lab),
+        )
     }
 
     /// One crash of the node holding the address, and its return (it

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use crate::bus::{ClusterStatus, GroupStatus, ReplicaStatus};
+use crate::bus::{ClusterStatus, GroupStatus, NodeStatus, ReplicaStatus};
 use crate::export::latency::BOUNDS_US;
 
 const NODE_STATES: &[&str] = &["init", "up", "late", "dead"];
@@ -225,30 +225,22 @@ fn nodes(out: &mut String, s: &ClusterStatus) {
     for n in &s.nodes {
         f.states(name, &[("node", &n.name)], NODE_STATES, &n.state);
     }
-    let name = "duet_node_ping_reachable";
-    let mut f = Family::new(out, name, "gauge", "Ping nodes each node reaches.");
-    for n in &s.nodes {
-        f.sample(name, &[("node", &n.name)], f64::from(n.ping_reachable));
-    }
-    let name = "duet_node_votes";
-    let mut f = Family::new(out, name, "gauge", "Each node's votes for quorum.");
-    for n in &s.nodes {
-        f.sample(name, &[("node", &n.name)], f64::from(n.votes));
-    }
-    let name = "duet_node_config_differs";
-    let mut f = Family::new(
-        out,
-        name,
+    let family = (
+        "duet_node_ping_reachable",
+        "gauge",
+        "Ping nodes each node reaches.",
+    );
+    per_node(out, family, s.nodes.iter(), |n| f64::from(n.ping_reachable));
+    let family = ("duet_node_votes", "gauge", "Each node's votes for quorum.");
+    per_node(out, family, s.nodes.iter(), |n| f64::from(n.votes));
+    let family = (
+        "duet_node_config_differs",
         "gauge",
         "Whether the node announces another config than this node's.",
     );
-    for n in &s.nodes {
-        f.sample(
-            name,
-            &[("node", &n.name)],
-            flag(s.config_differs.contains(&n.name)),
-        );
-    }
+    per_node(out, family, s.nodes.iter(), |n| {
+        flag(s.config_differs.contains(&n.name))
+    });
     let name = "duet_link_up";
     let mut f = Family::new(out, name, "gauge", "Whether each node's link is up.");
     for n in &s.nodes {
@@ -282,26 +274,18 @@ fn heartbeats(out: &mut String, s: &ClusterStatus) {
         }
     }
     let peers = || s.nodes.iter().filter(|n| !n.local);
-    let name = "duet_heartbeats_lost_total";
-    let mut f = Family::new(
-        out,
-        name,
+    let family = (
+        "duet_heartbeats_lost_total",
         "counter",
         "Each node's heartbeats that never arrived (gaps in its sequence numbers).",
     );
-    for n in peers() {
-        f.sample(name, &[("node", &n.name)], n.lost_heartbeats as f64);
-    }
-    let name = "duet_node_late_total";
-    let mut f = Family::new(
-        out,
-        name,
+    per_node(out, family, peers(), |n| n.lost_heartbeats as f64);
+    let family = (
+        "duet_node_late_total",
         "counter",
         "How often each node went late (warntime).",
     );
-    for n in peers() {
-        f.sample(name, &[("node", &n.name)], n.late_count as f64);
-    }
+    per_node(out, family, peers(), |n| n.late_count as f64);
     let name = "duet_node_protocol_info";
     let mut f = Family::new(
         out,
@@ -317,15 +301,25 @@ fn heartbeats(out: &mut String, s: &ClusterStatus) {
         ];
         f.sample(name, &labels, 1.0);
     }
-    let name = "duet_node_protocol_incompatible";
-    let mut f = Family::new(
-        out,
-        name,
+    let family = (
+        "duet_node_protocol_incompatible",
         "gauge",
         "Whether the node speaks no protocol version in common with this one.",
     );
-    for n in peers() {
-        f.sample(name, &[("node", &n.name)], flag(n.incompatible));
+    per_node(out, family, peers(), |n| flag(n.incompatible));
+}
+
+/// One family (name, kind, help) with a series per node, labelled by its
+/// name.
+fn per_node<'a>(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    nodes: impl Iterator<Item = &'a NodeStatus>,
+    value: impl Fn(&NodeStatus) -> f64,
+) {
+    let mut f = Family::new(out, name, kind, help);
+    for n in nodes {
+        f.sample(name, &[("node", &n.name)], value(n));
     }
 }
 

@@ -48,7 +48,7 @@ pub struct LinkConfig {
 /// up now settled on (0: none up).
 #[derive(Debug)]
 pub struct LinkVersions {
-    pub speaks: ProtocolRange,
+    speaks: ProtocolRange,
     replica: String,
     announced: AtomicU16,
     fallback: AtomicU16,
