@@ -15,6 +15,18 @@ pub trait Backend: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// With `fua`, the data is on stable storage when this returns.
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()>;
+    /// `write_at` of a buffer the caller gives away; the buffer comes
+    /// back for the next request when the backend is done with it (a
+    /// replica sends it to the peer from where it is, without a copy).
+    fn write_owned(
+        &self,
+        buf: Vec<u8>,
+        offset: u64,
+        fua: bool,
+    ) -> (io::Result<()>, Option<Vec<u8>>) {
+        let r = self.write_at(&buf, offset, fua);
+        (r, Some(buf))
+    }
     /// Everything written before is on stable storage when this returns.
     fn flush(&self) -> io::Result<()>;
     /// The range's contents are no longer needed (reads may return anything).

@@ -1,13 +1,12 @@
 //! The NBD server: a unix socket (mode 0600), and behind the optional TCP
 //! listener (src/export/tcp.rs) the same code on the plaintext side of
-//! each TLS session. Per connection, one thread
-//! reads requests and a few workers run them, so a client keeps several
-//! requests in flight (a replicated write waits for the peer; others need
-//! not wait behind it) and replies go out in completion order, as NBD
-//! allows. Block I/O is blocking by nature: plain threads, no executor
-//! hops. Each connection has a fixed set of buffers, handed from reader
-//! to worker and back, so the hot path allocates nothing and the memory
-//! a client can pin is bounded.
+//! each TLS session. Per connection, a few workers take turns reading a
+//! request and run what they read, so a client keeps several requests in
+//! flight (a replicated write waits for the peer; others need not wait
+//! behind it) and replies go out in completion order, as NBD allows.
+//! Block I/O is blocking by nature: plain threads, no executor hops. Each
+//! worker has its own buffer, so the hot path allocates nothing and the
+//! memory a client can pin is bounded.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -15,7 +14,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -281,93 +279,121 @@ fn info(
 /// Requests of one connection running at once.
 const WORKERS: usize = 8;
 
-/// A request read off the wire, with its buffer: reply header at 0..16,
-/// then the data (a write's payload, or room for a read's).
+/// What the workers of one connection share. They take turns reading:
+/// whoever holds `reader` reads the next request (and a write's payload)
+/// into its own buffer, lets go and runs it, so a request is run by the
+/// thread that read it. Handing it to another thread would cost a
+/// wakeup, tens of µs on a busy machine, on every request.
+struct Conn {
+    reader: Mutex<UnixStream>,
+    writer: Mutex<UnixStream>,
+    /// Set once the client said Disconnect, went away or broke the
+    /// protocol: nobody reads again.
+    ended: AtomicBool,
+    /// The first error that ended the connection.
+    error: Mutex<Option<io::Error>>,
+}
+
+impl Conn {
+    fn end(&self, error: Option<io::Error>) {
+        self.ended.store(true, Ordering::SeqCst);
+        if let Some(e) = error {
+            let mut first = self.error.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert(e);
+        }
+    }
+}
+
+/// A worker's buffers: `reply` holds the reply header at 0..16, then a
+/// read's data; `payload` a write's data, given to the backend and
+/// taken back (or a new one) when the write is done.
+struct Buffers {
+    reply: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl Buffers {
+    fn new() -> Buffers {
+        let mut reply = vec![0u8; 16 + (128 << 10)];
+        lock_in_memory(&mut reply);
+        Buffers {
+            reply,
+            payload: Vec::new(),
+        }
+    }
+}
+
+/// A request read off the wire and whether it already failed (a write
+/// too large, say: it is only answered).
 struct Job {
     req: Request,
-    buf: Vec<u8>,
-    /// Set by the reader when the request already failed (a write too
-    /// large, say): the worker only replies.
     error: Option<u32>,
 }
 
 /// Serves requests until the client disconnects or breaks the protocol.
 fn transmission(s: &mut UnixStream, export: &Export) -> io::Result<()> {
-    let writer = Mutex::new(s.try_clone()?);
-    let (free_tx, free_rx) = channel::<Vec<u8>>();
-    for _ in 0..WORKERS {
-        let mut buf = vec![0u8; 16 + (128 << 10)];
-        lock_in_memory(&mut buf);
-        let _ = free_tx.send(buf);
-    }
-    let (jobs_tx, jobs_rx) = sync_channel::<Job>(WORKERS);
-    let jobs_rx = Mutex::new(jobs_rx);
+    let conn = Conn {
+        reader: Mutex::new(s.try_clone()?),
+        writer: Mutex::new(s.try_clone()?),
+        ended: AtomicBool::new(false),
+        error: Mutex::new(None),
+    };
+    // Each worker finishes what it runs, then sees the connection ended.
     std::thread::scope(|scope| {
         for _ in 0..WORKERS {
-            let (jobs, writer, free) = (&jobs_rx, &writer, free_tx.clone());
-            scope.spawn(move || worker(export, jobs, writer, &free));
+            scope.spawn(|| worker(export, &conn));
         }
-        let result = read_requests(s, &free_rx, &jobs_tx);
-        // Workers finish what is in flight, then see the channel close.
-        drop(jobs_tx);
-        result
-    })?;
+    });
+    if let Some(e) = conn.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
     // Disconnect: everything answered is flushed before the client goes.
     export.backend.flush()
 }
 
-/// Reads requests and hands them to the workers; returns at Disconnect.
-fn read_requests(
-    s: &mut UnixStream,
-    free: &Receiver<Vec<u8>>,
-    jobs: &std::sync::mpsc::SyncSender<Job>,
-) -> io::Result<()> {
-    loop {
-        let mut header = [0u8; proto::REQUEST_LEN];
-        s.read_exact(&mut header)?;
-        let req = proto::parse_request(&header).map_err(protocol)?;
-        if req.command == Command::Disconnect {
-            return Ok(());
-        }
-        // Waits for a worker to give a buffer back: at most WORKERS
-        // requests of this client are in flight.
-        let Ok(mut buf) = free.recv() else {
-            return Ok(());
-        };
-        let error = if req.command == Command::Write {
-            take_payload(s, &req, &mut buf)?
-        } else {
+/// Reads the next request (and a write's payload into `payload`); None
+/// once the connection has ended.
+fn next_request(conn: &Conn, payload: &mut Vec<u8>) -> Option<Job> {
+    let mut s = conn.reader.lock().unwrap_or_else(|p| p.into_inner());
+    if conn.ended.load(Ordering::SeqCst) {
+        return None;
+    }
+    match read_request(&mut s, payload) {
+        Ok(Some(job)) => Some(job),
+        Ok(None) => {
+            conn.end(None);
             None
-        };
-        if jobs.send(Job { req, buf, error }).is_err() {
-            return Ok(());
+        }
+        Err(e) => {
+            conn.end(Some(e));
+            None
         }
     }
 }
 
-fn worker(
-    export: &Export,
-    jobs: &Mutex<Receiver<Job>>,
-    writer: &Mutex<UnixStream>,
-    free: &Sender<Vec<u8>>,
-) {
-    loop {
-        let job = {
-            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
-            rx.recv()
-        };
-        let Ok(Job {
-            req,
-            mut buf,
-            error,
-        }) = job
-        else {
-            return;
-        };
+/// One request off the wire; None at Disconnect.
+fn read_request(s: &mut UnixStream, payload: &mut Vec<u8>) -> io::Result<Option<Job>> {
+    let mut header = [0u8; proto::REQUEST_LEN];
+    s.read_exact(&mut header)?;
+    let req = proto::parse_request(&header).map_err(protocol)?;
+    if req.command == Command::Disconnect {
+        return Ok(None);
+    }
+    let error = if req.command == Command::Write {
+        take_payload(s, &req, payload)?
+    } else {
+        None
+    };
+    Ok(Some(Job { req, error }))
+}
+
+fn worker(export: &Export, conn: &Conn) {
+    let mut b = Buffers::new();
+    while let Some(Job { req, error }) = next_request(conn, &mut b.payload) {
         let began = Instant::now();
         let (code, data) = match error {
             Some(e) => (e, 0),
-            None => run(export, &req, &mut buf),
+            None => run(export, &req, &mut b),
         };
         let kind = match req.command {
             Command::Read => Kind::Read,
@@ -376,13 +402,12 @@ fn worker(
             _ => Kind::Other,
         };
         export.latency.record(kind, began.elapsed());
-        buf[..16].copy_from_slice(&proto::simple_reply(code, req.cookie));
-        let sent = writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_all(&buf[..16 + data]);
-        let _ = free.send(buf);
-        if sent.is_err() {
+        b.reply[..16].copy_from_slice(&proto::simple_reply(code, req.cookie));
+        let w = conn.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = (&*w).write_all(&b.reply[..16 + data]) {
+            // Whoever is reading wakes to the shut stream.
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            conn.end(Some(e));
             return;
         }
     }
@@ -390,13 +415,13 @@ fn worker(
 
 /// Runs one request; returns the NBD error (0: success) and how many data
 /// bytes follow the reply header in the buffer.
-fn run(export: &Export, req: &Request, buf: &mut Vec<u8>) -> (u32, usize) {
+fn run(export: &Export, req: &Request, b: &mut Buffers) -> (u32, usize) {
     match req.command {
-        Command::Read => match read(export, req, buf) {
+        Command::Read => match read(export, req, &mut b.reply) {
             Ok(n) => (0, n),
             Err(e) => (e, 0),
         },
-        Command::Write => (write(export, req, buf), 0),
+        Command::Write => (write(export, req, &mut b.payload), 0),
         other => (execute(export, other, req), 0),
     }
 }
@@ -439,23 +464,32 @@ fn lock_in_memory(buf: &mut [u8]) {
 }
 
 /// Takes a write's payload off the wire whatever happens (or the stream
-/// would lose its framing) into the buffer after the reply header.
+/// would lose its framing) into `payload`, without zeroing it first.
 /// Returns the NBD error if the request cannot be run at all.
-fn take_payload(s: &mut UnixStream, req: &Request, buf: &mut Vec<u8>) -> io::Result<Option<u32>> {
+fn take_payload(
+    s: &mut UnixStream,
+    req: &Request,
+    payload: &mut Vec<u8>,
+) -> io::Result<Option<u32>> {
+    let n = req.length as usize;
+    payload.clear();
     if req.length > proto::MAX_PAYLOAD {
-        discard(s, u64::from(req.length), buf)?;
+        payload.resize(64 << 10, 0);
+        discard(s, u64::from(req.length), payload)?;
         return Ok(Some(proto::EOVERFLOW));
     }
-    let n = req.length as usize;
-    grow(buf, 16 + n);
-    s.read_exact(&mut buf[16..16 + n])?;
+    let had = payload.capacity();
+    crate::host::recv::recv_exact_into(s, payload, n)?;
+    if payload.capacity() != had {
+        lock_in_memory(payload);
+    }
     Ok(None)
 }
 
 /// Writes the payload if the request is valid; returns the NBD error, 0
-/// for success.
-fn write(export: &Export, req: &Request, buf: &[u8]) -> u32 {
-    let n = req.length as usize;
+/// for success. The payload's buffer goes to the backend and comes back
+/// (or a new, empty one: the backend still holds it).
+fn write(export: &Export, req: &Request, payload: &mut Vec<u8>) -> u32 {
     if export.backend.read_only() {
         return proto::EPERM;
     }
@@ -463,7 +497,10 @@ fn write(export: &Export, req: &Request, buf: &[u8]) -> u32 {
         return proto::ENOSPC;
     }
     let fua = req.flags & proto::CMD_FLAG_FUA != 0;
-    match export.backend.write_at(&buf[16..16 + n], req.offset, fua) {
+    let data = std::mem::take(payload);
+    let (result, back) = export.backend.write_owned(data, req.offset, fua);
+    *payload = back.unwrap_or_default();
+    match result {
         Ok(()) => 0,
         Err(e) => errno(&e),
     }

@@ -8,4 +8,5 @@ pub mod mountinfo;
 pub mod notify;
 pub mod ocf;
 pub mod ping;
+pub mod recv;
 pub mod udp;

@@ -191,23 +191,30 @@ impl Session {
 }
 
 impl Sealer {
-    /// Appends the sealed frame to `out` (a send queue: no copy of the
-    /// payload beyond this one).
+    /// Appends the sealed frame to `out`.
     pub fn seal_into(&mut self, msg: &Msg, payload: Option<&[u8]>, out: &mut Vec<u8>) {
+        let (head, tag) = self.seal_parts(msg, payload);
+        out.extend_from_slice(&head);
+        out.extend_from_slice(payload.unwrap_or(&[]));
+        out.extend_from_slice(&tag);
+    }
+
+    /// Seals a frame without copying its payload: returns the header and
+    /// body, which the payload follows on the wire, and the MAC, which
+    /// ends the frame.
+    pub fn seal_parts(&mut self, msg: &Msg, payload: Option<&[u8]>) -> (Vec<u8>, [u8; MAC_LEN]) {
         let mut body = Vec::with_capacity(64);
         let kind = encode(msg, &mut body);
         let payload = payload.unwrap_or(&[]);
-        let start = out.len();
-        out.reserve(HEADER_LEN + body.len() + payload.len() + MAC_LEN);
-        out.extend_from_slice(FRAME_MAGIC);
-        out.extend_from_slice(&[kind, 0, 0, 0]);
-        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(&body);
-        out.extend_from_slice(payload);
-        let tag = frame_mac(&self.key, self.ctr, &[&out[start..]]);
+        let mut head = Vec::with_capacity(HEADER_LEN + body.len());
+        head.extend_from_slice(FRAME_MAGIC);
+        head.extend_from_slice(&[kind, 0, 0, 0]);
+        head.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        head.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        head.extend_from_slice(&body);
+        let tag = frame_mac(&self.key, self.ctr, &[&head, payload]);
         self.ctr += 1;
-        out.extend_from_slice(tag.as_bytes());
+        (head, *tag.as_bytes())
     }
 }
 

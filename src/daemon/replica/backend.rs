@@ -28,14 +28,18 @@ impl ReplicaBackend {
         rx.recv().map_err(|_| failed())
     }
 
-    fn write(&self, data: Vec<u8>, offset: u64, fua: bool) -> io::Result<()> {
-        let ok = self.ask(|reply| Client::Write {
+    /// Writes `data`; gives it back if nothing else holds it any more.
+    fn write(&self, data: Vec<u8>, offset: u64, fua: bool) -> (io::Result<()>, Option<Vec<u8>>) {
+        match self.ask(|reply| Client::Write {
             offset,
             data,
             fua,
             reply,
-        })?;
-        ok.then_some(()).ok_or_else(failed)
+        }) {
+            Ok((true, back)) => (Ok(()), back),
+            Ok((false, back)) => (Err(failed()), back),
+            Err(e) => (Err(e), None),
+        }
     }
 }
 
@@ -61,7 +65,16 @@ impl Backend for ReplicaBackend {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
-        self.write(buf.to_vec(), offset, fua)
+        self.write(buf.to_vec(), offset, fua).0
+    }
+
+    fn write_owned(
+        &self,
+        buf: Vec<u8>,
+        offset: u64,
+        fua: bool,
+    ) -> (io::Result<()>, Option<Vec<u8>>) {
+        self.write(buf, offset, fua)
     }
 
     fn flush(&self) -> io::Result<()> {
@@ -80,7 +93,7 @@ impl Backend for ReplicaBackend {
         let end = offset.checked_add(len).ok_or_else(failed)?;
         while at < end {
             let n = ZERO_CHUNK.min(end - at);
-            self.write(vec![0u8; n as usize], at, fua)?;
+            self.write(vec![0u8; n as usize], at, fua).0?;
             at += n;
         }
         Ok(())

@@ -9,19 +9,18 @@
 //! With `[replica.tls]`, the TCP connection carries TLS (`tls.rs`) and
 //! the threads here use the plaintext end of its pump instead.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use nix::sys::socket::{MsgFlags, send};
 use socket2::Socket;
 
 use crate::daemon::ratelimit::Refusals;
 use crate::daemon::replica::engine::Engine;
 use crate::daemon::replica::tls::{self, LinkTls};
+use crate::daemon::replica::unsent::Unsent;
 use crate::host::message_ids as ids;
 use crate::membership::protocol::ProtocolRange;
 use crate::replication::core::Msg;
@@ -131,8 +130,8 @@ struct Sending {
     /// The TCP connection, or the plaintext end of its TLS pump.
     sock: Socket,
     sealer: Sealer,
-    /// Sealed bytes the socket did not take yet.
-    unsent: Vec<u8>,
+    /// Sealed frames the socket did not take yet.
+    unsent: Unsent,
 }
 
 enum Sent {
@@ -167,7 +166,7 @@ impl Out {
             sending: Mutex::new(Sending {
                 sock,
                 sealer,
-                unsent: Vec::new(),
+                unsent: Unsent::default(),
             }),
         }
     }
@@ -210,8 +209,8 @@ impl Out {
         }
     }
 
-    /// Sends the unsent bytes, then seals and sends the queue, until it is
-    /// empty; `wait`: block on a full socket, else stop there.
+    /// Sends the unsent frames, then seals and sends the queue, until it
+    /// is empty; `wait`: block on a full socket, else stop there.
     fn send(&self, tx: &mut Sending, wait: bool) -> Sent {
         loop {
             if tx.unsent.is_empty() {
@@ -219,22 +218,14 @@ impl Out {
                 if frames.is_empty() {
                     return Sent::All;
                 }
+                let Sending { sealer, unsent, .. } = tx;
                 for (msg, payload) in frames {
-                    let Sending { sealer, unsent, .. } = tx;
-                    sealer.seal_into(&msg, payload.as_ref().map(|p| p.as_slice()), unsent);
+                    unsent.seal(sealer, &msg, payload.as_ref());
                 }
             }
-            let r = if wait {
-                (&tx.sock).write_all(&tx.unsent).map(|_| tx.unsent.len())
-            } else {
-                send_some(&tx.sock, &tx.unsent)
-            };
-            match r {
-                Ok(n) if n == tx.unsent.len() => tx.unsent.clear(),
-                Ok(n) => {
-                    tx.unsent.drain(..n);
-                    return Sent::Full;
-                }
+            match tx.unsent.send(&tx.sock, wait) {
+                Ok(true) => {}
+                Ok(false) => return Sent::Full,
                 // A broken socket: the reader sees it too and reports the
                 // link down; what is queued is lost with it.
                 Err(_) => {
@@ -287,21 +278,6 @@ impl Out {
             self.kick();
         }
     }
-}
-
-/// As much of `bytes` as the socket takes without waiting.
-fn send_some(sock: &Socket, bytes: &[u8]) -> std::io::Result<usize> {
-    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-    let mut at = 0;
-    while at < bytes.len() {
-        match send(sock.as_raw_fd(), &bytes[at..], flags) {
-            Ok(n) => at += n,
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => break,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(at)
 }
 
 static CONN: AtomicU64 = AtomicU64::new(0);
@@ -530,12 +506,18 @@ fn secure(cfg: &LinkConfig, shared: &Shared, mut tcp: TcpStream) -> Option<Socke
     }
 }
 
+/// The reader's buffer: one read takes in what has arrived, several small
+/// frames (acks, at depth) at once, instead of one read per part of each;
+/// larger payloads are read straight into their own buffers.
+const READ_BUFFER: usize = 64 << 10;
+
 fn read_loop(s: &mut Socket, opener: &mut Opener, conn: u64, engine: &Weak<Engine>) -> String {
+    let mut r = BufReader::with_capacity(READ_BUFFER, &*s);
     let mut header = [0u8; HEADER_LEN];
     let mut body = Vec::new();
     let mut tag = [0u8; MAC_LEN];
     loop {
-        if let Err(e) = s.read_exact(&mut header) {
+        if let Err(e) = r.read_exact(&mut header) {
             return e.to_string();
         }
         let (body_len, payload_len) = match wire::frame_lengths(&header) {
@@ -543,14 +525,14 @@ fn read_loop(s: &mut Socket, opener: &mut Opener, conn: u64, engine: &Weak<Engin
             Err(e) => return format!("bad frame: {e}"),
         };
         body.resize(body_len, 0);
-        let mut payload = vec![0u8; payload_len];
-        let read = s
+        let read = r
             .read_exact(&mut body)
-            .and_then(|_| s.read_exact(&mut payload))
-            .and_then(|_| s.read_exact(&mut tag));
-        if let Err(e) = read {
-            return e.to_string();
-        }
+            .and_then(|_| read_payload(&mut r, payload_len))
+            .and_then(|payload| r.read_exact(&mut tag).map(|_| payload));
+        let payload = match read {
+            Ok(p) => p,
+            Err(e) => return e.to_string(),
+        };
         let parts = wire::Parts {
             header: &header,
             body: &body,
@@ -564,6 +546,25 @@ fn read_loop(s: &mut Socket, opener: &mut Opener, conn: u64, engine: &Weak<Engin
         let Some(engine) = engine.upgrade() else {
             return "engine stopped".into();
         };
-        engine.received(conn, frame);
+        engine.received(conn, frame, whole_frame(r.buffer()));
     }
+}
+
+/// Whether `buffered` starts with a whole frame: the next one can be
+/// taken without waiting for the peer.
+fn whole_frame(buffered: &[u8]) -> bool {
+    buffered.len() >= HEADER_LEN
+        && wire::frame_lengths(&buffered[..HEADER_LEN])
+            .is_ok_and(|(body, payload)| HEADER_LEN + body + payload + MAC_LEN <= buffered.len())
+}
+
+/// A payload into a buffer of its own: what the reader holds of it
+/// already, then the rest straight from the socket.
+fn read_payload(r: &mut BufReader<&Socket>, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut payload = Vec::with_capacity(len);
+    let held = r.buffer().len().min(len);
+    payload.extend_from_slice(&r.buffer()[..held]);
+    r.consume(held);
+    crate::host::recv::recv_exact_into(*r.get_ref(), &mut payload, len - held)?;
+    Ok(payload)
 }

@@ -9,6 +9,7 @@ pub mod engine;
 mod link;
 pub mod status;
 pub mod tls;
+mod unsent;
 
 use std::path::Path;
 use std::sync::Arc;
