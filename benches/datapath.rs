@@ -6,7 +6,10 @@
 //! - seq_write, seq_read: 1 MiB blocks, 8 in flight, MiB/s;
 //! - randwrite_qd1, randwrite_qd32: 4 KiB random writes, IOPS;
 //! - sync_write_p99: 4 KiB writes with FUA, one at a time (the same
-//!   minimal client for both servers, benches/common), µs.
+//!   minimal client for both servers, benches/common), µs;
+//! - cpu_per_write_qd32: the whole machine's busy CPU time per write
+//!   during randwrite_qd32, µs: client, both nodes, the link and the
+//!   disk share this machine's cores, so this is what bounds the IOPS.
 //!
 //! `cargo bench --bench datapath` (root: namespaces; needs fio and
 //! nbdkit). Prints the table and merges its entries into
@@ -68,10 +71,38 @@ const RAND_QD32: Job = Job {
     timed: true,
 };
 
-/// What fio measured: MiB/s and IOPS of the job's direction.
+/// What fio measured: MiB/s and IOPS of the job's direction, and the
+/// whole machine's busy CPU time per request meanwhile (every process and
+/// the kernel's network and disk work: on this machine the client, both
+/// nodes and their link share the same cores).
 struct Fio {
     mibs: f64,
     iops: f64,
+    cpu_us_per_io: f64,
+}
+
+/// Busy and total CPU time of the whole machine so far, in clock ticks
+/// (/proc/stat: everything but idle and iowait is busy).
+fn machine_cpu() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Clock ticks per second (USER_HZ).
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
 }
 
 fn fio(target: &Target, job: &Job) -> Fio {
@@ -86,6 +117,7 @@ fn fio(target: &Target, job: &Job) -> Fio {
     .arg(format!("--bs={}", job.bs))
     .arg(format!("--iodepth={}", job.depth))
     .arg(format!("--size={SIZE}"));
+    let (busy_before, _) = machine_cpu();
     if job.timed {
         c.arg(format!("--runtime={RANDOM_SECONDS}"))
             .arg("--time_based");
@@ -100,6 +132,7 @@ fn fio(target: &Target, job: &Job) -> Fio {
         .stderr(Stdio::inherit())
         .output()
         .expect("fio (package fio)");
+    let busy = (machine_cpu().0 - busy_before) as f64 / ticks_per_second();
     assert!(out.status.success(), "fio {}", job.rw);
     let text = String::from_utf8_lossy(&out.stdout);
     // The nbd engine says "connected" on stdout before the JSON.
@@ -111,9 +144,11 @@ fn fio(target: &Target, job: &Job) -> Fio {
         "write"
     };
     let r = &v["jobs"][0][side];
+    let ios = r["total_ios"].as_f64().unwrap_or(0.0).max(1.0);
     Fio {
         mibs: r["bw"].as_f64().unwrap_or(0.0) / 1024.0,
         iops: r["iops"].as_f64().unwrap_or(0.0),
+        cpu_us_per_io: busy * 1e6 / ios,
     }
 }
 
@@ -215,6 +250,7 @@ fn main() {
         row("randwrite_qd1", "IOPS", true, Peer::Nbdkit),
         row("randwrite_qd32", "IOPS", true, Peer::Nbdkit),
         row("sync_write_p99", "us", false, Peer::Nbdkit),
+        row("cpu_per_write_qd32", "us", false, Peer::Nbdkit),
     ];
     for _ in 0..RUNS {
         pair::fresh_pair(&mut lab);
@@ -225,7 +261,9 @@ fn main() {
                 continue;
             }
             rows[2].figures[i].push(fio(target, &RAND_QD1).iops);
-            rows[3].figures[i].push(fio(target, &RAND_QD32).iops);
+            let qd32 = fio(target, &RAND_QD32);
+            rows[3].figures[i].push(qd32.iops);
+            rows[5].figures[i].push(qd32.cpu_us_per_io);
         }
         rows[4].figures[0].push(latency(&pair::socket(&lab), SIZE, LATENCY_WRITES).1);
         rows[4].figures[1].push(latency(&kit_sock, SIZE, LATENCY_WRITES).1);
