@@ -27,20 +27,6 @@ impl ReplicaBackend {
         self.engine.client(make(tx));
         rx.recv().map_err(|_| failed())
     }
-
-    /// Writes `data`; gives it back if nothing else holds it any more.
-    fn write(&self, data: Vec<u8>, offset: u64, fua: bool) -> (io::Result<()>, Option<Vec<u8>>) {
-        match self.ask(|reply| Client::Write {
-            offset,
-            data,
-            fua,
-            reply,
-        }) {
-            Ok((true, back)) => (Ok(()), back),
-            Ok((false, back)) => (Err(failed()), back),
-            Err(e) => (Err(e), None),
-        }
-    }
 }
 
 impl Backend for ReplicaBackend {
@@ -65,16 +51,26 @@ impl Backend for ReplicaBackend {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
-        self.write(buf.to_vec(), offset, fua).0
+        self.write_owned(buf.to_vec(), offset, fua).0
     }
 
+    /// The buffer comes back once neither the disk nor the link holds it.
     fn write_owned(
         &self,
-        buf: Vec<u8>,
+        data: Vec<u8>,
         offset: u64,
         fua: bool,
     ) -> (io::Result<()>, Option<Vec<u8>>) {
-        self.write(buf, offset, fua)
+        match self.ask(|reply| Client::Write {
+            offset,
+            data,
+            fua,
+            reply,
+        }) {
+            Ok((true, back)) => (Ok(()), back),
+            Ok((false, back)) => (Err(failed()), back),
+            Err(e) => (Err(e), None),
+        }
     }
 
     fn flush(&self) -> io::Result<()> {
@@ -93,7 +89,7 @@ impl Backend for ReplicaBackend {
         let end = offset.checked_add(len).ok_or_else(failed)?;
         while at < end {
             let n = ZERO_CHUNK.min(end - at);
-            self.write(vec![0u8; n as usize], at, fua).0?;
+            self.write_owned(vec![0u8; n as usize], at, fua).0?;
             at += n;
         }
         Ok(())
