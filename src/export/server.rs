@@ -5,8 +5,10 @@
 //! flight (a replicated write waits for the peer; others need not wait
 //! behind it) and replies go out in completion order, as NBD allows.
 //! Block I/O is blocking by nature: plain threads, no executor hops. Each
-//! worker has its own buffer, so the hot path allocates nothing and the
-//! memory a client can pin is bounded.
+//! worker has two buffers of its own (a reply's, and a write's payload,
+//! lent to the backend and given back), so the memory a client can pin is
+//! bounded, and the hot path allocates only when a backend keeps a
+//! payload past the answer (a replica under protocol A, still sending it).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -292,6 +294,9 @@ struct Conn {
     ended: AtomicBool,
     /// The first error that ended the connection.
     error: Mutex<Option<io::Error>>,
+    /// The client said Disconnect: what was answered is flushed even if
+    /// the client left before the last replies reached it.
+    said_disconnect: AtomicBool,
 }
 
 impl Conn {
@@ -337,6 +342,7 @@ fn transmission(s: &mut UnixStream, export: &Export) -> io::Result<()> {
         writer: Mutex::new(s.try_clone()?),
         ended: AtomicBool::new(false),
         error: Mutex::new(None),
+        said_disconnect: AtomicBool::new(false),
     };
     // Each worker finishes what it runs, then sees the connection ended.
     std::thread::scope(|scope| {
@@ -344,7 +350,10 @@ fn transmission(s: &mut UnixStream, export: &Export) -> io::Result<()> {
             scope.spawn(|| worker(export, &conn));
         }
     });
-    if let Some(e) = conn.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    let error = conn.error.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = error
+        && !conn.said_disconnect.load(Ordering::SeqCst)
+    {
         return Err(e);
     }
     // Disconnect: everything answered is flushed before the client goes.
@@ -361,6 +370,7 @@ fn next_request(conn: &Conn, payload: &mut Vec<u8>) -> Option<Job> {
     match read_request(&mut s, payload) {
         Ok(Some(job)) => Some(job),
         Ok(None) => {
+            conn.said_disconnect.store(true, Ordering::SeqCst);
             conn.end(None);
             None
         }
@@ -405,9 +415,10 @@ fn worker(export: &Export, conn: &Conn) {
         b.reply[..16].copy_from_slice(&proto::simple_reply(code, req.cookie));
         let w = conn.writer.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = (&*w).write_all(&b.reply[..16 + data]) {
-            // Whoever is reading wakes to the shut stream.
-            let _ = w.shutdown(std::net::Shutdown::Both);
+            // Whoever is reading wakes to the shut stream (its error
+            // comes second: this one is kept).
             conn.end(Some(e));
+            let _ = w.shutdown(std::net::Shutdown::Both);
             return;
         }
     }
@@ -475,6 +486,7 @@ fn take_payload(
     payload.clear();
     if req.length > proto::MAX_PAYLOAD {
         payload.resize(64 << 10, 0);
+        lock_in_memory(payload);
         discard(s, u64::from(req.length), payload)?;
         return Ok(Some(proto::EOVERFLOW));
     }

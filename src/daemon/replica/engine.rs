@@ -2,8 +2,8 @@
 //! workers (client requests), the link's reader (frames from the peer),
 //! the disk workers (completions), a timer thread and the bus (admin).
 //! Whoever feeds an input carries out what the core asks at once: cheap
-//! actions under the lock (sealing frames into the send queue, answering
-//! waiters), disk I/O after it. A request so crosses as few threads as
+//! actions under the lock (queueing frames in the core's order, answering
+//! waiters), then sending the queue and the disk I/O after it. A request so crosses as few threads as
 //! possible: on a busy two-core machine each crossing costs tens of µs,
 //! more than the work it hands over.
 
@@ -225,7 +225,14 @@ impl Engine {
     fn drive(&self, mut todo: VecDeque<Step>, mode: Mode) {
         while let Some(step) = todo.pop_front() {
             match step {
-                Step::Io(job) => todo.extend(self.io(job, mode)),
+                Step::Io(job) => {
+                    // A batch's answers so far leave before a synced
+                    // write holds this thread for a cache flush.
+                    if mode == Mode::Batched && matches!(job, Job::Write { fua: true, .. }) {
+                        self.end_of_batch(false);
+                    }
+                    todo.extend(self.io(job, mode))
+                }
                 Step::Feed(input) => todo.extend(self.locked(None, input, mode)),
                 Step::FeedWithData(input, buf, data) => {
                     todo.extend(self.locked(Some((buf, data)), input, mode))
@@ -357,7 +364,7 @@ impl Engine {
     pub fn received(&self, conn: u64, frame: Frame, more: bool) {
         let current = self.lock().link.as_ref().is_some_and(|l| l.conn == conn);
         if !current {
-            return;
+            return self.end_of_batch(more);
         }
         let payload = frame.payload.is_some();
         let input = Input::Received {
@@ -380,7 +387,7 @@ impl Engine {
                         msg: Msg::ReadReply { id, .. },
                         ..
                     } => Buf::App(ReqId(*id)),
-                    _ => return,
+                    _ => return self.end_of_batch(more),
                 };
                 Step::FeedWithData(input, buf, data)
             }
@@ -391,6 +398,18 @@ impl Engine {
             Mode::Background
         };
         self.drive(VecDeque::from([step]), mode);
+    }
+
+    /// Sends what the link's queue holds unless `more` frames of the
+    /// batch follow (a frame that fed the core nothing can end a batch).
+    fn end_of_batch(&self, more: bool) {
+        if more {
+            return;
+        }
+        let link = self.lock().link.clone();
+        if let Some(l) = link {
+            l.kick();
+        }
     }
 
     pub fn admin(&self, a: Admin) -> Result<(), String> {

@@ -1,10 +1,12 @@
 //! The replication link: one TCP connection to the peer, authenticated by
 //! the wire handshake. The node with the lower id dials, the other listens
 //! (so the two never race into two connections). A reader thread feeds
-//! frames to the engine. Frames to send are sealed into a queue under the
-//! engine's lock (so they leave in the core's order) and written by
-//! whichever thread queued them, without waiting; only when the socket is
-//! full does a writer thread take over and wait.
+//! frames to the engine (holding back what they answer until the last
+//! frame already read, so a batch's answers leave in one send). Frames to
+//! send are queued under the engine's lock (so they leave in the core's
+//! order), then sealed and written by whichever thread queued them,
+//! without waiting; only when the socket is full does a writer thread take
+//! over and wait.
 //!
 //! With `[replica.tls]`, the TCP connection carries TLS (`tls.rs`) and
 //! the threads here use the plaintext end of its pump instead.
