@@ -24,7 +24,7 @@ mod pair;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{latency, median, spread, start_nbdkit};
+use common::{latency, median, spread, start_nbdkit, ticks_per_second};
 use duet_lab::results::{self, Entry};
 
 const SIZE: u64 = 256 << 20;
@@ -81,9 +81,9 @@ struct Fio {
     cpu_us_per_io: f64,
 }
 
-/// Busy and total CPU time of the whole machine so far, in clock ticks
-/// (/proc/stat: everything but idle and iowait is busy).
-fn machine_cpu() -> (u64, u64) {
+/// Busy CPU time of the whole machine so far, in clock ticks (/proc/stat:
+/// everything but idle and iowait is busy).
+fn machine_busy() -> u64 {
     let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
     let ticks: Vec<u64> = stat
         .lines()
@@ -95,14 +95,7 @@ fn machine_cpu() -> (u64, u64) {
         .collect();
     let total: u64 = ticks.iter().take(8).sum();
     let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    (total - idle, total)
-}
-
-/// Clock ticks per second (USER_HZ).
-fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a constant of the system.
-    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
-    if hz > 0 { hz as f64 } else { 100.0 }
+    total - idle
 }
 
 fn fio(target: &Target, job: &Job) -> Fio {
@@ -117,7 +110,7 @@ fn fio(target: &Target, job: &Job) -> Fio {
     .arg(format!("--bs={}", job.bs))
     .arg(format!("--iodepth={}", job.depth))
     .arg(format!("--size={SIZE}"));
-    let (busy_before, _) = machine_cpu();
+    let busy_before = machine_busy();
     if job.timed {
         c.arg(format!("--runtime={RANDOM_SECONDS}"))
             .arg("--time_based");
@@ -132,7 +125,7 @@ fn fio(target: &Target, job: &Job) -> Fio {
         .stderr(Stdio::inherit())
         .output()
         .expect("fio (package fio)");
-    let busy = (machine_cpu().0 - busy_before) as f64 / ticks_per_second();
+    let busy = (machine_busy() - busy_before) as f64 / ticks_per_second();
     assert!(out.status.success(), "fio {}", job.rw);
     let text = String::from_utf8_lossy(&out.stdout);
     // The nbd engine says "connected" on stdout before the JSON.

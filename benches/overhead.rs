@@ -24,7 +24,7 @@ mod pair;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::start_nbdkit;
+use common::{start_nbdkit, ticks_per_second};
 use duet_lab::results::{self, Entry};
 use netns::{Lab, config, state_of};
 
@@ -45,12 +45,6 @@ fn cpu_ticks(pid: u32) -> u64 {
             .unwrap_or(0)
     };
     field(14) + field(15)
-}
-
-fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf reads a constant of the system.
-    let t = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
 }
 
 /// Packets node1 sent on both links so far.

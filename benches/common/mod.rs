@@ -22,6 +22,13 @@ pub struct Row {
     pub peer: Vec<f64>,
 }
 
+/// Clock ticks per second (USER_HZ), the unit of /proc's CPU times.
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let t = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
 pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));

@@ -3,9 +3,9 @@
 //! the disk workers (completions), a timer thread and the bus (admin).
 //! Whoever feeds an input carries out what the core asks at once: cheap
 //! actions under the lock (queueing frames in the core's order, answering
-//! waiters), then sending the queue and the disk I/O after it. A request so crosses as few threads as
-//! possible: on a busy two-core machine each crossing costs tens of µs,
-//! more than the work it hands over.
+//! waiters), then sending the queue and the disk I/O after it. A request
+//! so crosses as few threads as possible: on a busy two-core machine each
+//! crossing costs tens of µs, more than the work it hands over.
 
 use crate::host::message_ids as ids;
 use std::collections::{HashMap, VecDeque};
@@ -229,7 +229,7 @@ impl Engine {
                     // A batch's answers so far leave before a synced
                     // write holds this thread for a cache flush.
                     if mode == Mode::Batched && matches!(job, Job::Write { fua: true, .. }) {
-                        self.end_of_batch(false);
+                        self.send_queued();
                     }
                     todo.extend(self.io(job, mode))
                 }
@@ -252,11 +252,10 @@ impl Engine {
             }
             let actions = st.core.on(input, now);
             let steps = self.apply(&mut st, actions);
-            (steps, st.link.clone())
+            let link = (mode != Mode::Batched).then(|| st.link.clone()).flatten();
+            (steps, link)
         };
-        if let Some(l) = link
-            && mode != Mode::Batched
-        {
+        if let Some(l) = link {
             l.kick();
         }
         steps
@@ -363,49 +362,23 @@ impl Engine {
     /// reader holds the next frame already.
     pub fn received(&self, conn: u64, frame: Frame, more: bool) {
         let current = self.lock().link.as_ref().is_some_and(|l| l.conn == conn);
-        if !current {
-            return self.end_of_batch(more);
-        }
-        let payload = frame.payload.is_some();
-        let input = Input::Received {
-            msg: frame.msg,
-            payload,
-        };
-        let step = match frame.payload {
-            None => Step::Feed(input),
-            Some(data) => {
-                let buf = match &input {
-                    Input::Received {
-                        msg: Msg::Data { seq, .. },
-                        ..
-                    } => Buf::Peer(*seq),
-                    Input::Received {
-                        msg: Msg::ResyncData { id, .. },
-                        ..
-                    } => Buf::ResyncIn(*id),
-                    Input::Received {
-                        msg: Msg::ReadReply { id, .. },
-                        ..
-                    } => Buf::App(ReqId(*id)),
-                    _ => return self.end_of_batch(more),
+        match current.then(|| step_of(frame)).flatten() {
+            Some(step) => {
+                let mode = if more {
+                    Mode::Batched
+                } else {
+                    Mode::Background
                 };
-                Step::FeedWithData(input, buf, data)
+                self.drive(VecDeque::from([step]), mode);
             }
-        };
-        let mode = if more {
-            Mode::Batched
-        } else {
-            Mode::Background
-        };
-        self.drive(VecDeque::from([step]), mode);
+            // A frame that feeds the core nothing can end a batch too.
+            None if !more => self.send_queued(),
+            None => {}
+        }
     }
 
-    /// Sends what the link's queue holds unless `more` frames of the
-    /// batch follow (a frame that fed the core nothing can end a batch).
-    fn end_of_batch(&self, more: bool) {
-        if more {
-            return;
-        }
+    /// Sends what the link's queue holds (as far as the socket takes it).
+    fn send_queued(&self) {
         let link = self.lock().link.clone();
         if let Some(l) = link {
             l.kick();
@@ -423,9 +396,7 @@ impl Engine {
             tracing::info!(replica = %self.name, "{a:?} done");
             self.apply(&mut st, actions)
         };
-        if let Some(l) = self.lock().link.clone() {
-            l.kick();
-        }
+        self.send_queued();
         self.drive(steps.into(), Mode::Blocking);
         Ok(())
     }
@@ -705,6 +676,28 @@ impl Engine {
         let _g = self.timer.0.lock().unwrap_or_else(|e| e.into_inner());
         self.timer.1.notify_all();
     }
+}
+
+/// What a frame from the peer feeds the core (with its payload into the
+/// buffer it names); None for a payload on a message that has none.
+fn step_of(frame: Frame) -> Option<Step> {
+    let input = Input::Received {
+        msg: frame.msg,
+        payload: frame.payload.is_some(),
+    };
+    let Some(data) = frame.payload else {
+        return Some(Step::Feed(input));
+    };
+    let Input::Received { msg, .. } = &input else {
+        return None;
+    };
+    let buf = match msg {
+        Msg::Data { seq, .. } => Buf::Peer(*seq),
+        Msg::ResyncData { id, .. } => Buf::ResyncIn(*id),
+        Msg::ReadReply { id, .. } => Buf::App(ReqId(*id)),
+        _ => return None,
+    };
+    Some(Step::FeedWithData(input, buf, data))
 }
 
 fn complete(st: &mut State, req: ReqId, ok: bool) {
