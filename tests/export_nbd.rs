@@ -286,6 +286,60 @@ impl Raw {
     }
 }
 
+/// A client may send many writes before it reads a reply: the server
+/// keeps reading them (the replies it cannot send yet wait in its
+/// queue), then every write is answered once, with its own cookie, and
+/// is on the disk.
+#[test]
+fn writes_sent_without_reading_replies_are_all_answered() {
+    const WRITES: u64 = 32 << 10;
+    const LEN: u64 = 512;
+    let f = Fixture::new("unread");
+    let c = Raw::connect(&f.socket, "r0");
+    let mut tx = c.0.try_clone().expect("clone");
+    let (sent, all_sent) = std::sync::mpsc::channel();
+    let sender = std::thread::spawn(move || {
+        for i in 0..WRITES {
+            let mut r = proto::REQUEST_MAGIC.to_be_bytes().to_vec();
+            r.extend_from_slice(&0u16.to_be_bytes());
+            r.extend_from_slice(&1u16.to_be_bytes());
+            r.extend_from_slice(&i.to_be_bytes());
+            r.extend_from_slice(&(i * LEN).to_be_bytes());
+            r.extend_from_slice(&(LEN as u32).to_be_bytes());
+            r.extend(std::iter::repeat_n((i % 251) as u8 + 1, LEN as usize));
+            tx.write_all(&r).expect("send write");
+        }
+        let _ = sent.send(());
+    });
+    // Replies unread: more of them than the socket holds.
+    all_sent
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server stopped reading requests while its replies were unread");
+    sender.join().expect("sender");
+    let mut rx = c.0;
+    let mut seen = vec![false; WRITES as usize];
+    for _ in 0..WRITES {
+        let mut h = [0u8; 16];
+        rx.read_exact(&mut h).expect("reply");
+        assert_eq!(&h[..4], &proto::SIMPLE_REPLY_MAGIC.to_be_bytes());
+        assert_eq!(&h[4..8], &[0; 4], "write failed");
+        let cookie = u64::from_be_bytes(h[8..].try_into().expect("8 bytes"));
+        let slot = seen.get_mut(cookie as usize).expect("a cookie sent");
+        assert!(!*slot, "write {cookie} answered twice");
+        *slot = true;
+    }
+    let image = std::fs::read(f.image("r0")).expect("image");
+    for i in 0..WRITES {
+        let at = (i * LEN) as usize;
+        assert!(
+            image[at..at + LEN as usize]
+                .iter()
+                .all(|&b| b == (i % 251) as u8 + 1),
+            "write {i} not on disk"
+        );
+    }
+}
+
 #[test]
 fn malformed_requests_get_nbd_errors_and_change_nothing() {
     let f = Fixture::new("bad");

@@ -15,17 +15,16 @@ pub trait Backend: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// With `fua`, the data is on stable storage when this returns.
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()>;
-    /// `write_at` of a buffer the caller gives away; the buffer comes
-    /// back for the next request when the backend is done with it (a
-    /// replica sends it to the peer from where it is, without a copy).
-    fn write_owned(
-        &self,
-        buf: Vec<u8>,
-        offset: u64,
-        fua: bool,
-    ) -> (io::Result<()>, Option<Vec<u8>>) {
+    /// `write_at` of a buffer the caller gives away, answered through
+    /// `done`, maybe later and on another thread (a replica's is answered
+    /// by whichever thread sees the peer's acknowledgement: handing it
+    /// back to the caller's thread would cost a wakeup per write). The
+    /// buffer comes back with the answer when the backend is done with
+    /// it (a replica sends it to the peer from where it is, without a
+    /// copy).
+    fn write_then(&self, buf: Vec<u8>, offset: u64, fua: bool, done: WriteDone) {
         let r = self.write_at(&buf, offset, fua);
-        (r, Some(buf))
+        done.finish(r, Some(buf));
     }
     /// Everything written before is on stable storage when this returns.
     fn flush(&self) -> io::Result<()>;
@@ -33,6 +32,35 @@ pub trait Backend: Send + Sync {
     fn trim(&self, offset: u64, len: u64) -> io::Result<()>;
     /// The range reads as zeroes; `may_punch` lets it become a hole.
     fn write_zeroes(&self, offset: u64, len: u64, may_punch: bool, fua: bool) -> io::Result<()>;
+}
+
+type Answer = Box<dyn FnOnce(io::Result<()>, Option<Vec<u8>>) + Send>;
+
+/// How a write started with `write_then` is answered: exactly once, with
+/// an I/O error if the backend drops it unanswered (a replica going
+/// down), so a caller counting its writes in flight never waits forever.
+/// It must not block: it may run where the backend holds its own locks.
+pub struct WriteDone(Option<Answer>);
+
+impl WriteDone {
+    pub fn new(f: impl FnOnce(io::Result<()>, Option<Vec<u8>>) + Send + 'static) -> WriteDone {
+        WriteDone(Some(Box::new(f)))
+    }
+
+    /// The outcome, and the buffer if nothing else holds it any more.
+    pub fn finish(mut self, result: io::Result<()>, buf: Option<Vec<u8>>) {
+        if let Some(f) = self.0.take() {
+            f(result, buf);
+        }
+    }
+}
+
+impl Drop for WriteDone {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(io::Error::from_raw_os_error(nix::libc::EIO)), None);
+        }
+    }
 }
 
 /// A local file or block device.

@@ -4,22 +4,25 @@
 //! request and run what they read, so a client keeps several requests in
 //! flight (a replicated write waits for the peer; others need not wait
 //! behind it) and replies go out in completion order, as NBD allows.
-//! Block I/O is blocking by nature: plain threads, no executor hops. Each
-//! worker has two buffers of its own (a reply's, and a write's payload,
-//! lent to the backend and given back), so the memory a client can pin is
-//! bounded, and the hot path allocates only when a backend keeps a
-//! payload past the answer (a replica under protocol A, still sending it).
+//! Block I/O is blocking by nature: plain threads, no executor hops. A
+//! worker runs reads and flushes itself, and only starts a write: the
+//! thread that completes it answers it (src/export/conn.rs), so writes in
+//! flight are bounded by bytes, not by workers. A write's payload buffer
+//! is lent to the backend and comes back to a per-connection spare list;
+//! the hot path allocates only when a backend keeps a payload past the
+//! answer (a replica under protocol A, still sending it).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::export::backend::Backend;
+use crate::export::backend::{Backend, WriteDone};
+use crate::export::conn::Conn;
 use crate::export::latency::{Kind, Latency};
 use crate::export::proto::{self, Command, Request};
 
@@ -281,34 +284,6 @@ fn info(
 /// Requests of one connection running at once.
 const WORKERS: usize = 8;
 
-/// What the workers of one connection share. They take turns reading:
-/// whoever holds `reader` reads the next request (and a write's payload)
-/// into its own buffer, lets go and runs it, so a request is run by the
-/// thread that read it. Handing it to another thread would cost a
-/// wakeup, tens of µs on a busy machine, on every request.
-struct Conn {
-    reader: Mutex<UnixStream>,
-    writer: Mutex<UnixStream>,
-    /// Set once the client said Disconnect, went away or broke the
-    /// protocol: nobody reads again.
-    ended: AtomicBool,
-    /// The first error that ended the connection.
-    error: Mutex<Option<io::Error>>,
-    /// The client said Disconnect: what was answered is flushed even if
-    /// the client left before the last replies reached it.
-    said_disconnect: AtomicBool,
-}
-
-impl Conn {
-    fn end(&self, error: Option<io::Error>) {
-        self.ended.store(true, Ordering::SeqCst);
-        if let Some(e) = error {
-            let mut first = self.error.lock().unwrap_or_else(|p| p.into_inner());
-            first.get_or_insert(e);
-        }
-    }
-}
-
 /// A worker's buffers: `reply` holds the reply header at 0..16, then a
 /// read's data; `payload` a write's data, given to the backend and
 /// taken back (or a new one) when the write is done.
@@ -336,26 +311,27 @@ struct Job {
 }
 
 /// Serves requests until the client disconnects or breaks the protocol.
+/// The workers take turns reading: whoever holds the reader reads the
+/// next request (and a write's payload) into its own buffer, lets go and
+/// runs it, so a request is run by the thread that read it. Handing it
+/// to another thread would cost a wakeup, tens of µs on a busy machine,
+/// on every request. A write is only started there (see conn.rs).
 fn transmission(s: &mut UnixStream, export: &Export) -> io::Result<()> {
-    let conn = Conn {
-        reader: Mutex::new(s.try_clone()?),
-        writer: Mutex::new(s.try_clone()?),
-        ended: AtomicBool::new(false),
-        error: Mutex::new(None),
-        said_disconnect: AtomicBool::new(false),
-    };
-    // Each worker finishes what it runs, then sees the connection ended.
+    let conn = Arc::new(Conn::new(s)?);
     std::thread::scope(|scope| {
-        for _ in 0..WORKERS {
-            scope.spawn(|| worker(export, &conn));
+        scope.spawn(|| conn.send_outbox());
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|_| scope.spawn(|| worker(export, &conn)))
+            .collect();
+        // Each worker ends once the connection has; the writes they
+        // started are answered (or fail) before the replies' last send.
+        for w in workers {
+            let _ = w.join();
         }
+        conn.await_no_writes();
+        conn.close_outbox();
     });
-    let error = conn.error.into_inner().unwrap_or_else(|p| p.into_inner());
-    if let Some(e) = error
-        && !conn.said_disconnect.load(Ordering::SeqCst)
-    {
-        return Err(e);
-    }
+    conn.outcome()?;
     // Disconnect: everything answered is flushed before the client goes.
     export.backend.flush()
 }
@@ -364,14 +340,14 @@ fn transmission(s: &mut UnixStream, export: &Export) -> io::Result<()> {
 /// once the connection has ended.
 fn next_request(conn: &Conn, payload: &mut Vec<u8>) -> Option<Job> {
     let mut s = conn.reader.lock().unwrap_or_else(|p| p.into_inner());
-    if conn.ended.load(Ordering::SeqCst) {
+    conn.await_room();
+    if conn.ended() {
         return None;
     }
     match read_request(&mut s, payload) {
         Ok(Some(job)) => Some(job),
         Ok(None) => {
-            conn.said_disconnect.store(true, Ordering::SeqCst);
-            conn.end(None);
+            conn.said_disconnect();
             None
         }
         Err(e) => {
@@ -397,31 +373,53 @@ fn read_request(s: &mut UnixStream, payload: &mut Vec<u8>) -> io::Result<Option<
     Ok(Some(Job { req, error }))
 }
 
-fn worker(export: &Export, conn: &Conn) {
+fn worker(export: &Export, conn: &Arc<Conn>) {
     let mut b = Buffers::new();
     while let Some(Job { req, error }) = next_request(conn, &mut b.payload) {
         let began = Instant::now();
+        if error.is_none() && req.command == Command::Write {
+            match write_refused(export, &req) {
+                None => {
+                    start_write(export, conn, &req, &mut b.payload, began);
+                    continue;
+                }
+                Some(code) => {
+                    if !reply(export, conn, &req, began, code, &mut b.reply, 0) {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
         let (code, data) = match error {
             Some(e) => (e, 0),
             None => run(export, &req, &mut b),
         };
-        let kind = match req.command {
-            Command::Read => Kind::Read,
-            Command::Write => Kind::Write,
-            Command::Flush => Kind::Flush,
-            _ => Kind::Other,
-        };
-        export.latency.record(kind, began.elapsed());
-        b.reply[..16].copy_from_slice(&proto::simple_reply(code, req.cookie));
-        let w = conn.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = (&*w).write_all(&b.reply[..16 + data]) {
-            // Whoever is reading wakes to the shut stream (its error
-            // comes second: this one is kept).
-            conn.end(Some(e));
-            let _ = w.shutdown(std::net::Shutdown::Both);
+        if !reply(export, conn, &req, began, code, &mut b.reply, data) {
             return;
         }
     }
+}
+
+/// Answers a request run here; false once the connection broke.
+fn reply(
+    export: &Export,
+    conn: &Conn,
+    req: &Request,
+    began: Instant,
+    code: u32,
+    buf: &mut [u8],
+    data: usize,
+) -> bool {
+    let kind = match req.command {
+        Command::Read => Kind::Read,
+        Command::Write => Kind::Write,
+        Command::Flush => Kind::Flush,
+        _ => Kind::Other,
+    };
+    export.latency.record(kind, began.elapsed());
+    buf[..16].copy_from_slice(&proto::simple_reply(code, req.cookie));
+    conn.reply(&buf[..16 + data])
 }
 
 /// Runs one request; returns the NBD error (0: success) and how many data
@@ -432,7 +430,6 @@ fn run(export: &Export, req: &Request, b: &mut Buffers) -> (u32, usize) {
             Ok(n) => (0, n),
             Err(e) => (e, 0),
         },
-        Command::Write => (write(export, req, &mut b.payload), 0),
         other => (execute(export, other, req), 0),
     }
 }
@@ -498,24 +495,37 @@ fn take_payload(
     Ok(None)
 }
 
-/// Writes the payload if the request is valid; returns the NBD error, 0
-/// for success. The payload's buffer goes to the backend and comes back
-/// (or a new, empty one: the backend still holds it).
-fn write(export: &Export, req: &Request, payload: &mut Vec<u8>) -> u32 {
+/// Why a write cannot run (its NBD error), if it cannot.
+fn write_refused(export: &Export, req: &Request) -> Option<u32> {
     if export.backend.read_only() {
-        return proto::EPERM;
+        Some(proto::EPERM)
+    } else if !proto::in_range(req.offset, req.length, export.backend.size()) {
+        Some(proto::ENOSPC)
+    } else {
+        None
     }
-    if !proto::in_range(req.offset, req.length, export.backend.size()) {
-        return proto::ENOSPC;
-    }
+}
+
+/// Gives the payload to the backend; the thread that completes the write
+/// answers it. A fresh buffer takes the payload's place.
+fn start_write(
+    export: &Export,
+    conn: &Arc<Conn>,
+    req: &Request,
+    payload: &mut Vec<u8>,
+    began: Instant,
+) {
     let fua = req.flags & proto::CMD_FLAG_FUA != 0;
-    let data = std::mem::take(payload);
-    let (result, back) = export.backend.write_owned(data, req.offset, fua);
-    *payload = back.unwrap_or_default();
-    match result {
-        Ok(()) => 0,
-        Err(e) => errno(&e),
-    }
+    let len = payload.len();
+    let data = std::mem::replace(payload, conn.started(len));
+    let (c, latency, cookie) = (Arc::clone(conn), Arc::clone(&export.latency), req.cookie);
+    let done = WriteDone::new(move |result, back| {
+        latency.record(Kind::Write, began.elapsed());
+        let code = result.map_or_else(|e| errno(&e), |()| 0);
+        c.reply_soon(&proto::simple_reply(code, cookie));
+        c.answered(len, back);
+    });
+    export.backend.write_then(data, req.offset, fua, done);
 }
 
 fn discard(s: &mut UnixStream, mut left: u64, buf: &mut [u8]) -> io::Result<()> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
 
 use crate::daemon::replica::engine::{Client, Engine};
-use crate::export::backend::Backend;
+use crate::export::backend::{Backend, WriteDone};
 
 pub struct ReplicaBackend {
     pub engine: Arc<Engine>,
@@ -51,26 +51,24 @@ impl Backend for ReplicaBackend {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64, fua: bool) -> io::Result<()> {
-        self.write_owned(buf.to_vec(), offset, fua).0
+        let (tx, rx) = channel();
+        let done = WriteDone::new(move |r, _| {
+            let _ = tx.send(r);
+        });
+        self.write_then(buf.to_vec(), offset, fua, done);
+        rx.recv().map_err(|_| failed())?
     }
 
-    /// The buffer comes back once neither the disk nor the link holds it.
-    fn write_owned(
-        &self,
-        data: Vec<u8>,
-        offset: u64,
-        fua: bool,
-    ) -> (io::Result<()>, Option<Vec<u8>>) {
-        match self.ask(|reply| Client::Write {
+    /// Answered by whichever thread completes the write (protocol C: the
+    /// link's reader, at the peer's acknowledgement), after the engine's
+    /// lock is let go.
+    fn write_then(&self, data: Vec<u8>, offset: u64, fua: bool, done: WriteDone) {
+        self.engine.client(Client::Write {
             offset,
             data,
             fua,
-            reply,
-        }) {
-            Ok((true, back)) => (Ok(()), back),
-            Ok((false, back)) => (Err(failed()), back),
-            Err(e) => (Err(e), None),
-        }
+            done,
+        });
     }
 
     fn flush(&self) -> io::Result<()> {
@@ -89,7 +87,7 @@ impl Backend for ReplicaBackend {
         let end = offset.checked_add(len).ok_or_else(failed)?;
         while at < end {
             let n = ZERO_CHUNK.min(end - at);
-            self.write_owned(vec![0u8; n as usize], at, fua).0?;
+            self.write_at(&vec![0u8; n as usize], at, fua)?;
             at += n;
         }
         Ok(())

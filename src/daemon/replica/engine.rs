@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::daemon::replica::disk::{DiskIo, Done, Job};
 use crate::daemon::replica::link::Out;
 use crate::daemon::replica::status::Snapshot;
+use crate::export::backend::WriteDone;
 use crate::replication::core::{
     Action, Buf, Event, FenceInput, FenceView, Input, Msg, Replica, ReqId,
 };
@@ -54,7 +55,7 @@ pub enum Client {
         offset: u64,
         data: Vec<u8>,
         fua: bool,
-        reply: Sender<(bool, Option<Vec<u8>>)>,
+        done: WriteDone,
     },
     Read {
         offset: u64,
@@ -86,7 +87,7 @@ pub enum Admin {
 
 enum Waiter {
     Done(Sender<bool>),
-    Written(Sender<(bool, Option<Vec<u8>>)>),
+    Written(WriteDone),
     Data(Sender<Option<Vec<u8>>>),
 }
 
@@ -105,6 +106,9 @@ struct State {
     disk: Option<Arc<DiskIo>>,
     bufs: HashMap<Buf, Arc<Vec<u8>>>,
     waiters: HashMap<ReqId, Waiter>,
+    /// Writes answered under the lock, to be told after it is let go (a
+    /// client's socket is never written while the engine is held).
+    answered: Vec<(WriteDone, bool, Option<Vec<u8>>)>,
     next_req: u64,
     link: Option<Arc<Out>>,
     /// The states last logged (each change is logged once).
@@ -170,6 +174,7 @@ impl Engine {
                 disk: disk.map(Arc::new),
                 bufs: HashMap::new(),
                 waiters: HashMap::new(),
+                answered: Vec::new(),
                 next_req: 0,
                 link: None,
                 logged: None,
@@ -245,7 +250,7 @@ impl Engine {
     /// Runs the core on `input` under the lock; returns the I/O to do.
     fn locked(&self, data: Option<(Buf, Vec<u8>)>, input: Input, mode: Mode) -> Vec<Step> {
         let now = self.now();
-        let (steps, link) = {
+        let (steps, link, answered) = {
             let mut st = self.lock();
             if let Some((buf, data)) = data {
                 st.bufs.insert(buf, Arc::new(data));
@@ -253,11 +258,12 @@ impl Engine {
             let actions = st.core.on(input, now);
             let steps = self.apply(&mut st, actions);
             let link = (mode != Mode::Batched).then(|| st.link.clone()).flatten();
-            (steps, link)
+            (steps, link, std::mem::take(&mut st.answered))
         };
         if let Some(l) = link {
             l.kick();
         }
+        tell(answered);
         steps
     }
 
@@ -313,11 +319,11 @@ impl Engine {
                     offset,
                     data,
                     fua,
-                    reply,
+                    done,
                 } => {
                     let len = data.len() as u32;
                     st.bufs.insert(Buf::App(req), Arc::new(data));
-                    st.waiters.insert(req, Waiter::Written(reply));
+                    st.waiters.insert(req, Waiter::Written(done));
                     Input::Write {
                         req,
                         offset,
@@ -390,13 +396,15 @@ impl Engine {
             self.await_peer_flush();
         }
         let now = self.now();
-        let steps = {
+        let (steps, answered) = {
             let mut st = self.lock();
             let actions = self.admin_actions(&mut st, a, now)?;
             tracing::info!(replica = %self.name, "{a:?} done");
-            self.apply(&mut st, actions)
+            let steps = self.apply(&mut st, actions);
+            (steps, std::mem::take(&mut st.answered))
         };
         self.send_queued();
+        tell(answered);
         self.drive(steps.into(), Mode::Blocking);
         Ok(())
     }
@@ -700,15 +708,26 @@ fn step_of(frame: Frame) -> Option<Step> {
     Some(Step::FeedWithData(input, buf, data))
 }
 
+fn tell(answered: Vec<(WriteDone, bool, Option<Vec<u8>>)>) {
+    for (done, ok, back) in answered {
+        let result = if ok {
+            Ok(())
+        } else {
+            Err(std::io::Error::from_raw_os_error(nix::libc::EIO))
+        };
+        done.finish(result, back);
+    }
+}
+
 fn complete(st: &mut State, req: ReqId, ok: bool) {
     let data = st.bufs.remove(&Buf::App(req));
     match st.waiters.remove(&req) {
         Some(Waiter::Done(tx)) => {
             let _ = tx.send(ok);
         }
-        Some(Waiter::Written(tx)) => {
+        Some(Waiter::Written(done)) => {
             let back = data.and_then(|d| Arc::try_unwrap(d).ok());
-            let _ = tx.send((ok, back));
+            st.answered.push((done, ok, back));
         }
         Some(Waiter::Data(tx)) => {
             let data = data
