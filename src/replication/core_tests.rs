@@ -946,6 +946,35 @@ fn a_write_the_peer_has_not_flushed_is_marked_when_the_link_drops() {
     assert_eq!(r.out_of_sync_bytes(), 0);
 }
 
+/// Barriers go at most one per `BARRIER_GAP`: a write written on the
+/// peer right after one waits for the next tick, which sends it. One per
+/// burst made the peer write back every write as it came.
+#[test]
+fn barriers_are_spaced_and_a_tick_sends_the_one_that_waited() {
+    let mut r = promoted(Protocol::C);
+    let a = write(&mut r);
+    let first = sent_seq(&a);
+    written(&mut r, 1, 4);
+    let a = ack(&mut r, first, AckKind::Written, 5);
+    let barrier = flush_to_peer(&a).expect("the first barrier goes at once");
+    ack(&mut r, barrier, AckKind::Flushed, 6);
+    let a = write_at(&mut r, 2, 16384, 6);
+    let a = settle(&mut r, a);
+    let second = sent_seq(&a);
+    written(&mut r, 2, 6);
+    let a = ack(&mut r, second, AckKind::Written, 7);
+    assert_eq!(completed(&a), Some(true), "answered without waiting");
+    assert_eq!(flush_to_peer(&a), None, "2 ms after the last barrier");
+    assert!(r.awaits_peer_flush());
+    let due = r.next_wakeup().expect("a tick is asked for");
+    assert!(due <= t(10), "the barrier waits at most the gap: {due:?}");
+    let a = r.on(Input::Tick, t(10));
+    let barrier = flush_to_peer(&a).expect("the tick sends the barrier");
+    assert!(barrier > second);
+    ack(&mut r, barrier, AckKind::Flushed, 11);
+    assert!(!r.awaits_peer_flush());
+}
+
 /// The peer's acknowledgement may come before the local write completes:
 /// the link dropping in between must mark the write all the same.
 #[test]

@@ -282,15 +282,23 @@ impl Replica {
         }
     }
 
-    /// Asks the peer to flush what it wrote, unless such a flush runs.
-    fn send_barrier(&mut self, out: &mut Vec<Action>) {
-        let waiting = self.unstable.values().any(|u| u.marked.is_none());
-        if self.barrier.is_some() || !waiting || self.connection != Connection::Connected {
+    /// Writes wait for a barrier, none runs, and the link is up.
+    pub(super) fn barrier_due(&self) -> bool {
+        self.barrier.is_none()
+            && self.connection == Connection::Connected
+            && self.unstable.values().any(|u| u.marked.is_none())
+    }
+
+    /// Asks the peer to flush what it wrote, unless such a flush runs or
+    /// the last one went less than `BARRIER_GAP` ago (a tick sends it).
+    pub(super) fn send_barrier(&mut self, out: &mut Vec<Action>) {
+        if !self.barrier_due() || self.now < self.barrier_at + super::BARRIER_GAP {
             return;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.barrier = Some(seq);
+        self.barrier_at = self.now;
         self.send(Msg::Flush { seq }, None, out);
     }
 

@@ -87,6 +87,12 @@ const SYNC_CHUNK: u64 = 256 << 10;
 const WORDS_PER_BLOCK: u64 = 512;
 /// How long cleared bitmap bits may wait before being written.
 const LAZY_BITMAP: Duration = Duration::from_secs(1);
+/// Least time between two barriers (the peer's flush of the mirrored
+/// writes it holds in its disk's cache). One after every burst made the
+/// peer write back each write as it came; the writes that wait longer
+/// for theirs only keep their activity-log extents longer, and are
+/// marked out of sync all the same if the connection goes first.
+const BARRIER_GAP: Duration = Duration::from_millis(5);
 
 /// A client write in flight.
 #[derive(Debug, Clone)]
@@ -234,6 +240,8 @@ pub struct Replica {
     unstable: BTreeMap<u64, Unstable>,
     /// The flush this side sent to make them durable, while it runs.
     barrier: Option<u64>,
+    /// When the last barrier was sent.
+    barrier_at: Timestamp,
     bm: BitmapPersist,
     sync: sync::SyncState,
     handshake: handshake::Exchange,
@@ -337,6 +345,7 @@ impl Replica {
             al_guard: None,
             unstable: BTreeMap::new(),
             barrier: None,
+            barrier_at: Timestamp::ZERO,
             bm: BitmapPersist::default(),
             sync: sync::SyncState::default(),
             handshake: handshake::Exchange::default(),
@@ -514,6 +523,9 @@ impl Replica {
         if let Some(since) = self.bm.since {
             t.push(since + LAZY_BITMAP);
         }
+        if self.barrier_due() {
+            t.push(self.barrier_at + BARRIER_GAP);
+        }
         if let Some(at) = self.sync.budget_at(self.now) {
             t.push(at);
         }
@@ -574,6 +586,7 @@ impl Replica {
             if self.now.since(self.last_send) >= self.ping_interval() {
                 self.send(Msg::Ping, None, out);
             }
+            self.send_barrier(out);
         }
         if self
             .bm
