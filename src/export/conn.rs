@@ -18,8 +18,13 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use nix::sys::socket::{MsgFlags, send};
 
 /// Write payload bytes in flight per connection above which no further
-/// request is read until some are answered: what a client can pin.
+/// request is read until some are answered: what a client can pin (plus
+/// the one request read before the check, up to 32 MiB).
 const IN_FLIGHT_BYTES: usize = 64 << 20;
+/// What a write counts for at least: each one in flight also holds
+/// bookkeeping in the replica and a queued reply, so empty or tiny
+/// writes are bounded in number too (at most 16384 in flight).
+const WRITE_COST_MIN: usize = 4 << 10;
 /// Answered writes' buffers kept for the next ones (not the larger ones).
 const SPARE_BUFFERS: usize = 16;
 const SPARE_MAX_LEN: usize = 4 << 20;
@@ -147,7 +152,7 @@ impl Conn {
                     MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
                 ) {
                     Ok(n) => &reply[n.min(reply.len())..],
-                    Err(nix::errno::Errno::EAGAIN) => reply,
+                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => reply,
                     Err(e) => {
                         drop(out);
                         self.broken(&w, e.into());
@@ -227,7 +232,7 @@ impl Conn {
     pub fn started(&self, len: usize) -> Vec<u8> {
         let mut f = lock(&self.flight);
         f.writes += 1;
-        f.bytes += len;
+        f.bytes += len.max(WRITE_COST_MIN);
         drop(f);
         lock(&self.spare).pop().unwrap_or_default()
     }
@@ -244,7 +249,7 @@ impl Conn {
         }
         let mut f = lock(&self.flight);
         f.writes -= 1;
-        f.bytes -= len;
+        f.bytes -= len.max(WRITE_COST_MIN);
         if std::mem::take(&mut f.waiting) {
             self.flight_moved.notify_all();
         }

@@ -351,6 +351,11 @@ fn next_request(conn: &Conn, payload: &mut Vec<u8>) -> Option<Job> {
             None
         }
         Err(e) => {
+            // A client that broke the protocol is not read again; nor is
+            // it waited for to read the replies still queued for it.
+            if e.kind() == io::ErrorKind::InvalidData {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
             conn.end(Some(e));
             None
         }

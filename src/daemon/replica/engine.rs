@@ -2,8 +2,10 @@
 //! workers (client requests), the link's reader (frames from the peer),
 //! the disk workers (completions), a timer thread and the bus (admin).
 //! Whoever feeds an input carries out what the core asks at once: cheap
-//! actions under the lock (queueing frames in the core's order, answering
-//! waiters), then sending the queue and the disk I/O after it. A request
+//! actions under the lock (queueing frames in the core's order, taking
+//! the answers to waiters), then sending the queue, answering (a write's
+//! answer sends the client's reply: never under the lock) and the disk
+//! I/O after it. A request
 //! so crosses as few threads as possible: on a busy two-core machine each
 //! crossing costs tens of µs, more than the work it hands over.
 
@@ -31,11 +33,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// What the thread feeding an input may wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// A thread that waits for its request anyway (an export worker, a
-    /// disk worker, the bus): it does the disk I/O itself.
+    /// A thread that may wait for the disk (an export worker starting a
+    /// request, a disk worker, the bus): it does the disk I/O itself.
     Blocking,
     /// The link's reader or the timer: writes here; flushes (a barrier
-    /// after each burst of mirrored writes: the frames behind one need
+    /// at most every 5 ms of mirrored writes: the frames behind one need
     /// not wait for it) and reads (resync, verify: many at once) go to
     /// the disk workers.
     Background,
@@ -285,6 +287,11 @@ impl Engine {
         // whoever moves the wakeup earlier notifies under this lock, so
         // the change is either seen here or wakes the wait.
         let g = self.timer.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Until the wait below is planned, any wakeup recorded counts as
+        // earlier: a thread that moved it after the read below then
+        // notifies (blocking on the timer's lock until the wait starts)
+        // instead of comparing with a plan already past.
+        self.planned.store(u64::MAX, Ordering::SeqCst);
         let next = self.lock().core.next_wakeup();
         let now = self.now();
         if next.is_some_and(|t| t <= now) {

@@ -292,13 +292,16 @@ impl Replica {
     /// Asks the peer to flush what it wrote, unless such a flush runs or
     /// the last one went less than `BARRIER_GAP` ago (a tick sends it).
     pub(super) fn send_barrier(&mut self, out: &mut Vec<Action>) {
-        if !self.barrier_due() || self.now < self.barrier_at + super::BARRIER_GAP {
+        let spaced = self
+            .barrier_at
+            .is_none_or(|at| self.now >= at + super::BARRIER_GAP);
+        if !self.barrier_due() || !spaced {
             return;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.barrier = Some(seq);
-        self.barrier_at = self.now;
+        self.barrier_at = Some(self.now);
         self.send(Msg::Flush { seq }, None, out);
     }
 

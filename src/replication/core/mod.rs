@@ -240,8 +240,8 @@ pub struct Replica {
     unstable: BTreeMap<u64, Unstable>,
     /// The flush this side sent to make them durable, while it runs.
     barrier: Option<u64>,
-    /// When the last barrier was sent.
-    barrier_at: Timestamp,
+    /// When the last barrier was sent (None: none yet).
+    barrier_at: Option<Timestamp>,
     bm: BitmapPersist,
     sync: sync::SyncState,
     handshake: handshake::Exchange,
@@ -345,7 +345,7 @@ impl Replica {
             al_guard: None,
             unstable: BTreeMap::new(),
             barrier: None,
-            barrier_at: Timestamp::ZERO,
+            barrier_at: None,
             bm: BitmapPersist::default(),
             sync: sync::SyncState::default(),
             handshake: handshake::Exchange::default(),
@@ -524,7 +524,7 @@ impl Replica {
             t.push(since + LAZY_BITMAP);
         }
         if self.barrier_due() {
-            t.push(self.barrier_at + BARRIER_GAP);
+            t.push(self.barrier_at.map_or(self.now, |at| at + BARRIER_GAP));
         }
         if let Some(at) = self.sync.budget_at(self.now) {
             t.push(at);
