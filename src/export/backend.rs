@@ -34,6 +34,11 @@ pub trait Backend: Send + Sync {
     fn write_zeroes(&self, offset: u64, len: u64, may_punch: bool, fua: bool) -> io::Result<()>;
 }
 
+/// What a write that failed in the backend answers (NBD's EIO).
+pub fn eio() -> io::Error {
+    io::Error::from_raw_os_error(nix::libc::EIO)
+}
+
 type Answer = Box<dyn FnOnce(io::Result<()>, Option<Vec<u8>>) + Send>;
 
 /// How a write started with `write_then` is answered: exactly once, with
@@ -58,7 +63,7 @@ impl WriteDone {
 impl Drop for WriteDone {
     fn drop(&mut self) {
         if let Some(f) = self.0.take() {
-            f(Err(io::Error::from_raw_os_error(nix::libc::EIO)), None);
+            f(Err(eio()), None);
         }
     }
 }

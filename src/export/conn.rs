@@ -143,37 +143,29 @@ impl Conn {
     /// once if the stream is free and the socket takes it whole, else
     /// through the sender thread.
     pub fn reply_soon(&self, reply: &[u8]) {
-        if let Ok(w) = self.writer.try_lock() {
-            let mut out = lock(&self.outbox);
-            if out.bytes.is_empty() {
-                let left = match send(
-                    w.as_raw_fd(),
-                    reply,
-                    MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-                ) {
-                    Ok(n) => &reply[n.min(reply.len())..],
-                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => reply,
-                    Err(e) => {
-                        drop(out);
-                        self.broken(&w, e.into());
-                        return;
-                    }
-                };
-                if left.is_empty() {
+        // Held (if free) until the reply is queued: nothing can come
+        // between a reply's head and its tail.
+        let w = self.writer.try_lock().ok();
+        let mut out = lock(&self.outbox);
+        let mut left = reply;
+        if let Some(w) = &w
+            && out.bytes.is_empty()
+        {
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            match send(w.as_raw_fd(), reply, flags) {
+                Ok(n) => left = &reply[n.min(reply.len())..],
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    drop(out);
+                    self.broken(w, e.into());
                     return;
                 }
-                // Queued while the stream is held: nothing can come
-                // between a reply's head and its tail.
-                out.bytes.extend_from_slice(left);
-                self.outbox_ready.notify_one();
-                return;
             }
-            out.bytes.extend_from_slice(reply);
-            self.outbox_ready.notify_one();
-            return;
         }
-        lock(&self.outbox).bytes.extend_from_slice(reply);
-        self.outbox_ready.notify_one();
+        if !left.is_empty() {
+            out.bytes.extend_from_slice(left);
+            self.outbox_ready.notify_one();
+        }
     }
 
     /// The sender thread: sends queued replies, blocking on a client that
@@ -192,11 +184,7 @@ impl Conn {
                     return;
                 }
             }
-            let w = lock(&self.writer);
-            let queued = std::mem::take(&mut lock(&self.outbox).bytes);
-            if let Err(e) = (&*w).write_all(&queued) {
-                self.broken(&w, e);
-            }
+            self.reply(&[]);
         }
     }
 

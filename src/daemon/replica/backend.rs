@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
 
 use crate::daemon::replica::engine::{Client, Engine};
-use crate::export::backend::{Backend, WriteDone};
+use crate::export::backend::{Backend, WriteDone, eio};
 
 pub struct ReplicaBackend {
     pub engine: Arc<Engine>,
@@ -17,15 +17,11 @@ pub struct ReplicaBackend {
 /// Largest piece a zeroing request is cut into (one NBD request's worth).
 const ZERO_CHUNK: u64 = 4 << 20;
 
-fn failed() -> io::Error {
-    io::Error::from_raw_os_error(nix::libc::EIO)
-}
-
 impl ReplicaBackend {
     fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Client) -> io::Result<T> {
         let (tx, rx) = channel();
         self.engine.client(make(tx));
-        rx.recv().map_err(|_| failed())
+        rx.recv().map_err(|_| eio())
     }
 }
 
@@ -42,9 +38,9 @@ impl Backend for ReplicaBackend {
         let len = buf.len() as u32;
         let data = self
             .ask(|reply| Client::Read { offset, len, reply })?
-            .ok_or_else(failed)?;
+            .ok_or_else(eio)?;
         if data.len() != buf.len() {
-            return Err(failed());
+            return Err(eio());
         }
         buf.copy_from_slice(&data);
         Ok(())
@@ -56,7 +52,7 @@ impl Backend for ReplicaBackend {
             let _ = tx.send(r);
         });
         self.write_then(buf.to_vec(), offset, fua, done);
-        rx.recv().map_err(|_| failed())?
+        rx.recv().map_err(|_| eio())?
     }
 
     /// Answered by whichever thread completes the write (protocol C: the
@@ -73,7 +69,7 @@ impl Backend for ReplicaBackend {
 
     fn flush(&self) -> io::Result<()> {
         let ok = self.ask(|reply| Client::Flush { reply })?;
-        ok.then_some(()).ok_or_else(failed)
+        ok.then_some(()).ok_or_else(eio)
     }
 
     /// Trim does nothing: punching a hole on one side only would make the
@@ -84,7 +80,7 @@ impl Backend for ReplicaBackend {
 
     fn write_zeroes(&self, offset: u64, len: u64, _may_punch: bool, fua: bool) -> io::Result<()> {
         let mut at = offset;
-        let end = offset.checked_add(len).ok_or_else(failed)?;
+        let end = offset.checked_add(len).ok_or_else(eio)?;
         while at < end {
             let n = ZERO_CHUNK.min(end - at);
             self.write_at(&vec![0u8; n as usize], at, fua)?;

@@ -5,9 +5,9 @@
 //! actions under the lock (queueing frames in the core's order, taking
 //! the answers to waiters), then sending the queue, answering (a write's
 //! answer sends the client's reply: never under the lock) and the disk
-//! I/O after it. A request
-//! so crosses as few threads as possible: on a busy two-core machine each
-//! crossing costs tens of µs, more than the work it hands over.
+//! I/O after it. A request so crosses as few threads as possible: on a
+//! busy two-core machine each crossing costs tens of µs, more than the
+//! work it hands over.
 
 use crate::host::message_ids as ids;
 use std::collections::{HashMap, VecDeque};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::daemon::replica::disk::{DiskIo, Done, Job};
 use crate::daemon::replica::link::Out;
 use crate::daemon::replica::status::Snapshot;
-use crate::export::backend::WriteDone;
+use crate::export::backend::{WriteDone, eio};
 use crate::replication::core::{
     Action, Buf, Event, FenceInput, FenceView, Input, Msg, Replica, ReqId,
 };
@@ -696,33 +696,29 @@ impl Engine {
 /// What a frame from the peer feeds the core (with its payload into the
 /// buffer it names); None for a payload on a message that has none.
 fn step_of(frame: Frame) -> Option<Step> {
-    let input = Input::Received {
-        msg: frame.msg,
-        payload: frame.payload.is_some(),
-    };
     let Some(data) = frame.payload else {
+        let input = Input::Received {
+            msg: frame.msg,
+            payload: false,
+        };
         return Some(Step::Feed(input));
     };
-    let Input::Received { msg, .. } = &input else {
-        return None;
-    };
-    let buf = match msg {
+    let buf = match &frame.msg {
         Msg::Data { seq, .. } => Buf::Peer(*seq),
         Msg::ResyncData { id, .. } => Buf::ResyncIn(*id),
         Msg::ReadReply { id, .. } => Buf::App(ReqId(*id)),
         _ => return None,
+    };
+    let input = Input::Received {
+        msg: frame.msg,
+        payload: true,
     };
     Some(Step::FeedWithData(input, buf, data))
 }
 
 fn tell(answered: Vec<(WriteDone, bool, Option<Vec<u8>>)>) {
     for (done, ok, back) in answered {
-        let result = if ok {
-            Ok(())
-        } else {
-            Err(std::io::Error::from_raw_os_error(nix::libc::EIO))
-        };
-        done.finish(result, back);
+        done.finish(if ok { Ok(()) } else { Err(eio()) }, back);
     }
 }
 
