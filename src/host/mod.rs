@@ -7,6 +7,7 @@ pub mod message_ids;
 pub mod mountinfo;
 pub mod notify;
 pub mod ocf;
+pub mod pagecache;
 pub mod ping;
 pub mod recv;
 pub mod udp;

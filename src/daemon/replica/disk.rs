@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use crate::config::VerifyAlg;
 use crate::daemon::replica::engine::Engine;
+use crate::host::pagecache;
 use crate::replication::core::{Buf, Input, MetaWrite};
 use crate::replication::md_io::MdDisk;
 
@@ -88,6 +89,8 @@ impl DiskIo {
     /// when this is dropped.
     pub fn start(md: MdDisk, engine: Weak<Engine>, verify: VerifyAlg) -> std::io::Result<DiskIo> {
         let file = md.data_file().try_clone()?;
+        // Advice only: a disk that refuses it (none known) works as before.
+        let _ = pagecache::no_readahead(&file);
         let disk = Arc::new(Disk {
             file,
             md: Mutex::new(md),
@@ -136,6 +139,10 @@ impl Disk {
             Job::Read { buf, offset, len } => {
                 let mut data = vec![0u8; len as usize];
                 let ok = self.file.read_exact_at(&mut data, offset).is_ok();
+                // Read for the peer or a checksum, not for a client.
+                if matches!(buf, Buf::ResyncOut(_) | Buf::Verify(_)) {
+                    let _ = pagecache::drop_cached(&self.file, offset, u64::from(len));
+                }
                 let digest = if matches!(buf, Buf::Verify(_)) && ok {
                     digest(self.verify, &data)
                 } else {
@@ -149,7 +156,7 @@ impl Disk {
                 data,
                 fua,
             } => {
-                let mut ok = self.file.write_all_at(&data, offset).is_ok();
+                let mut ok = pagecache::write_all_at(&self.file, &data, offset).is_ok();
                 if ok && fua {
                     ok = self.file.sync_data().is_ok();
                 }
