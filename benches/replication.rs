@@ -90,11 +90,7 @@ fn both_disks_latency(lab: &Lab) -> f64 {
 
 /// Writes back and drops what the page cache holds of `path`.
 fn uncache(path: &Path) {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("backing file");
+    let f = std::fs::File::open(path).expect("backing file");
     f.sync_data().expect("fdatasync");
     let len = f.metadata().expect("size").len();
     duet::host::pagecache::drop_cached(&f, 0, len).expect("fadvise");

@@ -2,19 +2,17 @@
 //! writes in pieces of at most `PIECE` bytes, aligned to it, and reads
 //! without readahead, so that the cache holds the disk in small folios.
 //!
-//! Why: Linux 6.x keeps a file's cache in folios as large as the write
-//! or the readahead that filled them (up to 2 MiB), and ext4 walks every
-//! block of a folio on each write into it (its buffer heads; a block
-//! device's cache keeps them too). Replicas take small random writes all day: on the lab machine
-//! a 4 KiB write into the Primary's cache (filled by the full sync's
-//! readahead) cost 43 µs against 9 µs on the peer, and nbdkit's file
-//! plugin took 4 KiB random writes at depth 32 at 30k IOPS on a file
-//! filled by 1 MiB writes, 142k on one filled by 64 KiB writes
-//! (docs/performance.md). Readahead would build large folios from the
-//! reads; the client's own readahead, above the exported device, is the
-//! one that counts, as with DRBD, which reads its backing device without
-//! any. A resync's or a verify's reads are for the peer or a checksum,
-//! not for a client: they leave nothing in the cache.
+//! Why: Linux keeps a file's cache in folios as large as the write or
+//! the readahead that filled them (ext4 since 6.16: up to 2 MiB), and ext4
+//! walks every block of a folio on each write into it. Replicas take
+//! small random writes all day, and a 4 KiB write into a 2 MiB folio cost
+//! several times one into a 64 KiB folio (docs/performance.md has the
+//! figures). 16 KiB pieces measured faster still for random writes; 64
+//! KiB keeps a large write to a few calls. Readahead would build large
+//! folios from the reads; the client's own readahead, above the exported
+//! device, is the one that counts, as with DRBD, which reads its backing
+//! device without any. A resync's or a verify's reads are for the peer
+//! or a checksum: they are dropped from the cache once read.
 
 use std::fs::File;
 use std::io;
@@ -28,13 +26,14 @@ pub const PIECE: u64 = 64 << 10;
 
 /// The pieces of a write of `len` bytes at `offset`: where each goes and
 /// which bytes of the buffer it takes.
+/// Ends early at the end of the offsets (no file reaches it).
 pub fn pieces(offset: u64, len: usize) -> impl Iterator<Item = (u64, Range<usize>)> {
     let mut done = 0usize;
     std::iter::from_fn(move || {
         if done >= len {
             return None;
         }
-        let at = offset + done as u64;
+        let at = offset.checked_add(done as u64)?;
         let room = usize::try_from(PIECE - at % PIECE).unwrap_or(usize::MAX);
         let n = room.min(len - done);
         let piece = (at, done..done + n);
@@ -58,9 +57,14 @@ pub fn no_readahead(file: &File) -> io::Result<()> {
 }
 
 /// Drops what the cache holds of a range read for someone else (a
-/// resync's or a verify's reads): it would crowd out the client's data,
-/// in the large folios its readahead built. Dirty pages stay.
+/// resync's or a verify's reads), so that it does not crowd out the
+/// client's data. Clean pages of the range go, the client's too; dirty
+/// ones stay (the kernel starts writing them back). An empty range drops
+/// nothing (to fadvise, a length of 0 means up to the end).
 pub fn drop_cached(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     };
@@ -122,22 +126,39 @@ mod tests {
     }
 
     #[test]
+    fn the_last_offsets_end_the_pieces() {
+        assert_eq!(all(u64::MAX - 10, 100).len(), 1);
+    }
+
+    #[test]
+    fn a_write_that_fails_says_so() {
+        let path = std::env::temp_dir().join(format!("duet-pagecache-ro-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 16]).expect("temp file");
+        let ro = File::open(&path);
+        let _ = std::fs::remove_file(&path);
+        let ro = ro.expect("open read-only");
+        assert!(write_all_at(&ro, &[1u8; 200_000], 0).is_err());
+    }
+
+    #[test]
     fn the_written_bytes_land_where_they_belong() {
-        let dir = std::env::temp_dir().join(format!("duet-pagecache-{}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("duet-pagecache-{}", std::process::id()));
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(true)
             .read(true)
             .write(true)
-            .open(&dir)
+            .open(&path)
             .expect("temp file");
-        let _ = std::fs::remove_file(&dir);
+        // Unlinked at once: gone whatever the test does next.
+        let _ = std::fs::remove_file(&path);
         no_readahead(&file).expect("fadvise");
         write_all_at(&file, &data, 1000).expect("write");
         let mut back = vec![0u8; data.len()];
         file.read_exact_at(&mut back, 1000).expect("read");
         assert_eq!(back, data);
+        drop_cached(&file, 0, 0).expect("an empty range");
         drop_cached(&file, 0, 1 << 20).expect("fadvise");
         file.read_exact_at(&mut back, 1000).expect("read again");
         assert_eq!(back, data);

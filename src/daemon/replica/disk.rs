@@ -136,20 +136,7 @@ fn work(disk: &Disk, rx: &Mutex<Receiver<Job>>, engine: &Weak<Engine>) {
 impl Disk {
     fn execute(&self, job: Job) -> Done {
         match job {
-            Job::Read { buf, offset, len } => {
-                let mut data = vec![0u8; len as usize];
-                let ok = self.file.read_exact_at(&mut data, offset).is_ok();
-                // Read for the peer or a checksum, not for a client.
-                if matches!(buf, Buf::ResyncOut(_) | Buf::Verify(_)) {
-                    let _ = pagecache::drop_cached(&self.file, offset, u64::from(len));
-                }
-                let digest = if matches!(buf, Buf::Verify(_)) && ok {
-                    digest(self.verify, &data)
-                } else {
-                    0
-                };
-                Done::WithData(Input::ReadDone { buf, ok, digest }, buf, data)
-            }
+            Job::Read { buf, offset, len } => self.read(buf, offset, len),
             Job::Write {
                 buf,
                 offset,
@@ -171,6 +158,21 @@ impl Disk {
                 Done::Input(Input::MetaDone { token, ok })
             }
         }
+    }
+
+    fn read(&self, buf: Buf, offset: u64, len: u32) -> Done {
+        let mut data = vec![0u8; len as usize];
+        let ok = self.file.read_exact_at(&mut data, offset).is_ok();
+        // Read for the peer or a checksum, not for a client.
+        if matches!(buf, Buf::ResyncOut(_) | Buf::Verify(_)) {
+            let _ = pagecache::drop_cached(&self.file, offset, u64::from(len));
+        }
+        let digest = if matches!(buf, Buf::Verify(_)) && ok {
+            digest(self.verify, &data)
+        } else {
+            0
+        };
+        Done::WithData(Input::ReadDone { buf, ok, digest }, buf, data)
     }
 
     fn meta(&self, write: MetaWrite) -> std::io::Result<()> {
