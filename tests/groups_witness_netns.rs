@@ -362,11 +362,20 @@ fn data_nodes_cut_apart(never_stopped: bool) {
         |s| netns::state_of(s, "node1").as_deref() == Some("dead") && s["quorate"] == false,
     );
     let settled = cut.elapsed();
+    // node1 may see node2 dead a moment after node2 saw it: until then
+    // it is still quorate with the witness's vote for both, which the
+    // watch below must not take for the state after the split.
     lab.wait_status(
         "node1",
         SETTLE,
-        "node1 quorate with the witness's vote",
-        |s| s["quorate"] == true && s["witness_vote"] == true && group(s)["state"] == "running",
+        "node1 to see node2 dead and be quorate with the witness's vote for it alone",
+        |s| {
+            netns::state_of(s, "node2").as_deref() == Some("dead")
+                && names(&s["witness_votes_for"]) == ["node1"]
+                && s["quorate"] == true
+                && s["witness_vote"] == true
+                && group(s)["state"] == "running"
+        },
     );
     // Several deadtimes past the split: node2 never starts svc, node1
     // keeps it running and stays quorate with the witness's vote.
