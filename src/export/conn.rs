@@ -9,11 +9,12 @@
 //! sends a reply only if the socket takes it now, else queues it for the
 //! connection's sender thread.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use nix::sys::socket::{MsgFlags, send};
 
@@ -25,8 +26,12 @@ const IN_FLIGHT_BYTES: usize = 64 << 20;
 /// bookkeeping in the replica and a queued reply, so empty or tiny
 /// writes are bounded in number too (at most 16384 in flight).
 const WRITE_COST_MIN: usize = 4 << 10;
-/// Answered writes' buffers kept for the next ones (not the larger ones).
-const SPARE_BUFFERS: usize = 16;
+/// Answered writes' buffers kept for the next ones, up to this many
+/// bytes (not the larger ones). Enough for every 4 KiB write of a
+/// depth-32 burst and then some: a buffer that finds the spares full is
+/// freed, and the next write beyond them allocates and mlocks a fresh one
+/// (a third of the writes at depth 32 did, with room for 16 buffers).
+const SPARE_BYTES: usize = 16 << 20;
 const SPARE_MAX_LEN: usize = 4 << 20;
 /// Queued replies beyond which the next request waits until they are
 /// sent: a client that sends writes without reading their replies is
@@ -48,7 +53,14 @@ pub struct Conn {
     outbox_ready: Condvar,
     flight: Mutex<Flight>,
     flight_moved: Condvar,
-    spare: Mutex<Vec<Vec<u8>>>,
+    spare: Mutex<Spare>,
+}
+
+/// Buffers for the next writes' payloads, and their bytes.
+#[derive(Default)]
+struct Spare {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
 }
 
 /// Whole replies (or the tail of one the socket took only part of), in
@@ -67,6 +79,32 @@ struct Flight {
     /// Someone waits for room or for the last write: only then is a
     /// completion worth a wakeup.
     waiting: bool,
+}
+
+thread_local! {
+    /// The connections whose replies this thread holds back, while it
+    /// does (`hold_replies`).
+    static HELD: RefCell<Option<Vec<Arc<Conn>>>> = const { RefCell::new(None) };
+}
+
+/// From now on, replies this thread sends with `reply_soon` wait in their
+/// connection's outbox until `send_held`: a thread that answers a batch
+/// of writes at once (the link's reader, with a read's worth of the
+/// peer's acknowledgements) sends each client one reply for them all,
+/// not one send per write.
+pub fn hold_replies() {
+    HELD.with(|h| {
+        h.borrow_mut().get_or_insert_with(Vec::new);
+    });
+}
+
+/// Sends what this thread held back since `hold_replies`, and holds no
+/// more.
+pub fn send_held() {
+    let held = HELD.with(|h| h.borrow_mut().take());
+    for c in held.into_iter().flatten() {
+        c.send_soon(&[]);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -141,19 +179,46 @@ impl Conn {
 
     /// Sends a reply from a thread that must not wait for the client: at
     /// once if the stream is free and the socket takes it whole, else
-    /// through the sender thread.
-    pub fn reply_soon(&self, reply: &[u8]) {
-        // Held (if free) until the reply is queued: nothing can come
-        // between a reply's head and its tail.
+    /// through the sender thread. On a thread holding replies back
+    /// (`hold_replies`), it is queued until `send_held`.
+    pub fn reply_soon(self: &Arc<Self>, reply: &[u8]) {
+        let held = HELD.with(|h| match h.borrow_mut().as_mut() {
+            Some(conns) => {
+                if !conns.iter().any(|c| Arc::ptr_eq(c, self)) {
+                    conns.push(Arc::clone(self));
+                }
+                true
+            }
+            None => false,
+        });
+        if held {
+            lock(&self.outbox).bytes.extend_from_slice(reply);
+        } else {
+            self.send_soon(reply);
+        }
+    }
+
+    /// `reply` after what the outbox holds: sent at once as far as the
+    /// socket takes it if the stream is free, the rest by the sender
+    /// thread.
+    fn send_soon(&self, reply: &[u8]) {
+        // Held (if free) until the rest is queued: nothing can come
+        // between a reply's head and its tail. With the stream held, the
+        // outbox can go out from here: nobody else is halfway through a
+        // send.
         let w = self.writer.try_lock().ok();
         let mut out = lock(&self.outbox);
-        let mut left = reply;
-        if let Some(w) = &w
-            && out.bytes.is_empty()
-        {
+        if out.bytes.is_empty() && reply.is_empty() {
+            return;
+        }
+        out.bytes.extend_from_slice(reply);
+        if let Some(w) = &w {
             let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-            match send(w.as_raw_fd(), reply, flags) {
-                Ok(n) => left = &reply[n.min(reply.len())..],
+            match send(w.as_raw_fd(), &out.bytes, flags) {
+                Ok(n) => {
+                    let n = n.min(out.bytes.len());
+                    out.bytes.drain(..n);
+                }
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
                 Err(e) => {
                     drop(out);
@@ -162,8 +227,7 @@ impl Conn {
                 }
             }
         }
-        if !left.is_empty() {
-            out.bytes.extend_from_slice(left);
+        if !out.bytes.is_empty() {
             self.outbox_ready.notify_one();
         }
     }
@@ -222,19 +286,29 @@ impl Conn {
         f.writes += 1;
         f.bytes += len.max(WRITE_COST_MIN);
         drop(f);
-        lock(&self.spare).pop().unwrap_or_default()
+        let mut spare = lock(&self.spare);
+        let b = spare.buffers.pop().unwrap_or_default();
+        spare.bytes -= b.capacity();
+        b
     }
 
-    /// A write of `len` bytes was answered; its buffer, if it came back,
-    /// serves a later one.
-    pub fn answered(&self, len: usize, buf: Option<Vec<u8>>) {
-        if let Some(mut b) = buf.filter(|b| b.capacity() <= SPARE_MAX_LEN) {
-            let mut spare = lock(&self.spare);
-            if spare.len() < SPARE_BUFFERS {
-                b.clear();
-                spare.push(b);
-            }
+    /// A write's buffer came back: it serves a later one. Given back
+    /// before the write is answered, so that the client's next request,
+    /// sent on the reply, finds it.
+    pub fn give_back(&self, buf: Option<Vec<u8>>) {
+        let Some(mut b) = buf.filter(|b| b.capacity() <= SPARE_MAX_LEN) else {
+            return;
+        };
+        let mut spare = lock(&self.spare);
+        if spare.bytes + b.capacity() <= SPARE_BYTES {
+            b.clear();
+            spare.bytes += b.capacity();
+            spare.buffers.push(b);
         }
+    }
+
+    /// A write of `len` bytes was answered.
+    pub fn answered(&self, len: usize) {
         let mut f = lock(&self.flight);
         f.writes -= 1;
         f.bytes -= len.max(WRITE_COST_MIN);
@@ -243,3 +317,7 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;

@@ -527,8 +527,9 @@ fn start_write(
     let done = WriteDone::new(move |result, back| {
         latency.record(Kind::Write, began.elapsed());
         let code = result.map_or_else(|e| errno(&e), |()| 0);
+        c.give_back(back);
         c.reply_soon(&proto::simple_reply(code, cookie));
-        c.answered(len, back);
+        c.answered(len);
     });
     export.backend.write_then(data, req.offset, fua, done);
 }

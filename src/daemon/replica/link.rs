@@ -23,6 +23,7 @@ use crate::daemon::ratelimit::Refusals;
 use crate::daemon::replica::engine::Engine;
 use crate::daemon::replica::tls::{self, LinkTls};
 use crate::daemon::replica::unsent::Unsent;
+use crate::export::conn::{hold_replies, send_held};
 use crate::host::message_ids as ids;
 use crate::membership::protocol::ProtocolRange;
 use crate::replication::core::Msg;
@@ -514,6 +515,7 @@ fn secure(cfg: &LinkConfig, shared: &Shared, mut tcp: TcpStream) -> Option<Socke
 const READ_BUFFER: usize = 64 << 10;
 
 fn read_loop(s: &mut Socket, opener: &mut Opener, conn: u64, engine: &Weak<Engine>) -> String {
+    let _held = SendHeld;
     let mut r = BufReader::with_capacity(READ_BUFFER, &*s);
     let mut header = [0u8; HEADER_LEN];
     let mut body = Vec::new();
@@ -548,7 +550,24 @@ fn read_loop(s: &mut Socket, opener: &mut Opener, conn: u64, engine: &Weak<Engin
         let Some(engine) = engine.upgrade() else {
             return "engine stopped".into();
         };
-        engine.received(conn, frame, whole_frame(r.buffer()));
+        let more = whole_frame(r.buffer());
+        if more {
+            hold_replies();
+        }
+        engine.received(conn, frame, more);
+        if !more {
+            send_held();
+        }
+    }
+}
+
+/// Sends the clients' replies held back in a batch when the reader stops
+/// halfway through it.
+struct SendHeld;
+
+impl Drop for SendHeld {
+    fn drop(&mut self) {
+        send_held();
     }
 }
 
