@@ -26,13 +26,16 @@ const IN_FLIGHT_BYTES: usize = 64 << 20;
 /// bookkeeping in the replica and a queued reply, so empty or tiny
 /// writes are bounded in number too (at most 16384 in flight).
 const WRITE_COST_MIN: usize = 4 << 10;
-/// Answered writes' buffers kept for the next ones, up to this many
-/// bytes (not the larger ones). Enough for every 4 KiB write of a
-/// depth-32 burst and then some: a buffer that finds the spares full is
-/// freed, and the next write beyond them allocates and mlocks a fresh one
-/// (a third of the writes at depth 32 did, with room for 16 buffers).
-const SPARE_BYTES: usize = 16 << 20;
+/// Answered writes' buffers kept for the next ones, up to as many bytes
+/// as writes in flight may hold (not the larger buffers): a buffer that
+/// finds the spares full is freed, and the next write beyond them
+/// allocates and mlocks a fresh one (a third of the writes at depth 32
+/// did, with room for 16 buffers).
+const SPARE_BYTES: usize = IN_FLIGHT_BYTES;
 const SPARE_MAX_LEN: usize = 4 << 20;
+/// Queued reply bytes up to which a thread that must not wait sends the
+/// queue itself.
+const SEND_SOON_MAX: usize = 64 << 10;
 /// Queued replies beyond which the next request waits until they are
 /// sent: a client that sends writes without reading their replies is
 /// held back, as by a full socket, instead of growing the queue.
@@ -102,6 +105,15 @@ pub fn hold_replies() {
 /// more.
 pub fn send_held() {
     let held = HELD.with(|h| h.borrow_mut().take());
+    for c in held.into_iter().flatten() {
+        c.send_soon(&[]);
+    }
+}
+
+/// Sends what this thread held back so far, and goes on holding (before
+/// it does something slow in the middle of a batch).
+pub fn send_held_so_far() {
+    let held = HELD.with(|h| h.borrow_mut().as_mut().map(std::mem::take));
     for c in held.into_iter().flatten() {
         c.send_soon(&[]);
     }
@@ -178,9 +190,10 @@ impl Conn {
     }
 
     /// Sends a reply from a thread that must not wait for the client: at
-    /// once if the stream is free and the socket takes it whole, else
-    /// through the sender thread. On a thread holding replies back
-    /// (`hold_replies`), it is queued until `send_held`.
+    /// once, as far as the socket takes it, if the stream is free and few
+    /// replies wait before it; what is left through the sender thread. On
+    /// a thread holding replies back (`hold_replies`), it is queued until
+    /// `send_held`.
     pub fn reply_soon(self: &Arc<Self>, reply: &[u8]) {
         let held = HELD.with(|h| match h.borrow_mut().as_mut() {
             Some(conns) => {
@@ -199,8 +212,9 @@ impl Conn {
     }
 
     /// `reply` after what the outbox holds: sent at once as far as the
-    /// socket takes it if the stream is free, the rest by the sender
-    /// thread.
+    /// socket takes it if the stream is free and the outbox small, the
+    /// rest by the sender thread. (A client that reads slowly has a long
+    /// outbox: the sender thread moves it, not the link's reader.)
     fn send_soon(&self, reply: &[u8]) {
         // Held (if free) until the rest is queued: nothing can come
         // between a reply's head and its tail. With the stream held, the
@@ -212,7 +226,9 @@ impl Conn {
             return;
         }
         out.bytes.extend_from_slice(reply);
-        if let Some(w) = &w {
+        if let Some(w) = &w
+            && out.bytes.len() <= SEND_SOON_MAX
+        {
             let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
             match send(w.as_raw_fd(), &out.bytes, flags) {
                 Ok(n) => {

@@ -52,21 +52,83 @@ fn held_replies_wait_for_the_end_of_the_batch_and_keep_their_order() {
 #[test]
 fn replies_held_while_a_worker_sends_go_out_through_the_sender_thread() {
     let (conn, mut client) = pair();
-    hold_replies();
-    conn.reply_soon(b"late");
-    {
-        // A worker halfway through a send of its own holds the stream.
-        let _busy = lock(&conn.writer);
-        send_held();
-        assert_eq!(readable(&mut client), b"");
-    }
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let sender = {
         let conn = Arc::clone(&conn);
-        std::thread::spawn(move || conn.send_outbox())
+        std::thread::spawn(move || {
+            let _ = tid_tx.send(nix::unistd::gettid());
+            conn.send_outbox()
+        })
     };
+    // Only once the sender thread sleeps on an empty outbox does a
+    // missing wake-up leave the reply stuck.
+    let tid = tid_rx.recv().expect("the sender's thread id");
+    until(|| sleeping(tid), "the sender thread waits");
+    hold_replies();
+    conn.reply_soon(b"late");
+    let busy = lock(&conn.writer);
+    // A worker halfway through a send of its own holds the stream: the
+    // held reply must wake the sender thread, which sends it after.
+    send_held();
+    assert_eq!(readable(&mut client), b"");
+    drop(busy);
+    let mut got = Vec::new();
+    let sent = until(
+        || {
+            got.extend(readable(&mut client));
+            got == b"late"
+        },
+        "the held reply",
+    );
     conn.close_outbox();
     sender.join().expect("sender thread");
-    assert_eq!(readable(&mut client), b"late");
+    assert!(sent, "the sender thread sent the held reply: got {got:?}");
+}
+
+/// Polls `cond` for up to 10 s; whether it came true.
+fn until(mut cond: impl FnMut() -> bool, what: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    eprintln!("still waiting for {what}");
+    false
+}
+
+/// Whether thread `tid` of this process is asleep.
+fn sleeping(tid: nix::unistd::Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.starts_with(" S"))
+    })
+}
+
+#[test]
+fn what_is_held_so_far_goes_out_and_holding_goes_on() {
+    let (conn, mut client) = pair();
+    hold_replies();
+    conn.reply_soon(b"one");
+    send_held_so_far();
+    assert_eq!(readable(&mut client), b"one");
+    conn.reply_soon(b"two");
+    assert_eq!(readable(&mut client), b"");
+    send_held();
+    assert_eq!(readable(&mut client), b"two");
+}
+
+#[test]
+fn a_long_outbox_is_left_to_the_sender_thread() {
+    let (conn, mut client) = pair();
+    lock(&conn.outbox)
+        .bytes
+        .extend_from_slice(&vec![1u8; SEND_SOON_MAX]);
+    conn.reply_soon(b"x");
+    assert_eq!(readable(&mut client), b"", "not sent from this thread");
+    assert_eq!(lock(&conn.outbox).bytes.len(), SEND_SOON_MAX + 1);
 }
 
 #[test]

@@ -20,6 +20,7 @@ use crate::daemon::replica::disk::{DiskIo, Done, Job};
 use crate::daemon::replica::link::Out;
 use crate::daemon::replica::status::Snapshot;
 use crate::export::backend::{WriteDone, eio};
+use crate::export::conn::send_held_so_far;
 use crate::replication::core::{
     Action, Buf, Event, FenceInput, FenceView, Input, Msg, Replica, ReqId,
 };
@@ -233,10 +234,15 @@ impl Engine {
         while let Some(step) = todo.pop_front() {
             match step {
                 Step::Io(job) => {
-                    // A batch's answers so far leave before a synced
-                    // write holds this thread for a cache flush.
-                    if mode == Mode::Batched && matches!(job, Job::Write { fua: true, .. }) {
-                        self.send_queued();
+                    // The clients' replies held so far leave before this
+                    // thread writes to disk (resync data on a Primary
+                    // that is SyncTarget), and the peer's answers before
+                    // a synced write holds it for a cache flush.
+                    if mode == Mode::Batched {
+                        send_held_so_far();
+                        if matches!(job, Job::Write { fua: true, .. }) {
+                            self.send_queued();
+                        }
                     }
                     todo.extend(self.io(job, mode))
                 }
