@@ -104,10 +104,8 @@ pub fn hold_replies() {
 /// Sends what this thread held back since `hold_replies`, and holds no
 /// more.
 pub fn send_held() {
-    let held = HELD.with(|h| h.borrow_mut().take());
-    for c in held.into_iter().flatten() {
-        c.send_soon(&[]);
-    }
+    send_held_so_far();
+    HELD.with(|h| h.borrow_mut().take());
 }
 
 /// Sends what this thread held back so far, and goes on holding (before

@@ -63,7 +63,7 @@ fn replies_held_while_a_worker_sends_go_out_through_the_sender_thread() {
     // Only once the sender thread sleeps on an empty outbox does a
     // missing wake-up leave the reply stuck.
     let tid = tid_rx.recv().expect("the sender's thread id");
-    until(|| sleeping(tid), "the sender thread waits");
+    assert!(until(|| sleeping(tid)), "the sender thread never waited");
     hold_replies();
     conn.reply_soon(b"late");
     let busy = lock(&conn.writer);
@@ -73,20 +73,17 @@ fn replies_held_while_a_worker_sends_go_out_through_the_sender_thread() {
     assert_eq!(readable(&mut client), b"");
     drop(busy);
     let mut got = Vec::new();
-    let sent = until(
-        || {
-            got.extend(readable(&mut client));
-            got == b"late"
-        },
-        "the held reply",
-    );
+    let sent = until(|| {
+        got.extend(readable(&mut client));
+        got == b"late"
+    });
     conn.close_outbox();
     sender.join().expect("sender thread");
     assert!(sent, "the sender thread sent the held reply: got {got:?}");
 }
 
 /// Polls `cond` for up to 10 s; whether it came true.
-fn until(mut cond: impl FnMut() -> bool, what: &str) -> bool {
+fn until(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
         if cond() {
@@ -94,7 +91,6 @@ fn until(mut cond: impl FnMut() -> bool, what: &str) -> bool {
         }
         std::thread::yield_now();
     }
-    eprintln!("still waiting for {what}");
     false
 }
 

@@ -34,7 +34,7 @@ pub fn pieces(offset: u64, len: usize) -> impl Iterator<Item = (u64, Range<usize
             return None;
         }
         let at = offset.checked_add(done as u64)?;
-        let room = usize::try_from(PIECE - at % PIECE).unwrap_or(usize::MAX);
+        let room = (PIECE - at % PIECE) as usize;
         let n = room.min(len - done);
         let piece = (at, done..done + n);
         done += n;
