@@ -171,6 +171,20 @@ fn same_data(lab: &Lab, size: u64) -> bool {
     out.status.success()
 }
 
+/// How much of `file` the page cache holds (fincore, util-linux).
+fn cached_bytes(file: &Path) -> u64 {
+    let out = Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(file)
+        .output()
+        .expect("fincore");
+    assert!(out.status.success(), "fincore: {}", printed(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("fincore said {text:?}"))
+}
+
 fn counter(s: &Value, name: &str) -> u64 {
     r0(s)["counters"][name].as_u64().unwrap_or(0)
 }
@@ -224,6 +238,15 @@ fn lab_initial_sync_mirrors_writes_and_resyncs_only_what_changed() {
     // Mirrored writes reach the secondary's disk.
     nbd_write(&lab, "node1", 0xab, 0, 4 * MIB);
     nbd_write(&lab, "node1", 0xcd, 40 * MIB, MIB);
+    // The sync's data and the mirrored writes went to the secondary's
+    // disk direct, not into its page cache (host::direct): of its file
+    // the cache holds the metadata at most.
+    let cached = cached_bytes(&disk(&lab, "node2"));
+    println!("node2's disk in the page cache: {cached} bytes of {size}");
+    assert!(
+        cached < size / 8,
+        "node2's cache holds {cached} bytes of its {size}-byte disk"
+    );
     ctl_ok(&lab, "node1", &["secondary", "r0"]);
     assert!(
         same_data(&lab, size),

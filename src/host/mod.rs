@@ -1,6 +1,7 @@
 //! Glue to the host: systemd notification, journald logging, UDP sockets
 //! bound to interfaces, ICMP echo for ping nodes, interface state.
 
+pub mod direct;
 pub mod iface;
 pub mod logging;
 pub mod message_ids;

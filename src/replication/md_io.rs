@@ -447,6 +447,10 @@ impl MdDisk {
         &self.data
     }
 
+    pub fn data_path(&self) -> &Path {
+        &self.backing.data
+    }
+
     /// Writes one metadata block range durably, ordered after every data
     /// write that completed before the call: the data disk is synced
     /// first, then the metadata is written and synced. The core asks for

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use crate::config::VerifyAlg;
 use crate::daemon::replica::engine::Engine;
-use crate::host::pagecache;
+use crate::host::{direct, pagecache};
 use crate::replication::core::{Buf, Input, MetaWrite};
 use crate::replication::md_io::MdDisk;
 
@@ -74,7 +74,11 @@ impl Job {
 }
 
 struct Disk {
+    replica: String,
     file: File,
+    /// The same file opened O_DIRECT, for large aligned writes; `None`
+    /// where it cannot be opened so or a direct write was refused.
+    direct: Mutex<Option<Arc<File>>>,
     md: Mutex<MdDisk>,
     verify: VerifyAlg,
 }
@@ -87,12 +91,29 @@ pub struct DiskIo {
 impl DiskIo {
     /// Starts the workers; they feed completions to `engine` and stop
     /// when this is dropped.
-    pub fn start(md: MdDisk, engine: Weak<Engine>, verify: VerifyAlg) -> std::io::Result<DiskIo> {
+    pub fn start(
+        replica: &str,
+        md: MdDisk,
+        engine: Weak<Engine>,
+        verify: VerifyAlg,
+    ) -> std::io::Result<DiskIo> {
         let file = md.data_file().try_clone()?;
         // Advice only: a disk that refuses it (none known) works as before.
         let _ = pagecache::no_readahead(&file);
+        let direct = direct::reopen(&file)
+            .inspect_err(|e| {
+                let disk = md.data_path().display();
+                tracing::info!(
+                    replica,
+                    "{disk}: no direct I/O, large writes go through the page cache: {e}"
+                );
+            })
+            .ok()
+            .map(Arc::new);
         let disk = Arc::new(Disk {
+            replica: replica.to_string(),
             file,
+            direct: Mutex::new(direct),
             md: Mutex::new(md),
             verify,
         });
@@ -143,7 +164,10 @@ impl Disk {
                 data,
                 fua,
             } => {
-                let mut ok = pagecache::write_all_at(&self.file, &data, offset).is_ok();
+                // The peer's data goes direct; a client's stays in the
+                // cache, where the client reads it back (host::direct).
+                let peers = matches!(buf, Buf::Peer(_) | Buf::ResyncIn(_));
+                let mut ok = self.write(&data, offset, peers).is_ok();
                 if ok && fua {
                     ok = self.file.sync_data().is_ok();
                 }
@@ -157,6 +181,35 @@ impl Disk {
                 let ok = self.meta(write).is_ok();
                 Done::Input(Input::MetaDone { token, ok })
             }
+        }
+    }
+
+    /// A large aligned write goes direct, the rest through the cache. A
+    /// disk that refuses a direct write (EINVAL: an alignment it does not
+    /// take) gets this one and every later one through the cache.
+    fn write(&self, data: &[u8], offset: u64, may_go_direct: bool) -> std::io::Result<()> {
+        let direct = (may_go_direct && direct::eligible(offset, data.len()))
+            .then(|| {
+                self.direct
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            })
+            .flatten();
+        let Some(d) = direct else {
+            return pagecache::write_all_at(&self.file, data, offset);
+        };
+        match direct::write_all_at(&d, data, offset) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                let replica = &self.replica;
+                tracing::warn!(
+                    replica,
+                    "direct writes refused ({e}): large writes go through the page cache from now on"
+                );
+                *self.direct.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                pagecache::write_all_at(&self.file, data, offset)
+            }
+            r => r,
         }
     }
 

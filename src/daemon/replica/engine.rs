@@ -21,6 +21,7 @@ use crate::daemon::replica::link::Out;
 use crate::daemon::replica::status::Snapshot;
 use crate::export::backend::{WriteDone, eio};
 use crate::export::conn::send_held_so_far;
+use crate::host::direct;
 use crate::replication::core::{
     Action, Buf, Event, FenceInput, FenceView, Input, Msg, Replica, ReqId,
 };
@@ -477,8 +478,8 @@ impl Engine {
         }
         let (md, loaded) = crate::replication::md_io::MdDisk::open(&self.origin.backing)
             .map_err(|e| e.to_string())?;
-        let io =
-            DiskIo::start(md, self.me.clone(), self.origin.verify).map_err(|e| e.to_string())?;
+        let io = DiskIo::start(&self.name, md, self.me.clone(), self.origin.verify)
+            .map_err(|e| e.to_string())?;
         let actions = st.core.attach(super::attached(loaded))?;
         st.disk = Some(Arc::new(io));
         Ok(actions)
@@ -555,7 +556,13 @@ impl Engine {
                 None
             }
             Action::Release(buf) => {
-                st.bufs.remove(&buf);
+                let data = st.bufs.remove(&buf);
+                // The peer's payloads serve its next frames.
+                if let (Buf::Peer(_) | Buf::ResyncIn(_), Some(d)) = (buf, data)
+                    && let Ok(d) = Arc::try_unwrap(d)
+                {
+                    super::payloads::give_back(d);
+                }
                 None
             }
             Action::Complete { req, ok } => {
@@ -599,7 +606,9 @@ impl Engine {
             // hop (a disk's cache flush), and the primary sends one after
             // each burst of writes: done here, it held up every write
             // behind it (half the random writes' time at depth 1).
-            (Job::Write { .. }, Mode::Background | Mode::Batched) => true,
+            // A large write goes to the disk direct, which takes longer
+            // than the frames behind it should wait (host::direct).
+            (Job::Write { data, .. }, Mode::Background | Mode::Batched) => data.len() < direct::MIN,
             (_, Mode::Offload) => false,
             _ => false,
         };

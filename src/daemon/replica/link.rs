@@ -582,7 +582,7 @@ fn whole_frame(buffered: &[u8]) -> bool {
 /// A payload into a buffer of its own: what the reader holds of it
 /// already, then the rest straight from the socket.
 fn read_payload(r: &mut BufReader<&Socket>, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut payload = Vec::with_capacity(len);
+    let mut payload = super::payloads::take(len);
     let held = r.buffer().len().min(len);
     payload.extend_from_slice(&r.buffer()[..held]);
     r.consume(held);

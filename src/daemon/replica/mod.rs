@@ -7,6 +7,7 @@ mod disk;
 mod distrust;
 pub mod engine;
 mod link;
+mod payloads;
 pub mod status;
 pub mod tls;
 mod unsent;
@@ -139,13 +140,16 @@ pub fn start(
     let verify = r.verify_alg;
     let mut failed = None;
     let engine = Arc::new_cyclic(|me| {
-        let disk_io = md.and_then(|md| match disk::DiskIo::start(md, me.clone(), verify) {
-            Ok(io) => Some(io),
-            Err(e) => {
-                failed = Some(e);
-                None
-            }
-        });
+        let disk_io =
+            md.and_then(
+                |md| match disk::DiskIo::start(&r.name, md, me.clone(), verify) {
+                    Ok(io) => Some(io),
+                    Err(e) => {
+                        failed = Some(e);
+                        None
+                    }
+                },
+            );
         Engine::new(
             core,
             r.name.clone(),
