@@ -235,17 +235,24 @@ fn lab_initial_sync_mirrors_writes_and_resyncs_only_what_changed() {
     established(&lab, "node2");
     let size = usable(&lab);
 
-    // Mirrored writes reach the secondary's disk.
-    nbd_write(&lab, "node1", 0xab, 0, 4 * MIB);
-    nbd_write(&lab, "node1", 0xcd, 40 * MIB, MIB);
-    // The sync's data and the mirrored writes went to the secondary's
-    // disk direct, not into its page cache (host::direct): of its file
-    // the cache holds the metadata at most.
+    // The sync's data went to the secondary's disk direct, not into its
+    // page cache (host::direct): of its file the cache holds the metadata
+    // at most.
     let cached = cached_bytes(&disk(&lab, "node2"));
-    println!("node2's disk in the page cache: {cached} bytes of {size}");
+    println!("node2's disk in the page cache after the sync: {cached} bytes of {size}");
     assert!(
         cached < size / 8,
         "node2's cache holds {cached} bytes of its {size}-byte disk"
+    );
+
+    // Mirrored writes reach the secondary's disk, direct too.
+    nbd_write(&lab, "node1", 0xab, 0, 4 * MIB);
+    nbd_write(&lab, "node1", 0xcd, 40 * MIB, MIB);
+    let more = cached_bytes(&disk(&lab, "node2")).saturating_sub(cached);
+    println!("node2's cache after 5 MiB of mirrored writes: {more} bytes more");
+    assert!(
+        more < MIB,
+        "node2's cache took {more} bytes of 5 MiB mirrored"
     );
     ctl_ok(&lab, "node1", &["secondary", "r0"]);
     assert!(

@@ -1292,6 +1292,51 @@ fn a_mirrored_write_queued_past_a_link_drop_starts_no_generation() {
     assert_eq!(r.out_of_sync_bytes(), 0);
 }
 
+/// A read the peer asks for waits for its earlier writes to the same
+/// blocks: they may run on a disk worker while the read would run on
+/// another, and under protocol A or B its client may read back a write
+/// before this side wrote it. Reads of other blocks go at once.
+#[test]
+fn a_peer_read_waits_for_the_peers_earlier_write_to_its_blocks() {
+    let mut r = connected(Protocol::A, Role::Primary);
+    let data = Msg::Data {
+        seq: 1,
+        offset: 0,
+        len: 1 << 20,
+        fua: false,
+    };
+    let a = received(&mut r, data, true, 2);
+    assert!(a.iter().any(|a| matches!(a, Action::Write { .. })));
+    let reads = |a: &[Action]| {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::Read {
+                    buf: Buf::PeerRead(id),
+                    ..
+                } => Some(*id),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let read = |id: u64, offset: u64| Msg::ReadRequest {
+        id,
+        offset,
+        len: 4096,
+    };
+    let a = received(&mut r, read(7, 512 << 10), false, 3);
+    assert!(reads(&a).is_empty(), "read before the write landed: {a:?}");
+    let a = received(&mut r, read(8, 2 << 20), false, 3);
+    assert_eq!(reads(&a), vec![8], "another block's read waits for nothing");
+    let a = r.on(
+        Input::Written {
+            buf: Buf::Peer(1),
+            ok: true,
+        },
+        t(4),
+    );
+    assert_eq!(reads(&a), vec![7], "the read goes once the write landed");
+}
+
 #[path = "core_fence_tests.rs"]
 mod fence;
 

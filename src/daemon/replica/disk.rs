@@ -184,11 +184,14 @@ impl Disk {
         }
     }
 
-    /// A large aligned write goes direct, the rest through the cache. A
-    /// disk that refuses a direct write (EINVAL: an alignment it does not
-    /// take) gets this one and every later one through the cache.
+    /// The part of a large write that `direct::middle` picks goes direct,
+    /// the rest through the cache. A disk that refuses a direct write
+    /// (EINVAL: an alignment it does not take) gets this one and every
+    /// later one through the cache.
     fn write(&self, data: &[u8], offset: u64, may_go_direct: bool) -> std::io::Result<()> {
-        let direct = (may_go_direct && direct::eligible(offset, data.len()))
+        let middle = direct::middle(offset, data.len()).filter(|_| may_go_direct);
+        let direct = middle
+            .is_some()
             .then(|| {
                 self.direct
                     .lock()
@@ -196,10 +199,12 @@ impl Disk {
                     .clone()
             })
             .flatten();
-        let Some(d) = direct else {
+        let (Some(d), Some(m)) = (direct, middle) else {
             return pagecache::write_all_at(&self.file, data, offset);
         };
-        match direct::write_all_at(&d, data, offset) {
+        pagecache::write_all_at(&self.file, &data[..m.start], offset)?;
+        pagecache::write_all_at(&self.file, &data[m.end..], offset + m.end as u64)?;
+        match direct::write_all_at(&d, &data[m.clone()], offset + m.start as u64) {
             Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
                 let replica = &self.replica;
                 tracing::warn!(

@@ -32,7 +32,7 @@ pub fn take(len: usize) -> Vec<u8> {
             s.bytes -= b.capacity();
             drop(s);
             let mut b = b;
-            b.reserve(len);
+            b.reserve_exact(len);
             return b;
         }
     }

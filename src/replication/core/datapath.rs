@@ -445,6 +445,14 @@ impl Replica {
             self.send(Msg::ReadReply { id, ok: false }, None, out);
             return;
         }
+        // The peer's earlier writes to these blocks land first: they may
+        // run on another thread than the read, and under protocol A or B
+        // the peer's client may read back what it wrote before it is
+        // written here.
+        if self.peer_write_pending(offset, len) {
+            self.peer_reads_waiting.push((id, offset, len));
+            return;
+        }
         out.push(Action::Read {
             buf: Buf::PeerRead(id),
             offset,
@@ -644,8 +652,10 @@ impl Replica {
             self.reads.remove(&req);
             out.push(Action::Complete { req, ok: false });
         }
-        // The peer's writes still running here finish, unacknowledged.
+        // The peer's writes still running here finish, unacknowledged;
+        // its reads were failed there.
         self.peer_flushes.clear();
+        self.peer_reads_waiting.clear();
     }
 
     pub(super) fn peer_data(
@@ -698,7 +708,8 @@ impl Replica {
             self.peer_writes.remove(&seq);
             self.finish_op(Buf::Peer(seq), out);
             out.push(Action::Release(Buf::Peer(seq)));
-            return self.nack(seq, AckKind::Written, out);
+            self.nack(seq, AckKind::Written, out);
+            return self.peer_reads_ready(out);
         }
         // The peer writes while its own disk is gone: only this copy has
         // it. Judged when it arrived: a write queued here until after the
@@ -719,6 +730,26 @@ impl Replica {
         });
     }
 
+    /// Whether a write of the peer's to any of these blocks is still to be
+    /// written here.
+    fn peer_write_pending(&self, offset: u64, len: u32) -> bool {
+        let end = offset + u64::from(len);
+        self.peer_writes
+            .values()
+            .any(|w| w.written.is_none() && w.offset < end && offset < w.offset + u64::from(w.len))
+    }
+
+    /// The peer's reads no pending write of its holds back any more.
+    fn peer_reads_ready(&mut self, out: &mut Vec<Action>) {
+        if self.peer_reads_waiting.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.peer_reads_waiting);
+        for (id, offset, len) in waiting {
+            self.peer_read(id, offset, len, out);
+        }
+    }
+
     pub(super) fn peer_write_done(&mut self, seq: u64, ok: bool, out: &mut Vec<Action>) {
         if let Some(w) = self.peer_writes.get_mut(&seq) {
             w.written = Some(ok);
@@ -732,6 +763,7 @@ impl Replica {
             self.disk_failed(out);
         }
         self.peer_write_ack(seq, out);
+        self.peer_reads_ready(out);
     }
 
     fn peer_write_ack(&mut self, seq: u64, out: &mut Vec<Action>) {

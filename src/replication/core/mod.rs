@@ -226,6 +226,9 @@ pub struct Replica {
     peer_writes: BTreeMap<u64, PeerWrite>,
     /// Peer flushes waiting for earlier peer writes: seq -> local token.
     peer_flushes: BTreeMap<u64, Option<u64>>,
+    /// The peer's reads waiting for its earlier writes to the same blocks:
+    /// (id, offset, len).
+    peer_reads_waiting: Vec<(u64, u64, u32)>,
     /// Activity-log transactions waiting for the flush before them: flush
     /// token -> (the transaction's token, the transaction).
     al_flushes: HashMap<u64, (u64, Transaction)>,
@@ -339,6 +342,7 @@ impl Replica {
             reads: BTreeMap::new(),
             peer_writes: BTreeMap::new(),
             peer_flushes: BTreeMap::new(),
+            peer_reads_waiting: Vec::new(),
             al_flushes: HashMap::new(),
             al_pending: HashMap::new(),
             al_recovered: false,
