@@ -4,8 +4,8 @@
 //! Why: through the page cache, each costs the CPU a copy into the cache,
 //! the cache's bookkeeping and the writeback later, and a Secondary never
 //! reads them back from that cache (a Primary that is SyncTarget reads
-//! what it has synced from the disk). A full resync went 40% faster
-//! (docs/performance.md). The Primary's own writes stay in its cache: its
+//! what it has synced from the disk). A full resync went 20-50% faster
+//! in four of six runs here (docs/performance.md). The Primary's own writes stay in its cache: its
 //! clients read them back from there (sequential reads after writes
 //! halved when they went direct too). Small writes stay in the cache as
 //! well: a 4 KiB write that waits for the device costs more than its copy.
