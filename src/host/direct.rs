@@ -5,10 +5,11 @@
 //! the cache's bookkeeping and the writeback later, and a Secondary never
 //! reads them back from that cache (a Primary that is SyncTarget reads
 //! what it has synced from the disk). A full resync went 20-50% faster
-//! in four of six runs here (docs/performance.md). The Primary's own writes stay in its cache: its
-//! clients read them back from there (sequential reads after writes
-//! halved when they went direct too). Small writes stay in the cache as
-//! well: a 4 KiB write that waits for the device costs more than its copy.
+//! in four of six runs here (docs/performance.md). The Primary's own
+//! writes stay in its cache: its clients read them back from there
+//! (sequential reads after writes halved when they went direct too).
+//! Small writes stay in the cache as well: a 4 KiB write that waits for
+//! the device costs more than its copy.
 //!
 //! The kernel keeps the two coherent: a direct write first writes back
 //! and then drops whatever the cache holds of its range, so buffered
@@ -76,9 +77,10 @@ pub fn reopen(file: &File) -> io::Result<File> {
 const BOUNCE_MAX: usize = 1 << 20;
 
 /// Writes all of `data` at `offset` through `direct` (a descriptor from
-/// `reopen`; offset and length aligned, as `middle` gives them). A buffer that is not aligned (a
-/// Vec's never is: the allocator aligns to 16 bytes) is copied into an
-/// aligned one of this thread's first, piece by piece.
+/// `reopen`; offset and length aligned, as `middle` gives them). A
+/// buffer that is not aligned (a Vec's seldom is: the allocator aligns
+/// to 16 bytes) is copied into an aligned one of this thread's first,
+/// piece by piece.
 pub fn write_all_at(direct: &File, data: &[u8], offset: u64) -> io::Result<()> {
     if (data.as_ptr() as usize).is_multiple_of(ALIGN) {
         return direct.write_all_at(data, offset);

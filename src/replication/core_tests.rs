@@ -1325,8 +1325,21 @@ fn a_peer_read_waits_for_the_peers_earlier_write_to_its_blocks() {
     };
     let a = received(&mut r, read(7, 512 << 10), false, 3);
     assert!(reads(&a).is_empty(), "read before the write landed: {a:?}");
-    let a = received(&mut r, read(8, 2 << 20), false, 3);
-    assert_eq!(reads(&a), vec![8], "another block's read waits for nothing");
+    let a = received(&mut r, read(8, 1 << 20), false, 3);
+    assert_eq!(
+        reads(&a),
+        vec![8],
+        "the block right after waits for nothing"
+    );
+    // A later write to the same blocks, queued behind the first: the read
+    // came before it and does not wait for it.
+    let later = Msg::Data {
+        seq: 2,
+        offset: 0,
+        len: 1 << 20,
+        fua: false,
+    };
+    received(&mut r, later, true, 3);
     let a = r.on(
         Input::Written {
             buf: Buf::Peer(1),
@@ -1335,6 +1348,55 @@ fn a_peer_read_waits_for_the_peers_earlier_write_to_its_blocks() {
         t(4),
     );
     assert_eq!(reads(&a), vec![7], "the read goes once the write landed");
+    assert!(
+        a.iter().any(|a| matches!(a, Action::Write { .. })),
+        "seq 2 runs"
+    );
+}
+
+/// A read waiting for a write that fails gets a refusal, not a read of
+/// the failed disk; one waiting when the link drops gets nothing (the
+/// peer failed it already).
+#[test]
+fn a_waiting_peer_read_is_refused_on_a_failed_write_and_dropped_with_the_link() {
+    let data = Msg::Data {
+        seq: 1,
+        offset: 0,
+        len: 1 << 20,
+        fua: false,
+    };
+    let read = Msg::ReadRequest {
+        id: 7,
+        offset: 0,
+        len: 4096,
+    };
+    let written = |ok: bool| Input::Written {
+        buf: Buf::Peer(1),
+        ok,
+    };
+    let is_read = |a: &Action| matches!(a, Action::Read { .. });
+    let mut r = connected(Protocol::B, Role::Primary);
+    received(&mut r, data.clone(), true, 2);
+    received(&mut r, read.clone(), false, 3);
+    let a = r.on(written(false), t(4));
+    assert!(!a.iter().any(is_read), "{a:?}");
+    let refused = a.iter().any(|a| {
+        matches!(
+            a,
+            Action::Send {
+                msg: Msg::ReadReply { id: 7, ok: false },
+                ..
+            }
+        )
+    });
+    assert!(refused, "{a:?}");
+
+    let mut r = connected(Protocol::B, Role::Primary);
+    received(&mut r, data, true, 2);
+    received(&mut r, read, false, 3);
+    r.on(Input::TransportDown, t(4));
+    let a = r.on(written(true), t(5));
+    assert!(!a.iter().any(is_read), "{a:?}");
 }
 
 #[path = "core_fence_tests.rs"]

@@ -212,7 +212,7 @@ impl Disk {
                     "direct writes refused ({e}): large writes go through the page cache from now on"
                 );
                 *self.direct.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                pagecache::write_all_at(&self.file, data, offset)
+                pagecache::write_all_at(&self.file, &data[m.clone()], offset + m.start as u64)
             }
             r => r,
         }

@@ -441,6 +441,20 @@ impl Replica {
     }
 
     pub(super) fn peer_read(&mut self, id: u64, offset: u64, len: u32, out: &mut Vec<Action>) {
+        let upto = self.peer_writes.last_key_value().map(|(seq, _)| *seq);
+        self.peer_read_after(id, offset, len, upto, out);
+    }
+
+    /// A peer read, once its writes up to `upto` (those that came before
+    /// it) are written.
+    fn peer_read_after(
+        &mut self,
+        id: u64,
+        offset: u64,
+        len: u32,
+        upto: Option<u64>,
+        out: &mut Vec<Action>,
+    ) {
         if self.disk != DiskState::UpToDate || !self.in_range(offset, len) {
             self.send(Msg::ReadReply { id, ok: false }, None, out);
             return;
@@ -448,9 +462,10 @@ impl Replica {
         // The peer's earlier writes to these blocks land first: they may
         // run on another thread than the read, and under protocol A or B
         // the peer's client may read back what it wrote before it is
-        // written here.
-        if self.peer_write_pending(offset, len) {
-            self.peer_reads_waiting.push((id, offset, len));
+        // written here. Later ones do not hold it back (a stream of them
+        // to a hot block would, without end).
+        if upto.is_some_and(|upto| self.peer_write_pending(offset, len, upto)) {
+            self.peer_reads_waiting.push((id, offset, len, upto));
             return;
         }
         out.push(Action::Read {
@@ -730,13 +745,13 @@ impl Replica {
         });
     }
 
-    /// Whether a write of the peer's to any of these blocks is still to be
-    /// written here.
-    fn peer_write_pending(&self, offset: u64, len: u32) -> bool {
+    /// Whether a write of the peer's up to seq `upto` to any of these
+    /// blocks is still to be written here.
+    fn peer_write_pending(&self, offset: u64, len: u32, upto: u64) -> bool {
         let end = offset + u64::from(len);
-        self.peer_writes
-            .values()
-            .any(|w| w.written.is_none() && w.offset < end && offset < w.offset + u64::from(w.len))
+        self.peer_writes.range(..=upto).any(|(_, w)| {
+            w.written.is_none() && w.offset < end && offset < w.offset + u64::from(w.len)
+        })
     }
 
     /// The peer's reads no pending write of its holds back any more.
@@ -745,8 +760,8 @@ impl Replica {
             return;
         }
         let waiting = std::mem::take(&mut self.peer_reads_waiting);
-        for (id, offset, len) in waiting {
-            self.peer_read(id, offset, len, out);
+        for (id, offset, len, upto) in waiting {
+            self.peer_read_after(id, offset, len, upto, out);
         }
     }
 

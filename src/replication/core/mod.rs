@@ -227,8 +227,8 @@ pub struct Replica {
     /// Peer flushes waiting for earlier peer writes: seq -> local token.
     peer_flushes: BTreeMap<u64, Option<u64>>,
     /// The peer's reads waiting for its earlier writes to the same blocks:
-    /// (id, offset, len).
-    peer_reads_waiting: Vec<(u64, u64, u32)>,
+    /// (id, offset, len, the last write's seq when the read came).
+    peer_reads_waiting: Vec<(u64, u64, u32, Option<u64>)>,
     /// Activity-log transactions waiting for the flush before them: flush
     /// token -> (the transaction's token, the transaction).
     al_flushes: HashMap<u64, (u64, Transaction)>,
