@@ -42,6 +42,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Nix makes its state (profiles, gcroots) on first use; two tests making
+# it at once race ("creating symlink ... File exists"). Made here, once.
+NIX_CONFIG='build-users-group =' nix-instantiate --eval --expr 1 >/dev/null
+
 if ! command -v cargo >/dev/null; then
   echo "install-deps: cargo is missing; install Rust with rustup first" >&2
   exit 1

@@ -12,6 +12,10 @@ fn root() -> PathBuf {
 }
 
 fn nix_instantiate(args: &[&str]) -> Output {
+    // One at a time: on a machine where Nix never ran, the first calls
+    // make its state, and two at once race ("File exists").
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     Command::new("nix-instantiate")
         .args(args)
         .current_dir(root())
