@@ -9,6 +9,7 @@
 //! sends a reply only if the socket takes it now, else queues it for the
 //! connection's sender thread.
 
+use crate::host::spares::Spares;
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -56,14 +57,7 @@ pub struct Conn {
     outbox_ready: Condvar,
     flight: Mutex<Flight>,
     flight_moved: Condvar,
-    spare: Mutex<Spare>,
-}
-
-/// Buffers for the next writes' payloads, and their bytes.
-#[derive(Default)]
-struct Spare {
-    buffers: Vec<Vec<u8>>,
-    bytes: usize,
+    spare: Spares,
 }
 
 /// Whole replies (or the tail of one the socket took only part of), in
@@ -133,7 +127,7 @@ impl Conn {
             outbox_ready: Condvar::new(),
             flight: Mutex::default(),
             flight_moved: Condvar::new(),
-            spare: Mutex::default(),
+            spare: Spares::new(SPARE_BYTES, 0, SPARE_MAX_LEN),
         })
     }
 
@@ -300,24 +294,15 @@ impl Conn {
         f.writes += 1;
         f.bytes += len.max(WRITE_COST_MIN);
         drop(f);
-        let mut spare = lock(&self.spare);
-        let b = spare.buffers.pop().unwrap_or_default();
-        spare.bytes -= b.capacity();
-        b
+        self.spare.take().unwrap_or_default()
     }
 
     /// A write's buffer came back: it serves a later one. Given back
     /// before the write is answered, so that the client's next request,
     /// sent on the reply, finds it.
     pub fn give_back(&self, buf: Option<Vec<u8>>) {
-        let Some(mut b) = buf.filter(|b| b.capacity() <= SPARE_MAX_LEN) else {
-            return;
-        };
-        let mut spare = lock(&self.spare);
-        if spare.bytes + b.capacity() <= SPARE_BYTES {
-            b.clear();
-            spare.bytes += b.capacity();
-            spare.buffers.push(b);
+        if let Some(b) = buf {
+            self.spare.give_back(b);
         }
     }
 

@@ -11,4 +11,5 @@ pub mod ocf;
 pub mod pagecache;
 pub mod ping;
 pub mod recv;
+pub mod spares;
 pub mod udp;

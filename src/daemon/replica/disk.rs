@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -77,8 +78,10 @@ struct Disk {
     replica: String,
     file: File,
     /// The same file opened O_DIRECT, for large aligned writes; `None`
-    /// where it cannot be opened so or a direct write was refused.
-    direct: Mutex<Option<Arc<File>>>,
+    /// where it cannot be opened so.
+    direct: Option<File>,
+    /// A direct write was refused: none is tried again.
+    direct_refused: AtomicBool,
     md: Mutex<MdDisk>,
     verify: VerifyAlg,
 }
@@ -108,12 +111,12 @@ impl DiskIo {
                     "{disk}: no direct I/O, large writes go through the page cache: {e}"
                 );
             })
-            .ok()
-            .map(Arc::new);
+            .ok();
         let disk = Arc::new(Disk {
             replica: replica.to_string(),
             file,
-            direct: Mutex::new(direct),
+            direct,
+            direct_refused: AtomicBool::new(false),
             md: Mutex::new(md),
             verify,
         });
@@ -190,28 +193,23 @@ impl Disk {
     /// later one through the cache.
     fn write(&self, data: &[u8], offset: u64, may_go_direct: bool) -> std::io::Result<()> {
         let middle = direct::middle(offset, data.len()).filter(|_| may_go_direct);
-        let direct = middle
-            .is_some()
-            .then(|| {
-                self.direct
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone()
-            })
-            .flatten();
+        let direct = self
+            .direct
+            .as_ref()
+            .filter(|_| !self.direct_refused.load(Ordering::Relaxed));
         let (Some(d), Some(m)) = (direct, middle) else {
             return pagecache::write_all_at(&self.file, data, offset);
         };
         pagecache::write_all_at(&self.file, &data[..m.start], offset)?;
         pagecache::write_all_at(&self.file, &data[m.end..], offset + m.end as u64)?;
-        match direct::write_all_at(&d, &data[m.clone()], offset + m.start as u64) {
+        match direct::write_all_at(d, &data[m.clone()], offset + m.start as u64) {
             Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
                 let replica = &self.replica;
                 tracing::warn!(
                     replica,
                     "direct writes refused ({e}): large writes go through the page cache from now on"
                 );
-                *self.direct.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                self.direct_refused.store(true, Ordering::Relaxed);
                 pagecache::write_all_at(&self.file, &data[m.clone()], offset + m.start as u64)
             }
             r => r,

@@ -606,9 +606,11 @@ impl Engine {
             // hop (a disk's cache flush), and the primary sends one after
             // each burst of writes: done here, it held up every write
             // behind it (half the random writes' time at depth 1).
-            // A large write goes to the disk direct, which takes longer
-            // than the frames behind it should wait (host::direct).
-            (Job::Write { data, .. }, Mode::Background | Mode::Batched) => data.len() < direct::MIN,
+            // A write with a part that goes to the disk direct takes
+            // longer than the frames behind it should wait (host::direct).
+            (Job::Write { offset, data, .. }, Mode::Background | Mode::Batched) => {
+                direct::middle(*offset, data.len()).is_none()
+            }
             (_, Mode::Offload) => false,
             _ => false,
         };
