@@ -9,7 +9,11 @@
 //!   minimal client for both servers, benches/common), µs;
 //! - cpu_per_write_qd32: the whole machine's busy CPU time per write
 //!   during randwrite_qd32, µs: client, both nodes, the link and the
-//!   disk share this machine's cores, so this is what bounds the IOPS.
+//!   disk share this machine's cores, so this is what bounds the IOPS;
+//! - primary_cpu_per_write_qd32, primary_cpu_per_mib: the CPU time of
+//!   the server process alone (duet's Primary, nbdkit) per write during
+//!   randwrite_qd32 and per MiB during seq_write, and the same of duet's
+//!   Secondary: on two machines each node pays only its own share.
 //!
 //! `cargo bench --bench datapath` (root: namespaces; needs fio and
 //! nbdkit). Prints the table and merges its entries into
@@ -24,7 +28,7 @@ mod pair;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{latency, median, spread, start_nbdkit, ticks_per_second};
+use common::{cpu_ticks, latency, median, spread, start_nbdkit, ticks_per_second};
 use duet_lab::results::{self, Entry};
 
 const SIZE: u64 = 256 << 20;
@@ -79,6 +83,10 @@ struct Fio {
     mibs: f64,
     iops: f64,
     cpu_us_per_io: f64,
+    /// The CPU time of each process asked for, per request, µs.
+    process_us_per_io: Vec<f64>,
+    /// The same per MiB moved.
+    process_us_per_mib: Vec<f64>,
 }
 
 /// Busy CPU time of the whole machine so far, in clock ticks (/proc/stat:
@@ -98,7 +106,9 @@ fn machine_busy() -> u64 {
     total - idle
 }
 
-fn fio(target: &Target, job: &Job) -> Fio {
+/// fio's job on the target, with the CPU time of `pids` (the servers)
+/// counted meanwhile.
+fn fio(target: &Target, job: &Job, pids: &[u32]) -> Fio {
     let mut c = Command::new("fio");
     c.args([
         "--name=bench",
@@ -111,6 +121,7 @@ fn fio(target: &Target, job: &Job) -> Fio {
     .arg(format!("--iodepth={}", job.depth))
     .arg(format!("--size={SIZE}"));
     let busy_before = machine_busy();
+    let ticks_before: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
     if job.timed {
         c.arg(format!("--runtime={RANDOM_SECONDS}"))
             .arg("--time_based");
@@ -126,6 +137,11 @@ fn fio(target: &Target, job: &Job) -> Fio {
         .output()
         .expect("fio (package fio)");
     let busy = (machine_busy() - busy_before) as f64 / ticks_per_second();
+    let process_secs: Vec<f64> = pids
+        .iter()
+        .zip(ticks_before)
+        .map(|(p, before)| cpu_ticks(*p).saturating_sub(before) as f64 / ticks_per_second())
+        .collect();
     assert!(out.status.success(), "fio {}", job.rw);
     let text = String::from_utf8_lossy(&out.stdout);
     // The nbd engine says "connected" on stdout before the JSON.
@@ -138,10 +154,13 @@ fn fio(target: &Target, job: &Job) -> Fio {
     };
     let r = &v["jobs"][0][side];
     let ios = r["total_ios"].as_f64().unwrap_or(0.0).max(1.0);
+    let mib = (r["io_bytes"].as_f64().unwrap_or(0.0) / (1 << 20) as f64).max(1.0);
     Fio {
         mibs: r["bw"].as_f64().unwrap_or(0.0) / 1024.0,
         iops: r["iops"].as_f64().unwrap_or(0.0),
         cpu_us_per_io: busy * 1e6 / ios,
+        process_us_per_io: process_secs.iter().map(|s| s * 1e6 / ios).collect(),
+        process_us_per_mib: process_secs.iter().map(|s| s * 1e6 / mib).collect(),
     }
 }
 
@@ -187,7 +206,7 @@ fn print(rows: &[Row]) {
         SIZE >> 20
     );
     println!(
-        "{:<16} {:>24} {:>24} {:>24}",
+        "{:<28} {:>24} {:>24} {:>24}",
         "", COLUMNS[0], COLUMNS[1], COLUMNS[2]
     );
     for r in rows {
@@ -203,7 +222,7 @@ fn print(rows: &[Row]) {
             })
             .collect();
         println!(
-            "{:<16} {:>24} {:>24} {:>24} {}",
+            "{:<28} {:>24} {:>24} {:>24} {}",
             r.name, cells[0], cells[1], cells[2], r.unit
         );
     }
@@ -211,6 +230,7 @@ fn print(rows: &[Row]) {
 
 fn entries(rows: &[Row]) -> Vec<Entry> {
     rows.iter()
+        .filter(|r| !r.figures[r.peer as usize].is_empty())
         .map(|r| Entry {
             name: r.name,
             value: median(&r.figures[0]),
@@ -244,19 +264,39 @@ fn main() {
         row("randwrite_qd32", "IOPS", true, Peer::Nbdkit),
         row("sync_write_p99", "us", false, Peer::Nbdkit),
         row("cpu_per_write_qd32", "us", false, Peer::Nbdkit),
+        row("primary_cpu_per_write_qd32", "us", false, Peer::Nbdkit),
+        row("secondary_cpu_per_write_qd32", "us", false, Peer::Nbdkit),
+        row("primary_cpu_per_mib", "us", false, Peer::Nbdkit),
+        row("secondary_cpu_per_mib", "us", false, Peer::Nbdkit),
     ];
+    let duet_pids = |lab: &netns::Lab| -> Vec<u32> {
+        ["node1", "node2"]
+            .iter()
+            .map(|n| lab.pid(n).expect("duetd runs"))
+            .collect()
+    };
     for _ in 0..RUNS {
         pair::fresh_pair(&mut lab);
+        let servers = [duet_pids(&lab), vec![nbdkit.id()], vec![]];
         for (i, target) in [&duet, &kit, &direct].into_iter().enumerate() {
-            rows[0].figures[i].push(fio(target, &SEQ_WRITE).mibs);
-            rows[1].figures[i].push(fio(target, &SEQ_READ).mibs);
+            let pids = &servers[i];
+            let seq = fio(target, &SEQ_WRITE, pids);
+            rows[0].figures[i].push(seq.mibs);
+            rows[1].figures[i].push(fio(target, &SEQ_READ, pids).mibs);
             if matches!(target, Target::File(_)) {
                 continue;
             }
-            rows[2].figures[i].push(fio(target, &RAND_QD1).iops);
-            let qd32 = fio(target, &RAND_QD32);
+            rows[2].figures[i].push(fio(target, &RAND_QD1, pids).iops);
+            let qd32 = fio(target, &RAND_QD32, pids);
             rows[3].figures[i].push(qd32.iops);
             rows[5].figures[i].push(qd32.cpu_us_per_io);
+            // Columns: duet's node (Primary, then Secondary), nbdkit.
+            for (k, us) in qd32.process_us_per_io.iter().enumerate() {
+                rows[6 + k].figures[i].push(*us);
+            }
+            for (k, us) in seq.process_us_per_mib.iter().enumerate() {
+                rows[8 + k].figures[i].push(*us);
+            }
         }
         rows[4].figures[0].push(latency(&pair::socket(&lab), SIZE, LATENCY_WRITES).1);
         rows[4].figures[1].push(latency(&kit_sock, SIZE, LATENCY_WRITES).1);

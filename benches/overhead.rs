@@ -24,7 +24,7 @@ mod pair;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{start_nbdkit, ticks_per_second};
+use common::{cpu_ticks, start_nbdkit, ticks_per_second};
 use duet_lab::results::{self, Entry};
 use netns::{Lab, config, state_of};
 
@@ -32,20 +32,6 @@ use netns::{Lab, config, state_of};
 const WATCH: Duration = Duration::from_secs(10);
 const WRITTEN: u64 = 64 << 20;
 const GIB: u64 = 1 << 30;
-
-/// utime + stime of a process, in clock ticks (100 per second here).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command's closing parenthesis: state is field 3, utime 14.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| {
-        f.get(i - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(14) + field(15)
-}
 
 /// Packets node1 sent on both links so far.
 fn tx_packets(lab: &Lab) -> u64 {
