@@ -55,9 +55,14 @@ pub fn mutations(base: &str, tricky: &[char], seed: u64, count: usize) -> Vec<St
 /// "offset: hex bytes | ascii"), for tests that check a doc's example
 /// against the encoder.
 pub fn hexdump_block(doc: &str) -> Vec<u8> {
+    hexdump_block_at(doc, 0)
+}
+
+/// The bytes of the document's `index`th hexdump block (from 0).
+pub fn hexdump_block_at(doc: &str, index: usize) -> Vec<u8> {
     let block = doc
         .split("```hexdump\n")
-        .nth(1)
+        .nth(index + 1)
         .and_then(|rest| rest.split("```").next())
         .expect("the document has a ```hexdump block");
     let mut bytes = Vec::new();

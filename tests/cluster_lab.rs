@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use duet::membership::protocol::ProtocolRange;
 use duet_lab::replica::{
     MOUNT_UNIT, STOP_MOUNT, filesystem_with_page, in_sync, primary_and_mount, replicated,
     wait as wait_replica,
@@ -474,10 +475,12 @@ fn good_again(load: &web::Load) -> usize {
 /// web on node1. node2 is upgraded while the client reads the page; the
 /// mixed cluster replicates at version 1 and fails web over to node2 when
 /// node1 crashes; node1 boots as the new build and the link goes to
-/// version 2, web untouched. A node too new for its peer is named, its
+/// this build's newest, web untouched. A node too new for its peer is named, its
 /// replica never connects, and web stays up.
 #[test]
 fn lab_cluster_a_rolling_upgrade_keeps_web_up_and_an_incompatible_peer_is_refused() {
+    let build = ProtocolRange::BUILD;
+    let (range, newest, too_new) = (build.to_string(), build.max, build.max + 1);
     let mut lab = Lab::new(2, &bins());
     lab.with_pdu();
     lab.boot_all();
@@ -504,19 +507,19 @@ fn lab_cluster_a_rolling_upgrade_keeps_web_up_and_an_incompatible_peer_is_refuse
         "node2 to see node1 speak 1 over a version-1 link",
         || (speaks(&lab, "node2", "node1")? == ("1".into(), 1)).then_some(()),
     );
-    wait_until(START, "node1 to see node2 speak 1-2", || {
-        (speaks(&lab, "node1", "node2")?.0 == "1-2").then_some(())
+    wait_until(START, "node1 to see node2 speak this build's range", || {
+        (speaks(&lab, "node1", "node2")?.0 == range).then_some(())
     });
     wait_replica(&lab, "node2", "node2 UpToDate again", in_sync);
     let status = lab.succeed("node2", "duetctl status");
     assert!(
-        status.contains("protocols: node1 1, node2 1-2 (duet "),
+        status.contains(&format!("protocols: node1 1, node2 {range} (duet ")),
         "{status}"
     );
     let served = all_good_since(&load, from, "while node2 was upgraded");
     let log = lab.succeed("node2", "journalctl -u duetd --no-pager -o cat");
     assert!(
-        log.contains("node1 speaks protocol 1 (a build before version announcements); this node 1-2: they use version 1"),
+        log.contains(&format!("node1 speaks protocol 1 (a build before version announcements); this node {range}: they use version 1")),
         "{log}"
     );
 
@@ -533,18 +536,23 @@ fn lab_cluster_a_rolling_upgrade_keeps_web_up_and_an_incompatible_peer_is_refuse
         web::on(&lab, "node2", "node2")
     });
 
-    // node1 boots as the new build: the link goes to version 2. Counted
+    // node1 boots as the new build: the link goes to the newest. Counted
     // from the client's first good reply after the failover: a request it
     // sent while the address was moving may end (failed) after the page
     // came back to the test's own probe.
     let from = good_again(&load);
     lab.boot("node1");
     lab.wait_for_unit("node1", "duetd.service", START);
-    let both_new = Some(("1-2".to_string(), 2));
-    wait_until(Duration::from_secs(60), "both on a version-2 link", || {
-        (speaks(&lab, "node1", "node2") == both_new && speaks(&lab, "node2", "node1") == both_new)
-            .then_some(())
-    });
+    let both_new = Some((range.clone(), u64::from(newest)));
+    wait_until(
+        Duration::from_secs(60),
+        "both on a link of the newest version",
+        || {
+            (speaks(&lab, "node1", "node2") == both_new
+                && speaks(&lab, "node2", "node1") == both_new)
+                .then_some(())
+        },
+    );
     wait_replica(&lab, "node1", "node1 UpToDate", in_sync);
     let rejoined = all_good_since(&load, from, "while node1 rejoined upgraded");
     assert!(
@@ -555,7 +563,7 @@ fn lab_cluster_a_rolling_upgrade_keeps_web_up_and_an_incompatible_peer_is_refuse
 
     // A node too new for this one: named, never connected, web stays.
     let from = load.replies().len();
-    speak_as(&lab, "node1", Some("3"));
+    speak_as(&lab, "node1", Some(&too_new.to_string()));
     lab.succeed("node1", "systemctl restart duetd");
     lab.wait_for_unit("node1", "duetd.service", START);
     wait_until(START, "node2 to call node1 incompatible", || {
@@ -564,13 +572,14 @@ fn lab_cluster_a_rolling_upgrade_keeps_web_up_and_an_incompatible_peer_is_refuse
     });
     let status = lab.succeed("node2", "duetctl status");
     assert!(
-        status
-            .contains("INCOMPATIBLE: node1 speaks protocol 3, no version in common with this node"),
+        status.contains(&format!(
+            "INCOMPATIBLE: node1 speaks protocol {too_new}, no version in common with this node"
+        )),
         "{status}"
     );
     wait_until(START, "node1's refusal in its journal", || {
         let log = lab.succeed("node1", "journalctl -u duetd --no-pager -o cat");
-        log.contains("replication handshake refused: the peer offers replication protocol version 2 at most; this node speaks 3: upgrade the older node")
+        log.contains(&format!("replication handshake refused: the peer offers replication protocol version {newest} at most; this node speaks {too_new}: upgrade the older node"))
             .then_some(())
     });
     let s = lab.status("node2").expect("status");

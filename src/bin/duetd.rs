@@ -25,7 +25,7 @@ struct Args {
     /// node `witness = true` (which alone is enough).
     #[arg(long)]
     witness: bool,
-    /// Speak these protocol versions ("1" or "1-2") instead of this
+    /// Speak these protocol versions ("1" or "1-3") instead of this
     /// build's, as an older or newer build would: for tests of rolling
     /// upgrades only (docs/wire.md).
     #[arg(long, hide = true, env = "DUET_PROTOCOL_VERSIONS", value_parser = ProtocolRange::parse)]

@@ -717,7 +717,7 @@ impl NodeObject {
         self.with(|n| n.config_digest.clone(), String::new())
     }
 
-    /// The protocol versions the node speaks ("1-2"; "1" for a build
+    /// The protocol versions the node speaks ("1-3"; "1" for a build
     /// before announcements); "" until heard.
     #[zbus(property)]
     fn protocol(&self) -> String {

@@ -176,7 +176,7 @@ pub struct NodeStatus {
     /// digits); "" until heard, or from a node that announces none.
     #[serde(default)]
     pub config_digest: String,
-    /// The protocol versions it speaks ("1-2"; "" until heard), and its
+    /// The protocol versions it speaks ("1-3"; "" until heard), and its
     /// software version ("" from a build before announcements).
     #[serde(default)]
     pub protocol: String,

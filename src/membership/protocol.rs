@@ -23,7 +23,7 @@ pub struct ProtocolRange {
 
 impl ProtocolRange {
     /// What this build speaks.
-    pub const BUILD: ProtocolRange = ProtocolRange { min: 1, max: 2 };
+    pub const BUILD: ProtocolRange = ProtocolRange { min: 1, max: 3 };
     /// What a node that announces nothing speaks: the first version.
     pub const FIRST: ProtocolRange = ProtocolRange { min: 1, max: 1 };
 
@@ -33,7 +33,7 @@ impl ProtocolRange {
         (top >= self.min.max(other.min)).then_some(top)
     }
 
-    /// `2` or `1-2`, as the hidden `--protocol-versions` flag of duetd
+    /// `2` or `1-3`, as the hidden `--protocol-versions` flag of duetd
     /// takes it (it makes a build speak as an older or newer one, for
     /// tests of rolling upgrades).
     pub fn parse(text: &str) -> Result<ProtocolRange, String> {
@@ -186,11 +186,15 @@ mod tests {
     #[test]
     fn the_flag_takes_one_version_or_a_range() {
         assert_eq!(ProtocolRange::parse("1"), Ok(ProtocolRange::FIRST));
-        assert_eq!(ProtocolRange::parse("1-2"), Ok(ProtocolRange::BUILD));
+        assert_eq!(ProtocolRange::parse("1-3"), Ok(ProtocolRange::BUILD));
+        assert_eq!(
+            ProtocolRange::parse("2"),
+            Ok(ProtocolRange { min: 2, max: 2 })
+        );
         for bad in ["0", "2-1", "x", "", "1-"] {
             assert!(ProtocolRange::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(ProtocolRange::BUILD.to_string(), "1-2");
+        assert_eq!(ProtocolRange::BUILD.to_string(), "1-3");
         assert_eq!(ProtocolRange::FIRST.to_string(), "1");
     }
 }

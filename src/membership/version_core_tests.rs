@@ -113,7 +113,7 @@ fn a_node_announces_what_it_speaks_and_a_first_build_announces_nothing() {
     assert_eq!(new.view(1).protocol, Some(first));
     let built = Announcement {
         range: ProtocolRange::BUILD,
-        software: "test-1-2".into(),
+        software: format!("test-{}", ProtocolRange::BUILD),
     };
     assert_eq!(
         protocol_events(&old.take(&mut new, MS(1))),

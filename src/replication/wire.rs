@@ -23,10 +23,11 @@ use crate::replication::generation::{Generation, Generations};
 use crate::replication::states::{DiskState, Role};
 
 use crate::membership::protocol::ProtocolRange;
+use aegis::aegis128x4::Aegis128X4Mac;
 
 /// The newest version of the link; `ProtocolRange::BUILD` is what this
 /// build speaks.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Largest payload: an NBD request is at most 32 MiB.
 pub const MAX_PAYLOAD: usize = 32 << 20;
 /// Largest bitmap chunk, in words.
@@ -133,38 +134,72 @@ fn mac_ok(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
     m.verify_slice(tag).is_ok()
 }
 
+/// The algorithm of the frames' MAC, which the settled version decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameMac {
+    /// Versions 1 and 2: keyed BLAKE3 over the counter and the frame.
+    Blake3,
+    /// From version 3: AEGIS-128X4 as a MAC (RFC 10032), keyed with the
+    /// first half of the session key, the counter as its nonce. Several
+    /// times faster than BLAKE3 on CPUs with AES instructions; both sides
+    /// MAC every replicated byte, so it was a fifth of a node's CPU time
+    /// in sequential writes (docs/performance.md).
+    Aegis128X4,
+}
+
+impl FrameMac {
+    pub fn of(version: u16) -> FrameMac {
+        if version >= 3 {
+            FrameMac::Aegis128X4
+        } else {
+            FrameMac::Blake3
+        }
+    }
+}
+
 /// The sending half of a session: it seals frames in order.
 pub struct Sealer {
     key: [u8; 32],
     ctr: u64,
+    mac: FrameMac,
 }
 
 /// The receiving half of a session: it opens frames in order.
 pub struct Opener {
     key: [u8; 32],
     ctr: u64,
+    mac: FrameMac,
 }
 
 impl Session {
     /// The two directions apart, for a sender and a receiver that run
     /// on different threads.
     pub fn split(self) -> (Sealer, Opener) {
+        let mac = FrameMac::of(self.version);
         (
             Sealer {
                 key: self.send_key,
                 ctr: self.send_ctr,
+                mac,
             },
             Opener {
                 key: self.recv_key,
                 ctr: self.recv_ctr,
+                mac,
             },
         )
+    }
+
+    /// The MAC this session's frames carry.
+    pub fn frame_mac(&self) -> FrameMac {
+        FrameMac::of(self.version)
     }
 
     pub fn seal(&mut self, msg: &Msg, payload: Option<&[u8]>) -> Vec<u8> {
         let mut s = Sealer {
             key: self.send_key,
             ctr: self.send_ctr,
+            mac: self.frame_mac(),
         };
         let mut frame = Vec::new();
         s.seal_into(msg, payload, &mut frame);
@@ -182,6 +217,7 @@ impl Session {
         let mut o = Opener {
             key: self.recv_key,
             ctr: self.recv_ctr,
+            mac: self.frame_mac(),
         };
         let frame = o.open(header, rest);
         // A frame refused after its MAC checked still counts.
@@ -212,9 +248,9 @@ impl Sealer {
         head.extend_from_slice(&(body.len() as u32).to_le_bytes());
         head.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         head.extend_from_slice(&body);
-        let tag = frame_mac(&self.key, self.ctr, &[&head, payload]);
+        let tag = frame_tag(self.mac, &self.key, self.ctr, &[&head, payload]);
         self.ctr += 1;
-        (head, *tag.as_bytes())
+        (head, tag)
     }
 }
 
@@ -247,9 +283,8 @@ impl Opener {
         if p.body.len() != body_len || p.payload.len() != payload_len {
             return Err(WireError::Truncated);
         }
-        let want = frame_mac(&self.key, self.ctr, &[p.header, p.body, &p.payload]);
-        // blake3::Hash compares in constant time.
-        if want != blake3::Hash::from(*p.tag) {
+        let parts = [p.header, p.body, &p.payload[..]];
+        if !frame_tag_ok(self.mac, &self.key, self.ctr, &parts, p.tag) {
             return Err(WireError::BadMac);
         }
         self.ctr += 1;
@@ -291,16 +326,55 @@ impl Opener {
     }
 }
 
-/// A frame's MAC: keyed BLAKE3 (a MAC by design, and several times
-/// faster than HMAC-SHA256, which every replicated byte pays twice) over
-/// the direction's counter and the frame.
-fn frame_mac(key: &[u8; 32], counter: u64, parts: &[&[u8]]) -> blake3::Hash {
+/// A frame's MAC over the direction's counter and the frame: keyed
+/// BLAKE3 (a MAC by design, and several times faster than HMAC-SHA256,
+/// which every replicated byte pays twice) up to version 2, AEGIS-128X4
+/// from version 3 (`FrameMac`).
+fn frame_tag(mac: FrameMac, key: &[u8; 32], counter: u64, parts: &[&[u8]]) -> [u8; MAC_LEN] {
+    match mac {
+        FrameMac::Blake3 => *blake3_mac(key, counter, parts).as_bytes(),
+        FrameMac::Aegis128X4 => aegis_mac(key, counter, parts).finalize(),
+    }
+}
+
+/// Whether `tag` is the frame's MAC, compared in constant time.
+fn frame_tag_ok(
+    mac: FrameMac,
+    key: &[u8; 32],
+    counter: u64,
+    parts: &[&[u8]],
+    tag: &[u8; MAC_LEN],
+) -> bool {
+    match mac {
+        // blake3::Hash compares in constant time.
+        FrameMac::Blake3 => blake3_mac(key, counter, parts) == blake3::Hash::from(*tag),
+        FrameMac::Aegis128X4 => aegis_mac(key, counter, parts).verify(tag).is_ok(),
+    }
+}
+
+fn blake3_mac(key: &[u8; 32], counter: u64, parts: &[&[u8]]) -> blake3::Hash {
     let mut h = blake3::Hasher::new_keyed(key);
     h.update(&counter.to_le_bytes());
     for p in parts {
         h.update(p);
     }
     h.finalize()
+}
+
+/// AEGIS-128X4's MAC state over the frame: the key is the session key's
+/// first 16 bytes (an HMAC-SHA256 output, uniformly random), the nonce
+/// the counter (u64, little-endian, then zeros), never repeated under
+/// one key.
+fn aegis_mac(key: &[u8; 32], counter: u64, parts: &[&[u8]]) -> Aegis128X4Mac<MAC_LEN> {
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&key[..16]);
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&counter.to_le_bytes());
+    let mut m = Aegis128X4Mac::<MAC_LEN>::new_with_nonce(&k, &nonce);
+    for p in parts {
+        m.update(p);
+    }
+    m
 }
 
 fn lengths(header: &[u8]) -> Result<(usize, usize), WireError> {

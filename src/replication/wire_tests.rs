@@ -261,9 +261,9 @@ fn malformed_bodies_are_errors_not_panics() {
         frame.extend_from_slice(&(payload_len as u32).to_le_bytes());
         frame.extend_from_slice(&body);
         frame.extend(std::iter::repeat_n(5u8, payload_len));
-        let tag = frame_mac(&i.send_key, i.send_ctr, &[&frame]);
+        let tag = frame_tag(i.frame_mac(), &i.send_key, i.send_ctr, &[&frame]);
         i.send_ctr += 1;
-        frame.extend_from_slice(tag.as_bytes());
+        frame.extend_from_slice(&tag);
         let (h, rest) = frame.split_at(HEADER_LEN);
         if let Ok(f) = a.open(h, rest) {
             // Whatever decodes must encode back to the same body.
@@ -321,7 +321,6 @@ fn a_wrong_key_or_peer_fails_the_handshake() {
 #[test]
 #[ignore]
 fn seal_open_speed() {
-    let (mut i, mut a) = sessions();
     let data = vec![7u8; 256 << 10];
     let msg = Msg::Data {
         seq: 1,
@@ -329,14 +328,39 @@ fn seal_open_speed() {
         len: data.len() as u32,
         fua: false,
     };
-    let t = std::time::Instant::now();
-    for _ in 0..400 {
-        let f = i.seal(&msg, Some(&data));
-        let (h, r) = f.split_at(HEADER_LEN);
-        a.open(h, r).expect("open");
+    for version in [2, VERSION] {
+        let (mut i, mut a) = sessions();
+        (i.version, a.version) = (version, version);
+        let t = std::time::Instant::now();
+        for _ in 0..400 {
+            let f = i.seal(&msg, Some(&data));
+            let (h, r) = f.split_at(HEADER_LEN);
+            a.open(h, r).expect("open");
+        }
+        let mb = 400.0 * 0.25;
+        eprintln!(
+            "version {version} ({:?}): seal+open {:.0} MiB/s",
+            i.frame_mac(),
+            mb / t.elapsed().as_secs_f64()
+        );
     }
-    let mb = 400.0 * 0.25;
-    eprintln!("seal+open {:.0} MiB/s", mb / t.elapsed().as_secs_f64());
+}
+
+/// A frame sealed under one version's MAC never opens under the other's,
+/// with the same keys and counter.
+#[test]
+fn the_versions_macs_do_not_open_each_others_frames() {
+    for (seal, open) in [(2, VERSION), (VERSION, 2)] {
+        let (mut i, mut a) = sessions();
+        (i.version, a.version) = (seal, open);
+        let f = i.seal(&Msg::Ping, None);
+        let (h, r) = f.split_at(HEADER_LEN);
+        assert_eq!(a.open(h, r), Err(WireError::BadMac), "{seal} to {open}");
+        // And the receiver's counter did not move: the same frame under
+        // the right MAC still opens.
+        a.version = seal;
+        assert_eq!(a.open(h, r).map(|f| f.msg), Ok(Msg::Ping));
+    }
 }
 
 // ---- frames built by hand, random messages, limits ----
@@ -351,9 +375,9 @@ fn seal_raw(tx: &mut Session, kind: u8, body: &[u8], payload: &[u8]) -> Vec<u8> 
     frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     frame.extend_from_slice(body);
     frame.extend_from_slice(payload);
-    let tag = frame_mac(&tx.send_key, tx.send_ctr, &[&frame]);
+    let tag = frame_tag(tx.frame_mac(), &tx.send_key, tx.send_ctr, &[&frame]);
     tx.send_ctr += 1;
-    frame.extend_from_slice(tag.as_bytes());
+    frame.extend_from_slice(&tag);
     frame
 }
 
@@ -825,15 +849,15 @@ fn a_bad_greeting_is_named() {
     assert!(matches!(r, Err(NotDuet)), "{:?}", r.err());
     // A newer peer that hangs up on this node's version, and an offer
     // below every version there is.
-    let r = against(b"k", true, greeting(GREETING_MAGIC, 3, 2, b"r0"));
+    let r = against(b"k", true, greeting(GREETING_MAGIC, VERSION + 1, 2, b"r0"));
     assert!(
         matches!(
             r,
             Err(HungUp {
-                theirs: 3,
-                offered: 2,
+                theirs,
+                offered: VERSION,
                 ..
-            })
+            }) if theirs == VERSION + 1
         ),
         "{:?}",
         r.err()
@@ -873,7 +897,7 @@ fn a_bad_greeting_is_named() {
     assert!(matches!(r, Err(BadProof)), "{:?}", r.err());
     // The greeting closes before the proof: with the same version, an
     // I/O error; with an older one, an old build that hung up.
-    let r = against(b"k", true, greeting(GREETING_MAGIC, 2, 2, b"r0"));
+    let r = against(b"k", true, greeting(GREETING_MAGIC, VERSION, 2, b"r0"));
     assert!(matches!(r, Err(Io(_))), "{:?}", r.err());
     let r = against(b"k", true, greeting(GREETING_MAGIC, 1, 2, b"r0"));
     assert!(
@@ -881,7 +905,7 @@ fn a_bad_greeting_is_named() {
             r,
             Err(HungUp {
                 theirs: 1,
-                offered: 2,
+                offered: VERSION,
                 ..
             })
         ),
@@ -990,23 +1014,24 @@ fn a_reflected_proof_does_not_pass() {
 
 // ---- the documented example and the fuzz seeds ----
 
-/// The example frame of docs/replication-wire.md: under the session key
-/// 00 01 .. 1f, the first frame (counter 0) of a direction.
-fn example() -> (Session, Session, Msg, Vec<u8>) {
+/// The example frames of docs/replication-wire.md: under the session key
+/// 00 01 .. 1f, the first frame (counter 0) of a direction, in a session
+/// of `version`.
+fn example_of(version: u16) -> (Session, Session, Msg, Vec<u8>) {
     let key: [u8; 32] = std::array::from_fn(|i| i as u8);
     let tx = Session {
         send_key: key,
         recv_key: [0; 32],
         send_ctr: 0,
         recv_ctr: 0,
-        version: 1,
+        version,
     };
     let rx = Session {
         send_key: [0; 32],
         recv_key: key,
         send_ctr: 0,
         recv_ctr: 0,
-        version: 1,
+        version,
     };
     let msg = Msg::Data {
         seq: 1,
@@ -1015,6 +1040,11 @@ fn example() -> (Session, Session, Msg, Vec<u8>) {
         fua: true,
     };
     (tx, rx, msg, b"duet".to_vec())
+}
+
+/// The first example: BLAKE3, as versions 1 and 2 seal.
+fn example() -> (Session, Session, Msg, Vec<u8>) {
+    example_of(1)
 }
 
 /// The hex dump in docs/replication-wire.md is this encoder's output, byte
@@ -1030,6 +1060,33 @@ fn documented_example_is_what_seal_writes() {
     let key: [u8; 32] = std::array::from_fn(|i| i as u8);
     let want = blake3::keyed_hash(&key, &[&0u64.to_le_bytes()[..], covered].concat());
     assert_eq!(tag, want.as_bytes());
+    assert_eq!(
+        read_frame(&mut rx, &documented),
+        Ok(Frame {
+            msg,
+            payload: Some(payload)
+        })
+    );
+}
+
+/// The second hex dump: the same frame in a session of version 3, the
+/// MAC AEGIS-128X4 (RFC 10032) keyed with the session key's first 16
+/// bytes, the counter as the nonce.
+#[test]
+fn documented_example_of_version_3_is_what_seal_writes() {
+    let doc = include_str!("../../docs/replication-wire.md");
+    let documented = crate::testkit::hexdump_block_at(doc, 1);
+    let (mut tx, mut rx, msg, payload) = example_of(3);
+    assert_eq!(documented, tx.seal(&msg, Some(&payload)));
+    let (covered, tag) = documented.split_at(documented.len() - MAC_LEN);
+    let key: [u8; 16] = std::array::from_fn(|i| i as u8);
+    let mut m = Aegis128X4Mac::<MAC_LEN>::new_with_nonce(&key, &[0; 16]);
+    m.update(covered);
+    assert_eq!(tag, m.finalize());
+    // Only the MAC differs from the first example's frame.
+    let first = crate::testkit::hexdump_block(doc);
+    assert_eq!(first[..covered.len()], *covered);
+    assert_ne!(first[covered.len()..], *tag);
     assert_eq!(
         read_frame(&mut rx, &documented),
         Ok(Frame {
@@ -1202,18 +1259,38 @@ fn offered(
 fn two_builds_settle_on_the_newest_version_both_speak() {
     let (i, a) = offered(Offer::BUILD, Offer::BUILD);
     let (mut i, mut a) = (i.expect("initiator"), a.expect("acceptor"));
-    assert_eq!((i.version, a.version), (2, 2));
+    assert_eq!((i.version, a.version), (VERSION, VERSION));
+    assert_eq!(i.frame_mac(), FrameMac::Aegis128X4);
     let f = through(&mut i, &mut a, &Msg::Ping, None).expect("a frame passes");
     assert_eq!(f.msg, Msg::Ping);
 
-    // A newer build meets this one: both use 2.
+    // A newer build meets this one: both use this one's newest.
     let newer = Offer {
-        speaks: ProtocolRange { min: 2, max: 3 },
-        version: 3,
+        speaks: ProtocolRange {
+            min: 2,
+            max: VERSION + 1,
+        },
+        version: VERSION + 1,
         floor: 2,
     };
     let (i, a) = offered(newer, Offer::BUILD);
-    assert_eq!((i.expect("i").version, a.expect("a").version), (2, 2));
+    assert_eq!(
+        (i.expect("i").version, a.expect("a").version),
+        (VERSION, VERSION)
+    );
+
+    // A build of version 2 (BLAKE3 frames): both use 2, and the frames
+    // pass.
+    let second = Offer {
+        speaks: ProtocolRange { min: 1, max: 2 },
+        version: 2,
+        floor: 1,
+    };
+    let (i, a) = offered(second, Offer::BUILD);
+    let (mut i, mut a) = (i.expect("initiator"), a.expect("acceptor"));
+    assert_eq!((i.version, a.version), (2, 2));
+    assert_eq!(a.frame_mac(), FrameMac::Blake3);
+    through(&mut a, &mut i, &Msg::PingAck, None).expect("a frame passes");
 
     // Offered version 1 (the peer known to be old) by a build that speaks
     // 2: both use 1, and the frames pass.
@@ -1231,7 +1308,7 @@ fn a_first_build_hangs_up_on_a_newer_greeting_which_then_offers_its_version() {
             i,
             Err(HandshakeError::HungUp {
                 theirs: 1,
-                offered: 2,
+                offered: VERSION,
                 ..
             })
         ),
@@ -1239,7 +1316,7 @@ fn a_first_build_hangs_up_on_a_newer_greeting_which_then_offers_its_version() {
         i.err()
     );
     assert!(
-        matches!(a, Err(HandshakeError::Version(2))),
+        matches!(a, Err(HandshakeError::Version(VERSION))),
         "{:?}",
         a.err()
     );
