@@ -3,7 +3,9 @@
 //! - as a message body (first byte: the type): whatever the decoder
 //!   accepts must encode back to the same body;
 //! - as a frame off the link (header, then the rest) into a live session's
-//!   `body_len` and `open`: never accepted, since nobody can forge the MAC;
+//!   `body_len` and `open`: never accepted, since nobody can forge the MAC
+//!   (the input's last byte picks the session: BLAKE3 frames of version 2
+//!   or this build's AEGIS ones);
 //! - once decoded as a body, the message sealed with and without a payload
 //!   and opened by the peer session: opened exactly when the payload
 //!   belongs, and then unchanged.
@@ -20,14 +22,22 @@ use duet::replication::wire::{
 use libfuzzer_sys::fuzz_target;
 
 /// (initiator, acceptor) of one real handshake, made once.
-fn sessions() -> &'static Mutex<(Session, Session)> {
-    static SESSIONS: OnceLock<Mutex<(Session, Session)>> = OnceLock::new();
+fn handshaken() -> (Session, Session) {
+    let (mut a, mut b) = UnixStream::pair().expect("socket pair");
+    let t = std::thread::spawn(move || handshake(&mut b, b"fuzz key", "fuzz", 2, 1, false));
+    let i = handshake(&mut a, b"fuzz key", "fuzz", 1, 2, true).expect("initiator");
+    (i, t.join().expect("thread").expect("acceptor"))
+}
+
+/// Two pairs of sessions: this build's version, and version 2 (the other
+/// frame MAC).
+fn sessions() -> &'static [Mutex<(Session, Session)>; 2] {
+    static SESSIONS: OnceLock<[Mutex<(Session, Session)>; 2]> = OnceLock::new();
     SESSIONS.get_or_init(|| {
-        let (mut a, mut b) = UnixStream::pair().expect("socket pair");
-        let t = std::thread::spawn(move || handshake(&mut b, b"fuzz key", "fuzz", 2, 1, false));
-        let i = handshake(&mut a, b"fuzz key", "fuzz", 1, 2, true).expect("initiator");
-        let acceptor = t.join().expect("thread").expect("acceptor");
-        Mutex::new((i, acceptor))
+        let newest = handshaken();
+        let (mut i, mut a) = handshaken();
+        (i.version, a.version) = (2, 2);
+        [Mutex::new(newest), Mutex::new((i, a))]
     })
 }
 
@@ -43,7 +53,8 @@ fn belongs(msg: &Msg, payload: &[u8]) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut guard = sessions().lock().unwrap_or_else(|e| e.into_inner());
+    let pair = &sessions()[usize::from(data.last().is_some_and(|b| b & 1 == 1))];
+    let mut guard = pair.lock().unwrap_or_else(|e| e.into_inner());
     let (tx, rx) = &mut *guard;
 
     // A frame off the link. A failed open changes nothing in the session.

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         node: args.node,
         bus: args.bus,
         witness: args.witness,
-        protocol: args.protocol_versions.unwrap_or(ProtocolRange::BUILD),
+        protocol: args.protocol_versions.unwrap_or_else(ProtocolRange::native),
     };
     match runtime.block_on(duet::daemon::run(options)) {
         Ok(()) => ExitCode::SUCCESS,

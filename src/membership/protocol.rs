@@ -4,7 +4,8 @@
 //! builds side by side knows what each node speaks. One number covers the
 //! heartbeat's records and the replication link: version 2 adds the echo
 //! record (round-trip times) and a replication handshake that negotiates
-//! and authenticates its version. A node that announces nothing is a build
+//! and authenticates its version; version 3 MACs the replication frames
+//! with AEGIS instead of BLAKE3. A node that announces nothing is a build
 //! of version 1, which knew no record 7.
 
 use crate::membership::wire::{DropReason, Reader, records};
@@ -26,6 +27,25 @@ impl ProtocolRange {
     pub const BUILD: ProtocolRange = ProtocolRange { min: 1, max: 3 };
     /// What a node that announces nothing speaks: the first version.
     pub const FIRST: ProtocolRange = ProtocolRange { min: 1, max: 1 };
+
+    /// What this build speaks on this machine: `BUILD`, or at most
+    /// version 2 on a CPU without AES instructions. Version 3's frame MAC
+    /// (AEGIS) would run there on table-based software AES: slower than
+    /// version 2's BLAKE3, and its table lookups leak timing.
+    pub fn native() -> ProtocolRange {
+        Self::for_cpu(cpu_has_aes())
+    }
+
+    fn for_cpu(aes: bool) -> ProtocolRange {
+        if aes {
+            Self::BUILD
+        } else {
+            ProtocolRange {
+                min: Self::BUILD.min,
+                max: Self::BUILD.max.min(2),
+            }
+        }
+    }
 
     /// The highest version both speak, if any.
     pub fn common(self, other: ProtocolRange) -> Option<u16> {
@@ -54,6 +74,22 @@ impl ProtocolRange {
             ));
         }
         Ok(ProtocolRange { min, max })
+    }
+}
+
+/// Whether the CPU has AES instructions (AES-NI, ARMv8 AES).
+pub fn cpu_has_aes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
     }
 }
 
@@ -181,6 +217,19 @@ mod tests {
         assert_eq!(r(1, 2).common(r(1, 3)), Some(2));
         assert_eq!(r(2, 3).common(r(1, 1)), None);
         assert_eq!(r(3, 3).common(r(1, 2)), None);
+    }
+
+    #[test]
+    fn a_cpu_without_aes_speaks_at_most_version_2() {
+        assert_eq!(ProtocolRange::for_cpu(true), ProtocolRange::BUILD);
+        assert_eq!(
+            ProtocolRange::for_cpu(false),
+            ProtocolRange { min: 1, max: 2 }
+        );
+        assert_eq!(
+            ProtocolRange::native(),
+            ProtocolRange::for_cpu(cpu_has_aes())
+        );
     }
 
     #[test]

@@ -26,6 +26,16 @@ fn sessions() -> (Session, Session) {
     }
 }
 
+/// Sessions of each frame MAC: version 2's BLAKE3 (with a peer not yet
+/// upgraded) and this build's.
+fn sessions_of_each_mac() -> [(Session, Session); 2] {
+    [2, VERSION].map(|v| {
+        let (mut i, mut a) = sessions();
+        (i.version, a.version) = (v, v);
+        (i, a)
+    })
+}
+
 fn through(
     tx: &mut Session,
     rx: &mut Session,
@@ -185,45 +195,47 @@ fn every_message_round_trips_both_ways() {
 
 #[test]
 fn a_flipped_bit_anywhere_is_caught() {
-    let (mut i, mut a) = sessions();
-    let msg = Msg::Data {
-        seq: 1,
-        offset: 0,
-        len: 16,
-        fua: false,
-    };
-    let frame = i.seal(&msg, Some(&[7u8; 16]));
-    for bit in 0..frame.len() * 8 {
-        let mut f = frame.clone();
-        f[bit / 8] ^= 1 << (bit % 8);
-        let (h, rest) = f.split_at(HEADER_LEN);
-        let r = a.body_len(h).and_then(|n| {
-            if n != rest.len() {
-                return Err(WireError::Truncated);
-            }
-            a.open(h, rest)
-        });
-        assert!(r.is_err(), "bit {bit} flipped went through");
+    for (mut i, mut a) in sessions_of_each_mac() {
+        let msg = Msg::Data {
+            seq: 1,
+            offset: 0,
+            len: 16,
+            fua: false,
+        };
+        let frame = i.seal(&msg, Some(&[7u8; 16]));
+        for bit in 0..frame.len() * 8 {
+            let mut f = frame.clone();
+            f[bit / 8] ^= 1 << (bit % 8);
+            let (h, rest) = f.split_at(HEADER_LEN);
+            let r = a.body_len(h).and_then(|n| {
+                if n != rest.len() {
+                    return Err(WireError::Truncated);
+                }
+                a.open(h, rest)
+            });
+            assert!(r.is_err(), "bit {bit} flipped went through");
+        }
+        // The intact frame still opens (nothing was consumed by failures).
+        let (h, rest) = frame.split_at(HEADER_LEN);
+        assert_eq!(a.open(h, rest).expect("intact").msg, msg);
     }
-    // The intact frame still opens (nothing was consumed by failures).
-    let (h, rest) = frame.split_at(HEADER_LEN);
-    assert_eq!(a.open(h, rest).expect("intact").msg, msg);
 }
 
 #[test]
 fn replayed_reordered_and_reflected_frames_fail() {
-    let (mut i, mut a) = sessions();
-    let one = i.seal(&Msg::Ping, None);
-    let two = i.seal(&Msg::PingAck, None);
-    let (h2, r2) = two.split_at(HEADER_LEN);
-    assert_eq!(a.open(h2, r2), Err(WireError::BadMac), "reordered");
-    let (h1, r1) = one.split_at(HEADER_LEN);
-    a.open(h1, r1).expect("in order");
-    assert_eq!(a.open(h1, r1), Err(WireError::BadMac), "replayed");
-    // i's own frame sent back to it.
-    let mine = i.seal(&Msg::Ping, None);
-    let (h, r) = mine.split_at(HEADER_LEN);
-    assert_eq!(i.open(h, r), Err(WireError::BadMac), "reflected");
+    for (mut i, mut a) in sessions_of_each_mac() {
+        let one = i.seal(&Msg::Ping, None);
+        let two = i.seal(&Msg::PingAck, None);
+        let (h2, r2) = two.split_at(HEADER_LEN);
+        assert_eq!(a.open(h2, r2), Err(WireError::BadMac), "reordered");
+        let (h1, r1) = one.split_at(HEADER_LEN);
+        a.open(h1, r1).expect("in order");
+        assert_eq!(a.open(h1, r1), Err(WireError::BadMac), "replayed");
+        // i's own frame sent back to it.
+        let mine = i.seal(&Msg::Ping, None);
+        let (h, r) = mine.split_at(HEADER_LEN);
+        assert_eq!(i.open(h, r), Err(WireError::BadMac), "reflected");
+    }
 }
 
 #[test]
@@ -344,6 +356,32 @@ fn seal_open_speed() {
             mb / t.elapsed().as_secs_f64()
         );
     }
+}
+
+/// The AEGISMAC-128X4 test vector of the AEGIS specification (RFC 10032,
+/// 256-bit tag): the library computes the MAC the RFC defines, so a peer
+/// built on another implementation interoperates.
+#[test]
+fn the_aegis_mac_matches_the_specifications_test_vector() {
+    let hex = |h: &str| -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+            .collect()
+    };
+    let key: [u8; 16] = hex("10010000000000000000000000000000")
+        .try_into()
+        .expect("16 bytes");
+    let nonce: [u8; 16] = hex("10000200000000000000000000000000")
+        .try_into()
+        .expect("16 bytes");
+    let data: Vec<u8> = (0u8..0x23).collect();
+    let mut m = Aegis128X4Mac::<MAC_LEN>::new_with_nonce(&key, &nonce);
+    m.update(&data);
+    assert_eq!(
+        m.finalize().to_vec(),
+        hex("26fdc76f41b1da7aec7779f6e964beae8904e662f05aca8345ae3befb357412a")
+    );
 }
 
 /// A frame sealed under one version's MAC never opens under the other's,
@@ -553,72 +591,75 @@ fn random_message(rng: &mut SplitMix64) -> (Msg, Option<Vec<u8>>) {
 
 #[test]
 fn thousands_of_random_messages_round_trip() {
-    let (mut i, mut a) = sessions();
-    let mut rng = SplitMix64(0x5eed_0001);
-    for n in 0..4000 {
-        let (msg, payload) = random_message(&mut rng);
-        // Both directions, interleaved as on a live link.
-        let (tx, rx) = if rng.chance(50) {
-            (&mut i, &mut a)
-        } else {
-            (&mut a, &mut i)
-        };
-        let got = through(tx, rx, &msg, payload.as_deref())
-            .unwrap_or_else(|e| panic!("message {n} ({msg:?}): {e}"));
-        assert_eq!(got, Frame { msg, payload }, "message {n}");
+    for (mut i, mut a) in sessions_of_each_mac() {
+        let mut rng = SplitMix64(0x5eed_0001);
+        for n in 0..4000 {
+            let (msg, payload) = random_message(&mut rng);
+            // Both directions, interleaved as on a live link.
+            let (tx, rx) = if rng.chance(50) {
+                (&mut i, &mut a)
+            } else {
+                (&mut a, &mut i)
+            };
+            let got = through(tx, rx, &msg, payload.as_deref())
+                .unwrap_or_else(|e| panic!("message {n} ({msg:?}): {e}"));
+            assert_eq!(got, Frame { msg, payload }, "message {n}");
+        }
     }
 }
 
 #[test]
 fn a_flipped_bit_in_any_message_is_caught() {
     let mut rng = SplitMix64(0x5eed_0002);
-    let (mut i, mut a) = sessions();
-    let mut msgs: Vec<(Msg, Option<Vec<u8>>)> = all_messages();
-    msgs.extend((0..40).map(|_| random_message(&mut rng)));
-    for (msg, payload) in msgs {
-        // Short payloads: every bit of every frame is tried.
-        let payload = payload.map(|p| p[..p.len().min(64)].to_vec());
-        let msg = match msg {
-            Msg::Data {
-                seq, offset, fua, ..
-            } => Msg::Data {
-                seq,
-                offset,
-                fua,
-                len: payload.as_ref().map_or(0, |p| p.len() as u32),
-            },
-            Msg::ResyncData { id, offset, .. } => Msg::ResyncData {
-                id,
-                offset,
-                len: payload.as_ref().map_or(0, |p| p.len() as u32),
-            },
-            m => m,
-        };
-        let frame = i.seal(&msg, payload.as_deref());
-        for bit in 0..frame.len() * 8 {
-            let mut f = frame.clone();
-            f[bit / 8] ^= 1 << (bit % 8);
-            match read_frame(&mut a, &f) {
-                Err(_) => {}
-                Ok(got) => panic!("{msg:?}: bit {bit} flipped gave {got:?}"),
+    for (mut i, mut a) in sessions_of_each_mac() {
+        let mut msgs: Vec<(Msg, Option<Vec<u8>>)> = all_messages();
+        msgs.extend((0..40).map(|_| random_message(&mut rng)));
+        for (msg, payload) in msgs {
+            // Short payloads: every bit of every frame is tried.
+            let payload = payload.map(|p| p[..p.len().min(64)].to_vec());
+            let msg = match msg {
+                Msg::Data {
+                    seq, offset, fua, ..
+                } => Msg::Data {
+                    seq,
+                    offset,
+                    fua,
+                    len: payload.as_ref().map_or(0, |p| p.len() as u32),
+                },
+                Msg::ResyncData { id, offset, .. } => Msg::ResyncData {
+                    id,
+                    offset,
+                    len: payload.as_ref().map_or(0, |p| p.len() as u32),
+                },
+                m => m,
+            };
+            let frame = i.seal(&msg, payload.as_deref());
+            for bit in 0..frame.len() * 8 {
+                let mut f = frame.clone();
+                f[bit / 8] ^= 1 << (bit % 8);
+                match read_frame(&mut a, &f) {
+                    Err(_) => {}
+                    Ok(got) => panic!("{msg:?}: bit {bit} flipped gave {got:?}"),
+                }
             }
+            // Failures consumed nothing: the intact frame still opens.
+            assert_eq!(read_frame(&mut a, &frame).expect("intact").msg, msg);
         }
-        // Failures consumed nothing: the intact frame still opens.
-        assert_eq!(read_frame(&mut a, &frame).expect("intact").msg, msg);
     }
 }
 
 #[test]
 fn a_frame_sent_back_to_its_sender_fails() {
     // Counters in step (both 0): only the key of the direction differs.
-    let (mut i, mut a) = sessions();
-    let f = i.seal(&Msg::Ping, None);
-    assert_eq!(read_frame(&mut i, &f), Err(WireError::BadMac));
-    let g = a.seal(&Msg::Ping, None);
-    assert_eq!(read_frame(&mut a, &g), Err(WireError::BadMac));
-    // Each opens at the other end.
-    assert_eq!(read_frame(&mut a, &f).expect("i->a").msg, Msg::Ping);
-    assert_eq!(read_frame(&mut i, &g).expect("a->i").msg, Msg::Ping);
+    for (mut i, mut a) in sessions_of_each_mac() {
+        let f = i.seal(&Msg::Ping, None);
+        assert_eq!(read_frame(&mut i, &f), Err(WireError::BadMac));
+        let g = a.seal(&Msg::Ping, None);
+        assert_eq!(read_frame(&mut a, &g), Err(WireError::BadMac));
+        // Each opens at the other end.
+        assert_eq!(read_frame(&mut a, &f).expect("i->a").msg, Msg::Ping);
+        assert_eq!(read_frame(&mut i, &g).expect("a->i").msg, Msg::Ping);
+    }
 }
 
 #[test]
