@@ -170,11 +170,12 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     setup.config_digest = config::digest::of_text(&running_text);
     setup.protocol.range = options.protocol;
     if options.protocol != ProtocolRange::BUILD {
-        if options.protocol == ProtocolRange::native() {
-            tracing::warn!(speaks = %options.protocol, "this CPU has no AES instructions: speaking protocol versions {} instead of this build's {} (the replication frames keep version 2's BLAKE3 MAC; version 3's AEGIS would run slower in software and leak timing)", options.protocol, ProtocolRange::BUILD);
+        let why = if options.protocol == ProtocolRange::native() {
+            " (this CPU has no AES instructions: the replication frames keep version 2's BLAKE3 MAC; version 3's AEGIS would run slower in software and leak timing)"
         } else {
-            tracing::warn!(speaks = %options.protocol, "speaking protocol versions {} instead of this build's {}", options.protocol, ProtocolRange::BUILD);
-        }
+            ""
+        };
+        tracing::warn!(speaks = %options.protocol, "speaking protocol versions {} instead of this build's {}{why}", options.protocol, ProtocolRange::BUILD);
     }
     let core = Membership::new(setup, codec, Timestamp::ZERO);
     let replicas = Replicas::open(&config, local, options.protocol)?;

@@ -178,19 +178,23 @@ impl Session {
     /// The two directions apart, for a sender and a receiver that run
     /// on different threads.
     pub fn split(self) -> (Sealer, Opener) {
-        let mac = FrameMac::of(self.version);
-        (
-            Sealer {
-                key: self.send_key,
-                ctr: self.send_ctr,
-                mac,
-            },
-            Opener {
-                key: self.recv_key,
-                ctr: self.recv_ctr,
-                mac,
-            },
-        )
+        (self.sealer(), self.opener())
+    }
+
+    fn sealer(&self) -> Sealer {
+        Sealer {
+            key: self.send_key,
+            ctr: self.send_ctr,
+            mac: self.frame_mac(),
+        }
+    }
+
+    fn opener(&self) -> Opener {
+        Opener {
+            key: self.recv_key,
+            ctr: self.recv_ctr,
+            mac: self.frame_mac(),
+        }
     }
 
     /// The MAC this session's frames carry.
@@ -199,11 +203,7 @@ impl Session {
     }
 
     pub fn seal(&mut self, msg: &Msg, payload: Option<&[u8]>) -> Vec<u8> {
-        let mut s = Sealer {
-            key: self.send_key,
-            ctr: self.send_ctr,
-            mac: self.frame_mac(),
-        };
+        let mut s = self.sealer();
         let mut frame = Vec::new();
         s.seal_into(msg, payload, &mut frame);
         self.send_ctr = s.ctr;
@@ -217,11 +217,7 @@ impl Session {
     }
 
     pub fn open(&mut self, header: &[u8], rest: &[u8]) -> Result<Frame, WireError> {
-        let mut o = Opener {
-            key: self.recv_key,
-            ctr: self.recv_ctr,
-            mac: self.frame_mac(),
-        };
+        let mut o = self.opener();
         let frame = o.open(header, rest);
         // A frame refused after its MAC checked still counts.
         self.recv_ctr = o.ctr;
